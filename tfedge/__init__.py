@@ -1,0 +1,55 @@
+"""tfedge: make Keras models small and fast enough to ship in mobile and embedded apps.
+
+The public surface:
+
+- `compress(model, ...) -> Packed`: the converter stage (weight sharing, sparse index,
+  Huffman) for a `.tflite` file or bytes, a Keras model, a tf_keras model or a SavedModel.
+- `expand(packed) -> bytes`: a plain `.tflite` that runs in any interpreter.
+- `Interpreter`: the stock TFLite interpreter with the TFEDGE_DECODE op available.
+- `TfedgeError`, `FormatError`, `PackError`, `BudgetError`.
+
+Training-time wrappers live in `tfedge.keras`; size planning in `tfedge.budget`; dynamic
+fixed point in `tfedge.fixed_point`. Importing `tfedge` imports neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+from tfedge.errors import BudgetError, FormatError, PackError, TfedgeError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetError",
+    "FormatError",
+    "Interpreter",
+    "PackError",
+    "Packed",
+    "TfedgeError",
+    "compress",
+    "expand",
+    "__version__",
+]
+
+# Public names that pull in heavier modules are resolved on first use, so that
+# `import tfedge` stays cheap and never imports TensorFlow.
+_LAZY = {
+    "compress": ("tfedge.pack", "compress"),
+    "Packed": ("tfedge.pack", "Packed"),
+    "expand": ("tfedge.runtime", "expand"),
+    "Interpreter": ("tfedge.runtime", "Interpreter"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfedge' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
