@@ -1,0 +1,153 @@
+"""Shared by the scripts in this folder (never imported by the library).
+
+Real data loading, the paper's reference models, the machine/version banner every table
+prints, markdown tables and --json output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import numpy as np
+
+from tfedge.datasets import fashion_mnist
+
+
+def load_fashion_mnist(channels_last: bool = False):
+    """((x_train, y_train), (x_test, y_test)) from the Debian package; optional 28x28x1."""
+    (x_tr, y_tr), (x_te, y_te) = fashion_mnist()
+    if channels_last:
+        x_tr, x_te = x_tr[..., None], x_te[..., None]
+    return (x_tr, y_tr), (x_te, y_te)
+
+
+def lenet300(keras):
+    """LeNet-300-100 (Deep Compression table 2): 784-300-100-10 fully connected."""
+    return keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(300, activation="relu", name="fc1"),
+            keras.layers.Dense(100, activation="relu", name="fc2"),
+            keras.layers.Dense(10, name="fc3"),
+        ],
+        name="lenet300",
+    )
+
+
+def lenet5(keras):
+    """LeNet-5 as in Caffe's (and Deep Compression's table 3): conv20-pool-conv50-pool-500-10."""
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(20, 5, name="conv1"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(50, 5, name="conv2"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(500, activation="relu", name="fc1"),
+            keras.layers.Dense(10, name="fc2"),
+        ],
+        name="lenet5",
+    )
+
+
+def machine_banner() -> dict:
+    """Versions and machine facts that every script prints with its table."""
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "processor": _cpu_model(),
+    }
+    for mod in ("numpy", "tensorflow", "keras", "ai_edge_litert", "tfedge"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a missing optional package is reported as such
+            info[mod] = "not installed"
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=os.path.dirname(__file__),
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A GitHub markdown table of `rows` (dicts), floats with 4 significant digits."""
+    if not rows:
+        return "(no rows)"
+    columns = columns or list(rows[0])
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def print_banner(title: str, command: str) -> dict:
+    banner = machine_banner()
+    print(f"## {title}\n")
+    print(f"Command: `{command}` (tfedge @ {git_revision()})")
+    print(
+        "Machine: "
+        + ", ".join(f"{k} {v}" for k, v in banner.items() if k != "date")
+        + f"; run {banner['date']}\n"
+    )
+    return banner
+
+
+def write_json(path: str | None, payload) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=2, default=_json_default)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def median_time(fn, repeats: int, warmup: int = 3) -> float:
+    """Median wall time of fn() in seconds over `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
