@@ -10,6 +10,45 @@ from __future__ import annotations
 __all__: list[str] = []
 
 # --- pruning (Han et al. 2015, LeCun et al. 1989) and strip ------------------------------
+from tfedge.keras._callbacks import PruningLogger  # noqa: E402
+from tfedge.keras._obd import estimate_hessian  # noqa: E402
+from tfedge.keras._prune import (  # noqa: E402
+    PRUNABLE_WEIGHTS,
+    PruningWrapper,
+    is_prunable,
+    prunable_weights,
+    prune,
+)
+from tfedge.keras._schedules import (  # noqa: E402
+    ConstantSparsity,
+    IterativePruning,
+    PolynomialDecay,
+    PruningSchedule,
+)
+from tfedge.keras._sensitivity import (  # noqa: E402
+    choose_sparsity,
+    plot_sensitivity,
+    sensitivity,
+)
+from tfedge.keras._strip import strip  # noqa: E402
+
+__all__ += [
+    "PRUNABLE_WEIGHTS",
+    "ConstantSparsity",
+    "IterativePruning",
+    "PolynomialDecay",
+    "PruningLogger",
+    "PruningSchedule",
+    "PruningWrapper",
+    "choose_sparsity",
+    "estimate_hessian",
+    "is_prunable",
+    "plot_sensitivity",
+    "prunable_weights",
+    "prune",
+    "sensitivity",
+    "strip",
+]
 
 # --- trained ternary quantization (Zhu et al. 2016) ------------------------------------
 
