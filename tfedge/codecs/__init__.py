@@ -1,1 +1,78 @@
-"""tfedge.codecs."""
+"""tfedge.codecs: the packed payload and its codecs, numpy only (no TensorFlow).
+
+* `encode_payload` / `decode_payload` / `read_header` / `payload_size`: one weight
+  tensor's payload, docs/FORMAT.md section 2.
+* `encode_stream` / `decode_stream` / `stream_size`: fixed-width or canonical
+  length-limited Huffman symbol streams (section 2.2).
+* `pack_bits` / `unpack_bits`: fixed-width bit packing, 1..8 bits, MSB first.
+* `code_lengths` / `canonical_codes` / `check_lengths`: Huffman code construction.
+* `kmeans_1d` / `quantize_error`: 1-D k-means weight sharing (Deep Compression).
+* `relative_index` / `positions_from_gaps`: the sparse relative index with fillers.
+* `crc32`, `entropy_bits`.
+"""
+
+from __future__ import annotations
+
+from tfedge.codecs._bitpack import pack_bits, unpack_bits
+from tfedge.codecs._crc import crc32
+from tfedge.codecs._huffman import (
+    MAX_CODE_LENGTH,
+    canonical_codes,
+    check_lengths,
+    code_lengths,
+    huffman_decode,
+    huffman_encode,
+)
+from tfedge.codecs._kmeans import QuantizeError, kmeans_1d, quantize_error
+from tfedge.codecs._payload import (
+    DEFAULT_MAX_DECODED,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    MAGIC,
+    PayloadHeader,
+    decode_payload,
+    encode_payload,
+    entropy_bits,
+    payload_size,
+    read_header,
+)
+from tfedge.codecs._sparse import positions_from_gaps, relative_index
+from tfedge.codecs._streams import (
+    decode_stream,
+    default_block_size,
+    encode_stream,
+    stream_size,
+    stream_size_from_frequencies,
+)
+
+__all__ = [
+    "DEFAULT_MAX_DECODED",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_CODE_LENGTH",
+    "PayloadHeader",
+    "QuantizeError",
+    "canonical_codes",
+    "check_lengths",
+    "code_lengths",
+    "crc32",
+    "decode_payload",
+    "decode_stream",
+    "default_block_size",
+    "encode_payload",
+    "encode_stream",
+    "entropy_bits",
+    "huffman_decode",
+    "huffman_encode",
+    "kmeans_1d",
+    "pack_bits",
+    "payload_size",
+    "positions_from_gaps",
+    "quantize_error",
+    "read_header",
+    "relative_index",
+    "stream_size",
+    "stream_size_from_frequencies",
+    "unpack_bits",
+]

@@ -1,0 +1,662 @@
+"""The packed payload of one weight tensor (docs/FORMAT.md, section 2).
+
+```
+0   4  magic "TFEP"          12  8  decoded size (u64)
+4   1  format version        20  4  body size (u32)
+5   1  layout                24  4  CRC-32 of bytes 0..23 and the body
+6   1  value kind            28  .. body
+7   1  element type (TFLite TensorType)
+8   1  element size (1, 2, 4, 8)
+9   3  reserved, zero
+```
+Body: [u16 K, K codebook entries] if codebook kind; [fill element, stream G] if sparse
+layout; stream V. Decoding checks the header in the order the format lists, before it
+allocates anything, then every stream, every index and the absence of trailing bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+import numpy as np
+
+from tfedge.codecs import _bitpack, _streams
+from tfedge.codecs._crc import crc32
+from tfedge.codecs._sparse import positions_from_gaps, relative_index
+from tfedge.errors import FormatError
+
+MAGIC = b"TFEP"
+FORMAT_VERSION = 1
+HEADER_SIZE = 28
+LAYOUTS = ("dense", "sparse")
+VALUE_KINDS = ("raw", "codebook")
+ELEMENT_SIZES = (1, 2, 4, 8)
+MAX_CODEBOOK = 256
+DEFAULT_MAX_DECODED = 2**31 - 1
+
+# Element sizes of the TFLite tensor types whose size is fixed; a payload may carry any
+# other type value, whose size the caller vouches for.
+TFLITE_ELEMENT_SIZES = {
+    0: 4,  # FLOAT32
+    1: 2,  # FLOAT16
+    2: 4,  # INT32
+    3: 1,  # UINT8
+    4: 8,  # INT64
+    6: 1,  # BOOL
+    7: 2,  # INT16
+    8: 8,  # COMPLEX64
+    9: 1,  # INT8
+    10: 8,  # FLOAT64
+    12: 8,  # UINT64
+    15: 4,  # UINT32
+    16: 2,  # UINT16
+}
+
+_HEADER = struct.Struct("<4sBBBBB3sQII")
+_U32_MAX = 0xFFFFFFFF
+_UINT_BY_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+@dataclasses.dataclass(frozen=True)
+class PayloadHeader:
+    """The fixed 28-byte header of a payload."""
+
+    version: int
+    layout: str
+    value_kind: str
+    element_type: int
+    element_size: int
+    decoded_size: int
+    body_size: int
+    crc: int
+
+    @property
+    def count(self) -> int:
+        """The number of elements, N."""
+        return self.decoded_size // self.element_size
+
+
+def _byte_view(data) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    return np.frombuffer(data, np.uint8)
+
+
+def read_header(
+    data: bytes | bytearray | memoryview | np.ndarray,
+    *,
+    name: str | None = None,
+    max_decoded: int = DEFAULT_MAX_DECODED,
+    expected_size: int | None = None,
+    check_crc: bool = True,
+) -> PayloadHeader:
+    """Reads and validates a payload's header, in the order docs/FORMAT.md lists.
+
+    Args:
+        data: the whole payload.
+        name: the tensor named in errors.
+        max_decoded: the largest decoded size accepted (the reader's bound).
+        expected_size: when the tensor is known, its byte size: the decoded size must
+            equal it (it is then also the bound).
+        check_crc: whether to verify the CRC too (the last check).
+
+    Returns:
+        The header.
+
+    Raises:
+        FormatError: a check fails.
+    """
+    buf = _byte_view(data)
+
+    def fail(message: str, at: int) -> FormatError:
+        return FormatError(message, tensor=name, offset=at)
+
+    if buf.size < HEADER_SIZE:
+        raise fail(
+            f"truncated payload: {buf.size} bytes, the header alone takes {HEADER_SIZE}",
+            0,
+        )
+    (magic, version, layout, kind, etype, esize, reserved, decoded, body, crc) = (
+        _HEADER.unpack_from(buf, 0)
+    )
+    if magic != MAGIC:
+        raise fail(f"bad magic {magic!r}, expected {MAGIC!r}", 0)
+    if version > FORMAT_VERSION:
+        raise fail(
+            f"payload format version {version} is newer than this reader's "
+            f"{FORMAT_VERSION}; upgrade tfedge",
+            4,
+        )
+    if version < 1:
+        raise fail(f"unknown payload format version {version}", 4)
+    if layout >= len(LAYOUTS):
+        raise fail(f"unknown layout {layout} (0 dense, 1 sparse)", 5)
+    if kind >= len(VALUE_KINDS):
+        raise fail(f"unknown value kind {kind} (0 raw, 1 codebook)", 6)
+    if esize not in ELEMENT_SIZES:
+        raise fail(f"element size {esize} is not 1, 2, 4 or 8", 8)
+    if reserved != b"\0\0\0":
+        raise fail("reserved bytes are not zero", 9)
+    if decoded % esize:
+        raise fail(
+            f"decoded size {decoded} is not a multiple of the element size {esize}", 12
+        )
+    bound = max_decoded if expected_size is None else min(max_decoded, expected_size)
+    if decoded > bound:
+        raise fail(
+            f"decoded size {decoded} exceeds the bound of {bound} bytes", 12
+        )
+    if expected_size is not None and decoded != expected_size:
+        raise fail(
+            f"decoded size {decoded} disagrees with the tensor's {expected_size} bytes",
+            12,
+        )
+    if body != buf.size - HEADER_SIZE:
+        raise fail(
+            f"body size {body} disagrees with the {buf.size - HEADER_SIZE} bytes present",
+            20,
+        )
+    if check_crc:
+        actual = crc32(buf[HEADER_SIZE:], crc32(buf[:24]))
+        if actual != crc:
+            raise fail(f"CRC mismatch: header says {crc:#010x}, data gives {actual:#010x}", 24)
+    return PayloadHeader(
+        version=version,
+        layout=LAYOUTS[layout],
+        value_kind=VALUE_KINDS[kind],
+        element_type=etype,
+        element_size=esize,
+        decoded_size=decoded,
+        body_size=body,
+        crc=crc,
+    )
+
+
+def decode_payload(
+    data: bytes | bytearray | memoryview | np.ndarray,
+    *,
+    name: str | None = None,
+    max_decoded: int = DEFAULT_MAX_DECODED,
+    expected_size: int | None = None,
+) -> np.ndarray:
+    """Decodes a payload into the tensor's bytes.
+
+    Args:
+        data: the whole payload.
+        name: the tensor named in errors.
+        max_decoded: the largest decoded size accepted, checked before allocating.
+        expected_size: the tensor's byte size when known; the decoded size must equal it.
+
+    Returns:
+        A new uint8 array of `decoded_size` bytes (the elements, little-endian).
+
+    Raises:
+        FormatError: the payload is truncated, corrupted, of a newer version, larger
+            than the bound, or otherwise malformed.
+    """
+    buf = _byte_view(data)
+    header = read_header(buf, name=name, max_decoded=max_decoded, expected_size=expected_size)
+    es = header.element_size
+    n = header.count
+    size = buf.size
+
+    def fail(message: str, at: int) -> FormatError:
+        return FormatError(message, tensor=name, offset=at)
+
+    pos = HEADER_SIZE
+    codebook = None
+    if header.value_kind == "codebook":
+        if size - pos < 2:
+            raise fail("truncated codebook size", pos)
+        (k,) = struct.unpack_from("<H", buf, pos)
+        if not 1 <= k <= MAX_CODEBOOK:
+            raise fail(f"codebook size {k} is not in [1, {MAX_CODEBOOK}]", pos)
+        pos += 2
+        if size - pos < k * es:
+            raise fail(
+                f"truncated codebook: {k * es} bytes needed, {size - pos} present", pos
+            )
+        codebook = buf[pos : pos + k * es].reshape(k, es)
+        pos += k * es
+
+    positions = None
+    fill = None
+    if header.layout == "sparse":
+        if size - pos < es:
+            raise fail(f"truncated fill value: {es} bytes needed, {size - pos} present", pos)
+        fill = buf[pos : pos + es]
+        pos += es
+        gaps_at = pos
+        gaps, pos = _streams.decode_stream(buf, pos, name=name, max_count=n)
+        positions = positions_from_gaps(gaps, n, name=name, offset=gaps_at)
+        stored = positions.size
+    else:
+        stored = n
+
+    expected = stored * es if header.value_kind == "raw" else stored
+    values_at = pos
+    if header.value_kind == "raw" and size - pos >= 2 and buf[pos + 1] != 8:
+        raise fail(
+            f"a raw value stream must have 8-bit symbols, this one has {int(buf[pos + 1])}",
+            pos + 1,
+        )
+    values, pos = _streams.decode_stream(buf, pos, name=name, max_count=expected)
+    if values.size != expected:
+        raise fail(
+            f"value stream holds {values.size} symbols, expected {expected}", values_at
+        )
+    if pos != size:
+        raise fail(f"{size - pos} trailing bytes after the value stream", pos)
+
+    if codebook is not None and values.size and int(values.max()) >= codebook.shape[0]:
+        j = int(np.argmax(values >= codebook.shape[0]))
+        raise fail(
+            f"value {j} is codebook index {int(values[j])}, but the codebook has "
+            f"{codebook.shape[0]} entries",
+            values_at,
+        )
+    if header.value_kind == "raw":
+        elements = values.reshape(-1, es)
+    else:
+        elements = codebook[values]
+    if positions is None:
+        return np.ascontiguousarray(elements).reshape(-1)
+    out = np.empty((n, es), np.uint8)
+    out[:] = fill
+    out[positions] = elements
+    return out.reshape(-1)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _check_choice(value, allowed, name):
+    if value not in allowed:
+        raise ValueError(f"Expected `{name}` in {allowed}. Received: {name}={value!r}")
+
+
+def _element_bytes(array, es: int, name: str) -> np.ndarray:
+    """Returns `array` as an (n, es) uint8 matrix of little-endian element bytes."""
+    arr = np.asarray(array)
+    if arr.dtype.itemsize != es:
+        raise ValueError(
+            f"Expected `{name}` with {es}-byte elements (element_size={es}). "
+            f"Received: dtype {arr.dtype} ({arr.dtype.itemsize} bytes)"
+        )
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(arr).reshape(-1).view(np.uint8).reshape(-1, es)
+
+
+def _as_uint(matrix: np.ndarray) -> np.ndarray:
+    """Each row of an (n, es) byte matrix as one unsigned integer (for comparisons)."""
+    es = matrix.shape[1]
+    return np.ascontiguousarray(matrix).view(_UINT_BY_SIZE[es]).reshape(-1)
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """Everything about a payload but its streams' bytes."""
+
+    element_type: int
+    element_size: int
+    count: int
+    layout: str
+    value_kind: str
+    value_bits: int
+    symbols: np.ndarray  # per element: its index, or its es bytes as rows (raw)
+    codebook: np.ndarray | None
+    fill_bytes: np.ndarray | None  # es bytes
+    fill_symbols: np.ndarray | None  # the V symbols of one filler entry
+    positions: np.ndarray | None  # stored (non-fill) element positions
+    value_coding: str
+    gap_coding: str
+    gap_bits: int | None
+
+    def prefix_size(self) -> int:
+        size = 0
+        if self.codebook is not None:
+            size += 2 + self.codebook.size
+        if self.layout == "sparse":
+            size += self.element_size
+        return size
+
+
+def _prepare(
+    *,
+    element_type,
+    element_size,
+    count,
+    layout,
+    value_kind,
+    elements,
+    codebook,
+    indices,
+    fill,
+    index_bits,
+    gap_bits,
+    value_coding,
+    gap_coding,
+) -> _Prepared:
+    _check_choice(layout, LAYOUTS, "layout")
+    _check_choice(value_kind, VALUE_KINDS, "value_kind")
+    _check_choice(value_coding, _streams.CODINGS, "value_coding")
+    _check_choice(gap_coding, _streams.CODINGS, "gap_coding")
+    if element_size not in ELEMENT_SIZES:
+        raise ValueError(
+            f"Expected `element_size` in {ELEMENT_SIZES}. Received: element_size={element_size!r}"
+        )
+    if isinstance(element_type, bool) or not 0 <= int(element_type) <= 255:
+        raise ValueError(
+            f"Expected `element_type` in [0, 255]. Received: element_type={element_type!r}"
+        )
+    known = TFLITE_ELEMENT_SIZES.get(int(element_type))
+    if known is not None and known != element_size:
+        raise ValueError(
+            f"Expected element_size={known} for element_type={element_type}. "
+            f"Received: element_size={element_size}"
+        )
+    if isinstance(count, bool) or int(count) < 0:
+        raise ValueError(f"Expected `count` >= 0. Received: count={count!r}")
+    count = int(count)
+    es = element_size
+    if layout == "dense":
+        if fill is not None:
+            raise ValueError("`fill` applies to layout='sparse' only. Received a fill.")
+        if gap_bits is not None:
+            raise ValueError(
+                f"`gap_bits` applies to layout='sparse' only. Received: gap_bits={gap_bits}"
+            )
+    elif gap_bits is not None:
+        _bitpack.check_bits(gap_bits, "gap_bits")
+
+    if value_kind == "raw":
+        if codebook is not None or indices is not None or index_bits is not None:
+            raise ValueError(
+                "`codebook`, `indices` and `index_bits` apply to value_kind='codebook' only."
+            )
+        if elements is None:
+            raise ValueError("Expected `elements` for value_kind='raw'. Received: None")
+        rows = _element_bytes(elements, es, "elements")
+        if rows.shape[0] != count:
+            raise ValueError(
+                f"Expected {count} elements (count={count}). Received: {rows.shape[0]}"
+            )
+        symbols, book, value_bits = rows, None, 8
+        fill_bytes = fill_symbols = positions = None
+        if layout == "sparse":
+            keys = _as_uint(rows)
+            if fill is None:
+                fill_key = _most_common(keys)
+                fill_bytes = (
+                    np.array([fill_key], _UINT_BY_SIZE[es]).astype(f"<u{es}").view(np.uint8)
+                )
+            else:
+                if isinstance(fill, bytes | bytearray):
+                    fill_bytes = np.frombuffer(bytes(fill), np.uint8)
+                    if fill_bytes.size != es:
+                        raise ValueError(
+                            f"Expected a {es}-byte `fill`. Received: {fill_bytes.size} bytes"
+                        )
+                else:
+                    fill_arr = np.asarray(fill)
+                    if fill_arr.size != 1:
+                        raise ValueError(
+                            f"Expected one fill element. Received: {fill_arr.size} elements"
+                        )
+                    fill_bytes = _element_bytes(fill_arr, es, "fill").reshape(-1)
+                fill_key = _as_uint(fill_bytes.reshape(1, es))[0]
+            fill_bytes = fill_bytes.copy()
+            positions = np.flatnonzero(keys != fill_key)
+            fill_symbols = fill_bytes
+    else:
+        if elements is not None:
+            raise ValueError("`elements` applies to value_kind='raw' only.")
+        if codebook is None or indices is None:
+            raise ValueError(
+                "Expected `codebook` and `indices` for value_kind='codebook'."
+            )
+        book = _element_bytes(codebook, es, "codebook")
+        k = book.shape[0]
+        if not 1 <= k <= MAX_CODEBOOK:
+            raise ValueError(
+                f"Expected 1 to {MAX_CODEBOOK} codebook entries. Received: {k}"
+            )
+        value_bits = max(1, (k - 1).bit_length()) if index_bits is None else index_bits
+        value_bits = _bitpack.check_bits(value_bits, "index_bits")
+        idx = np.asarray(indices).reshape(-1)
+        if idx.size != count:
+            raise ValueError(
+                f"Expected {count} indices (count={count}). Received: {idx.size}"
+            )
+        if idx.size:
+            if not np.issubdtype(idx.dtype, np.integer):
+                raise ValueError(f"Expected integer `indices`. Received: dtype {idx.dtype}")
+            low, high = int(idx.min()), int(idx.max())
+            if low < 0 or high >= k:
+                raise ValueError(
+                    f"Expected `indices` in [0, {k - 1}] (K={k}). Received: [{low}, {high}]"
+                )
+            if high >= 1 << value_bits:
+                raise ValueError(
+                    f"Expected `indices` < 2**index_bits={1 << value_bits}. "
+                    f"Received: max index {high}; increase `index_bits`."
+                )
+        symbols = idx.astype(np.uint8)
+        fill_bytes = fill_symbols = positions = None
+        if layout == "sparse":
+            if fill is None:
+                fill_index = _most_common(symbols) if symbols.size else 0
+            else:
+                if isinstance(fill, bool) or not isinstance(fill, int | np.integer):
+                    raise ValueError(
+                        f"Expected an int `fill` (a codebook index). Received: {fill!r}"
+                    )
+                if not 0 <= fill < k:
+                    raise ValueError(f"Expected `fill` in [0, {k - 1}]. Received: fill={fill}")
+                if fill >= 1 << value_bits:
+                    raise ValueError(
+                        f"Expected `fill` < 2**index_bits={1 << value_bits}. Received: {fill}"
+                    )
+                fill_index = int(fill)
+            fill_bytes = book[fill_index].copy()
+            fill_symbols = np.array([fill_index], np.uint8)
+            positions = np.flatnonzero(symbols != fill_index)
+    return _Prepared(
+        element_type=int(element_type),
+        element_size=es,
+        count=count,
+        layout=layout,
+        value_kind=value_kind,
+        value_bits=value_bits,
+        symbols=symbols,
+        codebook=book,
+        fill_bytes=fill_bytes,
+        fill_symbols=fill_symbols,
+        positions=positions,
+        value_coding=value_coding,
+        gap_coding=gap_coding,
+        gap_bits=gap_bits,
+    )
+
+
+def _most_common(keys: np.ndarray):
+    if keys.size == 0:
+        return keys.dtype.type(0)
+    if keys.dtype == np.uint8:
+        return np.uint8(np.argmax(np.bincount(keys, minlength=256)))
+    values, counts = np.unique(keys, return_counts=True)
+    return values[np.argmax(counts)]
+
+
+def _symbol_freqs(symbols: np.ndarray, bits: int) -> np.ndarray:
+    return np.bincount(symbols.reshape(-1), minlength=1 << bits)
+
+
+def _streams_size(p: _Prepared) -> tuple[int, int | None]:
+    """Returns (size of the streams, chosen gap width) without building any bytes."""
+    if p.layout == "dense":
+        freqs = _symbol_freqs(p.symbols, p.value_bits)
+        return _streams.stream_size_from_frequencies(freqs, p.value_bits, p.value_coding), None
+    gap = np.diff(p.positions, prepend=-1) - 1
+    base = _symbol_freqs(p.symbols[p.positions], p.value_bits)
+    fill_freqs = _symbol_freqs(p.fill_symbols, p.value_bits)
+    best = None
+    for g in [p.gap_bits] if p.gap_bits is not None else range(1, 9):
+        mask = (1 << g) - 1
+        fillers = int(np.sum(gap >> g))
+        gap_freqs = np.bincount(gap & mask, minlength=1 << g)
+        gap_freqs[mask] += fillers
+        size = _streams.stream_size_from_frequencies(gap_freqs, g, p.gap_coding)
+        size += _streams.stream_size_from_frequencies(
+            base + fillers * fill_freqs, p.value_bits, p.value_coding
+        )
+        if best is None or size < best[0]:
+            best = (size, g)
+    return best
+
+
+def payload_size(**kwargs) -> int:
+    """Returns the exact byte size of `encode_payload(**kwargs)` without encoding.
+
+    Takes the same keyword arguments as `encode_payload`.
+    """
+    p = _prepare(**_with_defaults(kwargs))
+    streams, _ = _streams_size(p)
+    return HEADER_SIZE + p.prefix_size() + streams
+
+
+def _with_defaults(kwargs: dict) -> dict:
+    required = ("element_type", "element_size", "count", "layout", "value_kind")
+    missing = [k for k in required if k not in kwargs]
+    if missing:
+        raise TypeError(f"Missing keyword arguments: {', '.join(missing)}")
+    defaults = dict(
+        elements=None,
+        codebook=None,
+        indices=None,
+        fill=None,
+        index_bits=None,
+        gap_bits=None,
+        value_coding="auto",
+        gap_coding="auto",
+    )
+    unknown = set(kwargs) - set(required) - set(defaults)
+    if unknown:
+        raise TypeError(f"Unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    return {**defaults, **kwargs}
+
+
+def encode_payload(
+    *,
+    element_type: int,
+    element_size: int,
+    count: int,
+    layout: str,
+    value_kind: str,
+    elements: np.ndarray | None = None,
+    codebook: np.ndarray | None = None,
+    indices: np.ndarray | None = None,
+    fill: int | np.ndarray | bytes | None = None,
+    index_bits: int | None = None,
+    gap_bits: int | None = None,
+    value_coding: str = "auto",
+    gap_coding: str = "auto",
+) -> bytes:
+    """Encodes one tensor as a payload (docs/FORMAT.md, section 2).
+
+    Args:
+        element_type: the TFLite TensorType of the decoded tensor (0..255).
+        element_size: bytes per element: 1, 2, 4 or 8 (must match a known type).
+        count: the number of elements N.
+        layout: "dense" (every element stored) or "sparse" (only those that differ from
+            the fill value, addressed by a relative index).
+        value_kind: "raw" (the element bytes themselves) or "codebook" (indices into a
+            codebook of at most 256 entries).
+        elements: raw kind: the N elements, any dtype of `element_size` bytes; their
+            little-endian bytes are stored as they are.
+        codebook: codebook kind: the K entries (dtype of `element_size` bytes).
+        indices: codebook kind: the N indices, each < K.
+        fill: sparse layout: the fill value; a codebook index (codebook kind) or one
+            element (raw kind: a 1-element array or `element_size` bytes). None picks
+            the most common one.
+        index_bits: codebook kind: the index symbol width; None for ceil(log2(K)), >= 1.
+        gap_bits: sparse layout: the gap symbol width; None tries 1..8 and keeps the one
+            that gives the smallest payload.
+        value_coding: "fixed", "huffman" or "auto" (the smaller) for stream V.
+        gap_coding: the same for stream G.
+
+    Returns:
+        The payload's bytes.
+
+    Raises:
+        ValueError: an argument is invalid or inconsistent.
+    """
+    p = _prepare(
+        element_type=element_type,
+        element_size=element_size,
+        count=count,
+        layout=layout,
+        value_kind=value_kind,
+        elements=elements,
+        codebook=codebook,
+        indices=indices,
+        fill=fill,
+        index_bits=index_bits,
+        gap_bits=gap_bits,
+        value_coding=value_coding,
+        gap_coding=gap_coding,
+    )
+    parts = []
+    if p.codebook is not None:
+        parts.append(struct.pack("<H", p.codebook.shape[0]))
+        parts.append(p.codebook.tobytes())
+    if p.layout == "sparse":
+        _, g = _streams_size(p)
+        gaps, stored = relative_index(p.positions, p.count, g)
+        parts.append(p.fill_bytes.tobytes())
+        parts.append(_streams.encode_stream(gaps, g, p.gap_coding))
+        values = p.symbols[stored]
+    else:
+        values = p.symbols
+    parts.append(_streams.encode_stream(values.reshape(-1), p.value_bits, p.value_coding))
+    body = b"".join(parts)
+    if len(body) > _U32_MAX:
+        raise ValueError(f"Expected a payload body under 4 GiB. Received: {len(body)} bytes")
+    head = _HEADER.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        LAYOUTS.index(p.layout),
+        VALUE_KINDS.index(p.value_kind),
+        p.element_type,
+        p.element_size,
+        b"\0\0\0",
+        p.count * p.element_size,
+        len(body),
+        0,
+    )[:24]
+    crc = crc32(body, crc32(head))
+    return head + struct.pack("<I", crc) + body
+
+
+def entropy_bits(symbols: np.ndarray, alphabet: int | None = None) -> float:
+    """Returns the Shannon entropy of `symbols` in bits per symbol (0 when empty).
+
+    Args:
+        symbols: non-negative integers.
+        alphabet: the alphabet size, when larger than max(symbols) + 1 (it does not
+            change the entropy; it only validates the symbols against it).
+    """
+    sym = np.asarray(symbols).reshape(-1)
+    if sym.size == 0:
+        return 0.0
+    if not np.issubdtype(sym.dtype, np.integer) or sym.min() < 0:
+        raise ValueError("Expected non-negative integer `symbols`.")
+    if alphabet is not None and sym.max() >= alphabet:
+        raise ValueError(
+            f"Expected `symbols` < alphabet={alphabet}. Received: max {int(sym.max())}"
+        )
+    counts = np.bincount(sym, minlength=alphabet or 0)
+    p = counts[counts > 0] / sym.size
+    return float(max(0.0, -np.sum(p * np.log2(p))))
