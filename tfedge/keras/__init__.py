@@ -51,6 +51,9 @@ __all__ += [
 ]
 
 # --- trained ternary quantization (Zhu et al. 2016) ------------------------------------
+from tfedge.keras._ternary import TernaryWrapper, ternarize  # noqa: E402
+
+__all__ += ["TernaryWrapper", "ternarize"]
 
 # --- trained weight sharing (Deep Compression, Han et al. 2016) ------------------------
 

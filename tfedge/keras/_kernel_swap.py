@@ -1,0 +1,171 @@
+"""Helpers shared by the wrappers that compute a layer's kernel (ternary, weight sharing).
+
+Such a wrapper keeps the wrapped Keras layer untouched and, in its own `call`, runs the
+layer with a *computed* kernel in place of the stored one. `Layer.stateless_call` (public
+Keras 3 API) does exactly that on every backend: it runs `layer.call` with the values we
+give for its variables, so gradients flow from the outputs into whatever expression built
+the kernel (latent weights and scales, centroids gathered by indices, ...).
+
+Model-level helpers clone a Sequential or functional model, wrapping the chosen layers and
+copying every weight, so that the user's original model is never modified.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+
+import keras
+
+__all__: list[str] = []  # private module
+
+
+def kernel_variable(layer: keras.layers.Layer) -> keras.Variable | None:
+    """The layer's `kernel` variable, or None when the (built) layer has none."""
+    try:
+        kernel = layer.kernel
+    except AttributeError:
+        return None
+    return kernel if isinstance(kernel, keras.Variable) else None
+
+
+def to_numpy(x):
+    """A numpy copy of a tensor or a Keras variable (read as a backend tensor first)."""
+    return keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(x))
+
+
+def require_kernel(layer: keras.layers.Layer, wrapper: str) -> keras.Variable:
+    """The kernel of a built layer, or a ValueError saying which layers can be wrapped."""
+    kernel = kernel_variable(layer)
+    if kernel is None:
+        raise ValueError(
+            f"`{wrapper}` wraps layers that have a `kernel` weight (Dense, Conv1D/2D/3D, "
+            f"EinsumDense, ...). Received: layer={layer.name!r} of type "
+            f"{type(layer).__name__}, which has none. Leave it unwrapped."
+        )
+    return kernel
+
+
+def accepts_training(layer: keras.layers.Layer) -> bool:
+    """Whether `layer.call` takes a `training` argument."""
+    params = inspect.signature(layer.call).parameters
+    return "training" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+
+
+def call_with_kernel(layer, kernel_value, inputs, training=None):
+    """`layer(inputs)` with `kernel_value` (a tensor) standing in for `layer.kernel`."""
+    kernel = layer.kernel
+
+    def values(variables):
+        return [kernel_value if v is kernel else v for v in variables]
+
+    kwargs = {"training": training} if accepts_training(layer) else {}
+    outputs, _ = layer.stateless_call(
+        values(layer.trainable_variables),
+        values(layer.non_trainable_variables),
+        inputs,
+        **kwargs,
+    )
+    return outputs
+
+
+def copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A new layer with the same config, built the same way, holding copies of the weights."""
+    new = layer.__class__.from_config(layer.get_config())
+    if layer.built:
+        build_config = layer.get_build_config()
+        if build_config is not None:
+            new.build_from_config(build_config)
+        new.set_weights(layer.get_weights())
+    return new
+
+
+def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's layers in order, nested Sequential/functional models flattened."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(flat_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def check_cloneable(model: keras.Model, fn: str) -> None:
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`{fn}` expects a Keras 3 `keras.Model` or `keras.layers.Layer`. "
+            f"Received: {type(model).__module__}.{type(model).__name__}. For a tf_keras "
+            "model, rebuild it with Keras 3 first."
+        )
+    if not (isinstance(model, keras.Sequential) or _is_functional(model)):
+        raise ValueError(
+            f"`{fn}` clones Sequential and functional models. Received a subclassed "
+            f"model of type {type(model).__name__}: wrap its layers in its constructor "
+            "instead."
+        )
+    if not model.built:
+        raise ValueError(
+            f"`{fn}` needs a built model (its weights are copied). Build it first, e.g. "
+            "by giving it a `keras.Input` or calling it on a batch."
+        )
+
+
+def _is_functional(model: keras.Model) -> bool:
+    # A functional model (including one from a subclass that calls the functional
+    # constructor) has symbolic inputs and outputs.
+    try:
+        return model.inputs is not None and model.outputs is not None
+    except AttributeError:
+        return False
+
+
+def select_layers(
+    model: keras.Model,
+    layers: Iterable[str] | Callable[[keras.layers.Layer], bool] | None,
+    candidates: list[keras.layers.Layer],
+    fn: str,
+) -> set[int]:
+    """ids of the candidate layers chosen by name list or predicate (all when None)."""
+    if layers is None:
+        return {id(layer) for layer in candidates}
+    if callable(layers):
+        return {id(layer) for layer in candidates if layers(layer)}
+    if isinstance(layers, str):
+        raise ValueError(
+            f"Expected `layers` to be a list of layer names or a predicate. Received: "
+            f"layers={layers!r}. Use layers=[{layers!r}]."
+        )
+    names = list(layers)
+    by_name = {layer.name: layer for layer in flat_layers(model)}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(
+            f"`{fn}`: no layer named {unknown} in model {model.name!r}. "
+            f"Its layers are: {sorted(by_name)}."
+        )
+    candidate_ids = {id(layer) for layer in candidates}
+    without = [n for n in names if id(by_name[n]) not in candidate_ids]
+    if without:
+        raise ValueError(
+            f"`{fn}`: layers {without} have no `kernel` weight and cannot be wrapped. "
+            "Leave them out of `layers`."
+        )
+    return {id(by_name[n]) for n in names}
+
+
+def clone_wrapping(
+    model: keras.Model,
+    wrap: Callable[[keras.layers.Layer, keras.layers.Layer], keras.layers.Layer | None],
+) -> keras.Model:
+    """A copy of `model` in which every layer is copied (weights included) and replaced
+    by `wrap(original, copy)` when that returns a layer; `model` itself is untouched."""
+
+    def clone_function(layer):
+        new = copy_layer(layer)
+        wrapped = wrap(layer, new)
+        return new if wrapped is None else wrapped
+
+    return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
