@@ -1,0 +1,743 @@
+// tfedge payload decoder: see decoder.h and docs/FORMAT.md section 2.
+#include "decoder.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <vector>
+
+namespace tfedge {
+
+Status Status::Error(int64_t offset, const char* format, ...) {
+  Status s;
+  s.error_ = true;
+  s.offset_ = offset;
+  char buf[512];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(buf, sizeof(buf), format, args);
+  va_end(args);
+  s.message_ = buf;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------
+// CRC-32, slicing by 8 (tables computed at compile time).
+
+namespace {
+
+struct CrcTables {
+  uint32_t t[8][256];
+};
+
+constexpr CrcTables MakeCrcTables() {
+  CrcTables tables{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (0xEDB88320u ^ (c >> 1)) : (c >> 1);
+    tables.t[0][i] = c;
+  }
+  for (uint32_t i = 0; i < 256; ++i) {
+    for (int s = 1; s < 8; ++s) {
+      const uint32_t prev = tables.t[s - 1][i];
+      tables.t[s][i] = tables.t[0][prev & 0xFF] ^ (prev >> 8);
+    }
+  }
+  return tables;
+}
+
+constexpr CrcTables kCrc = MakeCrcTables();
+
+inline uint32_t LoadLe32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+
+inline uint64_t LoadLe64(const uint8_t* p) {
+  return static_cast<uint64_t>(LoadLe32(p)) |
+         (static_cast<uint64_t>(LoadLe32(p + 4)) << 32);
+}
+
+inline uint64_t LoadBe64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return __builtin_bswap64(v);
+}
+
+}  // namespace
+
+uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
+  uint32_t c = ~crc;
+  while (n >= 8) {
+    const uint32_t lo = LoadLe32(data) ^ c;
+    const uint32_t hi = LoadLe32(data + 4);
+    c = kCrc.t[7][lo & 0xFF] ^ kCrc.t[6][(lo >> 8) & 0xFF] ^
+        kCrc.t[5][(lo >> 16) & 0xFF] ^ kCrc.t[4][lo >> 24] ^ kCrc.t[3][hi & 0xFF] ^
+        kCrc.t[2][(hi >> 8) & 0xFF] ^ kCrc.t[1][(hi >> 16) & 0xFF] ^
+        kCrc.t[0][hi >> 24];
+    data += 8;
+    n -= 8;
+  }
+  while (n--) c = kCrc.t[0][(c ^ *data++) & 0xFF] ^ (c >> 8);
+  return ~c;
+}
+
+// ---------------------------------------------------------------------------------
+// ByteReader
+
+Status ByteReader::ReadU8(const char* what, uint8_t* v) {
+  if (remaining() < 1) {
+    return Status::Error(offset(), "truncated: %s needs 1 byte, 0 left", what);
+  }
+  *v = data_[pos_++];
+  return Status::Ok();
+}
+
+Status ByteReader::ReadU16(const char* what, uint16_t* v) {
+  if (remaining() < 2) {
+    return Status::Error(offset(), "truncated: %s needs 2 bytes, %zu left", what,
+                         remaining());
+  }
+  *v = static_cast<uint16_t>(data_[pos_] | (data_[pos_ + 1] << 8));
+  pos_ += 2;
+  return Status::Ok();
+}
+
+Status ByteReader::ReadU32(const char* what, uint32_t* v) {
+  if (remaining() < 4) {
+    return Status::Error(offset(), "truncated: %s needs 4 bytes, %zu left", what,
+                         remaining());
+  }
+  *v = LoadLe32(data_ + pos_);
+  pos_ += 4;
+  return Status::Ok();
+}
+
+Status ByteReader::Take(const char* what, size_t n, const uint8_t** out) {
+  if (remaining() < n) {
+    return Status::Error(offset(), "truncated: %s needs %zu bytes, %zu left", what, n,
+                         remaining());
+  }
+  *out = data_ + pos_;
+  pos_ += n;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------
+// Streams (section 2.2)
+
+namespace {
+
+// Bit k of the data is bit 7 - (k mod 8) of byte k div 8. Returns the 64 bits starting
+// at byte `byte` (zeros past the end), most significant first.
+inline uint64_t Load64Padded(const uint8_t* data, size_t size, size_t byte) {
+  if (byte + 8 <= size) return LoadBe64(data + byte);
+  uint64_t v = 0;
+  for (size_t b = 0; b < 8; ++b) {
+    const size_t i = byte + b;
+    v = (v << 8) | (i < size ? data[i] : 0u);
+  }
+  return v;
+}
+
+class FixedWidthReader final : public SymbolReader {
+ public:
+  FixedWidthReader(int bits, uint32_t count, const uint8_t* data, size_t size,
+                   size_t data_offset)
+      : data_(data), size_(size), data_offset_(data_offset) {
+    bits_ = bits;
+    count_ = count;
+  }
+
+  Status Read(uint8_t* out, size_t n) override {
+    if (n > count_ - produced_) {
+      return Status::Error(static_cast<int64_t>(data_offset_),
+                           "stream has %u symbols, %llu more were needed", count_,
+                           static_cast<unsigned long long>(produced_ + n));
+    }
+    if (bits_ == 8) {
+      std::memcpy(out, data_ + produced_, n);
+      produced_ += n;
+      return Status::Ok();
+    }
+    const unsigned shift = 64u - static_cast<unsigned>(bits_);
+    uint64_t pos = produced_ * static_cast<uint64_t>(bits_);
+    for (size_t i = 0; i < n; ++i, pos += bits_) {
+      const uint64_t v = Load64Padded(data_, size_, pos >> 3);
+      out[i] = static_cast<uint8_t>((v << (pos & 7)) >> shift);
+    }
+    produced_ += n;
+    return Status::Ok();
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t data_offset_;
+};
+
+class HuffmanReader final : public SymbolReader {
+ public:
+  HuffmanReader(int bits, uint32_t count, uint32_t block_size, const uint8_t* offsets,
+                const uint8_t* data, size_t size, size_t data_offset)
+      : block_size_(block_size),
+        offsets_(offsets),
+        data_(data),
+        size_(size),
+        data_offset_(data_offset) {
+    bits_ = bits;
+    count_ = count;
+  }
+
+  // Builds the lookup table from the code-length nibbles; validates them (section 2.2).
+  Status Init(const uint8_t* lengths, size_t lengths_offset) {
+    const int alphabet = 1 << bits_;
+    uint8_t len[256];
+    int nonzero = 0;
+    int single = -1;
+    max_len_ = 0;
+    for (int s = 0; s < alphabet; ++s) {
+      const uint8_t byte = lengths[s >> 1];
+      len[s] = (s & 1) ? (byte & 0x0F) : (byte >> 4);
+      if (len[s]) {
+        ++nonzero;
+        single = s;
+        max_len_ = std::max<int>(max_len_, len[s]);
+      }
+    }
+    const int64_t at = static_cast<int64_t>(lengths_offset);
+    if (count_ == 0) {
+      if (nonzero != 0) {
+        return Status::Error(at,
+                             "a stream of 0 symbols must have an all-zero code-length "
+                             "table");
+      }
+      return Status::Ok();
+    }
+    if (nonzero == 0) {
+      return Status::Error(at, "Huffman code lengths are all zero for %u symbols",
+                           count_);
+    }
+    if (nonzero == 1) {
+      if (len[single] != 1) {
+        return Status::Error(at,
+                             "Huffman table has one symbol (%d) whose code length is "
+                             "%d, not 1",
+                             single, len[single]);
+      }
+    } else {
+      // Kraft's equality, in units of 2^-15.
+      uint32_t kraft = 0;
+      for (int s = 0; s < alphabet; ++s) {
+        if (len[s]) kraft += 1u << (kMaxCodeLength - len[s]);
+      }
+      if (kraft != (1u << kMaxCodeLength)) {
+        return Status::Error(at,
+                             "Huffman code lengths are not a complete prefix code "
+                             "(Kraft sum %u/32768, expected 32768/32768)",
+                             kraft);
+      }
+    }
+    // Canonical codes in (length, symbol) order; the table maps every max_len-bit
+    // prefix to (length << 8 | symbol), 0 where no code matches.
+    try {
+      table_.assign(size_t{1} << max_len_, 0);
+    } catch (const std::bad_alloc&) {
+      return Status::Error(at, "out of memory for a Huffman table");
+    }
+    uint32_t code = 0;
+    int prev_len = 0;
+    for (int l = 1; l <= max_len_; ++l) {
+      for (int s = 0; s < alphabet; ++s) {
+        if (len[s] != l) continue;
+        code <<= (l - prev_len);
+        prev_len = l;
+        const int span = max_len_ - l;
+        const size_t first = static_cast<size_t>(code) << span;
+        const size_t last = first + (size_t{1} << span);
+        const uint16_t entry = static_cast<uint16_t>((l << 8) | s);
+        for (size_t i = first; i < last; ++i) table_[i] = entry;
+        ++code;
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status Read(uint8_t* out, size_t n) override {
+    if (n > count_ - produced_) {
+      return Status::Error(static_cast<int64_t>(data_offset_),
+                           "stream has %u symbols, %llu more were needed", count_,
+                           static_cast<unsigned long long>(produced_ + n));
+    }
+    while (n > 0) {
+      if (block_left_ == 0) {
+        pos_ = block_ == 0 ? 0 : LoadLe32(offsets_ + 4 * (block_ - 1));
+        const uint64_t start = static_cast<uint64_t>(block_) * block_size_;
+        block_left_ = std::min<uint64_t>(block_size_, count_ - start);
+        ++block_;
+      }
+      const size_t k = static_cast<size_t>(std::min<uint64_t>(n, block_left_));
+      TFEDGE_RETURN_IF_ERROR(DecodeRun(out, k));
+      out += k;
+      n -= k;
+      block_left_ -= k;
+      produced_ += k;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status DecodeRun(uint8_t* out, size_t k) {
+    const uint16_t* table = table_.data();
+    const unsigned shift = 64u - static_cast<unsigned>(max_len_);
+    uint64_t pos = pos_;
+    size_t i = 0;
+    // Fast path: 8 readable bytes from pos's byte hold >= 57 bits, more than a code.
+    while (i < k && (pos >> 3) + 8 <= size_) {
+      const uint64_t v = LoadBe64(data_ + (pos >> 3)) << (pos & 7);
+      const uint16_t e = table[v >> shift];
+      if (e == 0) return NoCode(pos);
+      out[i++] = static_cast<uint8_t>(e);
+      pos += e >> 8;
+    }
+    const uint64_t total_bits = static_cast<uint64_t>(size_) * 8;
+    for (; i < k; ++i) {
+      if (pos >= total_bits) return PastEnd(pos);
+      const uint64_t v = Load64Padded(data_, size_, pos >> 3) << (pos & 7);
+      const uint16_t e = table[v >> shift];
+      if (e == 0) return NoCode(pos);
+      const unsigned l = e >> 8;
+      if (pos + l > total_bits) return PastEnd(pos);
+      out[i] = static_cast<uint8_t>(e);
+      pos += l;
+    }
+    pos_ = pos;
+    return Status::Ok();
+  }
+
+  Status NoCode(uint64_t pos) const {
+    return Status::Error(static_cast<int64_t>(data_offset_ + (pos >> 3)),
+                         "Huffman data: the bits at bit %llu are no code",
+                         static_cast<unsigned long long>(pos));
+  }
+  Status PastEnd(uint64_t pos) const {
+    return Status::Error(static_cast<int64_t>(data_offset_ + size_),
+                         "Huffman data: decoding at bit %llu reads past the %zu data "
+                         "bytes",
+                         static_cast<unsigned long long>(pos), size_);
+  }
+
+  uint32_t block_size_;
+  const uint8_t* offsets_;
+  const uint8_t* data_;
+  size_t size_;
+  size_t data_offset_;
+  int max_len_ = 0;
+  std::vector<uint16_t> table_;
+  uint64_t block_ = 0;
+  uint64_t block_left_ = 0;
+  uint64_t pos_ = 0;
+};
+
+}  // namespace
+
+Status OpenStream(ByteReader* r, const char* name, uint64_t max_count,
+                  std::unique_ptr<SymbolReader>* stream) {
+  const int64_t start = static_cast<int64_t>(r->offset());
+  uint8_t coding = 0, bits = 0;
+  uint32_t count = 0, data_size = 0;
+  TFEDGE_RETURN_IF_ERROR(r->ReadU8("stream coding", &coding));
+  if (coding != kCodingFixed && coding != kCodingHuffman) {
+    return Status::Error(start, "%s stream: unknown coding %u", name, coding);
+  }
+  TFEDGE_RETURN_IF_ERROR(r->ReadU8("stream bits", &bits));
+  if (bits < 1 || bits > 8) {
+    return Status::Error(start + 1, "%s stream: symbol width %u is not in 1..8", name,
+                         bits);
+  }
+  TFEDGE_RETURN_IF_ERROR(r->ReadU32("stream count", &count));
+  if (count > max_count) {
+    return Status::Error(start + 2, "%s stream: %u symbols, more than the %llu allowed",
+                         name, count, static_cast<unsigned long long>(max_count));
+  }
+  TFEDGE_RETURN_IF_ERROR(r->ReadU32("stream data size", &data_size));
+  if (coding == kCodingFixed) {
+    const uint64_t need = (static_cast<uint64_t>(count) * bits + 7) / 8;
+    if (data_size != need) {
+      return Status::Error(start + 6,
+                           "%s stream: fixed-width data is %u bytes, expected %llu "
+                           "(%u symbols of %u bits)",
+                           name, data_size, static_cast<unsigned long long>(need),
+                           count, bits);
+    }
+    const size_t data_offset = r->offset();
+    const uint8_t* data = nullptr;
+    TFEDGE_RETURN_IF_ERROR(r->Take("stream data", data_size, &data));
+    // Padding bits are written as zero; like the numpy reader, they are not checked.
+    stream->reset(new (std::nothrow)
+                      FixedWidthReader(bits, count, data, data_size, data_offset));
+  } else {
+    uint32_t block_size = 0;
+    TFEDGE_RETURN_IF_ERROR(r->ReadU32("Huffman block size", &block_size));
+    if (block_size < 1) {
+      return Status::Error(start + 10, "%s stream: Huffman block size is 0", name);
+    }
+    const size_t lengths_offset = r->offset();
+    const uint8_t* lengths = nullptr;
+    const size_t lengths_size = ((size_t{1} << bits) + 1) / 2;
+    TFEDGE_RETURN_IF_ERROR(r->Take("Huffman code lengths", lengths_size, &lengths));
+    if (static_cast<uint64_t>(count) > static_cast<uint64_t>(data_size) * 8) {
+      return Status::Error(start + 2,
+                           "%s stream: %u Huffman symbols cannot fit in %u data bytes "
+                           "(every code takes at least one bit)",
+                           name, count, data_size);
+    }
+    const uint64_t blocks =
+        count == 0 ? 0 : (static_cast<uint64_t>(count) + block_size - 1) / block_size;
+    const uint64_t n_offsets = blocks == 0 ? 0 : blocks - 1;
+    const size_t offsets_offset = r->offset();
+    if (n_offsets * 4 > r->remaining()) {
+      return Status::Error(static_cast<int64_t>(offsets_offset),
+                           "truncated: %s stream needs %llu block offsets, %zu bytes "
+                           "left",
+                           name, static_cast<unsigned long long>(n_offsets),
+                           r->remaining());
+    }
+    const uint8_t* offsets = nullptr;
+    TFEDGE_RETURN_IF_ERROR(
+        r->Take("Huffman block offsets", static_cast<size_t>(n_offsets * 4), &offsets));
+    uint32_t prev = 0;
+    const uint64_t data_bits = static_cast<uint64_t>(data_size) * 8;
+    for (uint64_t i = 0; i < n_offsets; ++i) {
+      const uint32_t o = LoadLe32(offsets + 4 * i);
+      if (o < prev || o > data_bits) {
+        return Status::Error(static_cast<int64_t>(offsets_offset + 4 * i),
+                             "%s stream: block %llu starts at bit %u (previous %u, "
+                             "data has %llu bits)",
+                             name, static_cast<unsigned long long>(i + 1), o, prev,
+                             static_cast<unsigned long long>(data_bits));
+      }
+      prev = o;
+    }
+    const size_t data_offset = r->offset();
+    const uint8_t* data = nullptr;
+    TFEDGE_RETURN_IF_ERROR(r->Take("stream data", data_size, &data));
+    auto* h = new (std::nothrow) HuffmanReader(bits, count, block_size, offsets, data,
+                                               data_size, data_offset);
+    if (h == nullptr) return Status::Error(start, "out of memory");
+    stream->reset(h);
+    TFEDGE_RETURN_IF_ERROR(h->Init(lengths, lengths_offset));
+  }
+  if (*stream == nullptr) return Status::Error(start, "out of memory");
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------
+// Codecs (section 2.1)
+
+namespace {
+
+constexpr size_t kChunk = 4096;
+
+// Writes `n` copies of the `es`-byte element at `value` to `out`.
+void FillElements(uint8_t* out, uint64_t n, const uint8_t* value, size_t es) {
+  if (n == 0) return;
+  bool same = true;
+  for (size_t b = 1; b < es; ++b) same = same && value[b] == value[0];
+  const uint64_t total = n * es;
+  if (same) {
+    std::memset(out, value[0], total);
+    return;
+  }
+  std::memcpy(out, value, es);
+  uint64_t done = es;
+  while (done < total) {
+    const uint64_t step = std::min(done, total - done);
+    std::memcpy(out + done, out, step);
+    done += step;
+  }
+}
+
+Status ReadCodebook(ByteReader* body, size_t es, uint16_t* k, const uint8_t** entries) {
+  const int64_t at = static_cast<int64_t>(body->offset());
+  TFEDGE_RETURN_IF_ERROR(body->ReadU16("codebook size", k));
+  if (*k < 1 || *k > 256) {
+    return Status::Error(at, "codebook has %u entries, expected 1..256", *k);
+  }
+  return body->Take("codebook entries", static_cast<size_t>(*k) * es, entries);
+}
+
+Status NoTrailing(const ByteReader& body) {
+  if (body.remaining() != 0) {
+    return Status::Error(static_cast<int64_t>(body.offset()),
+                         "%zu trailing bytes after the value stream", body.remaining());
+  }
+  return Status::Ok();
+}
+
+Status CountIs(const SymbolReader& s, const char* name, uint64_t expected,
+               int64_t at) {
+  if (s.count() != expected) {
+    return Status::Error(at, "%s stream has %u symbols, expected %llu", name, s.count(),
+                         static_cast<unsigned long long>(expected));
+  }
+  return Status::Ok();
+}
+
+Status RawBits(const SymbolReader& s, int64_t at) {
+  if (s.bits() != 8) {
+    return Status::Error(at, "raw value stream has %d-bit symbols, expected 8",
+                         s.bits());
+  }
+  return Status::Ok();
+}
+
+// Maps codebook indices to elements: out[i] = entries[idx[i]], checking idx < k.
+template <size_t ES>
+bool MapIndices(const uint8_t* idx, size_t n, const uint8_t* entries, uint16_t k,
+                uint8_t* out, size_t* bad) {
+  for (size_t i = 0; i < n; ++i) {
+    if (idx[i] >= k) {
+      *bad = i;
+      return false;
+    }
+    std::memcpy(out + i * ES, entries + static_cast<size_t>(idx[i]) * ES, ES);
+  }
+  return true;
+}
+
+bool MapIndicesAny(size_t es, const uint8_t* idx, size_t n, const uint8_t* entries,
+                   uint16_t k, uint8_t* out, size_t* bad) {
+  switch (es) {
+    case 1:
+      return MapIndices<1>(idx, n, entries, k, out, bad);
+    case 2:
+      return MapIndices<2>(idx, n, entries, k, out, bad);
+    case 4:
+      return MapIndices<4>(idx, n, entries, k, out, bad);
+    default:
+      return MapIndices<8>(idx, n, entries, k, out, bad);
+  }
+}
+
+class DenseRawCodec final : public Codec {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    const int64_t at = static_cast<int64_t>(body->offset());
+    std::unique_ptr<SymbolReader> v;
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", h.decoded_size, &v));
+    TFEDGE_RETURN_IF_ERROR(RawBits(*v, at));
+    TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", h.decoded_size, at));
+    TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
+    return v->Read(out, h.decoded_size);
+  }
+};
+
+class DenseCodebookCodec final : public Codec {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    const size_t es = h.element_size;
+    const uint64_t n = h.decoded_size / es;
+    uint16_t k = 0;
+    const uint8_t* entries = nullptr;
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, es, &k, &entries));
+    const int64_t at = static_cast<int64_t>(body->offset());
+    std::unique_ptr<SymbolReader> v;
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", n, &v));
+    TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", n, at));
+    TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
+    uint8_t idx[kChunk];
+    for (uint64_t done = 0; done < n;) {
+      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, n - done));
+      TFEDGE_RETURN_IF_ERROR(v->Read(idx, c));
+      size_t bad = 0;
+      if (!MapIndicesAny(es, idx, c, entries, k, out + done * es, &bad)) {
+        return Status::Error(at, "element %llu has codebook index %u, codebook has %u",
+                             static_cast<unsigned long long>(done + bad), idx[bad], k);
+      }
+      done += c;
+    }
+    return Status::Ok();
+  }
+};
+
+// Shared by both sparse codecs: fill, then place the stored entries along the gaps.
+class SparseCodecBase : public Codec {
+ protected:
+  // `entries` is null for raw values.
+  Status DecodeSparse(const Header& h, ByteReader* body, uint8_t* out, uint16_t k,
+                      const uint8_t* entries) const {
+    const size_t es = h.element_size;
+    const uint64_t n = h.decoded_size / es;
+    const uint8_t* fill = nullptr;
+    TFEDGE_RETURN_IF_ERROR(body->Take("fill value", es, &fill));
+    const int64_t g_at = static_cast<int64_t>(body->offset());
+    std::unique_ptr<SymbolReader> g;
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "gap", n, &g));
+    const uint64_t s = g->count();
+    const int64_t v_at = static_cast<int64_t>(body->offset());
+    std::unique_ptr<SymbolReader> v;
+    const uint64_t v_count = entries ? s : s * es;
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", v_count, &v));
+    if (!entries) TFEDGE_RETURN_IF_ERROR(RawBits(*v, v_at));
+    TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", v_count, v_at));
+    TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
+
+    FillElements(out, n, fill, es);
+    uint8_t gaps[kChunk];
+    uint8_t vals[kChunk * 8];
+    int64_t cursor = -1;
+    const int64_t last = static_cast<int64_t>(n);
+    for (uint64_t done = 0; done < s;) {
+      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, s - done));
+      TFEDGE_RETURN_IF_ERROR(g->Read(gaps, c));
+      TFEDGE_RETURN_IF_ERROR(v->Read(vals, entries ? c : c * es));
+      for (size_t j = 0; j < c; ++j) {
+        cursor += static_cast<int64_t>(gaps[j]) + 1;
+        if (cursor >= last) {
+          return Status::Error(g_at,
+                               "stored entry %llu lands at element %lld, past the %llu "
+                               "elements",
+                               static_cast<unsigned long long>(done + j),
+                               static_cast<long long>(cursor),
+                               static_cast<unsigned long long>(n));
+        }
+        const uint8_t* src;
+        if (entries) {
+          if (vals[j] >= k) {
+            return Status::Error(v_at,
+                                 "stored entry %llu has codebook index %u, codebook "
+                                 "has %u",
+                                 static_cast<unsigned long long>(done + j), vals[j], k);
+          }
+          src = entries + static_cast<size_t>(vals[j]) * es;
+        } else {
+          src = vals + j * es;
+        }
+        std::memcpy(out + static_cast<uint64_t>(cursor) * es, src, es);
+      }
+      done += c;
+    }
+    return Status::Ok();
+  }
+};
+
+class SparseRawCodec final : public SparseCodecBase {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    return DecodeSparse(h, body, out, 0, nullptr);
+  }
+};
+
+class SparseCodebookCodec final : public SparseCodecBase {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    uint16_t k = 0;
+    const uint8_t* entries = nullptr;
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &k, &entries));
+    return DecodeSparse(h, body, out, k, entries);
+  }
+};
+
+const DenseRawCodec kDenseRaw;
+const DenseCodebookCodec kDenseCodebook;
+const SparseRawCodec kSparseRaw;
+const SparseCodebookCodec kSparseCodebook;
+
+// Indexed by [layout][value kind].
+const Codec* const kCodecs[2][2] = {
+    {&kDenseRaw, &kDenseCodebook},
+    {&kSparseRaw, &kSparseCodebook},
+};
+
+}  // namespace
+
+const Codec* CodecFor(uint8_t layout, uint8_t value_kind) {
+  if (layout > 1 || value_kind > 1) return nullptr;
+  return kCodecs[layout][value_kind];
+}
+
+// ---------------------------------------------------------------------------------
+// Header (section 2) and the whole payload
+
+Status ParseHeader(const uint8_t* p, size_t n, uint64_t max_decoded, Header* h) {
+  if (p == nullptr || n < kHeaderSize) {
+    return Status::Error(0, "payload is %zu bytes, shorter than the %zu-byte header",
+                         p == nullptr ? size_t{0} : n, kHeaderSize);
+  }
+  if (std::memcmp(p, "TFEP", 4) != 0) {
+    return Status::Error(0, "bad magic %02x %02x %02x %02x, expected \"TFEP\"", p[0],
+                         p[1], p[2], p[3]);
+  }
+  h->version = p[4];
+  if (h->version < 1) {
+    return Status::Error(4, "unknown payload format version %u", h->version);
+  }
+  if (h->version > kFormatVersion) {
+    return Status::Error(4,
+                         "format version %u is newer than this reader's %u; upgrade "
+                         "tfedge",
+                         h->version, kFormatVersion);
+  }
+  h->layout = p[5];
+  if (h->layout > kLayoutSparse) {
+    return Status::Error(5, "unknown layout %u", h->layout);
+  }
+  h->value_kind = p[6];
+  if (h->value_kind > kValueCodebook) {
+    return Status::Error(6, "unknown value kind %u", h->value_kind);
+  }
+  h->element_type = p[7];
+  h->element_size = p[8];
+  if (h->element_size != 1 && h->element_size != 2 && h->element_size != 4 &&
+      h->element_size != 8) {
+    return Status::Error(8, "element size %u is not 1, 2, 4 or 8", h->element_size);
+  }
+  if (p[9] != 0 || p[10] != 0 || p[11] != 0) {
+    return Status::Error(9, "reserved bytes are not zero");
+  }
+  h->decoded_size = LoadLe64(p + 12);
+  if (h->decoded_size % h->element_size != 0) {
+    return Status::Error(12,
+                         "decoded size %llu is not a multiple of the element size %u",
+                         static_cast<unsigned long long>(h->decoded_size),
+                         h->element_size);
+  }
+  if (h->decoded_size > max_decoded) {
+    return Status::Error(12, "decoded size %llu exceeds the bound of %llu bytes",
+                         static_cast<unsigned long long>(h->decoded_size),
+                         static_cast<unsigned long long>(max_decoded));
+  }
+  h->body_size = LoadLe32(p + 20);
+  h->crc = LoadLe32(p + 24);
+  return Status::Ok();
+}
+
+Status DecodePayload(const uint8_t* p, size_t n, uint64_t max_decoded, uint8_t* out,
+                     size_t out_capacity, Header* header) {
+  Header h;
+  TFEDGE_RETURN_IF_ERROR(ParseHeader(p, n, max_decoded, &h));
+  if (static_cast<uint64_t>(h.body_size) != n - kHeaderSize) {
+    return Status::Error(20, "body size %u does not match the %zu bytes present",
+                         h.body_size, n - kHeaderSize);
+  }
+  uint32_t crc = Crc32(0, p, 24);
+  crc = Crc32(crc, p + kHeaderSize, n - kHeaderSize);
+  if (crc != h.crc) {
+    return Status::Error(24, "CRC mismatch: header says %08x, content has %08x", h.crc,
+                         crc);
+  }
+  if (out_capacity < h.decoded_size || (out == nullptr && h.decoded_size != 0)) {
+    return Status::Error(-1, "output buffer of %zu bytes is smaller than the %llu "
+                         "decoded bytes",
+                         out_capacity, static_cast<unsigned long long>(h.decoded_size));
+  }
+  if (header != nullptr) *header = h;
+  ByteReader body(p + kHeaderSize, n - kHeaderSize, kHeaderSize);
+  return CodecFor(h.layout, h.value_kind)->Decode(h, &body, out);
+}
+
+}  // namespace tfedge

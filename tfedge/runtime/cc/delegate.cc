@@ -1,0 +1,417 @@
+// The TFEDGE_DECODE operator, delivered as a TFLite external delegate.
+//
+// The TensorFlow and ai-edge-litert wheels export no C op-registration API, but both
+// load external delegates (`load_delegate(path)`), which needs no symbols from them.
+// The delegate claims every TFEDGE_DECODE node (an unresolved custom op until then)
+// and replaces them with one kernel whose Prepare, for each decode node:
+//   1. checks the payload header against the output tensor (bound = the tensor's byte
+//      size, which the decoded size must equal; element type must match),
+//   2. turns the output into a kTfLitePersistentRo tensor (allocated by the runtime,
+//      kept across invokes, treated as constant by downstream Prepare),
+//   3. decodes the payload into it, once.
+// Invoke does nothing unless the runtime moved the tensor, in which case it decodes
+// again into the new buffer (never allocating). Errors are reported through the
+// interpreter as "TFEDGE_DECODE: tensor '<name>': byte <offset>: <problem>".
+//
+// `DecodeKernelRegistration()` is the one registration entry point of the op.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "c_api.h"
+#include "decoder.h"
+#include "tflite_abi.h"
+
+namespace tfedge {
+
+const tflite_abi::TfLiteRegistration& DecodeKernelRegistration();
+
+namespace {
+
+using namespace tflite_abi;  // NOLINT: the TFLite names read better unqualified
+
+constexpr char kOpName[] = "TFEDGE_DECODE";
+constexpr char kKernelName[] = "TfedgeDecode";
+constexpr int kMaxDims = 16;
+
+// Maps the payload's element type (flatbuffer TensorType) to the runtime's TfLiteType;
+// -1 for types a weight payload cannot have.
+int RuntimeType(uint8_t tensor_type) {
+  static const int kMap[] = {
+      kTfLiteFloat32,  kTfLiteFloat16, kTfLiteInt32,   kTfLiteUInt8,
+      kTfLiteInt64,    -1 /*STRING*/,  kTfLiteBool,    kTfLiteInt16,
+      kTfLiteComplex64, kTfLiteInt8,   kTfLiteFloat64, -1 /*COMPLEX128*/,
+      kTfLiteUInt64,   -1 /*RESOURCE*/, -1 /*VARIANT*/, kTfLiteUInt32,
+      kTfLiteUInt16,   -1 /*INT4*/,    kTfLiteBFloat16,
+  };
+  return tensor_type < sizeof(kMap) / sizeof(kMap[0]) ? kMap[tensor_type] : -1;
+}
+
+const char* TypeName(int t) {
+  static const char* kNames[] = {
+      "NOTYPE", "FLOAT32", "INT32",   "UINT8",      "INT64",  "STRING",  "BOOL",
+      "INT16",  "COMPLEX64", "INT8",  "FLOAT16",    "FLOAT64", "COMPLEX128", "UINT64",
+      "RESOURCE", "VARIANT", "UINT32", "UINT16",    "INT4",   "BFLOAT16"};
+  return (t >= 0 && t < 20) ? kNames[t] : "UNKNOWN";
+}
+
+TfLiteIntArray* NewIntArray(int size) {
+  // The runtime frees dims with free() (TfLiteIntArrayFree), so allocate with malloc.
+  auto* a = static_cast<TfLiteIntArray*>(
+      std::malloc(sizeof(TfLiteIntArray) + sizeof(int) * static_cast<size_t>(size)));
+  if (a != nullptr) a->size = size;
+  return a;
+}
+
+bool PlausibleArray(const TfLiteIntArray* a, size_t limit) {
+  if (a == nullptr || a->size < 0 || a->size > 1024) return false;
+  for (int i = 0; i < a->size; ++i) {
+    if (a->data[i] < 0 || static_cast<size_t>(a->data[i]) >= limit) return false;
+  }
+  return true;
+}
+
+std::string DimsString(const TfLiteIntArray* dims) {
+  std::string s = "[";
+  if (dims != nullptr && dims->size >= 0 && dims->size <= kMaxDims) {
+    for (int i = 0; i < dims->size; ++i) {
+      if (i) s += ", ";
+      s += std::to_string(dims->data[i]);
+    }
+  }
+  return s + "]";
+}
+
+// --- the probe report (the layout pin test reads it) -------------------------------
+
+std::mutex g_probe_mutex;
+std::string g_probe_report;
+
+void WriteProbe(TfLiteContext* context, const TfLiteIntArray* plan) {
+  std::string r;
+  r += "tensors " + std::to_string(context->tensors_size) + "\n";
+  for (size_t i = 0; i < context->tensors_size; ++i) {
+    const TfLiteTensor& t = context->tensors[i];
+    r += "T\t" + std::to_string(i) + "\t" + (t.name ? t.name : "") + "\t" +
+         std::to_string(t.type) + "\t" + std::to_string(t.bytes) + "\t" +
+         std::to_string(t.allocation_type) + "\t" + DimsString(t.dims) + "\n";
+  }
+  for (int i = 0; i < plan->size; ++i) {
+    TfLiteNode* node = nullptr;
+    TfLiteRegistration* reg = nullptr;
+    if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) !=
+        kTfLiteOk) {
+      continue;
+    }
+    r += "N\t" + std::to_string(plan->data[i]) + "\t" +
+         std::to_string(reg->builtin_code) + "\t" +
+         (reg->custom_name ? reg->custom_name : "") + "\t" + DimsString(node->inputs) +
+         "\t" + DimsString(node->outputs) + "\n";
+  }
+  std::lock_guard<std::mutex> lock(g_probe_mutex);
+  g_probe_report = r;
+}
+
+// --- the kernel ---------------------------------------------------------------------
+
+struct DecodeNode {
+  int node_index = -1;
+  int n_inputs = 0;
+  int n_outputs = 0;
+  int payload = -1;
+  int output = -1;
+  const void* decoded_at = nullptr;  // the output buffer last decoded into
+};
+
+struct KernelState {
+  std::vector<DecodeNode> nodes;
+};
+
+TfLiteStatus Fail(TfLiteContext* context, const TfLiteTensor* out,
+                  const std::string& message) {
+  context->ReportError(context, "%s: tensor '%s': %s", kOpName,
+                       (out && out->name) ? out->name : "?", message.c_str());
+  return kTfLiteError;
+}
+
+TfLiteStatus FailStatus(TfLiteContext* context, const TfLiteTensor* out,
+                        const Status& s) {
+  std::string m;
+  if (s.offset() >= 0) m = "byte " + std::to_string(s.offset()) + ": ";
+  return Fail(context, out, m + s.message());
+}
+
+void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
+  const auto* params = reinterpret_cast<const TfLiteDelegateParams*>(buffer);
+  auto* state = new (std::nothrow) KernelState;
+  if (state == nullptr || params == nullptr || params->nodes_to_replace == nullptr) {
+    return state;
+  }
+  const TfLiteIntArray* nodes = params->nodes_to_replace;
+  for (int i = 0; i < nodes->size; ++i) {
+    DecodeNode d;
+    d.node_index = nodes->data[i];
+    TfLiteNode* node = nullptr;
+    TfLiteRegistration* reg = nullptr;
+    if (context->GetNodeAndRegistration(context, d.node_index, &node, &reg) ==
+        kTfLiteOk) {
+      d.n_inputs = node->inputs ? node->inputs->size : 0;
+      d.n_outputs = node->outputs ? node->outputs->size : 0;
+      if (d.n_inputs > 0) d.payload = node->inputs->data[0];
+      if (d.n_outputs > 0) d.output = node->outputs->data[0];
+    }
+    state->nodes.push_back(d);
+  }
+  return state;
+}
+
+void KernelFree(TfLiteContext*, void* buffer) {
+  delete static_cast<KernelState*>(buffer);
+}
+
+// Validates one decode node and decodes its payload into its (persistent) output.
+TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d) {
+  const size_t n_tensors = context->tensors_size;
+  if (d->output < 0 || static_cast<size_t>(d->output) >= n_tensors) {
+    context->ReportError(context, "%s: node %d has no valid output tensor", kOpName,
+                         d->node_index);
+    return kTfLiteError;
+  }
+  TfLiteTensor* out = &context->tensors[d->output];
+  if (d->n_inputs != 1 || d->n_outputs != 1) {
+    return Fail(context, out,
+                "the operator must have exactly one input and one output, it has " +
+                    std::to_string(d->n_inputs) + " and " +
+                    std::to_string(d->n_outputs));
+  }
+  if (d->payload < 0 || static_cast<size_t>(d->payload) >= n_tensors) {
+    return Fail(context, out, "the payload tensor index is invalid");
+  }
+  const TfLiteTensor* in = &context->tensors[d->payload];
+  if (in->type != kTfLiteUInt8) {
+    return Fail(context, out,
+                std::string("the payload tensor is ") + TypeName(in->type) +
+                    ", expected UINT8");
+  }
+  if (in->allocation_type != kTfLiteMmapRo || in->data.raw_const == nullptr) {
+    return Fail(context, out, "the payload tensor is not a constant buffer");
+  }
+  const auto* payload = reinterpret_cast<const uint8_t*>(in->data.raw_const);
+  const size_t n = in->bytes;
+  const uint64_t bound = out->bytes;
+  Header h;
+  Status s = ParseHeader(payload, n, bound, &h);
+  if (!s.ok()) return FailStatus(context, out, s);
+  if (h.decoded_size != out->bytes) {
+    return Fail(context, out,
+                "the payload decodes to " + std::to_string(h.decoded_size) +
+                    " bytes, the tensor " + TypeName(out->type) + DimsString(out->dims) +
+                    " holds " + std::to_string(out->bytes));
+  }
+  if (RuntimeType(h.element_type) != out->type) {
+    return Fail(context, out,
+                std::string("the payload holds ") +
+                    TypeName(RuntimeType(h.element_type)) + " elements (TensorType " +
+                    std::to_string(h.element_type) + "), the tensor is " +
+                    TypeName(out->type));
+  }
+  if (out->dims == nullptr || out->dims->size < 0 || out->dims->size > kMaxDims) {
+    return Fail(context, out, "the tensor has no valid shape");
+  }
+  // The output becomes persistent, read-only after Prepare: allocated by the runtime
+  // (ResizeTensor reallocates kTfLitePersistentRo tensors), never reused by the arena.
+  if (out->allocation_type != kTfLitePersistentRo) {
+    out->allocation_type = kTfLitePersistentRo;
+    out->data.raw = nullptr;  // the arena's pointer, if any, is not ours to free
+    d->decoded_at = nullptr;
+  }
+  if (out->data.raw == nullptr) {
+    TfLiteIntArray* dims = NewIntArray(out->dims->size);
+    if (dims == nullptr) return Fail(context, out, "out of memory");
+    std::memcpy(dims->data, out->dims->data, sizeof(int) * out->dims->size);
+    if (context->ResizeTensor(context, out, dims) != kTfLiteOk) {
+      return Fail(context, out, "the runtime could not allocate the tensor");
+    }
+    // Re-read: ResizeTensor may have grown context->tensors.
+    out = &context->tensors[d->output];
+    in = &context->tensors[d->payload];
+    payload = reinterpret_cast<const uint8_t*>(in->data.raw_const);
+    if (out->data.raw == nullptr || out->bytes != h.decoded_size) {
+      return Fail(context, out,
+                  "the runtime did not allocate the tensor (TFLite layout changed?)");
+    }
+  }
+  if (d->decoded_at == out->data.raw) return kTfLiteOk;  // decoded once already
+  s = DecodePayload(payload, n, bound, out->data.uint8, out->bytes, nullptr);
+  if (!s.ok()) return FailStatus(context, out, s);
+  d->decoded_at = out->data.raw;
+  return kTfLiteOk;
+}
+
+TfLiteStatus KernelPrepare(TfLiteContext* context, TfLiteNode* node) {
+  auto* state = static_cast<KernelState*>(node->user_data);
+  if (state == nullptr) {
+    context->ReportError(context, "%s: out of memory", kOpName);
+    return kTfLiteError;
+  }
+  for (DecodeNode& d : state->nodes) {
+    if (PrepareOne(context, &d) != kTfLiteOk) return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus KernelInvoke(TfLiteContext* context, TfLiteNode* node) {
+  auto* state = static_cast<KernelState*>(node->user_data);
+  if (state == nullptr) return kTfLiteError;
+  for (DecodeNode& d : state->nodes) {
+    TfLiteTensor* out = &context->tensors[d.output];
+    if (out->data.raw == d.decoded_at) continue;
+    // The runtime moved the tensor since Prepare: decode again, into its buffer.
+    const TfLiteTensor* in = &context->tensors[d.payload];
+    const Status s =
+        DecodePayload(reinterpret_cast<const uint8_t*>(in->data.raw_const), in->bytes,
+                      out->bytes, out->data.uint8, out->bytes, nullptr);
+    if (!s.ok()) return FailStatus(context, out, s);
+    d.decoded_at = out->data.raw;
+  }
+  return kTfLiteOk;
+}
+
+// --- the delegate ---------------------------------------------------------------------
+
+struct DelegateData {
+  bool probe = false;
+};
+
+// Padded so that a runtime reading a few more (newer) members reads zeros.
+struct PaddedDelegate {
+  TfLiteDelegate delegate;
+  char padding[64];
+};
+
+bool IsDecodeOp(const TfLiteRegistration* reg) {
+  return reg != nullptr && reg->builtin_code == kBuiltinCustom &&
+         reg->custom_name != nullptr && std::strcmp(reg->custom_name, kOpName) == 0;
+}
+
+TfLiteStatus LayoutError(TfLiteContext* context, const char* what) {
+  context->ReportError(context,
+                       "tfedge delegate: %s; this TFLite runtime's struct layout is not "
+                       "the one tfedge was built for (TensorFlow 2.21). Use "
+                       "tfedge.expand() instead of the decoder op.",
+                       what);
+  return kTfLiteDelegateError;
+}
+
+TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
+  const auto* data = static_cast<const DelegateData*>(delegate->data_);
+  if (context->tensors_size > (size_t{1} << 31)) {
+    return LayoutError(context, "implausible tensor count");
+  }
+  TfLiteIntArray* plan = nullptr;
+  if (context->GetExecutionPlan(context, &plan) != kTfLiteOk || plan == nullptr ||
+      plan->size < 0 || plan->size > (1 << 24)) {
+    return LayoutError(context, "implausible execution plan");
+  }
+  if (data != nullptr && data->probe) WriteProbe(context, plan);
+  std::vector<int> claim;
+  for (int i = 0; i < plan->size; ++i) {
+    TfLiteNode* node = nullptr;
+    TfLiteRegistration* reg = nullptr;
+    if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) !=
+        kTfLiteOk) {
+      return LayoutError(context, "GetNodeAndRegistration failed");
+    }
+    if (!IsDecodeOp(reg)) continue;
+    if (!PlausibleArray(node->inputs, context->tensors_size) ||
+        !PlausibleArray(node->outputs, context->tensors_size)) {
+      return LayoutError(context, "a TFEDGE_DECODE node has implausible tensor lists");
+    }
+    claim.push_back(plan->data[i]);
+  }
+  if (claim.empty()) return kTfLiteOk;
+  TfLiteIntArray* nodes = NewIntArray(static_cast<int>(claim.size()));
+  if (nodes == nullptr) return kTfLiteError;
+  std::memcpy(nodes->data, claim.data(), sizeof(int) * claim.size());
+  const TfLiteStatus status = context->ReplaceNodeSubsetsWithDelegateKernels(
+      context, DecodeKernelRegistration(), nodes, delegate);
+  std::free(nodes);
+  return status;
+}
+
+}  // namespace
+
+// The one registration entry point of the TFEDGE_DECODE kernel.
+const tflite_abi::TfLiteRegistration& DecodeKernelRegistration() {
+  static const tflite_abi::TfLiteRegistration reg = [] {
+    tflite_abi::TfLiteRegistration r{};
+    r.init = KernelInit;
+    r.free = KernelFree;
+    r.prepare = KernelPrepare;
+    r.invoke = KernelInvoke;
+    r.builtin_code = tflite_abi::kBuiltinDelegate;
+    r.custom_name = kKernelName;
+    r.version = 1;
+    return r;
+  }();
+  return reg;
+}
+
+}  // namespace tfedge
+
+extern "C" {
+
+// The external-delegate plugin interface (TFLite's delegate_loader / load_delegate).
+// Options: "probe" = "1" records the graph as the delegate saw it (for the layout
+// pin test; see tfedge_delegate_probe_report).
+TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
+    char** keys, char** values, size_t num_options, void (*report_error)(const char*)) {
+  auto* data = new (std::nothrow) tfedge::DelegateData;
+  if (data == nullptr) return nullptr;
+  for (size_t i = 0; i < num_options; ++i) {
+    const char* k = keys[i] ? keys[i] : "";
+    const char* v = values[i] ? values[i] : "";
+    if (std::strcmp(k, "probe") == 0) {
+      data->probe = std::strcmp(v, "1") == 0;
+    } else {
+      if (report_error != nullptr) {
+        std::string m = std::string("tfedge delegate: unknown option '") + k +
+                        "'; the only option is 'probe'";
+        report_error(m.c_str());
+      }
+      delete data;
+      return nullptr;
+    }
+  }
+  auto* padded = new (std::nothrow) tfedge::PaddedDelegate{};
+  if (padded == nullptr) {
+    delete data;
+    return nullptr;
+  }
+  padded->delegate.data_ = data;
+  padded->delegate.Prepare = tfedge::DelegatePrepare;
+  padded->delegate.flags = tfedge::tflite_abi::kTfLiteDelegateFlagsAllowDynamicTensors;
+  return &padded->delegate;
+}
+
+TFEDGE_EXPORT void tflite_plugin_destroy_delegate(
+    tfedge::tflite_abi::TfLiteDelegate* delegate) {
+  if (delegate == nullptr) return;
+  delete static_cast<tfedge::DelegateData*>(delegate->data_);
+  delete reinterpret_cast<tfedge::PaddedDelegate*>(delegate);
+}
+
+// Copies the last probe report (NUL-terminated) into buf; returns its full length.
+TFEDGE_EXPORT size_t tfedge_delegate_probe_report(char* buf, size_t len) {
+  std::lock_guard<std::mutex> lock(tfedge::g_probe_mutex);
+  if (buf != nullptr && len > 0) {
+    std::snprintf(buf, len, "%s", tfedge::g_probe_report.c_str());
+  }
+  return tfedge::g_probe_report.size();
+}
+
+}  // extern "C"
