@@ -1,0 +1,264 @@
+"""compress + expand end to end, on models TensorFlow's converter wrote (not tfedge)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tfedge
+from tfedge.pack._verify import ModelRunner, drift, make_samples
+from tfedge.tflite import buffer_data, opcode_name, read, write
+
+# Models every mode must round-trip: (fixture name, can run in the stock interpreter).
+MODELS = [
+    ("dense_f32", True),
+    ("dense_pruned", True),
+    ("conv_f32", True),
+    ("conv_f16", True),
+    ("conv_int8", True),
+    ("conv_int8_io", True),
+    ("densify", True),
+    ("two_subgraphs", True),
+    ("two_signatures", True),
+    ("custom_op", False),
+]
+MODEL_IDS = [m for m, _ in MODELS]
+
+# Lossless size ratio of the weight bytes a 90%-pruned float32 MLP must reach: stored
+# values keep 32 bits but only 10% are stored, plus a few bits of relative index each,
+# so about 7x is the ceiling; 5x leaves room for codebook/stream headers.
+PRUNED_LOSSLESS_WEIGHT_RATIO = 5.0
+# Default lossy coding of a float32 model: Deep Compression's 4-6 bit sharing plus
+# Huffman gives 6-8x on the weights; the whole file (graph, biases) at least 3x.
+LOSSY_FILE_RATIO = 3.0
+# int8 weights losslessly: Huffman over an exact 256-entry codebook saves little on
+# random-init weights (their entropy is ~7 bits); the file must never grow.
+NEVER_LARGER = 1.0
+
+
+def _tensor_bytes(model_bytes: bytes) -> list[list[bytes]]:
+    m = read(model_bytes)
+    return [
+        [bytes(buffer_data(m, t.buffer)) for t in sg.tensors] for sg in m.subgraphs
+    ]
+
+
+def _structure(model_bytes: bytes):
+    m = read(model_bytes)
+    return [
+        [
+            (opcode_name(m, op.opcodeIndex), list(op.inputs), list(op.outputs))
+            for op in sg.operators
+        ]
+        for sg in m.subgraphs
+    ]
+
+
+@pytest.mark.parametrize("name,runnable", MODELS, ids=MODEL_IDS)
+def test_lossless_round_trip_is_bit_exact(tflite_model, name, runnable):
+    original = tflite_model(name)
+    packed = tfedge.compress(original, lossless=True)
+    assert len(bytes(packed)) <= len(original) * NEVER_LARGER
+    expanded = tfedge.expand(packed)
+    assert _tensor_bytes(expanded) == _tensor_bytes(original)
+    assert _structure(expanded) == _structure(original)
+    assert packed.report.lossless
+    if runnable:
+        ref = ModelRunner(original)
+        samples = make_samples(ref, None, 3)
+        got = ModelRunner(expanded).run(samples)
+        want = ref.run(samples)
+        for a, b in zip(got, want):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "name", [m for m, runnable in MODELS if runnable], ids=[m for m, r in MODELS if r]
+)
+def test_lossy_stays_within_tolerance(tflite_model, name):
+    original = tflite_model(name)
+    packed = tfedge.compress(original)
+    expanded = tfedge.expand(packed)
+    # Measure independently of compress: new random inputs, fresh interpreters.
+    ref = ModelRunner(original)
+    samples = make_samples(ref, None, 6, seed=123)
+    measured = drift(ref.run(samples), ModelRunner(expanded).run(samples))
+    # The report's drift was measured on other samples; allow 2x across sample sets.
+    assert measured <= 2 * packed.report.tolerance
+    assert packed.report.drift is None or packed.report.drift <= packed.report.tolerance
+    assert len(bytes(packed)) <= len(original)
+
+
+def test_lossy_float_model_ratio(tflite_model):
+    original = tflite_model("conv_f32")
+    packed = tfedge.compress(original)
+    assert len(original) / len(bytes(packed)) >= LOSSY_FILE_RATIO
+    rows = [t for t in packed.report.tensors if t.packed]
+    assert rows and all(t.bits and t.bits <= 8 for t in rows)
+
+
+def test_pruned_weights_shrink_losslessly(tflite_model):
+    packed = tfedge.compress(tflite_model("dense_pruned"), lossless=True)
+    before, after = packed.report.weight_bytes
+    assert before / after >= PRUNED_LOSSLESS_WEIGHT_RATIO
+    kernels = [t for t in packed.report.tensors if t.packed and len(t.shape) == 2]
+    big = [t for t in kernels if t.original_bytes >= 64 * 1024]
+    assert big and all(t.encoding.startswith("sparse/") for t in big)
+    assert all(t.sparsity >= 0.85 for t in kernels)
+
+
+def test_pruned_zeros_stay_exact_when_lossy(tflite_model):
+    original = tflite_model("dense_pruned")
+    expanded = read(tfedge.expand(tfedge.compress(original, bits=3)))
+    plain = read(original)
+    for t in plain.subgraphs[0].tensors:
+        ref = buffer_data(plain, t.buffer).view(np.uint8)
+        if ref.size < 1024 or t.type != 0:
+            continue
+        got = buffer_data(expanded, t.buffer).view(np.float32)
+        zeros = ref.view(np.float32) == 0
+        assert np.all(got[zeros] == 0)
+
+
+def test_explicit_bits_are_used(tflite_model):
+    packed = tfedge.compress(tflite_model("dense_f32"), bits=6, tolerance=0.5)
+    assert {t.bits for t in packed.report.tensors if t.packed} <= {6}
+
+
+def test_backs_off_when_tolerance_is_tight(tflite_model):
+    loose = tfedge.compress(tflite_model("conv_f32"), bits=2, tolerance=0.9)
+    tight = tfedge.compress(tflite_model("conv_f32"), bits=2, tolerance=0.002)
+    assert tight.report.backed_off
+    assert tight.report.drift <= 0.002
+    assert len(bytes(tight)) > len(bytes(loose))
+
+
+def test_float16_weights_stay_float16(tflite_model):
+    packed = tfedge.compress(tflite_model("conv_f16"))
+    rows = [t for t in packed.report.tensors if t.packed]
+    assert rows and {t.dtype for t in rows} == {"FLOAT16"}
+    assert "DEQUANTIZE" in str(_structure(tfedge.expand(packed)))
+
+
+def test_densify_tensor_is_carried_through(tflite_model):
+    packed = tfedge.compress(tflite_model("densify"))
+    reasons = [t.reason for t in packed.report.tensors]
+    assert any("DENSIFY" in r for r in reasons)
+
+
+def test_buffer_shared_by_two_subgraphs(tflite_model):
+    original = tflite_model("two_signatures")
+    model = read(original)
+    shared = {t.buffer for t in model.subgraphs[0].tensors} & {
+        t.buffer for t in model.subgraphs[1].tensors
+    }
+    shared = {b for b in shared if buffer_data(model, b).size > 256}
+    assert shared, "the test model must share a weight buffer between its subgraphs"
+    packed = tfedge.compress(original, bits=8)
+    out = read(bytes(packed))
+    decoded_in = [
+        {int(op.outputs[0]) for op in sg.operators if op.opcodeIndex == len(out.operatorCodes) - 1}
+        for sg in out.subgraphs
+    ]
+    assert all(decoded_in), "each subgraph decodes its own copy of the shared weight"
+    expanded = read(tfedge.expand(packed))
+    assert len(expanded.buffers) == len(model.buffers)
+
+
+def test_unknown_custom_op_is_kept_and_lossy_falls_back(tflite_model):
+    original = tflite_model("custom_op")
+    with pytest.warns(UserWarning, match="does not run in the stock interpreter"):
+        packed = tfedge.compress(original)
+    assert packed.report.lossless
+    expanded = read(tfedge.expand(packed))
+    ops = [op for op in expanded.subgraphs[0].operators]
+    custom = [op for op in ops if opcode_name(expanded, op.opcodeIndex) == "ACME_SECRET"]
+    assert len(custom) == 1
+    assert bytes(np.asarray(custom[0].customOptions, np.uint8)) == b"\x01\x02secret-options"
+
+
+def test_external_buffers_round_trip(tflite_model):
+    original = tflite_model("dense_f32")
+    external = write(read(original), external_buffers=True)
+    packed = tfedge.compress(external, lossless=True)
+    assert _tensor_bytes(tfedge.expand(packed)) == _tensor_bytes(original)
+
+
+def test_compress_accepts_keras_model():
+    from tests.tflite_models import dense_model
+
+    packed = tfedge.compress(dense_model())
+    assert packed.report.ratio > 1.0
+    assert any("TFLiteConverter" in n for n in packed.report.notes)
+
+
+def test_compress_again_expands_first(tflite_model):
+    once = tfedge.compress(tflite_model("dense_f32"), lossless=True)
+    twice = tfedge.compress(bytes(once), lossless=True)
+    assert _tensor_bytes(tfedge.expand(twice)) == _tensor_bytes(tflite_model("dense_f32"))
+    assert any("already packed" in n for n in twice.report.notes)
+
+
+def test_representative_data_is_used(tflite_model):
+    x = np.random.default_rng(1).standard_normal((5, 32)).astype(np.float32)
+    packed = tfedge.compress(tflite_model("dense_f32"), representative_data=x)
+    assert packed.report.drift is not None
+
+
+def test_report_table_and_json(tflite_model):
+    packed = tfedge.compress(tflite_model("conv_f32"))
+    text = packed.report.table()
+    assert "weights:" in text and "file:" in text
+    d = json.loads(packed.report.to_json())
+    assert d["packed_bytes"] == len(bytes(packed))
+    row_keys = {
+        "name", "shape", "dtype", "original_bytes", "encoding", "bits", "sparsity",
+        "packed_bytes", "entropy_bytes", "weight_error", "bits_per_weight",
+    }
+    assert row_keys <= set(d["tensors"][0])
+    for row in d["tensors"]:
+        if row["encoding"] != "raw":
+            # Huffman is within one bit per symbol of the entropy floor (+ tables/headers).
+            assert row["packed_bytes"] >= row["entropy_bytes"] * 0.99
+
+
+def test_packed_save_and_repr(tmp_path, tflite_model):
+    packed = tfedge.compress(tflite_model("dense_f32"))
+    path = tmp_path / "m.tflite"
+    packed.save(path)
+    assert path.read_bytes() == bytes(packed)
+    assert "smaller" in repr(packed)
+    assert tfedge.expand(str(path)) == packed.expand()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"bits": 9}, "bits"),
+        ({"bits": 0}, "bits"),
+        ({"tolerance": 0.0}, "tolerance"),
+        ({"tolerance": 1.5}, "tolerance"),
+        ({"init": "kmeans++"}, "init"),
+        ({"target": "onnx"}, "target"),
+        ({"num_samples": 0}, "num_samples"),
+    ],
+    ids=["bits9", "bits0", "tol0", "tol1.5", "init", "target", "samples"],
+)
+def test_bad_arguments(tflite_model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tfedge.compress(tflite_model("dense_f32"), **kwargs)
+
+
+def test_wrong_representative_shape(tflite_model):
+    with pytest.raises(ValueError, match="rank"):
+        tfedge.compress(tflite_model("dense_f32"), representative_data=[np.zeros((2, 3, 4))])
+
+
+def test_not_a_model():
+    with pytest.raises(tfedge.FormatError, match="not a .tflite"):
+        tfedge.compress(b"PK\x03\x04 this is a zip file, not a model")
+    with pytest.raises(TypeError, match="Expected a .tflite"):
+        tfedge.compress(12345)

@@ -1,0 +1,364 @@
+"""`compress`: the converter stage (Deep Compression stages 2 and 3 on a .tflite)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from absl import logging
+
+from tfedge.errors import PackError
+from tfedge.pack import _encode, _verify
+from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
+from tfedge.pack._report import Report, TensorReport
+from tfedge.pack._source import to_tflite
+from tfedge.tflite import TYPES, buffer_data, read, tensor_name, write
+
+# Default output tolerance: the largest output may move by 2% of its own range. Tight
+# enough that class scores keep their order on the representative inputs in practice,
+# loose enough that 4-5 bit sharing of dense layers passes, as in Deep Compression.
+DEFAULT_TOLERANCE = 0.02
+# In automatic bit selection, each tensor starts at the fewest bits whose k-means
+# reconstruction error ||w - w'|| / ||w|| is at most this; the output check then backs off.
+WEIGHT_ERROR_TARGET = 0.03
+# A packed tensor costs a payload tensor, a decode operator and its name in the flatbuffer
+# (measured: ~100 bytes plus the name); a tensor is packed only if it saves more than that.
+GRAPH_OVERHEAD_BYTES = 112
+_INITS = ("linear", "density", "random")
+_TARGETS = ("tfedge",)
+
+
+class Packed:
+    """A packed .tflite model: `bytes(packed)`, `packed.save(path)`, `packed.report`."""
+
+    def __init__(self, data: bytes, report: Report):
+        self._data = bytes(data)
+        self.report = report
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "wb") as f:
+            f.write(self._data)
+
+    def expand(self) -> bytes:
+        from tfedge.runtime import expand
+
+        return expand(self._data)
+
+    def __repr__(self) -> str:
+        r = self.report
+        return (
+            f"<tfedge.Packed {len(self)} bytes, {r.ratio:.2f}x smaller, "
+            f"{'lossless' if r.lossless else f'drift {r.drift:.3g}'}>"
+        )
+
+
+@dataclass
+class _Candidate:
+    buffer: int
+    ttype: int
+    values: np.ndarray  # 1-D elements
+    row: TensorReport
+    lossless: _encode.Encoded | None = None
+    shared: dict[int, _encode.Encoded] = field(default_factory=dict)
+    bits: int | None = None  # chosen sharing bits; None = lossless
+
+    @property
+    def choice(self) -> _encode.Encoded:
+        return self.lossless if self.bits is None else self.shared[self.bits]
+
+
+def compress(
+    model,
+    *,
+    lossless: bool = False,
+    bits: int | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    representative_data=None,
+    num_samples: int = 8,
+    init: str = "linear",
+    seed: int = 0,
+    min_bytes: int = 256,
+    target: str = "tfedge",
+    progress: bool | None = None,
+) -> Packed:
+    """Packs a model's weights with weight sharing, a sparse index and Huffman coding.
+
+    Args:
+      model: .tflite bytes or path, a SavedModel directory, a `.keras` path, or a Keras 3
+        or tf_keras model (tfedge wrappers are stripped first).
+      lossless: keep every weight bit for bit (exact codebooks, sparse index, Huffman).
+      bits: sharing bits per lossy tensor (1-8); None chooses per tensor.
+      tolerance: the largest allowed output drift, max|y - y_ref| / max|y_ref|, measured
+        in the stock interpreter on `representative_data`. A tensor whose coding pushes the
+        drift past it is backed off to more bits, then to lossless.
+      representative_data: model inputs to measure drift on (an array batch for one input,
+        or an iterable of samples); generated from the input signature when None.
+      num_samples: how many samples to measure drift on.
+      init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
+        "random".
+      min_bytes: weight buffers smaller than this stay raw.
+      target: "tfedge" (TFEDGE_DECODE payloads, docs/FORMAT.md).
+      progress: show a progress bar (default: when stderr is a terminal).
+
+    Returns:
+      A `Packed` model whose `report` lists every weight buffer.
+    """
+    if not 0 < tolerance < 1:
+        raise ValueError(f"Expected `tolerance` in (0, 1). Received: tolerance={tolerance}")
+    if bits is not None and not (isinstance(bits, int) and 1 <= bits <= 8):
+        raise ValueError(f"Expected `bits` in [1, 8] or None. Received: bits={bits}")
+    if init not in _INITS:
+        raise ValueError(f"Expected `init` in {_INITS}. Received: init={init!r}")
+    if target not in _TARGETS:
+        raise ValueError(f"Expected `target` in {_TARGETS}. Received: target={target!r}")
+    if num_samples < 1:
+        raise ValueError(f"Expected `num_samples` >= 1. Received: num_samples={num_samples}")
+
+    data, notes = to_tflite(model)
+    original_size = len(data)
+    plain = read(data)
+    if packed_format_version(plain) is not None or any(True for _ in decode_ops(plain)):
+        from tfedge.runtime import expand
+
+        data = expand(data)
+        plain = read(data)
+        notes.append("input was already packed by tfedge: expanded, then packed again")
+
+    candidates, rows = _candidates(plain, min_bytes)
+    for cand in _progress(candidates, "encoding", progress):
+        cand.lossless = _encode.encode_lossless(cand.ttype, cand.values)
+        if not lossless and cand.ttype in _encode.LOSSY_TYPES:
+            if not np.all(np.isfinite(cand.values)):
+                cand.row.reason = "non-finite weights: packed losslessly"
+            else:
+                _pick_bits(cand, bits, init, seed)
+
+    drift = None
+    backed_off: list[str] = []
+    if any(c.bits is not None for c in candidates):
+        drift = _verify_and_back_off(
+            data, plain, candidates, tolerance, representative_data, num_samples, seed,
+            init, backed_off, notes,
+        )
+
+    payloads = {}
+    for cand in candidates:
+        enc = cand.choice
+        if len(enc.payload) + GRAPH_OVERHEAD_BYTES + len(cand.row.name) >= cand.row.original_bytes:
+            cand.row.reason = cand.row.reason or (
+                f"no gain: best payload {len(enc.payload)} bytes plus graph overhead is not "
+                f"smaller than {cand.row.original_bytes} bytes"
+            )
+            continue
+        payloads[cand.buffer] = enc.payload
+        _fill_row(cand.row, enc)
+
+    if not payloads:
+        notes.append("nothing to improve: the model is written through unchanged")
+        report = Report(original_size, len(data), lossless, None if lossless else tolerance,
+                        None, rows, backed_off, notes)
+        return Packed(data, report)
+
+    from tfedge import __version__
+
+    packed_model = read(data)
+    insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
+    out = write(packed_model)
+    _self_check(out, candidates, payloads)
+    report = Report(
+        original_bytes=original_size,
+        packed_bytes=len(out),
+        lossless=lossless or all(c.bits is None for c in candidates if c.buffer in payloads),
+        tolerance=None if lossless else tolerance,
+        drift=drift,
+        tensors=rows,
+        backed_off=backed_off,
+        notes=notes,
+    )
+    return Packed(out, report)
+
+
+def _candidates(model, min_bytes: int) -> tuple[list[_Candidate], list[TensorReport]]:
+    """One row per weight buffer; a candidate for each buffer tfedge may pack."""
+    users: dict[int, list[tuple[int, int]]] = {}
+    produced: set[tuple[int, int]] = set()
+    for si, sg in enumerate(model.subgraphs):
+        for ti, t in enumerate(sg.tensors or []):
+            if t.buffer > 0 and buffer_data(model, t.buffer).size:
+                users.setdefault(t.buffer, []).append((si, ti))
+        for op in sg.operators or []:
+            for o in np.asarray(op.outputs if op.outputs is not None else [], np.int64):
+                produced.add((si, int(o)))
+        for i in np.asarray(sg.inputs if sg.inputs is not None else [], np.int64):
+            produced.add((si, int(i)))
+    rows, cands = [], []
+    for b_index in sorted(users):
+        refs = users[b_index]
+        si, ti = refs[0]
+        t = model.subgraphs[si].tensors[ti]
+        raw = buffer_data(model, b_index)
+        info = TYPES.get(t.type)
+        row = TensorReport(
+            subgraph=si,
+            tensor=ti,
+            name=tensor_name(t),
+            shape=[int(d) for d in np.asarray(t.shape if t.shape is not None else [])],
+            dtype=info.name if info else f"type{t.type}",
+            original_bytes=int(raw.size),
+        )
+        rows.append(row)
+        reason = _skip_reason(model, refs, t, raw, info, produced, min_bytes)
+        if reason:
+            row.reason = reason
+            continue
+        cands.append(_Candidate(b_index, t.type, _encode.element_array(t.type, raw), row))
+    return cands, rows
+
+
+def _skip_reason(model, refs, t, raw, info, produced, min_bytes) -> str:
+    if t.type not in _encode.LOSSLESS_TYPES:
+        return f"{info.name if info else t.type} tensors are carried through unchanged"
+    for si, ti in refs:
+        u = model.subgraphs[si].tensors[ti]
+        if u.type != t.type:
+            return "buffer shared by tensors of different types: carried through"
+        if u.sparsity is not None:
+            return "already sparse (DENSIFY): carried through unchanged"
+        if u.isVariable:
+            return "variable tensor: carried through"
+        if (si, ti) in produced:
+            return "written by an operator or fed as an input: not a constant"
+    n = int(np.prod(np.asarray(t.shape if t.shape is not None else [], np.int64)))
+    if n * info.itemsize != raw.size:
+        return f"buffer holds {raw.size} bytes but shape {list(t.shape)} needs {n * info.itemsize}"
+    if raw.size < min_bytes:
+        return f"smaller than min_bytes={min_bytes}"
+    return ""
+
+
+def _pick_bits(cand: _Candidate, bits: int | None, init: str, seed: int) -> None:
+    if bits is not None:
+        cand.shared[bits] = _encode.encode_shared(cand.ttype, cand.values, bits, init=init, seed=seed)
+        cand.bits = bits
+    else:
+        for b in range(1, 9):
+            enc = _encode.encode_shared(cand.ttype, cand.values, b, init=init, seed=seed)
+            cand.shared[b] = enc
+            cand.bits = b
+            if enc.weight_error <= WEIGHT_ERROR_TARGET:
+                break
+    # Exact codebooks (ternary, trained sharing) are smaller and lossless: prefer them.
+    if len(cand.lossless.payload) <= len(cand.shared[cand.bits].payload):
+        cand.bits = None
+
+
+def _simulated(plain_bytes: bytes, candidates: list[_Candidate]) -> bytes:
+    """The plain model with every chosen tensor replaced by its decoded values."""
+    model = read(plain_bytes)
+    for c in candidates:
+        if c.bits is not None:
+            model.buffers[c.buffer].data = c.choice.decoded
+    return write(model)
+
+
+def _verify_and_back_off(
+    data, plain, candidates, tolerance, representative_data, num_samples, seed, init,
+    backed_off, notes,
+) -> float | None:
+    try:
+        reference_runner = _verify.ModelRunner(data)
+    except (RuntimeError, ValueError) as e:
+        for c in candidates:
+            if c.bits is not None:
+                c.bits = None
+                c.row.reason = "lossy coding could not be verified: packed losslessly"
+        msg = (
+            f"the model does not run in the stock interpreter ({str(e).splitlines()[0]}); "
+            "lossy coding cannot be verified, so every tensor was packed losslessly"
+        )
+        notes.append(msg)
+        warnings.warn(f"tfedge.compress: {msg}", stacklevel=3)
+        return None
+    samples = _verify.make_samples(reference_runner, representative_data, num_samples, seed)
+    reference = reference_runner.run(samples)
+
+    def measure(cands) -> float:
+        return _verify.drift(reference, _verify.ModelRunner(_simulated(data, cands)).run(samples))
+
+    drift = measure(candidates)
+    solo: dict[int, float] = {}
+    rounds = 0
+    while drift > tolerance:
+        lossy = [c for c in candidates if c.bits is not None]
+        if not lossy:
+            break
+        for c in lossy:
+            if c.buffer not in solo:
+                solo[c.buffer] = measure([c])
+        worst = max(lossy, key=lambda c: (solo[c.buffer], c.row.original_bytes))
+        before = worst.bits
+        if worst.bits < 8:
+            nb = worst.bits + 1
+            if nb not in worst.shared:
+                worst.shared[nb] = _encode.encode_shared(
+                    worst.ttype, worst.values, nb, init=init, seed=seed
+                )
+            worst.bits = nb
+            if len(worst.lossless.payload) <= len(worst.shared[nb].payload):
+                worst.bits = None
+        else:
+            worst.bits = None
+        after = "lossless" if worst.bits is None else f"{worst.bits} bits"
+        backed_off.append(
+            f"{worst.row.name}: {before} bits -> {after} (its own drift {solo[worst.buffer]:.3g})"
+        )
+        solo.pop(worst.buffer, None)
+        drift = measure(candidates)
+        rounds += 1
+        logging.info("tfedge.compress: back-off round %d, drift %.4g", rounds, drift)
+    if drift > tolerance:
+        raise PackError(
+            f"output drift {drift:.4g} exceeds tolerance {tolerance:g} even with every tensor "
+            "packed losslessly: the interpreter's outputs are not reproducible on these inputs"
+        )
+    return drift
+
+
+def _fill_row(row: TensorReport, enc: _encode.Encoded) -> None:
+    row.encoding = enc.encoding
+    row.bits = enc.bits
+    row.sparsity = enc.sparsity
+    row.packed_bytes = len(enc.payload)
+    row.entropy_bytes = enc.entropy_bytes
+    row.weight_error = enc.weight_error
+
+
+def _self_check(out: bytes, candidates: list[_Candidate], payloads: dict[int, bytes]) -> None:
+    """Expands the packed bytes with the numpy reference and compares every tensor."""
+    from tfedge.codecs import decode_payload
+    from tfedge.runtime import expand
+
+    expanded = read(expand(out, decoder=decode_payload))
+    for c in candidates:
+        if c.buffer not in payloads:
+            continue
+        got = buffer_data(expanded, c.buffer)
+        if not np.array_equal(got, c.choice.decoded):
+            raise PackError(
+                f"tensor {c.row.name!r}: the packed payload does not expand to the values "
+                "that were verified (a tfedge bug; please report it)"
+            )
+
+
+def _progress(items, desc: str, enabled: bool | None):
+    from tfedge._progress import progress
+
+    return progress(items, desc=desc, enabled=enabled)

@@ -1,0 +1,207 @@
+"""Per-tensor encoding: the candidate payloads of one weight buffer and the choice among them.
+
+Numpy only. Lossless candidates keep every bit (exact codebook, or the raw element bytes,
+each dense or with a sparse relative index, fixed-width or Huffman coded); lossy candidates
+share weights by 1-D k-means (Deep Compression stage 2), keeping exact zeros exact so that
+pruned weights stay pruned. The smallest payload wins; sizes are exact.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfedge import codecs
+from tfedge.tflite import TYPES, schema
+
+# Tensor types whose weights may be shared lossily (k-means over real values).
+LOSSY_TYPES = frozenset({schema().TensorType.FLOAT32, schema().TensorType.FLOAT16})
+# Tensor types packed losslessly. Integer index/shape types (INT32, INT64) stay raw: kernels
+# such as RESHAPE, PAD or STRIDED_SLICE need them as constants when they prepare.
+LOSSLESS_TYPES = frozenset(
+    getattr(schema().TensorType, n)
+    for n in ("FLOAT32", "FLOAT16", "INT8", "UINT8", "INT16", "UINT16", "BFLOAT16")
+)
+# Below this fraction of fill elements a sparse layout cannot beat a dense one.
+_SPARSE_MIN_FILL = 0.05
+# Exact zeros above this fraction are treated as pruned: lossy sharing keeps them exact.
+_PRUNED_MIN_ZEROS = 0.01
+
+
+@dataclass
+class Encoded:
+    """One encoded weight buffer."""
+
+    payload: bytes
+    encoding: str  # "<layout>/<values>/<coding>"
+    bits: int | None
+    sparsity: float
+    decoded: np.ndarray  # uint8: the bytes the expander will produce
+    weight_error: float
+    entropy_bytes: float
+    lossless: bool
+
+
+def _uint_view(arr: np.ndarray) -> np.ndarray:
+    return arr.view(np.dtype(f"<u{arr.dtype.itemsize}"))
+
+
+def _describe(payload: bytes) -> str:
+    """'<layout>/<values>/<codings>' of a payload, read from its header and stream headers."""
+    h = codecs.read_header(payload)
+    pos = 28
+    if h.value_kind == "codebook":
+        (k,) = struct.unpack_from("<H", payload, pos)
+        pos += 2 + k * h.element_size
+    codings = []
+    streams = 1
+    if h.layout == "sparse":
+        pos += h.element_size
+        streams = 2
+    for _ in range(streams):
+        coding, bits, count, size = struct.unpack_from("<BBII", payload, pos)
+        pos += 10
+        if coding == 1:
+            (block,) = struct.unpack_from("<I", payload, pos)
+            pos += 4 + (2**bits + 1) // 2 + 4 * max(0, -(-count // block) - 1)
+        pos += size
+        codings.append("huffman" if coding == 1 else "fixed")
+    return f"{h.layout}/{h.value_kind}/{'+'.join(codings)}"
+
+
+def _entropy_bytes(
+    symbols: np.ndarray, extra_symbols: np.ndarray | None, table_bytes: int
+) -> float:
+    total = codecs.entropy_bits(symbols) * symbols.size
+    if extra_symbols is not None and extra_symbols.size:
+        total += codecs.entropy_bits(extra_symbols) * extra_symbols.size
+    return total / 8.0 + table_bytes
+
+
+def _smallest(cands: list[bytes]) -> bytes:
+    return min(cands, key=len)
+
+
+def _codebook_candidates(
+    ttype: int, arr: np.ndarray, codebook: np.ndarray, indices: np.ndarray, bits: int | None
+) -> list[bytes]:
+    """Dense and (when worth it) sparse payloads of one codebook assignment."""
+    size = arr.dtype.itemsize
+    n = indices.size
+    common = dict(
+        element_type=ttype,
+        element_size=size,
+        count=n,
+        value_kind="codebook",
+        codebook=codebook,
+        indices=indices,
+        index_bits=bits,
+    )
+    cands = [codecs.encode_payload(layout="dense", **common)]
+    if n:
+        counts = np.bincount(indices, minlength=len(codebook))
+        fill = int(np.argmax(counts))
+        if counts[fill] / n >= _SPARSE_MIN_FILL:
+            cands.append(codecs.encode_payload(layout="sparse", fill=fill, **common))
+    return cands
+
+
+def encode_lossless(ttype: int, arr: np.ndarray) -> Encoded:
+    """The smallest bit-exact payload of `arr` (1-D, the tensor's dtype)."""
+    size = arr.dtype.itemsize
+    n = arr.size
+    u = _uint_view(arr)
+    cands: list[bytes] = []
+    uniq, inverse = np.unique(u, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if 0 < uniq.size <= 256:
+        bits = max(1, math.ceil(math.log2(uniq.size)))
+        cands += _codebook_candidates(ttype, arr, uniq.view(arr.dtype), inverse, bits)
+    common = dict(element_type=ttype, element_size=size, count=n, value_kind="raw")
+    cands.append(codecs.encode_payload(layout="dense", elements=arr, **common))
+    if n and uniq.size:
+        counts = np.bincount(inverse, minlength=uniq.size)
+        mode = int(np.argmax(counts))
+        if counts[mode] / n >= _SPARSE_MIN_FILL:
+            fill = uniq[mode : mode + 1].view(arr.dtype)
+            cands.append(
+                codecs.encode_payload(layout="sparse", elements=arr, fill=fill, **common)
+            )
+    best = _smallest(cands)
+    header = codecs.read_header(best)
+    sparsity = _zero_fraction(arr)
+    if header.value_kind == "codebook":
+        bits = max(1, math.ceil(math.log2(uniq.size)))
+        entropy = _entropy_bytes(inverse, None, uniq.size * size)
+    else:
+        bits = None
+        entropy = _entropy_bytes(arr.view(np.uint8), None, 0)
+    return Encoded(
+        payload=best,
+        encoding=_describe(best),
+        bits=bits,
+        sparsity=sparsity,
+        decoded=arr.view(np.uint8).copy(),
+        weight_error=0.0,
+        entropy_bytes=entropy,
+        lossless=True,
+    )
+
+
+def encode_shared(
+    ttype: int, arr: np.ndarray, bits: int, *, init: str = "linear", seed: int = 0
+) -> Encoded:
+    """Weight sharing with 2^bits clusters (exact zeros kept exact), smallest layout."""
+    if not 1 <= bits <= 8:
+        raise ValueError(f"Expected `bits` in [1, 8]. Received: bits={bits}")
+    values = arr.astype(np.float64)
+    n = values.size
+    k = 2**bits
+    zeros = values == 0.0
+    n_zero = int(zeros.sum())
+    if n and n_zero / n >= _PRUNED_MIN_ZEROS:
+        nz = values[~zeros]
+        if nz.size:
+            centroids, labels = codecs.kmeans_1d(nz, k - 1, init=init, seed=seed)
+        else:
+            centroids, labels = np.zeros(0), np.zeros(0, np.int64)
+        codebook = np.concatenate([[0.0], centroids])
+        indices = np.zeros(n, np.int64)
+        indices[~zeros] = np.asarray(labels, np.int64) + 1
+    else:
+        codebook, labels = codecs.kmeans_1d(values, k, init=init, seed=seed)
+        indices = np.asarray(labels, np.int64)
+    codebook = codebook.astype(arr.dtype)
+    # Rounding centroids to the tensor's dtype can merge two; keep the codebook canonical.
+    codebook_u, remap = np.unique(_uint_view(codebook), return_inverse=True)
+    codebook = codebook_u.view(arr.dtype)
+    indices = remap.reshape(-1)[indices]
+    index_bits = max(1, math.ceil(math.log2(max(codebook.size, 1))))
+    decoded = codebook[indices]
+    best = _smallest(_codebook_candidates(ttype, arr, codebook, indices, index_bits))
+    err = float(np.linalg.norm(decoded.astype(np.float64) - values))
+    ref = float(np.linalg.norm(values))
+    return Encoded(
+        payload=best,
+        encoding=_describe(best),
+        bits=index_bits,
+        sparsity=_zero_fraction(arr),
+        decoded=np.ascontiguousarray(decoded).view(np.uint8).copy(),
+        weight_error=err / ref if ref > 0 else err,
+        entropy_bytes=_entropy_bytes(indices, None, codebook.size * arr.itemsize),
+        lossless=bool(np.array_equal(_uint_view(decoded), _uint_view(arr))),
+    )
+
+
+def _zero_fraction(arr: np.ndarray) -> float:
+    """Fraction of elements that are numerically zero (+0.0 and -0.0 alike)."""
+    return float(np.mean(arr == 0)) if arr.size else 0.0
+
+
+def element_array(ttype: int, raw: np.ndarray) -> np.ndarray:
+    """The buffer's bytes as a 1-D array of the tensor type's elements."""
+    info = TYPES[ttype]
+    return np.ascontiguousarray(raw).view(info.dtype).reshape(-1)

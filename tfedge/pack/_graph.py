@@ -1,0 +1,195 @@
+"""Model surgery for the packed format (docs/FORMAT.md section 1), both ways.
+
+`insert_decoders` turns chosen weight buffers into payload tensors plus TFEDGE_DECODE ops;
+`remove_decoders` undoes it given the decoded bytes. No policy, no codecs here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tfedge.errors import FormatError
+from tfedge.tflite import opcode_index, schema, tensor_name
+
+DECODE_OP = "TFEDGE_DECODE"
+METADATA_NAME = "tfedge"
+FORMAT_VERSION = 1
+PAYLOAD_SUFFIX = "/tfedge_payload"
+
+
+def _new_buffer(data: np.ndarray | bytes | None):
+    from tfedge.tflite._model import _aligned_buffer_class
+
+    b = _aligned_buffer_class()()
+    b.data = None if data is None else np.frombuffer(bytes(data), np.uint8)
+    b.offset = b.size = 0
+    return b
+
+
+def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> None:
+    """Replace each buffer in `payloads` (buffer index -> payload) by decode operators."""
+    s = schema()
+    op_index = opcode_index(model, DECODE_OP)
+    payload_buffer: dict[int, int] = {}
+    for b_index, payload in payloads.items():
+        model.buffers.append(_new_buffer(payload))
+        payload_buffer[b_index] = len(model.buffers) - 1
+    for sg in model.subgraphs:
+        decoders = []
+        for t_index, t in enumerate(list(sg.tensors)):
+            if t.buffer not in payload_buffer:
+                continue
+            p = s.TensorT()
+            p.name = tensor_name(t) + PAYLOAD_SUFFIX
+            p.type = s.TensorType.UINT8
+            p.shape = np.asarray([len(payloads[t.buffer])], np.int32)
+            p.buffer = payload_buffer[t.buffer]
+            sg.tensors.append(p)
+            op = s.OperatorT()
+            op.opcodeIndex = op_index
+            op.inputs = np.asarray([len(sg.tensors) - 1], np.int32)
+            op.outputs = np.asarray([t_index], np.int32)
+            decoders.append(op)
+        sg.operators = decoders + list(sg.operators or [])
+    for b_index in payloads:
+        model.buffers[b_index].data = None
+    meta_buffer = json.dumps(
+        {"format_version": FORMAT_VERSION, "producer": producer}, sort_keys=True
+    ).encode()
+    model.buffers.append(_new_buffer(meta_buffer))
+    m = s.MetadataT()
+    m.name = METADATA_NAME
+    m.buffer = len(model.buffers) - 1
+    model.metadata = list(model.metadata or []) + [m]
+
+
+def packed_format_version(model) -> int | None:
+    """The `tfedge` metadata's format version, or None for a model tfedge did not pack."""
+    from tfedge.tflite import buffer_data
+
+    for m in model.metadata or []:
+        if tensor_name(m) == METADATA_NAME:
+            raw = bytes(buffer_data(model, m.buffer))
+            try:
+                meta = json.loads(raw.decode("utf-8"))
+                version = int(meta["format_version"])
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+                raise FormatError(
+                    f"the {METADATA_NAME!r} metadata entry is not valid JSON with a "
+                    f"format_version ({e})"
+                ) from e
+            return version
+    return None
+
+
+def decode_ops(model):
+    """Yields (subgraph index, operator index, payload tensor index, weight tensor index)."""
+    op_index = opcode_index(model, DECODE_OP, add=False)
+    if op_index is None:
+        return
+    for si, sg in enumerate(model.subgraphs):
+        for oi, op in enumerate(sg.operators or []):
+            if op.opcodeIndex != op_index:
+                continue
+            ins = [int(i) for i in np.asarray(op.inputs).reshape(-1)]
+            outs = [int(i) for i in np.asarray(op.outputs).reshape(-1)]
+            if len(ins) != 1 or len(outs) != 1 or min(ins + outs) < 0:
+                raise FormatError(
+                    f"subgraph {si} operator {oi}: {DECODE_OP} must have one input and "
+                    f"one output, has {len(ins)} and {len(outs)}"
+                )
+            yield si, oi, ins[0], outs[0]
+
+
+def remove_decoders(model, decoded: dict[int, np.ndarray]) -> None:
+    """Undo `insert_decoders`: `decoded` maps weight buffer index -> decoded bytes."""
+    op_index = opcode_index(model, DECODE_OP, add=False)
+    for b_index, data in decoded.items():
+        model.buffers[b_index].data = np.asarray(data, np.uint8).reshape(-1)
+    drop_buffers: set[int] = set()
+    for si, sg in enumerate(model.subgraphs):
+        payload_tensors = set()
+        keep_ops = []
+        for op in sg.operators or []:
+            if op.opcodeIndex == op_index:
+                payload_tensors.add(int(np.asarray(op.inputs).reshape(-1)[0]))
+            else:
+                keep_ops.append(op)
+        sg.operators = keep_ops
+        for ti in payload_tensors:
+            drop_buffers.add(sg.tensors[ti].buffer)
+        mapping = _remove_tensors(sg, payload_tensors)
+        for sd in model.signatureDefs or []:
+            if mapping is not None and sd.subgraphIndex == si:
+                for tm in list(sd.inputs or []) + list(sd.outputs or []):
+                    tm.tensorIndex = int(mapping[tm.tensorIndex])
+    kept_meta = []
+    for m in model.metadata or []:
+        if tensor_name(m) == METADATA_NAME:
+            drop_buffers.add(m.buffer)
+        else:
+            kept_meta.append(m)
+    model.metadata = kept_meta or None
+    # A buffer still referenced elsewhere (never by our own layout) is kept.
+    used = {t.buffer for sg in model.subgraphs for t in sg.tensors or []}
+    used |= {m.buffer for m in model.metadata or []}
+    used |= {int(b) for b in np.asarray(model.metadataBuffer or [], np.int64)}
+    _remove_buffers(model, {b for b in drop_buffers if b not in used and b != 0})
+    if op_index is not None:
+        still_used = any(
+            op.opcodeIndex == op_index for sg in model.subgraphs for op in sg.operators
+        )
+        if not still_used:
+            _remove_opcode(model, op_index)
+
+
+def _remap(vec, mapping: np.ndarray):
+    if vec is None:
+        return None
+    arr = np.asarray(vec, np.int64).reshape(-1)
+    out = np.where(arr >= 0, mapping[np.clip(arr, 0, len(mapping) - 1)], arr)
+    return out.astype(np.int32)
+
+
+def _remove_tensors(sg, remove: set[int]) -> np.ndarray | None:
+    if not remove:
+        return None
+    n = len(sg.tensors)
+    mapping = np.full(n, -1, np.int64)
+    keep = [i for i in range(n) if i not in remove]
+    mapping[keep] = np.arange(len(keep))
+    sg.tensors = [sg.tensors[i] for i in keep]
+    sg.inputs = _remap(sg.inputs, mapping)
+    sg.outputs = _remap(sg.outputs, mapping)
+    for op in sg.operators or []:
+        op.inputs = _remap(op.inputs, mapping)
+        op.outputs = _remap(op.outputs, mapping)
+        op.intermediates = _remap(op.intermediates, mapping)
+    return mapping
+
+
+def _remove_buffers(model, remove: set[int]) -> None:
+    if not remove:
+        return
+    n = len(model.buffers)
+    mapping = np.full(n, -1, np.int64)
+    keep = [i for i in range(n) if i not in remove]
+    mapping[keep] = np.arange(len(keep))
+    model.buffers = [model.buffers[i] for i in keep]
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            t.buffer = int(mapping[t.buffer])
+    for m in model.metadata or []:
+        m.buffer = int(mapping[m.buffer])
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = _remap(model.metadataBuffer, mapping)
+
+
+def _remove_opcode(model, index: int) -> None:
+    del model.operatorCodes[index]
+    for sg in model.subgraphs:
+        for op in sg.operators or []:
+            if op.opcodeIndex > index:
+                op.opcodeIndex -= 1

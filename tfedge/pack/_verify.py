@@ -1,0 +1,245 @@
+"""Run a .tflite model on representative inputs and measure how far its outputs drift.
+
+The drift of one output tensor is max|y - y_ref| / max|y_ref| over all samples (quantized
+outputs are dequantized first); a model's drift is the largest over its outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from tfedge.errors import TfedgeError
+
+_EPS = 1e-12
+
+
+def interpreter_class():
+    """The stock TFLite interpreter: LiteRT's when installed, else TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter
+    except ImportError as e:
+        raise TfedgeError(
+            "No TFLite interpreter: install `ai-edge-litert` (pip install ai-edge-litert) "
+            "or TensorFlow."
+        ) from e
+
+
+class _Entry:
+    """One way into the model: the default subgraph, or one signature."""
+
+    def __init__(self, interpreter, key: str | None):
+        self.key = key
+        self.interpreter = interpreter
+        if key is None:
+            interpreter.allocate_tensors()
+            self.inputs = interpreter.get_input_details()
+            self.outputs = interpreter.get_output_details()
+            self.runner = None
+        else:
+            self.runner = interpreter.get_signature_runner(key)
+            ins = self.runner.get_input_details()
+            outs = self.runner.get_output_details()
+            self.input_names = sorted(ins)
+            self.output_names = sorted(outs)
+            self.inputs = [dict(ins[n], name=n) for n in self.input_names]
+            self.outputs = [dict(outs[n], name=n) for n in self.output_names]
+
+    def run(self, sample: list[np.ndarray]) -> list[np.ndarray]:
+        if self.runner is not None:
+            result = self.runner(**dict(zip(self.input_names, sample)))
+            return [_as_float(result[n], d) for n, d in zip(self.output_names, self.outputs)]
+        it = self.interpreter
+        for detail, x in zip(self.inputs, sample):
+            if tuple(x.shape) != tuple(detail["shape"]):
+                it.resize_tensor_input(detail["index"], list(x.shape))
+                it.allocate_tensors()
+                self.inputs = it.get_input_details()
+                self.outputs = it.get_output_details()
+            it.set_tensor(detail["index"], x)
+        it.invoke()
+        return [_as_float(it.get_tensor(d["index"]), d) for d in self.outputs]
+
+
+class ModelRunner:
+    """Runs a model on fixed input samples: through subgraph 0, or through every
+    signature when the model has several (so weights of every subgraph are exercised)."""
+
+    def __init__(self, model_bytes: bytes):
+        self.model_bytes = bytes(model_bytes)
+        interpreter = interpreter_class()(model_content=self.model_bytes)
+        keys = sorted(interpreter.get_signature_list())
+        if len(keys) > 1:
+            self.entries = [_Entry(interpreter, k) for k in keys]
+        else:
+            self.entries = [_Entry(interpreter, None)]
+
+    @property
+    def inputs(self) -> list[dict]:
+        return self.entries[0].inputs
+
+    def run(self, samples: list[list[list[np.ndarray]]]) -> list[list[list[np.ndarray]]]:
+        """`samples[e][i]` is sample i of entry e; returns `outputs[e][i][j]`."""
+        return [
+            [entry.run(sample) for sample in entry_samples]
+            for entry, entry_samples in zip(self.entries, samples)
+        ]
+
+
+def _as_float(y: np.ndarray, detail: dict) -> np.ndarray:
+    y = np.asarray(y)
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if y.dtype.kind in "iu" and scale:
+        return (y.astype(np.float64) - zero) * scale
+    if y.dtype.kind in "biuf":
+        return y.astype(np.float64)
+    return y  # strings and the like are compared for equality only
+
+
+def make_samples(
+    runner: ModelRunner, data, num_samples: int, seed: int = 0
+) -> list[list[list[np.ndarray]]]:
+    """Input samples for each of the runner's entries (see `ModelRunner.run`).
+
+    `data` may be None (generate from the input signature), a numpy array holding a batch
+    of samples for a single-input model (split along the first axis), or an iterable whose
+    items are one sample each: an array (single input), a list/tuple of arrays in input
+    order, or a dict keyed by input name. For a model with several signatures, `data` may
+    be a dict {signature key: data}; signatures it does not name get generated inputs.
+    Float data for int8/uint8 inputs is quantized with the input's parameters.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for entry in runner.entries:
+        entry_data = data
+        if entry.key is not None and len(runner.entries) > 1:
+            entry_data = data.get(entry.key) if isinstance(data, dict) else None
+        out.append(_entry_samples(entry.inputs, entry_data, num_samples, rng))
+    return out
+
+
+def _entry_samples(details, data, num_samples: int, rng) -> list[list[np.ndarray]]:
+    if data is None:
+        return [[_generate(d, rng) for d in details] for _ in range(num_samples)]
+    if isinstance(data, np.ndarray):
+        if len(details) != 1:
+            raise ValueError(
+                f"Expected one array per model input ({len(details)} inputs); received a "
+                "single array. Pass an iterable of tuples or dicts instead."
+            )
+        if data.ndim == len(details[0]["shape"]) - 1:
+            data = data[None]
+        items: Iterable = (data[i : i + 1] for i in range(min(len(data), num_samples)))
+    else:
+        items = data
+    samples = []
+    for item in items:
+        if len(samples) >= num_samples:
+            break
+        samples.append(_sample_from(item, details))
+    if not samples:
+        raise ValueError(
+            "Expected at least one representative sample. Received: empty "
+            "`representative_data`."
+        )
+    return samples
+
+
+def _sample_from(item, details) -> list[np.ndarray]:
+    if isinstance(item, dict):
+        names = {d["name"]: d for d in details}
+        out = []
+        for d in details:
+            key = next(
+                (k for k in item if k == d["name"] or d["name"].endswith(str(k))), None
+            )
+            if key is None:
+                raise ValueError(
+                    f"Representative sample has keys {sorted(item)}, but the model's "
+                    f"inputs are {sorted(names)}."
+                )
+            out.append(_fit(np.asarray(item[key]), d))
+        return out
+    if isinstance(item, (list, tuple)):
+        arrays = [np.asarray(a) for a in item]
+    else:
+        arrays = [np.asarray(item)]
+    if len(arrays) != len(details):
+        raise ValueError(
+            f"Representative sample has {len(arrays)} arrays, but the model has "
+            f"{len(details)} inputs."
+        )
+    return [_fit(a, d) for a, d in zip(arrays, details)]
+
+
+def _fit(x: np.ndarray, detail: dict) -> np.ndarray:
+    shape = list(detail["shape"])
+    if x.ndim == len(shape) - 1:
+        x = x[None]
+    if x.ndim != len(shape):
+        raise ValueError(
+            f"Representative sample for input {detail['name']!r} has shape "
+            f"{tuple(x.shape)}; the model expects rank {len(shape)} {tuple(shape)}."
+        )
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind in "iu" and x.dtype.kind == "f":
+        scale, zero = detail.get("quantization", (0.0, 0))
+        if scale:
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+    return x.astype(dtype)
+
+
+def _generate(detail: dict, rng: np.random.Generator) -> np.ndarray:
+    shape = [int(s) if s > 0 else 1 for s in detail["shape"]]
+    sig = detail.get("shape_signature")
+    if sig is not None and len(sig) == len(shape):
+        shape = [int(s) if s > 0 else 1 for s in sig]
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(dtype)
+    if dtype in (np.int8, np.uint8, np.int16):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
+    if dtype.kind in "iu":
+        # Index-like inputs (token ids, positions): small non-negative values.
+        return rng.integers(0, 8, shape).astype(dtype)
+    raise ValueError(
+        f"Cannot generate inputs of dtype {dtype} for input {detail['name']!r}: pass "
+        "`representative_data`."
+    )
+
+
+def drift(reference, outputs) -> float:
+    """max over entries and outputs of max|y - y_ref| / max|y_ref| across all samples.
+
+    Both arguments are `ModelRunner.run` results: `[entry][sample][output]` arrays.
+    """
+    worst = 0.0
+    for ref_entry, got_entry in zip(reference, outputs):
+        for j in range(len(ref_entry[0]) if ref_entry else 0):
+            ref = [r[j] for r in ref_entry]
+            got = [o[j] for o in got_entry]
+            if ref[0].dtype.kind != "f":
+                same = all(np.array_equal(a, b) for a, b in zip(ref, got))
+                worst = max(worst, 0.0 if same else float("inf"))
+                continue
+            scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref)
+            err = max(
+                float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(ref, got)
+            )
+            if not np.isfinite(err):
+                return float("inf")
+            worst = max(worst, err / max(scale, _EPS))
+    return worst

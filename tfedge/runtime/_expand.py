@@ -1,0 +1,116 @@
+"""`expand`: a packed model back to a plain .tflite, in memory (docs/FORMAT.md section 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfedge.errors import FormatError
+from tfedge.tflite import TYPES, buffer_data, read, tensor_name, write
+
+# Decoded tensors are bounded by their own byte size; this bounds the rest.
+MAX_DECODED = 2**31 - 1
+
+
+def _decoder():
+    """The native payload decoder when it is built, else the numpy reference."""
+    try:
+        from tfedge.runtime._native import decode_payload_native, native_available
+    except ImportError:
+        native_available = None
+    if native_available is not None and native_available():
+        return decode_payload_native
+    from tfedge.codecs import decode_payload
+
+    return decode_payload
+
+
+def expand(packed, *, decoder=None) -> bytes:
+    """Returns the plain .tflite bytes of a packed model (bytes, a path or a `Packed`).
+
+    Every TFEDGE_DECODE payload is decoded into its weight buffer and the decode operators,
+    payload tensors and the `tfedge` metadata are removed; the result runs in any TFLite
+    interpreter at the plain model's speed. A model that tfedge did not pack is returned as
+    it is. Raises `tfedge.FormatError` naming the tensor for any malformed payload.
+    """
+    from tfedge.pack._graph import (
+        FORMAT_VERSION,
+        decode_ops,
+        packed_format_version,
+        remove_decoders,
+    )
+
+    data = _as_bytes(packed)
+    model = read(data)
+    version = packed_format_version(model)
+    ops = list(decode_ops(model))
+    if version is None and not ops:
+        return data
+    if version is not None and version > FORMAT_VERSION:
+        raise FormatError(
+            f"packed format version {version} is newer than this tfedge reads "
+            f"({FORMAT_VERSION}): upgrade tfedge"
+        )
+    decode = decoder or _decoder()
+    decoded: dict[int, np.ndarray] = {}
+    for si, _oi, p_index, w_index in ops:
+        sg = model.subgraphs[si]
+        payload_t, weight_t = sg.tensors[p_index], sg.tensors[w_index]
+        name = tensor_name(weight_t)
+        info = TYPES.get(weight_t.type)
+        if info is None or info.itemsize == 0:
+            raise FormatError(
+                f"decoded tensor has type {weight_t.type}, which has no fixed element size",
+                tensor=name,
+            )
+        shape = np.asarray(weight_t.shape if weight_t.shape is not None else [], np.int64)
+        if np.any(shape < 0):
+            raise FormatError(f"decoded tensor has a dynamic shape {shape.tolist()}", tensor=name)
+        expected = int(np.prod(shape)) * info.itemsize
+        payload = buffer_data(model, payload_t.buffer)
+        out = np.asarray(
+            decode(
+                payload,
+                name=name,
+                max_decoded=MAX_DECODED,
+                expected_size=expected,
+            ),
+            np.uint8,
+        )
+        _check_header_type(payload, weight_t.type, name)
+        previous = decoded.get(weight_t.buffer)
+        if previous is not None and not np.array_equal(previous, out):
+            raise FormatError(
+                f"two payloads decode to different data for shared buffer {weight_t.buffer}",
+                tensor=name,
+            )
+        decoded[weight_t.buffer] = out
+    remove_decoders(model, decoded)
+    return write(model)
+
+
+def _check_header_type(payload: np.ndarray, tensor_type: int, name: str) -> None:
+    # Called after a successful decode, so the header is known to be well formed.
+    element_type = int(payload[7])
+    if element_type != tensor_type:
+        raise FormatError(
+            f"payload decodes to element type {element_type}, but the tensor has type "
+            f"{tensor_type} ({TYPES[tensor_type].name})",
+            tensor=name,
+            offset=7,
+        )
+
+
+def _as_bytes(packed) -> bytes:
+    if isinstance(packed, (bytes, bytearray, memoryview)):
+        return bytes(packed)
+    if hasattr(packed, "__bytes__"):
+        return bytes(packed)
+    import os
+
+    if isinstance(packed, (str, os.PathLike)):
+        with open(packed, "rb") as f:
+            return f.read()
+    raise TypeError(
+        f"Expected packed .tflite bytes, a path or a tfedge.Packed. Received: "
+        f"{type(packed).__name__}"
+    )

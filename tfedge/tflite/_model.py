@@ -1,0 +1,359 @@
+"""Read, edit and write .tflite flatbuffers (no policy here, and no TensorFlow).
+
+`read` turns bytes into the schema's object API (`ModelT`) with every buffer's data as a
+zero-copy numpy view; `write` serialises it back. Tables, unions and custom operators that
+tfedge does not know are carried through as the schema module holds them. Buffers stored
+past the flatbuffer (`Buffer.offset`/`size`, used by models over 2 GiB) and large custom
+options are read into memory, and written back past the flatbuffer when the model needs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from dataclasses import dataclass
+
+import flatbuffers
+import numpy as np
+
+from tfedge.errors import FormatError
+from tfedge.tflite._schema import schema
+
+__all__ = [
+    "FILE_IDENTIFIER",
+    "TYPES",
+    "TensorTypeInfo",
+    "buffer_data",
+    "custom_code",
+    "opcode_index",
+    "opcode_name",
+    "read",
+    "tensor_array",
+    "tensor_name",
+    "write",
+]
+
+FILE_IDENTIFIER = b"TFL3"
+# Flatbuffers address at most 2 GiB; above this, buffers are written past the flatbuffer.
+_FLATBUFFER_LIMIT = 2**31 - 2**26
+_EXTERNAL_ALIGN = 16
+_PLACEHOLDER = 1 << 62  # a non-default value, so the field is always written with 8 bytes
+
+
+@dataclass(frozen=True)
+class TensorTypeInfo:
+    name: str
+    itemsize: int  # bytes per element; 0 for types without a fixed size
+    dtype: np.dtype | None  # numpy dtype of the stored elements, when numpy has one
+
+
+def _types() -> dict[int, TensorTypeInfo]:
+    t = schema().TensorType
+    table = {
+        t.FLOAT32: ("FLOAT32", 4, np.float32),
+        t.FLOAT16: ("FLOAT16", 2, np.float16),
+        t.INT32: ("INT32", 4, np.int32),
+        t.UINT8: ("UINT8", 1, np.uint8),
+        t.INT64: ("INT64", 8, np.int64),
+        t.STRING: ("STRING", 0, None),
+        t.BOOL: ("BOOL", 1, np.bool_),
+        t.INT16: ("INT16", 2, np.int16),
+        t.COMPLEX64: ("COMPLEX64", 8, np.complex64),
+        t.INT8: ("INT8", 1, np.int8),
+        t.FLOAT64: ("FLOAT64", 8, np.float64),
+        t.COMPLEX128: ("COMPLEX128", 16, np.complex128),
+        t.UINT64: ("UINT64", 8, np.uint64),
+        t.RESOURCE: ("RESOURCE", 0, None),
+        t.VARIANT: ("VARIANT", 0, None),
+        t.UINT32: ("UINT32", 4, np.uint32),
+        t.UINT16: ("UINT16", 2, np.uint16),
+        # Packed sub-byte and exotic types: bytes are carried as they are.
+        t.INT4: ("INT4", 0, None),
+        t.BFLOAT16: ("BFLOAT16", 2, np.uint16),
+    }
+    for name in ("INT2", "UINT4", "FLOAT8_E4M3FN", "FLOAT8_E5M2"):
+        if hasattr(t, name):
+            size = 1 if name.startswith("FLOAT8") else 0
+            table[getattr(t, name)] = (name, size, np.uint8 if size else None)
+    return {k: TensorTypeInfo(n, s, np.dtype(d) if d else None) for k, (n, s, d) in table.items()}
+
+
+TYPES: dict[int, TensorTypeInfo] = _types()
+
+
+@functools.cache
+def _aligned_buffer_class():
+    base = schema().BufferT
+
+    class AlignedBufferT(base):
+        """BufferT whose data is 16-byte aligned in the written file, as TFLite prefers."""
+
+        def Pack(self, builder):  # noqa: N802 - the schema's method name
+            s = schema()
+            data_off = None
+            if self.data is not None:
+                raw = np.asarray(self.data, dtype=np.uint8).reshape(-1)
+                n = raw.size
+                builder.StartVector(1, n, 16)
+                builder.head -= n
+                builder.Bytes[builder.head : builder.head + n] = raw.tobytes()
+                builder.vectorNumElems = n
+                data_off = builder.EndVector()
+            s.BufferStart(builder)
+            if data_off is not None:
+                s.BufferAddData(builder, data_off)
+            s.BufferAddOffset(builder, self.offset)
+            s.BufferAddSize(builder, self.size)
+            return s.BufferEnd(builder)
+
+    return AlignedBufferT
+
+
+def read(data: bytes | bytearray | memoryview) -> object:
+    """Parses a .tflite flatbuffer into the schema's `ModelT`.
+
+    Every buffer's `data` is a read-only numpy uint8 view (or None). Raises `FormatError`
+    for anything that is not a well-formed .tflite file.
+    """
+    data = bytes(data)
+    if len(data) < 8:
+        raise FormatError(
+            f"not a .tflite file: {len(data)} bytes is shorter than a flatbuffer header",
+            offset=0,
+        )
+    if data[4:8] != FILE_IDENTIFIER:
+        raise FormatError(
+            f"not a .tflite file: file identifier is {data[4:8]!r}, expected "
+            f"{FILE_IDENTIFIER!r} (is this a TensorFlow SavedModel, a .keras or a "
+            "truncated file?)",
+            offset=4,
+        )
+    (root,) = struct.unpack_from("<I", data, 0)
+    if root + 4 > len(data):
+        raise FormatError(
+            f"truncated .tflite file: root table at byte {root} is past the end "
+            f"({len(data)} bytes)",
+            offset=0,
+        )
+    s = schema()
+    try:
+        model = s.ModelT.InitFromObj(s.Model.GetRootAs(data, 0))
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError,
+            OverflowError, AttributeError) as e:
+        raise FormatError(
+            f"corrupted or truncated .tflite flatbuffer ({type(e).__name__}: {e})"
+        ) from e
+    _check_structure(model, data)
+    aligned = _aligned_buffer_class()
+    buffers = []
+    for i, b in enumerate(model.buffers or []):
+        nb = aligned()
+        nb.data, nb.offset, nb.size = b.data, 0, 0
+        if b.offset > 1:
+            end = b.offset + b.size
+            if end > len(data):
+                raise FormatError(
+                    f"buffer {i} is stored at bytes {b.offset}..{end}, past the end of "
+                    f"the file ({len(data)} bytes): truncated file",
+                    offset=b.offset,
+                )
+            nb.data = np.frombuffer(data, np.uint8, count=b.size, offset=b.offset)
+        buffers.append(nb)
+    model.buffers = buffers
+    for sg in model.subgraphs or []:
+        for op in sg.operators or []:
+            if op.largeCustomOptionsOffset > 1:
+                start, size = op.largeCustomOptionsOffset, op.largeCustomOptionsSize
+                if start + size > len(data):
+                    raise FormatError(
+                        "large custom options past the end of the file: truncated file",
+                        offset=start,
+                    )
+                op.customOptions = np.frombuffer(data, np.uint8, count=size, offset=start)
+                op.largeCustomOptionsOffset = op.largeCustomOptionsSize = 0
+    return model
+
+
+def _check_structure(model, data: bytes) -> None:
+    """Index checks the flatbuffer cannot make: every reference points somewhere real."""
+    n_buffers = len(model.buffers or [])
+    n_codes = len(model.operatorCodes or [])
+    if not model.subgraphs:
+        raise FormatError("the model has no subgraph")
+    for si, sg in enumerate(model.subgraphs):
+        n_tensors = len(sg.tensors or [])
+        for ti, t in enumerate(sg.tensors or []):
+            if not 0 <= t.buffer < max(n_buffers, 1):
+                raise FormatError(
+                    f"subgraph {si} tensor {ti} refers to buffer {t.buffer}, but the model "
+                    f"has {n_buffers} buffers"
+                )
+        for oi, op in enumerate(sg.operators or []):
+            if not 0 <= op.opcodeIndex < n_codes:
+                raise FormatError(
+                    f"subgraph {si} operator {oi} has opcode index {op.opcodeIndex}, but "
+                    f"the model has {n_codes} operator codes"
+                )
+            for idx in list(_ints(op.inputs)) + list(_ints(op.outputs)):
+                if not -1 <= idx < n_tensors:
+                    raise FormatError(
+                        f"subgraph {si} operator {oi} refers to tensor {idx}, but the "
+                        f"subgraph has {n_tensors} tensors"
+                    )
+        for idx in list(_ints(sg.inputs)) + list(_ints(sg.outputs)):
+            if not 0 <= idx < n_tensors:
+                raise FormatError(
+                    f"subgraph {si} input/output refers to tensor {idx}, but the subgraph "
+                    f"has {n_tensors} tensors"
+                )
+    for m in model.metadata or []:
+        if not 0 <= m.buffer < n_buffers:
+            raise FormatError(
+                f"metadata {tensor_name(m)!r} refers to buffer {m.buffer}, but the model "
+                f"has {n_buffers} buffers"
+            )
+
+
+def _ints(v) -> np.ndarray:
+    return np.zeros(0, np.int64) if v is None else np.asarray(v, dtype=np.int64).reshape(-1)
+
+
+def write(model, *, external_buffers: bool | None = None) -> bytes:
+    """Serialises a `ModelT` to .tflite bytes.
+
+    With `external_buffers=None`, buffers go inside the flatbuffer unless their total size
+    would pass the 2 GiB flatbuffer limit; then (or with True) they are stored after it and
+    referenced by `Buffer.offset`/`size`, as TFLite's converter does for large models.
+    """
+    _normalise_int_vectors(model)
+    total = sum(0 if b.data is None else len(b.data) for b in model.buffers or [])
+    if external_buffers is None:
+        external_buffers = total > _FLATBUFFER_LIMIT
+    if not external_buffers:
+        return _finish(model)
+    saved = []
+    for b in model.buffers:
+        saved.append(b.data)
+        if b.data is not None and len(b.data) > 0:
+            b.offset, b.size = _PLACEHOLDER, len(b.data)
+            b.data = None
+    try:
+        head = _finish(model)
+        # Second pass with the real offsets: same field widths, so the same size.
+        pos = _round_up(len(head), _EXTERNAL_ALIGN)
+        chunks = []
+        for b, d in zip(model.buffers, saved):
+            if b.offset == _PLACEHOLDER:
+                b.offset = pos
+                chunks.append((pos, d))
+                pos = _round_up(pos + len(d), _EXTERNAL_ALIGN)
+        head = _finish(model)
+        out = bytearray(pos)
+        out[: len(head)] = head
+        for start, d in chunks:
+            out[start : start + len(d)] = np.asarray(d, np.uint8).tobytes()
+        return bytes(out)
+    finally:
+        for b, d in zip(model.buffers, saved):
+            if b.data is None and d is not None:
+                b.data = d
+                b.offset = b.size = 0
+
+
+def _finish(model) -> bytes:
+    builder = flatbuffers.Builder(1024)
+    root = model.Pack(builder)
+    builder.Finish(root, file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _round_up(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def _normalise_int_vectors(model) -> None:
+    """Index vectors must be int32 when packed from numpy (CreateNumpyVector keeps dtype)."""
+    for sg in model.subgraphs or []:
+        for name in ("inputs", "outputs"):
+            setattr(sg, name, _as_i32(getattr(sg, name)))
+        for op in sg.operators or []:
+            for name in ("inputs", "outputs", "intermediates"):
+                setattr(op, name, _as_i32(getattr(op, name)))
+        for t in sg.tensors or []:
+            t.shape = _as_i32(t.shape)
+            t.shapeSignature = _as_i32(t.shapeSignature)
+
+
+def _as_i32(v):
+    if v is None:
+        return None
+    return np.asarray(v, dtype=np.int32).reshape(-1)
+
+
+def buffer_data(model, index: int) -> np.ndarray:
+    """The bytes of buffer `index` as a uint8 array (empty when it holds no data)."""
+    b = model.buffers[index]
+    if b.data is None:
+        return np.zeros(0, np.uint8)
+    return np.asarray(b.data, dtype=np.uint8).reshape(-1)
+
+
+def tensor_name(t) -> str:
+    name = t.name
+    if name is None:
+        return ""
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
+def tensor_array(model, tensor) -> np.ndarray:
+    """A constant tensor's data as a typed numpy array in its shape."""
+    info = TYPES.get(tensor.type)
+    raw = buffer_data(model, tensor.buffer)
+    if info is None or info.dtype is None or info.itemsize == 0:
+        return raw
+    arr = raw.view(info.dtype) if raw.size % info.itemsize == 0 else raw
+    shape = tuple(int(d) for d in _ints(tensor.shape))
+    if arr.dtype == info.dtype and int(np.prod(shape, dtype=np.int64)) == arr.size:
+        return arr.reshape(shape)
+    return arr
+
+
+def custom_code(model, opcode_idx: int) -> str | None:
+    code = model.operatorCodes[opcode_idx].customCode
+    if code is None:
+        return None
+    return code.decode("utf-8", "replace") if isinstance(code, bytes) else str(code)
+
+
+def opcode_name(model, opcode_idx: int) -> str:
+    """The operator's name: its builtin name, or its custom code for custom ops."""
+    oc = model.operatorCodes[opcode_idx]
+    code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
+    ops = schema().BuiltinOperator
+    if code == ops.CUSTOM:
+        return custom_code(model, opcode_idx) or "CUSTOM"
+    for name, value in vars(ops).items():
+        if value == code and not name.startswith("_"):
+            return name
+    return f"BUILTIN_{code}"
+
+
+def opcode_index(model, custom: str, *, version: int = 1, add: bool = True) -> int | None:
+    """Index of the custom operator code `custom`; appended when missing and `add`."""
+    for i in range(len(model.operatorCodes or [])):
+        oc = model.operatorCodes[i]
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == schema().BuiltinOperator.CUSTOM:
+            if custom_code(model, i) == custom:
+                return i
+    if not add:
+        return None
+    s = schema()
+    oc = s.OperatorCodeT()
+    oc.builtinCode = s.BuiltinOperator.CUSTOM
+    oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+    oc.customCode = custom
+    oc.version = version
+    if model.operatorCodes is None:
+        model.operatorCodes = []
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
