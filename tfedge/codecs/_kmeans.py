@@ -2,7 +2,8 @@
 
 The values are sorted once; each Lloyd iteration then finds the cluster boundaries by
 `searchsorted` of the centroid midpoints and the cluster means from prefix sums, so an
-iteration costs O(k log n) after the O(n log n) sort.
+iteration costs O(k log n) after the O(n log n) sort. Float32 weights stay float32
+(midpoints are rounded up to float32, which keeps the comparisons exact).
 """
 
 from __future__ import annotations
@@ -32,11 +33,53 @@ def quantize_error(
     return QuantizeError(float(np.mean(err * err)), float(err.max()))
 
 
+def _midpoints(centroids: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The midpoints between ascending centroids, as `dtype` for fast searchsorted.
+
+    For float32 values each float64 midpoint is rounded up to the next float32, which
+    keeps every comparison exact: for a float32 v, v >= mid iff v >= ceil32(mid).
+    """
+    mids = (centroids[:-1] + centroids[1:]) / 2
+    if dtype == np.float64:
+        return mids
+    rounded = mids.astype(dtype)
+    low = rounded < mids
+    rounded[low] = np.nextafter(rounded[low], dtype.type(np.inf))
+    return rounded
+
+
+# Float32 arrays at least this large are labelled through a bucket table (below).
+_TABLE_LABELS_MIN_SIZE = 1 << 21
+# Buckets are the top 20 bits of a float32's bit pattern (sign, exponent and 11
+# mantissa bits): each bucket is an interval of floats 2**-11 of its octave wide.
+_BUCKET_SHIFT = 12
+
+
 def _labels(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Nearest centroid of each value; centroids ascending. A value exactly between
-    two centroids goes to the upper one, as in the Lloyd iterations below."""
-    mids = (centroids[:-1] + centroids[1:]) / 2
-    return np.searchsorted(mids, values, side="right").astype(np.int32)
+    two centroids goes to the upper one, as in the Lloyd iterations below.
+
+    For large float32 arrays a table gives the label of every bucket of floats that
+    no midpoint splits (one gather per value); only values in the few split buckets
+    are searched.
+    """
+    mids = _midpoints(centroids, values.dtype)
+    if values.dtype != np.float32 or values.size < _TABLE_LABELS_MIN_SIZE or not mids.size:
+        return np.searchsorted(mids, values, side="right").astype(np.int32)
+    first = np.arange(1 << (32 - _BUCKET_SHIFT), dtype=np.uint32) << _BUCKET_SHIFT
+    ends = (
+        first.view(np.float32),
+        (first | np.uint32((1 << _BUCKET_SHIFT) - 1)).view(np.float32),
+    )
+    with np.errstate(invalid="ignore"):
+        low = np.searchsorted(mids, np.fmin(*ends), side="right")
+        high = np.searchsorted(mids, np.fmax(*ends), side="right")
+    table = low.astype(np.int32)
+    key = values.view(np.uint32) >> _BUCKET_SHIFT
+    labels = table[key]
+    split = np.flatnonzero((low != high)[key])
+    labels[split] = np.searchsorted(mids, values[split], side="right")
+    return labels
 
 
 def kmeans_1d(
@@ -80,21 +123,20 @@ def kmeans_1d(
         flat = flat.astype(np.float64)
     elif flat.dtype.itemsize < 4:
         flat = flat.astype(np.float32)
-    if not np.isfinite(flat).all():
-        raise ValueError("Expected finite `values`. Received: values with NaN or inf")
     ordered = np.sort(flat)
     n = ordered.size
-    distinct = np.flatnonzero(ordered[1:] != ordered[:-1])
-    if distinct.size + 1 <= k:
+    if not np.isfinite(ordered[[0, -1]]).all():  # NaN sorts last, infinities first/last
+        raise ValueError("Expected finite `values`. Received: values with NaN or inf")
+    if 1 + np.count_nonzero(ordered[1:] != ordered[:-1]) <= k:
+        distinct = np.flatnonzero(ordered[1:] != ordered[:-1])
         centroids = np.concatenate([ordered[distinct], ordered[-1:]]).astype(np.float64)
         return centroids, _labels(flat, centroids)
 
-    # Prefix sums of the centred values (centring keeps the float64 sums accurate).
-    shift = float(ordered[n // 2])
-    centred = ordered.astype(np.float64) - shift
-    s1 = np.concatenate([[0.0], np.cumsum(centred)])
-    s2 = np.concatenate([[0.0], np.cumsum(centred * centred)])
-    del centred
+    # Prefix sums: the sum of ordered[a:b] is s1[b] - s1[a].
+    s1 = np.empty(n + 1, np.float64)
+    s1[0] = 0.0
+    s1[1:] = ordered
+    np.cumsum(s1[1:], out=s1[1:])
     lo, hi = float(ordered[0]), float(ordered[-1])
     if init == "linear":
         centroids = np.linspace(lo, hi, k)
@@ -111,7 +153,7 @@ def kmeans_1d(
 
     bounds = None
     for _ in range(max_iter):
-        mids = (centroids[:-1] + centroids[1:]) / 2
+        mids = _midpoints(centroids, ordered.dtype)
         new_bounds = np.concatenate(
             [[0], np.searchsorted(ordered, mids, side="left"), [n]]
         )
@@ -122,31 +164,31 @@ def kmeans_1d(
         sums = s1[bounds[1:]] - s1[bounds[:-1]]
         full = counts > 0
         centroids = centroids.copy()
-        centroids[full] = sums[full] / counts[full] + shift
+        centroids[full] = sums[full] / counts[full]
         empty = np.flatnonzero(~full)
         if empty.size:
-            centroids = _relocate(centroids, empty, bounds, ordered, s1, s2, shift)
+            centroids = _relocate(centroids, empty, bounds, ordered)
         centroids = np.sort(centroids)
     return centroids, _labels(flat, centroids)
 
 
-def _relocate(centroids, empty, bounds, ordered, s1, s2, shift):
-    """Moves each empty cluster's centroid to the value farthest from its centroid
-    within the cluster of largest squared error (then that cluster splits)."""
-    counts = np.diff(bounds).astype(np.float64)
-    sums = s1[bounds[1:]] - s1[bounds[:-1]]
-    sq = s2[bounds[1:]] - s2[bounds[:-1]]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sse = np.where(counts > 0, sq - sums * sums / np.maximum(counts, 1), -1.0)
-    # Clusters by decreasing error that hold at least two distinct values; when there
-    # are fewer of them than empty clusters, the rest stay put for this iteration.
-    donors = [
-        c
-        for c in np.argsort(-sse, kind="stable").tolist()
-        if counts[c] >= 2 and ordered[bounds[c]] != ordered[bounds[c + 1] - 1]
-    ]
-    for e, c in zip(empty.tolist(), donors, strict=False):
-        first, last = ordered[bounds[c]], ordered[bounds[c + 1] - 1]
-        target = first if centroids[c] - first > last - centroids[c] else last
-        centroids[e] = float(target)
+def _relocate(centroids, empty, bounds, ordered):
+    """Moves each empty cluster's centroid onto a populated cluster's extreme value.
+
+    Donors are the clusters with the largest count x spread**2 (a cheap upper bound
+    of their squared error) that hold at least two distinct values; the centroid
+    goes to the donor's value farthest from the donor's centroid, so the donor splits
+    at the next iteration. When there are fewer donors than empty clusters, the rest
+    stay put for this iteration.
+    """
+    counts = np.diff(bounds)
+    full = np.flatnonzero(counts > 0)
+    first = ordered[bounds[full]].astype(np.float64)
+    last = ordered[bounds[full + 1] - 1].astype(np.float64)
+    score = counts[full] * (last - first) ** 2
+    donors = [j for j in np.argsort(-score, kind="stable").tolist() if score[j] > 0]
+    for e, j in zip(empty.tolist(), donors, strict=False):
+        c = full[j]
+        lo_gap, hi_gap = centroids[c] - first[j], last[j] - centroids[c]
+        centroids[e] = first[j] if lo_gap > hi_gap else last[j]
     return centroids
