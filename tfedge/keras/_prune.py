@@ -501,7 +501,9 @@ def prune(
 
     For a subclassed model, wrap layers where they are created instead:
     `self.fc = tfedge.keras.prune(keras.layers.Dense(10), schedule=...)` (this wraps the
-    given layer object itself).
+    given layer object itself). The model's `call` must accept a `training` argument
+    (Keras passes `training=True` in `fit` only to models whose `call` takes it; the
+    wrappers inside then receive it through the call context).
 
     Args:
         model_or_layer: a Sequential or functional `keras.Model`, or a single layer.
