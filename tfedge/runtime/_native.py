@@ -75,6 +75,8 @@ def _load(path: str) -> ctypes.CDLL:
     lib.tfedge_crc32.argtypes = [ctypes.c_uint32, u8p, ctypes.c_size_t]
     lib.tfedge_delegate_probe_report.restype = ctypes.c_size_t
     lib.tfedge_delegate_probe_report.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    lib.tfedge_delegate_decode_count.restype = ctypes.c_uint64
+    lib.tfedge_delegate_decode_count.argtypes = []
     return lib
 
 
@@ -177,6 +179,11 @@ def delegate_probe_report() -> str:
     buf = ctypes.create_string_buffer(n + 1)
     lib.tfedge_delegate_probe_report(buf, n + 1)
     return buf.value.decode("utf-8", "replace")
+
+
+def delegate_decode_count() -> int:
+    """How many payloads the TFEDGE_DECODE kernel has decoded in this process."""
+    return int(_library().tfedge_delegate_decode_count())
 
 
 def _message(err) -> str:

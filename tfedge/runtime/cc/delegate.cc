@@ -14,6 +14,7 @@
 // interpreter as "TFEDGE_DECODE: tensor '<name>': byte <offset>: <problem>".
 //
 // `DecodeKernelRegistration()` is the one registration entry point of the op.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -87,6 +88,10 @@ std::string DimsString(const TfLiteIntArray* dims) {
 }
 
 // --- the probe report (the layout pin test reads it) -------------------------------
+
+// Payloads decoded by the kernel since the library was loaded (tests check that a
+// model's payloads are decoded once, not on every invoke).
+std::atomic<uint64_t> g_decode_count{0};
 
 std::mutex g_probe_mutex;
 std::string g_probe_report;
@@ -248,6 +253,7 @@ TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d) {
   if (d->decoded_at == out->data.raw) return kTfLiteOk;  // decoded once already
   s = DecodePayload(payload, n, bound, out->data.uint8, out->bytes, nullptr);
   if (!s.ok()) return FailStatus(context, out, s);
+  g_decode_count.fetch_add(1, std::memory_order_relaxed);
   d->decoded_at = out->data.raw;
   return kTfLiteOk;
 }
@@ -276,6 +282,7 @@ TfLiteStatus KernelInvoke(TfLiteContext* context, TfLiteNode* node) {
         DecodePayload(reinterpret_cast<const uint8_t*>(in->data.raw_const), in->bytes,
                       out->bytes, out->data.uint8, out->bytes, nullptr);
     if (!s.ok()) return FailStatus(context, out, s);
+    g_decode_count.fetch_add(1, std::memory_order_relaxed);
     d.decoded_at = out->data.raw;
   }
   return kTfLiteOk;
@@ -412,6 +419,11 @@ TFEDGE_EXPORT size_t tfedge_delegate_probe_report(char* buf, size_t len) {
     std::snprintf(buf, len, "%s", tfedge::g_probe_report.c_str());
   }
   return tfedge::g_probe_report.size();
+}
+
+// The number of payloads the TFEDGE_DECODE kernel has decoded in this process.
+TFEDGE_EXPORT uint64_t tfedge_delegate_decode_count(void) {
+  return tfedge::g_decode_count.load(std::memory_order_relaxed);
 }
 
 }  // extern "C"

@@ -1,0 +1,163 @@
+"""`Interpreter`: the stock LiteRT interpreter with the TFEDGE_DECODE op available.
+
+The wheels of TensorFlow and ai-edge-litert export no C API to register custom ops, but
+both load *external delegates*. tfedge's native library is one: it claims every
+TFEDGE_DECODE node, checks its payload against the weight tensor and decodes it once,
+in `allocate_tensors()`, into a persistent tensor. Packed files then run as they are.
+
+Cost: the consumers of decoded weights see non-constant weights, so XNNPACK's
+constant-weight packing does not apply to them. `tfedge.expand` (a plain model at full
+speed) stays the default way to load a packed model; scripts/bench_decoder.py measures
+both.
+
+`allocate_tensors(interpreter)` is for users of any stock interpreter: it turns the
+"unresolved custom op TFEDGE_DECODE" failure into an error that says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ai_edge_litert import interpreter as _litert
+
+from tfedge.errors import FormatError, TfedgeError
+from tfedge.runtime._native import native_library_path
+
+__all__ = ["Interpreter", "allocate_tensors", "load_decode_delegate"]
+
+OP_NAME = "TFEDGE_DECODE"
+
+_USE_INSTEAD = (
+    "Run it with tfedge.Interpreter(model_content=...), which registers the decoder "
+    "op, or expand it first with tfedge.expand(packed) (a plain .tflite for any "
+    "interpreter, at full XNNPACK speed)."
+)
+# The kernel's Prepare reports "TFEDGE_DECODE: tensor '<name>': [byte <n>: ]<problem>".
+_PREPARE_ERROR = re.compile(
+    r"TFEDGE_DECODE: tensor '(?P<tensor>[^']*)': (?:byte (?P<offset>\d+): )?"
+    r"(?P<problem>.*?)(?:\s*Node number \d+ \(\w+\) failed to prepare\.|$)",
+    re.S,
+)
+
+
+def load_decode_delegate(**options: str):
+    """Loads tfedge's native library as a TFLite external delegate.
+
+    The returned object goes into `experimental_delegates=[...]` of the ai_edge_litert
+    interpreter. (TensorFlow's `tf.lite.experimental.load_delegate` can load the same
+    library, `tfedge.runtime._native.native_library_path()`.)
+
+    Raises:
+        TfedgeError: the native library was not built.
+    """
+    path = native_library_path()
+    if path is None:
+        raise TfedgeError(
+            "tfedge's native decoder library is not built, so the TFEDGE_DECODE op is "
+            "not available (reinstall tfedge on a machine with a C++17 compiler). "
+            "Use tfedge.expand(packed) and a stock interpreter instead."
+        )
+    return _litert.load_delegate(path, {k: str(v) for k, v in options.items()})
+
+
+def _unresolved_decode_op(error: BaseException) -> bool:
+    text = str(error)
+    return OP_NAME in text and "unresolved custom op" in text
+
+
+def _translate(error: RuntimeError) -> Exception:
+    """A tfedge error for a TFEDGE_DECODE failure reported by the runtime, else None."""
+    if _unresolved_decode_op(error):
+        return TfedgeError(
+            "This model was packed by tfedge: its weights are TFEDGE_DECODE payloads, "
+            "which this interpreter cannot run. " + _USE_INSTEAD
+        )
+    match = _PREPARE_ERROR.search(str(error))
+    if match:
+        offset = match.group("offset")
+        return FormatError(
+            match.group("problem").strip(),
+            tensor=match.group("tensor"),
+            offset=int(offset) if offset is not None else None,
+        )
+    return None
+
+
+def allocate_tensors(interpreter) -> None:
+    """Calls `interpreter.allocate_tensors()`, explaining a packed model's failure.
+
+    A stock TFLite/LiteRT interpreter fails on a packed model only here (not at
+    construction), with "Encountered unresolved custom op: TFEDGE_DECODE".
+
+    Raises:
+        TfedgeError: the model is packed and the interpreter has no decoder op; the
+            message says to use `tfedge.Interpreter` or `tfedge.expand`.
+        FormatError: a payload is malformed (with the decoder op registered).
+    """
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as e:
+        translated = _translate(e)
+        if translated is None:
+            raise
+        raise translated from e
+
+
+class Interpreter(_litert.Interpreter):
+    """The stock ai_edge_litert interpreter with TFEDGE_DECODE registered.
+
+    Runs packed `.tflite` files as they are: each payload is validated and decoded
+    once, in `allocate_tensors()`, into a persistent weight tensor. Everything else is
+    the stock interpreter's API (`get_input_details`, `set_tensor`, `invoke`,
+    `get_signature_runner`, ...). Plain models run too.
+
+    Args:
+        model_path: a `.tflite` file (packed or plain).
+        model_content: the model's bytes, instead of `model_path`.
+        num_threads: threads for the interpreter's kernels; None for the default.
+
+    Raises:
+        ValueError: not exactly one of `model_path` and `model_content` is given.
+        TfedgeError: the native library was not built (use `tfedge.expand`).
+        FormatError: from `allocate_tensors()`, a payload is malformed or does not fit
+            its tensor; the message names the tensor, the byte and the problem.
+    """
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        model_content: bytes | None = None,
+        *,
+        num_threads: int | None = None,
+    ):
+        if (model_path is None) == (model_content is None):
+            raise ValueError(
+                "Expected exactly one of `model_path` and `model_content`. Received: "
+                f"model_path={model_path!r}, model_content="
+                f"{'None' if model_content is None else f'<{len(model_content)} bytes>'}"
+            )
+        if num_threads is not None and (
+            not isinstance(num_threads, int) or num_threads < -1 or num_threads == 0
+        ):
+            raise ValueError(
+                f"Expected `num_threads` a positive int or -1. Received: "
+                f"num_threads={num_threads!r}"
+            )
+        # Kept alive as long as the interpreter that uses it.
+        self._tfedge_delegate = load_decode_delegate()
+        super().__init__(
+            model_path=model_path,
+            model_content=bytes(model_content) if model_content is not None else None,
+            experimental_delegates=[self._tfedge_delegate],
+            num_threads=num_threads,
+        )
+
+    def allocate_tensors(self) -> None:
+        """Allocates tensors and decodes every payload (once); see the class doc."""
+        try:
+            super().allocate_tensors()
+        except RuntimeError as e:
+            translated = _translate(e)
+            if translated is None:
+                raise
+            raise translated from e
