@@ -56,5 +56,12 @@ from tfedge.keras._ternary import TernaryWrapper, ternarize  # noqa: E402
 __all__ += ["TernaryWrapper", "ternarize"]
 
 # --- trained weight sharing (Deep Compression, Han et al. 2016) ------------------------
+from tfedge.keras._weight_sharing import WeightSharingWrapper, share_weights  # noqa: E402
+
+__all__ += ["WeightSharingWrapper", "share_weights"]
 
 # --- low-rank factorization (Zhang et al. 2015) ----------------------------------------
+from tfedge.keras._factorize import factorize, multiply_adds, select_ranks  # noqa: E402
+from tfedge.keras._lowrank import LowRankConv2D, LowRankDense  # noqa: E402
+
+__all__ += ["LowRankConv2D", "LowRankDense", "factorize", "multiply_adds", "select_ranks"]
