@@ -156,9 +156,9 @@ def test_ternarize_excludes_first_and_last_kernel_layers_by_default():
     kinds = {layer.name: type(layer).__name__ for layer in model.layers}
     assert kinds == {
         "c1": "Conv2D",
-        "ternary_c2": "TernaryWrapper",
+        "c2": "TernaryWrapper",
         "flat": "Flatten",
-        "ternary_d1": "TernaryWrapper",
+        "d1": "TernaryWrapper",
         "d2": "Dense",
     }
 
@@ -186,7 +186,7 @@ def test_fit_trains_latent_and_scales_and_leaves_the_original_alone():
     original = _convnet()
     before = [w.copy() for w in original.get_weights()]
     model = ternarize(original, threshold=0.1)
-    wrapper = model.get_layer("ternary_d1")
+    wrapper = model.get_layer("d1")
     wp0, latent0 = float(wrapper.wp.numpy()), wrapper.layer.kernel.numpy().copy()
     x, y = _data()
     model.compile(
@@ -206,7 +206,7 @@ def test_ternarize_copies_the_trained_weights():
     original = _convnet()
     model = ternarize(original)
     np.testing.assert_array_equal(
-        model.get_layer("ternary_c2").layer.kernel.numpy(),
+        model.get_layer("c2").layer.kernel.numpy(),
         original.get_layer("c2").kernel.numpy(),
     )
     np.testing.assert_array_equal(
@@ -217,7 +217,7 @@ def test_ternarize_copies_the_trained_weights():
 def test_tfedge_strip_gives_the_plain_layer_with_three_values():
     model = ternarize(_convnet(), threshold=0.3)
     x, _ = _data()
-    wrapper = model.get_layer("ternary_c2")
+    wrapper = model.get_layer("c2")
     plain = wrapper.tfedge_strip()
     assert type(plain) is keras.layers.Conv2D and plain.name == "c2"
     values = np.unique(plain.kernel.numpy())
@@ -236,6 +236,31 @@ def test_tfedge_strip_gives_the_plain_layer_with_three_values():
     )
 
 
+def test_strip_gives_a_plain_model_with_equal_predictions():
+    from tfedge.keras import strip
+
+    model = ternarize(_convnet(), threshold=0.2)
+    x, _ = _data()
+    plain = strip(model)
+    assert [type(lyr).__name__ for lyr in plain.layers] == [
+        "Conv2D",
+        "Conv2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ]
+    assert [lyr.name for lyr in plain.layers] == ["c1", "c2", "flat", "d1", "d2"]
+    for name in ("c2", "d1"):
+        wrapper = model.get_layer(name)
+        np.testing.assert_array_equal(
+            np.unique(plain.get_layer(name).kernel.numpy()),
+            np.array([-wrapper.wn.numpy(), 0.0, wrapper.wp.numpy()], "float32"),
+        )
+    np.testing.assert_allclose(
+        plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=OUTPUT_ATOL
+    )
+
+
 def test_functional_and_nested_models():
     keras.utils.set_random_seed(3)
     inner = keras.Sequential(
@@ -250,7 +275,7 @@ def test_functional_and_nested_models():
     tern = ternarize(model, layers=["in1", "post"])
     out = tern.predict(x, verbose=0)
     assert out.shape == (4, 2)
-    assert isinstance(tern.get_layer("ternary_post"), TernaryWrapper)
+    assert isinstance(tern.get_layer("post"), TernaryWrapper)
     nested = [lyr for lyr in tern.layers if isinstance(lyr, keras.Model)]
     assert isinstance(nested[0].layers[0], TernaryWrapper)
 
@@ -275,14 +300,18 @@ def test_config_round_trip():
 def test_keras_save_load_gives_equal_predictions(tmp_path):
     model = ternarize(_convnet(), threshold=0.1)
     x, y = _data()
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=True,  # no tracing cost: graph mode is covered by the fit test
+    )
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     path = str(tmp_path / "ternary.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert isinstance(loaded.get_layer("ternary_c2"), TernaryWrapper)
+    assert isinstance(loaded.get_layer("c2"), TernaryWrapper)
     np.testing.assert_array_equal(
-        loaded.get_layer("ternary_c2").wn.numpy(), model.get_layer("ternary_c2").wn.numpy()
+        loaded.get_layer("c2").wn.numpy(), model.get_layer("c2").wn.numpy()
     )
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=OUTPUT_ATOL
@@ -313,7 +342,7 @@ def _mirrored_check():
     single = train(tf.distribute.get_strategy())
     for a, b in zip(mirrored.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=_distribute.MIRRORED_ATOL)
-    w = mirrored.get_layer("ternary_c2")
+    w = mirrored.get_layer("c2")
     assert len(np.unique(w.tfedge_strip().kernel.numpy())) <= 3
 
 

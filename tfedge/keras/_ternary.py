@@ -191,7 +191,7 @@ class TernaryWrapper(keras.layers.Wrapper):
         if layer.built:
             kernel = _kernel_swap.require_kernel(layer, "TernaryWrapper")
             _check_not_all_zero(_kernel_swap.to_numpy(kernel), layer.name)
-        kwargs.setdefault("name", f"ternary_{layer.name}")
+        kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
 
     def build(self, input_shape=None):

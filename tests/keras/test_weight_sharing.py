@@ -1,0 +1,345 @@
+"""Trained weight sharing (Deep Compression): tfedge.keras.share_weights."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from tests.keras import _distribute
+from tfedge.codecs import kmeans_1d
+from tfedge.keras import WeightSharingWrapper, share_weights, strip
+from tfedge.keras._weight_sharing import DEFAULT_BITS
+
+_distribute.configure_two_cpus()
+
+# float32 outputs of the same kernel computed through different call paths (wrapper vs.
+# plain layer, before vs. after a .keras round trip) agree to rounding.
+OUTPUT_ATOL = 1e-6
+
+
+def _data(seed=0, n=16, shape=(6, 6, 1), classes=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *shape)).astype("float32")
+    y = rng.integers(0, classes, size=n)
+    return x, y
+
+
+def _convnet(seed=0, prune_fraction=0.0):
+    """A tiny conv net; optionally with the smallest weights of d1 set to zero."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3, name="c1"),
+            keras.layers.Conv2D(6, 3, activation="relu", name="c2"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(8, activation="relu", name="d1"),
+            keras.layers.Dense(3, name="d2"),
+        ],
+        name="convnet",
+    )
+    if prune_fraction:
+        w = model.get_layer("d1").kernel.numpy()
+        w[np.abs(w) < np.quantile(np.abs(w), prune_fraction)] = 0.0
+        model.get_layer("d1").kernel.assign(w)
+    return model
+
+
+def _pruned_dense(units=40, inputs=30, fraction=0.5, seed=0):
+    keras.utils.set_random_seed(seed)
+    layer = keras.layers.Dense(units, name="fc")
+    layer.build((None, inputs))
+    w = layer.kernel.numpy()
+    w[np.abs(w) < np.quantile(np.abs(w), fraction)] = 0.0
+    layer.kernel.assign(w)
+    return layer
+
+
+def _warned(fn, pattern):
+    # pytest.warns re-emits the DeprecationWarning numpy 2 raises inside Keras'
+    # convert_to_numpy without its module, which the ignore list then misses: record.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+    assert any(
+        issubclass(w.category, UserWarning) and re.search(pattern, str(w.message))
+        for w in caught
+    ), [str(w.message) for w in caught]
+    return result
+
+
+def _compile(model, lr=0.01, run_eagerly=False):
+    model.compile(
+        keras.optimizers.Adam(lr),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=run_eagerly,  # eager: no tracing cost where graph mode is not tested
+    )
+    return model
+
+
+# --- clustering, pruned zeros, eq. 3 -----------------------------------------------
+
+
+def test_kernel_has_at_most_2_to_the_bits_values_and_pruned_zeros_stay():
+    layer = _pruned_dense()
+    original = layer.kernel.numpy()
+    wrapper = WeightSharingWrapper(layer, bits=3)
+    wrapper.build((None, 30))
+    shared = wrapper.shared_values()
+    np.testing.assert_array_equal(shared == 0, original == 0)
+    assert len(np.unique(shared[shared != 0])) <= 8
+    x = np.random.default_rng(1).normal(size=(2, 30)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(wrapper(x)),
+        x @ shared + layer.bias.numpy(),
+        atol=OUTPUT_ATOL,
+    )
+
+
+@pytest.mark.parametrize("init", ["linear", "density", "random"])
+def test_centroids_start_from_kmeans_of_the_non_zero_weights(init):
+    layer = _pruned_dense()
+    w = layer.kernel.numpy()
+    wrapper = WeightSharingWrapper(layer, bits=4, init=init, seed=3)
+    wrapper.build((None, 30))
+    centroids, labels = kmeans_1d(w[w != 0], 16, init=init, seed=3)
+    np.testing.assert_allclose(wrapper.centroids.numpy(), centroids, rtol=1e-6)
+    np.testing.assert_array_equal(wrapper.indices.numpy()[w != 0], labels)
+    np.testing.assert_array_equal(wrapper.indices.numpy()[w == 0], 16)
+
+
+def test_centroid_gradient_is_the_sum_of_member_gradients():
+    import tensorflow as tf
+
+    layer = _pruned_dense(units=9, inputs=7)
+    wrapper = WeightSharingWrapper(layer, bits=2)
+    wrapper.build((None, 7))
+    upstream = np.random.default_rng(4).normal(size=(7, 9)).astype("float32")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(wrapper.shared_kernel() * upstream)
+    grad = tape.gradient(loss, wrapper.centroids.value)
+    grad = tf.convert_to_tensor(grad).numpy()
+    idx = wrapper.indices.numpy()
+    expected = [upstream[idx == j].sum() for j in range(4)]
+    np.testing.assert_allclose(grad, expected, rtol=1e-5)
+
+
+def test_fit_trains_only_centroids_and_keeps_indices_and_zeros():
+    original = _convnet(prune_fraction=0.5)
+    model = _compile(share_weights(original, bits=2))
+    wrapper = model.get_layer("d1")
+    assert all(v is not wrapper.layer.kernel for v in model.trainable_weights)
+    centroids0 = wrapper.centroids.numpy().copy()
+    indices0 = wrapper.indices.numpy().copy()
+    x, y = _data()
+    loss0 = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < loss0
+    assert not np.array_equal(wrapper.centroids.numpy(), centroids0)
+    np.testing.assert_array_equal(wrapper.indices.numpy(), indices0)
+    shared = wrapper.shared_values()
+    np.testing.assert_array_equal(
+        shared == 0, original.get_layer("d1").kernel.numpy() == 0
+    )
+
+
+def test_fewer_distinct_weights_than_clusters_keeps_them_exactly():
+    layer = keras.layers.Dense(4, name="few")
+    layer.build((None, 5))
+    w = np.random.default_rng(0).choice([-0.5, 0.0, 0.25, 0.75], size=(5, 4))
+    layer.kernel.assign(w.astype("float32"))
+    wrapper = WeightSharingWrapper(layer, bits=3)
+    _warned(lambda: wrapper.build((None, 5)), r"3 distinct non-zero weights, fewer than")
+    np.testing.assert_array_equal(wrapper.shared_values(), w.astype("float32"))
+
+
+# --- bits per layer ------------------------------------------------------------------
+
+
+def _bits_of(model):
+    return {
+        lyr.name: lyr.bits for lyr in model.layers if isinstance(lyr, WeightSharingWrapper)
+    }
+
+
+@pytest.mark.parametrize(
+    "bits, expected",
+    [
+        (4, {"c1": 4, "c2": 4, "d1": 4, "d2": 4}),
+        ({"c2": 6, "d1": 3}, {"c2": 6, "d1": 3}),
+        (lambda layer: 2 if layer.name.startswith("d") else None, {"d1": 2, "d2": 2}),
+    ],
+    ids=["int", "dict", "callable"],
+)
+def test_bits_per_layer(bits, expected):
+    assert _bits_of(share_weights(_convnet(), bits=bits)) == expected
+
+
+def test_paper_default_bits_warn_for_convs_smaller_than_256_weights():
+    # c1 holds 36 weights and c2 216, fewer than 2^8: they keep their exact values.
+    model = _warned(
+        lambda: share_weights(_convnet()),
+        r"Layer 'c1' has 36 distinct non-zero weights, fewer than the 256 clusters",
+    )
+    assert _bits_of(model) == {"c1": 8, "c2": 8, "d1": 5, "d2": 5}
+
+
+def test_default_bits_table_is_the_papers():
+    assert DEFAULT_BITS == {"conv": 8, "dense": 5}
+    assert share_weights(keras.layers.Conv1D(2, 3)).bits == 8
+    assert share_weights(keras.layers.Dense(2)).bits == 5
+
+
+# --- strip ---------------------------------------------------------------------------
+
+
+def test_strip_gives_plain_layers_with_shared_values():
+    model = _compile(
+        share_weights(_convnet(prune_fraction=0.3), bits={"c2": 3, "d1": 2}),
+        run_eagerly=True,
+    )
+    x, y = _data()
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    plain = strip(model)
+    assert [type(lyr).__name__ for lyr in plain.layers] == [
+        "Conv2D",
+        "Conv2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ]
+    assert [lyr.name for lyr in plain.layers] == ["c1", "c2", "flat", "d1", "d2"]
+    for name, bits in (("c2", 3), ("d1", 2)):
+        k = plain.get_layer(name).kernel.numpy()
+        assert len(np.unique(k[k != 0])) <= 2**bits
+    d1 = plain.get_layer("d1").kernel.numpy()
+    assert np.mean(d1 == 0) >= 0.3
+    np.testing.assert_allclose(
+        plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=OUTPUT_ATOL
+    )
+
+
+# --- serialization -------------------------------------------------------------------
+
+
+def test_config_round_trip():
+    wrapper = WeightSharingWrapper(
+        keras.layers.Dense(3, name="fc"), bits=3, init="density", seed=7, name="s"
+    )
+    config = wrapper.get_config()
+    assert (config["bits"], config["init"], config["seed"]) == (3, "density", 7)
+    assert WeightSharingWrapper.from_config(config).get_config() == config
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(wrapper)
+    )
+    assert type(restored) is WeightSharingWrapper and restored.get_config() == config
+
+
+def test_keras_save_load_gives_equal_predictions(tmp_path):
+    model = _compile(
+        share_weights(_convnet(prune_fraction=0.5), bits=3), run_eagerly=True
+    )
+    x, y = _data()
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    path = str(tmp_path / "shared.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for name in ("c1", "d1"):
+        np.testing.assert_array_equal(
+            loaded.get_layer(name).indices.numpy(), model.get_layer(name).indices.numpy()
+        )
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=OUTPUT_ATOL
+    )
+
+
+# --- MirroredStrategy ----------------------------------------------------------------
+
+
+def _mirrored_check():
+    import tensorflow as tf
+
+    x, y = _data(n=16)
+    base = _convnet(prune_fraction=0.5)
+
+    def train(strategy):
+        with strategy.scope():
+            model = share_weights(base, bits=3)
+            model.compile(
+                keras.optimizers.SGD(0.05),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+        model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        return model
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    mirrored = train(tf.distribute.MirroredStrategy(devices))
+    single = train(tf.distribute.get_strategy())
+    for a, b in zip(mirrored.get_weights(), single.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=_distribute.MIRRORED_ATOL)
+    k = mirrored.get_layer("d1").tfedge_strip().kernel.numpy()
+    assert len(np.unique(k[k != 0])) <= 8
+
+
+def test_mirrored_strategy_on_two_cpus_matches_one_device():
+    if _distribute.have_two_cpus():
+        _mirrored_check()
+    else:
+        _distribute.run_in_fresh_process(
+            "from tests.keras.test_weight_sharing import _mirrored_check\n"
+            "_mirrored_check()"
+        )
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [0, 9, 2.5, True, "5", -1])
+def test_bits_outside_1_to_8(bits):
+    with pytest.raises(ValueError, match=r"Expected `bits` to be an integer in \[1, 8\]"):
+        share_weights(_convnet(), bits=bits)
+    with pytest.raises(ValueError, match=r"Expected `bits` to be an integer in \[1, 8\]"):
+        WeightSharingWrapper(keras.layers.Dense(2), bits=bits)
+
+
+def test_bad_bits_in_dict_or_callable():
+    with pytest.raises(ValueError, match=r"`bits\['d1'\]`.*Received: bits\['d1'\]=12"):
+        share_weights(_convnet(), bits={"d1": 12})
+    with pytest.raises(ValueError, match=r"`bits\('c1'\)`"):
+        share_weights(_convnet(), bits=lambda layer: 0)
+    with pytest.raises(ValueError, match=r"no layer named \['nope'\]"):
+        share_weights(_convnet(), bits={"nope": 4})
+
+
+def test_bad_init_and_seed():
+    with pytest.raises(ValueError, match=r"Expected `init` to be one of"):
+        share_weights(_convnet(), init="kmeans++")
+    with pytest.raises(ValueError, match=r"Expected `seed`"):
+        WeightSharingWrapper(keras.layers.Dense(2), seed=-1)
+
+
+def test_no_shareable_layer():
+    model = keras.Sequential(
+        [keras.Input((4, 4)), keras.layers.Flatten(), keras.layers.Activation("relu")]
+    )
+    with pytest.raises(ValueError, match="no layer has a `kernel` weight"):
+        share_weights(model)
+    with pytest.raises(ValueError, match="`bits` selected none of them"):
+        share_weights(_convnet(), bits=lambda layer: None)
+    with pytest.raises(ValueError, match="`bits` selected none of them"):
+        share_weights(_convnet(), bits={})
+
+
+def test_layer_without_kernel_and_all_zero_kernel():
+    flat = keras.layers.Flatten()
+    flat.build((None, 3, 3))
+    with pytest.raises(ValueError, match="has none. Leave it unwrapped"):
+        WeightSharingWrapper(flat)
+    model = _convnet()
+    model.get_layer("d1").kernel.assign(np.zeros((24, 8), "float32"))
+    with pytest.raises(ValueError, match="kernel of layer 'd1' is all zeros"):
+        share_weights(model, bits=2)
