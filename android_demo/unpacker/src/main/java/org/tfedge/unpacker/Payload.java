@@ -1,0 +1,571 @@
+package org.tfedge.unpacker;
+
+import java.util.Arrays;
+import java.util.zip.CRC32;
+
+/**
+ * Reads one tfedge payload (docs/FORMAT.md section 2): the header checks, in the order the
+ * format lists them, then the body (codebook, fill value, gap and value streams) and the
+ * decode into the tensor's bytes.
+ *
+ * <p>Checks, their order and their messages follow the numpy reader
+ * ({@code tfedge.codecs.decode_payload}), so both report the same error for the same file.
+ * Offsets in errors are byte offsets into the payload. Nothing larger than the bounded
+ * decoded size is allocated: every count is checked against the decoded size or against
+ * the bytes present before an array is made for it.
+ */
+public final class Payload {
+    /** The newest payload format version this reader accepts. */
+    public static final int FORMAT_VERSION = 1;
+    /** Header bytes before the body. */
+    public static final int HEADER_SIZE = 28;
+    /** The bound on the decoded size when nothing smaller is known. */
+    public static final long DEFAULT_BOUND = Integer.MAX_VALUE;
+
+    public static final int LAYOUT_DENSE = 0;
+    public static final int LAYOUT_SPARSE = 1;
+    public static final int KIND_RAW = 0;
+    public static final int KIND_CODEBOOK = 1;
+    static final int CODING_FIXED = 0;
+    static final int CODING_HUFFMAN = 1;
+    static final int MAX_CODE_LENGTH = 15;
+    static final int STREAM_HEADER = 10;
+
+    private static final byte[] MAGIC = {'T', 'F', 'E', 'P'};
+
+    public final int version;
+    public final int layout;
+    public final int valueKind;
+    public final int elementType;
+    public final int elementSize;
+    public final long decodedSize;
+    public final long bodySize;
+
+    private final byte[] buf;
+    private final int start;
+    private final String tensor;
+
+    private Payload(byte[] buf, int start, String tensor, int version, int layout, int valueKind,
+            int elementType, int elementSize, long decodedSize, long bodySize) {
+        this.buf = buf;
+        this.start = start;
+        this.tensor = tensor;
+        this.version = version;
+        this.layout = layout;
+        this.valueKind = valueKind;
+        this.elementType = elementType;
+        this.elementSize = elementSize;
+        this.decodedSize = decodedSize;
+        this.bodySize = bodySize;
+    }
+
+    /** The number of decoded elements. */
+    public long elementCount() {
+        return decodedSize / elementSize;
+    }
+
+    /**
+     * Checks the header of the payload held in {@code buf[off, off + len)}, then its CRC.
+     *
+     * @param maxDecoded the largest decoded size accepted
+     * @param expectedSize the tensor's byte size when known (the decoded size must equal
+     *     it), or -1
+     * @param tensor the tensor's name for error messages, or null
+     */
+    public static Payload parse(byte[] buf, int off, int len, long maxDecoded,
+            long expectedSize, String tensor) throws TfedgeFormatException {
+        if (len < HEADER_SIZE) {
+            throw err("truncated payload: " + len + " bytes, the header alone takes "
+                    + HEADER_SIZE, tensor, 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            if (buf[off + i] != MAGIC[i]) {
+                throw err("bad magic " + pyBytes(buf, off, 4) + ", expected b'TFEP'", tensor, 0);
+            }
+        }
+        int version = buf[off + 4] & 0xff;
+        if (version > FORMAT_VERSION) {
+            throw err("payload format version " + version + " is newer than this reader's "
+                    + FORMAT_VERSION + "; upgrade tfedge", tensor, 4);
+        }
+        if (version < 1) {
+            throw err("unknown payload format version " + version, tensor, 4);
+        }
+        int layout = buf[off + 5] & 0xff;
+        if (layout != LAYOUT_DENSE && layout != LAYOUT_SPARSE) {
+            throw err("unknown layout " + layout + " (0 dense, 1 sparse)", tensor, 5);
+        }
+        int kind = buf[off + 6] & 0xff;
+        if (kind != KIND_RAW && kind != KIND_CODEBOOK) {
+            throw err("unknown value kind " + kind + " (0 raw, 1 codebook)", tensor, 6);
+        }
+        int elementType = buf[off + 7] & 0xff;
+        int es = buf[off + 8] & 0xff;
+        if (es != 1 && es != 2 && es != 4 && es != 8) {
+            throw err("element size " + es + " is not 1, 2, 4 or 8", tensor, 8);
+        }
+        if (buf[off + 9] != 0 || buf[off + 10] != 0 || buf[off + 11] != 0) {
+            throw err("reserved bytes are not zero", tensor, 9);
+        }
+        long decoded = le64(buf, off + 12);
+        String decodedText = Long.toUnsignedString(decoded);
+        if (Long.remainderUnsigned(decoded, es) != 0) {
+            throw err("decoded size " + decodedText + " is not a multiple of the element size "
+                    + es, tensor, 12);
+        }
+        long bound = expectedSize < 0 ? maxDecoded : Math.min(maxDecoded, expectedSize);
+        if (Long.compareUnsigned(decoded, bound) > 0) {
+            throw err("decoded size " + decodedText + " exceeds the bound of " + bound
+                    + " bytes", tensor, 12);
+        }
+        if (expectedSize >= 0 && decoded != expectedSize) {
+            throw err("decoded size " + decoded + " disagrees with the tensor's "
+                    + expectedSize + " bytes", tensor, 12);
+        }
+        long body = le32(buf, off + 20);
+        if (body != len - HEADER_SIZE) {
+            throw err("body size " + body + " disagrees with the " + (len - HEADER_SIZE)
+                    + " bytes present", tensor, 20);
+        }
+        CRC32 crc = new CRC32();
+        crc.update(buf, off, 24);
+        crc.update(buf, off + HEADER_SIZE, len - HEADER_SIZE);
+        long stored = le32(buf, off + 24);
+        if (crc.getValue() != stored) {
+            throw err(String.format("CRC mismatch: header says 0x%08x, data gives 0x%08x",
+                    stored, crc.getValue()), tensor, 24);
+        }
+        return new Payload(buf, off, tensor, version, layout, kind, elementType, es, decoded,
+                body);
+    }
+
+    /** Parses and decodes a whole payload into a new array of the decoded size. */
+    public static byte[] decode(byte[] buf, int off, int len, long maxDecoded,
+            long expectedSize, String tensor) throws TfedgeFormatException {
+        Payload p = parse(buf, off, len, maxDecoded, expectedSize, tensor);
+        byte[] out = new byte[(int) p.decodedSize];
+        p.decodeInto(out, 0);
+        return out;
+    }
+
+    /** Decodes the body into {@code out[outOff, outOff + decodedSize)}. */
+    public void decodeInto(byte[] out, int outOff) throws TfedgeFormatException {
+        final int es = elementSize;
+        final int n = (int) (decodedSize / es);
+        final int size = HEADER_SIZE + (int) bodySize; // payload-relative end
+        int pos = HEADER_SIZE;
+        byte[] codebook = null;
+        int k = 0;
+        if (valueKind == KIND_CODEBOOK) {
+            if (size - pos < 2) {
+                throw err("truncated codebook size", tensor, pos);
+            }
+            k = u16(pos);
+            if (k < 1 || k > 256) {
+                throw err("codebook size " + k + " is not in [1, 256]", tensor, pos);
+            }
+            pos += 2;
+            if (size - pos < k * es) {
+                throw err("truncated codebook: " + k * es + " bytes needed, " + (size - pos)
+                        + " present", tensor, pos);
+            }
+            codebook = Arrays.copyOfRange(buf, start + pos, start + pos + k * es);
+            pos += k * es;
+        }
+        byte[] fill = null;
+        byte[] gaps = null;
+        int stored = n;
+        if (layout == LAYOUT_SPARSE) {
+            if (size - pos < es) {
+                throw err("truncated fill value: " + es + " bytes needed, " + (size - pos)
+                        + " present", tensor, pos);
+            }
+            fill = Arrays.copyOfRange(buf, start + pos, start + pos + es);
+            pos += es;
+            int gapsAt = pos;
+            Stream g = Stream.read(this, pos, size, n);
+            gaps = new byte[(int) g.count];
+            g.decode(gaps, 0);
+            pos = g.end;
+            long cursor = -1;
+            for (int j = 0; j < gaps.length; j++) {
+                cursor += (gaps[j] & 0xff) + 1;
+                if (cursor >= n) {
+                    throw err("sparse index entry " + j + " lands on element " + cursor
+                            + ", past the " + n + " elements", tensor, gapsAt);
+                }
+            }
+            stored = gaps.length;
+        }
+        long expected = valueKind == KIND_RAW ? (long) stored * es : stored;
+        int valuesAt = pos;
+        if (valueKind == KIND_RAW && size - pos >= 2 && (buf[start + pos + 1] & 0xff) != 8) {
+            throw err("a raw value stream must have 8-bit symbols, this one has "
+                    + (buf[start + pos + 1] & 0xff), tensor, pos + 1);
+        }
+        Stream v = Stream.read(this, pos, size, expected);
+        byte[] values;
+        int valuesOff;
+        if (layout == LAYOUT_DENSE && valueKind == KIND_RAW) {
+            values = out; // the raw bytes are the tensor's bytes
+            valuesOff = outOff;
+        } else {
+            values = new byte[(int) v.count];
+            valuesOff = 0;
+        }
+        v.decode(values, valuesOff);
+        pos = v.end;
+        if (v.count != expected) {
+            throw err("value stream holds " + v.count + " symbols, expected " + expected,
+                    tensor, valuesAt);
+        }
+        if (pos != size) {
+            throw err((size - pos) + " trailing bytes after the value stream", tensor, pos);
+        }
+        if (codebook != null && k < 256) {
+            for (int j = 0; j < v.count; j++) {
+                int s = values[j] & 0xff;
+                if (s >= k) {
+                    throw err("value " + j + " is codebook index " + s + ", but the codebook has "
+                            + k + " entries", tensor, valuesAt);
+                }
+            }
+        }
+        if (layout == LAYOUT_DENSE) {
+            if (codebook != null) {
+                expandCodebook(values, n, codebook, es, out, outOff);
+            }
+            return;
+        }
+        fillElements(out, outOff, n, fill, es);
+        long cursor = -1;
+        for (int j = 0; j < stored; j++) {
+            cursor += (gaps[j] & 0xff) + 1;
+            int dst = outOff + (int) cursor * es;
+            if (codebook != null) {
+                System.arraycopy(codebook, (values[j] & 0xff) * es, out, dst, es);
+            } else {
+                System.arraycopy(values, j * es, out, dst, es);
+            }
+        }
+    }
+
+    private int u16(int pos) {
+        return (buf[start + pos] & 0xff) | (buf[start + pos + 1] & 0xff) << 8;
+    }
+
+    private static void expandCodebook(byte[] sym, int n, byte[] book, int es, byte[] out,
+            int o) {
+        if (es == 1) {
+            for (int i = 0; i < n; i++) {
+                out[o + i] = book[sym[i] & 0xff];
+            }
+        } else if (es == 4) {
+            for (int i = 0, d = o; i < n; i++, d += 4) {
+                int b = (sym[i] & 0xff) << 2;
+                out[d] = book[b];
+                out[d + 1] = book[b + 1];
+                out[d + 2] = book[b + 2];
+                out[d + 3] = book[b + 3];
+            }
+        } else {
+            for (int i = 0, d = o; i < n; i++, d += es) {
+                System.arraycopy(book, (sym[i] & 0xff) * es, out, d, es);
+            }
+        }
+    }
+
+    private static void fillElements(byte[] out, int o, int n, byte[] fill, int es) {
+        boolean zero = true;
+        for (int i = 0; i < es; i++) {
+            zero &= fill[i] == 0;
+        }
+        int total = n * es;
+        if (zero) {
+            Arrays.fill(out, o, o + total, (byte) 0);
+            return;
+        }
+        if (n == 0) {
+            return;
+        }
+        System.arraycopy(fill, 0, out, o, es);
+        int done = es;
+        while (done < total) {
+            int len = Math.min(done, total - done);
+            System.arraycopy(out, o, out, o + done, len);
+            done += len;
+        }
+    }
+
+    // ---- streams --------------------------------------------------------------------------
+
+    /** A checked stream (section 2.2) whose data is located but not yet decoded. */
+    static final class Stream {
+        final Payload p;
+        int coding;
+        int bits;
+        long count;
+        long dataSize;
+        long blockSize;
+        int[] lengths;
+        long[] blockStarts;
+        int dataAt; // payload offset of the data
+        int end; // payload offset just past the stream
+
+        private Stream(Payload p) {
+            this.p = p;
+        }
+
+        /**
+         * Reads the stream header at payload offset {@code offset} with the numpy reader's
+         * checks; {@code size} is the payload's length and {@code maxCount} the most symbols
+         * the caller accepts.
+         */
+        static Stream read(Payload p, int offset, int size, long maxCount)
+                throws TfedgeFormatException {
+            String name = p.tensor;
+            Stream s = new Stream(p);
+            if (size - offset < STREAM_HEADER) {
+                throw err("truncated stream header: " + STREAM_HEADER + " bytes needed, "
+                        + Math.max(0, size - offset) + " present", name, offset);
+            }
+            int a = p.start + offset;
+            s.coding = p.buf[a] & 0xff;
+            s.bits = p.buf[a + 1] & 0xff;
+            s.count = le32(p.buf, a + 2);
+            s.dataSize = le32(p.buf, a + 6);
+            if (s.coding != CODING_FIXED && s.coding != CODING_HUFFMAN) {
+                throw err("unknown stream coding " + s.coding + " (expected 0 or 1)", name,
+                        offset);
+            }
+            if (s.bits < 1 || s.bits > 8) {
+                throw err("stream symbol width " + s.bits + " is not in [1, 8]", name,
+                        offset + 1);
+            }
+            if (s.count > maxCount) {
+                throw err("stream holds " + s.count + " symbols, more than the " + maxCount
+                        + " allowed", name, offset + 2);
+            }
+            int pos = offset + STREAM_HEADER;
+            if (s.coding == CODING_FIXED) {
+                long want = (s.count * s.bits + 7) / 8;
+                if (s.dataSize != want) {
+                    throw err("fixed-width stream of " + s.count + " x " + s.bits
+                            + "-bit symbols has data size " + s.dataSize + ", expected " + want,
+                            name, offset + 6);
+                }
+                if (size - pos < s.dataSize) {
+                    throw err("truncated stream data: " + s.dataSize + " bytes needed, "
+                            + (size - pos) + " present", name, pos);
+                }
+                s.dataAt = pos;
+                s.end = pos + (int) s.dataSize;
+                return s;
+            }
+            int tableSize = ((1 << s.bits) + 1) / 2;
+            if (size - pos < 4 + tableSize) {
+                throw err("truncated Huffman stream header", name, pos);
+            }
+            s.blockSize = le32(p.buf, p.start + pos);
+            if (s.blockSize < 1) {
+                throw err("Huffman block size is 0", name, pos);
+            }
+            pos += 4;
+            s.lengths = new int[1 << s.bits];
+            for (int i = 0; i < s.lengths.length; i++) {
+                int b = p.buf[p.start + pos + (i >> 1)] & 0xff;
+                s.lengths[i] = (i & 1) == 0 ? b >>> 4 : b & 15;
+            }
+            String problem = lengthProblem(s.lengths, s.count);
+            if (problem != null) {
+                throw err(problem, name, pos);
+            }
+            pos += tableSize;
+            if (s.count > 8 * s.dataSize) {
+                throw err("Huffman stream claims " + s.count + " symbols in " + s.dataSize
+                        + " bytes of data (every code takes at least one bit)", name,
+                        offset + 2);
+            }
+            long nblocks = (s.count + s.blockSize - 1) / s.blockSize;
+            long noffsets = Math.max(0, nblocks - 1);
+            if (size - pos < 4 * noffsets) {
+                throw err("truncated block offsets: " + 4 * noffsets + " bytes needed, "
+                        + (size - pos) + " present", name, pos);
+            }
+            s.blockStarts = new long[(int) nblocks];
+            for (int i = 1; i < nblocks; i++) {
+                long v = le32(p.buf, p.start + pos + 4 * (i - 1));
+                if (i > 1 && v < s.blockStarts[i - 1]) {
+                    throw err("Huffman block offsets decrease", name, pos);
+                }
+                s.blockStarts[i] = v;
+            }
+            if (noffsets > 0 && s.blockStarts[(int) nblocks - 1] > 8 * s.dataSize) {
+                throw err("Huffman block offset " + s.blockStarts[(int) nblocks - 1]
+                        + " is past the data (" + 8 * s.dataSize + " bits)", name,
+                        pos + 4 * (noffsets - 1));
+            }
+            pos += 4 * (int) noffsets;
+            if (size - pos < s.dataSize) {
+                throw err("truncated stream data: " + s.dataSize + " bytes needed, "
+                        + (size - pos) + " present", name, pos);
+            }
+            s.dataAt = pos;
+            s.end = pos + (int) s.dataSize;
+            return s;
+        }
+
+        /** Why a code-length table is invalid for {@code count} symbols, or null. */
+        static String lengthProblem(int[] lengths, long count) {
+            int nonzero = 0;
+            int only = 0;
+            long kraft = 0;
+            for (int l : lengths) {
+                if (l > 0) {
+                    nonzero++;
+                    only = l;
+                    kraft += 1L << (MAX_CODE_LENGTH - l);
+                }
+            }
+            if (count == 0) {
+                return nonzero > 0
+                        ? "a stream of 0 symbols must have an all-zero code-length table" : null;
+            }
+            if (nonzero == 0) {
+                return "the code-length table is all zero but the stream has symbols";
+            }
+            if (nonzero == 1) {
+                return only != 1 ? "the only code has length " + only + ", expected 1" : null;
+            }
+            if (kraft != 1L << MAX_CODE_LENGTH) {
+                String kind = kraft > 1L << MAX_CODE_LENGTH
+                        ? "over-subscribed (not a prefix code)" : "incomplete";
+                return "the code lengths are " + kind + ": Kraft sum " + kraft + "/"
+                        + (1 << MAX_CODE_LENGTH);
+            }
+            return null;
+        }
+
+        /** Decodes all {@code count} symbols into {@code out[o, o + count)}. */
+        void decode(byte[] out, int o) throws TfedgeFormatException {
+            int n = (int) count;
+            if (n == 0) {
+                return;
+            }
+            // The data with 3 zero bytes of padding, so 24-bit windows never leave it.
+            byte[] d = Arrays.copyOfRange(p.buf, p.start + dataAt,
+                    p.start + dataAt + (int) dataSize + 3);
+            if (coding == CODING_FIXED) {
+                decodeFixed(d, out, o, n);
+            } else {
+                decodeHuffman(d, out, o, n);
+            }
+        }
+
+        private void decodeFixed(byte[] d, byte[] out, int o, int n) {
+            if (bits == 8) {
+                System.arraycopy(d, 0, out, o, n);
+                return;
+            }
+            final int mask = (1 << bits) - 1;
+            long bit = 0;
+            for (int i = 0; i < n; i++, bit += bits) {
+                int byteIdx = (int) (bit >>> 3);
+                int w = ((d[byteIdx] & 0xff) << 8) | (d[byteIdx + 1] & 0xff);
+                out[o + i] = (byte) ((w >>> (16 - bits - (int) (bit & 7))) & mask);
+            }
+        }
+
+        private void decodeHuffman(byte[] d, byte[] out, int o, int n)
+                throws TfedgeFormatException {
+            int maxLen = 0;
+            for (int l : lengths) {
+                maxLen = Math.max(maxLen, l);
+            }
+            // Canonical code, ordered by (length, symbol); a table indexed by the next
+            // maxLen bits gives (length << 8 | symbol), or -1 for a pattern that is no code.
+            int[] table = new int[1 << maxLen];
+            Arrays.fill(table, -1);
+            int code = 0;
+            int prevLen = 0;
+            for (int l = 1; l <= maxLen; l++) {
+                for (int sym = 0; sym < lengths.length; sym++) {
+                    if (lengths[sym] != l) {
+                        continue;
+                    }
+                    if (prevLen != 0) {
+                        code = (code + 1) << (l - prevLen);
+                    }
+                    prevLen = l;
+                    Arrays.fill(table, code << (maxLen - l), (code + 1) << (maxLen - l),
+                            sym | (l << 8));
+                }
+            }
+            final long limit = dataSize * 8;
+            final int mask = (1 << maxLen) - 1;
+            final int shiftBase = 24 - maxLen;
+            final int nblocks = blockStarts.length;
+            int i = 0;
+            for (int b = 0; b < nblocks; b++) {
+                long bit = blockStarts[b];
+                int blockEnd = (int) Math.min((long) n, (b + 1) * blockSize);
+                for (; i < blockEnd; i++) {
+                    int x = (int) (bit >>> 3);
+                    int w = ((d[x] & 0xff) << 16) | ((d[x + 1] & 0xff) << 8) | (d[x + 2] & 0xff);
+                    int e = table[(w >>> (shiftBase - (int) (bit & 7))) & mask];
+                    bit += e >>> 8;
+                    if (e < 0 || bit > limit) {
+                        throw err("Huffman block " + b + " of " + nblocks + " reads past the end"
+                                + " of the " + dataSize + "-byte data or holds a bit pattern "
+                                + "that is no code", p.tensor, dataAt);
+                    }
+                    out[o + i] = (byte) e;
+                }
+            }
+        }
+    }
+
+    // ---- helpers --------------------------------------------------------------------------
+
+    static TfedgeFormatException err(String msg, String tensor, long at) {
+        return new TfedgeFormatException(msg, tensor, at);
+    }
+
+    static long le32(byte[] b, int o) {
+        return ((b[o] & 0xffL)) | ((b[o + 1] & 0xffL) << 8) | ((b[o + 2] & 0xffL) << 16)
+                | ((b[o + 3] & 0xffL) << 24);
+    }
+
+    static long le64(byte[] b, int o) {
+        return le32(b, o) | (le32(b, o + 4) << 32);
+    }
+
+    /** Python's repr() of a bytes object. */
+    static String pyBytes(byte[] b, int off, int len) {
+        boolean single = false;
+        boolean dbl = false;
+        for (int i = 0; i < len; i++) {
+            single |= b[off + i] == '\'';
+            dbl |= b[off + i] == '"';
+        }
+        char q = single && !dbl ? '"' : '\'';
+        StringBuilder sb = new StringBuilder("b").append(q);
+        for (int i = 0; i < len; i++) {
+            int c = b[off + i] & 0xff;
+            if (c == '\\' || c == q) {
+                sb.append('\\').append((char) c);
+            } else if (c == '\n') {
+                sb.append("\\n");
+            } else if (c == '\r') {
+                sb.append("\\r");
+            } else if (c == '\t') {
+                sb.append("\\t");
+            } else if (c < 0x20 || c >= 0x7f) {
+                sb.append(String.format("\\x%02x", c));
+            } else {
+                sb.append((char) c);
+            }
+        }
+        return sb.append(q).toString();
+    }
+}
