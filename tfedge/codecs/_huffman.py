@@ -1,8 +1,8 @@
 """Canonical, length-limited Huffman coding (docs/FORMAT.md, section 2.2).
 
-* `code_lengths`: optimal code lengths under a length limit, by package-merge
-  (Larmore and Hirschberg 1990), so the code is the best prefix code whose longest
-  code fits the format's 4-bit length field.
+* `code_lengths`: optimal code lengths under a length limit: plain Huffman when its
+  longest code fits, otherwise package-merge (Larmore and Hirschberg 1990), so the
+  code is the best prefix code whose longest code fits the 4-bit length field.
 * `canonical_codes`: the canonical code of a length table (ordered by length, then
   symbol value).
 * `huffman_encode`: vectorised; each symbol's code is placed in a 24-bit window at its
@@ -15,6 +15,8 @@
 """
 
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 
@@ -72,7 +74,12 @@ def code_lengths(freqs: np.ndarray, max_length: int = MAX_CODE_LENGTH) -> np.nda
             f"Expected at most 2**max_length={1 << max_length} used symbols. "
             f"Received: {m} used symbols; increase `max_length`."
         )
-    # Package-merge on the used symbols sorted by weight. Each item is a weight plus
+    weights = f[used].tolist()
+    plain = _huffman_depths(weights)
+    if max(plain) <= max_length:
+        lengths[used] = plain
+        return lengths
+    # The limit binds: package-merge on the used symbols sorted by weight. Each item is a weight plus
     # how many times each symbol occurs in it; a symbol's code length is the number of
     # the first 2m - 2 items of the final list that contain it.
     order = np.argsort(f[used], kind="stable")
@@ -90,6 +97,25 @@ def code_lengths(freqs: np.ndarray, max_length: int = MAX_CODE_LENGTH) -> np.nda
     per_sorted = counts[: 2 * m - 2].sum(axis=0)
     lengths[used[order]] = per_sorted
     return lengths
+
+
+def _huffman_depths(weights: list) -> list[int]:
+    """Code lengths of an (unlimited) Huffman code, by the classic heap merge."""
+    m = len(weights)
+    heap = [(w, i) for i, w in enumerate(weights)]
+    heapq.heapify(heap)
+    parent = [0] * (2 * m - 1)
+    node = m
+    while len(heap) > 1:
+        w1, a = heapq.heappop(heap)
+        w2, b = heapq.heappop(heap)
+        parent[a] = parent[b] = node
+        heapq.heappush(heap, (w1 + w2, node))
+        node += 1
+    depth = [0] * (2 * m - 1)
+    for j in range(2 * m - 3, -1, -1):
+        depth[j] = depth[parent[j]] + 1
+    return depth[:m]
 
 
 def canonical_codes(lengths: np.ndarray) -> np.ndarray:
