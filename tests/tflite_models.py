@@ -50,9 +50,11 @@ def dense_model(units=(64, 32), inputs=32, outputs=10, prune: float = 0.0):
     """An MLP; with `prune`, that fraction of each kernel is set to exactly zero."""
     keras = _keras()
     layers = [keras.Input((inputs,))]
-    layers += [keras.layers.Dense(u, activation="relu") for u in units]
-    layers += [keras.layers.Dense(outputs)]
-    model = keras.Sequential(layers)
+    layers += [
+        keras.layers.Dense(u, activation="relu", name=f"fc{i}") for i, u in enumerate(units)
+    ]
+    layers += [keras.layers.Dense(outputs, name="logits")]
+    model = keras.Sequential(layers, name="mlp")
     if prune:
         rng = np.random.default_rng(SEED)
         for layer in model.layers:

@@ -73,7 +73,7 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
         initial_sparsity=0.0,
         final_sparsity=sparsity,
         begin_step=0,
-        end_step=steps * max(1, epochs - 1),
+        end_step=steps * max(1, epochs // 2),
         frequency=max(1, steps // 4),
     )
     pruned = tk.prune(model, schedule=schedule)

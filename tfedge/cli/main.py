@@ -104,7 +104,13 @@ COMMANDS = {
 
 
 def main(argv: list[str]) -> int:
+    from absl import logging
+
     from tfedge.errors import TfedgeError
+
+    if not FLAGS["verbosity"].present:
+        # TensorFlow's converter logs at INFO through absl; keep the output to results.
+        logging.set_verbosity(logging.WARNING)
 
     if len(argv) < 2 or argv[1] not in COMMANDS:
         got = argv[1] if len(argv) > 1 else "nothing"
