@@ -40,6 +40,12 @@ _OP_NAMES = {v: k for k, v in vars(_OP).items() if not k.startswith("_")}
 # MINIMUM/MAXIMUM: version 4 is the newest the builtin resolver registers; it covers
 # int8 and int16.
 _CLAMP_VERSION = 4
+# The exported model must agree with the simulation to within this many steps of the
+# output grid on the calibration samples, or export fails. Values within one
+# accumulator unit of a rounding tie can land one step apart (see `fake_quantize`), and
+# such a step grows through the later layers; on LeNet-5 and the test models the
+# largest difference is a few steps, while a wrong scale or layout gives hundreds.
+MAX_DRIFT_LSB = 32
 _NP_TYPE = {_TYPE.INT8: np.int8, _TYPE.INT16: np.int16, _TYPE.INT32: np.int32,
             _TYPE.INT64: np.int64}
 
@@ -177,7 +183,13 @@ def export(result) -> tuple[bytes, float]:
     int16 = abits > 8
     storage = _TYPE.INT16 if int16 else _TYPE.INT8
     wrappers = result._wrappers()
-    flat = _convert(result._float_model, result._calibration, int16)
+    # Convert a float model that holds the simulation's current weights: the converter
+    # drops all-zero biases and folds constants, so its graph must see these values.
+    float_model = keras.models.clone_model(result._float_model)
+    float_model.set_weights(result._float_model.get_weights())
+    for rec, wrapper in zip(result.layers, wrappers, strict=True):
+        float_model.get_layer(rec.name).set_weights(wrapper.layer.get_weights())
+    flat = _convert(float_model, result._calibration, int16)
     model = schema.ModelT.InitFromPackedBuf(flat, 0)
     if len(model.subgraphs) != 1:
         raise TfedgeError(
@@ -246,6 +258,11 @@ def export(result) -> tuple[bytes, float]:
                     )
                 _set_data(model, b, codes, f"{rec.name}/bias")
                 _set_grid(b, rec.bias_fractional_length)
+            elif layer.use_bias and np.any(keras.ops.convert_to_numpy(layer.bias)):
+                raise TfedgeError(
+                    f"op {name} for layer {rec.name!r} has no bias input in the "
+                    "converted model, but the layer's bias is not zero"
+                )
             for t in int_outputs:
                 fl_of[t] = sources[t] = rec.output_fractional_length
         elif int_outputs:
@@ -269,7 +286,13 @@ def export(result) -> tuple[bytes, float]:
     builder = flatbuffers.Builder(len(flat) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     data = bytes(builder.Output())
-    return data, _drift(data, result)
+    drift = _drift(data, result)
+    if drift > MAX_DRIFT_LSB:
+        raise TfedgeError(
+            f"the exported model differs from the simulation by {drift:.0f} output steps"
+            f" on the calibration samples (at most {MAX_DRIFT_LSB} expected)"
+        )
+    return data, drift
 
 
 def _drift(data: bytes, result) -> float:

@@ -36,8 +36,11 @@ def _check_length(name: str, value: int) -> int:
 def fake_quantize(x, bits: int, fractional_length: int):
     """`x` on the grid `q * 2**-fl`, q saturated to `bits`; gradient passes through.
 
-    Rounds ties away from zero, as TFLite's integer kernels do, so that the simulation
-    and the exported model agree bit for bit away from accumulated float error.
+    Rounds ties away from zero, as TFLite's QUANTIZE and pooling kernels do. When its
+    integer kernels rescale a convolution's accumulator by a power of two they round
+    twice (the reference kernels halve, then shift) or their own way (XNNPack), so a
+    value within one accumulator unit of a tie can come out one step apart; elsewhere
+    the simulation and the exported model agree exactly.
     """
     scale = 2.0**fractional_length
     lo, hi = -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1.0
