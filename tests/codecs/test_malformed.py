@@ -1,0 +1,240 @@
+"""Every malformed payload raises FormatError (never IndexError, ValueError or
+MemoryError), names the tensor, and is caught before any large allocation."""
+
+import struct
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+
+from tfedge.codecs import decode_payload, encode_payload, encode_stream, read_header
+from tfedge.errors import FormatError
+
+
+def _build(
+    body,
+    *,
+    magic=b"TFEP",
+    version=1,
+    layout=0,
+    kind=0,
+    etype=3,
+    es=1,
+    reserved=b"\0\0\0",
+    decoded,
+    body_size=None,
+    crc=None,
+):
+    """A payload with these header fields; the CRC is correct unless given."""
+    body_size = len(body) if body_size is None else body_size
+    head = struct.pack(
+        "<4sBBBBB3sQI", magic, version, layout, kind, etype, es, reserved, decoded, body_size
+    )
+    crc = zlib.crc32(head + body) & 0xFFFFFFFF if crc is None else crc
+    return head + struct.pack("<I", crc) + body
+
+
+def _fix_crc(payload):
+    payload = bytes(payload)
+    crc = zlib.crc32(payload[:24] + payload[28:]) & 0xFFFFFFFF
+    return payload[:24] + struct.pack("<I", crc) + payload[28:]
+
+
+def _real_payload():
+    rng = np.random.default_rng(0)
+    indices = rng.choice(4, 300, p=[0.85, 0.1, 0.04, 0.01])
+    return encode_payload(
+        element_type=0, element_size=4, count=300, layout="sparse", value_kind="codebook",
+        codebook=np.array([0.0, 0.5, -0.5, 2.0], np.float32), indices=indices, fill=0,
+        gap_bits=3, value_coding="huffman", gap_coding="huffman",
+    )
+
+
+def _fixed(symbols, bits):
+    return encode_stream(np.array(symbols, np.int64), bits, "fixed")
+
+
+def _raises(payload, match=None, **kwargs):
+    with pytest.raises(FormatError, match=match) as info:
+        decode_payload(payload, name="dense_1/kernel", **kwargs)
+    assert info.value.tensor == "dense_1/kernel"
+    assert "dense_1/kernel" in str(info.value)
+    return info.value
+
+
+def test_real_payload_decodes():
+    payload = _real_payload()
+    assert decode_payload(payload, expected_size=1200).size == 1200
+
+
+def test_every_truncation_raises():
+    payload = _real_payload()
+    for length in range(len(payload)):
+        _raises(payload[:length])
+
+
+def test_every_flipped_byte_raises():
+    payload = _real_payload()
+    for at in range(len(payload)):
+        for mask in (0x01, 0x80, 0xFF):
+            corrupt = bytearray(payload)
+            corrupt[at] ^= mask
+            _raises(bytes(corrupt))
+
+
+def test_mutations_with_a_valid_crc_never_escape_as_other_errors():
+    payload = _real_payload()
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        corrupt = bytearray(payload)
+        for at in rng.integers(28, len(payload), rng.integers(1, 4)):
+            corrupt[at] = rng.integers(0, 256)
+        try:
+            out = decode_payload(_fix_crc(corrupt), name="w", expected_size=1200)
+        except FormatError:
+            continue
+        assert out.size == 1200  # a mutation that stays well-formed decodes fully
+
+
+DENSE_RAW_BODY = _fixed([1, 2, 3], 8)
+
+
+def _dense(**fields):
+    """The valid dense raw payload of bytes 1, 2, 3, with some header fields changed."""
+    return _build(DENSE_RAW_BODY, **{"decoded": 3, **fields})
+
+
+HEADER_CASES = {
+    "empty": (b"", "truncated payload"),
+    "bad_magic": (_dense(magic=b"TFEQ"), "bad magic"),
+    "newer_version": (_dense(version=2), "newer than this reader"),
+    "version_zero": (_dense(version=0), "unknown payload format version"),
+    "unknown_layout": (_dense(layout=2), "unknown layout"),
+    "unknown_kind": (_dense(kind=2), "unknown value kind"),
+    "element_size_3": (_dense(es=3), "element size 3"),
+    "reserved": (_dense(reserved=b"\0\1\0"), "reserved"),
+    "not_multiple": (_dense(es=2, decoded=3), "not a multiple"),
+    "bomb": (_dense(decoded=2**40), "exceeds the bound"),
+    "body_size_short": (_dense(body_size=12), "body size 12"),
+    "body_size_long": (_dense(body_size=14), "body size 14"),
+    "bad_crc": (_dense(crc=0x12345678), "CRC mismatch"),
+}
+
+
+@pytest.mark.parametrize("payload, match", HEADER_CASES.values(), ids=HEADER_CASES.keys())
+def test_bad_headers(payload, match):
+    _raises(payload, match)
+    with pytest.raises(FormatError, match=match):
+        read_header(payload)
+
+
+def test_header_checks_come_in_format_order():
+    # Both the version and the CRC are wrong: the version is reported.
+    _raises(_dense(version=9, crc=1), "newer")
+    # Both the bound and the body size are wrong: the bound is reported.
+    _raises(_dense(decoded=2**35, body_size=1), "exceeds the bound")
+
+
+def test_expected_size_is_the_bound():
+    payload = _dense()
+    _raises(payload, "exceeds the bound of 2", expected_size=2)
+    _raises(payload, "disagrees with the tensor's 4 bytes", expected_size=4)
+    _raises(payload, "exceeds the bound of 2", max_decoded=2)
+    assert decode_payload(payload, expected_size=3).tolist() == [1, 2, 3]
+
+
+BOMBS = {
+    "fixed_stream": _build(
+        b"\x00\x08" + struct.pack("<II", 2**31 - 1, 2**31 - 1), decoded=2**31 - 1
+    ),
+    "huffman_stream": _build(
+        b"\x01\x08" + struct.pack("<III", 2**31 - 1, 1, 1) + b"\x10" + b"\0" * 127 + b"\0",
+        decoded=2**31 - 1,
+    ),
+    "sparse_gaps": _build(
+        b"\0" + b"\x00\x08" + struct.pack("<II", 2**31 - 1, 2**31 - 1),
+        layout=1,
+        decoded=2**31 - 1,
+    ),
+    "huffman_block_size": _build(
+        b"\x01\x01" + struct.pack("<III", 2**30, 2**27, 2**32 - 1) + b"\x11",
+        decoded=2**31 - 1,
+    ),
+}
+
+
+@pytest.mark.parametrize("payload", BOMBS.values(), ids=BOMBS.keys())
+def test_decoded_size_bombs_fail_without_allocating(payload):
+    tracemalloc.start()
+    try:
+        _raises(payload)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def _book(k, entries=None):
+    entries = bytes(range(k)) if entries is None else entries
+    return struct.pack("<H", k) + entries
+
+
+BODY_CASES = {
+    "codebook_size_zero": (dict(kind=1, decoded=1), _book(0) + _fixed([0], 1), "codebook size 0"),
+    "codebook_size_257": (
+        dict(kind=1, decoded=1), _book(257, bytes(257)) + _fixed([0], 1), "codebook size 257"
+    ),
+    "codebook_truncated": (dict(kind=1, decoded=1), _book(4, b"\0\1"), "truncated codebook"),
+    "codebook_size_truncated": (dict(kind=1, decoded=1), b"\x02", "truncated codebook size"),
+    "index_not_below_k": (
+        dict(kind=1, decoded=4), _book(3) + _fixed([0, 1, 3, 2], 2), "codebook index 3"
+    ),
+    "fill_truncated": (dict(layout=1, es=4, etype=0, decoded=8), b"\0\0", "truncated fill"),
+    "cursor_past_end": (
+        dict(layout=1, decoded=4), b"\0" + _fixed([1, 2], 2) + _fixed([7, 7], 8), "past the 4"
+    ),
+    "more_gaps_than_elements": (
+        dict(layout=1, decoded=2), b"\0" + _fixed([0, 0, 0], 1) + _fixed([7] * 3, 8),
+        "more than the 2 allowed",
+    ),
+    "values_fewer_than_entries": (
+        dict(layout=1, decoded=4), b"\0" + _fixed([0, 1], 1) + _fixed([7], 8),
+        "holds 1 symbols, expected 2",
+    ),
+    "values_more_than_elements": (dict(decoded=2), _fixed([1, 2, 3], 8), "more than the 2"),
+    "raw_values_not_8_bit": (dict(decoded=3), _fixed([1, 2, 3], 4), "8-bit symbols"),
+    "trailing_bytes": (dict(decoded=3), _fixed([1, 2, 3], 8) + b"\0", "1 trailing bytes"),
+    "missing_value_stream": (dict(kind=1, decoded=1), _book(1), "truncated stream header"),
+    "non_prefix_lengths": (
+        dict(decoded=2),
+        b"\x01\x08" + struct.pack("<III", 2, 1, 16) + b"\x11\x10" + bytes(126) + b"\x00",
+        "over-subscribed",
+    ),
+    "incomplete_lengths": (
+        dict(decoded=2),
+        b"\x01\x08" + struct.pack("<III", 2, 1, 16) + b"\x12" + bytes(127) + b"\x00",
+        "incomplete",
+    ),
+    "one_symbol_bad_code": (
+        dict(decoded=2),
+        b"\x01\x08" + struct.pack("<III", 2, 1, 16) + b"\x10" + bytes(127) + b"\x40",
+        "no code",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "fields, body, match", BODY_CASES.values(), ids=BODY_CASES.keys()
+)
+def test_bad_bodies(fields, body, match):
+    _raises(_build(body, **fields), match)
+
+
+def test_well_formed_hand_built_bodies_decode():
+    # The builders above make valid payloads when nothing is broken.
+    assert decode_payload(_build(_book(3) + _fixed([0, 1, 2, 2], 2), kind=1, decoded=4)).tolist() == [0, 1, 2, 2]
+    sparse = _build(b"\x09" + _fixed([1, 1], 2) + _fixed([7, 8], 8), layout=1, decoded=4)
+    assert decode_payload(sparse).tolist() == [9, 7, 9, 8]
+    one = b"\x01\x08" + struct.pack("<III", 2, 1, 16) + b"\x10" + bytes(127) + b"\x00"
+    assert decode_payload(_build(one, decoded=2)).tolist() == [0, 0]  # symbol 0, code "0"
