@@ -1,0 +1,405 @@
+"""tfedge.Interpreter: packed files run as they are, through the TFEDGE_DECODE delegate.
+
+Also pins the TFLite struct layouts the delegate relies on (tflite_abi.h) against the
+running interpreter's own view of the model, for both ai-edge-litert and TensorFlow.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from ai_edge_litert import interpreter as litert
+
+import tfedge
+from tfedge.codecs import encode_payload
+from tfedge.errors import FormatError, TfedgeError
+from tfedge.pack._graph import decode_ops, insert_decoders
+from tfedge.runtime import _native
+from tfedge.runtime._interpreter import Interpreter, allocate_tensors, load_decode_delegate
+from tfedge.tflite import read, write
+
+pytestmark = [
+    pytest.mark.native,
+    pytest.mark.skipif(
+        not _native.native_available(),
+        reason="the native library is not built (no compiler)",
+    ),
+]
+
+# Float outputs: the consumers of decoded weights see non-constant weights, so they run
+# other kernels (no XNNPACK weight packing) than the expanded model, and sum in another
+# order. Bit-identical weights (checked separately) then differ only by rounding, well
+# under 1e-5 of the output scale for these small layers.
+FLOAT_RTOL = 1e-5
+# Quantized paths: a different kernel may round one requantization the other way
+# (one step of the int8 output, or of the DEQUANTIZE feeding a float output).
+INT_ATOL = 1
+
+# (id, conftest model, compress options)
+CASES = [
+    ("dense-lossless", "dense_f32", {"lossless": True}),
+    ("dense-shared", "dense_f32", {}),
+    ("dense-pruned", "dense_pruned", {}),
+    ("conv-shared", "conv_f32", {}),
+    ("conv-f16", "conv_f16", {}),
+    # tfedge.compress leaves this int8 model as it is; pack every weight ourselves.
+    ("conv-int8", "conv_int8", None),
+    ("conv-every-weight", "conv_f32", None),
+]
+# TensorType -> element size, for the weights `pack_every_weight` packs.
+_ELEMENT_SIZES = {0: 4, 1: 2, 2: 4, 9: 1}
+
+# TfLiteType -> numpy dtype, for the layout pin.
+_TFLITE_DTYPES = {
+    1: np.float32,
+    2: np.int32,
+    3: np.uint8,
+    4: np.int64,
+    6: np.bool_,
+    7: np.int16,
+    9: np.int8,
+    10: np.float16,
+    11: np.float64,
+}
+# BuiltinOperator codes of the operators in the test models.
+_BUILTIN_NAMES = {
+    0: "ADD",
+    3: "CONV_2D",
+    4: "DEPTHWISE_CONV_2D",
+    6: "DEQUANTIZE",
+    9: "FULLY_CONNECTED",
+    17: "MAX_POOL_2D",
+    22: "RESHAPE",
+    25: "SOFTMAX",
+    114: "QUANTIZE",
+}
+
+_PACKED: dict[str, bytes] = {}
+
+
+def pack_every_weight(plain: bytes) -> bytes:
+    """Packs every constant weight (float32, float16, int32, int8) losslessly.
+
+    Codebook where a tensor has at most 256 distinct values, sparse where most of it is
+    zero, Huffman where it is smaller: the op meets every codec on a real model.
+    """
+    model = read(plain)
+    payloads = {}
+    for t in model.subgraphs[0].tensors:
+        data = model.buffers[t.buffer].data
+        es = _ELEMENT_SIZES.get(int(t.type))
+        if es is None or data is None or len(data) < 64 or t.buffer in payloads:
+            continue
+        elems = np.asarray(data, np.uint8).view({1: np.uint8, 2: np.uint16, 4: np.uint32}[es])
+        uniq, idx = np.unique(elems, return_inverse=True)
+        zero = np.count_nonzero(elems == 0) > elems.size // 2
+        kw = dict(element_type=int(t.type), element_size=es, count=elems.size,
+                  layout="sparse" if zero else "dense")
+        if uniq.size <= 256:
+            kw.update(value_kind="codebook", codebook=uniq, indices=idx)
+        else:
+            kw.update(value_kind="raw", elements=elems)
+        payloads[t.buffer] = encode_payload(**kw)
+    insert_decoders(model, payloads, producer="tests")
+    return write(model)
+
+
+def packed_model(tflite_model, case_id: str) -> bytes:
+    if case_id not in _PACKED:
+        _, name, options = next(c for c in CASES if c[0] == case_id)
+        if options is None:
+            _PACKED[case_id] = pack_every_weight(tflite_model(name))
+        else:
+            _PACKED[case_id] = bytes(tfedge.compress(tflite_model(name), **options))
+    return _PACKED[case_id]
+
+
+def _inputs(interp, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in interp.get_input_details():
+        if np.issubdtype(d["dtype"], np.integer):
+            info = np.iinfo(d["dtype"])
+            x = rng.integers(info.min, info.max, d["shape"], endpoint=True)
+        else:
+            x = rng.standard_normal(d["shape"])
+        out.append(x.astype(d["dtype"]))
+    return out
+
+
+def _run(interp, xs):
+    for d, x in zip(interp.get_input_details(), xs):
+        interp.set_tensor(d["index"], x)
+    interp.invoke()
+    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+
+def _expanded_interpreter(packed: bytes):
+    ref = litert.Interpreter(model_content=tfedge.expand(packed))
+    ref.allocate_tensors()
+    return ref
+
+
+def _output_steps(interp) -> list[float]:
+    """Per output, the quantization step behind it (0 when the path is float).
+
+    An int8 model with float outputs ends in DEQUANTIZE; one step of its input is the
+    smallest difference a requantization rounded the other way can make.
+    """
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    producer = {
+        int(o): op
+        for op in interp._get_ops_details()
+        if op["op_name"] != "DELEGATE"  # delegate kernels re-list their outputs
+        for o in op["outputs"]
+    }
+    steps = []
+    for d in interp.get_output_details():
+        op = producer.get(d["index"])
+        scale = 0.0
+        if op is not None and op["op_name"] == "DEQUANTIZE":
+            scale = float(details[int(op["inputs"][0])]["quantization"][0])
+        steps.append(scale)
+    return steps
+
+
+def _assert_outputs_close(got, want, steps):
+    for g, w, step in zip(got, want, steps, strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        if np.issubdtype(w.dtype, np.integer):
+            np.testing.assert_allclose(g.astype(np.int64), w.astype(np.int64), atol=INT_ATOL)
+        else:
+            scale = float(np.max(np.abs(w))) or 1.0
+            atol = max(FLOAT_RTOL * scale, INT_ATOL * step * (1 + FLOAT_RTOL))
+            np.testing.assert_allclose(g, w, rtol=FLOAT_RTOL, atol=atol)
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in CASES])
+def test_outputs_equal_the_expanded_model(tflite_model, case_id):
+    packed = packed_model(tflite_model, case_id)
+    assert list(decode_ops(read(packed))), "the case must pack at least one tensor"
+    interp = Interpreter(model_content=packed, num_threads=1)
+    interp.allocate_tensors()
+    ref = _expanded_interpreter(packed)
+    xs = _inputs(interp)
+    _assert_outputs_close(_run(interp, xs), _run(ref, xs), _output_steps(ref))
+    # The decoded weights themselves are bit-identical to the expander's.
+    for si, _oi, _p, w in decode_ops(read(packed)):
+        assert si == 0
+        assert interp.get_tensor(w).tobytes() == ref.get_tensor(w).tobytes()
+
+
+def test_payloads_are_decoded_once_not_per_invoke(tflite_model):
+    packed = packed_model(tflite_model, "conv-shared")
+    n_payloads = len(list(decode_ops(read(packed))))
+    before = _native.delegate_decode_count()
+    interp = Interpreter(model_content=packed)
+    interp.allocate_tensors()
+    assert _native.delegate_decode_count() - before == n_payloads
+    xs = _inputs(interp)
+    first = _run(interp, xs)
+    for _ in range(5):
+        again = _run(interp, xs)
+    assert _native.delegate_decode_count() - before == n_payloads
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_plain_models_run_too(tflite_model):
+    plain = tflite_model("dense_f32")
+    interp = Interpreter(model_content=plain)
+    interp.allocate_tensors()
+    ref = litert.Interpreter(model_content=plain)
+    ref.allocate_tensors()
+    xs = _inputs(interp)
+    for a, b in zip(_run(interp, xs), _run(ref, xs)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_path(tflite_model, tmp_path):
+    path = tmp_path / "packed.tflite"
+    path.write_bytes(packed_model(tflite_model, "dense-shared"))
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    assert interp.get_output_details()[0]["shape"].tolist() == [1, 10]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"model_path": "a", "model_content": b"b"}, {"model_content": b"x", "num_threads": 0}],
+    ids=["neither", "both", "zero-threads"],
+)
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="Expected"):
+        Interpreter(**kwargs)
+
+
+def test_stock_interpreter_failure_says_what_to_do(tflite_model):
+    stock = litert.Interpreter(model_content=packed_model(tflite_model, "dense-shared"))
+    with pytest.raises(TfedgeError, match=r"tfedge\.Interpreter.*tfedge\.expand"):
+        allocate_tensors(stock)
+
+
+def test_helper_passes_plain_models(tflite_model):
+    stock = litert.Interpreter(model_content=tflite_model("dense_f32"))
+    allocate_tensors(stock)
+    assert stock.get_input_details()
+
+
+# --- bad payloads fail Prepare with a message naming the tensor and the problem -----
+
+
+def _payload_spans(data: bytes):
+    model = read(data)
+    spans = []
+    for si, _oi, p, w in decode_ops(model):
+        buf = model.buffers[model.subgraphs[si].tensors[p].buffer].data
+        payload = np.asarray(buf, np.uint8).tobytes()
+        start = data.find(payload)
+        assert start > 0
+        spans.append((model.subgraphs[si].tensors[w].name.decode(), start, len(payload)))
+    return spans
+
+
+def _expect_prepare_error(model_bytes: bytes, match: str):
+    interp = Interpreter(model_content=model_bytes)
+    with pytest.raises(FormatError, match=match) as err:
+        interp.allocate_tensors()
+    # The numpy expander refuses the same file.
+    with pytest.raises(FormatError):
+        tfedge.expand(model_bytes)
+    return err.value
+
+
+@pytest.mark.parametrize(
+    "where,problem",
+    [(0, "magic"), (4, "version"), (12, "decoded size"), (24, "CRC"), (40, "CRC"),
+     (-1, "CRC")],
+    ids=["magic", "version", "decoded-size", "crc", "body", "last-byte"],
+)
+def test_flipped_payload_byte(tflite_model, where, problem):
+    packed = packed_model(tflite_model, "conv-shared")
+    name, start, size = _payload_spans(packed)[0]
+    bad = bytearray(packed)
+    bad[start + (where % size)] ^= 0x5A
+    err = _expect_prepare_error(bytes(bad), problem)
+    assert err.tensor == name
+
+
+def test_every_payload_byte_flip_is_caught(tflite_model):
+    packed = packed_model(tflite_model, "dense-shared")
+    _name, start, size = _payload_spans(packed)[-1]
+    for pos in range(start, start + size, max(1, size // 40)):
+        bad = bytearray(packed)
+        bad[pos] ^= 0xFF
+        with pytest.raises(FormatError):
+            Interpreter(model_content=bytes(bad)).allocate_tensors()
+
+
+@pytest.mark.parametrize("keep", [0, 10, 27, 28, 40, -1])
+def test_truncated_payload(tflite_model, keep):
+    model = read(packed_model(tflite_model, "dense-shared"))
+    si, _oi, p, w = next(iter(decode_ops(model)))
+    tensor = model.subgraphs[si].tensors[p]
+    data = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
+    data = data[: keep % data.size]
+    model.buffers[tensor.buffer].data = data
+    tensor.shape = np.asarray([data.size], np.int32)
+    err = _expect_prepare_error(write(model), "shorter|body size|not a constant")
+    assert err.tensor == model.subgraphs[si].tensors[w].name.decode()
+
+
+def test_payload_for_a_tensor_of_another_shape(tflite_model):
+    model = read(packed_model(tflite_model, "dense-shared"))
+    si, _oi, _p, w = next(iter(decode_ops(model)))
+    t = model.subgraphs[si].tensors[w]
+    t.shape = np.asarray(list(t.shape)[:-1] + [int(t.shape[-1]) + 1], np.int32)
+    Interpreter_error = _expect_prepare_error(write(model), "bound|bytes")
+    assert Interpreter_error.tensor == t.name.decode()
+
+
+def test_payload_for_a_tensor_of_another_dtype(tflite_model):
+    model = read(packed_model(tflite_model, "dense-shared"))
+    si, _oi, _p, w = next(iter(decode_ops(model)))
+    t = model.subgraphs[si].tensors[w]
+    t.type = 2  # INT32: same element size as FLOAT32, another type
+    _expect_prepare_error(write(model), "FLOAT32 elements.*INT32")
+
+
+# --- the layout pin ------------------------------------------------------------------
+
+
+def _probe(delegate_loader, interpreter_cls, packed: bytes):
+    delegate = delegate_loader(_native.native_library_path(), {"probe": "1"})
+    interp = interpreter_cls(model_content=packed, experimental_delegates=[delegate])
+    report = _native.delegate_probe_report()
+    return interp, delegate, report
+
+
+def _check_probe(report: str, interp, packed: bytes):
+    """The delegate's view through tflite_abi.h equals the interpreter's own view."""
+    lines = report.splitlines()
+    assert lines[0] == f"tensors {len(interp.get_tensor_details())}", (
+        "TfLiteContext layout changed: tensors_size disagrees"
+    )
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    tensors = [ln.split("\t") for ln in lines if ln.startswith("T\t")]
+    assert len(tensors) == len(details)
+    for _, index, name, ttype, nbytes, _alloc, dims in tensors:
+        d = details[int(index)]
+        where = f"TfLiteTensor layout changed (tensor {index} {d['name']!r})"
+        assert name == d["name"], where
+        assert _TFLITE_DTYPES[int(ttype)] == d["dtype"], where
+        shape = [int(x) for x in dims.strip("[]").split(",") if x.strip()]
+        assert shape == d["shape"].tolist(), where
+        assert int(nbytes) == int(np.prod(shape)) * np.dtype(d["dtype"]).itemsize, where
+    nodes = [ln.split("\t") for ln in lines if ln.startswith("N\t")]
+    ops = {op["index"]: op for op in interp._get_ops_details()}
+    n_decode = len(list(decode_ops(read(packed))))
+    assert sum(n[3] == "TFEDGE_DECODE" for n in nodes) == n_decode, (
+        "TfLiteRegistration layout changed: custom_name disagrees"
+    )
+    for _, index, code, custom, inputs, outputs in nodes:
+        op = ops[int(index)]
+        where = f"TfLiteNode/TfLiteRegistration layout changed (node {index})"
+        if custom:
+            assert (custom, int(code)) == (op["op_name"], 32), where
+        elif int(code) in _BUILTIN_NAMES:
+            assert _BUILTIN_NAMES[int(code)] == op["op_name"], where
+        parse = lambda s: [int(x) for x in s.strip("[]").split(",") if x.strip()]  # noqa: E731
+        assert parse(inputs) == op["inputs"].tolist(), where
+        assert parse(outputs) == op["outputs"].tolist(), where
+
+
+@pytest.mark.parametrize("case_id", ["dense-shared", "conv-int8"])
+def test_struct_layouts_match_ai_edge_litert(tflite_model, case_id):
+    packed = packed_model(tflite_model, case_id)
+    interp, _delegate, report = _probe(litert.load_delegate, litert.Interpreter, packed)
+    _check_probe(report, interp, packed)
+    interp.allocate_tensors()
+    ref = _expanded_interpreter(packed)
+    for _si, _oi, _p, w in decode_ops(read(packed)):
+        assert interp.get_tensor(w).tobytes() == ref.get_tensor(w).tobytes()
+
+
+def test_struct_layouts_match_tensorflow(tflite_model):
+    tf = pytest.importorskip("tensorflow")
+    packed = packed_model(tflite_model, "conv-f16")
+    with warnings.catch_warnings():
+        # tf.lite.Interpreter announces its move to ai_edge_litert.
+        warnings.simplefilter("ignore")
+        interp, _delegate, report = _probe(
+            tf.lite.experimental.load_delegate, tf.lite.Interpreter, packed
+        )
+        _check_probe(report, interp, packed)
+        interp.allocate_tensors()
+    ref = _expanded_interpreter(packed)
+    xs = _inputs(ref)
+    _assert_outputs_close(_run(interp, xs), _run(ref, xs), _output_steps(ref))
+
+
+def test_unknown_delegate_option_is_refused():
+    with pytest.raises(ValueError, match="Failed to load delegate"):
+        load_decode_delegate(colour="blue")
