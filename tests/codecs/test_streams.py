@@ -55,6 +55,13 @@ def test_round_trip_many_blocks():
         np.testing.assert_array_equal(decode_stream(buf)[0], symbols)
 
 
+def test_round_trip_across_encoder_chunks():
+    symbols = _symbols("skewed", 5, (1 << 20) + 4321, 3)  # more than one chunk
+    buf = encode_stream(symbols, 5, "huffman", block_size=5000)
+    assert len(buf) == stream_size(symbols, 5, "huffman", block_size=5000)
+    np.testing.assert_array_equal(decode_stream(buf)[0], symbols)
+
+
 def test_exact_fixed_bytes():
     buf = encode_stream(np.array([1, 2, 3]), 2, "fixed")
     assert buf == b"\x00\x02" + struct.pack("<II", 3, 1) + bytes([0b01101100])

@@ -24,12 +24,9 @@ from tfedge.errors import FormatError
 
 MAX_CODE_LENGTH = 15
 
-# An impossible code length used in decode tables for bit patterns that are no code:
-# it pushes the block's cursor past any possible data (a stream's data is < 2**32
-# bytes), which the final check reports. Cursors are clamped to _CAP now and then so
-# that they never overflow.
+# An impossible code length used in decode tables for bit patterns that are no code
+# (only the one-symbol code has any): it pushes the cursor past any possible data.
 _INVALID = 1 << 36
-_CAP = 1 << 40
 
 # Symbols per encoding chunk (bounds the temporaries).
 _CHUNK = 1 << 20
@@ -203,37 +200,46 @@ def huffman_encode(
         `2*block_size`, ... (int64; empty without `block_size`).
     """
     sym = np.asarray(symbols).reshape(-1).astype(np.uint8, copy=False)
-    lens = np.asarray(lengths).astype(np.uint32)
-    codes = canonical_codes(lens)
+    lens = np.zeros(256, np.int64)
+    lens[: np.size(lengths)] = np.asarray(lengths).reshape(-1)
     n = sym.size
     if n == 0:
         return b"", 0, np.zeros(0, np.int64)
-    if lens[sym].min() == 0:
+    freqs = np.bincount(sym, minlength=256)
+    if np.any((freqs > 0) & (lens == 0)):
         raise ValueError("Expected every symbol to have a non-zero code length.")
-    sym_len = lens[sym]
-    ends = np.cumsum(sym_len, dtype=np.int64)
-    total = int(ends[-1])
+    total = int(np.dot(freqs, lens))
+    # Each code left-aligned in a 24-bit window; shifted right by the start bit's
+    # position within its byte it lands where it belongs (codes are <= 15 bits).
+    codes = np.zeros(256, np.int64)
+    codes[: np.size(lengths)] = canonical_codes(lengths)
+    aligned = codes << np.maximum(24 - lens, 0)
     nbytes = (total + 7) // 8
-    out = np.zeros(nbytes + 2, np.uint8)
+    out = np.zeros(nbytes + 3, np.uint8)
+    offsets = []
+    carry = 0
     for a in range(0, n, _CHUNK):
         b = min(n, a + _CHUNK)
-        length = sym_len[a:b]
-        start = ends[a:b] - length
+        chunk = sym[a:b]
+        length = lens[chunk]
+        start = np.cumsum(length)
+        start -= length
+        start += carry
+        carry = int(start[-1] + length[-1])
+        if block_size:
+            first = -(-max(a, 1) // block_size) * block_size
+            offsets.append(start[first - a : b - a : block_size].copy())
         base = int(start[0]) >> 3
-        rel = start - base * 8
-        byte = rel >> 3
-        shift = (24 - (rel & 7)).astype(np.uint32) - length
-        window = codes[sym[a:b]] << shift
-        acc = np.bincount(byte, weights=window).astype(np.uint32)
+        start -= base * 8
+        window = aligned[chunk] >> (start & 7)
+        acc = np.bincount(start >> 3, weights=window).astype(np.int64)
         m = acc.size
         seg = out[base : base + m + 2]
         seg[:m] |= (acc >> 16).astype(np.uint8)
         seg[1 : m + 1] |= ((acc >> 8) & 0xFF).astype(np.uint8)
         seg[2 : m + 2] |= (acc & 0xFF).astype(np.uint8)
-    offsets = np.zeros(0, np.int64)
-    if block_size:
-        offsets = (ends - sym_len)[block_size::block_size]
-    return out[:nbytes].tobytes(), total, offsets
+    blocks = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
+    return out[:nbytes].tobytes(), total, blocks
 
 
 def decode_table(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -288,23 +294,40 @@ def huffman_decode(
         offset: the byte offset of the data, for errors.
         method: "auto", "step" (one numpy pass per symbol index in a block, across all
             blocks) or "doubling" (pointer doubling over all bit positions). Both give
-            the same symbols and the same errors.
+            the same symbols and the same errors. A one-symbol code is always decoded
+            by checking that its bits are zero.
 
     Returns:
         A uint8 array of `count` symbols.
 
     Raises:
-        FormatError: decoding would read past the data, or a bit pattern is no code.
+        FormatError: the length table is invalid, a block offset is outside the data,
+            decoding would read past the data, or a bit pattern is no code.
     """
     buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
     buf = buf.reshape(-1).view(np.uint8)
+    check_lengths(lengths, count, name=name, offset=offset)
     if count == 0:
         return np.zeros(0, np.uint8)
     starts = np.concatenate([[0], np.asarray(block_offsets, np.int64)])
+    if starts.size != -(-count // block_size):
+        raise ValueError(
+            f"Expected {-(-count // block_size) - 1} block offsets for {count} symbols "
+            f"in blocks of {block_size}. Received: {starts.size - 1}"
+        )
+    if starts.min() < 0 or starts.max() > buf.size * 8:
+        raise FormatError(
+            f"a Huffman block offset is outside the {buf.size * 8}-bit data",
+            tensor=name,
+            offset=offset,
+        )
     nblocks = starts.size
     last = count - (nblocks - 1) * block_size
     sym_table, len_table, maxlen = decode_table(lengths)
     total_bits = buf.size * 8
+    used = np.flatnonzero(np.asarray(lengths))
+    if used.size == 1 and method in ("auto", "step", "doubling"):
+        method = "single"
     if method == "auto":
         # Per symbol index the step method costs ~10 numpy calls; doubling costs
         # log2(block) passes over every bit of the data.
@@ -316,6 +339,8 @@ def huffman_decode(
         symbols, end = _decode_doubling(
             buf, sym_table, len_table, maxlen, starts, block_size, last
         )
+    elif method == "single":
+        symbols, end = _decode_single(buf, int(used[0]), starts, block_size, last)
     elif method == "step":
         symbols, end = _decode_steps(
             buf, sym_table, len_table, maxlen, starts, block_size, last
@@ -335,26 +360,49 @@ def huffman_decode(
     return symbols
 
 
-def _decode_steps(buf, sym_table, len_table, maxlen, starts, block_size, last):
+def _decode_single(buf, symbol, starts, block_size, last):
+    """The one-symbol code: every code is the single bit 0, so block i's symbols are
+    its bits [start, start + length), which must all be zero and inside the data."""
     nblocks = starts.size
-    windows = _windows(buf)
-    limit = buf.size  # index of the zero window past the data
-    mask = np.uint32((1 << maxlen) - 1)
-    top = 24 - maxlen
+    lengths = np.full(nblocks, block_size, np.int64)
+    lengths[-1] = last
+    end = starts + lengths
+    total = buf.size * 8
+    ones = np.zeros(total + 1, np.int64)
+    np.cumsum(np.unpackbits(buf), out=ones[1:])
+    inside = end <= total
+    clipped = np.minimum(end, total)
+    bad = inside & (ones[clipped] != ones[np.minimum(starts, total)])
+    end = np.where(bad, total + 1, end)
+    count = (nblocks - 1) * block_size + last
+    return np.full(count, symbol, np.uint8), end
+
+
+def _decode_steps(buf, sym_table, len_table, maxlen, starts, block_size, last):
+    """One numpy pass per symbol index within a block, each across all blocks."""
+    nblocks = starts.size
     steps = block_size if nblocks > 1 else last
-    out = np.empty((nblocks, steps), np.uint8)
+    # 24-bit windows at every byte, padded far enough that a block that runs off
+    # the end (by at most 15 bits a step) still reads zeros; the caller then rejects
+    # it by its end position.
+    windows = np.zeros(buf.size + (15 * steps) // 8 + 4, np.int64)
+    windows[: buf.size + 1] = _windows(buf)
+    entry = (len_table << 8) | sym_table  # length and symbol in one lookup
+    mask = (1 << maxlen) - 1
+    top = 24 - maxlen
+    out = np.empty((steps, nblocks), np.uint8)
     pos = starts.copy()
     for t in range(steps):
         p = pos if t < last else pos[:-1]
-        byte = p >> 3
-        np.minimum(byte, limit, out=byte)
-        shift = (top - (p & 7)).astype(np.uint32)
-        w = (windows[byte] >> shift) & mask
-        out[: p.size, t] = sym_table[w]
-        p += len_table[w]
-        if t % 1024 == 1023:
-            np.minimum(pos, _CAP, out=pos)
-    return out.reshape(-1)[: (nblocks - 1) * block_size + last].copy(), pos
+        w = windows[p >> 3]
+        w >>= top - (p & 7)
+        w &= mask
+        e = entry[w]
+        out[t, : p.size] = e  # the low byte: the symbol
+        e >>= 8
+        p += e
+    count = (nblocks - 1) * block_size + last
+    return out.T.reshape(-1)[:count].copy(), pos
 
 
 def _decode_doubling(buf, sym_table, len_table, maxlen, starts, block_size, last):
