@@ -18,8 +18,10 @@ final class FlatReader {
         this.size = size;
     }
 
+    /** The Python reader's message for a flatbuffer it cannot parse, with our detail. */
     TfedgeFormatException bad(String what, long at) {
-        return new TfedgeFormatException("malformed flatbuffer: " + what, null, at);
+        return new TfedgeFormatException("corrupted or truncated .tflite flatbuffer (" + what
+                + ")");
     }
 
     void check(long pos, long len, String what) throws TfedgeFormatException {

@@ -142,14 +142,15 @@ public final class Payload {
     /** Parses and decodes a whole payload into a new array of the decoded size. */
     public static byte[] decode(byte[] buf, int off, int len, long maxDecoded,
             long expectedSize, String tensor) throws TfedgeFormatException {
-        Payload p = parse(buf, off, len, maxDecoded, expectedSize, tensor);
-        byte[] out = new byte[(int) p.decodedSize];
-        p.decodeInto(out, 0);
-        return out;
+        return parse(buf, off, len, maxDecoded, expectedSize, tensor).decode();
     }
 
-    /** Decodes the body into {@code out[outOff, outOff + decodedSize)}. */
-    public void decodeInto(byte[] out, int outOff) throws TfedgeFormatException {
+    /**
+     * Decodes the body into a new array of {@code decodedSize} bytes. Like the numpy reader,
+     * it allocates the output only once every check has passed; before that, only symbol
+     * arrays whose size the bytes present bound (at most 8 symbols per byte).
+     */
+    public byte[] decode() throws TfedgeFormatException {
         final int es = elementSize;
         final int n = (int) (decodedSize / es);
         final int size = HEADER_SIZE + (int) bodySize; // payload-relative end
@@ -204,16 +205,8 @@ public final class Payload {
                     + (buf[start + pos + 1] & 0xff), tensor, pos + 1);
         }
         Stream v = Stream.read(this, pos, size, expected);
-        byte[] values;
-        int valuesOff;
-        if (layout == LAYOUT_DENSE && valueKind == KIND_RAW) {
-            values = out; // the raw bytes are the tensor's bytes
-            valuesOff = outOff;
-        } else {
-            values = new byte[(int) v.count];
-            valuesOff = 0;
-        }
-        v.decode(values, valuesOff);
+        byte[] values = new byte[(int) v.count];
+        v.decode(values, 0);
         pos = v.end;
         if (v.count != expected) {
             throw err("value stream holds " + v.count + " symbols, expected " + expected,
@@ -231,11 +224,14 @@ public final class Payload {
                 }
             }
         }
+        if (layout == LAYOUT_DENSE && codebook == null) {
+            return values; // the raw bytes are the tensor's bytes
+        }
+        byte[] out = new byte[n * es];
+        final int outOff = 0;
         if (layout == LAYOUT_DENSE) {
-            if (codebook != null) {
-                expandCodebook(values, n, codebook, es, out, outOff);
-            }
-            return;
+            expandCodebook(values, n, codebook, es, out, outOff);
+            return out;
         }
         fillElements(out, outOff, n, fill, es);
         long cursor = -1;
@@ -248,6 +244,7 @@ public final class Payload {
                 System.arraycopy(values, j * es, out, dst, es);
             }
         }
+        return out;
     }
 
     private int u16(int pos) {

@@ -40,7 +40,14 @@ abstract class Sink {
         }
     }
 
+    /** Measures only. Positions past 2^31 - 64 are clamped there, so overflow is seen. */
     static final class Counting extends Sink {
+        private static final int CAP = Integer.MAX_VALUE - 64;
+
+        private void advance(long n) {
+            pos = (int) Math.min(CAP, (long) pos + n);
+        }
+
         @Override
         boolean counting() {
             return true;
@@ -48,7 +55,7 @@ abstract class Sink {
 
         @Override
         void write(byte[] src, int off, int len) {
-            pos += len;
+            advance(len);
         }
 
         @Override
@@ -56,12 +63,12 @@ abstract class Sink {
 
         @Override
         void zeros(int n) {
-            pos += n;
+            advance(n);
         }
 
         @Override
         void skip(int n) {
-            pos += n;
+            advance(n);
         }
     }
 

@@ -44,7 +44,7 @@ public final class Unpacker {
     private final List<boolean[]> removedOps = new ArrayList<boolean[]>();
     private boolean[] removedMetadata;
     private final List<Decode> decodes = new ArrayList<Decode>();
-    /** Weight buffer index -> the first payload decoded into it. */
+    /** Weight buffer index -> the first payload that decodes into it. */
     private final Map<Integer, Decode> decodedBuffers = new HashMap<Integer, Decode>();
     /** Weight buffer index -> position of its data in the output (set by the first pass). */
     private final Map<Integer, Integer> dataPos = new HashMap<Integer, Integer>();
@@ -454,42 +454,47 @@ public final class Unpacker {
     // ---- writing ----------------------------------------------------------------------------
 
     private ByteBuffer write() throws TfedgeFormatException {
-        Sink.Counting counter = new Sink.Counting();
-        writeFile(counter); // sizes the output and places every decoded buffer's data
-        ByteBuffer out = ByteBuffer.allocateDirect(counter.pos).order(ByteOrder.nativeOrder());
-        ByteBuffer le = out.duplicate().order(ByteOrder.LITTLE_ENDIAN);
-        // Decode every payload in operator order, straight to its place in the output.
+        // Decode every payload in operator order, with the numpy expander's checks, before
+        // anything is allocated for the output (as tfedge.expand does).
+        Map<Integer, byte[]> data = new HashMap<Integer, byte[]>();
+        long t0 = System.nanoTime();
         for (Decode d : decodes) {
-            long t0 = System.nanoTime();
-            byte[] data = new byte[(int) d.payload.decodedSize];
-            d.payload.decodeInto(data, 0);
-            decodeNanos += System.nanoTime() - t0;
+            byte[] out = d.payload.decode();
             if (d.payload.elementType != d.tensorType) {
                 throw new TfedgeFormatException("payload decodes to element type "
                         + d.payload.elementType + ", but the tensor has type " + d.tensorType
                         + " (" + Schema.tensorTypeName(d.tensorType) + ")", d.name, 7);
             }
-            int at = dataPos.get(d.weightBuffer);
-            Decode first = decodedBuffers.get(d.weightBuffer);
-            if (first != d) {
-                byte[] before = new byte[data.length];
-                if (data.length != first.payload.decodedSize) {
-                    before = null;
-                } else {
-                    ByteBuffer view = le.duplicate();
-                    view.position(at);
-                    view.get(before);
-                }
-                if (before == null || !Arrays.equals(before, data)) {
-                    throw new TfedgeFormatException("two payloads decode to different data for "
-                            + "shared buffer " + d.weightBuffer, d.name, -1);
-                }
-                continue;
+            byte[] previous = data.get(d.weightBuffer);
+            if (previous != null && !Arrays.equals(previous, out)) {
+                throw new TfedgeFormatException("two payloads decode to different data for "
+                        + "shared buffer " + d.weightBuffer, d.name, -1);
             }
-            ByteBuffer view = le.duplicate();
-            view.position(at);
-            view.put(data);
+            data.put(d.weightBuffer, out);
         }
+        decodeNanos = System.nanoTime() - t0;
+
+        Sink.Counting counter = new Sink.Counting();
+        writeFile(counter); // sizes the output and places every decoded buffer's data
+        long decoded = 0;
+        for (byte[] d : data.values()) {
+            decoded += d.length;
+        }
+        // A well-formed file grows by padding and unshared vtables only; objects referenced
+        // many times (possible only in a forged file) would multiply, so they are refused.
+        long limit = Math.min(Integer.MAX_VALUE - 64L, 8L * r.size + decoded + (1 << 16));
+        if (counter.pos < 0 || counter.pos > limit) {
+            throw r.bad("the expanded model would take over " + limit + " bytes: objects "
+                    + "are shared or the file is forged", -1);
+        }
+        ByteBuffer out = ByteBuffer.allocateDirect(counter.pos).order(ByteOrder.nativeOrder());
+        ByteBuffer le = out.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        for (Map.Entry<Integer, byte[]> e : data.entrySet()) {
+            le.position(dataPos.get(e.getKey()));
+            le.put(e.getValue());
+            e.setValue(null); // let each array go once it is in place
+        }
+        le.clear();
         Sink.Buffer sink = new Sink.Buffer(le);
         writeFile(sink);
         if (sink.pos != counter.pos) {

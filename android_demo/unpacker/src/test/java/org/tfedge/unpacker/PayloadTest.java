@@ -1,0 +1,427 @@
+package org.tfedge.unpacker;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.fail;
+
+import java.util.Arrays;
+import java.util.Random;
+import org.junit.Test;
+
+/** The payload reader against hand-made payloads (docs/FORMAT.md section 2). */
+public class PayloadTest {
+    static final int DENSE = 0;
+    static final int SPARSE = 1;
+    static final int RAW = 0;
+    static final int BOOK = 1;
+    static final int FLOAT32 = 0;
+    static final int INT8 = 9;
+    static final long NO_SIZE = -1;
+
+    static byte[] decode(byte[] p) throws TfedgeFormatException {
+        return Payload.decode(p, 0, p.length, Payload.DEFAULT_BOUND, NO_SIZE, "w");
+    }
+
+    static void assertError(byte[] p, String message) {
+        assertError(p, NO_SIZE, message);
+    }
+
+    static void assertError(byte[] p, long expected, String message) {
+        try {
+            Payload.decode(p, 0, p.length, Payload.DEFAULT_BOUND, expected, "w");
+            fail("expected: " + message);
+        } catch (TfedgeFormatException e) {
+            assertEquals(message, e.getMessage());
+        }
+    }
+
+    static byte[] denseRawFloats() {
+        byte[] data = Payloads.floats(1f, -2f, 3.5f);
+        return Payloads.payload(DENSE, RAW, FLOAT32, 4, 12,
+                Payloads.fixedStream(Payloads.unsigned(data), 8));
+    }
+
+    // ---- round trips, one per codec ------------------------------------------------------
+
+    @Test
+    public void denseRawFixed() throws Exception {
+        assertArrayEquals(Payloads.floats(1f, -2f, 3.5f), decode(denseRawFloats()));
+    }
+
+    @Test
+    public void headerBytesAreExact() throws Exception {
+        byte[] p = denseRawFloats();
+        byte[] head = Arrays.copyOf(p, 24);
+        byte[] want = {'T', 'F', 'E', 'P', 1, 0, 0, 0, 4, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0,
+            22, 0, 0, 0};
+        assertArrayEquals(want, head);
+        Payload h = Payload.parse(p, 0, p.length, 100, 12, "w");
+        assertEquals(12, h.decodedSize);
+        assertEquals(3, h.elementCount());
+        assertEquals(FLOAT32, h.elementType);
+    }
+
+    @Test
+    public void denseRawHuffman() throws Exception {
+        byte[] data = {5, 5, 5, 7, 5, 9, 5, 7};
+        int[] lengths = new int[256];
+        lengths[5] = 1;
+        lengths[7] = 2;
+        lengths[9] = 2;
+        byte[] p = Payloads.payload(DENSE, RAW, INT8, 1, 8,
+                Payloads.huffmanStream(Payloads.unsigned(data), 8, lengths, 3));
+        assertArrayEquals(data, decode(p));
+    }
+
+    @Test
+    public void denseCodebookFixedEveryWidth() throws Exception {
+        Random rng = new Random(1);
+        for (int bits = 1; bits <= 8; bits++) {
+            int k = 1 << bits;
+            float[] book = new float[k];
+            for (int i = 0; i < k; i++) {
+                book[i] = i * 0.25f - 3f;
+            }
+            int n = 37;
+            int[] idx = new int[n];
+            float[] want = new float[n];
+            for (int i = 0; i < n; i++) {
+                idx[i] = rng.nextInt(k);
+                want[i] = book[idx[i]];
+            }
+            byte[] p = Payloads.payload(DENSE, BOOK, FLOAT32, 4, 4 * n,
+                    Payloads.codebookPrefix(Payloads.floats(book), 4),
+                    Payloads.fixedStream(idx, bits));
+            assertArrayEquals("bits=" + bits, Payloads.floats(want), decode(p));
+        }
+    }
+
+    @Test
+    public void denseCodebookHuffmanManyBlocks() throws Exception {
+        int n = 1000;
+        int[] idx = new int[n];
+        float[] book = {0f, 0.5f, -0.5f, 1f};
+        float[] want = new float[n];
+        Random rng = new Random(2);
+        for (int i = 0; i < n; i++) {
+            int r = rng.nextInt(8);
+            idx[i] = r < 5 ? 0 : r < 7 ? 1 : r == 7 ? 2 : 3;
+            want[i] = book[idx[i]];
+        }
+        int[] lengths = {1, 2, 3, 3};
+        byte[] p = Payloads.payload(DENSE, BOOK, FLOAT32, 4, 4 * n,
+                Payloads.codebookPrefix(Payloads.floats(book), 4),
+                Payloads.huffmanStream(idx, 2, lengths, 64));
+        assertArrayEquals(Payloads.floats(want), decode(p));
+    }
+
+    @Test
+    public void oneSymbolHuffman() throws Exception {
+        int[] idx = new int[10];
+        int[] lengths = {0, 1, 0, 0}; // only symbol 1, code "0"
+        Arrays.fill(idx, 1);
+        byte[] p = Payloads.payload(DENSE, BOOK, INT8, 1, 10,
+                Payloads.codebookPrefix(new byte[] {3, 4}, 1),
+                Payloads.huffmanStream(idx, 2, lengths, 4));
+        byte[] want = new byte[10];
+        Arrays.fill(want, (byte) 4);
+        assertArrayEquals(want, decode(p));
+    }
+
+    /** Sparse: elements 2, 3 and 40 differ from the fill; gaps of 2 bits need fillers. */
+    @Test
+    public void sparseRawWithFillers() throws Exception {
+        int n = 50;
+        float[] want = new float[n];
+        Arrays.fill(want, 0.5f);
+        want[2] = 7f;
+        want[3] = -1f;
+        want[40] = 9f;
+        // Cursor -1 -> 2 (gap 2) -> 3 (gap 0) -> then 36 fill positions to reach 40:
+        // fillers of gap 3 land on 7, 11, ..., 39; the last real gap is 0.
+        int[] gaps = {2, 0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0};
+        float[] vals = new float[gaps.length];
+        Arrays.fill(vals, 0.5f);
+        vals[0] = 7f;
+        vals[1] = -1f;
+        vals[gaps.length - 1] = 9f;
+        byte[] p = Payloads.payload(SPARSE, RAW, FLOAT32, 4, 4 * n,
+                Payloads.floats(0.5f), Payloads.fixedStream(gaps, 2),
+                Payloads.fixedStream(Payloads.unsigned(Payloads.floats(vals)), 8));
+        assertArrayEquals(Payloads.floats(want), decode(p));
+    }
+
+    @Test
+    public void sparseCodebookHuffmanGaps() throws Exception {
+        int n = 20;
+        byte[] book = {0, 10, 20};
+        int[] gaps = {0, 1, 2, 0, 3};
+        int[] idx = {1, 2, 1, 2, 1};
+        byte[] want = new byte[n];
+        int cursor = -1;
+        for (int j = 0; j < gaps.length; j++) {
+            cursor += gaps[j] + 1;
+            want[cursor] = book[idx[j]];
+        }
+        int[] gapLengths = {2, 2, 2, 2, 0, 0, 0, 0};
+        byte[] p = Payloads.payload(SPARSE, BOOK, INT8, 1, n,
+                Payloads.codebookPrefix(book, 1), new byte[] {0},
+                Payloads.huffmanStream(gaps, 3, gapLengths, 2), Payloads.fixedStream(idx, 2));
+        assertArrayEquals(want, decode(p));
+    }
+
+    @Test
+    public void emptyTensor() throws Exception {
+        byte[] p = Payloads.payload(DENSE, RAW, FLOAT32, 4, 0,
+                Payloads.fixedStream(new int[0], 8));
+        assertEquals(0, decode(p).length);
+    }
+
+    @Test
+    public void int64Elements() throws Exception {
+        byte[] book = new byte[16];
+        book[0] = 1;
+        book[15] = (byte) 0x80;
+        byte[] p = Payloads.payload(DENSE, BOOK, 4, 8, 24,
+                Payloads.codebookPrefix(book, 8), Payloads.fixedStream(new int[] {1, 0, 1}, 1));
+        byte[] out = decode(p);
+        assertArrayEquals(Arrays.copyOfRange(book, 8, 16), Arrays.copyOfRange(out, 0, 8));
+        assertArrayEquals(Arrays.copyOfRange(book, 0, 8), Arrays.copyOfRange(out, 8, 16));
+    }
+
+    // ---- header errors, in the order the format lists them -------------------------------
+
+    @Test
+    public void truncatedHeader() {
+        assertError(Arrays.copyOf(denseRawFloats(), 27),
+                "tensor 'w', byte 0: truncated payload: 27 bytes, the header alone takes 28");
+    }
+
+    @Test
+    public void badMagic() {
+        byte[] p = denseRawFloats();
+        p[3] = 'Q';
+        assertError(p, "tensor 'w', byte 0: bad magic b'TFEQ', expected b'TFEP'");
+    }
+
+    @Test
+    public void newerVersion() {
+        byte[] p = denseRawFloats();
+        p[4] = 2;
+        assertError(p, "tensor 'w', byte 4: payload format version 2 is newer than this "
+                + "reader's 1; upgrade tfedge");
+    }
+
+    @Test
+    public void unknownLayoutKindAndSize() {
+        byte[] p = denseRawFloats();
+        p[5] = 2;
+        assertError(p, "tensor 'w', byte 5: unknown layout 2 (0 dense, 1 sparse)");
+        p = denseRawFloats();
+        p[6] = 7;
+        assertError(p, "tensor 'w', byte 6: unknown value kind 7 (0 raw, 1 codebook)");
+        p = denseRawFloats();
+        p[8] = 3;
+        assertError(p, "tensor 'w', byte 8: element size 3 is not 1, 2, 4 or 8");
+        p = denseRawFloats();
+        p[10] = 1;
+        assertError(p, "tensor 'w', byte 9: reserved bytes are not zero");
+    }
+
+    @Test
+    public void decodedSizeChecks() {
+        byte[] p = denseRawFloats();
+        p[12] = 13;
+        assertError(p, "tensor 'w', byte 12: decoded size 13 is not a multiple of the element "
+                + "size 4");
+        p = denseRawFloats();
+        p[19] = 0x40; // a forged 2^62-byte tensor: refused before any allocation
+        p[12] = 0;
+        assertError(p, "tensor 'w', byte 12: decoded size 4611686018427387904 exceeds the "
+                + "bound of 2147483647 bytes");
+        assertError(denseRawFloats(), 8, "tensor 'w', byte 12: decoded size 12 exceeds the "
+                + "bound of 8 bytes");
+        assertError(denseRawFloats(), 16, "tensor 'w', byte 12: decoded size 12 disagrees with "
+                + "the tensor's 16 bytes");
+    }
+
+    @Test
+    public void bodySizeAndCrc() {
+        byte[] p = denseRawFloats();
+        assertError(Arrays.copyOf(p, p.length - 1),
+                "tensor 'w', byte 20: body size 22 disagrees with the 21 bytes present");
+        p[30] ^= 1;
+        String m = "tensor 'w', byte 24: CRC mismatch: header says 0x";
+        try {
+            decode(p);
+            fail();
+        } catch (TfedgeFormatException e) {
+            assertEquals(m, e.getMessage().substring(0, m.length()));
+            assertEquals(24, e.getOffset());
+            assertEquals("w", e.getTensor());
+        }
+    }
+
+    // ---- body errors ---------------------------------------------------------------------
+
+    @Test
+    public void codebookErrors() {
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 1, new byte[] {1}),
+                "tensor 'w', byte 28: truncated codebook size");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 1, new byte[] {0, 0}),
+                "tensor 'w', byte 28: codebook size 0 is not in [1, 256]");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 1, new byte[] {3, 0, 1}),
+                "tensor 'w', byte 30: truncated codebook: 3 bytes needed, 1 present");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 3,
+                Payloads.codebookPrefix(new byte[] {1, 2, 3}, 1),
+                Payloads.fixedStream(new int[] {0, 3, 1}, 2)),
+                "tensor 'w', byte 33: value 1 is codebook index 3, but the codebook has 3 "
+                        + "entries");
+    }
+
+    @Test
+    public void streamErrors() {
+        byte[] book = Payloads.codebookPrefix(new byte[] {1, 2}, 1);
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, new byte[] {0, 1, 2}),
+                "tensor 'w', byte 32: truncated stream header: 10 bytes needed, 3 present");
+        byte[] s = Payloads.fixedStream(new int[] {0, 1}, 1);
+        s[0] = 2;
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, s),
+                "tensor 'w', byte 32: unknown stream coding 2 (expected 0 or 1)");
+        s = Payloads.fixedStream(new int[] {0, 1}, 1);
+        s[1] = 9;
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, s),
+                "tensor 'w', byte 33: stream symbol width 9 is not in [1, 8]");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book,
+                Payloads.fixedStream(new int[] {0, 1, 1}, 1)),
+                "tensor 'w', byte 34: stream holds 3 symbols, more than the 2 allowed");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book,
+                Payloads.fixedStream(new int[] {0}, 1)),
+                "tensor 'w', byte 32: value stream holds 1 symbols, expected 2");
+        s = Payloads.fixedStream(new int[] {0, 1}, 1);
+        s[6] = 2;
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, s),
+                "tensor 'w', byte 38: fixed-width stream of 2 x 1-bit symbols has data size 2,"
+                        + " expected 1");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book,
+                Payloads.fixedStream(new int[] {0, 1}, 1), new byte[] {0, 0}),
+                "tensor 'w', byte 43: 2 trailing bytes after the value stream");
+        assertError(Payloads.payload(DENSE, RAW, INT8, 1, 2,
+                Payloads.fixedStream(new int[] {0, 1}, 4)),
+                "tensor 'w', byte 29: a raw value stream must have 8-bit symbols, this one has"
+                        + " 4");
+    }
+
+    @Test
+    public void huffmanTableErrors() {
+        byte[] book = Payloads.codebookPrefix(new byte[] {1, 2, 3, 4}, 1);
+        int[] idx = {0, 1, 2, 3};
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 4, book,
+                Payloads.huffmanStream(idx, 2, new int[] {1, 2, 3, 4}, 8)),
+                "tensor 'w', byte 48: the code lengths are incomplete: Kraft sum 30720/32768");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 4, book,
+                Payloads.huffmanStream(idx, 2, new int[] {1, 1, 2, 2}, 8)),
+                "tensor 'w', byte 48: the code lengths are over-subscribed (not a prefix code):"
+                        + " Kraft sum 49152/32768");
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book,
+                Payloads.huffmanStream(new int[] {2, 2}, 2, new int[] {0, 0, 2, 0}, 8)),
+                "tensor 'w', byte 48: the only code has length 2, expected 1");
+        byte[] s = Payloads.huffmanStream(idx, 2, new int[] {2, 2, 2, 2}, 8);
+        s[10] = 0;
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 4, book, s),
+                "tensor 'w', byte 44: Huffman block size is 0");
+    }
+
+    @Test
+    public void huffmanDataErrors() {
+        byte[] book = Payloads.codebookPrefix(new byte[] {1, 2, 3, 4}, 1);
+        int[] idx = new int[8];
+        Arrays.fill(idx, 3); // codes 11 with lengths {2,2,2,2}
+        int[] lengths = {2, 2, 2, 2};
+        // Blocks of 2 symbols start at bits 0, 4, 8 and 12 of 16.
+        byte[] s = Payloads.huffmanStream(idx, 2, lengths, 2);
+        int offsets = 10 + 4 + 2;
+        s[offsets + 8] = 16; // block 3 starts at the end of the data
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 8, book, s),
+                "tensor 'w', byte 62: Huffman block 3 of 4 reads past the end of the 2-byte "
+                        + "data or holds a bit pattern that is no code");
+        s = Payloads.huffmanStream(idx, 2, lengths, 2);
+        s[offsets + 4] = 3; // block 2 before block 1
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 8, book, s),
+                "tensor 'w', byte 50: Huffman block offsets decrease");
+        s = Payloads.huffmanStream(idx, 2, lengths, 2);
+        s[offsets + 8] = 40;
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 8, book, s),
+                "tensor 'w', byte 58: Huffman block offset 40 is past the data (16 bits)");
+        // One-symbol code "0": a 1 bit is no code.
+        s = Payloads.huffmanStream(new int[] {1, 1, 1}, 2, new int[] {0, 1, 0, 0}, 8);
+        s[s.length - 1] = (byte) 0x20;
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 3, book, s),
+                "tensor 'w', byte 50: Huffman block 0 of 1 reads past the end of the 1-byte "
+                        + "data or holds a bit pattern that is no code");
+        s = Payloads.huffmanStream(idx, 2, lengths, 8);
+        s[6] = 0; // data size 0 with 8 symbols
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 8, book, s),
+                "tensor 'w', byte 36: Huffman stream claims 8 symbols in 0 bytes of data "
+                        + "(every code takes at least one bit)");
+    }
+
+    @Test
+    public void sparseCursorPastTheEnd() {
+        assertError(Payloads.payload(SPARSE, RAW, INT8, 1, 4, new byte[] {0},
+                Payloads.fixedStream(new int[] {1, 3}, 2),
+                Payloads.fixedStream(new int[] {5, 6}, 8)),
+                "tensor 'w', byte 29: sparse index entry 1 lands on element 5, past the 4 "
+                        + "elements");
+        assertError(Payloads.payload(SPARSE, RAW, INT8, 1, 4, new byte[] {}),
+                "tensor 'w', byte 28: truncated fill value: 1 bytes needed, 0 present");
+    }
+
+    /** Random corruption (with the CRC fixed) and every truncation: only format errors. */
+    @Test
+    public void mutationsGiveOnlyFormatErrors() {
+        Random rng = new Random(7);
+        byte[][] seeds = new byte[3][];
+        seeds[0] = denseRawFloats();
+        int[] idx = new int[300];
+        for (int i = 0; i < idx.length; i++) {
+            idx[i] = rng.nextInt(4);
+        }
+        seeds[1] = Payloads.payload(DENSE, BOOK, FLOAT32, 4, 1200,
+                Payloads.codebookPrefix(Payloads.floats(0f, 1f, 2f, 3f), 4),
+                Payloads.huffmanStream(idx, 2, new int[] {1, 2, 3, 3}, 50));
+        seeds[2] = Payloads.payload(SPARSE, BOOK, INT8, 1, 20,
+                Payloads.codebookPrefix(new byte[] {0, 10, 20}, 1), new byte[] {0},
+                Payloads.huffmanStream(new int[] {0, 1, 2, 0, 3}, 3,
+                        new int[] {2, 2, 2, 2, 0, 0, 0, 0}, 2),
+                Payloads.fixedStream(new int[] {1, 2, 1, 2, 1}, 2));
+        int errors = 0;
+        for (byte[] seed : seeds) {
+            for (int len = 0; len < seed.length; len++) {
+                errors += tryDecode(Arrays.copyOf(seed, len)) ? 0 : 1;
+            }
+            for (int t = 0; t < 3000; t++) {
+                byte[] p = seed.clone();
+                int flips = 1 + rng.nextInt(3);
+                for (int f = 0; f < flips; f++) {
+                    p[rng.nextInt(p.length)] = (byte) rng.nextInt(256);
+                }
+                if (p.length >= 28) {
+                    Payloads.fixCrc(p);
+                }
+                errors += tryDecode(p) ? 0 : 1;
+            }
+        }
+        // Most mutations must be caught; none may escape as a runtime exception.
+        assertEquals(true, errors > 1000);
+    }
+
+    private static boolean tryDecode(byte[] p) {
+        try {
+            decode(p);
+            return true;
+        } catch (TfedgeFormatException e) {
+            return false;
+        }
+    }
+}
