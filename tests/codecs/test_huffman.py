@@ -71,13 +71,18 @@ def test_fibonacci_frequencies_force_the_length_limit(limit):
 def _brute_force_cost(freqs, limit):
     best = None
     for lens in itertools.product(range(1, limit + 1), repeat=len(freqs)):
-        if sum(2.0 ** -x for x in lens) == 1.0:
+        if sum(2.0**-x for x in lens) == 1.0:
             cost = sum(f * x for f, x in zip(freqs, lens, strict=True))
             best = cost if best is None else min(best, cost)
     return best
 
 
-BRUTE = [([1, 1, 2, 4, 8], 3), ([1, 2, 3, 5, 8, 13], 3), ([5, 5, 5, 1], 2), ([9, 1, 1], 2)]
+BRUTE = [
+    ([1, 1, 2, 4, 8], 3),
+    ([1, 2, 3, 5, 8, 13], 3),
+    ([5, 5, 5, 1], 2),
+    ([9, 1, 1], 2),
+]
 
 
 @pytest.mark.parametrize("freqs, limit", BRUTE, ids=str)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from tfedge.codecs import kmeans_1d, quantize_error
-from tfedge.codecs import _kmeans
+from tfedge.codecs import _kmeans, kmeans_1d, quantize_error
 
 INITS = ["linear", "density", "random"]
 DTYPES = [np.float16, np.float32, np.float64, np.int8]
@@ -21,7 +20,9 @@ def _assert_nearest(values, centroids, labels):
 @pytest.mark.parametrize("distinct", [1, 2, 15, 16], ids=lambda d: f"distinct{d}")
 def test_few_distinct_values_give_the_exact_codebook(distinct, dtype):
     rng = np.random.default_rng(distinct)
-    table = np.sort(rng.choice(np.arange(-60, 60), distinct, replace=False)).astype(dtype)
+    table = np.sort(rng.choice(np.arange(-60, 60), distinct, replace=False)).astype(
+        dtype
+    )
     values = rng.choice(table, size=(40, 7))
     centroids, labels = kmeans_1d(values, 16)
     np.testing.assert_array_equal(centroids, np.unique(values).astype(np.float64))
@@ -65,7 +66,10 @@ def test_more_clusters_reduce_error_and_are_deterministic():
     values = rng.laplace(size=20000).astype(np.float32)
     errors = [quantize_error(values, *kmeans_1d(values, k)).mse for k in (2, 4, 16, 64)]
     assert errors == sorted(errors, reverse=True)
-    a, b = kmeans_1d(values, 16, init="random", seed=5), kmeans_1d(values, 16, init="random", seed=5)
+    a, b = (
+        kmeans_1d(values, 16, init="random", seed=5),
+        kmeans_1d(values, 16, init="random", seed=5),
+    )
     np.testing.assert_array_equal(a[0], b[0])
 
 
@@ -82,7 +86,9 @@ def test_empty_clusters_are_relocated():
 def test_float32_bucket_table_labels_match_search():
     rng = np.random.default_rng(2)
     size = _kmeans._TABLE_LABELS_MIN_SIZE
-    values = np.concatenate([rng.standard_normal(size), [0.0, -0.0, 1e-40]]).astype(np.float32)
+    values = np.concatenate([rng.standard_normal(size), [0.0, -0.0, 1e-40]]).astype(
+        np.float32
+    )
     centroids = np.sort(rng.standard_normal(200)) * np.float64(1.5)
     centroids = np.concatenate([centroids, [0.0, 1e-45]])
     centroids.sort()

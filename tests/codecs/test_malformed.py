@@ -29,7 +29,16 @@ def _build(
     """A payload with these header fields; the CRC is correct unless given."""
     body_size = len(body) if body_size is None else body_size
     head = struct.pack(
-        "<4sBBBBB3sQI", magic, version, layout, kind, etype, es, reserved, decoded, body_size
+        "<4sBBBBB3sQI",
+        magic,
+        version,
+        layout,
+        kind,
+        etype,
+        es,
+        reserved,
+        decoded,
+        body_size,
     )
     crc = zlib.crc32(head + body) & 0xFFFFFFFF if crc is None else crc
     return head + struct.pack("<I", crc) + body
@@ -45,9 +54,17 @@ def _real_payload():
     rng = np.random.default_rng(0)
     indices = rng.choice(4, 300, p=[0.85, 0.1, 0.04, 0.01])
     return encode_payload(
-        element_type=0, element_size=4, count=300, layout="sparse", value_kind="codebook",
-        codebook=np.array([0.0, 0.5, -0.5, 2.0], np.float32), indices=indices, fill=0,
-        gap_bits=3, value_coding="huffman", gap_coding="huffman",
+        element_type=0,
+        element_size=4,
+        count=300,
+        layout="sparse",
+        value_kind="codebook",
+        codebook=np.array([0.0, 0.5, -0.5, 2.0], np.float32),
+        indices=indices,
+        fill=0,
+        gap_bits=3,
+        value_coding="huffman",
+        gap_coding="huffman",
     )
 
 
@@ -122,7 +139,9 @@ HEADER_CASES = {
 }
 
 
-@pytest.mark.parametrize("payload, match", HEADER_CASES.values(), ids=HEADER_CASES.keys())
+@pytest.mark.parametrize(
+    "payload, match", HEADER_CASES.values(), ids=HEADER_CASES.keys()
+)
 def test_bad_headers(payload, match):
     _raises(payload, match)
     with pytest.raises(FormatError, match=match):
@@ -149,7 +168,11 @@ BOMBS = {
         b"\x00\x08" + struct.pack("<II", 2**31 - 1, 2**31 - 1), decoded=2**31 - 1
     ),
     "huffman_stream": _build(
-        b"\x01\x08" + struct.pack("<III", 2**31 - 1, 1, 1) + b"\x10" + b"\0" * 127 + b"\0",
+        b"\x01\x08"
+        + struct.pack("<III", 2**31 - 1, 1, 1)
+        + b"\x10"
+        + b"\0" * 127
+        + b"\0",
         decoded=2**31 - 1,
     ),
     "sparse_gaps": _build(
@@ -181,34 +204,74 @@ def _book(k, entries=None):
 
 
 BODY_CASES = {
-    "codebook_size_zero": (dict(kind=1, decoded=1), _book(0) + _fixed([0], 1), "codebook size 0"),
+    "codebook_size_zero": (
+        dict(kind=1, decoded=1),
+        _book(0) + _fixed([0], 1),
+        "codebook size 0",
+    ),
     "codebook_size_257": (
-        dict(kind=1, decoded=1), _book(257, bytes(257)) + _fixed([0], 1), "codebook size 257"
+        dict(kind=1, decoded=1),
+        _book(257, bytes(257)) + _fixed([0], 1),
+        "codebook size 257",
     ),
-    "codebook_truncated": (dict(kind=1, decoded=1), _book(4, b"\0\1"), "truncated codebook"),
-    "codebook_size_truncated": (dict(kind=1, decoded=1), b"\x02", "truncated codebook size"),
+    "codebook_truncated": (
+        dict(kind=1, decoded=1),
+        _book(4, b"\0\1"),
+        "truncated codebook",
+    ),
+    "codebook_size_truncated": (
+        dict(kind=1, decoded=1),
+        b"\x02",
+        "truncated codebook size",
+    ),
     "index_not_below_k": (
-        dict(kind=1, decoded=4), _book(3) + _fixed([0, 1, 3, 2], 2), "codebook index 3"
+        dict(kind=1, decoded=4),
+        _book(3) + _fixed([0, 1, 3, 2], 2),
+        "codebook index 3",
     ),
-    "fill_truncated": (dict(layout=1, es=4, etype=0, decoded=8), b"\0\0", "truncated fill"),
+    "fill_truncated": (
+        dict(layout=1, es=4, etype=0, decoded=8),
+        b"\0\0",
+        "truncated fill",
+    ),
     "cursor_past_end": (
-        dict(layout=1, decoded=4), b"\0" + _fixed([1, 2], 2) + _fixed([7, 7], 8), "past the 4"
+        dict(layout=1, decoded=4),
+        b"\0" + _fixed([1, 2], 2) + _fixed([7, 7], 8),
+        "past the 4",
     ),
     "more_gaps_than_elements": (
-        dict(layout=1, decoded=2), b"\0" + _fixed([0, 0, 0], 1) + _fixed([7] * 3, 8),
+        dict(layout=1, decoded=2),
+        b"\0" + _fixed([0, 0, 0], 1) + _fixed([7] * 3, 8),
         "more than the 2 allowed",
     ),
     "values_fewer_than_entries": (
-        dict(layout=1, decoded=4), b"\0" + _fixed([0, 1], 1) + _fixed([7], 8),
+        dict(layout=1, decoded=4),
+        b"\0" + _fixed([0, 1], 1) + _fixed([7], 8),
         "holds 1 symbols, expected 2",
     ),
-    "values_more_than_elements": (dict(decoded=2), _fixed([1, 2, 3], 8), "more than the 2"),
+    "values_more_than_elements": (
+        dict(decoded=2),
+        _fixed([1, 2, 3], 8),
+        "more than the 2",
+    ),
     "raw_values_not_8_bit": (dict(decoded=3), _fixed([1, 2, 3], 4), "8-bit symbols"),
-    "trailing_bytes": (dict(decoded=3), _fixed([1, 2, 3], 8) + b"\0", "1 trailing bytes"),
-    "missing_value_stream": (dict(kind=1, decoded=1), _book(1), "truncated stream header"),
+    "trailing_bytes": (
+        dict(decoded=3),
+        _fixed([1, 2, 3], 8) + b"\0",
+        "1 trailing bytes",
+    ),
+    "missing_value_stream": (
+        dict(kind=1, decoded=1),
+        _book(1),
+        "truncated stream header",
+    ),
     "non_prefix_lengths": (
         dict(decoded=2),
-        b"\x01\x08" + struct.pack("<III", 2, 1, 16) + b"\x11\x10" + bytes(126) + b"\x00",
+        b"\x01\x08"
+        + struct.pack("<III", 2, 1, 16)
+        + b"\x11\x10"
+        + bytes(126)
+        + b"\x00",
         "over-subscribed",
     ),
     "incomplete_lengths": (
@@ -233,8 +296,15 @@ def test_bad_bodies(fields, body, match):
 
 def test_well_formed_hand_built_bodies_decode():
     # The builders above make valid payloads when nothing is broken.
-    assert decode_payload(_build(_book(3) + _fixed([0, 1, 2, 2], 2), kind=1, decoded=4)).tolist() == [0, 1, 2, 2]
-    sparse = _build(b"\x09" + _fixed([1, 1], 2) + _fixed([7, 8], 8), layout=1, decoded=4)
+    assert decode_payload(
+        _build(_book(3) + _fixed([0, 1, 2, 2], 2), kind=1, decoded=4)
+    ).tolist() == [0, 1, 2, 2]
+    sparse = _build(
+        b"\x09" + _fixed([1, 1], 2) + _fixed([7, 8], 8), layout=1, decoded=4
+    )
     assert decode_payload(sparse).tolist() == [9, 7, 9, 8]
     one = b"\x01\x08" + struct.pack("<III", 2, 1, 16) + b"\x10" + bytes(127) + b"\x00"
-    assert decode_payload(_build(one, decoded=2)).tolist() == [0, 0]  # symbol 0, code "0"
+    assert decode_payload(_build(one, decoded=2)).tolist() == [
+        0,
+        0,
+    ]  # symbol 0, code "0"

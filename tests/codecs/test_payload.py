@@ -37,7 +37,9 @@ def _weights(dtype, n, seed, zero_fraction=0.7, distinct=None):
         values = rng.standard_normal(n).astype(dtype)
     else:
         info = np.iinfo(dtype)
-        values = rng.integers(max(info.min, -1000), min(info.max, 1000), n).astype(dtype)
+        values = rng.integers(max(info.min, -1000), min(info.max, 1000), n).astype(
+            dtype
+        )
     if distinct is not None:
         values = rng.choice(np.unique(values)[:distinct], n).astype(dtype)
     values[rng.random(n) < zero_fraction] = 0
@@ -97,7 +99,8 @@ CASES = {
     "negative_zero": np.array([0.0, -0.0, 0.0, -0.0, 1.0], np.float32),
     "long_zero_runs": np.where(np.arange(5000) % 997 == 0, 1.0, 0.0).astype(np.float32),
     "fibonacci_skew": np.repeat(
-        np.arange(20, dtype=np.float16), [int(x) for x in np.round(1.618 ** np.arange(20))]
+        np.arange(20, dtype=np.float16),
+        [int(x) for x in np.round(1.618 ** np.arange(20))],
     ),
     "256_distinct": np.arange(-128, 128, dtype=np.int8),
     "bool": np.array([True, False, False, True] * 50),
@@ -145,8 +148,13 @@ def test_explicit_fill_values():
 def test_big_endian_elements_are_stored_little_endian():
     values = np.array([1.5, -2.0], ">f4")
     payload = encode_payload(
-        element_type=0, element_size=4, count=2, layout="dense", value_kind="raw",
-        elements=values, value_coding="fixed",
+        element_type=0,
+        element_size=4,
+        count=2,
+        layout="dense",
+        value_kind="raw",
+        elements=values,
+        value_coding="fixed",
     )
     assert decode_payload(payload).view("<f4").tolist() == [1.5, -2.0]
 
@@ -157,30 +165,54 @@ def _crc(head24, body):
 
 def test_exact_bytes_dense_raw():
     payload = encode_payload(
-        element_type=3, element_size=1, count=3, layout="dense", value_kind="raw",
-        elements=np.array([1, 2, 3], np.uint8), value_coding="fixed",
+        element_type=3,
+        element_size=1,
+        count=3,
+        layout="dense",
+        value_kind="raw",
+        elements=np.array([1, 2, 3], np.uint8),
+        value_coding="fixed",
     )
     body = b"\x00\x08" + struct.pack("<II", 3, 3) + b"\x01\x02\x03"
     head = b"TFEP" + bytes([1, 0, 0, 3, 1, 0, 0, 0]) + struct.pack("<QI", 3, 13)
     assert payload == head + struct.pack("<I", _crc(head, body)) + body
     assert read_header(payload) == PayloadHeader(
-        version=1, layout="dense", value_kind="raw", element_type=3, element_size=1,
-        decoded_size=3, body_size=13, crc=_crc(head, body),
+        version=1,
+        layout="dense",
+        value_kind="raw",
+        element_type=3,
+        element_size=1,
+        decoded_size=3,
+        body_size=13,
+        crc=_crc(head, body),
     )
 
 
 def test_exact_bytes_sparse_codebook():
     # int8 elements 0 0 5 0 0 0 5 with codebook [0, 5], fill index 0, 2-bit gaps.
     payload = encode_payload(
-        element_type=9, element_size=1, count=7, layout="sparse", value_kind="codebook",
-        codebook=np.array([0, 5], np.int8), indices=np.array([0, 0, 1, 0, 0, 0, 1]),
-        fill=0, gap_bits=2, value_coding="fixed", gap_coding="fixed",
+        element_type=9,
+        element_size=1,
+        count=7,
+        layout="sparse",
+        value_kind="codebook",
+        codebook=np.array([0, 5], np.int8),
+        indices=np.array([0, 0, 1, 0, 0, 0, 1]),
+        fill=0,
+        gap_bits=2,
+        value_coding="fixed",
+        gap_coding="fixed",
     )
     body = (
-        b"\x02\x00" + b"\x00\x05"  # K = 2, codebook
+        b"\x02\x00"
+        + b"\x00\x05"  # K = 2, codebook
         + b"\x00"  # fill element
-        + b"\x00\x02" + struct.pack("<II", 2, 1) + bytes([0b10110000])  # gaps 2, 3
-        + b"\x00\x01" + struct.pack("<II", 2, 1) + bytes([0b11000000])  # indices 1, 1
+        + b"\x00\x02"
+        + struct.pack("<II", 2, 1)
+        + bytes([0b10110000])  # gaps 2, 3
+        + b"\x00\x01"
+        + struct.pack("<II", 2, 1)
+        + bytes([0b11000000])  # indices 1, 1
     )
     head = b"TFEP" + bytes([1, 1, 1, 9, 1, 0, 0, 0]) + struct.pack("<QI", 7, len(body))
     assert len(body) == 27
@@ -208,14 +240,24 @@ BAD_ARGS = [
     ("dense_fill", dict(fill=np.float32(0)), "layout='sparse' only"),
     ("dense_gap_bits", dict(gap_bits=3), "layout='sparse' only"),
     ("coding", dict(value_coding="lz4"), "Expected `value_coding`"),
-    ("raw_with_codebook", dict(codebook=np.zeros(2, np.float32)), "value_kind='codebook'"),
+    (
+        "raw_with_codebook",
+        dict(codebook=np.zeros(2, np.float32)),
+        "value_kind='codebook'",
+    ),
 ]
 
 
-@pytest.mark.parametrize("change, match", [b[1:] for b in BAD_ARGS], ids=[b[0] for b in BAD_ARGS])
+@pytest.mark.parametrize(
+    "change, match", [b[1:] for b in BAD_ARGS], ids=[b[0] for b in BAD_ARGS]
+)
 def test_bad_arguments_raise_value_error(change, match):
     args = dict(
-        element_type=0, element_size=4, count=4, layout="dense", value_kind="raw",
+        element_type=0,
+        element_size=4,
+        count=4,
+        layout="dense",
+        value_kind="raw",
         elements=np.zeros(4, np.float32),
     )
     with pytest.raises(ValueError, match=match):
@@ -231,12 +273,19 @@ BAD_CODEBOOK_ARGS = [
 
 
 @pytest.mark.parametrize(
-    "change, match", [b[1:] for b in BAD_CODEBOOK_ARGS], ids=[b[0] for b in BAD_CODEBOOK_ARGS]
+    "change, match",
+    [b[1:] for b in BAD_CODEBOOK_ARGS],
+    ids=[b[0] for b in BAD_CODEBOOK_ARGS],
 )
 def test_bad_codebook_arguments_raise_value_error(change, match):
     args = dict(
-        element_type=0, element_size=4, count=4, layout="dense", value_kind="codebook",
-        codebook=np.zeros(3, np.float32), indices=np.array([0, 1, 2, 2]),
+        element_type=0,
+        element_size=4,
+        count=4,
+        layout="dense",
+        value_kind="codebook",
+        codebook=np.zeros(3, np.float32),
+        indices=np.array([0, 1, 2, 2]),
     )
     with pytest.raises(ValueError, match=match):
         encode_payload(**{**args, **change})

@@ -21,7 +21,9 @@ KNOWN = [
 
 
 @pytest.mark.parametrize(
-    "positions, n, gap_bits, gaps, stored", [k[1:] for k in KNOWN], ids=[k[0] for k in KNOWN]
+    "positions, n, gap_bits, gaps, stored",
+    [k[1:] for k in KNOWN],
+    ids=[k[0] for k in KNOWN],
 )
 def test_known_indices(positions, n, gap_bits, gaps, stored):
     got_gaps, got_stored = relative_index(np.array(positions, np.int64), n, gap_bits)

@@ -93,7 +93,11 @@ def test_default_block_size_keeps_offsets_small():
 
 @pytest.mark.parametrize(
     "bits, coding, block, match",
-    [(0, "fixed", None, "bits"), (3, "zip", None, "coding"), (3, "huffman", 0, "block_size")],
+    [
+        (0, "fixed", None, "bits"),
+        (3, "zip", None, "coding"),
+        (3, "huffman", 0, "block_size"),
+    ],
     ids=["bits", "coding", "block"],
 )
 def test_bad_arguments(bits, coding, block, match):
@@ -102,7 +106,9 @@ def test_bad_arguments(bits, coding, block, match):
 
 
 def _huffman_stream(symbols, bits, block=None):
-    return bytearray(encode_stream(np.array(symbols), bits, "huffman", block_size=block))
+    return bytearray(
+        encode_stream(np.array(symbols), bits, "huffman", block_size=block)
+    )
 
 
 MALFORMED = {
@@ -110,9 +116,15 @@ MALFORMED = {
     "unknown_coding": lambda: bytearray(b"\x02\x02") + struct.pack("<II", 0, 0),
     "bits_zero": lambda: bytearray(b"\x00\x00") + struct.pack("<II", 0, 0),
     "bits_nine": lambda: bytearray(b"\x00\x09") + struct.pack("<II", 0, 0),
-    "fixed_size_mismatch": lambda: bytearray(b"\x00\x08") + struct.pack("<II", 2, 1) + b"ab",
-    "fixed_truncated": lambda: bytearray(b"\x00\x08") + struct.pack("<II", 3, 3) + b"ab",
-    "huffman_block_zero": lambda: _patch(_huffman_stream([0, 1, 2], 2), 10, b"\0\0\0\0"),
+    "fixed_size_mismatch": lambda: (
+        bytearray(b"\x00\x08") + struct.pack("<II", 2, 1) + b"ab"
+    ),
+    "fixed_truncated": lambda: (
+        bytearray(b"\x00\x08") + struct.pack("<II", 3, 3) + b"ab"
+    ),
+    "huffman_block_zero": lambda: _patch(
+        _huffman_stream([0, 1, 2], 2), 10, b"\0\0\0\0"
+    ),
     "huffman_non_prefix": lambda: _patch(_huffman_stream([0, 1, 2, 3], 2), 14, b"\x11"),
     "huffman_incomplete": lambda: _patch(_huffman_stream([0, 1, 2, 3], 2), 14, b"\x23"),
     "huffman_count_too_big": lambda: _patch(

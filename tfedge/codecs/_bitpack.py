@@ -17,7 +17,9 @@ _CHUNK = 1 << 20
 def check_bits(bits: int, name: str = "bits") -> int:
     """Validates a symbol width in [1, 8] and returns it as an int."""
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer):
-        raise ValueError(f"Expected `{name}` to be an int in [1, 8]. Received: {name}={bits!r}")
+        raise ValueError(
+            f"Expected `{name}` to be an int in [1, 8]. Received: {name}={bits!r}"
+        )
     if not 1 <= bits <= 8:
         raise ValueError(f"Expected `{name}` in [1, 8]. Received: {name}={bits}")
     return int(bits)
@@ -102,7 +104,8 @@ def unpack_bits(
     """Unpacks `count` symbols of `bits` bits each, most significant bit first.
 
     Args:
-        data: the packed bytes; bytes after the first `ceil(count * bits / 8)` are ignored.
+        data: the packed bytes; bytes after the first `ceil(count * bits / 8)` are
+            ignored.
         bits: the symbol width, 1..8.
         count: the number of symbols.
 

@@ -1,4 +1,4 @@
-"""CRC-32 (IEEE 802.3), the checksum of every packed payload (docs/FORMAT.md, section 2)."""
+"""CRC-32 (IEEE 802.3), the checksum of every payload (docs/FORMAT.md, section 2)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,11 @@ def _labels(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     are searched.
     """
     mids = _midpoints(centroids, values.dtype)
-    if values.dtype != np.float32 or values.size < _TABLE_LABELS_MIN_SIZE or not mids.size:
+    if (
+        values.dtype != np.float32
+        or values.size < _TABLE_LABELS_MIN_SIZE
+        or not mids.size
+    ):
         return np.searchsorted(mids, values, side="right").astype(np.int32)
     first = np.arange(1 << (32 - _BUCKET_SHIFT), dtype=np.uint32) << _BUCKET_SHIFT
     ends = (

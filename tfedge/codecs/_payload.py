@@ -114,7 +114,8 @@ def read_header(
 
     if buf.size < HEADER_SIZE:
         raise fail(
-            f"truncated payload: {buf.size} bytes, the header alone takes {HEADER_SIZE}",
+            f"truncated payload: {buf.size} bytes, the header alone takes "
+            f"{HEADER_SIZE}",
             0,
         )
     (magic, version, layout, kind, etype, esize, reserved, decoded, body, crc) = (
@@ -144,9 +145,7 @@ def read_header(
         )
     bound = max_decoded if expected_size is None else min(max_decoded, expected_size)
     if decoded > bound:
-        raise fail(
-            f"decoded size {decoded} exceeds the bound of {bound} bytes", 12
-        )
+        raise fail(f"decoded size {decoded} exceeds the bound of {bound} bytes", 12)
     if expected_size is not None and decoded != expected_size:
         raise fail(
             f"decoded size {decoded} disagrees with the tensor's {expected_size} bytes",
@@ -154,13 +153,16 @@ def read_header(
         )
     if body != buf.size - HEADER_SIZE:
         raise fail(
-            f"body size {body} disagrees with the {buf.size - HEADER_SIZE} bytes present",
+            f"body size {body} disagrees with the {buf.size - HEADER_SIZE} bytes "
+            "present",
             20,
         )
     if check_crc:
         actual = crc32(buf[HEADER_SIZE:], crc32(buf[:24]))
         if actual != crc:
-            raise fail(f"CRC mismatch: header says {crc:#010x}, data gives {actual:#010x}", 24)
+            raise fail(
+                f"CRC mismatch: header says {crc:#010x}, data gives {actual:#010x}", 24
+            )
     return PayloadHeader(
         version=version,
         layout=LAYOUTS[layout],
@@ -186,7 +188,8 @@ def decode_payload(
         data: the whole payload.
         name: the tensor named in errors.
         max_decoded: the largest decoded size accepted, checked before allocating.
-        expected_size: the tensor's byte size when known; the decoded size must equal it.
+        expected_size: the tensor's byte size when known; the decoded size must
+            equal it.
 
     Returns:
         A new uint8 array of `decoded_size` bytes (the elements, little-endian).
@@ -196,7 +199,9 @@ def decode_payload(
             than the bound, or otherwise malformed.
     """
     buf = _byte_view(data)
-    header = read_header(buf, name=name, max_decoded=max_decoded, expected_size=expected_size)
+    header = read_header(
+        buf, name=name, max_decoded=max_decoded, expected_size=expected_size
+    )
     es = header.element_size
     n = header.count
     size = buf.size
@@ -224,7 +229,9 @@ def decode_payload(
     fill = None
     if header.layout == "sparse":
         if size - pos < es:
-            raise fail(f"truncated fill value: {es} bytes needed, {size - pos} present", pos)
+            raise fail(
+                f"truncated fill value: {es} bytes needed, {size - pos} present", pos
+            )
         fill = buf[pos : pos + es]
         pos += es
         gaps_at = pos
@@ -238,7 +245,8 @@ def decode_payload(
     values_at = pos
     if header.value_kind == "raw" and size - pos >= 2 and buf[pos + 1] != 8:
         raise fail(
-            f"a raw value stream must have 8-bit symbols, this one has {int(buf[pos + 1])}",
+            "a raw value stream must have 8-bit symbols, this one has "
+            f"{int(buf[pos + 1])}",
             pos + 1,
         )
     values, pos = _streams.decode_stream(buf, pos, name=name, max_count=expected)
@@ -345,11 +353,13 @@ def _prepare(
     _check_choice(gap_coding, _streams.CODINGS, "gap_coding")
     if element_size not in ELEMENT_SIZES:
         raise ValueError(
-            f"Expected `element_size` in {ELEMENT_SIZES}. Received: element_size={element_size!r}"
+            f"Expected `element_size` in {ELEMENT_SIZES}. Received: "
+            f"element_size={element_size!r}"
         )
     if isinstance(element_type, bool) or not 0 <= int(element_type) <= 255:
         raise ValueError(
-            f"Expected `element_type` in [0, 255]. Received: element_type={element_type!r}"
+            "Expected `element_type` in [0, 255]. Received: "
+            f"element_type={element_type!r}"
         )
     known = TFLITE_ELEMENT_SIZES.get(int(element_type))
     if known is not None and known != element_size:
@@ -366,7 +376,8 @@ def _prepare(
             raise ValueError("`fill` applies to layout='sparse' only. Received a fill.")
         if gap_bits is not None:
             raise ValueError(
-                f"`gap_bits` applies to layout='sparse' only. Received: gap_bits={gap_bits}"
+                "`gap_bits` applies to layout='sparse' only. Received: "
+                f"gap_bits={gap_bits}"
             )
     elif gap_bits is not None:
         _bitpack.check_bits(gap_bits, "gap_bits")
@@ -374,7 +385,8 @@ def _prepare(
     if value_kind == "raw":
         if codebook is not None or indices is not None or index_bits is not None:
             raise ValueError(
-                "`codebook`, `indices` and `index_bits` apply to value_kind='codebook' only."
+                "`codebook`, `indices` and `index_bits` apply to "
+                "value_kind='codebook' only."
             )
         if elements is None:
             raise ValueError("Expected `elements` for value_kind='raw'. Received: None")
@@ -390,20 +402,24 @@ def _prepare(
             if fill is None:
                 fill_key = _most_common(keys)
                 fill_bytes = (
-                    np.array([fill_key], _UINT_BY_SIZE[es]).astype(f"<u{es}").view(np.uint8)
+                    np.array([fill_key], _UINT_BY_SIZE[es])
+                    .astype(f"<u{es}")
+                    .view(np.uint8)
                 )
             else:
                 if isinstance(fill, bytes | bytearray):
                     fill_bytes = np.frombuffer(bytes(fill), np.uint8)
                     if fill_bytes.size != es:
                         raise ValueError(
-                            f"Expected a {es}-byte `fill`. Received: {fill_bytes.size} bytes"
+                            f"Expected a {es}-byte `fill`. Received: "
+                            f"{fill_bytes.size} bytes"
                         )
                 else:
                     fill_arr = np.asarray(fill)
                     if fill_arr.size != 1:
                         raise ValueError(
-                            f"Expected one fill element. Received: {fill_arr.size} elements"
+                            f"Expected one fill element. Received: {fill_arr.size} "
+                            "elements"
                         )
                     fill_bytes = _element_bytes(fill_arr, es, "fill").reshape(-1)
                 fill_key = _as_uint(fill_bytes.reshape(1, es))[0]
@@ -432,11 +448,14 @@ def _prepare(
             )
         if idx.size:
             if not np.issubdtype(idx.dtype, np.integer):
-                raise ValueError(f"Expected integer `indices`. Received: dtype {idx.dtype}")
+                raise ValueError(
+                    f"Expected integer `indices`. Received: dtype {idx.dtype}"
+                )
             low, high = int(idx.min()), int(idx.max())
             if low < 0 or high >= k:
                 raise ValueError(
-                    f"Expected `indices` in [0, {k - 1}] (K={k}). Received: [{low}, {high}]"
+                    f"Expected `indices` in [0, {k - 1}] (K={k}). Received: [{low}, "
+                    f"{high}]"
                 )
             if high >= 1 << value_bits:
                 raise ValueError(
@@ -454,10 +473,13 @@ def _prepare(
                         f"Expected an int `fill` (a codebook index). Received: {fill!r}"
                     )
                 if not 0 <= fill < k:
-                    raise ValueError(f"Expected `fill` in [0, {k - 1}]. Received: fill={fill}")
+                    raise ValueError(
+                        f"Expected `fill` in [0, {k - 1}]. Received: fill={fill}"
+                    )
                 if fill >= 1 << value_bits:
                     raise ValueError(
-                        f"Expected `fill` < 2**index_bits={1 << value_bits}. Received: {fill}"
+                        f"Expected `fill` < 2**index_bits={1 << value_bits}. "
+                        f"Received: {fill}"
                     )
                 fill_index = int(fill)
             fill_bytes = book[fill_index].copy()
@@ -498,7 +520,9 @@ def _streams_size(p: _Prepared) -> tuple[int, int | None]:
     """Returns (size of the streams, chosen gap width) without building any bytes."""
     if p.layout == "dense":
         freqs = _symbol_freqs(p.symbols, p.value_bits)
-        return _streams.stream_size_from_frequencies(freqs, p.value_bits, p.value_coding), None
+        return _streams.stream_size_from_frequencies(
+            freqs, p.value_bits, p.value_coding
+        ), None
     gap = np.diff(p.positions, prepend=-1) - 1
     base = _symbol_freqs(p.symbols[p.positions], p.value_bits)
     fill_freqs = _symbol_freqs(p.fill_symbols, p.value_bits)
@@ -620,10 +644,14 @@ def encode_payload(
         values = p.symbols[stored]
     else:
         values = p.symbols
-    parts.append(_streams.encode_stream(values.reshape(-1), p.value_bits, p.value_coding))
+    parts.append(
+        _streams.encode_stream(values.reshape(-1), p.value_bits, p.value_coding)
+    )
     body = b"".join(parts)
     if len(body) > _U32_MAX:
-        raise ValueError(f"Expected a payload body under 4 GiB. Received: {len(body)} bytes")
+        raise ValueError(
+            f"Expected a payload body under 4 GiB. Received: {len(body)} bytes"
+        )
     head = _HEADER.pack(
         MAGIC,
         FORMAT_VERSION,

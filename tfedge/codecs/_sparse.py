@@ -39,7 +39,8 @@ def relative_index(
         return np.zeros(0, np.uint8), np.zeros(0, np.int64)
     if pos[0] < 0 or pos[-1] >= n:
         raise ValueError(
-            f"Expected `positions` in [0, {n}). Received: [{int(pos.min())}, {int(pos.max())}]"
+            f"Expected `positions` in [0, {n}). Received: [{int(pos.min())}, "
+            f"{int(pos.max())}]"
         )
     gap = np.diff(pos, prepend=-1) - 1
     if gap.min() < 0:

@@ -78,10 +78,13 @@ def _check_block_size(block_size: int | None) -> None:
     if block_size is None:
         return
     if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
-        raise ValueError(f"Expected `block_size` to be an int. Received: {block_size!r}")
+        raise ValueError(
+            f"Expected `block_size` to be an int. Received: {block_size!r}"
+        )
     if not 1 <= block_size <= _U32_MAX:
         raise ValueError(
-            f"Expected `block_size` in [1, 2**32 - 1]. Received: block_size={block_size}"
+            "Expected `block_size` in [1, 2**32 - 1]. Received: "
+            f"block_size={block_size}"
         )
 
 
@@ -167,7 +170,9 @@ def encode_stream(
     if coding != "fixed":
         freqs = _frequencies(sym, bits)
         lengths, total, block, nblocks = _huffman_plan(freqs, count, block_size)
-        huffman_size = 4 + _table_size(bits) + 4 * max(0, nblocks - 1) + (total + 7) // 8
+        huffman_size = (
+            4 + _table_size(bits) + 4 * max(0, nblocks - 1) + (total + 7) // 8
+        )
         if coding == "huffman" or huffman_size < fixed_data:
             if (total + 7) // 8 > _U32_MAX:
                 raise ValueError("Expected the coded data to be under 4 GiB.")
@@ -233,7 +238,10 @@ def decode_stream(
     if not 1 <= bits <= 8:
         raise fail(f"stream symbol width {bits} is not in [1, 8]", offset + 1)
     if max_count is not None and count > max_count:
-        raise fail(f"stream holds {count} symbols, more than the {max_count} allowed", offset + 2)
+        raise fail(
+            f"stream holds {count} symbols, more than the {max_count} allowed",
+            offset + 2,
+        )
     pos = offset + FIXED_HEADER_SIZE
     if coding == FIXED:
         expected = _bitpack.packed_size(count, bits)
@@ -245,7 +253,8 @@ def decode_stream(
             )
         if size - pos < data_size:
             raise fail(
-                f"truncated stream data: {data_size} bytes needed, {size - pos} present",
+                f"truncated stream data: {data_size} bytes needed, {size - pos} "
+                "present",
                 pos,
             )
         symbols = _bitpack.unpack_bits(data[pos : pos + data_size], bits, count)
@@ -275,7 +284,8 @@ def decode_stream(
     noffsets = max(0, nblocks - 1)
     if size - pos < 4 * noffsets:
         raise fail(
-            f"truncated block offsets: {4 * noffsets} bytes needed, {size - pos} present",
+            f"truncated block offsets: {4 * noffsets} bytes needed, {size - pos} "
+            "present",
             pos,
         )
     offsets = data[pos : pos + 4 * noffsets].view("<u4").astype(np.int64)
@@ -291,7 +301,8 @@ def decode_stream(
     pos += 4 * noffsets
     if size - pos < data_size:
         raise fail(
-            f"truncated stream data: {data_size} bytes needed, {size - pos} present", pos
+            f"truncated stream data: {data_size} bytes needed, {size - pos} present",
+            pos,
         )
     symbols = _huffman.huffman_decode(
         data[pos : pos + data_size],
