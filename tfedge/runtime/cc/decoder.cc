@@ -158,6 +158,7 @@ class FixedWidthReader final : public SymbolReader {
                            "stream has %u symbols, %llu more were needed", count_,
                            static_cast<unsigned long long>(produced_ + n));
     }
+    if (n == 0) return Status::Ok();
     if (bits_ == 8) {
       std::memcpy(out, data_ + produced_, n);
       produced_ += n;

@@ -1,0 +1,110 @@
+"""Writes the seed corpus of scripts/fuzz_decoder.sh: real payloads, one file each.
+
+Seeds are payloads produced by tfedge's own packer: every codec combination of
+`tfedge.codecs.encode_payload` on random tensors, plus every payload of a small Keras
+model packed by `tfedge.compress` (lossy and lossless, pruned so that the sparse index
+appears). Each file is one mode byte (see tfedge/runtime/cc/fuzz_decode.cc) then the
+payload: mode 0 keeps the payload's CRC, mode 1 lets the harness fix it up.
+
+Usage: python scripts/fuzz_seeds.py OUT_DIR [--no_model]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+from absl import app, flags
+
+from tfedge.codecs import encode_payload
+
+FLAGS = flags.DEFINE_bool("model", True, "also pack a small Keras model (needs TensorFlow)")
+
+_ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.uint64)}
+
+
+def codec_seeds(rng: np.random.Generator):
+    for layout in ("dense", "sparse"):
+        for kind in ("raw", "codebook"):
+            for coding in ("fixed", "huffman"):
+                for es, (etype, dtype) in _ELEMENTS.items():
+                    for n in (0, 1, 9, 300):
+                        kw = dict(
+                            element_type=etype,
+                            element_size=es,
+                            count=n,
+                            layout=layout,
+                            value_kind=kind,
+                            value_coding=coding,
+                            gap_coding=coding,
+                        )
+                        skew = rng.geometric(0.3, n) - 1
+                        if kind == "raw":
+                            vals = skew.astype(dtype)
+                            if layout == "sparse":
+                                vals[rng.random(n) < 0.8] = 0
+                            kw["elements"] = vals
+                        else:
+                            k = int(rng.integers(1, 40))
+                            kw["codebook"] = rng.integers(0, 200, k).astype(dtype)
+                            idx = np.minimum(skew, k - 1)
+                            if layout == "sparse":
+                                idx[rng.random(n) < 0.8] = 0
+                            kw["indices"] = idx
+                        yield f"{layout}-{kind}-{coding}-{es}-{n}", encode_payload(**kw)
+
+
+def model_seeds():
+    import keras
+
+    import tfedge
+    from tfedge.pack._graph import decode_ops
+    from tfedge.tflite import buffer_data, read
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(48, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    for layer in model.layers:
+        w = layer.get_weights()
+        if w:
+            k = w[0]
+            w[0] = np.where(np.abs(k) > np.quantile(np.abs(k), 0.8), k, 0)
+            layer.set_weights(w)
+    for options in ({}, {"lossless": True}, {"bits": 2}):
+        packed = bytes(tfedge.compress(model, progress=False, **options))
+        m = read(packed)
+        for si, _oi, p, w in decode_ops(m):
+            sg = m.subgraphs[si]
+            name = sg.tensors[w].name.decode().replace("/", "_")
+            yield f"model-{'-'.join(options) or 'default'}-{name}", bytes(
+                buffer_data(m, sg.tensors[p].buffer)
+            )
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError("Usage: fuzz_seeds.py OUT_DIR")
+    out = argv[1]
+    os.makedirs(out, exist_ok=True)
+    seeds = list(codec_seeds(np.random.default_rng(0)))
+    if FLAGS.value:
+        seeds += list(model_seeds())
+    for name, payload in seeds:
+        for mode in (0, 1):
+            with open(os.path.join(out, f"{name}.{mode}"), "wb") as f:
+                f.write(bytes([mode]) + payload)
+    print(f"{2 * len(seeds)} seeds in {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    app.run(main)
