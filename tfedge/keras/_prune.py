@@ -502,8 +502,9 @@ def prune(
     For a subclassed model, wrap layers where they are created instead:
     `self.fc = tfedge.keras.prune(keras.layers.Dense(10), schedule=...)` (this wraps the
     given layer object itself). The model's `call` must accept a `training` argument
-    (Keras passes `training=True` in `fit` only to models whose `call` takes it; the
-    wrappers inside then receive it through the call context).
+    and pass it to the wrappers (`self.fc(x, training=training)`): Keras passes
+    `training=True` in `fit` only to models whose `call` takes it, and the JAX trainer
+    calls `call` directly, without the call context that would forward it.
 
     Args:
         model_or_layer: a Sequential or functional `keras.Model`, or a single layer.
