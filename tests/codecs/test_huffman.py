@@ -224,3 +224,15 @@ def test_entropy_bits():
     assert entropy_bits(np.array([0, 1, 2, 3])) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="alphabet=2"):
         entropy_bits(np.array([0, 3]), alphabet=2)
+
+
+def test_decoder_checks_its_inputs():
+    lengths = np.array([1, 1])
+    with pytest.raises(FormatError, match="incomplete"):
+        huffman_decode(b"\x00", np.array([1, 0, 2]), 2, 2, np.zeros(0))
+    with pytest.raises(FormatError, match="outside the 8-bit data"):
+        huffman_decode(b"\x00", lengths, 4, 2, np.array([9]))
+    with pytest.raises(ValueError, match="Expected 1 block offsets"):
+        huffman_decode(b"\x00", lengths, 4, 2, np.zeros(0))
+    with pytest.raises(ValueError, match="Expected `method`"):
+        huffman_decode(b"\x00", lengths, 4, 2, np.array([2]), method="fast")

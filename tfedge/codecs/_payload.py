@@ -264,16 +264,18 @@ def decode_payload(
             f"{codebook.shape[0]} entries",
             values_at,
         )
+    # Elements are moved as whole unsigned integers of their size (one gather each).
+    word = _UINT_BY_SIZE[es]
     if header.value_kind == "raw":
-        elements = values.reshape(-1, es)
+        elements = values.view(word)
     else:
-        elements = codebook[values]
+        elements = np.ascontiguousarray(codebook).view(word).reshape(-1)[values]
     if positions is None:
-        return np.ascontiguousarray(elements).reshape(-1)
-    out = np.empty((n, es), np.uint8)
-    out[:] = fill
+        return elements.view(np.uint8)
+    out = np.empty(n, word)
+    out[:] = np.ascontiguousarray(fill).view(word)[0]
     out[positions] = elements
-    return out.reshape(-1)
+    return out.view(np.uint8)
 
 
 # --------------------------------------------------------------------------- encoding
