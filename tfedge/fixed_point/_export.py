@@ -57,11 +57,10 @@ def _code(model, op) -> int:
 
 def _tflite_kernel(layer) -> np.ndarray:
     """The wrapped layer's float kernel in TFLite's layout."""
+    k = layer.get_weights()[0]
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        k = keras.ops.convert_to_numpy(layer.depthwise_kernel)
         kh, kw, cin, mult = k.shape
         return k.reshape(kh, kw, cin * mult)[None]
-    k = keras.ops.convert_to_numpy(layer.kernel)
     if isinstance(layer, keras.layers.Conv2D):
         return np.transpose(k, (3, 0, 1, 2))
     return k.T
@@ -241,7 +240,7 @@ def export(result) -> tuple[bytes, float]:
             if len(inputs) > 2 and inputs[2] >= 0:
                 b = sg.tensors[inputs[2]]
                 bias = (
-                    keras.ops.convert_to_numpy(layer.bias)
+                    layer.get_weights()[1]
                     if layer.use_bias
                     else np.zeros(b.shape, np.float32)
                 )
@@ -258,7 +257,7 @@ def export(result) -> tuple[bytes, float]:
                     )
                 _set_data(model, b, codes, f"{rec.name}/bias")
                 _set_grid(b, rec.bias_fractional_length)
-            elif layer.use_bias and np.any(keras.ops.convert_to_numpy(layer.bias)):
+            elif layer.use_bias and np.any(layer.get_weights()[1]):
                 raise TfedgeError(
                     f"op {name} for layer {rec.name!r} has no bias input in the "
                     "converted model, but the layer's bias is not zero"

@@ -120,18 +120,13 @@ class FixedPointWeights(keras.layers.Wrapper):
         self.built = True
 
     def _rounded(self, variable):
-        if variable is self._kernel():
+        if variable is self.layer.kernel:
             return fake_quantize(
                 variable, self.weight_bits, self.weight_fractional_length
             )
         if getattr(self.layer, "bias", None) is not None and variable is self.layer.bias:
             return fake_quantize(variable, self.bias_bits, self.bias_fractional_length)
         return variable
-
-    def _kernel(self):
-        if isinstance(self.layer, keras.layers.DepthwiseConv2D):
-            return self.layer.depthwise_kernel
-        return self.layer.kernel
 
     def call(self, inputs):
         trainable = [self._rounded(v) for v in self.layer.trainable_variables]
