@@ -291,6 +291,24 @@ def test_speedup_target_is_met_and_tight(speedup):
     assert {n: direct.get_layer(n).rank for n in ranks} == ranks
 
 
+def test_rank_multiple_keeps_ranks_on_vector_tiles():
+    model = _conv_stack(seed=10, depth=3, width=16)
+    x = _smooth_images(32, 10, 3, seed=10)
+    before = sum(multiply_adds(model).values())
+    out = factorize(model, speedup=2.0, data=x, method="svd", rank_multiple=4)
+    ranks = {
+        layer.name: layer.rank
+        for layer in out.layers
+        if isinstance(layer, LowRankConv2D | LowRankDense)
+    }
+    assert ranks and all(r % 4 == 0 for r in ranks.values()), ranks
+    assert before / sum(multiply_adds(out).values()) >= 2.0
+    # c0 (27 -> 16) breaks even below rank 11: at multiples of 8 only rank 8 is
+    # allowed; fc (1600 -> 5) never gets cheaper at rank 8.
+    with pytest.raises(ValueError, match=r"at rank 8 .*'fc'.*multiple of 8"):
+        select_ranks(model, speedup=50.0, rank_multiple=8)
+
+
 def test_greedy_prefers_layers_with_redundant_responses():
     # Layer c1's responses live in 2 dimensions (rank-2 kernel): dropping its other
     # components costs no energy, so the greedy cuts it first and hardest.
@@ -385,6 +403,10 @@ BAD_INPUTS = {
     "nonlinear_without_data": (
         dict(ranks={"conv": 2}, method="nonlinear"),
         r"needs calibration `data`",
+    ),
+    "rank_multiple_with_ranks": (
+        dict(ranks={"conv": 2}, method="svd", rank_multiple=4),
+        r"`rank_multiple` constrains",
     ),
     "bad_method": (dict(ranks={"conv": 2}, method="tucker"), r"Expected `method`"),
 }

@@ -429,20 +429,33 @@ def _pca_energy(y: np.ndarray) -> np.ndarray:
 
 
 def _greedy_ranks(
-    sites: Sequence[_Site], energies: Sequence[np.ndarray], speedup: float
+    sites: Sequence[_Site],
+    energies: Sequence[np.ndarray],
+    speedup: float,
+    multiple: int = 1,
 ) -> dict[str, int]:
-    """Zhang et al.'s greedy selection; layers left whole are absent from the result."""
+    """Zhang et al.'s greedy selection; layers left whole are absent from the result.
+
+    Ranks are multiples of `multiple`; a layer whose break-even rank is below it stays
+    whole.
+    """
+    # Largest allowed rank that is cheaper than the layer itself (0: none).
+    top = [(s.break_even // multiple) * multiple for s in sites]
     total = sum(s.macs for s in sites)
-    floor = sum(s.unit if s.break_even >= 1 else s.macs for s in sites)
+    floor = sum(
+        s.factor_macs(multiple) if t >= multiple else s.macs
+        for s, t in zip(sites, top, strict=True)
+    )
     if total < speedup * floor:
-        stuck = [s.name for s in sites if s.break_even < 1]
+        stuck = [s.name for s, t in zip(sites, top, strict=True) if t < multiple]
         note = (
-            f" Layers {stuck} cannot be made cheaper by factorization at any rank."
+            f" Layers {stuck} cannot be made cheaper by factorization"
+            + (f" at a rank that is a multiple of {multiple}." if multiple > 1 else ".")
             if stuck
             else ""
         )
         raise ValueError(
-            f"Cannot reach speedup={speedup:g}: at rank 1 the layers "
+            f"Cannot reach speedup={speedup:g}: at rank {multiple} the layers "
             f"{[s.name for s in sites]} still take {floor} multiply-adds per sample "
             f"against {total} for the original, a speed-up of at most "
             f"{total / floor:.3g}x.{note} Ask for a smaller `speedup` or factorize "
@@ -463,15 +476,15 @@ def _greedy_ranks(
         best = None
         for k, site in enumerate(sites):
             if k not in ranks:
-                if site.break_even < 1:
+                if top[k] < multiple:
                     continue
-                new = site.break_even
+                new = top[k]
                 loss = -logs[k][new]  # from the whole layer (log 1 = 0)
                 saved = site.macs - site.factor_macs(new)
-            elif ranks[k] > 1:
-                new = ranks[k] - 1
+            elif ranks[k] > multiple:
+                new = ranks[k] - multiple
                 loss = logs[k][ranks[k]] - logs[k][new]
-                saved = site.unit
+                saved = site.factor_macs(multiple)
             else:
                 continue
             score = (loss / saved, -saved, k)
@@ -598,6 +611,7 @@ def select_ranks(
     speedup: float,
     data=None,
     layers: Sequence[str] | None = None,
+    rank_multiple: int = 1,
     samples: int = 20000,
     batch_size: int = 128,
     seed: int = 0,
@@ -613,6 +627,10 @@ def select_ranks(
             the squared singular values of its kernel.
         layers: names of the candidate layers; default every Dense and Conv2D
             (groups=1) layer.
+        rank_multiple: ranks are multiples of this. Multiply-adds only turn into
+            latency when a rank fills the interpreter's vector tiles: XNNPack
+            computes output channels in blocks (16 with AVX-512, 8 with AVX2 or
+            NEON), so a rank-3 convolution costs as much as a rank-16 one there.
         samples: response positions sampled per layer.
         batch_size: calibration batch size.
         seed: seed of the position sampling.
@@ -624,6 +642,7 @@ def select_ranks(
     _check_model(model)
     target = _check_speedup(speedup)
     sites = _candidate_sites(model, layers)
+    rank_multiple = _check_positive_int("rank_multiple", rank_multiple)
     samples = _check_positive_int("samples", samples)
     batch_size = _check_positive_int("batch_size", batch_size)
     if data is None:
@@ -631,7 +650,7 @@ def select_ranks(
     else:
         inputs = _as_inputs(model, data, sites)
         energies, _ = _original_responses(model, inputs, sites, samples, batch_size, seed)
-    return _greedy_ranks(sites, energies, target)
+    return _greedy_ranks(sites, energies, target, rank_multiple)
 
 
 def _svd_energy(site: _Site) -> np.ndarray:
@@ -666,6 +685,7 @@ def factorize(
     method: str = "nonlinear",
     asymmetric: bool = True,
     layers: Sequence[str] | None = None,
+    rank_multiple: int = 1,
     iterations: int = 50,
     samples: int = 20000,
     batch_size: int = 128,
@@ -694,6 +714,8 @@ def factorize(
             reconstruction). Has no effect on "svd", which uses the weights alone.
         layers: candidate layer names for `speedup`; default every Dense and Conv2D
             (groups=1) layer.
+        rank_multiple: with `speedup`, ranks are multiples of this (see
+            `select_ranks`).
         iterations: alternations of the nonlinear solver.
         samples: response positions sampled per layer from `data`.
         batch_size: calibration batch size.
@@ -712,6 +734,7 @@ def factorize(
             f"Expected `asymmetric` to be a bool. Received: asymmetric={asymmetric!r}"
         )
     iterations = _check_positive_int("iterations", iterations)
+    rank_multiple = _check_positive_int("rank_multiple", rank_multiple)
     samples = _check_positive_int("samples", samples)
     batch_size = _check_positive_int("batch_size", batch_size)
     if (ranks is None) == (speedup is None):
@@ -724,6 +747,11 @@ def factorize(
         raise ValueError(
             "`layers` selects the candidates of a `speedup` target; with `ranks`, "
             "the keys of `ranks` are the layers. Received both."
+        )
+    if ranks is not None and rank_multiple != 1:
+        raise ValueError(
+            "`rank_multiple` constrains the ranks chosen for a `speedup` target; with "
+            f"`ranks`, give the ranks themselves. Received: rank_multiple={rank_multiple}"
         )
     if method == "nonlinear" and data is None:
         raise ValueError(
@@ -746,7 +774,7 @@ def factorize(
     if ranks is None:
         if collected is None:
             energies = [_svd_energy(site) for site in sites]
-        chosen = _greedy_ranks(sites, energies, target)
+        chosen = _greedy_ranks(sites, energies, target, rank_multiple)
 
     def clone(layer):
         if layer.name in chosen:
