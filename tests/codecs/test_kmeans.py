@@ -83,9 +83,10 @@ def test_empty_clusters_are_relocated():
     assert np.unique(centroids).size == 8
 
 
-def test_float32_bucket_table_labels_match_search():
+def test_float32_bucket_table_labels_match_search(monkeypatch):
+    monkeypatch.setattr(_kmeans, "_TABLE_LABELS_MIN_SIZE", 1000)
     rng = np.random.default_rng(2)
-    size = _kmeans._TABLE_LABELS_MIN_SIZE
+    size = 200_000
     values = np.concatenate([rng.standard_normal(size), [0.0, -0.0, 1e-40]]).astype(
         np.float32
     )
@@ -112,3 +113,13 @@ def test_float32_bucket_table_labels_match_search():
 def test_bad_arguments(values, k, kwargs, match):
     with pytest.raises(ValueError, match=match):
         kmeans_1d(np.array(values), k, **kwargs)
+
+
+def test_float64_holding_float32_values_gives_the_same_result(monkeypatch):
+    monkeypatch.setattr(_kmeans, "_TABLE_LABELS_MIN_SIZE", 1000)
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal(5000).astype(np.float32)
+    narrow = kmeans_1d(values, 8, max_iter=5)
+    wide = kmeans_1d(values.astype(np.float64), 8, max_iter=5)
+    np.testing.assert_array_equal(narrow[0], wide[0])
+    np.testing.assert_array_equal(narrow[1], wide[1])
