@@ -66,13 +66,44 @@ class _Candidate:
     ttype: int
     values: np.ndarray  # 1-D elements
     row: TensorReport
-    lossless: _encode.Encoded | None = None
+    init: str = "linear"
+    seed: int = 0
+    _lossless: _encode.Encoded | None = None
+    assignments: dict[int, _encode.Shared] = field(default_factory=dict)
     shared: dict[int, _encode.Encoded] = field(default_factory=dict)
     bits: int | None = None  # chosen sharing bits; None = lossless
 
     @property
+    def lossless(self) -> _encode.Encoded:
+        if self._lossless is None:
+            self._lossless = _encode.encode_lossless(self.ttype, self.values)
+        return self._lossless
+
+    def assignment(self, bits: int) -> _encode.Shared:
+        if bits not in self.assignments:
+            self.assignments[bits] = _encode.share(
+                self.values, bits, init=self.init, seed=self.seed
+            )
+        return self.assignments[bits]
+
+    def encoded(self, bits: int) -> _encode.Encoded:
+        if bits not in self.shared:
+            self.shared[bits] = _encode.encode_shared(
+                self.ttype, self.values, self.assignment(bits)
+            )
+        return self.shared[bits]
+
+    @property
     def choice(self) -> _encode.Encoded:
-        return self.lossless if self.bits is None else self.shared[self.bits]
+        return self.lossless if self.bits is None else self.encoded(self.bits)
+
+    def prefer_lossless_if_smaller(self) -> None:
+        """Exact codebooks (ternary, trained sharing) are lossless and often smaller."""
+        if self.bits is None:
+            return
+        exact = _encode.few_distinct(self.values)
+        if exact and len(self.lossless.payload) <= len(self.encoded(self.bits).payload):
+            self.bits = None
 
 
 def compress(
@@ -132,21 +163,21 @@ def compress(
         plain = read(data)
         notes.append("input was already packed by tfedge: expanded, then packed again")
 
-    candidates, rows = _candidates(plain, min_bytes)
+    candidates, rows = _candidates(plain, min_bytes, init, seed)
     for cand in _progress(candidates, "encoding", progress):
-        cand.lossless = _encode.encode_lossless(cand.ttype, cand.values)
         if not lossless and cand.ttype in _encode.LOSSY_TYPES:
             if not np.all(np.isfinite(cand.values)):
                 cand.row.reason = "non-finite weights: packed losslessly"
             else:
-                _pick_bits(cand, bits, init, seed)
+                _pick_bits(cand, bits)
+        cand.choice  # noqa: B018 - encode now, inside the progress bar
 
     drift = None
     backed_off: list[str] = []
     if any(c.bits is not None for c in candidates):
         drift = _verify_and_back_off(
-            data, plain, candidates, tolerance, representative_data, num_samples, seed,
-            init, backed_off, notes,
+            data, candidates, tolerance, representative_data, num_samples, seed,
+            backed_off, notes,
         )
 
     payloads = {}
@@ -186,7 +217,9 @@ def compress(
     return Packed(out, report)
 
 
-def _candidates(model, min_bytes: int) -> tuple[list[_Candidate], list[TensorReport]]:
+def _candidates(
+    model, min_bytes: int, init: str, seed: int
+) -> tuple[list[_Candidate], list[TensorReport]]:
     """One row per weight buffer; a candidate for each buffer tfedge may pack."""
     users: dict[int, list[tuple[int, int]]] = {}
     produced: set[tuple[int, int]] = set()
@@ -219,7 +252,8 @@ def _candidates(model, min_bytes: int) -> tuple[list[_Candidate], list[TensorRep
         if reason:
             row.reason = reason
             continue
-        cands.append(_Candidate(b_index, t.type, _encode.element_array(t.type, raw), row))
+        values = _encode.element_array(t.type, raw)
+        cands.append(_Candidate(b_index, t.type, values, row, init=init, seed=seed))
     return cands, rows
 
 
@@ -244,20 +278,21 @@ def _skip_reason(model, refs, t, raw, info, produced, min_bytes) -> str:
     return ""
 
 
-def _pick_bits(cand: _Candidate, bits: int | None, init: str, seed: int) -> None:
+def _pick_bits(cand: _Candidate, bits: int | None) -> None:
+    """Explicit bits, or the fewest bits whose sharing error meets WEIGHT_ERROR_TARGET
+    (binary search: the k-means error falls as bits grow)."""
     if bits is not None:
-        cand.shared[bits] = _encode.encode_shared(cand.ttype, cand.values, bits, init=init, seed=seed)
         cand.bits = bits
     else:
-        for b in range(1, 9):
-            enc = _encode.encode_shared(cand.ttype, cand.values, b, init=init, seed=seed)
-            cand.shared[b] = enc
-            cand.bits = b
-            if enc.weight_error <= WEIGHT_ERROR_TARGET:
-                break
-    # Exact codebooks (ternary, trained sharing) are smaller and lossless: prefer them.
-    if len(cand.lossless.payload) <= len(cand.shared[cand.bits].payload):
-        cand.bits = None
+        lo, hi = 1, 8
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cand.assignment(mid).weight_error <= WEIGHT_ERROR_TARGET:
+                hi = mid
+            else:
+                lo = mid + 1
+        cand.bits = lo
+    cand.prefer_lossless_if_smaller()
 
 
 def _simulated(plain_bytes: bytes, candidates: list[_Candidate]) -> bytes:
@@ -270,8 +305,7 @@ def _simulated(plain_bytes: bytes, candidates: list[_Candidate]) -> bytes:
 
 
 def _verify_and_back_off(
-    data, plain, candidates, tolerance, representative_data, num_samples, seed, init,
-    backed_off, notes,
+    data, candidates, tolerance, representative_data, num_samples, seed, backed_off, notes
 ) -> float | None:
     try:
         reference_runner = _verify.ModelRunner(data)
@@ -306,14 +340,8 @@ def _verify_and_back_off(
         worst = max(lossy, key=lambda c: (solo[c.buffer], c.row.original_bytes))
         before = worst.bits
         if worst.bits < 8:
-            nb = worst.bits + 1
-            if nb not in worst.shared:
-                worst.shared[nb] = _encode.encode_shared(
-                    worst.ttype, worst.values, nb, init=init, seed=seed
-                )
-            worst.bits = nb
-            if len(worst.lossless.payload) <= len(worst.shared[nb].payload):
-                worst.bits = None
+            worst.bits += 1
+            worst.prefer_lossless_if_smaller()
         else:
             worst.bits = None
         after = "lossless" if worst.bits is None else f"{worst.bits} bits"

@@ -81,14 +81,16 @@ def _entropy_bytes(
     return total / 8.0 + table_bytes
 
 
-def _smallest(cands: list[bytes]) -> bytes:
-    return min(cands, key=len)
+def _encode_smallest(options: list[dict]) -> bytes:
+    """Encodes the option whose exact payload size is smallest (sizes need no encoding)."""
+    best = min(options, key=lambda kw: codecs.payload_size(**kw))
+    return codecs.encode_payload(**best)
 
 
-def _codebook_candidates(
+def _codebook_options(
     ttype: int, arr: np.ndarray, codebook: np.ndarray, indices: np.ndarray, bits: int | None
-) -> list[bytes]:
-    """Dense and (when worth it) sparse payloads of one codebook assignment."""
+) -> list[dict]:
+    """Dense and (when worth it) sparse layouts of one codebook assignment."""
     size = arr.dtype.itemsize
     n = indices.size
     common = dict(
@@ -100,13 +102,21 @@ def _codebook_candidates(
         indices=indices,
         index_bits=bits,
     )
-    cands = [codecs.encode_payload(layout="dense", **common)]
+    options = [dict(layout="dense", **common)]
     if n:
         counts = np.bincount(indices, minlength=len(codebook))
         fill = int(np.argmax(counts))
         if counts[fill] / n >= _SPARSE_MIN_FILL:
-            cands.append(codecs.encode_payload(layout="sparse", fill=fill, **common))
-    return cands
+            options.append(dict(layout="sparse", fill=fill, **common))
+    return options
+
+
+def few_distinct(arr: np.ndarray, limit: int = 256) -> bool:
+    """Whether `arr` may have at most `limit` distinct values (a cheap sample check first)."""
+    head = _uint_view(arr[:4096])
+    if np.unique(head).size > limit:
+        return False
+    return np.unique(_uint_view(arr)).size <= limit
 
 
 def encode_lossless(ttype: int, arr: np.ndarray) -> Encoded:
@@ -114,23 +124,21 @@ def encode_lossless(ttype: int, arr: np.ndarray) -> Encoded:
     size = arr.dtype.itemsize
     n = arr.size
     u = _uint_view(arr)
-    cands: list[bytes] = []
+    cands: list[dict] = []
     uniq, inverse = np.unique(u, return_inverse=True)
     inverse = inverse.reshape(-1)
     if 0 < uniq.size <= 256:
         bits = max(1, math.ceil(math.log2(uniq.size)))
-        cands += _codebook_candidates(ttype, arr, uniq.view(arr.dtype), inverse, bits)
+        cands += _codebook_options(ttype, arr, uniq.view(arr.dtype), inverse, bits)
     common = dict(element_type=ttype, element_size=size, count=n, value_kind="raw")
-    cands.append(codecs.encode_payload(layout="dense", elements=arr, **common))
+    cands.append(dict(layout="dense", elements=arr, **common))
     if n and uniq.size:
         counts = np.bincount(inverse, minlength=uniq.size)
         mode = int(np.argmax(counts))
         if counts[mode] / n >= _SPARSE_MIN_FILL:
             fill = uniq[mode : mode + 1].view(arr.dtype)
-            cands.append(
-                codecs.encode_payload(layout="sparse", elements=arr, fill=fill, **common)
-            )
-    best = _smallest(cands)
+            cands.append(dict(layout="sparse", elements=arr, fill=fill, **common))
+    best = _encode_smallest(cands)
     header = codecs.read_header(best)
     sparsity = _zero_fraction(arr)
     if header.value_kind == "codebook":
@@ -151,10 +159,20 @@ def encode_lossless(ttype: int, arr: np.ndarray) -> Encoded:
     )
 
 
-def encode_shared(
-    ttype: int, arr: np.ndarray, bits: int, *, init: str = "linear", seed: int = 0
-) -> Encoded:
-    """Weight sharing with 2^bits clusters (exact zeros kept exact), smallest layout."""
+@dataclass
+class Shared:
+    """A weight-sharing assignment: codebook (tensor dtype) and one index per element."""
+
+    bits: int
+    codebook: np.ndarray
+    indices: np.ndarray
+    weight_error: float
+
+
+def share(
+    arr: np.ndarray, bits: int, *, init: str = "linear", seed: int = 0
+) -> Shared:
+    """k-means weight sharing with 2^bits clusters; exact zeros (pruned) kept exact."""
     if not 1 <= bits <= 8:
         raise ValueError(f"Expected `bits` in [1, 8]. Received: bits={bits}")
     values = arr.astype(np.float64)
@@ -179,18 +197,24 @@ def encode_shared(
     codebook_u, remap = np.unique(_uint_view(codebook), return_inverse=True)
     codebook = codebook_u.view(arr.dtype)
     indices = remap.reshape(-1)[indices]
+    err = float(np.linalg.norm(codebook[indices].astype(np.float64) - values))
+    ref = float(np.linalg.norm(values))
+    return Shared(bits, codebook, indices, err / ref if ref > 0 else err)
+
+
+def encode_shared(ttype: int, arr: np.ndarray, shared: Shared) -> Encoded:
+    """The smallest payload of a sharing assignment."""
+    codebook, indices = shared.codebook, shared.indices
     index_bits = max(1, math.ceil(math.log2(max(codebook.size, 1))))
     decoded = codebook[indices]
-    best = _smallest(_codebook_candidates(ttype, arr, codebook, indices, index_bits))
-    err = float(np.linalg.norm(decoded.astype(np.float64) - values))
-    ref = float(np.linalg.norm(values))
+    best = _encode_smallest(_codebook_options(ttype, arr, codebook, indices, index_bits))
     return Encoded(
         payload=best,
         encoding=_describe(best),
         bits=index_bits,
         sparsity=_zero_fraction(arr),
         decoded=np.ascontiguousarray(decoded).view(np.uint8).copy(),
-        weight_error=err / ref if ref > 0 else err,
+        weight_error=shared.weight_error,
         entropy_bytes=_entropy_bytes(indices, None, codebook.size * arr.itemsize),
         lossless=bool(np.array_equal(_uint_view(decoded), _uint_view(arr))),
     )
