@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from tfedge.codecs import (
+    HEADER_SIZE,
     PayloadHeader,
     decode_payload,
     encode_payload,
+    inspect_payload,
     payload_size,
     read_header,
 )
+from tfedge.errors import FormatError
 
 # (dtype, TFLite element type)
 DTYPES = {
@@ -289,3 +292,37 @@ def test_bad_codebook_arguments_raise_value_error(change, match):
     )
     with pytest.raises(ValueError, match=match):
         encode_payload(**{**args, **change})
+
+
+INSPECT = [
+    ("dense", "raw", "fixed", "dense/raw/fixed"),
+    ("dense", "codebook", "huffman", "dense/codebook/huffman"),
+    ("sparse", "codebook", "fixed", "sparse/codebook/fixed+fixed"),
+    ("sparse", "raw", "huffman", "sparse/raw/huffman+huffman"),
+]
+
+
+@pytest.mark.parametrize(
+    "layout, kind, coding, encoding", INSPECT, ids=[i[3] for i in INSPECT]
+)
+def test_inspect_payload_reads_the_parts(layout, kind, coding, encoding):
+    values = _weights(np.float32, 2000, 1, zero_fraction=0.9, distinct=20)
+    payload = encode_payload(**_args(values, 0, layout, kind, coding))
+    info = inspect_payload(payload)
+    assert info.encoding == encoding
+    assert info.header == read_header(payload)
+    parts = HEADER_SIZE + info.values.size
+    if kind == "codebook":
+        parts += 2 + info.codebook.size
+        assert info.codebook.shape[1] == 4
+    if layout == "sparse":
+        assert info.fill == b"\0\0\0\0"
+        parts += 4 + info.gaps.size
+        per_entry = 4 if kind == "raw" else 1  # raw values are the element bytes
+        assert info.values.count == info.gaps.count * per_entry
+    assert parts == len(payload)
+    if coding == "huffman":
+        assert info.values.code_lengths is not None and info.values.block_size >= 1
+    for cut in (len(payload) - 1, 40):
+        with pytest.raises(FormatError):
+            inspect_payload(payload[:cut])

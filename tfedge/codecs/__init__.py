@@ -1,9 +1,9 @@
 """tfedge.codecs: the packed payload and its codecs, numpy only (no TensorFlow).
 
-* `encode_payload` / `decode_payload` / `read_header` / `payload_size`: one weight
-  tensor's payload, docs/FORMAT.md section 2.
-* `encode_stream` / `decode_stream` / `stream_size`: fixed-width or canonical
-  length-limited Huffman symbol streams (section 2.2).
+* `encode_payload` / `decode_payload` / `read_header` / `payload_size` /
+  `inspect_payload`: one weight tensor's payload, docs/FORMAT.md section 2.
+* `encode_stream` / `decode_stream` / `stream_size` / `stream_info`: fixed-width or
+  canonical length-limited Huffman symbol streams (section 2.2).
 * `pack_bits` / `unpack_bits`: fixed-width bit packing, 1..8 bits, MSB first.
 * `code_lengths` / `canonical_codes` / `check_lengths`: Huffman code construction.
 * `kmeans_1d` / `quantize_error`: 1-D k-means weight sharing (Deep Compression).
@@ -29,18 +29,23 @@ from tfedge.codecs._payload import (
     FORMAT_VERSION,
     HEADER_SIZE,
     MAGIC,
+    TFLITE_ELEMENT_SIZES,
     PayloadHeader,
+    PayloadInfo,
     decode_payload,
     encode_payload,
     entropy_bits,
+    inspect_payload,
     payload_size,
     read_header,
 )
 from tfedge.codecs._sparse import positions_from_gaps, relative_index
 from tfedge.codecs._streams import (
+    StreamInfo,
     decode_stream,
     default_block_size,
     encode_stream,
+    stream_info,
     stream_size,
     stream_size_from_frequencies,
 )
@@ -52,7 +57,10 @@ __all__ = [
     "MAGIC",
     "MAX_CODE_LENGTH",
     "PayloadHeader",
+    "PayloadInfo",
     "QuantizeError",
+    "StreamInfo",
+    "TFLITE_ELEMENT_SIZES",
     "canonical_codes",
     "check_lengths",
     "code_lengths",
@@ -65,6 +73,7 @@ __all__ = [
     "entropy_bits",
     "huffman_decode",
     "huffman_encode",
+    "inspect_payload",
     "kmeans_1d",
     "pack_bits",
     "payload_size",
@@ -72,6 +81,7 @@ __all__ = [
     "quantize_error",
     "read_header",
     "relative_index",
+    "stream_info",
     "stream_size",
     "stream_size_from_frequencies",
     "unpack_bits",

@@ -281,6 +281,95 @@ def decode_payload(
     return out.view(np.uint8)
 
 
+@dataclasses.dataclass(frozen=True)
+class PayloadInfo:
+    """A payload's parts, read and validated without decoding its streams."""
+
+    header: PayloadHeader
+    codebook: np.ndarray | None  # (K, element size) uint8: codebook kind only
+    fill: bytes | None  # sparse layout only
+    gaps: _streams.StreamInfo | None  # stream G: sparse layout only
+    values: _streams.StreamInfo  # stream V
+
+    @property
+    def encoding(self) -> str:
+        """The layout, value kind and stream codings (gap stream first), e.g.
+        "sparse/codebook/fixed+huffman"."""
+        streams = [self.gaps, self.values] if self.gaps is not None else [self.values]
+        codings = "+".join(stream.coding for stream in streams)
+        return f"{self.header.layout}/{self.header.value_kind}/{codings}"
+
+
+def inspect_payload(
+    data: bytes | bytearray | memoryview | np.ndarray,
+    *,
+    name: str | None = None,
+    max_decoded: int = DEFAULT_MAX_DECODED,
+    expected_size: int | None = None,
+) -> PayloadInfo:
+    """Reads a payload's header, codebook, fill and stream headers (for reports).
+
+    Checks everything `decode_payload` checks before it decodes a stream's data (the
+    header, the CRC, the stream headers and tables, the symbol counts and the absence
+    of trailing bytes), but not the codebook indices or the sparse cursor.
+
+    Raises:
+        FormatError: the payload is malformed.
+    """
+    buf = _byte_view(data)
+    header = read_header(
+        buf, name=name, max_decoded=max_decoded, expected_size=expected_size
+    )
+    es = header.element_size
+    size = buf.size
+
+    def fail(message: str, at: int) -> FormatError:
+        return FormatError(message, tensor=name, offset=at)
+
+    pos = HEADER_SIZE
+    codebook = fill = gaps = None
+    if header.value_kind == "codebook":
+        if size - pos < 2:
+            raise fail("truncated codebook size", pos)
+        (k,) = struct.unpack_from("<H", buf, pos)
+        if not 1 <= k <= MAX_CODEBOOK:
+            raise fail(f"codebook size {k} is not in [1, {MAX_CODEBOOK}]", pos)
+        if size - pos - 2 < k * es:
+            raise fail("truncated codebook", pos + 2)
+        codebook = buf[pos + 2 : pos + 2 + k * es].reshape(k, es).copy()
+        pos += 2 + k * es
+    stored = header.count
+    if header.layout == "sparse":
+        if size - pos < es:
+            raise fail("truncated fill value", pos)
+        fill = buf[pos : pos + es].tobytes()
+        gaps = _streams.stream_info(buf, pos + es, name=name)
+        if gaps.count > header.count:
+            raise fail(
+                f"stream holds {gaps.count} symbols, more than the {header.count} "
+                "allowed",
+                gaps.offset + 2,
+            )
+        stored = gaps.count
+        pos = gaps.end
+    values = _streams.stream_info(buf, pos, name=name)
+    expected = stored * es if header.value_kind == "raw" else stored
+    if header.value_kind == "raw" and values.bits != 8:
+        raise fail(
+            f"a raw value stream must have 8-bit symbols, this one has {values.bits}",
+            pos + 1,
+        )
+    if values.count != expected:
+        raise fail(
+            f"value stream holds {values.count} symbols, expected {expected}", pos
+        )
+    if values.end != size:
+        raise fail(
+            f"{size - values.end} trailing bytes after the value stream", values.end
+        )
+    return PayloadInfo(header, codebook, fill, gaps, values)
+
+
 # --------------------------------------------------------------------------- encoding
 
 

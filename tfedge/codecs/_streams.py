@@ -15,6 +15,7 @@ data
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -194,33 +195,38 @@ def encode_stream(
     return _HEADER.pack(FIXED, bits, count, fixed_data) + _bitpack.pack_bits(sym, bits)
 
 
-def decode_stream(
-    buf: bytes | bytearray | memoryview | np.ndarray,
-    offset: int = 0,
-    *,
-    name: str | None = None,
-    max_count: int | None = None,
-) -> tuple[np.ndarray, int]:
-    """Decodes the stream that starts at `buf[offset]`.
+@dataclasses.dataclass(frozen=True)
+class StreamInfo:
+    """Where a stream lies in a buffer and how it is coded (read, not decoded)."""
 
-    Args:
-        buf: bytes holding the stream (and possibly more before and after it).
-        offset: where the stream starts in `buf`.
-        name: the tensor named in errors.
-        max_count: the most symbols the caller accepts; checked before allocating.
+    offset: int  # where the stream's header starts
+    coding: str  # "fixed" or "huffman"
+    bits: int
+    count: int
+    data_offset: int  # where its data starts
+    data_size: int
+    block_size: int | None  # Huffman only
+    code_lengths: np.ndarray | None  # Huffman only: one length per symbol value
 
-    Returns:
-        `(symbols, next_offset)`: a uint8 array and the offset just past the stream.
+    @property
+    def size(self) -> int:
+        """The stream's whole size in bytes (header, table, offsets and data)."""
+        return self.data_offset + self.data_size - self.offset
 
-    Raises:
-        FormatError: the stream is truncated or malformed (offsets in errors are offsets
-            into `buf`).
-    """
-    data = (
-        np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
-        if isinstance(buf, np.ndarray)
-        else np.frombuffer(buf, np.uint8)
-    )
+    @property
+    def end(self) -> int:
+        """The offset just past the stream."""
+        return self.data_offset + self.data_size
+
+
+def _as_bytes(buf) -> np.ndarray:
+    if isinstance(buf, np.ndarray):
+        return np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    return np.frombuffer(buf, np.uint8)
+
+
+def _parse(data: np.ndarray, offset: int, name, max_count):
+    """Validates a stream's header, table and offsets; returns (info, block offsets)."""
     size = data.size
 
     def fail(message: str, at: int) -> FormatError:
@@ -243,6 +249,8 @@ def decode_stream(
             offset + 2,
         )
     pos = offset + FIXED_HEADER_SIZE
+    block_size = lengths = None
+    offsets = np.zeros(0, np.int64)
     if coding == FIXED:
         expected = _bitpack.packed_size(count, bits)
         if data_size != expected:
@@ -251,66 +259,113 @@ def decode_stream(
                 f"{data_size}, expected {expected}",
                 offset + 6,
             )
-        if size - pos < data_size:
+    else:
+        table_size = _table_size(bits)
+        if size - pos < 4 + table_size:
+            raise fail("truncated Huffman stream header", pos)
+        (block_size,) = struct.unpack_from("<I", data, pos)
+        if block_size < 1:
+            raise fail("Huffman block size is 0", pos)
+        pos += 4
+        table = data[pos : pos + table_size]
+        lengths = np.empty(2 * table_size, np.uint8)
+        lengths[0::2] = table >> 4
+        lengths[1::2] = table & 0x0F
+        lengths = lengths[: 1 << bits]
+        _huffman.check_lengths(lengths, count, name=name, offset=pos)
+        pos += table_size
+        if count > 8 * data_size:
             raise fail(
-                f"truncated stream data: {data_size} bytes needed, {size - pos} "
+                f"Huffman stream claims {count} symbols in {data_size} bytes of data "
+                "(every code takes at least one bit)",
+                offset + 2,
+            )
+        noffsets = max(0, -(-count // block_size) - 1)
+        if size - pos < 4 * noffsets:
+            raise fail(
+                f"truncated block offsets: {4 * noffsets} bytes needed, {size - pos} "
                 "present",
                 pos,
             )
-        symbols = _bitpack.unpack_bits(data[pos : pos + data_size], bits, count)
-        return symbols, pos + data_size
-
-    table_size = _table_size(bits)
-    if size - pos < 4 + table_size:
-        raise fail("truncated Huffman stream header", pos)
-    (block_size,) = struct.unpack_from("<I", data, pos)
-    if block_size < 1:
-        raise fail("Huffman block size is 0", pos)
-    pos += 4
-    table = data[pos : pos + table_size]
-    lengths = np.empty(2 * table_size, np.uint8)
-    lengths[0::2] = table >> 4
-    lengths[1::2] = table & 0x0F
-    lengths = lengths[: 1 << bits]
-    _huffman.check_lengths(lengths, count, name=name, offset=pos)
-    pos += table_size
-    if count > 8 * data_size:
-        raise fail(
-            f"Huffman stream claims {count} symbols in {data_size} bytes of data "
-            "(every code takes at least one bit)",
-            offset + 2,
-        )
-    nblocks = -(-count // block_size)
-    noffsets = max(0, nblocks - 1)
-    if size - pos < 4 * noffsets:
-        raise fail(
-            f"truncated block offsets: {4 * noffsets} bytes needed, {size - pos} "
-            "present",
-            pos,
-        )
-    offsets = data[pos : pos + 4 * noffsets].view("<u4").astype(np.int64)
-    if noffsets:
-        if np.any(np.diff(offsets) < 0) or offsets[0] < 0:
-            raise fail("Huffman block offsets decrease", pos)
-        if offsets[-1] > 8 * data_size:
-            raise fail(
-                f"Huffman block offset {int(offsets[-1])} is past the data "
-                f"({8 * data_size} bits)",
-                pos + 4 * (noffsets - 1),
-            )
-    pos += 4 * noffsets
+        offsets = data[pos : pos + 4 * noffsets].view("<u4").astype(np.int64)
+        if noffsets:
+            if np.any(np.diff(offsets) < 0):
+                raise fail("Huffman block offsets decrease", pos)
+            if offsets[-1] > 8 * data_size:
+                raise fail(
+                    f"Huffman block offset {int(offsets[-1])} is past the data "
+                    f"({8 * data_size} bits)",
+                    pos + 4 * (noffsets - 1),
+                )
+        pos += 4 * noffsets
     if size - pos < data_size:
         raise fail(
             f"truncated stream data: {data_size} bytes needed, {size - pos} present",
             pos,
         )
-    symbols = _huffman.huffman_decode(
-        data[pos : pos + data_size],
-        lengths,
-        count,
-        block_size,
-        offsets,
-        name=name,
-        offset=pos,
+    info = StreamInfo(
+        offset=offset,
+        coding="huffman" if coding == HUFFMAN else "fixed",
+        bits=bits,
+        count=count,
+        data_offset=pos,
+        data_size=data_size,
+        block_size=block_size,
+        code_lengths=lengths,
     )
-    return symbols, pos + data_size
+    return info, offsets
+
+
+def stream_info(
+    buf: bytes | bytearray | memoryview | np.ndarray,
+    offset: int = 0,
+    *,
+    name: str | None = None,
+) -> StreamInfo:
+    """Reads and validates the stream at `buf[offset]` without decoding its data.
+
+    Raises:
+        FormatError: the stream is truncated or its header, code-length table or
+            block offsets are malformed.
+    """
+    return _parse(_as_bytes(buf), offset, name, None)[0]
+
+
+def decode_stream(
+    buf: bytes | bytearray | memoryview | np.ndarray,
+    offset: int = 0,
+    *,
+    name: str | None = None,
+    max_count: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decodes the stream that starts at `buf[offset]`.
+
+    Args:
+        buf: bytes holding the stream (and possibly more before and after it).
+        offset: where the stream starts in `buf`.
+        name: the tensor named in errors.
+        max_count: the most symbols the caller accepts; checked before allocating.
+
+    Returns:
+        `(symbols, next_offset)`: a uint8 array and the offset just past the stream.
+
+    Raises:
+        FormatError: the stream is truncated or malformed (offsets in errors are offsets
+            into `buf`).
+    """
+    data = _as_bytes(buf)
+    info, offsets = _parse(data, offset, name, max_count)
+    chunk = data[info.data_offset : info.end]
+    if info.coding == "fixed":
+        symbols = _bitpack.unpack_bits(chunk, info.bits, info.count)
+    else:
+        symbols = _huffman.huffman_decode(
+            chunk,
+            info.code_lengths,
+            info.count,
+            info.block_size,
+            offsets,
+            name=name,
+            offset=info.data_offset,
+        )
+    return symbols, info.end
