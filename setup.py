@@ -26,6 +26,7 @@ _COMPILE_ARGS = [] if sys.platform == "win32" else [
     "-O3",
     "-fvisibility=hidden",
     "-fno-strict-aliasing",
+    "-g0",
 ]
 
 setup(
