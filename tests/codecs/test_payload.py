@@ -142,6 +142,8 @@ def test_explicit_fill_values():
     _check_round_trip(values, raw)
     raw_bytes = _args(values, 7, "sparse", "raw", "fixed", fill=b"\x03\x00")
     assert encode_payload(**raw_bytes) == encode_payload(**raw)
+    raw_number = _args(values, 7, "sparse", "raw", "fixed", fill=3)
+    assert encode_payload(**raw_number) == encode_payload(**raw)
     book = _args(values, 7, "sparse", "codebook", "fixed", fill=1)  # codebook [0, 3, 7]
     assert encode_payload(**book) == encode_payload(**{**book, "fill": None})
     _check_round_trip(values, book)

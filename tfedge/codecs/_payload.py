@@ -509,7 +509,11 @@ def _prepare(
                             f"{fill_bytes.size} bytes"
                         )
                 else:
-                    fill_arr = np.asarray(fill)
+                    # A Python number takes the elements' dtype; arrays keep theirs.
+                    plain = isinstance(fill, int | float) and not isinstance(fill, bool)
+                    fill_arr = np.asarray(
+                        fill, np.asarray(elements).dtype if plain else None
+                    )
                     if fill_arr.size != 1:
                         raise ValueError(
                             f"Expected one fill element. Received: {fill_arr.size} "
