@@ -17,8 +17,12 @@ import numpy as np
 from tfedge import codecs
 from tfedge.tflite import TYPES, schema
 
-# Tensor types whose weights may be shared lossily (k-means over real values).
-LOSSY_TYPES = frozenset({schema().TensorType.FLOAT32, schema().TensorType.FLOAT16})
+# Tensor types whose weights may be shared lossily: k-means over real values, and over
+# the integer codes of int8 weights (symmetric, so zero stays zero; centroids are rounded
+# to integers, and per-channel scales keep every channel on the same [-127, 127] grid).
+LOSSY_TYPES = frozenset(
+    {schema().TensorType.FLOAT32, schema().TensorType.FLOAT16, schema().TensorType.INT8}
+)
 # Tensor types packed losslessly. Integer index/shape types (INT32, INT64) stay raw: kernels
 # such as RESHAPE, PAD or STRIDED_SLICE need them as constants when they prepare.
 LOSSLESS_TYPES = frozenset(
@@ -192,6 +196,9 @@ def share(
     else:
         codebook, labels = codecs.kmeans_1d(values, k, init=init, seed=seed)
         indices = np.asarray(labels, np.int64)
+    if arr.dtype.kind in "iu":
+        info = np.iinfo(arr.dtype)
+        codebook = np.clip(np.round(codebook), info.min, info.max)
     codebook = codebook.astype(arr.dtype)
     # Rounding centroids to the tensor's dtype can merge two; keep the codebook canonical.
     codebook_u, remap = np.unique(_uint_view(codebook), return_inverse=True)
