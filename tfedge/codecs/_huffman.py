@@ -28,6 +28,9 @@ MAX_CODE_LENGTH = 15
 # (only the one-symbol code has any): it pushes the cursor past any possible data.
 _INVALID = 1 << 36
 
+# The largest data (in bits) decoded by pointer doubling, which needs ~40 bytes per bit.
+_DOUBLING_MAX_BITS = 1 << 25
+
 # Symbols per encoding chunk (bounds the temporaries).
 _CHUNK = 1 << 20
 
@@ -337,7 +340,9 @@ def huffman_decode(
         steps = min(block_size, count)
         doubling_cost = total_bits * max(1, steps.bit_length()) * 20e-9
         step_cost = steps * (37e-6 + nblocks * 40e-9)
-        method = "doubling" if doubling_cost < step_cost else "step"
+        # Doubling holds a few int64 arrays per data bit: cap its memory (~1 GiB).
+        small = total_bits <= _DOUBLING_MAX_BITS
+        method = "doubling" if small and doubling_cost < step_cost else "step"
     if method == "doubling":
         symbols, end = _decode_doubling(
             buf, sym_table, len_table, maxlen, starts, block_size, last
