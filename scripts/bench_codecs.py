@@ -13,7 +13,6 @@ expand throughput in MB/s of float32 weights; and the time to pack (and expand) 
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import time
 
@@ -67,9 +66,7 @@ def entropy_rows(models: dict[str, dict[str, np.ndarray]]) -> list[dict]:
                     h = codecs.entropy_bits(sym)
                     huff = codecs.encode_stream(sym, bits, "huffman")
                     fixed = codecs.stream_size(sym, bits, "fixed")
-                    # Stream header: coding u8, bits u8, count u32, data size u32 (FORMAT 2.2).
-                    (data_size,) = struct.unpack_from("<I", huff, 6)
-                    coded = 8 * data_size / sym.size
+                    coded = 8 * codecs.stream_info(huff).data_size / sym.size
                     with_tables = 8 * len(huff) / sym.size
                     rows.append(
                         {

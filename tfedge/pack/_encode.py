@@ -9,7 +9,6 @@ pruned weights stay pruned. The smallest payload wins; sizes are exact.
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,26 +53,8 @@ def _uint_view(arr: np.ndarray) -> np.ndarray:
 
 
 def _describe(payload: bytes) -> str:
-    """'<layout>/<values>/<codings>' of a payload, read from its header and stream headers."""
-    h = codecs.read_header(payload)
-    pos = 28
-    if h.value_kind == "codebook":
-        (k,) = struct.unpack_from("<H", payload, pos)
-        pos += 2 + k * h.element_size
-    codings = []
-    streams = 1
-    if h.layout == "sparse":
-        pos += h.element_size
-        streams = 2
-    for _ in range(streams):
-        coding, bits, count, size = struct.unpack_from("<BBII", payload, pos)
-        pos += 10
-        if coding == 1:
-            (block,) = struct.unpack_from("<I", payload, pos)
-            pos += 4 + (2**bits + 1) // 2 + 4 * max(0, -(-count // block) - 1)
-        pos += size
-        codings.append("huffman" if coding == 1 else "fixed")
-    return f"{h.layout}/{h.value_kind}/{'+'.join(codings)}"
+    """'<layout>/<values>/<codings>' of a payload, e.g. 'sparse/codebook/fixed+huffman'."""
+    return codecs.inspect_payload(payload).encoding
 
 
 def _entropy_bytes(
