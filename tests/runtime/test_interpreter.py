@@ -403,3 +403,36 @@ def test_struct_layouts_match_tensorflow(tflite_model):
 def test_unknown_delegate_option_is_refused():
     with pytest.raises(ValueError, match="Failed to load delegate"):
         load_decode_delegate(colour="blue")
+
+
+def test_decoders_in_several_subgraphs_through_signatures(tflite_model):
+    packed = bytes(tfedge.compress(tflite_model("two_signatures"), progress=False))
+    assert {si for si, *_ in decode_ops(read(packed))} == {0, 1}
+    interp = Interpreter(model_content=packed)
+    ref = litert.Interpreter(model_content=tfedge.expand(packed))
+    rng = np.random.default_rng(0)
+    for key in interp.get_signature_list():
+        runner, ref_runner = interp.get_signature_runner(key), ref.get_signature_runner(key)
+        inputs = {
+            k: rng.standard_normal(v["shape"]).astype(v["dtype"])
+            for k, v in runner.get_input_details().items()
+        }
+        got, want = runner(**inputs), ref_runner(**inputs)
+        for k in want:
+            _assert_outputs_close([got[k]], [want[k]], [0.0])
+
+
+def test_resize_and_reallocate_keeps_the_decoded_weights(tflite_model):
+    packed = packed_model(tflite_model, "dense-shared")
+    interp = Interpreter(model_content=packed)
+    interp.allocate_tensors()
+    before = _native.delegate_decode_count()
+    d = interp.get_input_details()[0]
+    interp.resize_tensor_input(d["index"], [4, int(d["shape"][1])])
+    interp.allocate_tensors()
+    assert _native.delegate_decode_count() == before  # still decoded once
+    ref = litert.Interpreter(model_content=tfedge.expand(packed))
+    ref.resize_tensor_input(d["index"], [4, int(d["shape"][1])])
+    ref.allocate_tensors()
+    x = [np.random.default_rng(1).standard_normal((4, int(d["shape"][1]))).astype(np.float32)]
+    _assert_outputs_close(_run(interp, x), _run(ref, x), [0.0])
