@@ -264,6 +264,18 @@ class HuffmanReader final : public SymbolReader {
         ++code;
       }
     }
+    // A first-level table of the codes up to kFastBits long (4 KiB, stays in L1);
+    // 0 sends a lookup on to the full table (longer, rarer codes, or no code).
+    fast_bits_ = std::min(max_len_, kFastBits);
+    try {
+      fast_.assign(size_t{1} << fast_bits_, 0);
+    } catch (const std::bad_alloc&) {
+      return Status::Error(at, "out of memory for a Huffman table");
+    }
+    for (size_t j = 0; j < fast_.size(); ++j) {
+      const uint16_t e = table_[j << (max_len_ - fast_bits_)];
+      if ((e >> 8) <= fast_bits_) fast_[j] = e;
+    }
     return Status::Ok();
   }
 
@@ -275,8 +287,19 @@ class HuffmanReader final : public SymbolReader {
     }
     while (n > 0) {
       if (block_left_ == 0) {
-        pos_ = block_ == 0 ? 0 : LoadLe32(offsets_ + 4 * (block_ - 1));
+        // At a block boundary: whole blocks are independent, so decode kLanes of
+        // them at once (their serial bit-position chains then overlap in the CPU).
         const uint64_t start = static_cast<uint64_t>(block_) * block_size_;
+        const uint64_t group = static_cast<uint64_t>(kLanes) * block_size_;
+        if (n >= group && count_ - start >= group) {
+          TFEDGE_RETURN_IF_ERROR(DecodeBlockGroup(out));
+          out += group;
+          n -= static_cast<size_t>(group);
+          produced_ += group;
+          block_ += kLanes;
+          continue;
+        }
+        pos_ = BlockStart(block_);
         block_left_ = std::min<uint64_t>(block_size_, count_ - start);
         ++block_;
       }
@@ -291,15 +314,81 @@ class HuffmanReader final : public SymbolReader {
   }
 
  private:
+  static constexpr int kLanes = 4;
+  static constexpr int kFastBits = 11;
+
+  // The table entry (length << 8 | symbol, 0 for no code) of the code at the top of v.
+  struct Tables {
+    const uint16_t* fast;
+    const uint16_t* full;
+    unsigned fast_shift;
+    unsigned full_shift;
+    uint16_t operator()(uint64_t v) const {
+      const uint16_t e = fast[v >> fast_shift];
+      return __builtin_expect(e != 0, 1) ? e : full[v >> full_shift];
+    }
+  };
+  Tables MakeTables() const {
+    return Tables{fast_.data(), table_.data(), 64u - static_cast<unsigned>(fast_bits_),
+                  64u - static_cast<unsigned>(max_len_)};
+  }
+
+  uint64_t BlockStart(uint64_t block) const {
+    return block == 0 ? 0 : LoadLe32(offsets_ + 4 * (block - 1));
+  }
+
+  // Decodes blocks block_ .. block_ + kLanes - 1 (all full) into out.
+  Status DecodeBlockGroup(uint8_t* out) {
+    const Tables table = MakeTables();
+    const uint8_t* data = data_;
+    const size_t b = block_size_;
+    uint64_t p[kLanes];
+    for (int l = 0; l < kLanes; ++l) p[l] = BlockStart(block_ + l);
+    uint8_t* o0 = out;
+    uint8_t* o1 = out + b;
+    uint8_t* o2 = out + 2 * b;
+    uint8_t* o3 = out + 3 * b;
+    size_t i = 0;
+    if (size_ >= 8) {
+      const uint64_t last = size_ - 8;  // the last byte an 8-byte load may start at
+      uint64_t p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
+      while (i < b && ((p0 >> 3) <= last) & ((p1 >> 3) <= last) & ((p2 >> 3) <= last) &
+                          ((p3 >> 3) <= last)) {
+        const uint16_t e0 = table(LoadBe64(data + (p0 >> 3)) << (p0 & 7));
+        const uint16_t e1 = table(LoadBe64(data + (p1 >> 3)) << (p1 & 7));
+        const uint16_t e2 = table(LoadBe64(data + (p2 >> 3)) << (p2 & 7));
+        const uint16_t e3 = table(LoadBe64(data + (p3 >> 3)) << (p3 & 7));
+        if ((e0 == 0) | (e1 == 0) | (e2 == 0) | (e3 == 0)) {
+          return NoCode(e0 == 0 ? p0 : e1 == 0 ? p1 : e2 == 0 ? p2 : p3);
+        }
+        o0[i] = static_cast<uint8_t>(e0);
+        o1[i] = static_cast<uint8_t>(e1);
+        o2[i] = static_cast<uint8_t>(e2);
+        o3[i] = static_cast<uint8_t>(e3);
+        p0 += e0 >> 8;
+        p1 += e1 >> 8;
+        p2 += e2 >> 8;
+        p3 += e3 >> 8;
+        ++i;
+      }
+      p[0] = p0, p[1] = p1, p[2] = p2, p[3] = p3;
+    }
+    // Near the end of the data: finish each block on the checked path.
+    for (int l = 0; l < kLanes; ++l) {
+      pos_ = p[l];
+      TFEDGE_RETURN_IF_ERROR(DecodeRun(out + l * b + i, b - i));
+    }
+    return Status::Ok();
+  }
+
   Status DecodeRun(uint8_t* out, size_t k) {
-    const uint16_t* table = table_.data();
-    const unsigned shift = 64u - static_cast<unsigned>(max_len_);
+    const Tables table = MakeTables();
     uint64_t pos = pos_;
     size_t i = 0;
     // Fast path: 8 readable bytes from pos's byte hold >= 57 bits, more than a code.
     while (i < k && (pos >> 3) + 8 <= size_) {
       const uint64_t v = LoadBe64(data_ + (pos >> 3)) << (pos & 7);
-      const uint16_t e = table[v >> shift];
+      const uint16_t e = table(v);
       if (e == 0) return NoCode(pos);
       out[i++] = static_cast<uint8_t>(e);
       pos += e >> 8;
@@ -308,7 +397,7 @@ class HuffmanReader final : public SymbolReader {
     for (; i < k; ++i) {
       if (pos >= total_bits) return PastEnd(pos);
       const uint64_t v = Load64Padded(data_, size_, pos >> 3) << (pos & 7);
-      const uint16_t e = table[v >> shift];
+      const uint16_t e = table(v);
       if (e == 0) return NoCode(pos);
       const unsigned l = e >> 8;
       if (pos + l > total_bits) return PastEnd(pos);
@@ -337,7 +426,9 @@ class HuffmanReader final : public SymbolReader {
   size_t size_;
   size_t data_offset_;
   int max_len_ = 0;
+  int fast_bits_ = 0;
   std::vector<uint16_t> table_;
+  std::vector<uint16_t> fast_;
   uint64_t block_ = 0;
   uint64_t block_left_ = 0;
   uint64_t pos_ = 0;
@@ -441,7 +532,9 @@ Status OpenStream(ByteReader* r, const char* name, uint64_t max_count,
 
 namespace {
 
-constexpr size_t kChunk = 4096;
+// Entries per chunk of the sparse codecs: several Huffman blocks (>= 4096 symbols
+// each by default), so that blocks are decoded kLanes at a time.
+constexpr size_t kChunk = 1 << 16;
 
 // Writes `n` copies of the `es`-byte element at `value` to `out`.
 void FillElements(uint8_t* out, uint64_t n, const uint8_t* value, size_t es) {
@@ -501,11 +594,12 @@ template <size_t ES>
 bool MapIndices(const uint8_t* idx, size_t n, const uint8_t* entries, uint16_t k,
                 uint8_t* out, size_t* bad) {
   for (size_t i = 0; i < n; ++i) {
-    if (idx[i] >= k) {
+    const uint8_t j = idx[i];  // read before element i's bytes may cover it
+    if (j >= k) {
       *bad = i;
       return false;
     }
-    std::memcpy(out + i * ES, entries + static_cast<size_t>(idx[i]) * ES, ES);
+    std::memcpy(out + i * ES, entries + static_cast<size_t>(j) * ES, ES);
   }
   return true;
 }
@@ -550,16 +644,15 @@ class DenseCodebookCodec final : public Codec {
     TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", n, &v));
     TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", n, at));
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
-    uint8_t idx[kChunk];
-    for (uint64_t done = 0; done < n;) {
-      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, n - done));
-      TFEDGE_RETURN_IF_ERROR(v->Read(idx, c));
-      size_t bad = 0;
-      if (!MapIndicesAny(es, idx, c, entries, k, out + done * es, &bad)) {
-        return Status::Error(at, "element %llu has codebook index %u, codebook has %u",
-                             static_cast<unsigned long long>(done + bad), idx[bad], k);
-      }
-      done += c;
+    // The N indices go to the last N bytes of the output, then map forward in place:
+    // element i ends at byte (i + 1) * es <= N * (es - 1) + i + 1, where index i + 1
+    // lives, so no index is overwritten before it is read. No scratch memory.
+    uint8_t* idx = out + n * (es - 1);
+    TFEDGE_RETURN_IF_ERROR(v->Read(idx, static_cast<size_t>(n)));
+    size_t bad = 0;
+    if (!MapIndicesAny(es, idx, static_cast<size_t>(n), entries, k, out, &bad)) {
+      return Status::Error(at, "element %llu has codebook index %u, codebook has %u",
+                           static_cast<unsigned long long>(bad), idx[bad], k);
     }
     return Status::Ok();
   }
@@ -588,8 +681,12 @@ class SparseCodecBase : public Codec {
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
 
     FillElements(out, n, fill, es);
-    uint8_t gaps[kChunk];
-    uint8_t vals[kChunk * 8];
+    // Scratch for one chunk of entries: bounded, and at most the entry count.
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, s));
+    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk * (1 + es) + 1]);
+    if (!scratch) return Status::Error(-1, "out of memory");
+    uint8_t* gaps = scratch.get();
+    uint8_t* vals = gaps + chunk;
     int64_t cursor = -1;
     const int64_t last = static_cast<int64_t>(n);
     for (uint64_t done = 0; done < s;) {
