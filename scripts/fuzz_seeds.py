@@ -31,7 +31,7 @@ def codec_seeds(rng: np.random.Generator):
         for kind in ("raw", "codebook"):
             for coding in ("fixed", "huffman"):
                 for es, (etype, dtype) in _ELEMENTS.items():
-                    for n in (0, 1, 9, 300):
+                    for n in (0, 1, 9, 300, 20000):
                         kw = dict(
                             element_type=etype,
                             element_size=es,
