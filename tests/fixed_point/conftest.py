@@ -8,7 +8,7 @@ import pytest
 
 
 def small_convnet(seed: int = 0) -> keras.Model:
-    """conv(relu) - maxpool - conv - avgpool - flatten - dense(relu) - dense: every step kind."""
+    """conv(relu), maxpool, conv, ReLU, avgpool, flatten, dense(relu), dropout, dense"""
     keras.utils.set_random_seed(seed)
     return keras.Sequential(
         [
@@ -34,4 +34,6 @@ def convnet() -> keras.Model:
 
 @pytest.fixture(scope="session")
 def data() -> np.ndarray:
-    return np.random.default_rng(1).uniform(-1.0, 2.0, (48, 10, 10, 2)).astype(np.float32)
+    return (
+        np.random.default_rng(1).uniform(-1.0, 2.0, (48, 10, 10, 2)).astype(np.float32)
+    )

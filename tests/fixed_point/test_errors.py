@@ -11,16 +11,25 @@ from tests.fixed_point.conftest import small_convnet
 
 BAD_ARGUMENTS = [
     (dict(weight_bits=1), r"Expected `weight_bits` in \[2, 8\] \(TFLite's integer "),
-    (dict(weight_bits=9), r"Expected `weight_bits` in \[2, 8\].*Received: weight_bits=9"),
+    (
+        dict(weight_bits=9),
+        r"Expected `weight_bits` in \[2, 8\].*Received: weight_bits=9",
+    ),
     (dict(weight_bits=17), r"Received: weight_bits=17"),
     (dict(weight_bits=8.0), r"Expected `weight_bits` to be an int"),
     (dict(weight_bits=True), r"Expected `weight_bits` to be an int"),
     (dict(activation_bits=1), r"Expected `activation_bits` in \[2, 16\]. Received: "),
     (dict(activation_bits=17), r"Received: activation_bits=17"),
     (dict(activation_bits="8"), r"Expected `activation_bits` to be an int"),
-    (dict(bits_per_layer={"fc9": 4}), r"names layer 'fc9', which is not a weight layer"),
+    (
+        dict(bits_per_layer={"fc9": 4}),
+        r"names layer 'fc9', which is not a weight layer",
+    ),
     (dict(bits_per_layer={"flatten": 4}), r"names layer 'flatten', which is not"),
-    (dict(bits_per_layer={"fc1": 1}), r"Expected `bits_per_layer\['fc1'\]` in \[2, 8\]"),
+    (
+        dict(bits_per_layer={"fc1": 1}),
+        r"Expected `bits_per_layer\['fc1'\]` in \[2, 8\]",
+    ),
     (dict(bits_per_layer={"fc1": 16}), r"Received: bits_per_layer\['fc1'\]=16"),
     (dict(bits_per_layer=[("fc1", 4)]), r"Expected `bits_per_layer` to be a mapping"),
     (dict(mode="affine"), r"Expected `mode` in \('dynamic', 'static'\)"),
@@ -68,7 +77,9 @@ def test_kernel_range_that_overflows_every_length(data):
 def test_feature_map_range_that_overflows_every_length():
     model = small_convnet()
     x = np.full((4, 10, 10, 2), 3e7, np.float32)
-    with pytest.raises(ValueError, match=r"the input overflows every fractional length"):
+    with pytest.raises(
+        ValueError, match=r"the input overflows every fractional length"
+    ):
         fp.quantize(model, x, activation_bits=4)
 
 
@@ -97,11 +108,14 @@ UNSUPPORTED = [
     ),
     (lambda: _model(keras.layers.Flatten()), "has no Conv2D, DepthwiseConv2D or Dense"),
     (lambda: "model.keras", "Expected `model` to be a keras.Model"),
+    (lambda: keras.Sequential([keras.layers.Dense(3)]), "has no known input shape"),
 ]
 
 
 @pytest.mark.parametrize(
-    "make,message", UNSUPPORTED, ids=["softmax", "batchnorm", "dense3d", "none", "path"]
+    "make,message",
+    UNSUPPORTED,
+    ids=["softmax", "batchnorm", "dense3d", "none", "path", "unbuilt"],
 )
 def test_unsupported_models(make, message):
     model = make()

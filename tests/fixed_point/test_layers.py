@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfedge.fixed_point import FixedPointQuantize, FixedPointWeights
-from tfedge.fixed_point import _numeric
+from tfedge.fixed_point import FixedPointQuantize, FixedPointWeights, _numeric
 
 
 def test_quantize_layer_matches_numpy():
@@ -71,7 +70,10 @@ def test_config_round_trip_and_keras_file(tmp_path):
 
 
 BAD_LAYER_ARGS = [
-    (lambda: FixedPointQuantize(1, 0), r"Expected `bits` in \[2, 64\]. Received: bits=1"),
+    (
+        lambda: FixedPointQuantize(1, 0),
+        r"Expected `bits` in \[2, 64\]. Received: bits=1",
+    ),
     (lambda: FixedPointQuantize(8, 1.5), "Expected `fractional_length` to be an int"),
     (
         lambda: FixedPointWeights(keras.layers.Dense(2), 0, 3),

@@ -59,7 +59,9 @@ def _sim_before_rounding(result, x):
     maps, y = {}, x
     for layer in result.model.layers:
         if layer.name.removesuffix("_fixed_point") in WEIGHT_LAYERS:
-            maps[layer.name.removesuffix("_fixed_point")] = keras.ops.convert_to_numpy(y)
+            maps[layer.name.removesuffix("_fixed_point")] = keras.ops.convert_to_numpy(
+                y
+            )
         y = layer(y, training=False)
     return maps
 
@@ -70,7 +72,9 @@ def test_weight_phase_gives_each_kernel_its_length(result, convnet):
         k = convnet.get_layer(name).get_weights()[0]
         start = _numeric.no_overflow_length(float(np.abs(k).max()), 8)
         assert start <= fl <= start + _numeric.SEARCH_ABOVE
-        errors = [np.abs(k - _numeric.quantize(k, 8, f)).sum() for f in (fl - 1, fl + 1)]
+        errors = [
+            np.abs(k - _numeric.quantize(k, 8, f)).sum() for f in (fl - 1, fl + 1)
+        ]
         if fl > start:
             assert np.abs(k - _numeric.quantize(k, 8, fl)).sum() <= errors[0]
         assert np.abs(k - _numeric.quantize(k, 8, fl)).sum() <= errors[1]
@@ -180,8 +184,10 @@ def test_narrow_feature_maps_are_clamped_in_the_file(convnet, data):
     assert max(r.saturated for r in res.layers) > 0  # the clamp matters here
     model, sg = _tensors(bytes(res))
     codes = {
-        max(model.operatorCodes[op.opcodeIndex].builtinCode,
-            model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
+        max(
+            model.operatorCodes[op.opcodeIndex].builtinCode,
+            model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode,
+        )
         for op in sg.operators
     }
     assert {schema.BuiltinOperator.MINIMUM, schema.BuiltinOperator.MAXIMUM} <= codes
@@ -238,8 +244,9 @@ def _strided():
     return keras.Sequential(
         [
             keras.Input((9, 9, 3)),
-            keras.layers.Conv2D(5, 3, strides=2, padding="same", activation="relu6",
-                                name="c"),
+            keras.layers.Conv2D(
+                5, 3, strides=2, padding="same", activation="relu6", name="c"
+            ),
             keras.layers.Reshape((125,)),
             keras.layers.Dense(6, name="fc"),
             keras.layers.ReLU(),
@@ -258,7 +265,9 @@ def test_more_layer_kinds_export_and_match(make):
     for layer in model.layers:  # non-zero biases, so that their export is exercised
         if getattr(layer, "use_bias", False):
             w = layer.get_weights()
-            layer.set_weights([w[0], np.linspace(-0.2, 0.3, len(w[1]), dtype=np.float32)])
+            layer.set_weights(
+                [w[0], np.linspace(-0.2, 0.3, len(w[1]), dtype=np.float32)]
+            )
     x = np.random.default_rng(6).normal(0, 1, (32, 9, 9, 3)).astype(np.float32)
     res = fp.quantize(model, x)
     flat = bytes(res)

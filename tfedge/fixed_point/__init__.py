@@ -1,4 +1,4 @@
-"""Dynamic fixed point (Qiu et al. 2016): per-layer fractional lengths, exported to TFLite.
+"""Dynamic fixed point (Qiu et al. 2016): per-layer fractional lengths, TFLite export.
 
 - `quantize(model, representative_data, ...) -> FixedPointResult`: the weight phase and
   the greedy data phase; the result holds the lengths (`layers`, `LayerLengths`), a

@@ -78,7 +78,9 @@ def _check_weight_layer(layer, input_shape) -> None:
                 "channels_last. Rebuild the model with data_format='channels_last'."
             )
         if getattr(layer, "groups", 1) != 1:
-            raise ValueError(f"{where} uses groups={layer.groups}; only groups=1 works.")
+            raise ValueError(
+                f"{where} uses groups={layer.groups}; only groups=1 works."
+            )
 
 
 def read_chain(model) -> list[Step]:
@@ -88,11 +90,18 @@ def read_chain(model) -> list[Step]:
             f"Expected `model` to be a keras.Model. Received: model of type "
             f"{type(model).__name__}"
         )
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError) as e:
+        raise ValueError(
+            f"Model {model.name!r} has no known input shape. Build it first (start a "
+            "Sequential with keras.Input(shape))."
+        ) from e
+    if not inputs or len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(
             f"Expected a model with one input and one output. Received: model "
-            f"{model.name!r} with {len(model.inputs)} inputs and {len(model.outputs)} "
-            "outputs"
+            f"{model.name!r} with {len(inputs or [])} inputs and "
+            f"{len(outputs or [])} outputs"
         )
     layers = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
     steps: list[Step] = []
@@ -142,6 +151,6 @@ def check_is_chain(model, steps: list[Step], sample: np.ndarray) -> None:
         got, expected, rtol=1e-4, atol=1e-5
     ):
         raise ValueError(
-            f"Model {model.name!r} is not a chain of layers (its layers run in order do "
-            "not compute its output); fixed point supports sequential chains only."
+            f"Model {model.name!r} is not a chain of layers (its layers run in order "
+            "do not compute its output); fixed point supports sequential chains only."
         )

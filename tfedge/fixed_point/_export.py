@@ -46,8 +46,12 @@ _CLAMP_VERSION = 4
 # such a step grows through the later layers; on LeNet-5 and the test models the
 # largest difference is a few steps, while a wrong scale or layout gives hundreds.
 MAX_DRIFT_LSB = 32
-_NP_TYPE = {_TYPE.INT8: np.int8, _TYPE.INT16: np.int16, _TYPE.INT32: np.int32,
-            _TYPE.INT64: np.int64}
+_NP_TYPE = {
+    _TYPE.INT8: np.int8,
+    _TYPE.INT16: np.int16,
+    _TYPE.INT32: np.int32,
+    _TYPE.INT64: np.int64,
+}
 
 
 def _code(model, op) -> int:
@@ -97,8 +101,9 @@ def _convert(float_model, calibration: np.ndarray, int16: bool) -> bytes:
 
     conv = tf.lite.TFLiteConverter.from_keras_model(float_model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(
-        len(calibration)))
+    conv.representative_dataset = lambda: (
+        [calibration[i : i + 1]] for i in range(len(calibration))
+    )
     conv.target_spec.supported_ops = [
         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         if int16
@@ -167,7 +172,10 @@ def _add_clamps(model, sg, sources: dict[int, int], bits: int, storage) -> None:
             i for i, op in enumerate(sg.operators) if src in list(op.outputs)
         )
         ops = []
-        for code, inputs, output in ((op_min, [src, hi_t], mid), (op_max, [mid, lo_t], out)):
+        for code, inputs, output in (
+            (op_min, [src, hi_t], mid),
+            (op_max, [mid, lo_t], out),
+        ):
             op = schema.OperatorT()
             op.opcodeIndex = code
             op.inputs = np.asarray(inputs, dtype=np.int32)
@@ -177,7 +185,7 @@ def _add_clamps(model, sg, sources: dict[int, int], bits: int, storage) -> None:
 
 
 def export(result) -> tuple[bytes, float]:
-    """(the .tflite bytes, the largest output difference from the simulation in LSBs)."""
+    """The .tflite bytes and the largest output gap from the simulation, in LSBs."""
     abits = result.activation_bits
     int16 = abits > 8
     storage = _TYPE.INT16 if int16 else _TYPE.INT8
@@ -288,8 +296,8 @@ def export(result) -> tuple[bytes, float]:
     drift = _drift(data, result)
     if drift > MAX_DRIFT_LSB:
         raise TfedgeError(
-            f"the exported model differs from the simulation by {drift:.0f} output steps"
-            f" on the calibration samples (at most {MAX_DRIFT_LSB} expected)"
+            f"the exported model differs from the simulation by {drift:.0f} output "
+            f"steps on the calibration samples (at most {MAX_DRIFT_LSB} expected)"
         )
     return data, drift
 

@@ -52,7 +52,7 @@ def fake_quantize(x, bits: int, fractional_length: int):
 
 @keras.saving.register_keras_serializable(package="tfedge")
 class FixedPointQuantize(keras.layers.Layer):
-    """Rounds its input to `bits`-wide fixed point with `fractional_length` fraction bits.
+    """Rounds its input to fixed point: `bits` wide, `fractional_length` fraction bits.
 
     Args:
         bits: the width of the codes, 2 to 64.
@@ -124,7 +124,10 @@ class FixedPointWeights(keras.layers.Wrapper):
             return fake_quantize(
                 variable, self.weight_bits, self.weight_fractional_length
             )
-        if getattr(self.layer, "bias", None) is not None and variable is self.layer.bias:
+        if (
+            getattr(self.layer, "bias", None) is not None
+            and variable is self.layer.bias
+        ):
             return fake_quantize(variable, self.bias_bits, self.bias_fractional_length)
         return variable
 

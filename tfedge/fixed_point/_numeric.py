@@ -33,7 +33,7 @@ SEARCH_ABOVE = 3
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
-    """Round to nearest, ties away from zero (TFLite's rounding in QUANTIZE and pooling)."""
+    """Round to nearest, ties away from zero (as TFLite's QUANTIZE and pooling do)."""
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
@@ -104,14 +104,14 @@ def choose_length(
         raise ValueError(
             f"{what} overflows every fractional length at {width} bits: its range "
             f"{max_abs:.6g} needs a length of {start}, below the smallest allowed "
-            f"({FL_MIN}, at most {hi * 2.0 ** -FL_MIN:.6g} at this width). Use more bits "
+            f"({FL_MIN}, at most {hi * 2.0**-FL_MIN:.6g} at this width). Use more bits "
             "or rescale the layer."
         )
     if start > FL_MAX:
         warnings.warn(
             f"{what} has range {max_abs:.6g}, which would take a fractional length of "
-            f"{start} at {width} bits; clamped to {FL_MAX} (values keep a coarser step, "
-            "none overflows).",
+            f"{start} at {width} bits; clamped to {FL_MAX} (values keep a coarser "
+            "step, none overflows).",
             stacklevel=3,
         )
         return FL_MAX

@@ -1,4 +1,4 @@
-"""`quantize`: Qiu et al.'s weight phase and greedy data phase, and the result object."""
+"""`quantize`: Qiu et al.'s weight phase and greedy data phase; the result object."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from tfedge.fixed_point import _numeric
-from tfedge.fixed_point._chain import Step, check_is_chain, read_chain
+from tfedge.fixed_point._chain import check_is_chain, read_chain
 from tfedge.fixed_point._layers import FixedPointQuantize, FixedPointWeights
 
 MODES = ("dynamic", "static")
@@ -168,8 +168,9 @@ def _check_data(model, representative_data) -> np.ndarray:
         w is not None and w != g for w, g in zip(want[1:], x.shape[1:], strict=True)
     ):
         raise ValueError(
-            f"Expected `representative_data` of shape (n, {', '.join(map(str, want[1:]))})"
-            f" to match the model input. Received: shape {x.shape}"
+            "Expected `representative_data` of shape "
+            f"(n, {', '.join(map(str, want[1:]))}) to match the model input. "
+            f"Received: shape {x.shape}"
         )
     if x.shape[0] == 0:
         raise ValueError(
@@ -234,8 +235,12 @@ def quantize(
     """
     if mode not in MODES:
         raise ValueError(f"Expected `mode` in {MODES}. Received: mode={mode!r}")
-    weight_bits = _check_bits("weight_bits", weight_bits, *WEIGHT_BITS_RANGE, _WEIGHT_WHY)
-    activation_bits = _check_bits("activation_bits", activation_bits, *ACTIVATION_BITS_RANGE)
+    weight_bits = _check_bits(
+        "weight_bits", weight_bits, *WEIGHT_BITS_RANGE, _WEIGHT_WHY
+    )
+    activation_bits = _check_bits(
+        "activation_bits", activation_bits, *ACTIVATION_BITS_RANGE
+    )
     steps = read_chain(model)
     weight_steps = [s for s in steps if s.kind == "weights"]
     names = [s.layer.name for s in weight_steps]
@@ -284,7 +289,9 @@ def quantize(
         refs.append(y)
     static_fl = None
     if mode == "static":
-        maps = [x] + [r for s, r in zip(steps, refs, strict=True) if s.kind == "weights"]
+        maps = [x] + [
+            r for s, r in zip(steps, refs, strict=True) if s.kind == "weights"
+        ]
         static_fl = _numeric.choose_length(
             [(m, m, abits) for m in maps], "the feature maps"
         )
