@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import struct
 import zlib
 
@@ -93,13 +92,6 @@ def _refresh_crc(payload: bytearray) -> bytearray:
         crc = crc32(bytes(payload[28:]), crc32(bytes(payload[:24])))
         payload[24:28] = struct.pack("<I", crc)
     return payload
-
-
-def test_library_is_built_when_a_compiler_exists():
-    # The package build must compile the decoder wherever a C++ compiler exists.
-    assert shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-    assert _native.native_library_path() is not None
-    assert _native._library().tfedge_format_version() == 1
 
 
 @pytest.mark.parametrize("layout,kind,value_coding,gap_coding", [c[1:] for c in CODECS],

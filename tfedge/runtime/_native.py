@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from tfedge.errors import FormatError
+from tfedge.errors import FormatError, TfedgeError
 
 __all__ = ["decode_payload_native", "native_available", "native_library_path"]
 
@@ -83,7 +83,7 @@ def _load(path: str) -> ctypes.CDLL:
 def _library() -> ctypes.CDLL:
     path = native_library_path()
     if path is None:
-        raise RuntimeError(
+        raise TfedgeError(
             "tfedge's native library is not built (no C++17 compiler at install time?); "
             "reinstall tfedge with a compiler, or use tfedge.codecs.decode_payload"
         )
@@ -134,7 +134,7 @@ def decode_payload_native(
     Raises:
         FormatError: the payload is malformed (the same inputs the numpy reader
             rejects), naming the tensor and the byte offset.
-        RuntimeError: the native library is not built.
+        TfedgeError: the native library is not built.
     """
     if max_decoded < 0:
         raise ValueError(f"Expected `max_decoded` >= 0. Received: max_decoded={max_decoded}")
