@@ -1,4 +1,4 @@
-"""Build of tfedge's native library (the C++ payload decoder and TFEDGE_DECODE delegate).
+"""Build of tfedge's native library: the C++ payload decoder and TFEDGE_DECODE delegate.
 
 Everything else about the package is declared in setup.cfg. The library is a plain
 shared object loaded with ctypes and by TFLite's `load_delegate`; it links against
@@ -21,13 +21,17 @@ _SOURCES = [
     "tfedge/runtime/cc/delegate.cc",
 ]
 
-_COMPILE_ARGS = [] if sys.platform == "win32" else [
-    "-std=c++17",
-    "-O3",
-    "-fvisibility=hidden",
-    "-fno-strict-aliasing",
-    "-g0",
-]
+_COMPILE_ARGS = (
+    []
+    if sys.platform == "win32"
+    else [
+        "-std=c++17",
+        "-O3",
+        "-fvisibility=hidden",
+        "-fno-strict-aliasing",
+        "-g0",
+    ]
+)
 
 setup(
     ext_modules=[

@@ -16,6 +16,8 @@ Usage: python scripts/bench_decoder.py [--json PATH] [--big_params 25000000]
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import time
@@ -24,8 +26,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from absl import app, flags, logging
-
 from _common import (
     lenet5,
     lenet300,
@@ -35,11 +35,14 @@ from _common import (
     print_banner,
     write_json,
 )
+from absl import app, flags, logging
 
 _JSON = flags.DEFINE_string("json", None, "write the results to this JSON file")
 _BIG = flags.DEFINE_integer("big_params", 25_000_000, "parameters of the large model")
 _INVOKES = flags.DEFINE_integer("invokes", 300, "invokes per latency measurement")
-_EPOCHS = flags.DEFINE_integer("epochs", 1, "training epochs of the Fashion-MNIST models")
+_EPOCHS = flags.DEFINE_integer(
+    "epochs", 1, "training epochs of the Fashion-MNIST models"
+)
 _SPARSITY = 0.9  # magnitude pruning before packing (Deep Compression's regime)
 
 
@@ -57,7 +60,9 @@ def _prune(model, sparsity: float) -> None:
 def _convert(model) -> bytes:
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    # The converter prints its SavedModel signature; keep the tables clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def _trained(build, x, y, channels_last=False):
@@ -100,7 +105,10 @@ def _payloads(packed: bytes):
     model = read(packed)
     for si, _oi, p, w in decode_ops(model):
         sg = model.subgraphs[si]
-        yield sg.tensors[w].name.decode(), bytes(buffer_data(model, sg.tensors[p].buffer))
+        yield (
+            sg.tensors[w].name.decode(),
+            bytes(buffer_data(model, sg.tensors[p].buffer)),
+        )
 
 
 def _describe(payload: bytes) -> str:
@@ -163,9 +171,11 @@ def throughput_rows(model_name: str, packed: bytes, min_bytes: int = 100_000):
         repeats = max(3, min(30, int(200 / mb)))
         t_native = _median_cpu_time(lambda p=payload: decode_payload_native(p), repeats)
         t_wall = median_time(lambda p=payload: decode_payload_native(p), repeats, 1)
-        t_numpy = _median_cpu_time(lambda p=payload: decode_payload(p), max(3, repeats // 4))
+        t_numpy = _median_cpu_time(
+            lambda p=payload: decode_payload(p), max(3, repeats // 4)
+        )
         dst = np.empty_like(out)
-        t_copy = _median_cpu_time(lambda: np.copyto(dst, out), repeats)
+        t_copy = _median_cpu_time(lambda d=dst, o=out: np.copyto(d, o), repeats)
         rows.append(
             {
                 "model": model_name,
@@ -203,7 +213,9 @@ def latency_rows(model_name: str, plain: bytes, packed: bytes, x, invokes: int):
 
     expanded = tfedge.expand(packed)
     variants = {
-        "plain (stock interpreter)": StockInterpreter(model_content=plain, num_threads=1),
+        "plain (stock interpreter)": StockInterpreter(
+            model_content=plain, num_threads=1
+        ),
         "expanded (stock interpreter)": StockInterpreter(
             model_content=expanded, num_threads=1
         ),
@@ -220,7 +232,9 @@ def latency_rows(model_name: str, plain: bytes, packed: bytes, x, invokes: int):
             "path": name,
             "invoke us": t * 1e6,
             "vs plain": t / base,
-            "file KB": len({"plain": plain, "expanded": expanded}.get(name.split()[0], packed))
+            "file KB": len(
+                {"plain": plain, "expanded": expanded}.get(name.split()[0], packed)
+            )
             / 1e3,
         }
         for name, t in times.items()
@@ -296,7 +310,9 @@ def main(argv):
             )
         _prune(m, _SPARSITY)
         plain = _convert(m)
-        packed = bytes(tfedge.compress(plain, representative_data=xs[1][:64], progress=False))
+        packed = bytes(
+            tfedge.compress(plain, representative_data=xs[1][:64], progress=False)
+        )
         models[name] = (plain, packed, xs[1])
 
     logging.info("building the %d-parameter model", _BIG.value)
@@ -313,7 +329,10 @@ def main(argv):
     rows += throughput_rows("LeNet-300-100 unpruned", unpruned["shared"])
     rows += throughput_rows("LeNet-300-100 lossless", unpruned["lossless"])
     rows += throughput_rows(f"MLP {big_params / 1e6:.1f}M", big_packed)
-    print("### Decode throughput (MB/s of decoded output per core: CPU time; wall time too)\n")
+    print(
+        "### Decode throughput (MB/s of decoded output per core from CPU time; "
+        "and from wall time)\n"
+    )
     print(markdown_table(rows))
     results["throughput"] = rows
 

@@ -21,7 +21,9 @@ from absl import app, flags
 
 from tfedge.codecs import encode_payload
 
-FLAGS = flags.DEFINE_bool("model", True, "also pack a small Keras model (needs TensorFlow)")
+FLAGS = flags.DEFINE_bool(
+    "model", True, "also pack a small Keras model (needs TensorFlow)"
+)
 
 _ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.uint64)}
 
@@ -86,8 +88,9 @@ def model_seeds():
         for si, _oi, p, w in decode_ops(m):
             sg = m.subgraphs[si]
             name = sg.tensors[w].name.decode().replace("/", "_")
-            yield f"model-{'-'.join(options) or 'default'}-{name}", bytes(
-                buffer_data(m, sg.tensors[p].buffer)
+            yield (
+                f"model-{'-'.join(options) or 'default'}-{name}",
+                bytes(buffer_data(m, sg.tensors[p].buffer)),
             )
 
 

@@ -17,7 +17,11 @@ from tfedge.codecs import encode_payload
 from tfedge.errors import FormatError, TfedgeError
 from tfedge.pack._graph import decode_ops, insert_decoders
 from tfedge.runtime import _native
-from tfedge.runtime._interpreter import Interpreter, allocate_tensors, load_decode_delegate
+from tfedge.runtime._interpreter import (
+    Interpreter,
+    allocate_tensors,
+    load_decode_delegate,
+)
 from tfedge.tflite import read, write
 
 pytestmark = [
@@ -92,11 +96,17 @@ def pack_every_weight(plain: bytes) -> bytes:
         es = _ELEMENT_SIZES.get(int(t.type))
         if es is None or data is None or len(data) < 64 or t.buffer in payloads:
             continue
-        elems = np.asarray(data, np.uint8).view({1: np.uint8, 2: np.uint16, 4: np.uint32}[es])
+        elems = np.asarray(data, np.uint8).view(
+            {1: np.uint8, 2: np.uint16, 4: np.uint32}[es]
+        )
         uniq, idx = np.unique(elems, return_inverse=True)
         zero = np.count_nonzero(elems == 0) > elems.size // 2
-        kw = dict(element_type=int(t.type), element_size=es, count=elems.size,
-                  layout="sparse" if zero else "dense")
+        kw = dict(
+            element_type=int(t.type),
+            element_size=es,
+            count=elems.size,
+            layout="sparse" if zero else "dense",
+        )
         if uniq.size <= 256:
             kw.update(value_kind="codebook", codebook=uniq, indices=idx)
         else:
@@ -130,7 +140,7 @@ def _inputs(interp, seed=0):
 
 
 def _run(interp, xs):
-    for d, x in zip(interp.get_input_details(), xs):
+    for d, x in zip(interp.get_input_details(), xs, strict=True):
         interp.set_tensor(d["index"], x)
     interp.invoke()
     return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
@@ -169,7 +179,9 @@ def _assert_outputs_close(got, want, steps):
     for g, w, step in zip(got, want, steps, strict=True):
         assert g.shape == w.shape and g.dtype == w.dtype
         if np.issubdtype(w.dtype, np.integer):
-            np.testing.assert_allclose(g.astype(np.int64), w.astype(np.int64), atol=INT_ATOL)
+            np.testing.assert_allclose(
+                g.astype(np.int64), w.astype(np.int64), atol=INT_ATOL
+            )
         else:
             scale = float(np.max(np.abs(w))) or 1.0
             atol = max(FLOAT_RTOL * scale, INT_ATOL * step * (1 + FLOAT_RTOL))
@@ -203,7 +215,7 @@ def test_payloads_are_decoded_once_not_per_invoke(tflite_model):
     for _ in range(5):
         again = _run(interp, xs)
     assert _native.delegate_decode_count() - before == n_payloads
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -214,7 +226,7 @@ def test_plain_models_run_too(tflite_model):
     ref = litert.Interpreter(model_content=plain)
     ref.allocate_tensors()
     xs = _inputs(interp)
-    for a, b in zip(_run(interp, xs), _run(ref, xs)):
+    for a, b in zip(_run(interp, xs), _run(ref, xs), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -228,7 +240,11 @@ def test_model_path(tflite_model, tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"model_path": "a", "model_content": b"b"}, {"model_content": b"x", "num_threads": 0}],
+    [
+        {},
+        {"model_path": "a", "model_content": b"b"},
+        {"model_content": b"x", "num_threads": 0},
+    ],
     ids=["neither", "both", "zero-threads"],
 )
 def test_bad_arguments(kwargs):
@@ -259,7 +275,9 @@ def _payload_spans(data: bytes):
         payload = np.asarray(buf, np.uint8).tobytes()
         start = data.find(payload)
         assert start > 0
-        spans.append((model.subgraphs[si].tensors[w].name.decode(), start, len(payload)))
+        spans.append(
+            (model.subgraphs[si].tensors[w].name.decode(), start, len(payload))
+        )
     return spans
 
 
@@ -275,8 +293,14 @@ def _expect_prepare_error(model_bytes: bytes, match: str):
 
 @pytest.mark.parametrize(
     "where,problem",
-    [(0, "magic"), (4, "version"), (12, "decoded size"), (24, "CRC"), (40, "CRC"),
-     (-1, "CRC")],
+    [
+        (0, "magic"),
+        (4, "version"),
+        (12, "decoded size"),
+        (24, "CRC"),
+        (40, "CRC"),
+        (-1, "CRC"),
+    ],
     ids=["magic", "version", "decoded-size", "crc", "body", "last-byte"],
 )
 def test_flipped_payload_byte(tflite_model, where, problem):
@@ -412,7 +436,10 @@ def test_decoders_in_several_subgraphs_through_signatures(tflite_model):
     ref = litert.Interpreter(model_content=tfedge.expand(packed))
     rng = np.random.default_rng(0)
     for key in interp.get_signature_list():
-        runner, ref_runner = interp.get_signature_runner(key), ref.get_signature_runner(key)
+        runner, ref_runner = (
+            interp.get_signature_runner(key),
+            ref.get_signature_runner(key),
+        )
         inputs = {
             k: rng.standard_normal(v["shape"]).astype(v["dtype"])
             for k, v in runner.get_input_details().items()
@@ -434,5 +461,9 @@ def test_resize_and_reallocate_keeps_the_decoded_weights(tflite_model):
     ref = litert.Interpreter(model_content=tfedge.expand(packed))
     ref.resize_tensor_input(d["index"], [4, int(d["shape"][1])])
     ref.allocate_tensors()
-    x = [np.random.default_rng(1).standard_normal((4, int(d["shape"][1]))).astype(np.float32)]
+    x = [
+        np.random.default_rng(1)
+        .standard_normal((4, int(d["shape"][1])))
+        .astype(np.float32)
+    ]
     _assert_outputs_close(_run(interp, x), _run(ref, x), [0.0])

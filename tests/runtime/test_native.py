@@ -1,4 +1,4 @@
-"""The native decoder against the numpy reference: identical bytes, identical refusals."""
+"""The native decoder against the numpy reference: same bytes out, same refusals."""
 
 from __future__ import annotations
 
@@ -47,7 +47,11 @@ def random_payload(rng: np.random.Generator, layout, kind, value_coding, gap_cod
     etype, dtype = _ELEMENTS[es]
     # Up to 70,000 elements: Huffman streams of many 4096-symbol blocks, which the
     # native decoder decodes four at a time, with a shorter tail block.
-    n = int(rng.choice([0, 1, 7, int(rng.integers(2, 5000)), int(rng.integers(16384, 70000))]))
+    n = int(
+        rng.choice(
+            [0, 1, 7, int(rng.integers(2, 5000)), int(rng.integers(16384, 70000))]
+        )
+    )
     density = float(rng.choice([0.02, 0.2, 0.7]))
     kw = dict(
         element_type=etype,
@@ -67,9 +71,9 @@ def random_payload(rng: np.random.Generator, layout, kind, value_coding, gap_cod
         kw["elements"] = values
     else:
         k = int(rng.integers(1, 257))
-        kw["codebook"] = rng.integers(0, np.iinfo(dtype).max, k, dtype=np.uint64).astype(
-            dtype
-        )
+        kw["codebook"] = rng.integers(
+            0, np.iinfo(dtype).max, k, dtype=np.uint64
+        ).astype(dtype)
         idx = np.minimum(skew, k - 1)
         if layout == "sparse":
             idx[rng.random(n) >= density] = 0
@@ -94,8 +98,11 @@ def _refresh_crc(payload: bytearray) -> bytearray:
     return payload
 
 
-@pytest.mark.parametrize("layout,kind,value_coding,gap_coding", [c[1:] for c in CODECS],
-                         ids=[c[0] for c in CODECS])
+@pytest.mark.parametrize(
+    "layout,kind,value_coding,gap_coding",
+    [c[1:] for c in CODECS],
+    ids=[c[0] for c in CODECS],
+)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_identical_bytes_to_numpy(layout, kind, value_coding, gap_coding, seed):
     rng = np.random.default_rng(seed)
@@ -112,7 +119,7 @@ def test_identical_bytes_to_numpy(layout, kind, value_coding, gap_coding, seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_mutated_payloads_agree_with_numpy(seed):
-    """Flipped, overwritten, truncated and extended payloads: same bytes or both refuse."""
+    """Flipped, overwritten, cut and extended payloads: same bytes, or both refuse."""
     rng = np.random.default_rng(100 + seed)
     agreed = refused = 0
     for i in range(MUTATIONS_PER_SEED):
@@ -153,8 +160,15 @@ def test_many_huffman_blocks(es, layout, kind):
     rng = np.random.default_rng(es)
     etype, dtype = _ELEMENTS[es]
     n = 4096 * 9 + 123
-    kw = dict(element_type=etype, element_size=es, count=n, layout=layout,
-              value_kind=kind, value_coding="huffman", gap_coding="huffman")
+    kw = dict(
+        element_type=etype,
+        element_size=es,
+        count=n,
+        layout=layout,
+        value_kind=kind,
+        value_coding="huffman",
+        gap_coding="huffman",
+    )
     values = (rng.geometric(0.2, n) - 1).astype(dtype)
     if layout == "sparse":
         values[rng.random(n) < 0.3] = 0
@@ -164,7 +178,9 @@ def test_many_huffman_blocks(es, layout, kind):
         kw["codebook"] = np.arange(256, dtype=dtype) * 3
         kw["indices"] = np.minimum(values, 255)
     payload = encode_payload(**kw)
-    np.testing.assert_array_equal(decode_payload_native(payload), decode_payload(payload))
+    np.testing.assert_array_equal(
+        decode_payload_native(payload), decode_payload(payload)
+    )
     # Corrupt the coded data near the end (CRC fixed up): both readers agree.
     for back in (1, 3, 40, 400):
         bad = bytearray(payload)
@@ -188,8 +204,9 @@ HEADER_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("at,value,offset", [f[1:] for f in HEADER_FAULTS],
-                         ids=[f[0] for f in HEADER_FAULTS])
+@pytest.mark.parametrize(
+    "at,value,offset", [f[1:] for f in HEADER_FAULTS], ids=[f[0] for f in HEADER_FAULTS]
+)
 def test_header_faults_name_tensor_and_offset(at, value, offset):
     payload = bytearray(
         encode_payload(

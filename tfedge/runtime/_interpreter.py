@@ -134,7 +134,7 @@ class Interpreter(_litert.Interpreter):
             raise ValueError(
                 "Expected exactly one of `model_path` and `model_content`. Received: "
                 f"model_path={model_path!r}, model_content="
-                f"{'None' if model_content is None else f'<{len(model_content)} bytes>'}"
+                + ("None" if model_content is None else f"<{len(model_content)} bytes>")
             )
         if num_threads is not None and (
             not isinstance(num_threads, int) or num_threads < -1 or num_threads == 0

@@ -44,7 +44,7 @@ def native_library_path() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(path: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(path)
     u8p = ctypes.POINTER(ctypes.c_uint8)
@@ -84,8 +84,9 @@ def _library() -> ctypes.CDLL:
     path = native_library_path()
     if path is None:
         raise TfedgeError(
-            "tfedge's native library is not built (no C++17 compiler at install time?); "
-            "reinstall tfedge with a compiler, or use tfedge.codecs.decode_payload"
+            "tfedge's native library is not built (no C++17 compiler at install "
+            "time?); reinstall tfedge with a compiler, or use "
+            "tfedge.codecs.decode_payload"
         )
     return _load(path)
 
@@ -137,7 +138,9 @@ def decode_payload_native(
         TfedgeError: the native library is not built.
     """
     if max_decoded < 0:
-        raise ValueError(f"Expected `max_decoded` >= 0. Received: max_decoded={max_decoded}")
+        raise ValueError(
+            f"Expected `max_decoded` >= 0. Received: max_decoded={max_decoded}"
+        )
     lib = _library()
     buf = _as_bytes_array(data)
     bound = max_decoded if expected_size is None else min(max_decoded, expected_size)
@@ -145,19 +148,33 @@ def decode_payload_native(
     offset = ctypes.c_int64(-1)
     size = ctypes.c_uint64(0)
     rc = lib.tfedge_decoded_size(
-        _ptr(buf), buf.size, bound, ctypes.byref(size), err, _ERR_LEN, ctypes.byref(offset)
+        _ptr(buf),
+        buf.size,
+        bound,
+        ctypes.byref(size),
+        err,
+        _ERR_LEN,
+        ctypes.byref(offset),
     )
     if rc != _OK:
         raise FormatError(_message(err), tensor=name, offset=_offset(offset))
     if expected_size is not None and size.value != expected_size:
         raise FormatError(
-            f"decoded size {size.value} disagrees with the tensor's {expected_size} bytes",
+            f"decoded size {size.value} disagrees with the tensor's "
+            f"{expected_size} bytes",
             tensor=name,
             offset=12,
         )
     out = np.empty(size.value, np.uint8)
     rc = lib.tfedge_decode(
-        _ptr(buf), buf.size, _ptr(out), out.size, bound, err, _ERR_LEN, ctypes.byref(offset)
+        _ptr(buf),
+        buf.size,
+        _ptr(out),
+        out.size,
+        bound,
+        err,
+        _ERR_LEN,
+        ctypes.byref(offset),
     )
     if rc == _FORMAT_ERROR:
         raise FormatError(_message(err), tensor=name, offset=_offset(offset))
@@ -167,7 +184,7 @@ def decode_payload_native(
 
 
 def crc32_native(data, crc: int = 0) -> int:
-    """zlib-compatible CRC-32 of `data` continuing from `crc` (for tests and benches)."""
+    """zlib-compatible CRC-32 of `data` continuing from `crc` (tests, benches)."""
     buf = _as_bytes_array(data)
     return int(_library().tfedge_crc32(crc, _ptr(buf), buf.size))
 
