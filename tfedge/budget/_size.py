@@ -1,0 +1,44 @@
+"""`packed_size`: the exact size of a model's packed file, as it stands."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def packed_size(model, *, bits: int | None = None, min_bytes: int = 256) -> int:
+    """The exact byte size of the packed file of `model`'s current weights.
+
+    Args:
+        model: a Keras model (tfedge wrappers are stripped first) or anything
+            `tfedge.compress` takes.
+        bits: None packs the weights losslessly (the size a model trained with
+            `prune`, `share_weights` or `ternarize` ships at); an int in [1, 8] first
+            shares every float kernel (rank >= 2) by k-means with 2^bits clusters,
+            pruned zeros kept.
+        min_bytes: buffers smaller than this stay raw (as in `tfedge.compress`).
+
+    Returns:
+        `len(tfedge.compress(...))` of that model, in bytes.
+    """
+    from tfedge.budget._plan import Option, _Evaluator, _pack, _to_tflite, transform
+    from tfedge.pack import _compress
+    from tfedge.tflite import read
+
+    if bits is not None and (
+        isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8
+    ):
+        raise ValueError(f"Expected `bits` in [1, 8] or None. Received: bits={bits!r}")
+    tflite, _ = _to_tflite(model)
+    if bits is not None:
+        candidates, _ = _compress._candidates(read(tflite), min_bytes, "linear", 0)
+        replaced = {
+            c.buffer: transform(c.values, Option(0.0, int(bits)))
+            for c in candidates
+            if c.values.dtype in (np.float32, np.float16)
+            and len(c.row.shape) >= 2
+            and bool(np.all(np.isfinite(c.values)))
+        }
+        tflite = _Evaluator(tflite, None, None, None, 1).bytes_with(replaced)
+    return len(_pack(tflite, min_bytes))
