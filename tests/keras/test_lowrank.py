@@ -40,7 +40,9 @@ def _conv_stack(seed: int, depth: int = 2, width: int = 16) -> keras.Model:
     layers = [keras.Input((10, 10, 3))]
     for i in range(depth):
         layers.append(
-            keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"c{i}")
+            keras.layers.Conv2D(
+                width, 3, padding="same", activation="relu", name=f"c{i}"
+            )
         )
     layers += [keras.layers.Flatten(), keras.layers.Dense(5, name="fc")]
     return keras.Sequential(layers, name="stack")
@@ -60,7 +62,7 @@ def _mixed_model(seed: int = 0) -> keras.Model:
     )
 
 
-# --- the layers -------------------------------------------------------------------------
+# --- the layers -----------------------------------------------------------------------
 
 LAYER_CASES = {
     "dense": (LowRankDense, dict(units=6, rank=2, activation="relu"), (4, 5)),
@@ -144,7 +146,9 @@ def test_save_load_gives_equal_predictions(tmp_path):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.get_layer("lrc"), LowRankConv2D)
     assert loaded.get_layer("lrd").rank == 2
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
 
 
 def test_fit_trains_both_factors():
@@ -169,7 +173,7 @@ def test_fit_trains_both_factors():
     assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
-# --- factorize: exactness and quality ---------------------------------------------------
+# --- factorize: exactness and quality -------------------------------------------------
 
 FULL_RANK_METHODS = {
     "svd": dict(method="svd"),
@@ -249,7 +253,7 @@ def test_nonlinear_solver_never_worse_than_its_linear_start():
     assert errors[1] <= errors[0] * (1 + 1e-5), errors
 
 
-# --- factorize: multiply-add accounting and rank selection ------------------------------
+# --- factorize: multiply-add accounting and rank selection ----------------------------
 
 
 def test_multiply_adds_are_counted_exactly():
@@ -284,7 +288,7 @@ def test_speedup_target_is_met_and_tight(speedup):
         cols = {"c0": 16, "c1": 16, "c2": 16, "fc": 5}[name]
         assert after[name] == positions * rank * (rows + cols)
     # Greedy stops at the first step that meets the target; its steps are one rank
-    # (16,000 multiply-adds here) or a small break-even jump, so it cannot overshoot far.
+    # (16,000 multiply-adds here) or a small break-even jump: it cannot overshoot far.
     assert achieved < speedup * 1.1
     # factorize(speedup=...) makes the same choice as select_ranks.
     direct = factorize(model, speedup=speedup, data=x, method="svd")
@@ -331,6 +335,20 @@ def test_svd_without_data_selects_from_weight_spectrum():
     assert ranks and all(1 <= r <= 16 for r in ranks.values())
 
 
+def test_strip_keeps_low_rank_layers():
+    from tfedge.keras import strip
+
+    model = _mixed_model()
+    out = factorize(model, ranks={"conv": 3, "dense": 4}, method="svd")
+    stripped = strip(out)
+    assert isinstance(stripped.get_layer("conv"), LowRankConv2D)
+    assert isinstance(stripped.get_layer("dense"), LowRankDense)
+    x = np.random.default_rng(14).normal(size=(4, 8, 8, 2)).astype(np.float32)
+    np.testing.assert_allclose(
+        stripped.predict(x, verbose=0), out.predict(x, verbose=0), atol=EXACT_ATOL
+    )
+
+
 def test_factorized_model_exports_two_ops_per_layer(capsys):
     tf = pytest.importorskip("tensorflow")
     from ai_edge_litert.interpreter import Interpreter
@@ -352,7 +370,7 @@ def test_factorized_model_exports_two_ops_per_layer(capsys):
     np.testing.assert_allclose(got, out.predict(x, verbose=0), atol=EXACT_ATOL)
 
 
-# --- bad input --------------------------------------------------------------------------
+# --- bad input ------------------------------------------------------------------------
 
 
 def _data(shape=(8, 8, 8, 2)):
@@ -365,7 +383,10 @@ BAD_INPUTS = {
         r"Layer 'conv': expected a rank in \[1, 8\].*Received: ranks\['conv'\]=9",
     ),
     "rank_zero": (dict(ranks={"dense": 0}, method="svd"), r"Layer 'dense'.*\[1, 12\]"),
-    "rank_not_int": (dict(ranks={"dense": 2.5}, method="svd"), r"Layer 'dense'.*integer"),
+    "rank_not_int": (
+        dict(ranks={"dense": 2.5}, method="svd"),
+        r"Layer 'dense'.*integer",
+    ),
     "speedup_unreachable": (
         dict(speedup=100.0, method="svd"),
         r"Cannot reach speedup=100.*'conv'.*at most",

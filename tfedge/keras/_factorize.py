@@ -1,9 +1,9 @@
-"""`factorize`: replace Dense and Conv2D layers by their low-rank form (Zhang et al. 2015).
+"""`factorize`: Dense and Conv2D layers replaced by low-rank forms (Zhang et al. 2015).
 
 For a layer with kernel W (k*k*c x d, or m x n for Dense) and pre-activation response
 y = W x + b at one output position, the low-rank form computes y' = M y + b' with
-M = Q P' of rank r, i.e. r filters W Q followed by the d x r matrix P'. Three ways to choose
-M and b' are offered:
+M = Q P' of rank r, i.e. r filters W Q followed by the d x r matrix P'. Three ways to
+choose M and b' are offered:
 
 - ``method="svd"``: the truncated SVD of W (weights alone, no data).
 - ``method="nonlinear", asymmetric=False``: Zhang et al.'s nonlinear reconstruction.
@@ -52,8 +52,8 @@ __all__ = ["factorize", "multiply_adds", "select_ranks"]
 
 _METHODS = ("svd", "nonlinear")
 
-# Auxiliary-variable penalty of the nonlinear solver: small first (z may move far from the
-# linear approximation to fit the ReLU target), then 1 (z held close to M y + b').
+# Auxiliary-variable penalty of the nonlinear solver: small first (z may move far from
+# the linear approximation to fit the ReLU target), then 1 (z held close to M y + b').
 _LAMBDA_SCHEDULE = (0.01, 1.0)
 
 # Relative cut-off for the pseudo-inverse of the responses' Gram matrix: responses of a
@@ -315,7 +315,10 @@ def _check_speedup(speedup: Any) -> float:
 
 
 def _as_inputs(model, data, sites: Sequence[_Site]) -> list[np.ndarray]:
-    """`data` as one float array per model input, its shape checked against the model."""
+    """`data` as one float array per model input, its shape checked against the model.
+
+    `sites` name the layers that the data feeds, for the error messages.
+    """
     names = ", ".join(repr(s.name) for s in sites)
     n_inputs = len(model.inputs)
     if isinstance(data, list | tuple):
@@ -340,7 +343,8 @@ def _as_inputs(model, data, sites: Sequence[_Site]) -> list[np.ndarray]:
             ) from e
         expected = tuple(tensor.shape)
         shape_ok = array.ndim == len(expected) and all(
-            e is None or e == a for e, a in zip(expected[1:], array.shape[1:], strict=True)
+            e is None or e == a
+            for e, a in zip(expected[1:], array.shape[1:], strict=True)
         )
         if not shape_ok or array.shape[0] < 1:
             want = ("batch",) + tuple("any" if e is None else e for e in expected[1:])
@@ -359,7 +363,7 @@ def _as_inputs(model, data, sites: Sequence[_Site]) -> list[np.ndarray]:
     return out
 
 
-# --- responses --------------------------------------------------------------------------
+# --- responses ------------------------------------------------------------------------
 
 
 def _pre_activation(site: _Site, x):
@@ -385,7 +389,7 @@ def _pre_activation(site: _Site, x):
 
 
 def _sample_index(n: int, positions: int, samples: int, rng) -> np.ndarray:
-    """Sorted flat indices into the (sample, position) grid: at most `samples` of them."""
+    """Sorted flat indices into the (sample, position) grid, at most `samples`."""
     total = n * positions
     if total <= samples:
         return np.arange(total, dtype=np.int64)
@@ -407,7 +411,9 @@ def _collect(feature_model, inputs, sites, index, batch_size) -> list[np.ndarray
             feats = [feats]
         for k, (site, feat) in enumerate(zip(sites, feats, strict=True)):
             flat = index[k]
-            lo, hi = np.searchsorted(flat, [start * site.positions, stop * site.positions])
+            lo, hi = np.searchsorted(
+                flat, [start * site.positions, stop * site.positions]
+            )
             if hi == lo:
                 continue
             y = _pre_activation(site, feat)
@@ -425,7 +431,7 @@ def _pca_energy(y: np.ndarray) -> np.ndarray:
     return np.clip(values[::-1], 0.0, None)
 
 
-# --- rank selection ---------------------------------------------------------------------
+# --- rank selection -------------------------------------------------------------------
 
 
 def _greedy_ranks(
@@ -497,7 +503,7 @@ def _greedy_ranks(
     return {sites[k].name: r for k, r in sorted(ranks.items())}
 
 
-# --- solvers ----------------------------------------------------------------------------
+# --- solvers --------------------------------------------------------------------------
 
 
 def _reduced_rank_regression(gram_pinv, gram, cross, x_mean, z_mean, rank):
@@ -602,7 +608,7 @@ def _low_rank_layer(layer, rank: int):
     return cls.from_config(config)
 
 
-# --- public entry points ----------------------------------------------------------------
+# --- public entry points --------------------------------------------------------------
 
 
 def select_ranks(
@@ -616,7 +622,7 @@ def select_ranks(
     batch_size: int = 128,
     seed: int = 0,
 ) -> dict[str, int]:
-    """Ranks that reach a multiply-add `speedup`, by Zhang et al.'s greedy PCA selection.
+    """Ranks that reach a multiply-add `speedup` by Zhang et al.'s greedy selection.
 
     Args:
         model: a built Sequential or functional Keras model.
@@ -649,7 +655,9 @@ def select_ranks(
         energies = [_svd_energy(site) for site in sites]
     else:
         inputs = _as_inputs(model, data, sites)
-        energies, _ = _original_responses(model, inputs, sites, samples, batch_size, seed)
+        energies, _ = _original_responses(
+            model, inputs, sites, samples, batch_size, seed
+        )
     return _greedy_ranks(sites, energies, target, rank_multiple)
 
 
@@ -751,7 +759,8 @@ def factorize(
     if ranks is not None and rank_multiple != 1:
         raise ValueError(
             "`rank_multiple` constrains the ranks chosen for a `speedup` target; with "
-            f"`ranks`, give the ranks themselves. Received: rank_multiple={rank_multiple}"
+            "`ranks`, give the ranks themselves. "
+            f"Received: rank_multiple={rank_multiple}"
         )
     if method == "nonlinear" and data is None:
         raise ValueError(
@@ -799,7 +808,9 @@ def factorize(
             y = responses[k]
             if asymmetric:
                 feature_model = keras.Model(new_model.inputs, target_layer.input)
-                (y_hat,) = _collect(feature_model, inputs, [site], [index[k]], batch_size)
+                (y_hat,) = _collect(
+                    feature_model, inputs, [site], [index[k]], batch_size
+                )
             else:
                 y_hat = y
             relu = site.layer.activation is keras.activations.relu

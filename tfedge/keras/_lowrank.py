@@ -1,13 +1,13 @@
-"""Low-rank layers (Zhang et al. 2015): a Dense or Conv2D split into two thinner products.
+"""Low-rank layers (Zhang et al. 2015): a Dense or Conv2D split into two thin products.
 
-`LowRankConv2D` computes a k x k x c -> r convolution (`kernel_1`, no bias) followed by a
-1 x 1 r -> d convolution (`kernel_2`) with the bias and the activation: d filters of size
-k x k x c are replaced by r of them and a d x r matrix, cutting the multiply-adds per output
-position from k*k*c*d to r*(k*k*c + d). `LowRankDense` does the same for a Dense layer
-(an m x r then an r x n matrix).
+`LowRankConv2D` computes a k x k x c -> r convolution (`kernel_1`, no bias) followed by
+a 1 x 1 r -> d convolution (`kernel_2`) with the bias and the activation: d filters of
+size k x k x c are replaced by r of them and a d x r matrix, cutting the multiply-adds
+per output position from k*k*c*d to r*(k*k*c + d). `LowRankDense` does the same for a
+Dense layer (an m x r then an r x n matrix).
 
-Both are plain Keras layers: they train in `model.fit`, save and load as `.keras`, need no
-stripping before export, and convert to two TFLite ops (two CONV_2D, or two
+Both are plain Keras layers: they train in `model.fit`, save and load as `.keras`, need
+no stripping before export, and convert to two TFLite ops (two CONV_2D, or two
 FULLY_CONNECTED). `tfedge.keras.factorize` builds them from a trained model.
 """
 
@@ -177,9 +177,9 @@ class LowRankConv2D(keras.layers.Layer):
 
     `outputs = activation(conv1x1(conv(inputs, kernel_1), kernel_2) + bias)`: the same
     arguments and defaults as `keras.layers.Conv2D` (grouped convolution and LoRA
-    options aside) plus the keyword-only `rank`. The first convolution takes the strides,
-    padding and dilation; the second is 1 x 1 with stride 1. The multiply-adds per output
-    position drop from k*k*c*d to r*(k*k*c + d).
+    options aside) plus the keyword-only `rank`. The first convolution takes the
+    strides, padding and dilation; the second is 1 x 1 with stride 1. The multiply-adds
+    per output position drop from k*k*c*d to r*(k*k*c + d).
 
     Weights, all created in `build` and all trained by back-propagation:
     `kernel_1` (kh, kw, c, r), `kernel_2` (1, 1, r, d) and `bias` (d,) when `use_bias`.
