@@ -1,13 +1,15 @@
 """Two logical CPU devices for MirroredStrategy tests (ternary and weight sharing).
 
 TensorFlow only accepts a logical device configuration before its runtime starts, so
-`configure_two_cpus()` is called when a test module is imported (collection happens before
-any test runs). If something else started the runtime first, `run_in_fresh_process`
-runs the check in a new interpreter where the configuration can still be made.
+`configure_two_cpus()` is called when a test module is imported (collection happens
+before any test runs). If something else started the runtime first,
+`run_in_fresh_process` runs the check in a new interpreter where the configuration can
+still be made.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -31,6 +33,17 @@ def configure_two_cpus() -> None:
         pass  # the runtime is already initialised; run_in_fresh_process handles it
 
 
+@functools.cache
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole process: separate
+    strategy objects reuse the same collective instance keys, and their all-reduces then
+    collide ("Shape mismatch in the collective instance")."""
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    return tf.distribute.MirroredStrategy(devices)
+
+
 def have_two_cpus() -> bool:
     import tensorflow as tf
 
@@ -40,11 +53,12 @@ def have_two_cpus() -> bool:
 def run_in_fresh_process(source: str) -> None:
     """Runs `source` (a test body that raises on failure) in a new Python process that
     has two logical CPUs; fails the calling test with the child's output on error."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     prelude = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from tests.keras._distribute import configure_two_cpus\n"
         "configure_two_cpus()\n"
-    ) % os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(source)],

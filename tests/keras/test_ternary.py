@@ -110,7 +110,9 @@ def test_initial_scales_are_the_mean_magnitudes():
     wrapper = TernaryWrapper(layer, threshold=0.05)
     wrapper.build((None, 40))
     delta = 0.05 * np.abs(w).max()
-    np.testing.assert_allclose(float(wrapper.wp.numpy()), w[w > delta].mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(wrapper.wp.numpy()), w[w > delta].mean(), rtol=1e-6
+    )
     np.testing.assert_allclose(
         float(wrapper.wn.numpy()), -w[w < -delta].mean(), rtol=1e-6
     )
@@ -122,7 +124,7 @@ def test_fixed_initial_scale():
     assert float(wrapper.wp.numpy()) == 1.0 and float(wrapper.wn.numpy()) == 1.0
 
 
-# --- scales kept positive --------------------------------------------------------------
+# --- scales kept positive -----------------------------------------------------------
 
 
 def test_optimizer_cannot_drive_a_scale_negative_and_strip_reports_it():
@@ -337,8 +339,7 @@ def _mirrored_check():
         model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
         return model
 
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
-    mirrored = train(tf.distribute.MirroredStrategy(devices))
+    mirrored = train(_distribute.mirrored_strategy())
     single = train(tf.distribute.get_strategy())
     for a, b in zip(mirrored.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=_distribute.MIRRORED_ATOL)

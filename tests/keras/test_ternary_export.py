@@ -9,9 +9,9 @@ import pytest
 import tfedge
 from tfedge.keras import share_weights, strip, ternarize
 
-# A ternary kernel holds three values: 2-bit indices, or a Huffman code whose three code
-# lengths are (1, 2, 2) bits; on random-init kernels (about 5% zeros) Huffman gives about
-# 1.6 bits, which leaves room for the payload header and codebook within 2 bits/weight.
+# A ternary kernel holds three values: 2-bit indices, or a Huffman code whose three
+# code lengths are (1, 2, 2) bits; on random-init kernels (about 5% zeros) Huffman gives
+# about 1.6 bits, which leaves room for the payload header and codebook within 2 bits.
 TERNARY_BITS_PER_WEIGHT = 2.0
 # Payload header plus a codebook of up to 8 float32 values (docs/FORMAT.md): a fixed
 # cost on top of the 3-bit indices of a 3-bit shared layer.

@@ -76,7 +76,7 @@ def _compile(model, lr=0.01, run_eagerly=False):
     model.compile(
         keras.optimizers.Adam(lr),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        run_eagerly=run_eagerly,  # eager: no tracing cost where graph mode is not tested
+        run_eagerly=run_eagerly,  # eager: no tracing where graph mode is not tested
     )
     return model
 
@@ -153,7 +153,9 @@ def test_fewer_distinct_weights_than_clusters_keeps_them_exactly():
     w = np.random.default_rng(0).choice([-0.5, 0.0, 0.25, 0.75], size=(5, 4))
     layer.kernel.assign(w.astype("float32"))
     wrapper = WeightSharingWrapper(layer, bits=3)
-    _warned(lambda: wrapper.build((None, 5)), r"3 distinct non-zero weights, fewer than")
+    _warned(
+        lambda: wrapper.build((None, 5)), r"3 distinct non-zero weights, fewer than"
+    )
     np.testing.assert_array_equal(wrapper.shared_values(), w.astype("float32"))
 
 
@@ -162,7 +164,9 @@ def test_fewer_distinct_weights_than_clusters_keeps_them_exactly():
 
 def _bits_of(model):
     return {
-        lyr.name: lyr.bits for lyr in model.layers if isinstance(lyr, WeightSharingWrapper)
+        lyr.name: lyr.bits
+        for lyr in model.layers
+        if isinstance(lyr, WeightSharingWrapper)
     }
 
 
@@ -250,7 +254,8 @@ def test_keras_save_load_gives_equal_predictions(tmp_path):
     loaded = keras.models.load_model(path)
     for name in ("c1", "d1"):
         np.testing.assert_array_equal(
-            loaded.get_layer(name).indices.numpy(), model.get_layer(name).indices.numpy()
+            loaded.get_layer(name).indices.numpy(),
+            model.get_layer(name).indices.numpy(),
         )
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=OUTPUT_ATOL
@@ -276,8 +281,7 @@ def _mirrored_check():
         model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
         return model
 
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
-    mirrored = train(tf.distribute.MirroredStrategy(devices))
+    mirrored = train(_distribute.mirrored_strategy())
     single = train(tf.distribute.get_strategy())
     for a, b in zip(mirrored.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=_distribute.MIRRORED_ATOL)
@@ -300,9 +304,13 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device():
 
 @pytest.mark.parametrize("bits", [0, 9, 2.5, True, "5", -1])
 def test_bits_outside_1_to_8(bits):
-    with pytest.raises(ValueError, match=r"Expected `bits` to be an integer in \[1, 8\]"):
+    with pytest.raises(
+        ValueError, match=r"Expected `bits` to be an integer in \[1, 8\]"
+    ):
         share_weights(_convnet(), bits=bits)
-    with pytest.raises(ValueError, match=r"Expected `bits` to be an integer in \[1, 8\]"):
+    with pytest.raises(
+        ValueError, match=r"Expected `bits` to be an integer in \[1, 8\]"
+    ):
         WeightSharingWrapper(keras.layers.Dense(2), bits=bits)
 
 

@@ -1,13 +1,13 @@
-"""Helpers shared by the wrappers that compute a layer's kernel (ternary, weight sharing).
+"""Helpers shared by the wrappers that compute a layer's kernel (ternary, sharing).
 
 Such a wrapper keeps the wrapped Keras layer untouched and, in its own `call`, runs the
-layer with a *computed* kernel in place of the stored one. `Layer.stateless_call` (public
-Keras 3 API) does exactly that on every backend: it runs `layer.call` with the values we
-give for its variables, so gradients flow from the outputs into whatever expression built
-the kernel (latent weights and scales, centroids gathered by indices, ...).
+layer with a *computed* kernel in place of the stored one. `Layer.stateless_call`
+(public Keras 3 API) does exactly that on every backend: it runs `layer.call` with the
+values we give for its variables, so gradients flow from the outputs into whatever
+expression built the kernel (latent weights and scales, centroids gathered by indices).
 
-Model-level helpers clone a Sequential or functional model, wrapping the chosen layers and
-copying every weight, so that the user's original model is never modified.
+Model-level helpers clone a Sequential or functional model, wrapping the chosen layers
+and copying every weight, so that the user's original model is never modified.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ def to_numpy(x):
 
 
 def require_kernel(layer: keras.layers.Layer, wrapper: str) -> keras.Variable:
-    """The kernel of a built layer, or a ValueError saying which layers can be wrapped."""
+    """The kernel of a built layer, or a ValueError saying which layers qualify."""
     kernel = kernel_variable(layer)
     if kernel is None:
         raise ValueError(
-            f"`{wrapper}` wraps layers that have a `kernel` weight (Dense, Conv1D/2D/3D, "
-            f"EinsumDense, ...). Received: layer={layer.name!r} of type "
+            f"`{wrapper}` wraps layers that have a `kernel` weight (Dense, "
+            f"Conv1D/2D/3D, EinsumDense, ...). Received: layer={layer.name!r} of type "
             f"{type(layer).__name__}, which has none. Leave it unwrapped."
         )
     return kernel
@@ -72,7 +72,7 @@ def call_with_kernel(layer, kernel_value, inputs, training=None):
 
 
 def copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-    """A new layer with the same config, built the same way, holding copies of the weights."""
+    """A new layer with the same config, built the same way, with copied weights."""
     new = layer.__class__.from_config(layer.get_config())
     if layer.built:
         build_config = layer.get_build_config()
@@ -97,8 +97,8 @@ def check_cloneable(model: keras.Model, fn: str) -> None:
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"`{fn}` expects a Keras 3 `keras.Model` or `keras.layers.Layer`. "
-            f"Received: {type(model).__module__}.{type(model).__name__}. For a tf_keras "
-            "model, rebuild it with Keras 3 first."
+            f"Received: {type(model).__module__}.{type(model).__name__}. For a "
+            "tf_keras model, rebuild it with Keras 3 first."
         )
     if not (isinstance(model, keras.Sequential) or _is_functional(model)):
         raise ValueError(
@@ -108,8 +108,8 @@ def check_cloneable(model: keras.Model, fn: str) -> None:
         )
     if not model.built:
         raise ValueError(
-            f"`{fn}` needs a built model (its weights are copied). Build it first, e.g. "
-            "by giving it a `keras.Input` or calling it on a batch."
+            f"`{fn}` needs a built model (its weights are copied). Build it first, "
+            "e.g. by giving it a `keras.Input` or calling it on a batch."
         )
 
 
@@ -168,4 +168,6 @@ def clone_wrapping(
         wrapped = wrap(layer, new)
         return new if wrapped is None else wrapped
 
-    return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+    return keras.models.clone_model(
+        model, clone_function=clone_function, recursive=True
+    )

@@ -1,4 +1,5 @@
-"""Trained ternary quantization (Zhu, Han, Mao and Dally 2016, "Trained Ternary Quantization").
+"""Trained ternary quantization (Zhu, Han, Mao and Dally 2016, "Trained Ternary
+Quantization").
 
 Each wrapped layer keeps its full-precision *latent* kernel. In every forward pass the
 latent kernel is normalised by its largest magnitude and thresholded at `t` (one
@@ -10,10 +11,11 @@ hyper-parameter for the whole model, as in the paper):
            = -Wn   where w~ < -delta
 
 Wp and Wn are two trained, positive, per-layer scales. The gradients are the paper's
-(section 3): the latent weights receive the output gradient scaled by Wp, by Wn, or by 1
-in the zero band (eq. 8), and each scale receives the sum of the gradients of the weights
-it stands for (eq. 7). Wn is stored as a positive magnitude (the weights are -Wn), so its
-exact derivative is minus that sum, which keeps gradient descent moving it the right way.
+(section 3): the latent weights receive the output gradient scaled by Wp, by Wn, or by
+1 in the zero band (eq. 8), and each scale receives the sum of the gradients of the
+weights it stands for (eq. 7). Wn is stored as a positive magnitude (the weights are
+-Wn), so its exact derivative is minus that sum, which keeps gradient descent moving it
+the right way.
 
 The custom gradient is written with `keras.ops.stop_gradient` only, so it runs on every
 Keras backend:
@@ -37,10 +39,10 @@ from tfedge.keras import _kernel_swap
 
 __all__ = ["TernaryWrapper", "ternarize", "ternary_kernel"]
 
-# Wp and Wn are kept at or above this value by a constraint applied after every optimizer
-# step, so that training can never flip their sign (a negative Wp would silently turn the
-# "positive" weights negative). A scale that sits on the floor is reported by
-# `tfedge_strip`.
+# Wp and Wn are kept at or above this value by a constraint applied after every
+# optimizer step, so that training can never flip their sign (a negative Wp would
+# silently turn the "positive" weights negative). A scale that sits on the floor is
+# reported by `tfedge_strip`.
 SCALE_FLOOR = 1e-8
 
 _INITIAL_SCALES = ("mean",)
@@ -67,7 +69,9 @@ def ternary_kernel(latent, wp, wn, threshold: float):
     wn = ops.cast(wn, latent.dtype)
     ternary = wp * positive - wn * negative
     # Gradient scale for the latent weights: Wp, Wn, or 1 in the zero band (eq. 8).
-    scale = ops.stop_gradient(wp * positive + wn * negative + (1.0 - positive - negative))
+    scale = ops.stop_gradient(
+        wp * positive + wn * negative + (1.0 - positive - negative)
+    )
     return ternary + scale * (latent - frozen)
 
 
@@ -313,8 +317,8 @@ def ternarize(
         chosen -= {id(candidates[0]), id(candidates[-1])}
     if not chosen:
         raise ValueError(
-            f"`ternarize` found no layer to wrap in model {model.name!r}: layers with a "
-            f"kernel are {[layer.name for layer in candidates]}"
+            f"`ternarize` found no layer to wrap in model {model.name!r}: layers "
+            f"with a kernel are {[layer.name for layer in candidates]}"
             + (
                 " and the first and last are excluded; pass exclude_first_last=False "
                 "or name the layers with `layers=`."

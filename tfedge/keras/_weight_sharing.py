@@ -6,10 +6,10 @@ only the centroids are trained. The kernel the layer computes with is
 
     kernel = take(concat(centroids, [0]), indices)
 
-where pruned weights (exact zeros when the layer is wrapped) point at the extra, constant
-zero slot and therefore stay zero. The gradient of a gather is a scatter-add, so autodiff
-gives each centroid exactly the sum of the gradients of its member weights, the paper's
-eq. 3:  dL/dC_k = sum_ij dL/dW_ij * 1(I_ij = k).
+where pruned weights (exact zeros when the layer is wrapped) point at the extra,
+constant zero slot and therefore stay zero. The gradient of a gather is a scatter-add,
+so autodiff gives each centroid exactly the sum of the gradients of its member weights,
+the paper's eq. 3:  dL/dC_k = sum_ij dL/dW_ij * 1(I_ij = k).
 """
 
 from __future__ import annotations
@@ -43,7 +43,11 @@ _MIN_BITS, _MAX_BITS = 1, 8
 
 def default_bits(layer: keras.layers.Layer) -> int:
     """The paper's bits for `layer`: 8 for a convolution, 5 otherwise."""
-    return DEFAULT_BITS["conv"] if isinstance(layer, _CONV_TYPES) else DEFAULT_BITS["dense"]
+    return (
+        DEFAULT_BITS["conv"]
+        if isinstance(layer, _CONV_TYPES)
+        else DEFAULT_BITS["dense"]
+    )
 
 
 def _check_bits(bits, where: str = "bits") -> int:
@@ -53,8 +57,8 @@ def _check_bits(bits, where: str = "bits") -> int:
         or not _MIN_BITS <= int(bits) <= _MAX_BITS
     ):
         raise ValueError(
-            f"Expected `{where}` to be an integer in [{_MIN_BITS}, {_MAX_BITS}] (2^bits "
-            f"shared values per layer). Received: {where}={bits!r}"
+            f"Expected `{where}` to be an integer in [{_MIN_BITS}, {_MAX_BITS}] "
+            f"(2^bits shared values per layer). Received: {where}={bits!r}"
         )
     return int(bits)
 
@@ -86,13 +90,13 @@ def _cluster(values: np.ndarray, k: int, init: str, seed: int, layer_name: str):
     if nonzero.size == 0:
         raise ValueError(
             f"The kernel of layer {layer_name!r} is all zeros (fully pruned): there is "
-            "nothing to share. Leave the layer out (pass `bits` as a dict or a callable "
-            "returning None for it)."
+            "nothing to share. Leave the layer out (pass `bits` as a dict or a "
+            "callable returning None for it)."
         )
     if not np.all(np.isfinite(nonzero)):
         raise ValueError(
-            f"The kernel of layer {layer_name!r} holds NaN or infinite values. Share the "
-            "weights of a layer with finite weights."
+            f"The kernel of layer {layer_name!r} holds NaN or infinite values. Share "
+            "the weights of a layer with finite weights."
         )
     distinct = np.unique(nonzero)
     if distinct.size <= k:
@@ -181,7 +185,10 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         indices = np.full(values.shape, self.clusters, dtype=np.int32)
         indices[values != 0] = labels
         self.centroids = self.add_weight(
-            name="centroids", shape=(self.clusters,), initializer="zeros", trainable=True
+            name="centroids",
+            shape=(self.clusters,),
+            initializer="zeros",
+            trainable=True,
         )
         self.indices = self.add_weight(
             name="indices",
@@ -197,9 +204,12 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         kernel.trainable = False
 
     def shared_kernel(self):
-        """The kernel as computed in `call`: centroids gathered by indices (a tensor)."""
+        """The kernel as computed in `call`: centroids gathered by indices."""
         table = ops.concatenate(
-            [ops.convert_to_tensor(self.centroids), ops.zeros((1,), self.centroids.dtype)]
+            [
+                ops.convert_to_tensor(self.centroids),
+                ops.zeros((1,), self.centroids.dtype),
+            ]
         )
         return ops.take(table, self.indices)
 
@@ -264,8 +274,9 @@ def share_weights(
 
     Returns:
         A new model whose chosen layers are `WeightSharingWrapper`s. Train it with
-        `model.fit` (only centroids and unwrapped layers learn), then `tfedge.keras.strip`
-        gives plain layers with at most 2^bits distinct non-zero values per kernel.
+        `model.fit` (only centroids and unwrapped layers learn), then
+        `tfedge.keras.strip` gives plain layers with at most 2^bits distinct non-zero
+        values per kernel.
 
     A layer with fewer distinct non-zero weights than 2^bits keeps its exact values (one
     centroid each, the rest unused) and triggers a warning.
@@ -298,7 +309,9 @@ def share_weights(
         and not isinstance(layer, WeightSharingWrapper)
     ]
     if isinstance(bits, Mapping):
-        chosen = _kernel_swap.select_layers(model, list(bits), candidates, "share_weights")
+        chosen = _kernel_swap.select_layers(
+            model, list(bits), candidates, "share_weights"
+        )
         per_layer = {id(lyr): bits[lyr.name] for lyr in candidates if id(lyr) in chosen}
     elif callable(bits):
         per_layer = {}
