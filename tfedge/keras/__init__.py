@@ -65,3 +65,8 @@ from tfedge.keras._factorize import factorize, multiply_adds, select_ranks  # no
 from tfedge.keras._lowrank import LowRankConv2D, LowRankDense  # noqa: E402
 
 __all__ += ["LowRankConv2D", "LowRankDense", "factorize", "multiply_adds", "select_ranks"]
+
+# --- size budget ------------------------------------------------------------------------
+from tfedge.budget._callback import SizeBudget  # noqa: E402
+
+__all__ += ["SizeBudget"]
