@@ -128,6 +128,27 @@ def test_centroid_gradient_is_the_sum_of_member_gradients():
     np.testing.assert_allclose(grad, expected, rtol=1e-5)
 
 
+def test_optimizer_step_moves_each_centroid_by_its_summed_gradient():
+    # The raw gradient of a gather is sparse with repeated indices (IndexedSlices on
+    # TensorFlow); the optimizer must add the repeats up, not keep one of them.
+    import tensorflow as tf
+
+    layer = _pruned_dense(units=9, inputs=7)
+    wrapper = WeightSharingWrapper(layer, bits=2)
+    wrapper.build((None, 7))
+    upstream = np.random.default_rng(5).normal(size=(7, 9)).astype("float32")
+    before = wrapper.centroids.numpy().copy()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(wrapper.shared_kernel() * upstream)
+    (grad,) = tape.gradient(loss, [wrapper.centroids.value])
+    keras.optimizers.SGD(learning_rate=0.5).apply_gradients([(grad, wrapper.centroids)])
+    idx = wrapper.indices.numpy()
+    summed = np.array([upstream[idx == j].sum() for j in range(4)])
+    np.testing.assert_allclose(
+        wrapper.centroids.numpy(), before - 0.5 * summed, rtol=1e-5
+    )
+
+
 def test_fit_trains_only_centroids_and_keeps_indices_and_zeros():
     original = _convnet(prune_fraction=0.5)
     model = _compile(share_weights(original, bits=2))
