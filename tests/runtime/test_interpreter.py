@@ -467,3 +467,12 @@ def test_resize_and_reallocate_keeps_the_decoded_weights(tflite_model):
         .astype(np.float32)
     ]
     _assert_outputs_close(_run(interp, x), _run(ref, x), [0.0])
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in CASES])
+def test_expand_native_and_numpy_give_identical_files(tflite_model, case_id):
+    from tfedge.codecs import decode_payload
+
+    packed = packed_model(tflite_model, case_id)
+    native = tfedge.expand(packed, decoder=_native.decode_payload_native)
+    assert native == tfedge.expand(packed, decoder=decode_payload)
