@@ -69,6 +69,15 @@ def test_usage_errors_exit_1(args):
     assert "Traceback" not in r.stderr
 
 
+def test_target_tflm(tmp_path, model_file):
+    packed = tmp_path / "p.tflite"
+    r = run_cli("compress", str(model_file), "-o", str(packed), "--target", "tflm")
+    assert r.returncode == 0, r.stderr
+    assert "tflm-lut" in r.stdout
+    r = run_cli("compress", str(model_file), "-o", str(packed), "--target", "onnx")
+    assert r.returncode == 2 and "target" in r.stderr
+
+
 def test_compress_without_output_is_usage(model_file):
     r = run_cli("compress", str(model_file))
     assert r.returncode == 1 and "-o OUT" in r.stderr

@@ -1,6 +1,7 @@
 """The `tfedge` command: compress | expand | inspect | demo.
 
     tfedge compress IN -o OUT [--bits N] [--lossless] [--tolerance X] [--report FILE.json]
+                    [--target tfedge|tflm]
     tfedge expand IN -o OUT
     tfedge inspect FILE [--json]
     tfedge demo [--epochs N]
@@ -23,6 +24,12 @@ flags.DEFINE_integer("bits", None, "compress: sharing bits for every lossy tenso
 flags.DEFINE_bool("lossless", False, "compress: keep every weight bit for bit.")
 flags.DEFINE_float("tolerance", None, "compress: largest allowed output drift (0-1).")
 flags.DEFINE_string("report", None, "compress: write the report as JSON to this file.")
+flags.DEFINE_string(
+    "target",
+    None,
+    "compress: 'tfedge' (default; TFEDGE_DECODE payloads) or 'tflm' (TFLite Micro's "
+    "LUT format).",
+)
 flags.DEFINE_bool("json", False, "inspect: print JSON instead of text.")
 flags.DEFINE_integer("epochs", None, "demo: training epochs.")
 
@@ -50,6 +57,7 @@ def cmd_compress(args: list[str]) -> int:
         lossless=FLAGS.lossless,
         bits=FLAGS.bits,
         tolerance=FLAGS.tolerance if FLAGS.tolerance is not None else DEFAULT_TOLERANCE,
+        target=FLAGS.target or "tfedge",
         progress=None,
     )
     packed.save(FLAGS.output)

@@ -10,7 +10,7 @@ import numpy as np
 from absl import logging
 
 from tfedge.errors import PackError
-from tfedge.pack import _encode, _verify
+from tfedge.pack import _encode, _tflm, _verify
 from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
 from tfedge.pack._report import Report, TensorReport
 from tfedge.pack._source import to_tflite
@@ -27,7 +27,7 @@ WEIGHT_ERROR_TARGET = 0.03
 # (measured: ~100 bytes plus the name); a tensor is packed only if it saves more than that.
 GRAPH_OVERHEAD_BYTES = 112
 _INITS = ("linear", "density", "random")
-_TARGETS = ("tfedge",)
+_TARGETS = ("tfedge", "tflm")
 
 
 class Packed:
@@ -72,6 +72,7 @@ class _Candidate:
     assignments: dict[int, _encode.Shared] = field(default_factory=dict)
     shared: dict[int, _encode.Encoded] = field(default_factory=dict)
     bits: int | None = None  # chosen sharing bits; None = lossless
+    dropped: bool = False  # written raw (no gain)
 
     @property
     def lossless(self) -> _encode.Encoded:
@@ -96,6 +97,12 @@ class _Candidate:
     @property
     def choice(self) -> _encode.Encoded:
         return self.lossless if self.bits is None else self.encoded(self.bits)
+
+    def drop(self, reason: str) -> None:
+        """Leave this buffer raw: the written model holds its original values."""
+        self.bits = None
+        self.dropped = True
+        self.row.reason = self.row.reason or reason
 
     def prefer_lossless_if_smaller(self) -> None:
         """Exact codebooks (ternary, trained sharing) are lossless and often smaller."""
@@ -136,7 +143,10 @@ def compress(
       init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
         "random".
       min_bytes: weight buffers smaller than this stay raw.
-      target: "tfedge" (TFEDGE_DECODE payloads, docs/FORMAT.md).
+      target: "tfedge" (TFEDGE_DECODE payloads, docs/FORMAT.md), or "tflm": look-up
+        tables with 1-7 bit indices that TFLite Micro's own TFLM_DECODE kernel decodes
+        (no Huffman or sparse index; verified in TFLM's interpreter when `tflite-micro`
+        is installed).
       progress: show a progress bar (default: when stderr is a terminal).
 
     Returns:
@@ -144,12 +154,16 @@ def compress(
     """
     if not 0 < tolerance < 1:
         raise ValueError(f"Expected `tolerance` in (0, 1). Received: tolerance={tolerance}")
-    if bits is not None and not (isinstance(bits, int) and 1 <= bits <= 8):
-        raise ValueError(f"Expected `bits` in [1, 8] or None. Received: bits={bits}")
-    if init not in _INITS:
-        raise ValueError(f"Expected `init` in {_INITS}. Received: init={init!r}")
     if target not in _TARGETS:
         raise ValueError(f"Expected `target` in {_TARGETS}. Received: target={target!r}")
+    max_bits = _tflm.MAX_BITS if target == "tflm" else 8
+    if bits is not None and not (isinstance(bits, int) and 1 <= bits <= max_bits):
+        raise ValueError(
+            f"Expected `bits` in [1, {max_bits}] or None for target={target!r}. "
+            f"Received: bits={bits}"
+        )
+    if init not in _INITS:
+        raise ValueError(f"Expected `init` in {_INITS}. Received: init={init!r}")
     if num_samples < 1:
         raise ValueError(f"Expected `num_samples` >= 1. Received: num_samples={num_samples}")
 
@@ -169,22 +183,28 @@ def compress(
             if not np.all(np.isfinite(cand.values)):
                 cand.row.reason = "non-finite weights: packed losslessly"
             else:
-                _pick_bits(cand, bits)
+                _pick_bits(cand, bits, max_bits)
         cand.choice  # noqa: B018 - encode now, inside the progress bar
 
-    drift = None
+    check = None
     backed_off: list[str] = []
     if any(c.bits is not None for c in candidates):
-        drift = _verify_and_back_off(
-            data, candidates, tolerance, representative_data, num_samples, seed,
-            backed_off, notes,
+        check = _DriftCheck.create(data, candidates, representative_data, num_samples,
+                                   seed, notes)
+    if check is not None:
+        _back_off(check, candidates, tolerance, backed_off, max_bits)
+
+    if target == "tflm":
+        return _write_tflm(
+            data, original_size, candidates, rows, lossless, tolerance, check,
+            backed_off, notes, num_samples, seed,
         )
 
     payloads = {}
     for cand in candidates:
         enc = cand.choice
         if len(enc.payload) + GRAPH_OVERHEAD_BYTES + len(cand.row.name) >= cand.row.original_bytes:
-            cand.row.reason = cand.row.reason or (
+            cand.drop(
                 f"no gain: best payload {len(enc.payload)} bytes plus graph overhead is not "
                 f"smaller than {cand.row.original_bytes} bytes"
             )
@@ -203,13 +223,13 @@ def compress(
     packed_model = read(data)
     insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
     out = write(packed_model)
-    _self_check(out, candidates, payloads)
+    expanded = _self_check(out, candidates, payloads)
     report = Report(
         original_bytes=original_size,
         packed_bytes=len(out),
         lossless=lossless or all(c.bits is None for c in candidates if c.buffer in payloads),
         tolerance=None if lossless else tolerance,
-        drift=drift,
+        drift=None if check is None else check.final(expanded, tolerance),
         tensors=rows,
         backed_off=backed_off,
         notes=notes,
@@ -278,13 +298,13 @@ def _skip_reason(model, refs, t, raw, info, produced, min_bytes) -> str:
     return ""
 
 
-def _pick_bits(cand: _Candidate, bits: int | None) -> None:
+def _pick_bits(cand: _Candidate, bits: int | None, max_bits: int) -> None:
     """Explicit bits, or the fewest bits whose sharing error meets WEIGHT_ERROR_TARGET
     (binary search: the k-means error falls as bits grow)."""
     if bits is not None:
         cand.bits = bits
     else:
-        lo, hi = 1, 8
+        lo, hi = 1, max_bits
         while lo < hi:
             mid = (lo + hi) // 2
             if cand.assignment(mid).weight_error <= WEIGHT_ERROR_TARGET:
@@ -304,30 +324,54 @@ def _simulated(plain_bytes: bytes, candidates: list[_Candidate]) -> bytes:
     return write(model)
 
 
-def _verify_and_back_off(
-    data, candidates, tolerance, representative_data, num_samples, seed, backed_off, notes
-) -> float | None:
-    try:
-        reference_runner = _verify.ModelRunner(data)
-    except (RuntimeError, ValueError) as e:
-        for c in candidates:
-            if c.bits is not None:
-                c.bits = None
-                c.row.reason = "lossy coding could not be verified: packed losslessly"
-        msg = (
-            f"the model does not run in the stock interpreter ({str(e).splitlines()[0]}); "
-            "lossy coding cannot be verified, so every tensor was packed losslessly"
-        )
-        notes.append(msg)
-        warnings.warn(f"tfedge.compress: {msg}", stacklevel=3)
-        return None
-    samples = _verify.make_samples(reference_runner, representative_data, num_samples, seed)
-    reference = reference_runner.run(samples)
+class _DriftCheck:
+    """The reference model's outputs on fixed samples, and the drift of other models."""
 
-    def measure(cands) -> float:
-        return _verify.drift(reference, _verify.ModelRunner(_simulated(data, cands)).run(samples))
+    def __init__(self, data: bytes, samples, reference):
+        self.data, self.samples, self.reference = data, samples, reference
 
-    drift = measure(candidates)
+    @classmethod
+    def create(cls, data, candidates, representative_data, num_samples, seed, notes):
+        """None (and every lossy tensor made lossless) when the model cannot run."""
+        try:
+            runner = _verify.ModelRunner(data)
+        except (RuntimeError, ValueError) as e:
+            for c in candidates:
+                if c.bits is not None:
+                    c.bits = None
+                    c.row.reason = "lossy coding could not be verified: packed losslessly"
+            msg = (
+                f"the model does not run in the stock interpreter "
+                f"({str(e).splitlines()[0]}); lossy coding cannot be verified, so every "
+                "tensor was packed losslessly"
+            )
+            notes.append(msg)
+            warnings.warn(f"tfedge.compress: {msg}", stacklevel=4)
+            return None
+        samples = _verify.make_samples(runner, representative_data, num_samples, seed)
+        return cls(data, samples, runner.run(samples))
+
+    def of(self, model_bytes: bytes) -> float:
+        outputs = _verify.ModelRunner(model_bytes).run(self.samples)
+        return _verify.drift(self.reference, outputs)
+
+    def measure(self, candidates) -> float:
+        return self.of(_simulated(self.data, candidates))
+
+    def final(self, model_bytes: bytes, tolerance: float) -> float:
+        """The drift of the model as written; past the tolerance is a failure."""
+        drift = self.of(model_bytes)
+        if drift > tolerance:
+            raise PackError(
+                f"the written model drifts {drift:.4g} from the original, past the "
+                f"tolerance {tolerance:g} (a tfedge bug; please report it)"
+            )
+        return drift
+
+
+def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -> None:
+    """Raise the bits of the tensor that alone drifts most until the whole model fits."""
+    drift = check.measure(candidates)
     solo: dict[int, float] = {}
     rounds = 0
     while drift > tolerance:
@@ -336,10 +380,10 @@ def _verify_and_back_off(
             break
         for c in lossy:
             if c.buffer not in solo:
-                solo[c.buffer] = measure([c])
+                solo[c.buffer] = check.measure([c])
         worst = max(lossy, key=lambda c: (solo[c.buffer], c.row.original_bytes))
         before = worst.bits
-        if worst.bits < 8:
+        if worst.bits < max_bits:
             worst.bits += 1
             worst.prefer_lossless_if_smaller()
         else:
@@ -349,7 +393,7 @@ def _verify_and_back_off(
             f"{worst.row.name}: {before} bits -> {after} (its own drift {solo[worst.buffer]:.3g})"
         )
         solo.pop(worst.buffer, None)
-        drift = measure(candidates)
+        drift = check.measure(candidates)
         rounds += 1
         logging.info("tfedge.compress: back-off round %d, drift %.4g", rounds, drift)
     if drift > tolerance:
@@ -357,7 +401,94 @@ def _verify_and_back_off(
             f"output drift {drift:.4g} exceeds tolerance {tolerance:g} even with every tensor "
             "packed losslessly: the interpreter's outputs are not reproducible on these inputs"
         )
-    return drift
+
+
+def _write_tflm(
+    data, original_size, candidates, rows, lossless, tolerance, check, backed_off, notes,
+    num_samples, seed,
+) -> Packed:
+    """TFLM's LUT layout for every candidate whose decoded values fit 128-entry tables."""
+    encodings = {}
+    plain = read(data)
+    for cand in candidates:
+        enc = cand.choice
+        shape = tuple(cand.row.shape)
+        values = enc.decoded.view(cand.values.dtype).reshape(shape)
+        tensor = plain.subgraphs[cand.row.subgraph].tensors[cand.row.tensor]
+        lut = _tflm.lut_encode(values, _tflm.channel_axis(tensor))
+        if lut is None:
+            cand.drop(
+                "more than 128 distinct values per table: TFLM's LUT decoder takes 1-7 bit "
+                "indices (pass lossless=False to share weights)"
+            )
+            continue
+        overhead = _tflm.GRAPH_OVERHEAD_BYTES + 2 * len(cand.row.name)
+        if lut.size + overhead >= cand.row.original_bytes:
+            cand.drop(
+                f"no gain: LUT encoding {lut.size} bytes plus graph overhead is not smaller "
+                f"than {cand.row.original_bytes} bytes"
+            )
+            continue
+        encodings[cand.buffer] = lut
+        _fill_row(cand.row, enc)
+        cand.row.encoding = lut.description
+        cand.row.bits = lut.bits
+        cand.row.packed_bytes = lut.size
+    if not encodings:
+        notes.append("nothing to improve for TFLM: the model is written through unchanged")
+        return Packed(data, Report(original_size, len(data), lossless,
+                                   None if lossless else tolerance, None, rows,
+                                   backed_off, notes))
+    model = read(data)
+    scratch = _tflm.insert_tflm_decoders(model, encodings)
+    out = write(model)
+    notes.append(
+        f"TFLM: flash size {len(out)} bytes (the file); TFLM_DECODE scratch "
+        f"{scratch} bytes (decoded tensors alive at once)"
+    )
+    decoded_model = _simulated(data, candidates)
+    notes.append(_verify_tflm(out, decoded_model, num_samples, seed))
+    report = Report(
+        original_bytes=original_size,
+        packed_bytes=len(out),
+        lossless=lossless or all(c.bits is None for c in candidates if c.buffer in encodings),
+        tolerance=None if lossless else tolerance,
+        drift=None if check is None else check.final(decoded_model, tolerance),
+        tensors=rows,
+        backed_off=backed_off,
+        notes=notes,
+        tflm_scratch_bytes=scratch,
+    )
+    return Packed(out, report)
+
+
+def _verify_tflm(packed: bytes, reference: bytes, num_samples: int, seed: int) -> str:
+    """Runs the TFLM file and the values it must decode to in TFLM's own interpreter."""
+    try:
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        return (
+            "TFLM: not run in TFLM's interpreter (pip install tflite-micro to verify); the "
+            "decoded values were verified in the LiteRT interpreter"
+        )
+    runner = _verify.ModelRunner(reference)
+    samples = _verify.make_samples(runner, None, min(num_samples, 4), seed)[0]
+    try:
+        got = _tflm.run_in_tflm(packed, samples)
+    except (RuntimeError, ValueError) as e:
+        raise PackError(
+            f"TFLM's interpreter rejected the TFLM output ({str(e).splitlines()[0]}); "
+            "please report this with the model"
+        ) from e
+    want = _tflm.run_in_tflm(reference, samples)
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            if not np.array_equal(a, b):
+                raise PackError(
+                    "TFLM's interpreter gives other outputs for the TFLM output than for "
+                    "the values it encodes; please report this with the model"
+                )
+    return "TFLM: verified in TFLM's interpreter (outputs equal to the decoded values')"
 
 
 def _fill_row(row: TensorReport, enc: _encode.Encoded) -> None:
@@ -369,12 +500,14 @@ def _fill_row(row: TensorReport, enc: _encode.Encoded) -> None:
     row.weight_error = enc.weight_error
 
 
-def _self_check(out: bytes, candidates: list[_Candidate], payloads: dict[int, bytes]) -> None:
-    """Expands the packed bytes with the numpy reference and compares every tensor."""
+def _self_check(out: bytes, candidates: list[_Candidate], payloads: dict[int, bytes]) -> bytes:
+    """Expands the packed bytes with the numpy reference, compares every tensor with the
+    values that were verified, and returns the expanded model."""
     from tfedge.codecs import decode_payload
     from tfedge.runtime import expand
 
-    expanded = read(expand(out, decoder=decode_payload))
+    expanded_bytes = expand(out, decoder=decode_payload)
+    expanded = read(expanded_bytes)
     for c in candidates:
         if c.buffer not in payloads:
             continue
@@ -384,6 +517,7 @@ def _self_check(out: bytes, candidates: list[_Candidate], payloads: dict[int, by
                 f"tensor {c.row.name!r}: the packed payload does not expand to the values "
                 "that were verified (a tfedge bug; please report it)"
             )
+    return expanded_bytes
 
 
 def _progress(items, desc: str, enabled: bool | None):

@@ -57,6 +57,7 @@ class Report:
     backed_off: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     format_version: int = 1
+    tflm_scratch_bytes: int | None = None  # target="tflm": TFLM_DECODE scratch memory
 
     @property
     def ratio(self) -> float:
