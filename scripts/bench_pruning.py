@@ -26,10 +26,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
-
-import _common  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the results as JSON to this path.")
@@ -85,9 +84,13 @@ def time_fit(keras, tk, data, steps_per_epoch):
     sparsity = tfmot.sparsity.keras
     twin = sparsity.prune_low_magnitude(
         twin,
-        pruning_schedule=sparsity.PolynomialDecay(0.0, 0.9, 0, end, frequency=frequency),
+        pruning_schedule=sparsity.PolynomialDecay(
+            0.0, 0.9, 0, end, frequency=frequency
+        ),
     )
-    twin.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    twin.compile(
+        "adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
 
     runs = {
         "plain Keras 3": (plain, []),
@@ -98,13 +101,19 @@ def time_fit(keras, tk, data, steps_per_epoch):
     for _ in range(FLAGS.timing_epochs + 1):
         for name, (model, callbacks) in runs.items():
             t0 = time.perf_counter()
-            model.fit(x, y, batch_size=FLAGS.batch, epochs=1, verbose=0,
-                      callbacks=callbacks)
+            model.fit(
+                x, y, batch_size=FLAGS.batch, epochs=1, verbose=0, callbacks=callbacks
+            )
             times[name].append(time.perf_counter() - t0)
     medians = {name: statistics.median(t[1:]) for name, t in times.items()}
     base = medians["plain Keras 3"]
     return [
-        {"model": name, "s/epoch": t, "x plain": t / base, "epochs timed": len(times[name]) - 1}
+        {
+            "model": name,
+            "s/epoch": t,
+            "x plain": t / base,
+            "epochs timed": len(times[name]) - 1,
+        }
         for name, t in medians.items()
     ]
 
@@ -130,12 +139,16 @@ def allocate(tk, table, counts: dict, target: float) -> dict:
             lo = mid
     chosen = tk.choose_sparsity(table, max_loss=hi)
     rest = sum(chosen[n] * counts[n] for n in counts if n != largest)
-    chosen[largest] = float(np.clip((target * total - rest) / counts[largest], 0.0, 0.999))
+    chosen[largest] = float(
+        np.clip((target * total - rest) / counts[largest], 0.0, 0.999)
+    )
     return chosen
 
 
 def accuracy(model, x, y) -> float:
-    return float(np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == y))
+    return float(
+        np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == y)
+    )
 
 
 def accuracy_runs(keras, tk, data, steps_per_epoch):
@@ -149,8 +162,11 @@ def accuracy_runs(keras, tk, data, steps_per_epoch):
     dense.compile(keras.optimizers.Adam(1e-3), loss)
     dense.fit(x_tr, y_tr, batch_size=FLAGS.batch, epochs=FLAGS.dense_epochs, verbose=0)
     dense_acc = accuracy(dense, x_test, y_test)
-    counts = {name: dense.get_layer(name).kernel.shape[0] * dense.get_layer(name).kernel.shape[1]
-              for name in ("fc1", "fc2", "fc3")}
+    counts = {
+        name: dense.get_layer(name).kernel.shape[0]
+        * dense.get_layer(name).kernel.shape[1]
+        for name in ("fc1", "fc2", "fc3")
+    }
     hessian = (x_tr[: FLAGS.hessian_examples], y_tr[: FLAGS.hessian_examples])
     obd_args = {"hessian_data": hessian, "loss": loss}
 
@@ -172,9 +188,12 @@ def accuracy_runs(keras, tk, data, steps_per_epoch):
                     per_layer = allocate(tk, tables[criterion], counts, target)
                 schedule = {
                     n: tk.PolynomialDecay(0.0, s, 0, end, frequency=frequency)
-                    for n, s in per_layer.items() if s > 0
+                    for n, s in per_layer.items()
+                    if s > 0
                 }
-                one_shot = tk.prune(dense, schedule=schedule, criterion=criterion, **extra)
+                one_shot = tk.prune(
+                    dense, schedule=schedule, criterion=criterion, **extra
+                )
                 for w in one_shot.layers:
                     if isinstance(w, tk.PruningWrapper):
                         w.prune_now(per_layer[w.name])
@@ -182,20 +201,29 @@ def accuracy_runs(keras, tk, data, steps_per_epoch):
                 keras.utils.set_random_seed(0)
                 model = tk.prune(dense, schedule=schedule, criterion=criterion, **extra)
                 model.compile(keras.optimizers.Adam(5e-4), loss)
-                model.fit(x_tr, y_tr, batch_size=FLAGS.batch, epochs=FLAGS.prune_epochs,
-                          verbose=0)
+                model.fit(
+                    x_tr,
+                    y_tr,
+                    batch_size=FLAGS.batch,
+                    epochs=FLAGS.prune_epochs,
+                    verbose=0,
+                )
                 plain = tk.strip(model)
                 kernels = [plain.get_layer(n).kernel for n in counts]
-                zeros = sum(int(np.sum(keras.ops.convert_to_numpy(k) == 0)) for k in kernels)
-                rows.append({
-                    "sparsity": target,
-                    "criterion": criterion,
-                    "per-layer": targets,
-                    "fc1/fc2/fc3": "/".join(f"{per_layer[n]:.3f}" for n in counts),
-                    "weights kept": sum(counts.values()) - zeros,
-                    "one-shot acc": shot_acc,
-                    "retrained acc": accuracy(plain, x_test, y_test),
-                })
+                zeros = sum(
+                    int(np.sum(keras.ops.convert_to_numpy(k) == 0)) for k in kernels
+                )
+                rows.append(
+                    {
+                        "sparsity": target,
+                        "criterion": criterion,
+                        "per-layer": targets,
+                        "fc1/fc2/fc3": "/".join(f"{per_layer[n]:.3f}" for n in counts),
+                        "weights kept": sum(counts.values()) - zeros,
+                        "one-shot acc": shot_acc,
+                        "retrained acc": accuracy(plain, x_test, y_test),
+                    }
+                )
     return dense_acc, rows, tables
 
 
@@ -219,30 +247,44 @@ def main(argv):
     steps = -(-len(x) // FLAGS.batch)
 
     timing = time_fit(keras, tk, data, steps)
-    print(f"### model.fit time per epoch (LeNet-300-100, batch {FLAGS.batch}, "
-          f"{len(x)} examples, median of {FLAGS.timing_epochs} epochs after a first, round robin)\n")
+    print(
+        f"### model.fit time per epoch (LeNet-300-100, batch {FLAGS.batch}, "
+        f"{len(x)} examples, median of {FLAGS.timing_epochs} epochs after a first, "
+        "round robin)\n"
+    )
     print(_common.markdown_table(timing) + "\n")
 
     steps_train = -(-(len(x) - min(5000, len(x) // 6)) // FLAGS.batch)
     dense_acc, rows, tables = accuracy_runs(keras, tk, data, steps_train)
-    print(f"### LeNet-300-100 test accuracy (dense: {dense_acc:.4f} after "
-          f"{FLAGS.dense_epochs} epochs; pruning over 1 epoch + retraining, "
-          f"{FLAGS.prune_epochs} epochs in all)\n")
+    print(
+        f"### LeNet-300-100 test accuracy (dense: {dense_acc:.4f} after "
+        f"{FLAGS.dense_epochs} epochs; pruning over 1 epoch + retraining, "
+        f"{FLAGS.prune_epochs} epochs in all)\n"
+    )
     print(_common.markdown_table(rows) + "\n")
     for criterion, table in tables.items():
-        print(f"### Sensitivity ({criterion}, validation accuracy, one layer pruned; "
-              f"baseline {table.baseline:.4f})\n")
+        print(
+            f"### Sensitivity ({criterion}, validation accuracy, one layer pruned; "
+            f"baseline {table.baseline:.4f})\n"
+        )
         print(_common.markdown_table(table.rows()) + "\n")
-    _common.write_json(FLAGS.json, {
-        "banner": banner,
-        "timing": timing,
-        "dense_accuracy": dense_acc,
-        "accuracy": rows,
-        "sensitivity": {
-            c: {"baseline": t.baseline, "sparsities": t.sparsities, "scores": t.scores}
-            for c, t in tables.items()
+    _common.write_json(
+        FLAGS.json,
+        {
+            "banner": banner,
+            "timing": timing,
+            "dense_accuracy": dense_acc,
+            "accuracy": rows,
+            "sensitivity": {
+                c: {
+                    "baseline": t.baseline,
+                    "sparsities": t.sparsities,
+                    "scores": t.scores,
+                }
+                for c, t in tables.items()
+            },
         },
-    })
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Run pruning under tf.distribute in a fresh interpreter; print one JSON line of results.
+"""Run pruning under tf.distribute in a fresh interpreter; print one JSON result line.
 
 Usage: python _pruning_distribute_worker.py mirrored
        TF_CONFIG=... python _pruning_distribute_worker.py multiworker
@@ -84,7 +84,9 @@ def custom_loop(strategy, model, x, y):
     MultiWorkerMirroredStrategy (PerReplica conversion, keras-team/keras#20585)."""
     import keras
 
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="sum"
+    )
     optimizer = model.optimizer
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     options = tf.data.Options()

@@ -50,11 +50,14 @@ def _wrappers(model):
     return [x for x in model.layers if isinstance(x, tk.PruningWrapper)]
 
 
-# --- every prunable layer type ----------------------------------------------------------
+# --- every prunable layer type --------------------------------------------------------
 
 LAYERS = {
     "dense": (lambda: keras.layers.Dense(6), (5, 7)),
-    "einsum_dense": (lambda: keras.layers.EinsumDense("ab,bc->ac", output_shape=6), (5, 7)),
+    "einsum_dense": (
+        lambda: keras.layers.EinsumDense("ab,bc->ac", output_shape=6),
+        (5, 7),
+    ),
     "embedding": (lambda: keras.layers.Embedding(20, 4), None),
     "conv1d": (lambda: keras.layers.Conv1D(4, 3), (2, 9, 3)),
     "conv2d": (lambda: keras.layers.Conv2D(4, 3), (2, 8, 8, 3)),
@@ -84,7 +87,9 @@ def test_every_layer_type_prunes_and_strips(name):
     assert not np.allclose(dense_out, pruned_out)
     plain = tk.strip(wrapper)
     assert type(plain) is type(wrapper.layer) and plain.name == wrapper.name
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)), pruned_out, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(plain(x)), pruned_out, atol=1e-5
+    )
     for v, mask in zip(wrapper.pruned_variables, wrapper.masks, strict=True):
         baked = keras.ops.convert_to_numpy(
             next(p for p in plain.weights if p.name == v.name)
@@ -92,7 +97,7 @@ def test_every_layer_type_prunes_and_strips(name):
         assert np.all(baked[keras.ops.convert_to_numpy(mask) == 0] == 0)
 
 
-# --- model.fit ----------------------------------------------------------------------------
+# --- model.fit ------------------------------------------------------------------------
 
 OPTIMIZERS = {
     "sgd_momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
@@ -135,7 +140,9 @@ def test_first_batch_is_step_zero_and_masks_follow_schedule():
                 self.model.jax_state_sync()
             seen.append(w.sparsity())
 
-    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[Record()])
+    model.fit(
+        x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[Record()]
+    )
     expected = [0.0, 0.5, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75]
     assert seen == pytest.approx(expected, abs=0.01)
 
@@ -154,13 +161,16 @@ def test_logger_callback_records_sparsity():
         plain.fit(x, y, epochs=1, verbose=0, callbacks=[tk.PruningLogger()])
 
 
-# --- model kinds and schedules per layer ------------------------------------------------
+# --- model kinds and schedules per layer ----------------------------------------------
 
 
 def _functional_with_nested():
     keras.utils.set_random_seed(2)
     inner = keras.Sequential(
-        [keras.Input((16,)), keras.layers.Dense(12, activation="relu", name="inner_fc")],
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(12, activation="relu", name="inner_fc"),
+        ],
         name="block",
     )
     inp = keras.Input((8,))
@@ -194,7 +204,11 @@ def test_functional_nested_prune_leaves_input_model_alone():
 def test_dict_and_callable_schedules():
     model = _mlp()
     by_dict = tk.prune(model, schedule={"fc1": tk.ConstantSparsity(0.9, 0)})
-    assert [type(x).__name__ for x in by_dict.layers] == ["PruningWrapper", "Dense", "Dense"]
+    assert [type(x).__name__ for x in by_dict.layers] == [
+        "PruningWrapper",
+        "Dense",
+        "Dense",
+    ]
     by_fn = tk.prune(
         model,
         schedule=lambda layer: tk.ConstantSparsity(0.5, 0) if layer.units > 3 else None,
@@ -219,7 +233,9 @@ def test_bad_prune_arguments():
     with pytest.raises(ValueError, match="'lstm' \\(LSTM\\) cannot be pruned"):
         tk.prune(keras.layers.LSTM(4, name="lstm"), schedule=sched)
     func = _functional_with_nested()
-    with pytest.raises(ValueError, match="'bn' \\(BatchNormalization\\) cannot be pruned"):
+    with pytest.raises(
+        ValueError, match="'bn' \\(BatchNormalization\\) cannot be pruned"
+    ):
         tk.prune(func, schedule={"bn": sched})
     with pytest.raises(ValueError, match="needs a Hessian estimate"):
         tk.prune(model, schedule=sched, criterion="obd")
@@ -266,7 +282,7 @@ def test_custom_protocol_and_subclassed_model():
     assert isinstance(plain_head, ScaledLayer) and plain_head.built
 
 
-# --- serialization --------------------------------------------------------------------------
+# --- serialization --------------------------------------------------------------------
 
 
 def test_wrapper_config_round_trip():
@@ -289,7 +305,9 @@ def test_keras_save_mid_pruning_and_resume(tmp_path):
     path = os.path.join(tmp_path, "mid.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
     pairs = list(zip(_wrappers(model), _wrappers(loaded), strict=True))
     for a, b in pairs:
         assert int(keras.ops.convert_to_numpy(b.pruning_step)) == 4
@@ -311,20 +329,23 @@ def test_keras_save_mid_pruning_and_resume(tmp_path):
     )
 
 
-# --- strip ---------------------------------------------------------------------------------
+# --- strip ----------------------------------------------------------------------------
 
 
 def test_strip_gives_plain_layers_with_exact_zeros():
     x, y = _data(n=32)
     model = _compile(
-        tk.prune(_functional_with_nested(), schedule=tk.ConstantSparsity(0.9, 0)), "adam"
+        tk.prune(_functional_with_nested(), schedule=tk.ConstantSparsity(0.9, 0)),
+        "adam",
     )
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     plain = tk.strip(model)
     every = plain.layers + plain.get_layer("block").layers
     assert not any(hasattr(layer, "tfedge_strip") for layer in every)
     assert [x.name for x in plain.layers] == [x.name for x in model.layers]
-    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
     for name in ("fc1", "out"):
         kernel = keras.ops.convert_to_numpy(plain.get_layer(name).kernel)
         assert np.mean(kernel == 0.0) == pytest.approx(0.9, abs=0.02)
@@ -333,13 +354,15 @@ def test_strip_gives_plain_layers_with_exact_zeros():
     assert _wrappers(model)[0].sparsity() == pytest.approx(0.9, abs=0.02)
 
 
-# --- OBD ------------------------------------------------------------------------------------
+# --- OBD ------------------------------------------------------------------------------
 
 
 def _obd_case():
-    """y = x0 + x1 with x0 ~ N(0, 3^2), x1 ~ N(0, 0.1^2): the kernel's x1 row matters little."""
+    """y = x0 + x1, x0 ~ N(0, 3^2), x1 ~ N(0, 0.1^2): the x1 weight matters little."""
     rng = np.random.default_rng(3)
-    x = np.stack([3.0 * rng.normal(size=256), 0.1 * rng.normal(size=256)], 1).astype("float32")
+    x = np.stack([3.0 * rng.normal(size=256), 0.1 * rng.normal(size=256)], 1).astype(
+        "float32"
+    )
     y = (x[:, 0] + x[:, 1])[:, None].astype("float32")
     layer = keras.layers.Dense(1, use_bias=False, name="lin")
     model = keras.Sequential([keras.Input((2,)), layer])
@@ -352,8 +375,12 @@ def test_obd_prunes_by_saliency_not_magnitude():
     sched = tk.ConstantSparsity(0.5, 0)
     magnitude = tk.prune(model, schedule=sched)
     magnitude.layers[0].prune_now(0.5)
-    np.testing.assert_array_equal(magnitude.layers[0].effective_weights()[0][:, 0] != 0, [False, True])
-    obd = tk.prune(model, schedule=sched, criterion="obd", hessian_data=(x, y), loss="mse")
+    np.testing.assert_array_equal(
+        magnitude.layers[0].effective_weights()[0][:, 0] != 0, [False, True]
+    )
+    obd = tk.prune(
+        model, schedule=sched, criterion="obd", hessian_data=(x, y), loss="mse"
+    )
     w = obd.layers[0]
     h = keras.ops.convert_to_numpy(w.hessians[0])[:, 0]
     assert h[0] > 100 * h[1] > 0
@@ -364,20 +391,32 @@ def test_obd_prunes_by_saliency_not_magnitude():
 def test_obd_trains_in_fit_and_needs_an_estimate():
     x, y = _data(n=64)
     sched = tk.ConstantSparsity(0.7, 0, frequency=2)
-    model = tk.prune(_mlp(), schedule=sched, criterion="obd", hessian_data=(x, y),
-                     loss="sparse_categorical_crossentropy")
+    model = tk.prune(
+        _mlp(),
+        schedule=sched,
+        criterion="obd",
+        hessian_data=(x, y),
+        loss="sparse_categorical_crossentropy",
+    )
     estimates = tk.estimate_hessian(
         model, (x, y), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    assert set(estimates) == {"fc1", "fc2", "out"} and all(v > 0 for v in estimates.values())
+    assert set(estimates) == {"fc1", "fc2", "out"} and all(
+        v > 0 for v in estimates.values()
+    )
     _compile(model, "adam").fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert _wrappers(model)[0].sparsity() == pytest.approx(0.7, abs=0.01)
-    fresh = keras.Sequential([keras.Input((8,)), tk.prune(keras.layers.Dense(3), schedule=sched, criterion="obd")])
+    fresh = keras.Sequential(
+        [
+            keras.Input((8,)),
+            tk.prune(keras.layers.Dense(3), schedule=sched, criterion="obd"),
+        ]
+    )
     with pytest.raises(ValueError, match="has no Hessian estimate"):
         _compile(fresh, "sgd").fit(x, y, epochs=1, verbose=0)
 
 
-# --- sensitivity ----------------------------------------------------------------------------
+# --- sensitivity ----------------------------------------------------------------------
 
 
 def test_sensitivity_and_choose_sparsity():
@@ -397,7 +436,7 @@ def test_sensitivity_and_choose_sparsity():
     assert generous == {"fc1": 0.9, "fc2": 0.9, "out": 0.9}
     strict = tk.choose_sparsity(table, max_loss=0.0)
     for name, s in strict.items():
-        row = dict(zip(sparsities, table.scores[name]))
+        row = dict(zip(sparsities, table.scores[name], strict=True))
         assert s == 0.0 or row[s] >= table.baseline
     with pytest.raises(ValueError, match="Expected `max_loss` >= 0"):
         tk.choose_sparsity(table, max_loss=-0.1)

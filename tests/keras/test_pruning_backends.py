@@ -24,10 +24,19 @@ def test_core_pruning_tests_pass_under(backend):
     env.setdefault("JAX_PLATFORMS", "cpu")
     proc = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
             os.path.join(HERE, "test_pruning.py"),
         ],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1200,
     )
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

@@ -1,11 +1,11 @@
 """Pruning under tf.distribute: MirroredStrategy on two logical CPUs, and
 MultiWorkerMirroredStrategy with two worker processes on localhost ports.
 
-The multi-worker run trains with a `strategy.run` loop: Keras 3's `model.fit` fails under
-MultiWorkerMirroredStrategy for any model (keras-team/keras#20585).
+The multi-worker run trains with a `strategy.run` loop: Keras 3's `model.fit` fails
+under MultiWorkerMirroredStrategy for any model (keras-team/keras#20585).
 
-Each configuration runs tests/keras/_pruning_distribute_worker.py in a fresh interpreter,
-because TensorFlow fixes its devices and cluster when its runtime starts.
+Each configuration runs tests/keras/_pruning_distribute_worker.py in a fresh
+interpreter, because TensorFlow fixes its devices and cluster when its runtime starts.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ def _env(**extra) -> dict:
 
 def _result(stdout: str, stderr: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, f"worker printed no result.\nstdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}"
+    assert lines, (
+        "worker printed no result.\n"
+        f"stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}"
+    )
     return json.loads(lines[-1][len("RESULT ") :])
 
 
@@ -52,7 +55,11 @@ def _check_pruned(summary: dict) -> None:
 def test_mirrored_two_logical_cpus_matches_one_device():
     proc = subprocess.run(
         [sys.executable, WORKER, "mirrored"],
-        capture_output=True, text=True, env=_env(), timeout=TIMEOUT_S, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=TIMEOUT_S,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = _result(proc.stdout, proc.stderr)
@@ -61,7 +68,9 @@ def test_mirrored_two_logical_cpus_matches_one_device():
     for name, layer in result["mirrored"].items():
         single = result["single"][name]
         assert layer["mask"] == single["mask"], name
-        np.testing.assert_allclose(layer["kernel"], single["kernel"], atol=MIRRORED_ATOL)
+        np.testing.assert_allclose(
+            layer["kernel"], single["kernel"], atol=MIRRORED_ATOL
+        )
 
 
 def _free_ports(n: int) -> list[int]:
@@ -82,10 +91,15 @@ def test_multi_worker_two_processes_on_localhost():
     procs = [
         subprocess.Popen(
             [sys.executable, WORKER, "multiworker"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env=_env(TF_CONFIG=json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": i}}
-            )),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=_env(
+                TF_CONFIG=json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                )
+            ),
         )
         for i in range(2)
     ]
@@ -106,4 +120,6 @@ def test_multi_worker_two_processes_on_localhost():
     _check_pruned(second)
     for name in first:
         assert first[name]["mask"] == second[name]["mask"], name
-        np.testing.assert_allclose(first[name]["kernel"], second[name]["kernel"], atol=1e-6)
+        np.testing.assert_allclose(
+            first[name]["kernel"], second[name]["kernel"], atol=1e-6
+        )

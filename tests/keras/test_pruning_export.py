@@ -53,7 +53,9 @@ def test_strip_then_compress_shrinks_by_the_sparsity():
 
     x = np.random.default_rng(1).normal(size=(4, 64)).astype("float32")
     interpreter = Interpreter(model_content=packed_pruned.expand())
-    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
+    interpreter.resize_tensor_input(
+        interpreter.get_input_details()[0]["index"], x.shape
+    )
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
     interpreter.invoke()

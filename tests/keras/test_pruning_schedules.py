@@ -66,11 +66,15 @@ def test_iterative_rounds():
     assert sched.final_sparsity == 0.9
 
 
-@pytest.mark.parametrize("sched", [
-    ConstantSparsity(0.3, 4, 40, 2),
-    PolynomialDecay(0.1, 0.7, 10, 110, power=2, frequency=20),
-    IterativePruning([0.2, 0.4], round_steps=3, begin_step=1),
-], ids=["constant", "poly", "iterative"])
+@pytest.mark.parametrize(
+    "sched",
+    [
+        ConstantSparsity(0.3, 4, 40, 2),
+        PolynomialDecay(0.1, 0.7, 10, 110, power=2, frequency=20),
+        IterativePruning([0.2, 0.4], round_steps=3, begin_step=1),
+    ],
+    ids=["constant", "poly", "iterative"],
+)
 def test_config_round_trip(sched):
     config = keras.saving.serialize_keras_object(sched)
     again = keras.saving.deserialize_keras_object(config)
@@ -79,10 +83,19 @@ def test_config_round_trip(sched):
 
 
 BAD = {
-    "sparsity_high": (lambda: ConstantSparsity(1.2, 0), "Expected `target_sparsity` in \\[0, 1\\)"),
+    "sparsity_high": (
+        lambda: ConstantSparsity(1.2, 0),
+        "Expected `target_sparsity` in \\[0, 1\\)",
+    ),
     "sparsity_one": (lambda: ConstantSparsity(1.0, 0), "Received: target_sparsity=1.0"),
-    "sparsity_negative": (lambda: PolynomialDecay(-0.1, 0.5, 0, 100), "initial_sparsity"),
-    "end_before_begin": (lambda: ConstantSparsity(0.5, 100, end_step=50), "end before it begins"),
+    "sparsity_negative": (
+        lambda: PolynomialDecay(-0.1, 0.5, 0, 100),
+        "initial_sparsity",
+    ),
+    "end_before_begin": (
+        lambda: ConstantSparsity(0.5, 100, end_step=50),
+        "end before it begins",
+    ),
     "poly_forever": (lambda: PolynomialDecay(0.0, 0.5, 0, -1), "finite end step"),
     "never_fires": (
         lambda: PolynomialDecay(0.0, 0.9, 0, 100, frequency=200),

@@ -25,7 +25,8 @@ class PruningLogger(keras.callbacks.Callback):
         super().__init__()
         if not isinstance(log_every_epoch, bool):
             raise ValueError(
-                f"Expected `log_every_epoch` to be a bool. Received: {log_every_epoch!r}"
+                "Expected `log_every_epoch` to be a bool. "
+                f"Received: log_every_epoch={log_every_epoch!r}"
             )
         self.log_every_epoch = log_every_epoch
 

@@ -39,7 +39,9 @@ def _per_example_loss(loss):
         return fn
     if callable(loss):
         return loss
-    raise ValueError(f"Expected `loss` to be a name or callable. Received: loss={loss!r}")
+    raise ValueError(
+        f"Expected `loss` to be a name or callable. Received: loss={loss!r}"
+    )
 
 
 def _batches(data, batch_size: int) -> Iterable:
@@ -84,9 +86,7 @@ def _jax_square_grads(model, variables, loss_fn):
     index = [next(i for i, t in enumerate(trainable) if t is v) for v in variables]
 
     def one(values, non_trainable, x, y):
-        pred, _ = model.stateless_call(
-            values, non_trainable, x[None], training=False
-        )
+        pred, _ = model.stateless_call(values, non_trainable, x[None], training=False)
         return jnp.sum(loss_fn(y[None], pred))
 
     grad = jax.vmap(jax.grad(one), in_axes=(None, None, 0, 0))
@@ -115,7 +115,7 @@ def estimate_hessian(
     batch_size: int = 32,
     max_batches: int | None = None,
 ) -> dict[str, float]:
-    """Estimate the Hessian diagonal of every OBD-pruned layer and store it in the model.
+    """Estimate the Hessian diagonal of every OBD-pruned layer; store it in the model.
 
     Writes each `PruningWrapper(criterion="obd")`'s `<weight>_hessian` variables (kept
     by `.keras` files) with the empirical Fisher diagonal over the examples seen.
@@ -139,13 +139,20 @@ def estimate_hessian(
     ]
     if not wrappers:
         raise ValueError(
-            f"Model {model.name!r} has no layer pruned with criterion='obd'; prune it "
-            "with `tfedge.keras.prune(model, schedule=..., criterion='obd', ...)` first."
+            f"Model {model.name!r} has no layer pruned with criterion='obd'; prune "
+            "it with `tfedge.keras.prune(model, schedule=..., criterion='obd', ...)` "
+            "first."
         )
     if not model.built:
         raise ValueError(f"Model {model.name!r} is not built; call it on data first.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Expected `batch_size` >= 1. Received: batch_size={batch_size}")
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"Expected `batch_size` >= 1. Received: batch_size={batch_size}"
+        )
     if loss is None:
         loss = getattr(model, "loss", None)
     loss_fn = _per_example_loss(loss)

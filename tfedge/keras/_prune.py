@@ -68,7 +68,7 @@ def _table_entry(layer) -> tuple[str, ...] | None:
 
 
 def is_prunable(layer) -> bool:
-    """True if `prune` can wrap `layer` (a stock prunable layer or one with the protocol)."""
+    """True if `prune` can wrap `layer` (in the table, or has the protocol)."""
     if isinstance(layer, (PruningWrapper, keras.Model)):
         return False
     return hasattr(layer, "tfedge_prunable_weights") or _table_entry(layer) is not None
@@ -78,8 +78,8 @@ def prunable_weights(layer) -> list:
     """The built `layer`'s variables that pruning masks, in a fixed order."""
     if not layer.built:
         raise ValueError(
-            f"Layer {layer.name!r} is not built; call it on data or `layer.build(shape)` "
-            "before asking for its prunable weights."
+            f"Layer {layer.name!r} is not built; call it on data or "
+            "`layer.build(shape)` before asking for its prunable weights."
         )
     trainable = list(layer.trainable_weights)
     if hasattr(layer, "tfedge_prunable_weights"):
@@ -138,8 +138,8 @@ class PruningWrapper(keras.layers.Wrapper):
 
     State (all created in `build`, all saved by checkpoints and `.keras` files):
 
-    - `<weight>_mask`, one per prunable weight: 1.0 where the weight survives. Updated in
-      `call` when `training` is true and the schedule fires at the current step: the
+    - `<weight>_mask`, one per prunable weight: 1.0 where the weight survives. Updated
+      in `call` when `training` is true and the schedule fires at the current step: the
       `k = max(round(n * (1 - sparsity)), 1)` weights of highest saliency survive.
     - `<weight>_hessian` (criterion "obd" only): the diagonal Hessian estimate h used by
       the saliency h * w**2 / 2. Written by `tfedge.keras.estimate_hessian`.
@@ -159,7 +159,7 @@ class PruningWrapper(keras.layers.Wrapper):
     steps: give it a schedule in calls, or prune a copy per use.
 
     Args:
-        layer: the layer to prune (see `PRUNABLE_WEIGHTS` and `tfedge_prunable_weights`).
+        layer: the layer to prune (`PRUNABLE_WEIGHTS` or `tfedge_prunable_weights`).
         schedule: a `PruningSchedule`.
         criterion: "magnitude" (|w|) or "obd" (h * w**2 / 2).
         **kwargs: base layer arguments; `name` defaults to the wrapped layer's name.
@@ -212,7 +212,8 @@ class PruningWrapper(keras.layers.Wrapper):
         targets = prunable_weights(self.layer)
         if not targets:
             raise ValueError(
-                f"Layer {self.layer.name!r} declared no prunable weights; nothing to prune."
+                f"Layer {self.layer.name!r} declared no prunable weights; nothing "
+                "to prune."
             )
         inner = list(self.layer.trainable_variables)
         self._target_index = tuple(
@@ -295,10 +296,10 @@ class PruningWrapper(keras.layers.Wrapper):
         if training:
             if self.criterion == "obd" and not self._hessian_ready:
                 raise ValueError(
-                    f"Layer {self.name!r} prunes with criterion='obd' but has no Hessian "
-                    "estimate. Call `tfedge.keras.estimate_hessian(model, data, "
-                    "loss=...)` before training (or pass `hessian_data` and `loss` to "
-                    "`tfedge.keras.prune`)."
+                    f"Layer {self.name!r} prunes with criterion='obd' but has no "
+                    "Hessian estimate. Call `tfedge.keras.estimate_hessian(model, "
+                    "data, loss=...)` before training (or pass `hessian_data` and "
+                    "`loss` to `tfedge.keras.prune`)."
                 )
             step = ops.convert_to_tensor(self.pruning_step)
             should, sparsity = self.schedule(step)
@@ -314,7 +315,9 @@ class PruningWrapper(keras.layers.Wrapper):
             self.pruning_step.assign(step + 1)
         masked = dict(zip(self._target_index, self.masks, strict=True))
         trainable = [
-            ops.multiply(v, ops.convert_to_tensor(masked[i])) if i in masked else v.value
+            ops.multiply(v, ops.convert_to_tensor(masked[i]))
+            if i in masked
+            else v.value
             for i, v in enumerate(self.layer.trainable_variables)
         ]
         non_trainable = [v.value for v in self.layer.non_trainable_variables]
@@ -334,7 +337,9 @@ class PruningWrapper(keras.layers.Wrapper):
 
     def effective_weights(self) -> list[np.ndarray]:
         """The wrapped layer's weights as `strip` bakes them (masks applied), numpy."""
-        masks = {id(v): m for v, m in zip(self.pruned_variables, self.masks)}
+        masks = {
+            id(v): m for v, m in zip(self.pruned_variables, self.masks, strict=True)
+        }
         out = []
         for v in self.layer.weights:
             value = ops.convert_to_numpy(v)
@@ -354,7 +359,9 @@ class PruningWrapper(keras.layers.Wrapper):
                 f"Expected `sparsity` in [0, 1). Received: sparsity={sparsity!r}"
             )
         if not self.built:
-            raise ValueError(f"Layer {self.name!r} is not built; call it on data first.")
+            raise ValueError(
+                f"Layer {self.name!r} is not built; call it on data first."
+            )
         if self.criterion == "obd" and not self._hessian_ready and sparsity > 0:
             raise ValueError(
                 f"Layer {self.name!r} prunes with criterion='obd' but has no Hessian "
@@ -365,8 +372,12 @@ class PruningWrapper(keras.layers.Wrapper):
                 mask.assign(ops.ones(mask.shape, dtype=mask.dtype))
             return
         value = ops.convert_to_tensor(float(sparsity), dtype="float32")
-        for i, (v, mask) in enumerate(zip(self.pruned_variables, self.masks, strict=True)):
-            effective = ops.multiply(ops.convert_to_tensor(v), ops.convert_to_tensor(mask))
+        for i, (v, mask) in enumerate(
+            zip(self.pruned_variables, self.masks, strict=True)
+        ):
+            effective = ops.multiply(
+                ops.convert_to_tensor(v), ops.convert_to_tensor(mask)
+            )
             mask.assign(self._new_mask(effective, i, value))
 
     def sparsity(self) -> float:
@@ -403,7 +414,7 @@ class PruningWrapper(keras.layers.Wrapper):
         return cls(layer, schedule=schedule, **config)
 
 
-# --- prune -----------------------------------------------------------------------------
+# --- prune ----------------------------------------------------------------------------
 
 ScheduleSpec = (
     PruningSchedule
@@ -532,8 +543,9 @@ def prune(
             )
         if hessian_data is not None:
             raise ValueError(
-                "`hessian_data` needs a model: build the model around the pruned layer, "
-                "then call `tfedge.keras.estimate_hessian(model, data, loss=...)`."
+                "`hessian_data` needs a model: build the model around the pruned "
+                "layer, then call "
+                "`tfedge.keras.estimate_hessian(model, data, loss=...)`."
             )
         layer = model_or_layer
         picked = _resolver(schedule, keras.Sequential([layer]))(layer)
@@ -546,8 +558,8 @@ def prune(
         raise ValueError(
             f"prune() rebuilds Sequential and functional models; {model.name!r} is a "
             f"subclassed model ({type(model).__name__}). Wrap its layers where they "
-            "are created instead: `self.fc = tfedge.keras.prune(keras.layers.Dense(10), "
-            "schedule=...)`."
+            "are created instead: `self.fc = tfedge.keras.prune("
+            "keras.layers.Dense(10), schedule=...)`."
         )
     for layer in _all_layers(model):
         if isinstance(layer, PruningWrapper):

@@ -1,9 +1,9 @@
 """Pruning schedules: when to update a mask, and to what sparsity.
 
 A schedule is called with the wrapper's training step (an integer tensor) and returns
-`(should_prune, sparsity)`: a boolean scalar tensor saying whether the mask is recomputed
-at this step, and the float32 fraction of weights to zero. Both are computed with
-`keras.ops`, so schedules run inside `model.fit` on every backend.
+`(should_prune, sparsity)`: a boolean scalar tensor saying whether the mask is
+recomputed at this step, and the float32 fraction of weights to zero. Both are computed
+with `keras.ops`, so schedules run inside `model.fit` on every backend.
 
 `ConstantSparsity` and `PolynomialDecay` have the semantics and values of the tfmot
 classes of the same names (tested against them step by step). `IterativePruning` is Han
@@ -44,11 +44,15 @@ def _check_int(value: int, name: str, minimum: int) -> int:
     return value
 
 
-def _check_steps(begin_step: int, end_step: int, frequency: int, *, allow_forever: bool):
+def _check_steps(
+    begin_step: int, end_step: int, frequency: int, *, allow_forever: bool
+):
     _check_int(begin_step, "begin_step", 0)
     _check_int(frequency, "frequency", 1)
     if isinstance(end_step, bool) or not isinstance(end_step, int):
-        raise ValueError(f"Expected `end_step` to be an integer. Received: {end_step!r}")
+        raise ValueError(
+            f"Expected `end_step` to be an integer. Received: {end_step!r}"
+        )
     if end_step == -1:
         if not allow_forever:
             raise ValueError(
@@ -240,9 +244,9 @@ class PolynomialDecay(PruningSchedule):
 class IterativePruning(PruningSchedule):
     """Han et al. (2015) iterative pruning: prune, retrain, prune harder, retrain.
 
-    Round `i` starts at step `begin_step + i * round_steps`: the mask is recomputed once,
-    to `sparsities[i]`, and the surviving weights are then retrained (with the mask
-    fixed) until the next round. After the last round the mask stays fixed.
+    Round `i` starts at step `begin_step + i * round_steps`: the mask is recomputed
+    once, to `sparsities[i]`, and the surviving weights are then retrained (with the
+    mask fixed) until the next round. After the last round the mask stays fixed.
 
     Args:
         sparsities: strictly increasing sparsities, one per round, each in [0, 1).
@@ -280,7 +284,9 @@ class IterativePruning(PruningSchedule):
 
     def __call__(self, step):
         should = _should_prune(step, self.begin_step, self.end_step, self.round_steps)
-        i = ops.floor_divide(ops.cast(step, "int32") - self.begin_step, self.round_steps)
+        i = ops.floor_divide(
+            ops.cast(step, "int32") - self.begin_step, self.round_steps
+        )
         i = ops.clip(i, 0, len(self.sparsities) - 1)
         table = ops.convert_to_tensor(self.sparsities, dtype="float32")
         return should, ops.take(table, i)

@@ -42,10 +42,11 @@ class SensitivityTable:
 
     def rows(self) -> list[dict]:
         """One dict per layer: {"layer", then "s=<sparsity>": metric}."""
-        return [
-            {"layer": name, **{f"s={s:g}": v for s, v in zip(self.sparsities, vals)}}
-            for name, vals in self.scores.items()
-        ]
+        rows = []
+        for name, vals in self.scores.items():
+            pairs = zip(self.sparsities, vals, strict=True)
+            rows.append({"layer": name, **{f"s={s:g}": v for s, v in pairs}})
+        return rows
 
 
 def _accuracy(y_true, y_pred) -> float:
