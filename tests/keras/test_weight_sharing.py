@@ -363,6 +363,23 @@ def test_no_shareable_layer():
         share_weights(_convnet(), bits={})
 
 
+def test_unstripped_pruned_model_is_refused_and_stripped_one_keeps_its_zeros():
+    from tfedge.keras import ConstantSparsity, prune
+
+    pruned = prune(_convnet(), schedule=ConstantSparsity(0.5, begin_step=0))
+    with pytest.raises(ValueError, match=r"layer 'c1' is a PruningWrapper\. Strip"):
+        share_weights(pruned, bits=2)
+    x, y = _data()
+    _compile(pruned, run_eagerly=True).fit(x, y, epochs=1, batch_size=8, verbose=0)
+    plain = strip(pruned)
+    shared = share_weights(plain, bits=2)
+    kernel = plain.get_layer("d1").kernel.numpy()
+    assert np.mean(kernel == 0) >= 0.5
+    np.testing.assert_array_equal(
+        shared.get_layer("d1").shared_values() == 0, kernel == 0
+    )
+
+
 def test_layer_without_kernel_and_all_zero_kernel():
     flat = keras.layers.Flatten()
     flat.build((None, 3, 3))

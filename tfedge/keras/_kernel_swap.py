@@ -113,6 +113,20 @@ def check_cloneable(model: keras.Model, fn: str) -> None:
         )
 
 
+def check_no_other_wrappers(model: keras.Model, own: type, fn: str) -> None:
+    """Refuses a model holding another tfedge wrapper (one with `tfedge_strip`): its
+    layer has no kernel of its own, so it would silently be left out."""
+    for layer in flat_layers(model):
+        if callable(getattr(layer, "tfedge_strip", None)) and not isinstance(
+            layer, own
+        ):
+            raise ValueError(
+                f"`{fn}`: layer {layer.name!r} is a {type(layer).__name__}. Strip the "
+                "model first (`tfedge.keras.strip(model)`) to bake that wrapper's "
+                f"weights (pruned zeros included) into plain layers, then call `{fn}`."
+            )
+
+
 def _is_functional(model: keras.Model) -> bool:
     # A functional model (including one from a subclass that calls the functional
     # constructor) has symbolic inputs and outputs.

@@ -306,6 +306,7 @@ def ternarize(
         )
     model = model_or_layer
     _kernel_swap.check_cloneable(model, "ternarize")
+    _kernel_swap.check_no_other_wrappers(model, TernaryWrapper, "ternarize")
     candidates = [
         layer
         for layer in _kernel_swap.flat_layers(model)

@@ -302,6 +302,7 @@ def share_weights(
 
     model = model_or_layer
     _kernel_swap.check_cloneable(model, "share_weights")
+    _kernel_swap.check_no_other_wrappers(model, WeightSharingWrapper, "share_weights")
     candidates = [
         layer
         for layer in _kernel_swap.flat_layers(model)
