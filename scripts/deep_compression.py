@@ -60,10 +60,18 @@ flags.DEFINE_integer("prune_rounds", 3, "tfedge iterative pruning rounds.")
 flags.DEFINE_integer("share_epochs", 2, "tfedge centroid fine-tuning epochs.")
 flags.DEFINE_float("max_loss", 0.03, "One-shot accuracy drop allowed per layer when "
                    "choosing sparsities from the sensitivity analysis.")
+flags.DEFINE_string(
+    "lenet300_sparsity", "fc1=0.96,fc2=0.9,fc3=0.7",
+    "Per-layer sparsity of LeNet-300-100 (layer=value,...); empty: chosen by "
+    "sensitivity analysis with --max_loss.")
+flags.DEFINE_string(
+    "lenet5_sparsity", "conv1=0.5,conv2=0.9,fc1=0.96,fc2=0.8",
+    "Per-layer sparsity of LeNet-5; empty: chosen by sensitivity analysis.")
 flags.DEFINE_integer("tfmot_prune_epochs", 4, "tfmot pruning epochs.")
 flags.DEFINE_integer("tfmot_cluster_epochs", 1, "tfmot clustering epochs.")
 flags.DEFINE_integer("tfmot_qat_epochs", 1, "tfmot CQAT epochs (0: skip the variant).")
 flags.DEFINE_float("tfmot_sparsity", 0.9, "tfmot's pruning sparsity (every layer).")
+flags.DEFINE_bool("tfmot", True, "Run the tfmot and int8 PTQ pipelines too.")
 flags.DEFINE_integer("val_images", 5000, "Training images held out for validation.")
 flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
@@ -72,6 +80,19 @@ NETS = {"lenet300": (lenet300, False), "lenet5": (lenet5, True)}
 # The JSON row of the tfmot pipeline is its best variant whose accuracy is within this of
 # the float model (the issue's "no accuracy loss" budget); else its most accurate one.
 ACCURACY_BUDGET = 0.005
+
+
+def parse_sparsity(text: str) -> dict[str, float] | None:
+    """'fc1=0.95,fc2=0.9' -> {'fc1': 0.95, 'fc2': 0.9}; '' -> None (sensitivity)."""
+    if not text.strip():
+        return None
+    out = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise app.UsageError(f"Expected layer=sparsity, got {item!r}")
+        out[name.strip()] = float(value)
+    return out
 
 
 def tflite_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
@@ -246,6 +267,7 @@ def run_net(name: str, data_all):
         model,
         (x_tr, y_tr),
         (x_val, y_val),
+        sparsity=parse_sparsity(getattr(FLAGS, f"{name}_sparsity")),
         max_loss=FLAGS.max_loss,
         prune_rounds=FLAGS.prune_rounds,
         prune_epochs=FLAGS.prune_epochs,
@@ -279,6 +301,8 @@ def run_net(name: str, data_all):
             }
         )
 
+    if not FLAGS.tfmot:
+        return rows, extra, _layer_rows(name, result), result
     t0 = time.perf_counter()
     variants = tfmot_pipelines(model, builder, ((x_tr, y_tr), (x_te, y_te)), steps)
     logging.info("%s: tfmot in %.0f s", name, time.perf_counter() - t0)
@@ -333,6 +357,10 @@ def run_net(name: str, data_all):
         }
     )
 
+    return rows, extra, _layer_rows(name, result), result
+
+
+def _layer_rows(name: str, result) -> list[dict]:
     layers = []
     for r in result.layers:
         layers.append(
@@ -342,7 +370,8 @@ def run_net(name: str, data_all):
                 "shape": "x".join(map(str, r.shape)),
                 "weights": r.weights,
                 "kept %": round(100 * r.kept, 2),
-                "bits": r.bits if r.bits is not None else "raw",
+                "shared bits": r.shared_bits if r.shared_bits is not None else "-",
+                "index width": r.bits if r.bits is not None else "raw",
                 "coded value bits": round(r.value_bits, 2),
                 "index bits": r.index_bits if r.index_bits is not None else "-",
                 "coded index bits": (
@@ -351,10 +380,7 @@ def run_net(name: str, data_all):
                 "bytes": r.packed_bytes,
             }
         )
-    logging.info(
-        "%s: sparsity %s, bits %s", name, result.sparsity, result.bits
-    )
-    return rows, extra, layers, result
+    return layers
 
 
 def main(argv):
@@ -391,7 +417,7 @@ def main(argv):
     print(markdown_table(extra))
     print("\n### tfedge per layer (final packed file)\n")
     print(markdown_table(layers))
-    print("\nPer-layer choices (sensitivity-chosen sparsity, sharing bits):")
+    print("\nPer-layer choices (sparsity, sharing bits):")
     for name, c in choices.items():
         sp = ", ".join(f"{k} {v:.3g}" for k, v in c["sparsity"].items())
         bits = ", ".join(f"{k} {v}" for k, v in c["bits"].items())

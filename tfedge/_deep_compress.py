@@ -539,8 +539,10 @@ def deep_compress(
         max_loss: for the sensitivity choice: the one-shot metric drop allowed per
             layer (absolute, 0.02 = two points of accuracy).
         sensitivity_sparsities: the sparsities the analysis tries, increasing.
-        prune_rounds: iterative pruning rounds: round i prunes to i/rounds of the
-            target, then retrains.
+        prune_rounds: iterative pruning rounds. Each round removes the same fraction
+            of the weights still left (kept fraction (1 - s) ** (i / rounds) after
+            round i), then retrains; the last round, at the target, retrains twice as
+            long as the others.
         prune_epochs: epochs of pruning and retraining in all (>= 1).
         bits: weight-sharing bits as in `tfedge.keras.share_weights` (None: 8 for
             convolutions, 5 for the rest; an int; a dict; a callable).
@@ -667,18 +669,15 @@ def deep_compress(
             "`sparsity`."
         )
     total_steps = prune_epochs * train.steps
-    round_steps = max(1, total_steps // prune_rounds)
+    round_steps = max(1, total_steps // (prune_rounds + 1))
     schedules = {
-        name: tk.IterativePruning(
-            [s * (i + 1) / prune_rounds for i in range(prune_rounds)],
-            round_steps=round_steps,
-        )
+        name: tk.IterativePruning(_round_sparsities(s, prune_rounds), round_steps)
         for name, s in active.items()
     }
     pruning = tk.prune(model, schedule=schedules)
     compile_for(pruning, "prune", prune_learning_rate)
     train.fit(pruning, prune_epochs, verbose)
-    pruned = tk.strip(pruning)
+    pruned = _positive_zeros(tk.strip(pruning))
     pruned_accuracy = evaluate(pruned)
     pruned_tflite = _to_tflite(pruned)
     logging.info("deep_compress: pruned accuracy %.4f", pruned_accuracy)
@@ -740,6 +739,24 @@ def deep_compress(
         float_weight_bytes=float_weight_bytes,
         stage_models={"float": model, "pruned": pruned, "shared": final},
     )
+
+
+def _positive_zeros(model):
+    """`model` with every -0.0 weight set to +0.0 (in place; returns it).
+
+    Masking by multiplication leaves -0.0 where a negative weight was pruned; a
+    lossless coder sees two different zeros and stores half the pruned weights.
+    """
+    model.set_weights([np.where(w == 0, np.zeros_like(w), w) for w in model.get_weights()])
+    return model
+
+
+def _round_sparsities(target: float, rounds: int) -> list[float]:
+    """Sparsity after each round: every round keeps the same fraction of what is left."""
+    values = [1.0 - (1.0 - target) ** ((i + 1) / rounds) for i in range(rounds)]
+    values[-1] = target
+    # Strictly increasing for IterativePruning (equal only if target is tiny).
+    return sorted(set(values))
 
 
 def _all_sublayers(model) -> list:
