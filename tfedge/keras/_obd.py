@@ -67,7 +67,7 @@ def _batches(data, batch_size: int) -> Iterable:
 def _tf_square_grads(model, variables, loss_fn):
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(x, y):
         with tf.GradientTape() as tape:
             pred = model(x, training=False)
