@@ -590,10 +590,12 @@ def plan(
     floor_tflite, floor = build(cheapest)
     if budget < floor:
         fixed = sum(t.costs[0] for t in tensors if not t.tunable)
+        kernels = sum(t.costs[i] for t, i in zip(tensors, cheapest) if t.tunable)
         raise ValueError(
             f"budget_bytes={budget} is below this model's incompressible floor of {floor} "
-            f"bytes: the graph, {fixed} bytes of biases and other tensors packed "
-            "losslessly, and every kernel at its smallest option (ternary or 2-bit at "
+            f"bytes: about {floor - fixed - kernels} bytes of graph structure and small "
+            f"constants, {fixed} bytes of biases and other tensors packed losslessly, and "
+            f"{kernels} bytes of kernels at their smallest option (ternary or 2-bit at "
             f"{max(sparsities):.0%} sparsity). Raise the budget to at least {floor} bytes, "
             "or shrink the architecture."
         )

@@ -1,0 +1,76 @@
+"""`tfedge budget MODEL --target 200KB [--data EVAL.npz] [-o OUT] [--report R.json]
+[--plot PREFIX]`: plan a model into a byte budget, print the plan and the per-layer
+bytes, optionally write the packed file, the JSON report and the two plots."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+class BudgetUsageError(ValueError):
+    """A flag is missing or malformed (the CLI's usage error, exit status 1)."""
+
+
+def load_eval_data(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) from a .npz file holding arrays `x` and `y`."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such data file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise ValueError(
+                    f"{path}: expected arrays 'x' and 'y' (np.savez(path, x=..., y=...)); "
+                    f"it holds {sorted(f.files)}"
+                )
+            return f["x"], f["y"]
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable .npz file ({e})") from e
+
+
+def run_budget(
+    model_path: str,
+    *,
+    target: str | None,
+    data: str | None = None,
+    output: str | None = None,
+    report: str | None = None,
+    plot: str | None = None,
+) -> str:
+    """Runs the subcommand; returns the text to print. Files are written as asked."""
+    from tfedge.budget import parse_size, plan, plot_breakdown, plot_tradeoff
+
+    if not target:
+        raise BudgetUsageError("budget needs --target SIZE (e.g. --target 200KB)")
+    budget = parse_size(target, name="--target")
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"No such model file: {model_path}")
+    eval_data = load_eval_data(data) if data else None
+    result = plan(model_path, budget, eval_data, progress=None)
+    packed = result.apply()
+    report_ = result.breakdown(packed)
+    lines = [result.table(), "", report_.table()]
+    if eval_data is None:
+        lines.append(
+            "note: no --data: the metric is top-1 agreement with the float model on "
+            "generated inputs"
+        )
+    if output:
+        packed.save(output)
+        lines.append(f"wrote {output} ({len(packed)} bytes)")
+    if report:
+        with open(report, "w") as f:
+            json.dump({"plan": result.to_dict(), "bytes": report_.to_dict()}, f, indent=2)
+        lines.append(f"wrote {report}")
+    if plot:
+        for suffix, fig in (
+            ("_bytes.png", plot_breakdown(report_)),
+            ("_tradeoff.png", plot_tradeoff(result.tradeoff, budget_bytes=budget,
+                                            metric=result.metric)),
+        ):
+            fig.savefig(plot + suffix, dpi=120)
+            lines.append(f"wrote {plot + suffix}")
+    return "\n".join(lines)
