@@ -194,14 +194,56 @@ def compress(
     if check is not None:
         _back_off(check, candidates, tolerance, backed_off, max_bits)
 
+    job = _Job(data, original_size, plain, candidates, rows, lossless, tolerance, check,
+               backed_off, notes)
     if target == "tflm":
-        return _write_tflm(
-            data, original_size, candidates, rows, lossless, tolerance, check,
-            backed_off, notes, num_samples, seed,
+        return _write_tflm(job, num_samples, seed)
+    return _write_tfedge(job)
+
+
+@dataclass
+class _Job:
+    """One compress call's state once the codings are chosen and verified."""
+
+    data: bytes  # the plain .tflite
+    original_size: int  # bytes the user handed in
+    plain: object  # `data` parsed
+    candidates: list[_Candidate]
+    rows: list[TensorReport]
+    lossless: bool
+    tolerance: float
+    check: _DriftCheck | None
+    backed_off: list[str]
+    notes: list[str]
+
+    def report(self, packed_bytes: int, packed: set[int], written=None, **extra) -> Report:
+        """The report; `written` is the model whose outputs the packed file gives, for the
+        final drift measurement."""
+        drift = None
+        if self.check is not None and written is not None:
+            drift = self.check.final(written, self.tolerance)
+        return Report(
+            original_bytes=self.original_size,
+            packed_bytes=packed_bytes,
+            lossless=self.lossless
+            or all(c.bits is None for c in self.candidates if c.buffer in packed),
+            tolerance=None if self.lossless else self.tolerance,
+            drift=drift,
+            tensors=self.rows,
+            backed_off=self.backed_off,
+            notes=self.notes,
+            **extra,
         )
 
+    def unchanged(self, note: str) -> Packed:
+        self.notes.append(note)
+        return Packed(self.data, self.report(len(self.data), set()))
+
+
+def _write_tfedge(job: _Job) -> Packed:
+    """TFEDGE_DECODE payloads (docs/FORMAT.md) for every candidate that gains."""
     payloads = {}
-    for cand in candidates:
+    for cand in job.candidates:
         enc = cand.choice
         if len(enc.payload) + GRAPH_OVERHEAD_BYTES + len(cand.row.name) >= cand.row.original_bytes:
             cand.drop(
@@ -211,30 +253,16 @@ def compress(
             continue
         payloads[cand.buffer] = enc.payload
         _fill_row(cand.row, enc)
-
     if not payloads:
-        notes.append("nothing to improve: the model is written through unchanged")
-        report = Report(original_size, len(data), lossless, None if lossless else tolerance,
-                        None, rows, backed_off, notes)
-        return Packed(data, report)
+        return job.unchanged("nothing to improve: the model is written through unchanged")
 
     from tfedge import __version__
 
-    packed_model = read(data)
+    packed_model = read(job.data)
     insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
     out = write(packed_model)
-    expanded = _self_check(out, candidates, payloads)
-    report = Report(
-        original_bytes=original_size,
-        packed_bytes=len(out),
-        lossless=lossless or all(c.bits is None for c in candidates if c.buffer in payloads),
-        tolerance=None if lossless else tolerance,
-        drift=None if check is None else check.final(expanded, tolerance),
-        tensors=rows,
-        backed_off=backed_off,
-        notes=notes,
-    )
-    return Packed(out, report)
+    expanded = _self_check(out, job.candidates, payloads)
+    return Packed(out, job.report(len(out), set(payloads), expanded))
 
 
 def _candidates(
@@ -403,18 +431,13 @@ def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -
         )
 
 
-def _write_tflm(
-    data, original_size, candidates, rows, lossless, tolerance, check, backed_off, notes,
-    num_samples, seed,
-) -> Packed:
+def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
     """TFLM's LUT layout for every candidate whose decoded values fit 128-entry tables."""
     encodings = {}
-    plain = read(data)
-    for cand in candidates:
+    for cand in job.candidates:
         enc = cand.choice
-        shape = tuple(cand.row.shape)
-        values = enc.decoded.view(cand.values.dtype).reshape(shape)
-        tensor = plain.subgraphs[cand.row.subgraph].tensors[cand.row.tensor]
+        values = enc.decoded.view(cand.values.dtype).reshape(tuple(cand.row.shape))
+        tensor = job.plain.subgraphs[cand.row.subgraph].tensors[cand.row.tensor]
         lut = _tflm.lut_encode(values, _tflm.channel_axis(tensor))
         if lut is None:
             cand.drop(
@@ -435,30 +458,17 @@ def _write_tflm(
         cand.row.bits = lut.bits
         cand.row.packed_bytes = lut.size
     if not encodings:
-        notes.append("nothing to improve for TFLM: the model is written through unchanged")
-        return Packed(data, Report(original_size, len(data), lossless,
-                                   None if lossless else tolerance, None, rows,
-                                   backed_off, notes))
-    model = read(data)
+        return job.unchanged("nothing to improve for TFLM: the model is written through unchanged")
+    model = read(job.data)
     scratch = _tflm.insert_tflm_decoders(model, encodings)
     out = write(model)
-    notes.append(
+    job.notes.append(
         f"TFLM: flash size {len(out)} bytes (the file); TFLM_DECODE scratch "
         f"{scratch} bytes (decoded tensors alive at once)"
     )
-    decoded_model = _simulated(data, candidates)
-    notes.append(_verify_tflm(out, decoded_model, num_samples, seed))
-    report = Report(
-        original_bytes=original_size,
-        packed_bytes=len(out),
-        lossless=lossless or all(c.bits is None for c in candidates if c.buffer in encodings),
-        tolerance=None if lossless else tolerance,
-        drift=None if check is None else check.final(decoded_model, tolerance),
-        tensors=rows,
-        backed_off=backed_off,
-        notes=notes,
-        tflm_scratch_bytes=scratch,
-    )
+    decoded_model = _simulated(job.data, job.candidates)
+    job.notes.append(_verify_tflm(out, decoded_model, num_samples, seed))
+    report = job.report(len(out), set(encodings), decoded_model, tflm_scratch_bytes=scratch)
     return Packed(out, report)
 
 
