@@ -197,6 +197,7 @@ BAD_INPUT = {
     "sparsity_unknown_layer": (lambda m: dict(sparsity={"nope": 0.5}), "'nope'"),
     "bits_nine": (lambda m: dict(bits=9), "bits"),
     "bits_unknown_layer": (lambda m: dict(bits={"nope": 4}), "'nope'"),
+    "sparsity_all_zero": (lambda m: dict(sparsity=0.0), "prunes no layer"),
     "prune_rounds_zero": (lambda m: dict(prune_rounds=0), "prune_rounds"),
     "max_loss_negative": (lambda m: dict(max_loss=-0.1), "max_loss"),
     "init": (lambda m: dict(init="kmeans++"), "init"),

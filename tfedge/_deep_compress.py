@@ -548,8 +548,9 @@ def deep_compress(
             convolutions, 5 for the rest; an int; a dict; a callable).
         init: centroid initialisation, "linear" (the paper's), "density" or "random".
         share_epochs: epochs of centroid fine-tuning (0 keeps the k-means centroids).
-        loss: training loss; default sparse (or, for one-hot labels, plain)
-            categorical cross-entropy, from logits unless the last layer is a softmax.
+        loss: training loss; default the model's compiled loss, else sparse (or, for
+            one-hot labels, plain) categorical cross-entropy, from logits unless the
+            last layer is a softmax.
         optimizer: None (Adam), a Keras optimizer name, or a callable
             `(stage, learning_rate) -> optimizer` with stage "prune" or "share"; a new
             optimizer is made for each stage.
@@ -619,11 +620,18 @@ def deep_compress(
             "Compression has nothing to compress."
         )
     targets = _check_sparsity(sparsity, prunable)
+    if targets is not None and not any(s > 0 for s in targets.values()):
+        raise ValueError(
+            f"`sparsity` prunes no layer (Received: sparsity={sparsity!r}). Give at "
+            "least one layer a sparsity in (0, 1), or None to choose by sensitivity."
+        )
     _check_bits(bits, [lyr.name for lyr in _all_sublayers(model)])
 
     train = _Data(train_data, "train_data", batch_size, steps_per_epoch)
     val = _Data(val_data, "val_data", batch_size, None)
     x_val, y_val = val.arrays()
+    if loss is None and getattr(model, "compiled", False):
+        loss = getattr(model, "loss", None)
     if loss is None:
         y_probe = train.y if train.y is not None else y_val
         loss = _default_loss(model, np.asarray(y_probe))
