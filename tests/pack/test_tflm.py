@@ -80,15 +80,21 @@ def test_exact_codebook_is_exact_in_tflm(tflite_model, name):
         np.testing.assert_array_equal(g[0], w[0])
 
 
+def _ancillary_headers(m) -> list[bytes]:
+    """The 16-byte headers of every TFLM_DECODE op's ancillary inputs."""
+    out = []
+    for op in m.subgraphs[0].operators:
+        if opcode_name(m, op.opcodeIndex) == "TFLM_DECODE":
+            for ti in list(op.inputs)[1::2]:
+                out.append(bytes(buffer_data(m, m.subgraphs[0].tensors[ti].buffer)[:16]))
+    return out
+
+
 def test_per_channel_tables_follow_quantization(tflite_model):
     packed = tfedge.compress(_clustered(tflite_model("conv_int8"), 8), target="tflm",
                              lossless=True)
     m = read(bytes(packed))
-    headers = [
-        bytes(buffer_data(m, t.buffer)[:16])
-        for t in m.subgraphs[0].tensors
-        if t.name.endswith(b"_ancillary")
-    ]
+    headers = _ancillary_headers(m)
     assert headers
     for h in headers:
         assert h[0] == 0 and h[1] == 1 and h[4] == 1  # LUT, header v1, LUT v1
@@ -99,8 +105,7 @@ def test_per_channel_tables_follow_quantization(tflite_model):
 def test_float_tables_are_per_tensor(tflite_model):
     packed = tfedge.compress(tflite_model("dense_f32"), target="tflm")
     m = read(bytes(packed))
-    headers = [bytes(buffer_data(m, t.buffer)[:16]) for t in m.subgraphs[0].tensors
-               if t.name.endswith(b"_ancillary")]
+    headers = _ancillary_headers(m)
     assert headers and all(h[5] >> 4 == _tflm.PER_TENSOR_AXIS for h in headers)
 
 

@@ -445,7 +445,7 @@ def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
                 "indices (pass lossless=False to share weights)"
             )
             continue
-        overhead = _tflm.GRAPH_OVERHEAD_BYTES + 2 * len(cand.row.name)
+        overhead = _tflm.GRAPH_OVERHEAD_BYTES
         if lut.size + overhead >= cand.row.original_bytes:
             cand.drop(
                 f"no gain: LUT encoding {lut.size} bytes plus graph overhead is not smaller "

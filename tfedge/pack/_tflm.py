@@ -22,15 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfedge import codecs
-from tfedge.tflite import opcode_index, schema, tensor_name
+from tfedge.tflite import opcode_index, schema
 
 DECODE_OP = "TFLM_DECODE"
 HEADER_SIZE = 16
 MAX_BITS = 7  # TFLM's LUT decoder takes 1-7 bit indices (tables of at most 128 entries)
 PER_TENSOR_AXIS = 0xF
 # A compressed tensor adds an ancillary tensor, a decoded tensor and (per consumer) a
-# decode operator to the flatbuffer: about 200 bytes plus the names.
-GRAPH_OVERHEAD_BYTES = 200
+# decode operator to the flatbuffer: about 160 bytes.
+GRAPH_OVERHEAD_BYTES = 160
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,7 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
 
         def decoded_copy(ti: int) -> int:
             orig = sg.tensors[ti]
-            t = s.TensorT()
-            t.name = tensor_name(orig) + "_decoded"
+            t = s.TensorT()  # unnamed: TFLM reads no names, and flash is scarce
             t.type, t.shape, t.shapeSignature = orig.type, orig.shape, orig.shapeSignature
             t.quantization = orig.quantization
             t.buffer = 0
@@ -153,8 +152,7 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
 
         def ancillary(ti: int) -> int:
             if ti not in ancillary_for:
-                t = s.TensorT()
-                t.name = tensor_name(sg.tensors[ti]) + "_ancillary"
+                t = s.TensorT()  # unnamed, as the decoded copies
                 t.type = s.TensorType.UINT8
                 t.shape = np.asarray([len(encodings[compressed[ti]].ancillary)], np.int32)
                 t.buffer = anc_buffer[compressed[ti]]
