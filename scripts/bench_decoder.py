@@ -209,9 +209,10 @@ def latency_rows(model_name: str, plain: bytes, packed: bytes, x, invokes: int):
     from ai_edge_litert.interpreter import Interpreter as StockInterpreter
 
     import tfedge
-    from tfedge.runtime._interpreter import Interpreter
+    from tfedge.runtime._interpreter import Interpreter, load_decode_delegate
 
     expanded = tfedge.expand(packed)
+    persistent = load_decode_delegate(constant_weights="0")
     variants = {
         "plain (stock interpreter)": StockInterpreter(
             model_content=plain, num_threads=1
@@ -220,6 +221,9 @@ def latency_rows(model_name: str, plain: bytes, packed: bytes, x, invokes: int):
             model_content=expanded, num_threads=1
         ),
         "packed (tfedge.Interpreter)": Interpreter(model_content=packed, num_threads=1),
+        "packed (decoder op, constant_weights=0)": StockInterpreter(
+            model_content=packed, num_threads=1, experimental_delegates=[persistent]
+        ),
     }
     times = {}
     for name, interp in variants.items():

@@ -190,16 +190,36 @@ def _assert_outputs_close(got, want, steps):
 
 @pytest.mark.parametrize("case_id", [c[0] for c in CASES])
 def test_outputs_equal_the_expanded_model(tflite_model, case_id):
+    """Weights decoded before partitioning are constants: the same kernels (XNNPACK)
+    run on the same bytes as in the expanded model, so outputs are bit-identical."""
     packed = packed_model(tflite_model, case_id)
     assert list(decode_ops(read(packed))), "the case must pack at least one tensor"
     interp = Interpreter(model_content=packed, num_threads=1)
     interp.allocate_tensors()
     ref = _expanded_interpreter(packed)
     xs = _inputs(interp)
-    _assert_outputs_close(_run(interp, xs), _run(ref, xs), _output_steps(ref))
+    for got, want in zip(_run(interp, xs), _run(ref, xs), strict=True):
+        np.testing.assert_array_equal(got, want)
     # The decoded weights themselves are bit-identical to the expander's.
     for si, _oi, _p, w in decode_ops(read(packed)):
         assert si == 0
+        assert interp.get_tensor(w).tobytes() == ref.get_tensor(w).tobytes()
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in CASES])
+def test_persistent_weights_mode_is_close_to_the_expanded_model(tflite_model, case_id):
+    """With constant_weights=0 the weights are decoded in Prepare into persistent
+    tensors that consumers treat as non-constant: other kernels, equal up to rounding."""
+    packed = packed_model(tflite_model, case_id)
+    delegate = load_decode_delegate(constant_weights="0")
+    interp = litert.Interpreter(
+        model_content=packed, num_threads=1, experimental_delegates=[delegate]
+    )
+    interp.allocate_tensors()
+    ref = _expanded_interpreter(packed)
+    xs = _inputs(interp)
+    _assert_outputs_close(_run(interp, xs), _run(ref, xs), _output_steps(ref))
+    for _si, _oi, _p, w in decode_ops(read(packed)):
         assert interp.get_tensor(w).tobytes() == ref.get_tensor(w).tobytes()
 
 

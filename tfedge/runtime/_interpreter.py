@@ -3,12 +3,13 @@
 The wheels of TensorFlow and ai-edge-litert export no C API to register custom ops, but
 both load *external delegates*. tfedge's native library is one: it claims every
 TFEDGE_DECODE node, checks its payload against the weight tensor and decodes it once,
-in `allocate_tensors()`, into a persistent tensor. Packed files then run as they are.
+when the interpreter is built, into a constant weight tensor (before XNNPACK looks at
+the graph). Packed files then run as they are, with the expanded model's kernels and
+outputs. A malformed payload is reported by `allocate_tensors()`.
 
-Cost: the consumers of decoded weights see non-constant weights, so XNNPACK's
-constant-weight packing does not apply to them. `tfedge.expand` (a plain model at full
-speed) stays the default way to load a packed model; scripts/bench_decoder.py measures
-both.
+With the delegate option constant_weights=0 the weights are decoded in Prepare into
+persistent tensors instead; consumers then see non-constant weights and lose XNNPACK's
+weight packing (about 2x slower convolutions). scripts/bench_decoder.py measures both.
 
 `allocate_tensors(interpreter)` is for users of any stock interpreter: it turns the
 "unresolved custom op TFEDGE_DECODE" failure into an error that says what to do.
@@ -42,6 +43,10 @@ _PREPARE_ERROR = re.compile(
 
 def load_decode_delegate(**options: str):
     """Loads tfedge's native library as a TFLite external delegate.
+
+    Options (strings): `constant_weights="0"` decodes in Prepare into persistent,
+    non-constant tensors instead of constants; `probe="1"` records the graph for the
+    struct-layout test.
 
     The returned object goes into `experimental_delegates=[...]` of the ai_edge_litert
     interpreter. (TensorFlow's `tf.lite.experimental.load_delegate` can load the same
@@ -107,7 +112,8 @@ class Interpreter(_litert.Interpreter):
     """The stock ai_edge_litert interpreter with TFEDGE_DECODE registered.
 
     Runs packed `.tflite` files as they are: each payload is validated and decoded
-    once, in `allocate_tensors()`, into a persistent weight tensor. Everything else is
+    once, when the interpreter is built, into a constant weight tensor; outputs are
+    those of the expanded model, at its speed. Everything else is
     the stock interpreter's API (`get_input_details`, `set_tensor`, `invoke`,
     `get_signature_runner`, ...). Plain models run too.
 

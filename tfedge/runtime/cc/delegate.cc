@@ -3,22 +3,36 @@
 // The TensorFlow and ai-edge-litert wheels export no C op-registration API, but both
 // load external delegates (`load_delegate(path)`), which needs no symbols from them.
 // The delegate claims every TFEDGE_DECODE node (an unresolved custom op until then)
-// and replaces them with one kernel whose Prepare, for each decode node:
+// and replaces them with one kernel.
+//
+// Constant weights (the default): while the graph is partitioned (at interpreter
+// construction, before XNNPACK is applied at the first allocate_tensors), each payload
+// that passes every check is decoded, once, into a 64-byte-aligned buffer owned by the
+// delegate, and its weight tensor becomes kTfLiteMmapRo, a constant. Consumers then see
+// constant weights exactly as in the expanded model: same kernels (XNNPACK packs them),
+// same outputs bit for bit, same speed.
+//
+// Otherwise (option constant_weights=0, or a payload that fails a check) the kernel's
+// Prepare, for each decode node:
 //   1. checks the payload header against the output tensor (bound = the tensor's byte
 //      size, which the decoded size must equal; element type must match),
 //   2. turns the output into a kTfLitePersistentRo tensor (allocated by the runtime,
-//      kept across invokes, treated as constant by downstream Prepare),
+//      kept across invokes; consumers see non-constant weights),
 //   3. decodes the payload into it, once.
 // Invoke does nothing unless the runtime moved the tensor, in which case it decodes
 // again into the new buffer (never allocating). Errors are reported through the
-// interpreter as "TFEDGE_DECODE: tensor '<name>': byte <offset>: <problem>".
+// interpreter at allocate_tensors() as
+// "TFEDGE_DECODE: tensor '<name>': byte <offset>: <problem>".
 //
 // `DecodeKernelRegistration()` is the one registration entry point of the op.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <utility>
 #include <new>
 #include <string>
 #include <vector>
@@ -132,8 +146,29 @@ struct DecodeNode {
   const void* decoded_at = nullptr;  // the output buffer last decoded into
 };
 
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// Owned by the delegate (which outlives its interpreters).
+struct DelegateData {
+  bool probe = false;
+  // Decode while the graph is partitioned, so that consumers see constant weights.
+  bool constant_weights = true;
+  std::mutex mutex;
+  // Weights decoded at partitioning time, keyed by (context, tensor index).
+  std::map<std::pair<const void*, int>, std::unique_ptr<uint8_t, FreeDeleter>> decoded;
+
+  const void* Find(const void* context, int tensor) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = decoded.find({context, tensor});
+    return it == decoded.end() ? nullptr : it->second.get();
+  }
+};
+
 struct KernelState {
   std::vector<DecodeNode> nodes;
+  DelegateData* delegate_data = nullptr;
 };
 
 TfLiteStatus Fail(TfLiteContext* context, const TfLiteTensor* out,
@@ -155,6 +190,9 @@ void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
   auto* state = new (std::nothrow) KernelState;
   if (state == nullptr || params == nullptr || params->nodes_to_replace == nullptr) {
     return state;
+  }
+  if (params->delegate != nullptr) {
+    state->delegate_data = static_cast<DelegateData*>(params->delegate->data_);
   }
   const TfLiteIntArray* nodes = params->nodes_to_replace;
   for (int i = 0; i < nodes->size; ++i) {
@@ -179,7 +217,7 @@ void KernelFree(TfLiteContext*, void* buffer) {
 }
 
 // Validates one decode node and decodes its payload into its (persistent) output.
-TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d) {
+TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, DelegateData* data) {
   const size_t n_tensors = context->tensors_size;
   if (d->output < 0 || static_cast<size_t>(d->output) >= n_tensors) {
     context->ReportError(context, "%s: node %d has no valid output tensor", kOpName,
@@ -195,6 +233,12 @@ TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d) {
   }
   if (d->payload < 0 || static_cast<size_t>(d->payload) >= n_tensors) {
     return Fail(context, out, "the payload tensor index is invalid");
+  }
+  // Decoded when the graph was partitioned (see DecodeEarly): nothing left to do.
+  if (data != nullptr && out->allocation_type == kTfLiteMmapRo &&
+      out->data.raw != nullptr && out->data.raw == data->Find(context, d->output)) {
+    d->decoded_at = out->data.raw;
+    return kTfLiteOk;
   }
   const TfLiteTensor* in = &context->tensors[d->payload];
   if (in->type != kTfLiteUInt8) {
@@ -265,7 +309,7 @@ TfLiteStatus KernelPrepare(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   for (DecodeNode& d : state->nodes) {
-    if (PrepareOne(context, &d) != kTfLiteOk) return kTfLiteError;
+    if (PrepareOne(context, &d, state->delegate_data) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }
@@ -290,15 +334,48 @@ TfLiteStatus KernelInvoke(TfLiteContext* context, TfLiteNode* node) {
 
 // --- the delegate ---------------------------------------------------------------------
 
-struct DelegateData {
-  bool probe = false;
-};
-
 // Padded so that a runtime reading a few more (newer) members reads zeros.
 struct PaddedDelegate {
   TfLiteDelegate delegate;
   char padding[64];
 };
+
+// Decodes one claimed node's payload into a buffer the delegate owns and makes the
+// weight tensor a read-only constant (kTfLiteMmapRo), before any other delegate
+// (XNNPACK is applied at the first allocate_tensors) looks at the graph: consumers then
+// see constant weights and keep their constant-weight fast paths. Anything unusual is
+// left to the kernel's Prepare, which reports it.
+void DecodeEarly(TfLiteContext* context, DelegateData* data, const TfLiteNode* node) {
+  if (node->inputs->size != 1 || node->outputs->size != 1) return;
+  const int output = node->outputs->data[0];
+  const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
+  TfLiteTensor* out = &context->tensors[output];
+  if (in->type != kTfLiteUInt8 || in->allocation_type != kTfLiteMmapRo ||
+      in->data.raw_const == nullptr || out->allocation_type != kTfLiteArenaRw ||
+      out->data.raw != nullptr || out->bytes == 0) {
+    return;
+  }
+  const auto* payload = reinterpret_cast<const uint8_t*>(in->data.raw_const);
+  Header h;
+  if (!ParseHeader(payload, in->bytes, out->bytes, &h).ok() ||
+      h.decoded_size != out->bytes || RuntimeType(h.element_type) != out->type) {
+    return;
+  }
+  // TFLite aligns tensor data to 64 bytes; so do we.
+  const size_t size = (out->bytes + 63) / 64 * 64;
+  std::unique_ptr<uint8_t, FreeDeleter> buffer(
+      static_cast<uint8_t*>(std::aligned_alloc(64, size)));
+  if (!buffer) return;
+  if (!DecodePayload(payload, in->bytes, out->bytes, buffer.get(), out->bytes, nullptr)
+           .ok()) {
+    return;
+  }
+  g_decode_count.fetch_add(1, std::memory_order_relaxed);
+  out->data.raw = reinterpret_cast<char*>(buffer.get());
+  out->allocation_type = kTfLiteMmapRo;
+  std::lock_guard<std::mutex> lock(data->mutex);
+  data->decoded[{context, output}] = std::move(buffer);
+}
 
 bool IsDecodeOp(const TfLiteRegistration* reg) {
   return reg != nullptr && reg->builtin_code == kBuiltinCustom &&
@@ -315,7 +392,7 @@ TfLiteStatus LayoutError(TfLiteContext* context, const char* what) {
 }
 
 TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
-  const auto* data = static_cast<const DelegateData*>(delegate->data_);
+  auto* data = static_cast<DelegateData*>(delegate->data_);
   if (context->tensors_size > (size_t{1} << 31)) {
     return LayoutError(context, "implausible tensor count");
   }
@@ -339,6 +416,7 @@ TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
       return LayoutError(context, "a TFEDGE_DECODE node has implausible tensor lists");
     }
     claim.push_back(plan->data[i]);
+    if (data != nullptr && data->constant_weights) DecodeEarly(context, data, node);
   }
   if (claim.empty()) return kTfLiteOk;
   TfLiteIntArray* nodes = NewIntArray(static_cast<int>(claim.size()));
@@ -374,7 +452,9 @@ extern "C" {
 
 // The external-delegate plugin interface (TFLite's delegate_loader / load_delegate).
 // Options: "probe" = "1" records the graph as the delegate saw it (for the layout
-// pin test; see tfedge_delegate_probe_report).
+// pin test; see tfedge_delegate_probe_report). "constant_weights" = "0" turns off the
+// decoding at graph-partitioning time (weights are then decoded in Prepare into
+// persistent, non-constant tensors).
 TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
     char** keys, char** values, size_t num_options, void (*report_error)(const char*)) {
   auto* data = new (std::nothrow) tfedge::DelegateData;
@@ -384,10 +464,12 @@ TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
     const char* v = values[i] ? values[i] : "";
     if (std::strcmp(k, "probe") == 0) {
       data->probe = std::strcmp(v, "1") == 0;
+    } else if (std::strcmp(k, "constant_weights") == 0) {
+      data->constant_weights = std::strcmp(v, "0") != 0;
     } else {
       if (report_error != nullptr) {
         std::string m = std::string("tfedge delegate: unknown option '") + k +
-                        "'; the only option is 'probe'";
+                        "'; options are 'probe' and 'constant_weights'";
         report_error(m.c_str());
       }
       delete data;
