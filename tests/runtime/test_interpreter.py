@@ -209,7 +209,7 @@ def test_outputs_equal_the_expanded_model(tflite_model, case_id):
 @pytest.mark.parametrize("case_id", [c[0] for c in CASES])
 def test_persistent_weights_mode_is_close_to_the_expanded_model(tflite_model, case_id):
     """With constant_weights=0 the weights are decoded in Prepare into persistent
-    tensors that consumers treat as non-constant: other kernels, equal up to rounding."""
+    tensors that consumers treat as non-constant: other kernels, equal to rounding."""
     packed = packed_model(tflite_model, case_id)
     delegate = load_decode_delegate(constant_weights="0")
     interp = litert.Interpreter(
