@@ -211,7 +211,9 @@ def test_four_bit_fc_kernels_hold_sixteen_codes(convnet, data):
 def test_fine_tuning_carries_into_the_export(convnet, data):
     res = fp.quantize(convnet, data)
     before = bytes(res)
-    res.model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    res.model.compile(
+        optimizer=keras.optimizers.SGD(0.05), loss="mse", jit_compile=False
+    )
     res.model.fit(data, np.ones((len(data), 3), np.float32), epochs=1, verbose=0)
     after = bytes(res)
     assert after != before
@@ -219,6 +221,17 @@ def test_fine_tuning_carries_into_the_export(convnet, data):
     want = keras.ops.convert_to_numpy(res.model(data))
     step = 2.0 ** -res.layers[-1].output_fractional_length
     assert np.abs(got - want).max() <= DRIFT_LSB * step
+
+
+def test_export_that_disagrees_with_the_simulation_raises(convnet, data, monkeypatch):
+    from tfedge.errors import TfedgeError
+    from tfedge.fixed_point import _export
+
+    res = fp.quantize(convnet, data)
+    assert res.export_drift_lsb is None  # exported on first use
+    monkeypatch.setattr(_export, "MAX_DRIFT_LSB", -1)
+    with pytest.raises(TfedgeError, match="differs from the simulation by"):
+        bytes(res)
 
 
 def test_summary_lists_every_layer(result):

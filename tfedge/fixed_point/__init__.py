@@ -10,6 +10,7 @@ Importing this package imports Keras; exporting imports TensorFlow.
 
 from __future__ import annotations
 
+from tfedge.fixed_point._export import MAX_DRIFT_LSB
 from tfedge.fixed_point._layers import FixedPointQuantize, FixedPointWeights
 from tfedge.fixed_point._numeric import FL_MAX, FL_MIN
 from tfedge.fixed_point._quantize import (
@@ -29,6 +30,7 @@ __all__ = [
     "FixedPointResult",
     "FixedPointWeights",
     "LayerLengths",
+    "MAX_DRIFT_LSB",
     "MODES",
     "WEIGHT_BITS_RANGE",
     "quantize",

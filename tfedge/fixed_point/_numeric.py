@@ -117,9 +117,13 @@ def choose_length(
         return FL_MAX
     best, best_err = start, math.inf
     for fl in range(start, min(start + SEARCH_ABOVE, FL_MAX) + 1):
+        # Each array's mean error, summed: with one array this is Qiu's sum; with
+        # several (static fixed point) a small map such as the logits counts as much
+        # as a large one, instead of being saturated to serve the large ones.
         err = sum(
-            float(np.sum(np.abs(ref - quantize(values, bits, fl))))
+            float(np.mean(np.abs(ref - quantize(values, bits, fl))))
             for values, ref, bits in items
+            if values.size
         )
         if err < best_err:
             best, best_err = fl, err
