@@ -20,15 +20,16 @@ def load_eval_data(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(f"No such data file: {path}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("x", "y") if k not in f.files]
-            if missing:
-                raise ValueError(
-                    f"{path}: expected arrays 'x' and 'y' (np.savez(path, x=..., y=...)); "
-                    f"it holds {sorted(f.files)}"
-                )
-            return f["x"], f["y"]
-    except (OSError, EOFError) as e:
+            arrays = {k: f[k] for k in f.files if k in ("x", "y")}
+            files = sorted(f.files)
+    except (OSError, EOFError, ValueError) as e:
         raise ValueError(f"{path} is not a readable .npz file ({e})") from e
+    if len(arrays) != 2:
+        raise ValueError(
+            f"{path}: expected arrays 'x' and 'y' (np.savez(path, x=..., y=...)); "
+            f"it holds {files}"
+        )
+    return arrays["x"], arrays["y"]
 
 
 def run_budget(
