@@ -268,7 +268,24 @@ def _strided():
     )
 
 
-MORE_MODELS = {"depthwise_relu6_no_bias": _depthwise, "strided_same_reshape": _strided}
+def _flatten_first():
+    """LeNet-300-100's shape (Deep Compression), small: images straight into Dense."""
+    return keras.Sequential(
+        [
+            keras.Input((9, 9, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(30, activation="relu", name="fc1"),
+            keras.layers.Dense(10, activation="relu", name="fc2"),
+            keras.layers.Dense(3, name="fc3"),
+        ]
+    )
+
+
+MORE_MODELS = {
+    "depthwise_relu6_no_bias": _depthwise,
+    "strided_same_reshape": _strided,
+    "flatten_first_mlp": _flatten_first,
+}
 
 
 @pytest.mark.parametrize("make", MORE_MODELS.values(), ids=MORE_MODELS.keys())
