@@ -10,6 +10,7 @@ import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 import java.util.Locale;
 
 /**
@@ -25,7 +26,7 @@ import java.util.Locale;
  * {@code batch} runs one job per line ({@code expand IN OUT} or {@code payload IN OUT
  * [EXPECTED]}) in one JVM and prints one line per job: {@code OK} or {@code ERR message}.
  * {@code bench} prints one tab-separated line per file: name, packed bytes, expanded bytes,
- * runs, best seconds, MB/s of expanded output. Exit status: 0 ok, 1 usage, 2 bad input.
+ * runs, median and best seconds, MB/s of expanded output at the median. Exit status: 0 ok, 1 usage, 2 bad input.
  */
 public final class Main {
     private Main() {}
@@ -98,26 +99,40 @@ public final class Main {
         }
     }
 
+    /**
+     * Per file: expands it repeatedly for {@code seconds} after as long a warm-up (for the
+     * JIT), then prints name, packed bytes, expanded bytes, runs, median and best seconds,
+     * and MB/s of expanded output at the median.
+     */
     private static void bench(double seconds, String[] args, PrintStream out)
             throws IOException, TfedgeFormatException {
         for (int f = 2; f < args.length; f++) {
             byte[] in = read(new File(args[f]));
-            Unpacker.Stats stats = new Unpacker.Stats();
             long expanded = 0;
-            double best = Double.MAX_VALUE;
+            long warm = System.nanoTime() + (long) (seconds * 1e9);
+            while (System.nanoTime() < warm) {
+                expanded = Unpacker.expand(in).capacity();
+            }
+            double[] times = new double[16];
             int runs = 0;
             long deadline = System.nanoTime() + (long) (seconds * 1e9);
             do {
                 long t0 = System.nanoTime();
-                ByteBuffer b = Unpacker.expand(in, in.length, stats);
+                ByteBuffer b = Unpacker.expand(in);
                 double dt = (System.nanoTime() - t0) / 1e9;
                 expanded = b.capacity();
-                best = Math.min(best, dt);
-                runs++;
-            } while (System.nanoTime() < deadline || runs < 3);
-            out.println(String.format(Locale.ROOT, "%s\t%d\t%d\t%d\t%.6f\t%.1f",
-                    new File(args[f]).getName(), in.length, expanded, runs, best,
-                    expanded / best / 1e6));
+                if (runs == times.length) {
+                    times = Arrays.copyOf(times, runs * 2);
+                }
+                times[runs++] = dt;
+            } while (System.nanoTime() < deadline || runs < 5);
+            double[] sorted = Arrays.copyOf(times, runs);
+            Arrays.sort(sorted);
+            double median = runs % 2 == 1 ? sorted[runs / 2]
+                    : (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2;
+            out.println(String.format(Locale.ROOT, "%s\t%d\t%d\t%d\t%.6f\t%.6f\t%.1f",
+                    new File(args[f]).getName(), in.length, expanded, runs, median, sorted[0],
+                    expanded / median / 1e6));
         }
     }
 
