@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tfedge
-from tfedge.budget import Option, Plan, floor_bytes, plan, transform
+from tfedge.budget import Option, Plan, analyze, floor_bytes, plan, transform
 from tfedge.pack._verify import interpreter_class
 
 # Small option grids keep each plan() under a second on the tiny model.
@@ -168,3 +168,16 @@ def test_transform_options():
     shared = transform(values, Option(0.7, bits=3))
     assert len(np.unique(shared)) <= 8 and np.sum(shared == 0) >= 700
     assert str(Option(0.5, 4)) == "4-bit @ 50% pruned"
+
+
+def test_analysis_plans_several_budgets_with_one_sensitivity_run(tiny):
+    _, data, eval_data = tiny
+    analysis = analyze(data, eval_data, sparsities=(0.9,), bits=(2,))
+    loose = analysis.plan(10**6, curve_points=0)
+    runs = analysis._evaluator.runs
+    tight = analysis.plan(analysis.floor_bytes + 500, curve_points=0)
+    # Only the finalists of the second budget run, no second sensitivity sweep.
+    assert analysis._evaluator.runs - runs <= 4
+    assert tight.predicted_bytes <= analysis.floor_bytes + 500 < loose.predicted_bytes
+    with pytest.raises(ValueError, match=f"floor of {analysis.floor_bytes} bytes"):
+        analysis.plan(analysis.floor_bytes - 1)

@@ -3,6 +3,8 @@
 * `plan(model, budget_bytes, eval_data, ...) -> Plan`: per-layer sparsity, sharing bits
   and ternary coding chosen from measured per-layer sensitivity and exact packed sizes;
   `Plan.apply()` returns the `tfedge.Packed` model, of exactly `Plan.predicted_bytes`.
+  `analyze(model, eval_data) -> Analysis` measures once; `Analysis.plan(budget)` then
+  plans any number of budgets.
 * `floor_bytes(model)`: the smallest packed size the planner can reach.
 * `breakdown(packed, original, layers=...) -> Breakdown`: per-layer bytes before and
   after, split into weights, indices, codebooks, Huffman tables, headers and flatbuffer
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 from tfedge.budget._plan import (
     DEFAULT_BITS,
+    Analysis,
     DEFAULT_SPARSITIES,
     LayerChoice,
     Option,
     Plan,
+    analyze,
     floor_bytes,
     plan,
     transform,
@@ -34,11 +38,13 @@ __all__ = [
     "DEFAULT_BITS",
     "DEFAULT_SPARSITIES",
     "PARTS",
+    "Analysis",
     "Breakdown",
     "LayerBytes",
     "LayerChoice",
     "Option",
     "Plan",
+    "analyze",
     "breakdown",
     "floor_bytes",
     "packed_size",

@@ -484,25 +484,55 @@ def plan(
 
     Returns:
         A `Plan`; `plan.apply()` gives the `tfedge.Packed` model, never larger than
-        `plan.predicted_bytes`.
+        `plan.predicted_bytes`. To plan several budgets for one model, `analyze` once
+        and call `Analysis.plan` per budget (the sensitivity runs are shared).
 
     Raises:
         ValueError: bad arguments, or a budget below the model's floor (the message
             gives the floor in bytes).
     """
-    from tfedge._progress import progress as progress_bar
-    from tfedge.pack import _compress
+    budget = parse_size(budget_bytes)
+    _check_int(finalists, "finalists", 1)
+    _check_int(curve_points, "curve_points", 0)
+    analysis = analyze(
+        model, eval_data, sparsities=sparsities, bits=bits, ternary=ternary,
+        layers=layers, metric=metric, batch_size=batch_size, min_bytes=min_bytes,
+        seed=seed, progress=progress,
+    )
+    return analysis.plan(budget, finalists=finalists, curve_points=curve_points)
+
+
+def _check_int(value, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"Expected `{name}` to be an int >= {low}. Received: {name}={value!r}")
+    return int(value)
+
+
+def analyze(
+    model,
+    eval_data: tuple | None = None,
+    *,
+    sparsities: Sequence[float] = DEFAULT_SPARSITIES,
+    bits: Sequence[int] = DEFAULT_BITS,
+    ternary: bool | Sequence[str] = True,
+    layers: Sequence[str] | None = None,
+    metric: str | Callable = "accuracy",
+    batch_size: int = 1024,
+    min_bytes: int = 256,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Analysis:
+    """Every kernel's options with their exact sizes, and the floor; see `plan` for the
+    arguments. Sensitivity is measured on the first `Analysis.plan` call."""
+    from tfedge.pack import _compress, _encode
     from tfedge.tflite import read
 
-    budget = parse_size(budget_bytes)
     sparsities = _check_fractions(sparsities, "sparsities", 0.0, 1.0)
     if 0.0 not in sparsities:
         sparsities = (0.0, *sparsities)
     bits = _check_bits(bits)
-    for name, value, low in (("finalists", finalists, 1), ("curve_points", curve_points, 0),
-                             ("batch_size", batch_size, 1), ("min_bytes", min_bytes, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"Expected `{name}` to be an int >= {low}. Received: {name}={value!r}")
+    _check_int(batch_size, "batch_size", 1)
+    _check_int(min_bytes, "min_bytes", 0)
     if metric == "accuracy":
         metric_fn, metric_name = _accuracy, "accuracy"
     elif callable(metric):
@@ -513,10 +543,12 @@ def plan(
         raise ValueError(
             f"Expected `ternary` True, False or a list of layer names. Received: ternary={ternary!r}"
         )
+    if eval_data is not None:
+        _check_eval_data(eval_data)
 
     tflite, keras_model = _to_tflite(model)
     plain = read(tflite)
-    candidates, rows = _compress._candidates(plain, min_bytes, "linear", seed)
+    candidates, _ = _compress._candidates(plain, min_bytes, "linear", seed)
 
     keys = _keras_layer_keys(keras_model) if keras_model is not None else {}
     layer_names = sorted(set(keys.values()))
@@ -532,9 +564,9 @@ def plan(
         )
         tensors.append(_Tensor(c.buffer, c.ttype, name, layer, c.row.shape,
                                c.row.original_bytes, c.values, tunable))
+    known = {t.layer for t in tensors} | {t.name for t in tensors}
     if layers is not None:
         wanted = set(layers)
-        known = {t.layer for t in tensors} | {t.name for t in tensors}
         unknown = sorted(wanted - known)
         if unknown:
             raise ValueError(
@@ -544,23 +576,24 @@ def plan(
         for t in tensors:
             t.tunable = t.tunable and (t.layer in wanted or t.name in wanted)
     if not isinstance(ternary, bool):
-        known = {t.layer for t in tensors} | {t.name for t in tensors}
         unknown = sorted(set(ternary) - known)
         if unknown:
             raise ValueError(f"Unknown layers {unknown} in `ternary`.")
 
-    x, y = _eval_arrays(tflite, eval_data, metric_name, seed, batch_size)
+    x, y = _eval_arrays(tflite, eval_data, seed, batch_size)
     if eval_data is None:
         metric_fn, metric_name = _accuracy, "agreement"
     evaluator = _Evaluator(tflite, x, y, metric_fn, batch_size)
 
     # 1-2. Options and their exact payloads.
-    from tfedge.pack import _encode
+    from tfedge._progress import progress as progress_bar
 
     for t in progress_bar(tensors, desc="sizes", enabled=progress):
         if not t.tunable:
             payload = len(_encode.encode_lossless(t.ttype, t.values).payload)
-            t.options, t.costs, t.payloads, t.errors = [None], [_cost(payload, t.raw_bytes, t.name)], [payload], [0.0]
+            t.options = [None]
+            t.costs = [_cost(payload, t.raw_bytes, t.name)]
+            t.payloads, t.errors = [payload], [0.0]
             continue
         allow_ternary = ternary is True or (
             not isinstance(ternary, bool) and (t.layer in ternary or t.name in ternary)
@@ -577,147 +610,202 @@ def plan(
                 t.payloads.append(payload)
                 t.costs.append(_cost(payload, t.raw_bytes, t.name))
                 t.errors.append(_relative_error(t.values, values))
+    return Analysis(tflite, tensors, evaluator, metric_name, min_bytes, max(sparsities),
+                    progress)
 
-    def replaced(choice: tuple[int, ...]) -> dict[int, np.ndarray]:
-        return {t.buffer: t.decoded[i] for t, i in zip(tensors, choice) if t.tunable and i}
 
-    def build(choice: tuple[int, ...]) -> tuple[bytes, int]:
-        data = evaluator.bytes_with(replaced(choice))
-        return data, len(_pack(data, min_bytes))
+class Analysis:
+    """A model's weight tensors with every option's exact size and measured loss.
 
-    # The floor: every kernel at its cheapest option, packed.
-    cheapest = tuple(int(np.argmin(t.costs)) for t in tensors)
-    floor_tflite, floor = build(cheapest)
-    if budget < floor:
-        fixed = sum(t.costs[0] for t in tensors if not t.tunable)
-        kernels = sum(t.costs[i] for t, i in zip(tensors, cheapest) if t.tunable)
-        raise ValueError(
-            f"budget_bytes={budget} is below this model's incompressible floor of {floor} "
-            f"bytes: about {floor - fixed - kernels} bytes of graph structure and small "
-            f"constants, {fixed} bytes of biases and other tensors packed losslessly, and "
-            f"{kernels} bytes of kernels at their smallest option (ternary or 2-bit at "
-            f"{max(sparsities):.0%} sparsity). Raise the budget to at least {floor} bytes, "
-            "or shrink the architecture."
+    Made by `analyze`; `plan(budget)` plans one budget (the sensitivity runs, made on
+    the first call, and the packed candidates are shared between calls).
+
+    Attributes:
+        floor_bytes: the smallest packed file the options reach.
+        baseline: the metric of the float model.
+        metric: the metric's name.
+    """
+
+    def __init__(self, tflite, tensors, evaluator, metric, min_bytes, max_sparsity, progress):
+        self._tflite = tflite
+        self._tensors = tensors
+        self._evaluator = evaluator
+        self.metric = metric
+        self._min_bytes = min_bytes
+        self._max_sparsity = max_sparsity
+        self._progress = progress
+        self._measured: dict[tuple, tuple[int, float, bytes]] = {}
+        self._front = None
+        self._offset = 0
+        self.baseline: float | None = None
+        # The floor: every kernel at its cheapest option, packed.
+        self._cheapest = tuple(int(np.argmin(t.costs)) for t in tensors)
+        data, self.floor_bytes = self._build(self._cheapest)
+        self._floor_tflite = data
+
+    def _replaced(self, choice: tuple[int, ...]) -> dict[int, np.ndarray]:
+        return {
+            t.buffer: t.decoded[i] for t, i in zip(self._tensors, choice) if t.tunable and i
+        }
+
+    def _build(self, choice: tuple[int, ...]) -> tuple[bytes, int]:
+        data = self._evaluator.bytes_with(self._replaced(choice))
+        return data, len(_pack(data, self._min_bytes))
+
+    def _measure(self, choice: tuple) -> tuple[int, float, bytes]:
+        if choice not in self._measured:
+            data, size = self._build(choice)
+            ev = self._evaluator
+            score = float(ev.metric_fn(ev.y, ev.outputs(data)))
+            self._measured[choice] = (size, score, data)
+        return self._measured[choice]
+
+    def _sensitivity(self) -> None:
+        """3. Each option alone, then the Pareto front of the sum over tensors."""
+        if self._front is not None:
+            return
+        from tfedge._progress import progress as progress_bar
+
+        tensors, ev = self._tensors, self._evaluator
+        self.baseline = ev.score({})
+        jobs = [(t, i) for t in tensors if t.tunable for i in range(1, len(t.options))]
+        for t in tensors:
+            t.losses = [0.0] * len(t.options)
+        for t, i in progress_bar(jobs, desc="sensitivity", enabled=self._progress):
+            t.losses[i] = self.baseline - ev.score({t.buffer: t.decoded[i]})
+        logging.info("tfedge.budget: %d sensitivity runs", ev.runs)
+        fronts = []
+        for t in tensors:
+            points = [
+                (t.costs[i], max(t.losses[i], 0.0) + TIE_BREAK * t.errors[i], (i,))
+                for i in range(len(t.options))
+            ]
+            fronts.append(_front(points))
+        self._front = _merge(fronts)
+        # The front's costs are exact payloads plus `compress`'s per-tensor estimate of
+        # the graph overhead; `offset` calibrates the rest on the floor's packed size.
+        self._offset = self.floor_bytes - sum(
+            t.costs[i] for t, i in zip(tensors, self._cheapest)
         )
 
-    # 3. Sensitivity: each option alone.
-    baseline = evaluator.score({})
-    jobs = [(t, i) for t in tensors if t.tunable for i in range(len(t.options))]
-    for t in tensors:
-        t.losses = [0.0] * len(t.options)
-    for t, i in progress_bar(jobs, desc="sensitivity", enabled=progress):
-        if i == 0:
-            continue  # the unchanged tensor
-        t.losses[i] = baseline - evaluator.score({t.buffer: t.decoded[i]})
-    logging.info("tfedge.budget: %d sensitivity runs", evaluator.runs)
+    def _floor_error(self, budget: int) -> ValueError:
+        tensors = self._tensors
+        fixed = sum(t.costs[0] for t in tensors if not t.tunable)
+        kernels = sum(t.costs[i] for t, i in zip(tensors, self._cheapest) if t.tunable)
+        return ValueError(
+            f"budget_bytes={budget} is below this model's incompressible floor of "
+            f"{self.floor_bytes} bytes: about {self.floor_bytes - fixed - kernels} bytes "
+            f"of graph structure and small constants, {fixed} bytes of biases and other "
+            f"tensors packed losslessly, and {kernels} bytes of kernels at their smallest "
+            f"option (ternary or 2-bit at {self._max_sparsity:.0%} sparsity). Raise the "
+            f"budget to at least {self.floor_bytes} bytes, or shrink the architecture."
+        )
 
-    fronts = []
-    for t in tensors:
-        points = [
-            (t.costs[i], max(t.losses[i], 0.0) + TIE_BREAK * t.errors[i], (i,))
-            for i in range(len(t.options))
-        ]
-        fronts.append(_front(points))
-    front = _merge(fronts)
-    # The front's costs are exact payloads plus `compress`'s per-tensor estimate of the
-    # graph overhead; `offset` calibrates the rest of the file on the floor's packed size.
-    offset = floor - sum(t.costs[i] for t, i in zip(tensors, cheapest))
-
-    measured: dict[tuple, tuple[int, float, bytes]] = {}
-
-    def measure(choice: tuple) -> tuple[int, float, bytes]:
-        if choice not in measured:
-            data, size = build(choice)
-            measured[choice] = (size, float(metric_fn(y, evaluator.outputs(data))), data)
-        return measured[choice]
-
-    limit = budget
-    best = None
-    for _ in range(MAX_TIGHTEN_ROUNDS):
-        fitting = [p for p in front if p[0] + offset <= limit]
-        if not fitting:
-            break
-        fitting.sort(key=lambda p: p[1])
-        over = []
-        for _, _, choice in fitting[:finalists]:
-            size, score, _ = measure(choice)
-            if size <= budget:
-                if best is None or (score, -size) > (best[1], -best[0]):
-                    best = (size, score, choice)
-            else:
-                over.append(size - budget)
-        if best is not None:
-            break
-        limit -= max(over)
-    if best is None:
-        best = (floor, measure(cheapest)[1], cheapest)
-    size, score, choice = best
-    data = measured[choice][2] if choice in measured else floor_tflite
-
-    # The trade-off curve: front points spread over the cost range, measured.
-    tradeoff = []
-    if curve_points:
+    def tradeoff(self, points: int = DEFAULT_CURVE_POINTS, *, include=()) -> list[dict]:
+        """Measured (bytes, metric) of `points` assignments of the front, spread
+        log-evenly from the floor to the float model, cheapest first."""
+        _check_int(points, "points", 1)
+        self._sensitivity()
+        front, offset = self._front, self._offset
         lo, hi = math.log(front[0][0] + offset), math.log(front[-1][0] + offset)
-        targets = [math.exp(lo + (hi - lo) * k / max(curve_points - 1, 1))
-                   for k in range(curve_points)]
         picks = []
-        for target in targets:
+        for k in range(points):
+            target = math.exp(lo + (hi - lo) * k / max(points - 1, 1))
             below = [p for p in front if p[0] + offset <= target] or [front[0]]
             picks.append(below[-1][2])
-        picks.append(choice)
-        for c in dict.fromkeys(picks):
-            s, m, _ = measure(c)
-            predicted = sum(max(t.losses[i], 0.0) for t, i in zip(tensors, c))
-            tradeoff.append({"bytes": s, "metric": m, "predicted_loss": predicted,
-                             "chosen": c == choice})
-        tradeoff.sort(key=lambda p: p["bytes"])
+        out = []
+        for c in dict.fromkeys([*picks, *include]):
+            size, score, _ = self._measure(c)
+            predicted = sum(max(t.losses[i], 0.0) for t, i in zip(self._tensors, c))
+            out.append({"bytes": size, "metric": score, "predicted_loss": predicted,
+                        "chosen": c in include})
+        return sorted(out, key=lambda p: p["bytes"])
 
-    choices = []
-    for t, i in zip(tensors, choice):
-        opt = t.options[i]
-        choices.append(LayerChoice(
-            tensor=t.name,
-            layer=t.layer,
-            shape=list(t.shape),
-            sparsity=opt.sparsity if opt else float(np.mean(t.values == 0)),
-            coding=opt.coding if opt else "lossless",
-            bits=opt.bits if opt else None,
-            ternary=bool(opt and opt.ternary),
-            bytes_before=t.raw_bytes,
-            bytes_after=t.payloads[i] if t.costs[i] < t.raw_bytes else t.raw_bytes,
-            loss=t.losses[i],
-            weight_error=t.errors[i],
-        ))
-    return Plan(
-        budget_bytes=budget,
-        predicted_bytes=size,
-        floor_bytes=floor,
-        original_bytes=len(tflite),
-        metric=metric_name,
-        baseline=baseline,
-        measured=score,
-        choices=choices,
-        tradeoff=tradeoff,
-        _tflite=data,
-        _original=tflite,
-        _min_bytes=min_bytes,
-    )
+    def plan(
+        self,
+        budget_bytes: int | str,
+        *,
+        finalists: int = DEFAULT_FINALISTS,
+        curve_points: int = DEFAULT_CURVE_POINTS,
+    ) -> Plan:
+        """4. The assignment with the best measured metric whose packed file fits."""
+        budget = parse_size(budget_bytes)
+        _check_int(finalists, "finalists", 1)
+        _check_int(curve_points, "curve_points", 0)
+        if budget < self.floor_bytes:
+            raise self._floor_error(budget)
+        self._sensitivity()
+        limit, best = budget, None
+        for _ in range(MAX_TIGHTEN_ROUNDS):
+            fitting = [p for p in self._front if p[0] + self._offset <= limit]
+            if not fitting:
+                break
+            fitting.sort(key=lambda p: p[1])
+            over = []
+            for _, _, choice in fitting[:finalists]:
+                size, score, _ = self._measure(choice)
+                if size <= budget:
+                    if best is None or (score, -size) > (best[1], -best[0]):
+                        best = (size, score, choice)
+                else:
+                    over.append(size - budget)
+            if best is not None:
+                break
+            limit -= max(over)
+        if best is None:
+            best = (self.floor_bytes, self._measure(self._cheapest)[1], self._cheapest)
+        size, score, choice = best
+        data = self._measured[choice][2]
+        tradeoff = self.tradeoff(curve_points, include=(choice,)) if curve_points else []
+        choices = []
+        for t, i in zip(self._tensors, choice):
+            opt = t.options[i]
+            choices.append(LayerChoice(
+                tensor=t.name,
+                layer=t.layer,
+                shape=list(t.shape),
+                sparsity=opt.sparsity if opt else float(np.mean(t.values == 0)),
+                coding=opt.coding if opt else "lossless",
+                bits=opt.bits if opt else None,
+                ternary=bool(opt and opt.ternary),
+                bytes_before=t.raw_bytes,
+                bytes_after=t.payloads[i] if t.costs[i] < t.raw_bytes else t.raw_bytes,
+                loss=t.losses[i],
+                weight_error=t.errors[i],
+            ))
+        return Plan(
+            budget_bytes=budget,
+            predicted_bytes=size,
+            floor_bytes=self.floor_bytes,
+            original_bytes=len(self._tflite),
+            metric=self.metric,
+            baseline=self.baseline,
+            measured=score,
+            choices=choices,
+            tradeoff=tradeoff,
+            _tflite=data,
+            _original=self._tflite,
+            _min_bytes=self._min_bytes,
+        )
 
 
-def _eval_arrays(tflite: bytes, eval_data, metric_name: str, seed: int, batch_size: int):
+def _check_eval_data(eval_data) -> None:
+    if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
+        raise ValueError(
+            "Expected `eval_data` to be a tuple (x, y) of arrays. Received: "
+            f"{type(eval_data).__name__}"
+        )
+    x, y = np.asarray(eval_data[0]), np.asarray(eval_data[1])
+    if x.ndim == 0 or len(x) == 0 or len(x) != len(y):
+        raise ValueError(
+            "Expected `eval_data` = (x, y) with the same, non-zero number of samples. "
+            f"Received: x of shape {x.shape}, y of shape {y.shape}"
+        )
+
+
+def _eval_arrays(tflite: bytes, eval_data, seed: int, batch_size: int):
     if eval_data is not None:
-        if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
-            raise ValueError(
-                "Expected `eval_data` to be a tuple (x, y) of arrays. Received: "
-                f"{type(eval_data).__name__}"
-            )
-        x, y = np.asarray(eval_data[0]), np.asarray(eval_data[1])
-        if x.ndim == 0 or len(x) == 0 or len(x) != len(y):
-            raise ValueError(
-                "Expected `eval_data` = (x, y) with the same, non-zero number of samples. "
-                f"Received: x of shape {x.shape}, y of shape {y.shape}"
-            )
-        return x, y
+        return np.asarray(eval_data[0]), np.asarray(eval_data[1])
     from tfedge.pack._verify import _generate, interpreter_class
 
     it = interpreter_class()(model_content=tflite, num_threads=1)
