@@ -230,3 +230,15 @@ def test_model_without_prunable_layer():
     x = np.zeros((8, 4), np.float32)
     with pytest.raises(ValueError, match="no prunable layer"):
         deep_compress(model, (x, np.zeros(8)), (x, np.zeros(8)))
+
+
+def test_default_bits_fit_the_codebook_with_the_zero():
+    from tfedge._deep_compress import _default_bits
+
+    conv = keras.layers.Conv2D(4, 3, name="c")
+    dense = keras.layers.Dense(4, name="d")
+    pick = _default_bits({"c", "d"})
+    # 2^8 values plus the pruned zero would exceed the 256-entry codebook: 7 bits.
+    assert pick(conv) == 7 and pick(dense) == 5
+    unpruned = _default_bits(set())
+    assert unpruned(conv) == 8 and unpruned(dense) == 5

@@ -544,8 +544,10 @@ def deep_compress(
             round i), then retrains; the last round, at the target, retrains twice as
             long as the others.
         prune_epochs: epochs of pruning and retraining in all (>= 1).
-        bits: weight-sharing bits as in `tfedge.keras.share_weights` (None: 8 for
-            convolutions, 5 for the rest; an int; a dict; a callable).
+        bits: weight-sharing bits as in `tfedge.keras.share_weights`: None for the
+            paper's 8 for convolutions and 5 for the rest, except 7 for a pruned
+            convolution (the packed codebook holds at most 256 values, and a pruned
+            layer's holds its zero too); an int; a dict; a callable.
         init: centroid initialisation, "linear" (the paper's), "density" or "random".
         share_epochs: epochs of centroid fine-tuning (0 keeps the k-means centroids).
         loss: training loss; default the model's compiled loss, else sparse (or, for
@@ -691,7 +693,12 @@ def deep_compress(
     logging.info("deep_compress: pruned accuracy %.4f", pruned_accuracy)
 
     # --- stage 2: trained weight sharing ------------------------------------------------
-    sharing = tk.share_weights(pruned, bits=bits, init=init, seed=seed)
+    sharing = tk.share_weights(
+        pruned,
+        bits=_default_bits(set(active)) if bits is None else bits,
+        init=init,
+        seed=seed,
+    )
     chosen_bits = {
         w.name: w.bits
         for w in _all_sublayers(sharing)
@@ -747,6 +754,25 @@ def deep_compress(
         float_weight_bytes=float_weight_bytes,
         stage_models={"float": model, "pruned": pruned, "shared": final},
     )
+
+
+# The packed format's codebook holds at most 256 entries, and a pruned layer's codebook
+# also holds its zero: 2^8 shared values plus zero would not fit and would be stored raw.
+_MAX_CODEBOOK = 256
+
+
+def _default_bits(pruned_layers: set[str]) -> Callable:
+    """The paper's bits (8 conv, 5 fc), 7 for a pruned layer whose 2^8 values + 0 would
+    not fit the format's codebook."""
+    from tfedge.keras._weight_sharing import default_bits
+
+    def pick(layer) -> int:
+        b = default_bits(layer)
+        if layer.name in pruned_layers and 2**b + 1 > _MAX_CODEBOOK:
+            return b - 1
+        return b
+
+    return pick
 
 
 def _positive_zeros(model):
