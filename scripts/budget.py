@@ -1,4 +1,4 @@
-"""Size budgets on Fashion-MNIST: accuracy of LeNet-5 and LeNet-300-100 at 10/20/50/100 KB.
+"""Size budgets on Fashion-MNIST: LeNet-5 and LeNet-300-100 at 10, 20, 50 and 100 KB.
 
 Reproduces issue 10's table: each network is trained briefly in float (a few epochs,
 seeded), then `tfedge.budget.analyze` measures every kernel's options (magnitude pruning
@@ -26,8 +26,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
 from _common import (  # noqa: E402
     lenet5,
     lenet300,
@@ -36,10 +34,13 @@ from _common import (  # noqa: E402
     print_banner,
     write_json,
 )
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the rows, the plans and the banner here.")
-flags.DEFINE_string("plot_dir", None, "Write the bytes-per-layer and trade-off PNGs here.")
+flags.DEFINE_string(
+    "plot_dir", None, "Write the bytes-per-layer and trade-off PNGs here."
+)
 flags.DEFINE_list("models", ["lenet300", "lenet5"], "Networks: lenet300, lenet5.")
 flags.DEFINE_list("budgets", ["10KB", "20KB", "50KB", "100KB"], "Budgets.")
 flags.DEFINE_integer("epochs", 3, "Float training epochs.")
@@ -65,7 +66,11 @@ def tflite_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
         it.allocate_tensors()
         it.set_tensor(inp["index"], batch)
         it.invoke()
-        correct += int(np.sum(np.argmax(it.get_tensor(out["index"]), -1) == y[start : start + 1000]))
+        correct += int(
+            np.sum(
+                np.argmax(it.get_tensor(out["index"]), -1) == y[start : start + 1000]
+            )
+        )
     return correct / len(x)
 
 
@@ -86,7 +91,8 @@ def main(argv):
     from tfedge.budget import analyze, parse_size, plot_breakdown, plot_tradeoff
 
     banner = print_banner(
-        "tfedge.budget: Fashion-MNIST accuracy under a size budget (one-shot, no fine-tuning)",
+        "tfedge.budget: Fashion-MNIST accuracy under a size budget "
+        "(one-shot, no fine-tuning)",
         "python scripts/budget.py" + (f" --json {FLAGS.json}" if FLAGS.json else ""),
     )
     budgets = [parse_size(b, name="--budgets") for b in FLAGS.budgets]
@@ -105,19 +111,32 @@ def main(argv):
             metrics=["accuracy"],
         )
         t0 = time.time()
-        model.fit(x_tr[train], y_tr[train], epochs=FLAGS.epochs,
-                  batch_size=FLAGS.batch_size, verbose=0)
+        model.fit(
+            x_tr[train],
+            y_tr[train],
+            epochs=FLAGS.epochs,
+            batch_size=FLAGS.batch_size,
+            verbose=0,
+        )
         train_s = time.time() - t0
         t0 = time.time()
-        analysis = analyze(model, (x_tr[val], y_tr[val]), sparsities=SPARSITIES,
-                           seed=FLAGS.seed)
+        analysis = analyze(
+            model, (x_tr[val], y_tr[val]), sparsities=SPARSITIES, seed=FLAGS.seed
+        )
         # An unbounded budget keeps every float weight; it runs the sensitivity sweep.
         float_tflite = analysis.plan(10**9, curve_points=0).tflite
         analyze_s = time.time() - t0
-        rows.append(dict(model=name, budget="float", packed=len(float_tflite),
-                         test_acc=tflite_accuracy(float_tflite, x_te, y_te),
-                         val_acc_planned=analysis.baseline, choices="float32 .tflite",
-                         seconds=round(train_s + analyze_s, 1)))
+        rows.append(
+            dict(
+                model=name,
+                budget="float",
+                packed=len(float_tflite),
+                test_acc=tflite_accuracy(float_tflite, x_te, y_te),
+                val_acc_planned=analysis.baseline,
+                choices="float32 .tflite",
+                seconds=round(train_s + analyze_s, 1),
+            )
+        )
         for budget in budgets:
             label = f"{budget / 1000:g} KB"
             t1 = time.time()
@@ -126,37 +145,75 @@ def main(argv):
             except ValueError as e:
                 if "floor" not in str(e):
                     raise
-                rows.append(dict(model=name, budget=label, packed=analysis.floor_bytes,
-                                 test_acc=float("nan"), val_acc_planned=float("nan"),
-                                 choices=f"below the floor of {analysis.floor_bytes} bytes",
-                                 seconds=round(time.time() - t1, 1)))
+                rows.append(
+                    dict(
+                        model=name,
+                        budget=label,
+                        packed=analysis.floor_bytes,
+                        test_acc=float("nan"),
+                        val_acc_planned=float("nan"),
+                        choices=f"below the floor of {analysis.floor_bytes} bytes",
+                        seconds=round(time.time() - t1, 1),
+                    )
+                )
                 continue
             packed = p.apply()
             if len(packed) > p.predicted_bytes:
-                raise AssertionError(f"{name} {label}: packed {len(packed)} > predicted")
+                raise AssertionError(
+                    f"{name} {label}: packed {len(packed)} > predicted"
+                )
             acc = tflite_accuracy(tfedge.expand(bytes(packed)), x_te, y_te)
             plans[f"{name}@{budget}"] = p.to_dict()
-            rows.append(dict(model=name, budget=label, packed=len(packed), test_acc=acc,
-                             val_acc_planned=p.measured, choices=summary(p),
-                             seconds=round(time.time() - t1, 1)))
+            rows.append(
+                dict(
+                    model=name,
+                    budget=label,
+                    packed=len(packed),
+                    test_acc=acc,
+                    val_acc_planned=p.measured,
+                    choices=summary(p),
+                    seconds=round(time.time() - t1, 1),
+                )
+            )
             if FLAGS.plot_dir and budget == budgets[len(budgets) // 2]:
                 os.makedirs(FLAGS.plot_dir, exist_ok=True)
                 plot_breakdown(p.breakdown(packed)).savefig(
-                    os.path.join(FLAGS.plot_dir, f"budget_{name}_bytes.png"), dpi=120)
+                    os.path.join(FLAGS.plot_dir, f"budget_{name}_bytes.png"), dpi=120
+                )
         curves[name] = analysis.tradeoff(8)
     if FLAGS.plot_dir and curves:
         fig = None
         for name, points in curves.items():
-            fig = plot_tradeoff(points, ax=fig.axes[0] if fig else None, label=name,
-                                title="Fashion-MNIST: validation accuracy vs packed size")
+            fig = plot_tradeoff(
+                points,
+                ax=fig.axes[0] if fig else None,
+                label=name,
+                title="Fashion-MNIST: validation accuracy vs packed size",
+            )
         fig.savefig(os.path.join(FLAGS.plot_dir, "budget_tradeoff.png"), dpi=120)
-    print(markdown_table(rows, ["model", "budget", "packed", "test_acc", "val_acc_planned",
-                                "choices", "seconds"]))
-    print("\nfloat rows: `seconds` is training plus the analysis (sizes and sensitivity of "
-          "every option); budget rows: planning, packing and testing that budget. "
-          "val_acc_planned: the planner's measured accuracy on the held-out images.")
-    write_json(FLAGS.json, {"banner": banner, "rows": rows, "plans": plans,
-                            "tradeoff": curves})
+    print(
+        markdown_table(
+            rows,
+            [
+                "model",
+                "budget",
+                "packed",
+                "test_acc",
+                "val_acc_planned",
+                "choices",
+                "seconds",
+            ],
+        )
+    )
+    print(
+        "\nfloat rows: `seconds` is training plus the analysis (sizes and sensitivity "
+        "of "
+        "every option); budget rows: planning, packing and testing that budget. "
+        "val_acc_planned: the planner's measured accuracy on the held-out images."
+    )
+    write_json(
+        FLAGS.json, {"banner": banner, "rows": rows, "plans": plans, "tradeoff": curves}
+    )
 
 
 if __name__ == "__main__":

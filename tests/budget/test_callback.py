@@ -9,14 +9,15 @@ import pytest
 
 from tests.budget.conftest import make_data, make_model
 from tfedge.budget import packed_size
-from tfedge.keras import SizeBudget, prune
-from tfedge.keras import ConstantSparsity
+from tfedge.keras import ConstantSparsity, SizeBudget, prune
 
 
 def _fit(model, callbacks, epochs=2):
     x, y = make_data()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model.fit(x, y, epochs=epochs, batch_size=128, verbose=0, callbacks=callbacks)
+    return model.fit(
+        x, y, epochs=epochs, batch_size=128, verbose=0, callbacks=callbacks
+    )
 
 
 def test_logs_the_exact_projected_size():
@@ -57,7 +58,9 @@ def test_floor_check_stops_at_once():
         warnings.simplefilter("error")
         history = _fit(model, [cb], epochs=3)
     assert cb.floor_bytes > 500
-    assert len(history.history["loss"]) == 1  # the first epoch ends, then training stops
+    assert (
+        len(history.history["loss"]) == 1
+    )  # the first epoch ends, then training stops
 
 
 def test_config_round_trip():
@@ -66,7 +69,9 @@ def test_config_round_trip():
     assert config["budget_bytes"] == 204800
     again = SizeBudget.from_config(config)
     assert again.get_config() == config
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cb))
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(cb)
+    )
     assert restored.get_config() == config
 
 

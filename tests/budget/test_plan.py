@@ -31,7 +31,9 @@ def _accuracy_of(tflite: bytes, x, y) -> float:
 @pytest.fixture(scope="module")
 def plans(tiny):
     _, data, eval_data = tiny
-    return {f: plan(data, int(f * len(data)), eval_data, **FAST) for f in BUDGET_FRACTIONS}
+    return {
+        f: plan(data, int(f * len(data)), eval_data, **FAST) for f in BUDGET_FRACTIONS
+    }
 
 
 @pytest.mark.parametrize("fraction", BUDGET_FRACTIONS)
@@ -64,7 +66,11 @@ def test_tighter_budget_gives_smaller_file(plans):
     sizes = [plans[f].predicted_bytes for f in BUDGET_FRACTIONS]
     assert sizes == sorted(sizes, reverse=True)
     tight = plans[BUDGET_FRACTIONS[-1]]
-    assert any(c.coding != "float" or c.sparsity > 0 for c in tight.choices if c.coding != "lossless")
+    assert any(
+        c.coding != "float" or c.sparsity > 0
+        for c in tight.choices
+        if c.coding != "lossless"
+    )
 
 
 def test_plan_reports_choices_and_tradeoff(plans):
@@ -80,7 +86,9 @@ def test_plan_reports_choices_and_tradeoff(plans):
     chosen = next(t for t in p.tradeoff if t["chosen"])
     assert (chosen["bytes"], chosen["metric"]) == (p.predicted_bytes, p.measured)
     d = p.to_dict()
-    assert d["predicted_bytes"] == p.predicted_bytes and len(d["choices"]) == len(p.choices)
+    assert d["predicted_bytes"] == p.predicted_bytes and len(d["choices"]) == len(
+        p.choices
+    )
     assert "predicted_bytes" in p.to_json() and "budget" in p.table()
 
 

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from tfedge.budget import PARTS, Breakdown, breakdown, plan, plot_breakdown, plot_tradeoff
+from tfedge.budget import (
+    PARTS,
+    Breakdown,
+    breakdown,
+    plan,
+    plot_breakdown,
+    plot_tradeoff,
+)
 from tfedge.budget._report import FLATBUFFER_ROW, _payload_parts
 from tfedge.cli._budget import BudgetUsageError, load_eval_data, run_budget
 from tfedge.pack import compress
@@ -16,8 +23,14 @@ from tfedge.pack import compress
 @pytest.fixture(scope="module")
 def tiny_plan(tiny):
     _, data, eval_data = tiny
-    return plan(data, int(0.5 * len(data)), eval_data, sparsities=(0.9,), bits=(4,),
-                curve_points=3)
+    return plan(
+        data,
+        int(0.5 * len(data)),
+        eval_data,
+        sparsities=(0.9,),
+        bits=(4,),
+        curve_points=3,
+    )
 
 
 def test_rows_sum_to_the_file_sizes(tiny_plan):
@@ -89,8 +102,14 @@ def test_cli_budget_writes_everything(tiny, tmp_path):
     npz = tmp_path / "eval.npz"
     np.savez(npz, x=x, y=y)
     out, rep, plot = tmp_path / "p.tflite", tmp_path / "r.json", str(tmp_path / "fig")
-    text = run_budget(str(model), target=f"{len(data) // 2}B", data=str(npz),
-                      output=str(out), report=str(rep), plot=plot)
+    text = run_budget(
+        str(model),
+        target=f"{len(data) // 2}B",
+        data=str(npz),
+        output=str(out),
+        report=str(rep),
+        plot=plot,
+    )
     r = json.loads(rep.read_text())
     assert out.stat().st_size == r["plan"]["predicted_bytes"] <= len(data) // 2
     assert r["bytes"]["file_after"] == out.stat().st_size

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from tfedge.budget._plan import (
     DEFAULT_BITS,
-    Analysis,
     DEFAULT_SPARSITIES,
+    Analysis,
     LayerChoice,
     Option,
     Plan,

@@ -53,21 +53,35 @@ class SizeBudget(keras.callbacks.Callback):
         super().__init__()
         self.budget_bytes = parse_size(budget_bytes)
         if bits is not None and (
-            isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8
+            isinstance(bits, bool)
+            or not isinstance(bits, numbers.Integral)
+            or not 1 <= bits <= 8
         ):
-            raise ValueError(f"Expected `bits` in [1, 8] or None. Received: bits={bits!r}")
+            raise ValueError(
+                f"Expected `bits` in [1, 8] or None. Received: bits={bits!r}"
+            )
         if on_exceed not in _ON_EXCEED:
             raise ValueError(
-                f"Expected `on_exceed` in {_ON_EXCEED}. Received: on_exceed={on_exceed!r}"
+                f"Expected `on_exceed` in {_ON_EXCEED}. "
+                f"Received: on_exceed={on_exceed!r}"
             )
-        for name, value, low in (("patience", patience, 0), ("frequency", frequency, 1)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        for name, value, low in (
+            ("patience", patience, 0),
+            ("frequency", frequency, 1),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Integral)
+                or value < low
+            ):
                 raise ValueError(
-                    f"Expected `{name}` to be an int >= {low}. Received: {name}={value!r}"
+                    f"Expected `{name}` to be an int >= {low}. "
+                    f"Received: {name}={value!r}"
                 )
         if not isinstance(check_floor, bool):
             raise ValueError(
-                f"Expected `check_floor` to be a bool. Received: check_floor={check_floor!r}"
+                "Expected `check_floor` to be a bool. "
+                f"Received: check_floor={check_floor!r}"
             )
         self.bits = None if bits is None else int(bits)
         self.on_exceed = on_exceed
@@ -110,7 +124,8 @@ class SizeBudget(keras.callbacks.Callback):
         self.floor_bytes = floor_bytes(self.model)
         if self.floor_bytes > self.budget_bytes:
             self._exceeded(
-                f"the model cannot fit: its floor (every kernel at the planner's smallest "
+                "the model cannot fit: its floor (every kernel at the planner's "
+                "smallest "
                 f"option) is {self.floor_bytes} bytes, above the budget of "
                 f"{self.budget_bytes} bytes",
                 stop_now=True,
@@ -130,7 +145,8 @@ class SizeBudget(keras.callbacks.Callback):
             self._over += 1
             self._exceeded(
                 f"epoch {epoch + 1}: projected packed size {size} bytes is above the "
-                f"budget of {self.budget_bytes} bytes ({size / self.budget_bytes:.2f}x)",
+                f"budget of {self.budget_bytes} bytes "
+                f"({size / self.budget_bytes:.2f}x)",
                 stop_now=self._over > self.patience,
             )
         else:

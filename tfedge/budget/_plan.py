@@ -4,15 +4,15 @@ How it works, on the model's .tflite (so every measurement is of the deployed gr
 
 1. Options. Each weight tensor of rank >= 2 (a kernel) gets the options sparsity x
    coding: magnitude pruning to each sparsity (Han et al. 2015), then its values kept
-   ("float"), shared by k-means with 2^bits clusters (Deep Compression; pruned zeros stay
-   zero) or made ternary {-Wn, 0, +Wp} with Wp, Wn the mean magnitudes of each sign
+   ("float"), shared by k-means with 2^bits clusters (Deep Compression; pruned zeros
+   stay zero) or made ternary {-Wn, 0, +Wp} with Wp, Wn the mean magnitudes of each sign
    (Zhu et al. 2016 without training: the pruned fraction plays the threshold).
    Biases and other constants are packed losslessly, as `compress(lossless=True)` does.
 2. Exact sizes. Each option's transformed values are encoded with the packer's own
    lossless encoder, the one `compress(lossless=True)` then runs on them: the payload
    size is exact. The file's size is `compress`'s output size, measured by packing.
-3. Sensitivity. Each option is measured alone (one tensor changed, the rest float) in the
-   stock TFLite interpreter on `eval_data`: its loss is the drop of the metric.
+3. Sensitivity. Each option is measured alone (one tensor changed, the rest float) in
+   the stock TFLite interpreter on `eval_data`: its loss is the drop of the metric.
 4. Choice. With losses added across tensors (the sensitivity assumption of Han et al.),
    the cheapest-loss assignment under the budget is an exact multiple-choice knapsack,
    solved by merging per-tensor Pareto fronts of (bytes, loss). The few best fronts
@@ -65,7 +65,7 @@ _METRICS = ("accuracy",)
 
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """How one kernel is coded: prune to `sparsity`, then float, `bits`-bit or ternary."""
+    """How a kernel is coded: prune to `sparsity`, then float, `bits`-bit or ternary."""
 
     sparsity: float
     bits: int | None = None
@@ -232,7 +232,8 @@ def _to_tflite(model) -> tuple[bytes, object | None]:
 
             model = strip(model)
         keras_model = model
-    # The Keras exporter prints the traced signature to stdout; the library never prints.
+    # The Keras exporter prints the traced signature to stdout; the library never
+    # prints.
     with contextlib.redirect_stdout(io.StringIO()):
         data, _ = to_tflite(model)
     from tfedge.pack._graph import decode_ops, packed_format_version
@@ -344,9 +345,13 @@ def _check_fractions(values, name: str, low: float, high: float) -> tuple[float,
     try:
         out = tuple(float(v) for v in values)
     except TypeError as e:
-        raise ValueError(f"Expected `{name}` to be a list of numbers. Received: {values!r}") from e
+        raise ValueError(
+            f"Expected `{name}` to be a list of numbers. Received: {values!r}"
+        ) from e
     if not out or any(not low <= v < high for v in out):
-        raise ValueError(f"Expected `{name}` in [{low:g}, {high:g}). Received: {name}={list(values)}")
+        raise ValueError(
+            f"Expected `{name}` in [{low:g}, {high:g}). Received: {name}={list(values)}"
+        )
     return tuple(sorted(set(out)))
 
 
@@ -354,9 +359,13 @@ def _check_bits(values) -> tuple[int, ...]:
     try:
         out = tuple(values)
     except TypeError as e:
-        raise ValueError(f"Expected `bits` to be a list of ints. Received: {values!r}") from e
-    if any(isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 1 <= b <= 8
-           for b in out):
+        raise ValueError(
+            f"Expected `bits` to be a list of ints. Received: {values!r}"
+        ) from e
+    if any(
+        isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 1 <= b <= 8
+        for b in out
+    ):
         raise ValueError(f"Expected `bits` in [1, 8]. Received: bits={list(values)}")
     return tuple(sorted({int(b) for b in out}, reverse=True))
 
@@ -392,7 +401,7 @@ def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclasses.dataclass
 class _Tensor:
-    """One weight buffer: its lossless cost, and its options when the planner tunes it."""
+    """A weight buffer: its lossless cost, and its options when the planner tunes it."""
 
     buffer: int
     ttype: int
@@ -412,7 +421,8 @@ class _Tensor:
 
 def _cost(payload: int, raw: int, name: str) -> int:
     """What a tensor adds to the file when `compress` packs it: the payload plus the
-    graph overhead compress itself counts, or its raw bytes when packing does not pay."""
+    graph overhead compress itself counts, or its raw bytes when packing does not
+    pay."""
     from tfedge.pack._compress import GRAPH_OVERHEAD_BYTES
 
     packed = payload + GRAPH_OVERHEAD_BYTES + len(name)
@@ -420,7 +430,7 @@ def _cost(payload: int, raw: int, name: str) -> int:
 
 
 def _front(points: list[tuple[int, float, tuple]]) -> list[tuple[int, float, tuple]]:
-    """The Pareto front of (cost, loss, choice): cost ascending, loss strictly falling."""
+    """The Pareto front of (cost, loss, choice): cost ascending, loss falling."""
     points.sort(key=lambda p: (p[0], p[1]))
     out = []
     best = math.inf
@@ -431,10 +441,14 @@ def _front(points: list[tuple[int, float, tuple]]) -> list[tuple[int, float, tup
     return out
 
 
-def _merge(fronts: list[list[tuple[int, float, tuple]]]) -> list[tuple[int, float, tuple]]:
+def _merge(
+    fronts: list[list[tuple[int, float, tuple]]],
+) -> list[tuple[int, float, tuple]]:
     front = [(0, 0.0, ())]
     for f in fronts:
-        front = _front([(a + b, la + lb, ca + cb) for a, la, ca in front for b, lb, cb in f])
+        front = _front(
+            [(a + b, la + lb, ca + cb) for a, la, ca in front for b, lb, cb in f]
+        )
     return front
 
 
@@ -495,16 +509,30 @@ def plan(
     _check_int(finalists, "finalists", 1)
     _check_int(curve_points, "curve_points", 0)
     analysis = analyze(
-        model, eval_data, sparsities=sparsities, bits=bits, ternary=ternary,
-        layers=layers, metric=metric, batch_size=batch_size, min_bytes=min_bytes,
-        seed=seed, progress=progress,
+        model,
+        eval_data,
+        sparsities=sparsities,
+        bits=bits,
+        ternary=ternary,
+        layers=layers,
+        metric=metric,
+        batch_size=batch_size,
+        min_bytes=min_bytes,
+        seed=seed,
+        progress=progress,
     )
     return analysis.plan(budget, finalists=finalists, curve_points=curve_points)
 
 
 def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"Expected `{name}` to be an int >= {low}. Received: {name}={value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < low
+    ):
+        raise ValueError(
+            f"Expected `{name}` to be an int >= {low}. Received: {name}={value!r}"
+        )
     return int(value)
 
 
@@ -538,10 +566,16 @@ def analyze(
     elif callable(metric):
         metric_fn, metric_name = metric, getattr(metric, "__name__", "metric")
     else:
-        raise ValueError(f"Expected `metric` 'accuracy' or a callable. Received: metric={metric!r}")
-    if not (isinstance(ternary, bool) or (isinstance(ternary, Sequence) and not isinstance(ternary, str))):
         raise ValueError(
-            f"Expected `ternary` True, False or a list of layer names. Received: ternary={ternary!r}"
+            f"Expected `metric` 'accuracy' or a callable. Received: metric={metric!r}"
+        )
+    if not (
+        isinstance(ternary, bool)
+        or (isinstance(ternary, Sequence) and not isinstance(ternary, str))
+    ):
+        raise ValueError(
+            "Expected `ternary` True, False or a list of layer names. "
+            f"Received: ternary={ternary!r}"
         )
     if eval_data is not None:
         _check_eval_data(eval_data)
@@ -562,15 +596,26 @@ def analyze(
             and len(c.row.shape) >= 2
             and bool(np.all(np.isfinite(c.values)))
         )
-        tensors.append(_Tensor(c.buffer, c.ttype, name, layer, c.row.shape,
-                               c.row.original_bytes, c.values, tunable))
+        tensors.append(
+            _Tensor(
+                c.buffer,
+                c.ttype,
+                name,
+                layer,
+                c.row.shape,
+                c.row.original_bytes,
+                c.values,
+                tunable,
+            )
+        )
     known = {t.layer for t in tensors} | {t.name for t in tensors}
     if layers is not None:
         wanted = set(layers)
         unknown = sorted(wanted - known)
         if unknown:
             raise ValueError(
-                f"Unknown layers {unknown} in `layers`. The model's weight tensors belong "
+                f"Unknown layers {unknown} in `layers`. The model's weight tensors "
+                "belong "
                 f"to {sorted({t.layer for t in tensors if t.tunable})}."
             )
         for t in tensors:
@@ -610,8 +655,9 @@ def analyze(
                 t.payloads.append(payload)
                 t.costs.append(_cost(payload, t.raw_bytes, t.name))
                 t.errors.append(_relative_error(t.values, values))
-    return Analysis(tflite, tensors, evaluator, metric_name, min_bytes, max(sparsities),
-                    progress)
+    return Analysis(
+        tflite, tensors, evaluator, metric_name, min_bytes, max(sparsities), progress
+    )
 
 
 class Analysis:
@@ -626,7 +672,9 @@ class Analysis:
         metric: the metric's name.
     """
 
-    def __init__(self, tflite, tensors, evaluator, metric, min_bytes, max_sparsity, progress):
+    def __init__(
+        self, tflite, tensors, evaluator, metric, min_bytes, max_sparsity, progress
+    ):
         self._tflite = tflite
         self._tensors = tensors
         self._evaluator = evaluator
@@ -645,7 +693,9 @@ class Analysis:
 
     def _replaced(self, choice: tuple[int, ...]) -> dict[int, np.ndarray]:
         return {
-            t.buffer: t.decoded[i] for t, i in zip(self._tensors, choice) if t.tunable and i
+            t.buffer: t.decoded[i]
+            for t, i in zip(self._tensors, choice, strict=True)
+            if t.tunable and i
         }
 
     def _build(self, choice: tuple[int, ...]) -> tuple[bytes, int]:
@@ -685,19 +735,24 @@ class Analysis:
         # The front's costs are exact payloads plus `compress`'s per-tensor estimate of
         # the graph overhead; `offset` calibrates the rest on the floor's packed size.
         self._offset = self.floor_bytes - sum(
-            t.costs[i] for t, i in zip(tensors, self._cheapest)
+            t.costs[i] for t, i in zip(tensors, self._cheapest, strict=True)
         )
 
     def _floor_error(self, budget: int) -> ValueError:
         tensors = self._tensors
         fixed = sum(t.costs[0] for t in tensors if not t.tunable)
-        kernels = sum(t.costs[i] for t, i in zip(tensors, self._cheapest) if t.tunable)
+        kernels = sum(
+            t.costs[i]
+            for t, i in zip(tensors, self._cheapest, strict=True)
+            if t.tunable
+        )
         return ValueError(
             f"budget_bytes={budget} is below this model's incompressible floor of "
-            f"{self.floor_bytes} bytes: about {self.floor_bytes - fixed - kernels} bytes "
-            f"of graph structure and small constants, {fixed} bytes of biases and other "
-            f"tensors packed losslessly, and {kernels} bytes of kernels at their smallest "
-            f"option (ternary or 2-bit at {self._max_sparsity:.0%} sparsity). Raise the "
+            f"{self.floor_bytes} bytes: about {self.floor_bytes - fixed - kernels} "
+            f"bytes of graph structure and small constants, {fixed} bytes of biases "
+            f"and other tensors packed losslessly, and {kernels} bytes of kernels at "
+            f"their smallest option (ternary or 2-bit at {self._max_sparsity:.0%} "
+            "sparsity). Raise the "
             f"budget to at least {self.floor_bytes} bytes, or shrink the architecture."
         )
 
@@ -716,9 +771,17 @@ class Analysis:
         out = []
         for c in dict.fromkeys([*picks, *include]):
             size, score, _ = self._measure(c)
-            predicted = sum(max(t.losses[i], 0.0) for t, i in zip(self._tensors, c))
-            out.append({"bytes": size, "metric": score, "predicted_loss": predicted,
-                        "chosen": c in include})
+            predicted = sum(
+                max(t.losses[i], 0.0) for t, i in zip(self._tensors, c, strict=True)
+            )
+            out.append(
+                {
+                    "bytes": size,
+                    "metric": score,
+                    "predicted_loss": predicted,
+                    "chosen": c in include,
+                }
+            )
         return sorted(out, key=lambda p: p["bytes"])
 
     def plan(
@@ -756,23 +819,29 @@ class Analysis:
             best = (self.floor_bytes, self._measure(self._cheapest)[1], self._cheapest)
         size, score, choice = best
         data = self._measured[choice][2]
-        tradeoff = self.tradeoff(curve_points, include=(choice,)) if curve_points else []
+        tradeoff = (
+            self.tradeoff(curve_points, include=(choice,)) if curve_points else []
+        )
         choices = []
-        for t, i in zip(self._tensors, choice):
+        for t, i in zip(self._tensors, choice, strict=True):
             opt = t.options[i]
-            choices.append(LayerChoice(
-                tensor=t.name,
-                layer=t.layer,
-                shape=list(t.shape),
-                sparsity=opt.sparsity if opt else float(np.mean(t.values == 0)),
-                coding=opt.coding if opt else "lossless",
-                bits=opt.bits if opt else None,
-                ternary=bool(opt and opt.ternary),
-                bytes_before=t.raw_bytes,
-                bytes_after=t.payloads[i] if t.costs[i] < t.raw_bytes else t.raw_bytes,
-                loss=t.losses[i],
-                weight_error=t.errors[i],
-            ))
+            choices.append(
+                LayerChoice(
+                    tensor=t.name,
+                    layer=t.layer,
+                    shape=list(t.shape),
+                    sparsity=opt.sparsity if opt else float(np.mean(t.values == 0)),
+                    coding=opt.coding if opt else "lossless",
+                    bits=opt.bits if opt else None,
+                    ternary=bool(opt and opt.ternary),
+                    bytes_before=t.raw_bytes,
+                    bytes_after=t.payloads[i]
+                    if t.costs[i] < t.raw_bytes
+                    else t.raw_bytes,
+                    loss=t.losses[i],
+                    weight_error=t.errors[i],
+                )
+            )
         return Plan(
             budget_bytes=budget,
             predicted_bytes=size,
@@ -822,7 +891,9 @@ def _eval_arrays(tflite: bytes, eval_data, seed: int, batch_size: int):
     return x, np.argmax(out.reshape(len(x), -1), axis=-1)
 
 
-def floor_bytes(model, *, max_sparsity: float = DEFAULT_SPARSITIES[-1], min_bytes: int = 256) -> int:
+def floor_bytes(
+    model, *, max_sparsity: float = DEFAULT_SPARSITIES[-1], min_bytes: int = 256
+) -> int:
     """The smallest packed size `plan` can reach for `model`: every float kernel ternary
     or 2-bit (whichever is smaller) at `max_sparsity`, everything else lossless."""
     from tfedge.pack import _compress, _encode
@@ -834,13 +905,16 @@ def floor_bytes(model, *, max_sparsity: float = DEFAULT_SPARSITIES[-1], min_byte
     ev = _Evaluator(tflite, None, None, _accuracy, 1)
     replaced = {}
     for c in candidates:
-        if c.values.dtype in (np.float32, np.float16) and len(c.row.shape) >= 2 and bool(
-            np.all(np.isfinite(c.values))
+        if (
+            c.values.dtype in (np.float32, np.float16)
+            and len(c.row.shape) >= 2
+            and bool(np.all(np.isfinite(c.values)))
         ):
-            opts = [transform(c.values, Option(max_sparsity, ternary=True)),
-                    transform(c.values, Option(max_sparsity, 2))]
+            opts = [
+                transform(c.values, Option(max_sparsity, ternary=True)),
+                transform(c.values, Option(max_sparsity, 2)),
+            ]
             replaced[c.buffer] = min(
                 opts, key=lambda v: len(_encode.encode_lossless(c.ttype, v).payload)
             )
     return len(_pack(ev.bytes_with(replaced), min_bytes))
-

@@ -9,8 +9,9 @@ size: per layer, its weight tensors' bytes split into
 - `huffman`: Huffman stream extras (block size, code-length table, block offsets);
 - `headers`: payload headers (docs/FORMAT.md 2.1) and stream headers (2.2);
 
-and one row "(flatbuffer)" whose `flatbuffer` column holds everything else: the graph, tensor and operator tables,
-names, payload tensors and decode operators, metadata and alignment padding.
+and one row "(flatbuffer)" whose `flatbuffer` column holds everything else: the
+graph, tensor and operator tables, names, payload tensors and decode operators,
+metadata and alignment padding.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ class Breakdown:
             d = asdict(r)
             d["after"] = r.after
             rows.append(d)
-        return {"file_before": self.file_before, "file_after": self.file_after, "rows": rows}
+        return {
+            "file_before": self.file_before,
+            "file_after": self.file_after,
+            "rows": rows,
+        }
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), indent=kwargs.pop("indent", 2), **kwargs)
@@ -85,7 +90,8 @@ class Breakdown:
             ratio = f"{r.before / r.after:.1f}x" if r.after else "-"
             lines.append(
                 f"{name:<22} {r.before:>9} {r.after:>9} {r.weights:>9} {r.indices:>8} "
-                f"{r.codebooks:>8} {r.huffman:>8} {r.headers:>8} {r.flatbuffer:>8} {ratio:>7}"
+                f"{r.codebooks:>8} {r.huffman:>8} {r.headers:>8} {r.flatbuffer:>8} "
+                f"{ratio:>7}"
             )
         lines.append("-" * len(head))
         lines.append(
@@ -164,7 +170,7 @@ def breakdown(
         packed: the packed .tflite bytes (`bytes(tfedge.Packed)`).
         original: the plain .tflite it was packed from.
         layers: tensor name -> layer name (a mapping or a function); tensors it does not
-            name are grouped as "(other constants)". Default: each tensor is its own row.
+            name are grouped as "(other constants)". Default: one row per tensor.
     """
     if layers is None:
         layer_of = lambda name: name  # noqa: E731

@@ -27,7 +27,9 @@ def packed_size(model, *, bits: int | None = None, min_bytes: int = 256) -> int:
     from tfedge.tflite import read
 
     if bits is not None and (
-        isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8
+        isinstance(bits, bool)
+        or not isinstance(bits, numbers.Integral)
+        or not 1 <= bits <= 8
     ):
         raise ValueError(f"Expected `bits` in [1, 8] or None. Received: bits={bits!r}")
     tflite, _ = _to_tflite(model)

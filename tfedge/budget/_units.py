@@ -36,7 +36,9 @@ def parse_size(value: int | str, *, name: str = "budget_bytes") -> int:
         ValueError: the value is not a positive size or the unit is unknown.
     """
     if isinstance(value, bool):
-        raise ValueError(f"Expected `{name}` to be a byte count. Received: {name}={value!r}")
+        raise ValueError(
+            f"Expected `{name}` to be a byte count. Received: {name}={value!r}"
+        )
     if isinstance(value, numbers.Integral):
         size = int(value)
     elif isinstance(value, numbers.Real):

@@ -64,13 +64,19 @@ def run_budget(
         lines.append(f"wrote {output} ({len(packed)} bytes)")
     if report:
         with open(report, "w") as f:
-            json.dump({"plan": result.to_dict(), "bytes": report_.to_dict()}, f, indent=2)
+            json.dump(
+                {"plan": result.to_dict(), "bytes": report_.to_dict()}, f, indent=2
+            )
         lines.append(f"wrote {report}")
     if plot:
         for suffix, fig in (
             ("_bytes.png", plot_breakdown(report_)),
-            ("_tradeoff.png", plot_tradeoff(result.tradeoff, budget_bytes=budget,
-                                            metric=result.metric)),
+            (
+                "_tradeoff.png",
+                plot_tradeoff(
+                    result.tradeoff, budget_bytes=budget, metric=result.metric
+                ),
+            ),
         ):
             fig.savefig(plot + suffix, dpi=120)
             lines.append(f"wrote {plot + suffix}")
