@@ -1,4 +1,4 @@
-"""Deep Compression (Han, Mao and Dally 2016) on Fashion-MNIST, against tfmot and int8 PTQ.
+"""Deep Compression (Han, Mao and Dally 2016) on Fashion-MNIST vs tfmot and int8 PTQ.
 
 Reproduces the LeNet rows of the paper's tables 1-3 on Fashion-MNIST (the Debian package
 `dataset-fashion-mnist`) instead of MNIST: LeNet-300-100 and LeNet-5 (Caffe's), each
@@ -40,8 +40,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
 from _common import (  # noqa: E402
     lenet5,
     lenet300,
@@ -50,6 +48,7 @@ from _common import (  # noqa: E402
     print_banner,
     write_json,
 )
+from absl import app, flags, logging  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the rows (and per-layer rows, banner) here.")
@@ -58,15 +57,23 @@ flags.DEFINE_integer("epochs", 6, "Float training epochs.")
 flags.DEFINE_integer("prune_epochs", 4, "tfedge pruning + retraining epochs.")
 flags.DEFINE_integer("prune_rounds", 3, "tfedge iterative pruning rounds.")
 flags.DEFINE_integer("share_epochs", 2, "tfedge centroid fine-tuning epochs.")
-flags.DEFINE_float("max_loss", 0.03, "One-shot accuracy drop allowed per layer when "
-                   "choosing sparsities from the sensitivity analysis.")
+flags.DEFINE_float(
+    "max_loss",
+    0.03,
+    "One-shot accuracy drop allowed per layer when "
+    "choosing sparsities from the sensitivity analysis.",
+)
 flags.DEFINE_string(
-    "lenet300_sparsity", "fc1=0.96,fc2=0.9,fc3=0.7",
+    "lenet300_sparsity",
+    "fc1=0.96,fc2=0.9,fc3=0.7",
     "Per-layer sparsity of LeNet-300-100 (layer=value,...); empty: chosen by "
-    "sensitivity analysis with --max_loss.")
+    "sensitivity analysis with --max_loss.",
+)
 flags.DEFINE_string(
-    "lenet5_sparsity", "conv1=0.5,conv2=0.9,fc1=0.96,fc2=0.8",
-    "Per-layer sparsity of LeNet-5; empty: chosen by sensitivity analysis.")
+    "lenet5_sparsity",
+    "conv1=0.5,conv2=0.9,fc1=0.96,fc2=0.8",
+    "Per-layer sparsity of LeNet-5; empty: chosen by sensitivity analysis.",
+)
 flags.DEFINE_integer("tfmot_prune_epochs", 4, "tfmot pruning epochs.")
 flags.DEFINE_integer("tfmot_cluster_epochs", 1, "tfmot clustering epochs.")
 flags.DEFINE_integer("tfmot_qat_epochs", 1, "tfmot CQAT epochs (0: skip the variant).")
@@ -77,8 +84,9 @@ flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
 
 NETS = {"lenet300": (lenet300, False), "lenet5": (lenet5, True)}
-# The JSON row of the tfmot pipeline is its best variant whose accuracy is within this of
-# the float model (the issue's "no accuracy loss" budget); else its most accurate one.
+# The JSON row of the tfmot pipeline is its smallest variant whose accuracy is within
+# this of the float model (the issue's "no accuracy loss" budget); else its most
+# accurate one.
 ACCURACY_BUDGET = 0.005
 
 
@@ -96,7 +104,7 @@ def parse_sparsity(text: str) -> dict[str, float] | None:
 
 
 def tflite_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of a .tflite model in the stock interpreter (quantized I/O too)."""
+    """Top-1 accuracy of a .tflite model in the stock interpreter (int8 I/O too)."""
     from tfedge.pack._verify import interpreter_class
 
     it = interpreter_class()(model_content=model_bytes)
@@ -170,8 +178,12 @@ def tfmot_pipelines(model, builder, data, steps_per_epoch: int) -> list[dict]:
     pruned = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=schedule)
     pruned.compile(tf_keras.optimizers.Adam(5e-4), loss=loss, metrics=["accuracy"])
     pruned.fit(
-        x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.tfmot_prune_epochs,
-        verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        x_tr,
+        y_tr,
+        batch_size=FLAGS.batch_size,
+        epochs=FLAGS.tfmot_prune_epochs,
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
     )
     pruned = tfmot.sparsity.keras.strip_pruning(pruned)
 
@@ -184,7 +196,10 @@ def tfmot_pipelines(model, builder, data, steps_per_epoch: int) -> list[dict]:
     )
     clustered.compile(tf_keras.optimizers.Adam(1e-4), loss=loss, metrics=["accuracy"])
     clustered.fit(
-        x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.tfmot_cluster_epochs,
+        x_tr,
+        y_tr,
+        batch_size=FLAGS.batch_size,
+        epochs=FLAGS.tfmot_cluster_epochs,
         verbose=0,
     )
     clustered = cluster.strip_clustering(clustered)
@@ -217,7 +232,10 @@ def tfmot_pipelines(model, builder, data, steps_per_epoch: int) -> list[dict]:
         )
         qat.compile(tf_keras.optimizers.Adam(1e-4), loss=loss, metrics=["accuracy"])
         qat.fit(
-            x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.tfmot_qat_epochs,
+            x_tr,
+            y_tr,
+            batch_size=FLAGS.batch_size,
+            epochs=FLAGS.tfmot_qat_epochs,
             verbose=0,
         )
         add("prune 90% + cluster 16 + CQAT (sparsity-preserving) + int8 + gzip -9", qat)
@@ -306,7 +324,9 @@ def run_net(name: str, data_all):
     t0 = time.perf_counter()
     variants = tfmot_pipelines(model, builder, ((x_tr, y_tr), (x_te, y_te)), steps)
     logging.info("%s: tfmot in %.0f s", name, time.perf_counter() - t0)
-    within = [v for v in variants if v["accuracy"] >= accuracy["float"] - ACCURACY_BUDGET]
+    within = [
+        v for v in variants if v["accuracy"] >= accuracy["float"] - ACCURACY_BUDGET
+    ]
     best = (
         min(within, key=lambda v: v["bytes"])
         if within
@@ -375,7 +395,9 @@ def _layer_rows(name: str, result) -> list[dict]:
                 "coded value bits": round(r.value_bits, 2),
                 "index bits": r.index_bits if r.index_bits is not None else "-",
                 "coded index bits": (
-                    round(r.coded_index_bits, 2) if r.coded_index_bits is not None else "-"
+                    round(r.coded_index_bits, 2)
+                    if r.coded_index_bits is not None
+                    else "-"
                 ),
                 "bytes": r.packed_bytes,
             }
@@ -390,7 +412,8 @@ def main(argv):
             raise app.UsageError(f"Unknown model {m!r}; choose from {sorted(NETS)}")
     command = "python scripts/deep_compression.py " + " ".join(sys.argv[1:])
     banner = print_banner(
-        "Deep Compression on Fashion-MNIST: tfedge vs tfmot vs int8 PTQ", command.strip()
+        "Deep Compression on Fashion-MNIST: tfedge vs tfmot vs int8 PTQ",
+        command.strip(),
     )
     (x_tr, y_tr), (x_te, y_te) = load_fashion_mnist()
     x_tr = x_tr.astype(np.float32)
@@ -410,8 +433,9 @@ def main(argv):
     print("### Deep Compression stages and the alternatives (test accuracy)\n")
     print(markdown_table(rows, ["model", "method", "accuracy", "bytes", "ratio"]))
     print(
-        "\nbytes: whole files (tfmot: the gzip -9 of its int8 .tflite; pruned/shared: the "
-        "paper's accounting with fixed-width streams); ratio: float32 weights / bytes.\n"
+        "\nbytes: whole files (tfmot: the gzip -9 of its int8 .tflite; pruned/shared: "
+        "the paper's accounting with fixed-width streams); ratio: float32 weights / "
+        "bytes.\n"
     )
     print("### tfmot and int8 variants\n")
     print(markdown_table(extra))

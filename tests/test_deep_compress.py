@@ -1,4 +1,4 @@
-"""`deep_compress`: the three Deep Compression stages in one call, on tiny synthetic data.
+"""`deep_compress`: the three Deep Compression stages in one call, on tiny data.
 
 Two pipeline runs are shared by the tests (module fixtures): array data with given
 sparsities and bits, and tf.data datasets with sensitivity-chosen sparsities. Bad input
@@ -24,7 +24,7 @@ from tfedge.pack._verify import interpreter_class
 SPARSITY = {"conv": 0.5, "fc1": 0.8, "fc2": 0.5}
 BITS = {"conv": 3, "fc1": 4, "fc2": 3}
 # The final file is packed losslessly, so the expanded model is the converted one bit
-# for bit; the interpreter may still pick other kernels for the packed graph, hence not 0.
+# for bit; the interpreter may still pick other kernels for it, hence not 0.
 LOSSLESS_OUTPUT_TOLERANCE = 1e-5
 # Keras vs the TFLite interpreter on the same weights: float32 summation order only.
 CONVERTER_TOLERANCE = 1e-4
@@ -182,7 +182,7 @@ def test_datasets_and_sensitivity_choice(from_datasets):
         assert np.unique(kernel[kernel != 0]).size <= 8
 
 
-# --- bad input: errors before any training ---------------------------------------------
+# --- bad input: errors before any training --------------------------------------------
 
 _XY = _data(32, 4)
 
@@ -213,7 +213,10 @@ def test_bad_input_raises(trained, case):
     kwargs.update(make(trained))
     with pytest.raises(ValueError, match=match):
         deep_compress(
-            kwargs.pop("model"), kwargs.pop("train_data"), kwargs.pop("val_data"), **kwargs
+            kwargs.pop("model"),
+            kwargs.pop("train_data"),
+            kwargs.pop("val_data"),
+            **kwargs,
         )
 
 

@@ -3,10 +3,10 @@
 The three stages of the paper, each a `model.fit` away from the previous one:
 
 1. **Pruning** (Han et al. 2015). Per-layer sparsities come from a sensitivity analysis
-   (`tfedge.keras.sensitivity` + `choose_sparsity`: each layer pruned alone, one-shot, on
-   the validation data) or are given. The layers are then pruned iteratively inside
-   `model.fit` (`tfedge.keras.IterativePruning`: prune to a fraction of the target,
-   retrain, prune harder, ...) and stripped back to plain layers.
+   (`tfedge.keras.sensitivity` + `choose_sparsity`: each layer pruned alone,
+   one-shot, on the validation data) or are given. The layers are then pruned
+   iteratively inside `model.fit` (`tfedge.keras.IterativePruning`: prune part of the
+   way to the target, retrain, prune harder, ...) and stripped back to plain layers.
 2. **Trained quantization by weight sharing**: `tfedge.keras.share_weights` (8 bits for
    convolutions, 5 for fully-connected layers by default) clusters each kernel's
    surviving weights by k-means with linear initialisation; the centroids are fine-tuned
@@ -115,9 +115,9 @@ class DeepCompressed:
     plain Keras model (pruned, shared, stripped); `result.stages` the size and accuracy
     of each stage; `result.layers` one row per packed tensor; `result.report` the
     converter's `tfedge.pack.Report`; `result.sparsity` and `result.bits` the per-layer
-    choices; `result.sensitivity` the sensitivity table (None when sparsities were given);
-    `result.stage_models` the Keras model after each stage ("float" is the input model,
-    "pruned" and "shared" are stripped, plain models).
+    choices; `result.sensitivity` the sensitivity table (None when sparsities were
+    given); `result.stage_models` the Keras model after each stage ("float" is the
+    input model, "pruned" and "shared" are stripped, plain models).
     """
 
     def __init__(
@@ -165,7 +165,9 @@ class DeepCompressed:
         """The stages and the per-tensor rows as fixed-width text."""
         lines = [f"{'stage':<8} {'accuracy':>9} {'bytes':>10} {'ratio':>8}"]
         for s in self.stages:
-            lines.append(f"{s.name:<8} {s.accuracy:>9.4f} {s.bytes:>10} {s.ratio:>7.1f}x")
+            lines.append(
+                f"{s.name:<8} {s.accuracy:>9.4f} {s.bytes:>10} {s.ratio:>7.1f}x"
+            )
         lines.append("")
         lines.append(
             f"{'tensor':<36} {'kept':>6} {'share':>5} {'val b':>6} {'idx':>4} "
@@ -173,10 +175,10 @@ class DeepCompressed:
         )
         for r in self.layers:
             name = r.tensor if len(r.tensor) <= 36 else "…" + r.tensor[-35:]
+            coded = "-" if r.coded_index_bits is None else f"{r.coded_index_bits:.2f}"
             lines.append(
-                f"{name:<36} {r.kept:>6.1%} {r.shared_bits or '-':>5} {r.value_bits:>6.2f} "
-                f"{r.index_bits or '-':>4} "
-                f"{'-' if r.coded_index_bits is None else f'{r.coded_index_bits:.2f}':>6} "
+                f"{name:<36} {r.kept:>6.1%} {r.shared_bits or '-':>5} "
+                f"{r.value_bits:>6.2f} {r.index_bits or '-':>4} {coded:>6} "
                 f"{r.packed_bytes:>8}"
             )
         return "\n".join(lines)
@@ -189,20 +191,27 @@ class DeepCompressed:
         )
 
 
-# --- argument checks -------------------------------------------------------------------
+# --- argument checks ------------------------------------------------------------------
 
 
 def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
         raise ValueError(
-            f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}"
+            f"Expected `{name}` to be an integer >= {minimum}. "
+            f"Received: {name}={value!r}"
         )
     return int(value)
 
 
 def _check_float(value, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"Expected `{name}` to be a number. Received: {name}={value!r}")
+        raise ValueError(
+            f"Expected `{name}` to be a number. Received: {name}={value!r}"
+        )
     if not low < float(value) < high:
         raise ValueError(
             f"Expected `{name}` in ({low:g}, {high:g}). Received: {name}={value!r}"
@@ -212,13 +221,14 @@ def _check_float(value, name: str, low: float, high: float) -> float:
 
 def _is_dataset(obj) -> bool:
     return any(
-        c.__name__ in ("DatasetV2", "DatasetV1") and c.__module__.startswith("tensorflow")
+        c.__name__ in ("DatasetV2", "DatasetV1")
+        and c.__module__.startswith("tensorflow")
         for c in type(obj).__mro__
     )
 
 
 class _Data:
-    """Training or validation data: (x, y) arrays or a tf.data dataset of (x, y) batches."""
+    """Training or validation data: (x, y) arrays or a tf.data dataset of batches."""
 
     def __init__(self, data, name: str, batch_size: int, steps_per_epoch: int | None):
         self.name = name
@@ -242,13 +252,14 @@ class _Data:
             return
         if not (isinstance(data, (tuple, list)) and len(data) == 2):
             raise ValueError(
-                f"Expected `{name}` to be a tuple (x, y) of arrays or a tf.data.Dataset "
-                f"of (x, y) batches. Received: {type(data).__name__}"
+                f"Expected `{name}` to be a tuple (x, y) of arrays or a "
+                f"tf.data.Dataset of (x, y) batches. Received: {type(data).__name__}"
             )
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if x.ndim == 0 or y.ndim == 0 or len(x) != len(y) or len(x) == 0:
             raise ValueError(
-                f"Expected `{name}` = (x, y) with the same, non-zero number of samples. "
+                f"Expected `{name}` = (x, y) with the same, non-zero number of "
+                "samples. "
                 f"Received: x of shape {x.shape}, y of shape {y.shape}"
             )
         self.dataset = None
@@ -286,15 +297,15 @@ class _Data:
                 break
             if not (isinstance(item, (tuple, list)) and len(item) >= 2):
                 raise ValueError(
-                    f"Expected `{self.name}` to yield (x, y) batches. Received an element "
-                    f"of type {type(item).__name__}"
+                    f"Expected `{self.name}` to yield (x, y) batches. Received an "
+                    f"element of type {type(item).__name__}"
                 )
             xs.append(np.asarray(item[0]))
             ys.append(np.asarray(item[1]))
         return np.concatenate(xs), np.concatenate(ys)
 
 
-# --- helpers ---------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------
 
 
 def _accuracy(y_true, y_pred) -> float:
@@ -316,7 +327,7 @@ def _default_loss(model, y: np.ndarray):
 def _to_tflite(model) -> bytes:
     import tensorflow as tf
 
-    # The Keras exporter prints the traced signature to stdout; the library never prints.
+    # The Keras exporter prints the traced signature; the library never prints.
     with contextlib.redirect_stdout(io.StringIO()):
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
@@ -350,8 +361,13 @@ def _fixed_width_bytes(values: np.ndarray, ttype: int) -> int:
     size = values.dtype.itemsize
     common = dict(element_type=ttype, element_size=size, count=n)
     fixed = dict(value_coding="fixed", gap_coding="fixed")
-    sizes = [len(codecs.encode_payload(layout="dense", value_kind="raw", elements=values,
-                                       **common, **fixed))]
+    sizes = [
+        len(
+            codecs.encode_payload(
+                layout="dense", value_kind="raw", elements=values, **common, **fixed
+            )
+        )
+    ]
     u = values.view(np.dtype(f"<u{size}"))
     uniq, inverse = np.unique(u, return_inverse=True)
     inverse = inverse.reshape(-1)
@@ -359,22 +375,38 @@ def _fixed_width_bytes(values: np.ndarray, ttype: int) -> int:
     mode = int(np.argmax(counts))
     sparse_ok = counts[mode] / max(n, 1) >= 0.05
     if sparse_ok:
-        sizes.append(len(codecs.encode_payload(
-            layout="sparse", value_kind="raw", elements=values,
-            fill=uniq[mode : mode + 1].view(values.dtype), **common, **fixed,
-        )))
+        sizes.append(
+            len(
+                codecs.encode_payload(
+                    layout="sparse",
+                    value_kind="raw",
+                    elements=values,
+                    fill=uniq[mode : mode + 1].view(values.dtype),
+                    **common,
+                    **fixed,
+                )
+            )
+        )
     if uniq.size <= 256:
-        book = dict(value_kind="codebook", codebook=uniq.view(values.dtype), indices=inverse)
-        sizes.append(len(codecs.encode_payload(layout="dense", **book, **common, **fixed)))
+        book = dict(
+            value_kind="codebook", codebook=uniq.view(values.dtype), indices=inverse
+        )
+        sizes.append(
+            len(codecs.encode_payload(layout="dense", **book, **common, **fixed))
+        )
         if sparse_ok:
-            sizes.append(len(codecs.encode_payload(
-                layout="sparse", fill=mode, **book, **common, **fixed
-            )))
+            sizes.append(
+                len(
+                    codecs.encode_payload(
+                        layout="sparse", fill=mode, **book, **common, **fixed
+                    )
+                )
+            )
     return min(sizes)
 
 
 def _stream_at(payload: bytes, pos: int) -> tuple[int, int, int, int]:
-    """(coding, symbol bits, symbol count, total stream bytes) of the stream at `pos`."""
+    """(coding, symbol bits, symbol count, stream bytes) of the stream at `pos`."""
     coding, bits, count, size = struct.unpack_from("<BBII", payload, pos)
     length = 10 + size
     if coding == 1:
@@ -422,7 +454,9 @@ def _payload_rows(
             coded_index = 8.0 * length / max(stored, 1)
             pos += length
         _, _, count, length = _stream_at(payload, pos)
-        stored = count if header.value_kind == "codebook" else count // header.element_size
+        stored = (
+            count if header.value_kind == "codebook" else count // header.element_size
+        )
         layer = _layer_of(t.name, layer_names)
         rows.append(
             LayerRow(
@@ -485,8 +519,8 @@ def _stage_bytes(stage_tflite: bytes, final_tflite: bytes, packed, report) -> in
             ours.type != theirs.type
         ):
             raise PackError(
-                f"tensor {t.name!r}: the stage's .tflite does not have the final model's "
-                "graph (a tfedge bug; please report it)"
+                f"tensor {t.name!r}: the stage's .tflite does not have the final "
+                "model's graph (a tfedge bug; please report it)"
             )
         values = np.ascontiguousarray(buffer_data(stage, ours.buffer)).view(
             TYPES[ours.type].dtype
@@ -495,7 +529,7 @@ def _stage_bytes(stage_tflite: bytes, final_tflite: bytes, packed, report) -> in
     return int(total)
 
 
-# --- the pipeline ----------------------------------------------------------------------
+# --- the pipeline ---------------------------------------------------------------------
 
 SparsitySpec = float | Mapping[str, float] | None
 OptimizerSpec = str | Callable[[str, float], object] | None
@@ -593,13 +627,18 @@ def deep_compress(
     verbose = _check_int(verbose, "verbose", 0)
     if steps_per_epoch is not None:
         steps_per_epoch = _check_int(steps_per_epoch, "steps_per_epoch", 1)
-    if isinstance(max_loss, bool) or not isinstance(max_loss, numbers.Real) or max_loss < 0:
+    if (
+        isinstance(max_loss, bool)
+        or not isinstance(max_loss, numbers.Real)
+        or max_loss < 0
+    ):
         raise ValueError(f"Expected `max_loss` >= 0. Received: max_loss={max_loss!r}")
     prune_learning_rate = _check_float(prune_learning_rate, "prune_learning_rate", 0, 1)
     share_learning_rate = _check_float(share_learning_rate, "share_learning_rate", 0, 1)
     if init not in ("linear", "density", "random"):
         raise ValueError(
-            f"Expected `init` in ['linear', 'density', 'random']. Received: init={init!r}"
+            "Expected `init` in ['linear', 'density', 'random']. "
+            f"Received: init={init!r}"
         )
     if metric == "accuracy":
         metric_fn = _accuracy
@@ -692,7 +731,7 @@ def deep_compress(
     pruned_tflite = _to_tflite(pruned)
     logging.info("deep_compress: pruned accuracy %.4f", pruned_accuracy)
 
-    # --- stage 2: trained weight sharing ------------------------------------------------
+    # --- stage 2: trained weight sharing ----------------------------------------------
     sharing = tk.share_weights(
         pruned,
         bits=_default_bits(set(active)) if bits is None else bits,
@@ -712,10 +751,12 @@ def deep_compress(
     shared_tflite = _to_tflite(final)
     logging.info("deep_compress: shared accuracy %.4f", shared_accuracy)
 
-    # --- stage 3: Huffman (lossless packing of the exact codebooks) --------------------
+    # --- stage 3: Huffman (lossless packing of the exact codebooks) -------------------
     packed = tfedge.compress(shared_tflite, lossless=True, seed=seed, progress=False)
     report = packed.report
-    final_accuracy = _tflite_accuracy(tfedge.expand(bytes(packed)), x_val, y_val, metric_fn)
+    final_accuracy = _tflite_accuracy(
+        tfedge.expand(bytes(packed)), x_val, y_val, metric_fn
+    )
 
     sizes = {
         "float": len(float_tflite),
@@ -756,8 +797,9 @@ def deep_compress(
     )
 
 
-# The packed format's codebook holds at most 256 entries, and a pruned layer's codebook
-# also holds its zero: 2^8 shared values plus zero would not fit and would be stored raw.
+# The packed format's codebook holds at most 256 entries, and a pruned layer's
+# codebook also holds its zero: 2^8 shared values plus zero would not fit (and would
+# be stored raw).
 _MAX_CODEBOOK = 256
 
 
@@ -781,12 +823,14 @@ def _positive_zeros(model):
     Masking by multiplication leaves -0.0 where a negative weight was pruned; a
     lossless coder sees two different zeros and stores half the pruned weights.
     """
-    model.set_weights([np.where(w == 0, np.zeros_like(w), w) for w in model.get_weights()])
+    model.set_weights(
+        [np.where(w == 0, np.zeros_like(w), w) for w in model.get_weights()]
+    )
     return model
 
 
 def _round_sparsities(target: float, rounds: int) -> list[float]:
-    """Sparsity after each round: every round keeps the same fraction of what is left."""
+    """Sparsity after each round: each keeps the same fraction of what is left."""
     values = [1.0 - (1.0 - target) ** ((i + 1) / rounds) for i in range(rounds)]
     values[-1] = target
     # Strictly increasing for IterativePruning (equal only if target is tiny).
@@ -813,8 +857,8 @@ def _check_sparsity(sparsity: SparsitySpec, prunable: list[str]) -> dict | None:
         for name, s in sparsity.items():
             if name not in prunable:
                 raise ValueError(
-                    f"`sparsity` names layer {name!r}, which is not a prunable layer of "
-                    f"the model. Prunable layers: {prunable}"
+                    f"`sparsity` names layer {name!r}, which is not a prunable layer "
+                    "of the model. Prunable layers: {prunable}"
                 )
             out[name] = _check_float_closed(s, f"sparsity[{name!r}]")
         return out
