@@ -1,19 +1,20 @@
-"""Java unpacker expansion throughput against the numpy expander (issue 11, "Must show").
+"""Java unpacker expansion throughput against the numpy expander (issue 11).
 
 Expands the same packed files, in one run, with:
-  * the Java unpacker (android_demo/unpacker, on this machine's JVM: the code the Android
-    app ships; a phone's ART runs it slower than a desktop JIT),
+  * the Java unpacker (android_demo/unpacker, on this machine's JVM: the code the
+    Android app ships; a phone's ART runs it slower than a desktop JIT),
   * `tfedge.expand` with the numpy reader (`decoder=tfedge.codecs.decode_payload`),
   * `tfedge.expand` with the native C++ decoder, when it is built (for reference).
-Throughput is MB/s of expanded .tflite output at the median time, one thread each, after a
-warm-up. Every Java output is checked to be the same model as tfedge.expand's first.
+Throughput is MB/s of expanded .tflite output at the median time, one thread each,
+after a warm-up. Every Java output is first checked to be the model tfedge.expand gives.
 
-Files: LeNet-300-100 trained on Fashion-MNIST (the Debian package dataset-fashion-mnist)
-and packed by `tfedge.compress`: pruned to 10% (sparse codebook payloads), unpruned (dense
-codebook) and lossless (raw bytes, Huffman); and a larger MLP (random weights, pruned to
-10%, --big_params weights) for steady-state throughput.
+Files: LeNet-300-100 trained on Fashion-MNIST (the Debian package
+dataset-fashion-mnist) and packed by `tfedge.compress`: pruned to 10% (sparse codebook
+payloads), unpruned (dense codebook) and lossless (raw bytes, Huffman); and a larger MLP
+(random weights, pruned to 10%, --big_params weights) for steady-state throughput.
 
-Usage: python scripts/bench_unpacker.py [--json PATH] [--seconds 3] [--big_params 4000000]
+Usage:
+  python scripts/bench_unpacker.py [--json PATH] [--seconds 3] [--big_params 4000000]
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
-from _common import lenet300, load_fashion_mnist, markdown_table, print_banner, write_json
+from _common import (
+    lenet300,
+    load_fashion_mnist,
+    markdown_table,
+    print_banner,
+    write_json,
+)
 from absl import app, flags, logging
 
 _JSON = flags.DEFINE_string("json", None, "write the results to this JSON file")
@@ -109,13 +116,17 @@ def _files(work: Path) -> dict[str, Path]:
     calib = x_tr[:8]
     variants = {
         "lenet300-pruned10%": lambda: tfedge.compress(
-            pruned_plain, representative_data=calib, progress=False),
+            pruned_plain, representative_data=calib, progress=False
+        ),
         "lenet300-dense": lambda: tfedge.compress(
-            dense_plain, representative_data=calib, progress=False),
+            dense_plain, representative_data=calib, progress=False
+        ),
         "lenet300-lossless": lambda: tfedge.compress(
-            dense_plain, lossless=True, progress=False),
+            dense_plain, lossless=True, progress=False
+        ),
         f"mlp{_BIG.value // 1_000_000}M-pruned10%": lambda: tfedge.compress(
-            big_plain, progress=False),
+            big_plain, progress=False
+        ),
     }
     files = {}
     for name, pack in variants.items():
@@ -138,7 +149,7 @@ def _compile_java(work: Path) -> str:
 
 
 def _time_python(fn, seconds: float) -> tuple[float, int]:
-    """Median seconds of fn() over `seconds` (at least 5 runs), after as long a warm-up."""
+    """Median seconds of fn() over `seconds` (5 runs at least), after a warm-up."""
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         fn()
@@ -163,8 +174,8 @@ def main(argv):
 
     banner = print_banner(
         "Java unpacker vs numpy expander: expansion throughput",
-        "python scripts/bench_unpacker.py" + (f" --seconds {_SECONDS.value:g}"
-                                              if _SECONDS.value != 3.0 else ""),
+        "python scripts/bench_unpacker.py"
+        + (f" --seconds {_SECONDS.value:g}" if _SECONDS.value != 3.0 else ""),
     )
     java_version = subprocess.run(
         ["java", "-version"], capture_output=True, text=True
@@ -180,35 +191,61 @@ def main(argv):
         # Correctness first: Java's output is the model tfedge.expand gives.
         for name, path in files.items():
             out = work / f"{name}.java"
-            subprocess.run(["java", "-cp", cp, "org.tfedge.unpacker.Main", "expand",
-                            str(path), str(out)], check=True)
+            subprocess.run(
+                [
+                    "java",
+                    "-cp",
+                    cp,
+                    "org.tfedge.unpacker.Main",
+                    "expand",
+                    str(path),
+                    str(out),
+                ],
+                check=True,
+            )
             python = tfedge.expand(path.read_bytes(), decoder=decode_payload)
             if write(read(out.read_bytes())) != write(read(python)):
-                raise SystemExit(f"{name}: the Java-expanded model differs from tfedge.expand")
+                raise SystemExit(
+                    f"{name}: the Java-expanded model differs from tfedge.expand"
+                )
         logging.info("timing Java")
         r = subprocess.run(
-            ["java", "-cp", cp, "org.tfedge.unpacker.Main", "bench", str(_SECONDS.value),
-             *map(str, files.values())],
-            check=True, capture_output=True, text=True,
+            [
+                "java",
+                "-cp",
+                cp,
+                "org.tfedge.unpacker.Main",
+                "bench",
+                str(_SECONDS.value),
+                *map(str, files.values()),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         java = {}
         for line in r.stdout.splitlines():
             fname, packed, expanded, runs, median, best, mbs = line.split("\t")
-            java[fname] = dict(median=float(median), runs=int(runs), expanded=int(expanded))
+            java[fname] = dict(
+                median=float(median), runs=int(runs), expanded=int(expanded)
+            )
         rows = []
         for name, path in files.items():
             data = path.read_bytes()
             expanded = len(tfedge.expand(data, decoder=decode_payload))
             logging.info("timing numpy on %s", name)
             t_np, n_np = _time_python(
-                lambda d=data: tfedge.expand(d, decoder=decode_payload), _SECONDS.value)
+                lambda d=data: tfedge.expand(d, decoder=decode_payload), _SECONDS.value
+            )
             row = {
                 "file": name,
                 "packed bytes": len(data),
                 "expanded bytes": java[path.name]["expanded"],
                 "payloads": _count_payloads(data),
                 "numpy MB/s": expanded / t_np / 1e6,
-                "Java MB/s": java[path.name]["expanded"] / java[path.name]["median"] / 1e6,
+                "Java MB/s": java[path.name]["expanded"]
+                / java[path.name]["median"]
+                / 1e6,
             }
             row["Java / numpy"] = row["Java MB/s"] / row["numpy MB/s"]
             if has_native:
@@ -217,10 +254,11 @@ def main(argv):
             row["runs (numpy, Java)"] = f"{n_np}, {java[path.name]['runs']}"
             rows.append(row)
     print(markdown_table(rows))
+    jvm = " ".join(java_version.split()[:3:2])
     print(
-        "\nMB/s = expanded .tflite bytes / median wall time of one whole expansion (parse, "
-        "decode every payload, write the plain model), single thread, after a warm-up of "
-        f"{_SECONDS.value:g} s; Java on {java_version.split()[0]} {java_version.split()[2]}."
+        "\nMB/s = expanded .tflite bytes / median wall time of one whole expansion "
+        "(parse, decode every payload, write the plain model), single thread, after a "
+        f"warm-up of {_SECONDS.value:g} s; Java on {jvm}."
     )
     write_json(_JSON.value, {"banner": banner, "jvm": java_version, "rows": rows})
     return 0

@@ -1,4 +1,4 @@
-"""Builds and runs the Java unpacker (android_demo/unpacker) for the cross-language tests."""
+"""Builds and runs the Java unpacker (android_demo/unpacker) for tests/android."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def missing_tools() -> str | None:
     """Why the Java tests cannot run here, or None."""
     for tool in ("javac", "java"):
         if shutil.which(tool) is None:
-            return f"`{tool}` not found: install a JDK (Debian: openjdk-17-jdk-headless)"
+            return (
+                f"`{tool}` not found: install a JDK (Debian: openjdk-17-jdk-headless)"
+            )
     if junit_classpath() is None:
         return (
             f"JUnit 4 not found at {', '.join(JUNIT_JARS)}: install it (Debian: "
@@ -51,15 +53,30 @@ def compile_unpacker(out: Path, *, with_tests: bool = True) -> str:
         test = out / "test"
         test.mkdir(parents=True, exist_ok=True)
         jars = junit_classpath() or []
-        _javac(["-cp", os.pathsep.join([str(main), *jars]), "-d", str(test),
-                *_sources(TEST_SOURCES)])
+        _javac(
+            [
+                "-cp",
+                os.pathsep.join([str(main), *jars]),
+                "-d",
+                str(test),
+                *_sources(TEST_SOURCES),
+            ]
+        )
         cp += [str(test), *jars]
     return os.pathsep.join(cp)
 
 
 def _javac(args: list[str]) -> None:
     # --release 8 checks against the Java 8 API too (what dx and minSdk 23 need).
-    cmd = ["javac", "--release", "8", "-Xlint:all,-options", "-encoding", "UTF-8", *args]
+    cmd = [
+        "javac",
+        "--release",
+        "8",
+        "-Xlint:all,-options",
+        "-encoding",
+        "UTF-8",
+        *args,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=JAVA_TIMEOUT_S)
     if r.returncode != 0:
         raise RuntimeError(f"javac failed:\n{r.stdout}\n{r.stderr}")
@@ -69,11 +86,15 @@ def java(classpath: str, main: str, *args: str, check: bool = True):
     cmd = ["java", "-Xss4m", "-cp", classpath, f"{PACKAGE}.{main}", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=JAVA_TIMEOUT_S)
     if check and r.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        )
     return r
 
 
-def run_batch(classpath: str, workdir: Path, jobs: list[tuple[str, ...]]) -> list[str | None]:
+def run_batch(
+    classpath: str, workdir: Path, jobs: list[tuple[str, ...]]
+) -> list[str | None]:
     """Runs Main batch; returns None per successful job, else the error message."""
     listing = workdir / "jobs.txt"
     listing.write_text("".join("\t".join(j) + "\n" for j in jobs), encoding="utf-8")
@@ -82,5 +103,7 @@ def run_batch(classpath: str, workdir: Path, jobs: list[tuple[str, ...]]) -> lis
         raise RuntimeError(f"Main batch failed:\n{r.stdout}\n{r.stderr}")
     lines = r.stdout.splitlines()
     if len(lines) != len(jobs):
-        raise RuntimeError(f"Main batch answered {len(lines)} of {len(jobs)} jobs:\n{r.stderr}")
+        raise RuntimeError(
+            f"Main batch answered {len(lines)} of {len(jobs)} jobs:\n{r.stderr}"
+        )
     return [None if line == "OK" else line.removeprefix("ERR ") for line in lines]

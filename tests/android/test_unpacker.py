@@ -1,10 +1,11 @@
 """The Java unpacker (android_demo/unpacker) against the Python reader and expander.
 
-Java is compiled once per session. Payloads of every codec (dense/sparse x raw/codebook x
-fixed/Huffman) decode to the same bytes as `tfedge.codecs.decode_payload`, and malformed
-ones give the same message; packed models (real `tfedge.compress` output and models packed
-here with one forced codec) expand to the same model as `tfedge.expand`, with equal weight
-bytes and equal interpreter outputs. Every JUnit test of the unpacker is one item here.
+Java is compiled once per session. Payloads of every codec (dense/sparse x raw/codebook
+x fixed/Huffman) decode to the same bytes as `tfedge.codecs.decode_payload`, and
+malformed ones give the same message; packed models (real `tfedge.compress` output and
+models packed here with one forced codec) expand to the same model as `tfedge.expand`,
+with equal weight bytes and equal interpreter outputs. Every JUnit test of the unpacker
+is one item here.
 Skips, with the reason, when no JDK or no JUnit 4 is installed.
 """
 
@@ -33,17 +34,33 @@ CODECS = [
     for coding in ("fixed", "huffman")
 ]
 # (element type, element size): float32 everywhere, plus the other sizes on some codecs.
-ELEMENTS = {4: 0, 1: 9, 2: 1, 8: 4}  # size -> TFLite type (FLOAT32, INT8, FLOAT16, INT64)
-PAYLOAD_CASES = [(c, 4) for c in CODECS] + [(c, 1) for c in CODECS] + [
-    (("dense", "codebook", "huffman"), 2),
-    (("sparse", "raw", "fixed"), 8),
-    (("sparse", "codebook", "huffman"), 8),
+ELEMENTS = {
+    4: 0,
+    1: 9,
+    2: 1,
+    8: 4,
+}  # size -> TFLite type (FLOAT32, INT8, FLOAT16, INT64)
+PAYLOAD_CASES = (
+    [(c, 4) for c in CODECS]
+    + [(c, 1) for c in CODECS]
+    + [
+        (("dense", "codebook", "huffman"), 2),
+        (("sparse", "raw", "fixed"), 8),
+        (("sparse", "codebook", "huffman"), 8),
+    ]
+)
+MODELS = [
+    "dense_f32",
+    "conv_f32",
+    "conv_int8",
+    "densify",
+    "two_signatures",
+    "custom_op",
 ]
-MODELS = ["dense_f32", "conv_f32", "conv_int8", "densify", "two_signatures", "custom_op"]
 # Pack every weight buffer from this size up, so the small test models are packed.
 MIN_BYTES = 16
-# Interpreter outputs of the Java- and Python-expanded models must be identical: both run
-# the same weights bit for bit, so no tolerance.
+# Interpreter outputs of the Java- and Python-expanded models must be identical: both
+# run the same weights bit for bit, so no tolerance.
 OUTPUT_ATOL = 0.0
 
 
@@ -124,7 +141,9 @@ def _reference_payload(case, rng) -> bytes:
         return encode_payload(codebook=book, indices=idx, **common)
     values = (rng.standard_normal(n) * 10).astype(dtype)
     if coding == "huffman":
-        values = np.round(values / 4).astype(dtype)  # few distinct bytes: Huffman pays off
+        values = np.round(values / 4).astype(
+            dtype
+        )  # few distinct bytes: Huffman pays off
     if layout == "sparse":
         values[rng.random(n) < 0.85] = 0
     return encode_payload(elements=values, **common)
@@ -161,7 +180,7 @@ def _python_outcome(payload: bytes, expected: int | None):
 
 @pytest.fixture(scope="session")
 def payload_outcomes(java_cp, tmp_path_factory):
-    """For each case: [(python outcome, java outcome)] over the payload and its mutants."""
+    """Per case: [(python outcome, java outcome)] over the payload and its mutants."""
     rng = np.random.default_rng(SEED)
     work = tmp_path_factory.mktemp("payloads")
     jobs, meta = [], []
@@ -178,7 +197,9 @@ def payload_outcomes(java_cp, tmp_path_factory):
     answers = _java.run_batch(java_cp, work, jobs)
     outcomes: dict = {case: [] for case in PAYLOAD_CASES}
     for (case, p, exp, src), err in zip(meta, answers, strict=True):
-        java_out = err if err is not None else (src.with_suffix(".bin.out")).read_bytes()
+        java_out = (
+            err if err is not None else (src.with_suffix(".bin.out")).read_bytes()
+        )
         outcomes[case].append((_python_outcome(p, exp), java_out))
     return outcomes
 
@@ -196,7 +217,9 @@ def test_malformed_payload_same_outcome(payload_outcomes, case):
     results = payload_outcomes[case][1:]
     errors = 0
     for i, (python, java) in enumerate(results):
-        assert type(java) is type(python), f"mutant {i}: python {python!r}, java {java!r}"
+        assert type(java) is type(python), (
+            f"mutant {i}: python {python!r}, java {java!r}"
+        )
         assert java == python, f"mutant {i}"
         errors += isinstance(python, str)
     assert errors >= len(results) // 2  # the mutants do reach the checks
@@ -223,8 +246,9 @@ def _largest_buffer(model, float_only: bool) -> tuple[int, object]:
 
 def _force_codec(plain: bytes, codec, rng) -> tuple[bytes, bytes]:
     """(reference model, packed model): the largest weight buffer packed with exactly
-    `codec`. "raw" keeps any tensor type as it is; the other codecs take the largest float
-    weight and make it suit the codec first (pruned for sparse, 16 values for codebook)."""
+    `codec`. Dense raw Huffman keeps any tensor type as it is; the other codecs take the
+    largest float weight and make it suit the codec first (pruned for sparse, 16 values
+    for codebook)."""
     layout, kind, coding = codec
     model = read(plain)
     lossless_raw = codec == ("dense", "raw", "huffman")
@@ -246,13 +270,21 @@ def _force_codec(plain: bytes, codec, rng) -> tuple[bytes, bytes]:
             w[np.abs(w) < np.quantile(np.abs(w), 0.8)] = 0.0
         model.buffers[b].data = np.frombuffer(w.tobytes(), np.uint8)
     reference = write(model)
-    common = dict(element_type=tensor.type, element_size=es, count=w.size, layout=layout,
-                  value_kind=kind, value_coding=coding)
+    common = dict(
+        element_type=tensor.type,
+        element_size=es,
+        count=w.size,
+        layout=layout,
+        value_kind=kind,
+        value_coding=coding,
+    )
     if layout == "sparse":
         common["gap_coding"] = coding
     if kind == "codebook":
         book, idx = np.unique(w, return_inverse=True)
-        payload = encode_payload(codebook=book.astype(np.float32), indices=idx, **common)
+        payload = encode_payload(
+            codebook=book.astype(np.float32), indices=idx, **common
+        )
     else:
         payload = encode_payload(elements=w, **common)
     model = read(reference)
@@ -306,9 +338,13 @@ MODEL_CASES = (
     [("dense_f32", "compress-lossless"), ("conv_f32", "compress-lossless")]
     + [(name, "compress-lossy") for name in ("dense_f32", "conv_f32", "two_signatures")]
     # Models tfedge.compress may leave alone (int8, DENSIFY, unknown custom op): one
-    # buffer packed losslessly by hand, so the whole schema goes through the Java writer.
+    # buffer packed losslessly by hand, so the whole schema goes through Java's writer.
     + [(name, "dense-raw-huffman") for name in MODELS]
-    + [("conv_f32", "-".join(codec)) for codec in CODECS if codec != ("dense", "raw", "huffman")]
+    + [
+        ("conv_f32", "-".join(codec))
+        for codec in CODECS
+        if codec != ("dense", "raw", "huffman")
+    ]
 )
 # Models the stock interpreter cannot run (a custom operator nobody registers).
 NOT_RUNNABLE = {"custom_op"}
@@ -316,15 +352,21 @@ NOT_RUNNABLE = {"custom_op"}
 
 @pytest.fixture(scope="session")
 def expanded_models(java_cp, tflite_model, tmp_path_factory):
-    """For each model case: (reference, packed, python-expanded, java-expanded or error)."""
+    """Per model case: (reference, packed, python-expanded, java-expanded or error)."""
     rng = np.random.default_rng(SEED)
     work = tmp_path_factory.mktemp("models")
     cases, jobs = {}, []
     for i, (name, how) in enumerate(MODEL_CASES):
         plain = tflite_model(name)
         if how.startswith("compress"):
-            packed = bytes(tfedge.compress(plain, lossless=how.endswith("lossless"),
-                                           min_bytes=MIN_BYTES, progress=False))
+            packed = bytes(
+                tfedge.compress(
+                    plain,
+                    lossless=how.endswith("lossless"),
+                    min_bytes=MIN_BYTES,
+                    progress=False,
+                )
+            )
             reference = plain
         else:
             reference, packed = _force_codec(plain, tuple(how.split("-")), rng)
@@ -335,8 +377,12 @@ def expanded_models(java_cp, tflite_model, tmp_path_factory):
         cases[(name, how)] = (reference, packed, py, src)
     answers = _java.run_batch(java_cp, work, jobs)
     out = {}
-    for (key, (reference, packed, py, src)), err in zip(cases.items(), answers, strict=True):
-        java_out = err if err is not None else (src.with_suffix(".tflite.out")).read_bytes()
+    for (key, (reference, packed, py, src)), err in zip(
+        cases.items(), answers, strict=True
+    ):
+        java_out = (
+            err if err is not None else (src.with_suffix(".tflite.out")).read_bytes()
+        )
         out[key] = (reference, packed, py, java_out)
     return out
 
@@ -345,7 +391,9 @@ def expanded_models(java_cp, tflite_model, tmp_path_factory):
 def test_model_expands_like_python(expanded_models, case):
     reference, packed, py, java = expanded_models[case]
     assert isinstance(java, bytes), java
-    assert any(m.name == b"tfedge" for m in read(packed).metadata), "the case packed nothing"
+    assert any(m.name == b"tfedge" for m in read(packed).metadata), (
+        "the case packed nothing"
+    )
     assert not list(decode_ops(read(java)))
     # Same model as the Python expander, field for field and byte for byte.
     assert _canonical(java) == _canonical(py)
@@ -392,8 +440,12 @@ def corrupted_outcomes(java_cp, expanded_models, tmp_path_factory):
     _, packed, _, _ = expanded_models[("conv_f32", "compress-lossless")]
     start, end = _payload_span(packed)
     variants = {}
-    for name, pos in [("header", start + 12), ("body", (start + end) // 2),
-                      ("crc", start + 25), ("last", end - 1)]:
+    for name, pos in [
+        ("header", start + 12),
+        ("body", (start + end) // 2),
+        ("crc", start + 25),
+        ("last", end - 1),
+    ]:
         bad = bytearray(packed)
         bad[pos] ^= 0x5A
         variants[f"payload-{name}"] = bytes(bad)
@@ -412,14 +464,24 @@ def corrupted_outcomes(java_cp, expanded_models, tmp_path_factory):
         (work / name).write_bytes(data)
         jobs.append(("expand", str(work / name), str(work / (name + ".out"))))
     answers = _java.run_batch(java_cp, work, jobs)
-    return {name: (_python_error(data), err)
-            for (name, data), err in zip(variants.items(), answers, strict=True)}
+    return {
+        name: (_python_error(data), err)
+        for (name, data), err in zip(variants.items(), answers, strict=True)
+    }
 
 
 @pytest.mark.parametrize(
     "variant",
-    ["payload-header", "payload-body", "payload-crc", "payload-last", "payload-resealed",
-     "identifier", "short", "root-past-end"],
+    [
+        "payload-header",
+        "payload-body",
+        "payload-crc",
+        "payload-last",
+        "payload-resealed",
+        "identifier",
+        "short",
+        "root-past-end",
+    ],
 )
 def test_corrupted_file_same_error(corrupted_outcomes, variant):
     python, java = corrupted_outcomes[variant]
@@ -428,15 +490,19 @@ def test_corrupted_file_same_error(corrupted_outcomes, variant):
 
 
 def test_truncated_files_fail_in_both(java_cp, expanded_models, tmp_path):
-    """Truncated flatbuffers: both refuse them (the detail after the common prefix is each
-    parser's own)."""
+    """Truncated flatbuffers: both refuse them (the detail after the common prefix is
+    each parser's own)."""
     _, packed, _, _ = expanded_models[("dense_f32", "compress-lossless")]
     jobs, pythons = [], []
     for n in np.linspace(8, len(packed) - 1, 25).astype(int):
         (tmp_path / f"{n}.tflite").write_bytes(packed[:n])
-        jobs.append(("expand", str(tmp_path / f"{n}.tflite"), str(tmp_path / f"{n}.out")))
+        jobs.append(
+            ("expand", str(tmp_path / f"{n}.tflite"), str(tmp_path / f"{n}.out"))
+        )
         pythons.append(_python_error(packed[:n]))
-    for python, java in zip(pythons, _java.run_batch(java_cp, tmp_path, jobs), strict=True):
+    for python, java in zip(
+        pythons, _java.run_batch(java_cp, tmp_path, jobs), strict=True
+    ):
         assert python is not None and java is not None, (python, java)
         if python.startswith(("corrupted or truncated", "truncated")):
             assert java.split("(")[0].split(":")[0] in python or java.startswith(

@@ -26,7 +26,8 @@ import java.util.Locale;
  * {@code batch} runs one job per line ({@code expand IN OUT} or {@code payload IN OUT
  * [EXPECTED]}) in one JVM and prints one line per job: {@code OK} or {@code ERR message}.
  * {@code bench} prints one tab-separated line per file: name, packed bytes, expanded bytes,
- * runs, median and best seconds, MB/s of expanded output at the median. Exit status: 0 ok, 1 usage, 2 bad input.
+ * runs, median and best seconds, MB/s of expanded output at the median (after a warm-up).
+ * Exit status: 0 ok, 1 usage, 2 bad input.
  */
 public final class Main {
     private Main() {}

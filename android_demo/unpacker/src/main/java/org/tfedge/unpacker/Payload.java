@@ -449,9 +449,9 @@ public final class Payload {
             if (n == 0) {
                 return;
             }
-            // The data with 3 zero bytes of padding, so 24-bit windows never leave it.
+            // The data with 8 zero bytes of padding, so bit windows never leave it.
             byte[] d = Arrays.copyOfRange(p.buf, p.start + dataAt,
-                    p.start + dataAt + (int) dataSize + 3);
+                    p.start + dataAt + (int) dataSize + 8);
             if (coding == CODING_FIXED) {
                 decodeFixed(d, out, o, n);
             } else {
@@ -499,23 +499,41 @@ public final class Payload {
                 }
             }
             final long limit = dataSize * 8;
-            final int mask = (1 << maxLen) - 1;
-            final int shiftBase = 24 - maxLen;
+            final int shift = 64 - maxLen;
             final int nblocks = blockStarts.length;
             int i = 0;
             for (int b = 0; b < nblocks; b++) {
                 long bit = blockStarts[b];
+                // A 64-bit window of the data, most significant bit first: `acc` holds
+                // `have` valid bits from bit position `bit` on (the rest are zero).
+                int x = (int) (bit >>> 3);
+                long acc = 0;
+                int have = 0;
+                int skip = (int) (bit & 7);
+                while (have <= 56) {
+                    acc |= (d[x++] & 0xffL) << (56 - have);
+                    have += 8;
+                }
+                acc <<= skip;
+                have -= skip;
                 int blockEnd = (int) Math.min((long) n, (b + 1) * blockSize);
                 for (; i < blockEnd; i++) {
-                    int x = (int) (bit >>> 3);
-                    int w = ((d[x] & 0xff) << 16) | ((d[x + 1] & 0xff) << 8) | (d[x + 2] & 0xff);
-                    int e = table[(w >>> (shiftBase - (int) (bit & 7))) & mask];
-                    bit += e >>> 8;
+                    if (have < maxLen) {
+                        while (have <= 56) {
+                            acc |= (d[x++] & 0xffL) << (56 - have);
+                            have += 8;
+                        }
+                    }
+                    int e = table[(int) (acc >>> shift)];
+                    int len = e >>> 8;
+                    bit += len;
                     if (e < 0 || bit > limit) {
                         throw err("Huffman block " + b + " of " + nblocks + " reads past the end"
                                 + " of the " + dataSize + "-byte data or holds a bit pattern "
                                 + "that is no code", p.tensor, dataAt);
                     }
+                    acc <<= len;
+                    have -= len;
                     out[o + i] = (byte) e;
                 }
             }

@@ -363,6 +363,9 @@ public final class Unpacker {
 
     /** {start, length} of buffer {@code i}'s data. */
     private int[] bufferData(int buffers, int i) throws TfedgeFormatException {
+        if (buffers == 0 || i >= r.vectorLength(buffers, 4)) {
+            return new int[] {0, 0}; // no such buffer: no data (the checks name the index)
+        }
         int b = r.vectorTable(buffers, i);
         if (r.fieldI64(b, 1, 0) > 1) {
             throw new TfedgeFormatException("buffer " + i + " is stored past the flatbuffer "
