@@ -523,9 +523,13 @@ def _reduced_rank_regression(gram_pinv, gram, cross, x_mean, z_mean, rank):
     return f1, f2, c
 
 
-def _relu_error(target, x, f1, f2, c) -> float:
-    approx = np.maximum((x @ f1) @ f2 + c, 0.0)
-    return float(np.mean(np.sum((target - approx) ** 2, axis=1)))
+def _approx(x32, f1, f2, c) -> np.ndarray:
+    """x F1 F2 + c for float32 rows x: one N x d x d product (the bulk of the work)."""
+    return x32 @ (f1 @ f2).astype(np.float32) + c.astype(np.float32)
+
+
+def _relu_error(target, approx) -> float:
+    return float(np.mean(np.sum((target - np.maximum(approx, 0.0)) ** 2, axis=1)))
 
 
 def _z_step(target, approx, lam):
@@ -538,7 +542,11 @@ def _z_step(target, approx, lam):
 
 
 def _solve_responses(y, y_hat, rank, relu, iterations):
-    """(F1, F2, c) with r(y_hat F1 F2 + c) ~ r(y): linear start, then alternation."""
+    """(F1, F2, c) with r(y_hat F1 F2 + c) ~ r(y): linear start, then alternation.
+
+    The d x d normal equations are solved in float64; the N x d products of the
+    iterations run in float32 (N is tens of thousands of sampled positions).
+    """
     x_mean = y_hat.mean(axis=0)
     xc = y_hat - x_mean
     gram = xc.T @ xc
@@ -549,17 +557,22 @@ def _solve_responses(y, y_hat, rank, relu, iterations):
     )
     if not relu:
         return f1, f2, c, None, None
-    target = np.maximum(y, 0.0)
-    start = best = _relu_error(target, y_hat, f1, f2, c)
+    x32 = y_hat.astype(np.float32)
+    xc32_t = np.ascontiguousarray(xc.T, dtype=np.float32)
+    target = np.maximum(y, 0.0).astype(np.float32)
+    approx = _approx(x32, f1, f2, c)
+    start = best = _relu_error(target, approx)
     solution = (f1, f2, c)
     for it in range(iterations):
         lam = _LAMBDA_SCHEDULE[0] if it < iterations // 2 else _LAMBDA_SCHEDULE[1]
-        z = _z_step(target, (y_hat @ f1) @ f2 + c, lam)
-        z_mean = z.mean(axis=0)
+        z = _z_step(target, approx, np.float32(lam))
+        z_mean = z.mean(axis=0, dtype=np.float64)
+        cross = (xc32_t @ (z - z_mean.astype(np.float32))).astype(np.float64)
         f1, f2, c = _reduced_rank_regression(
-            gram_pinv, gram, xc.T @ (z - z_mean), x_mean, z_mean, rank
+            gram_pinv, gram, cross, x_mean, z_mean, rank
         )
-        err = _relu_error(target, y_hat, f1, f2, c)
+        approx = _approx(x32, f1, f2, c)
+        err = _relu_error(target, approx)
         if err < best:
             best, solution = err, (f1, f2, c)
     return (*solution, start, best)
