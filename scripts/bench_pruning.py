@@ -37,6 +37,12 @@ flags.DEFINE_integer("timing_epochs", 3, "Epochs per fit-time measurement.")
 flags.DEFINE_integer("dense_epochs", 4, "Epochs of dense training before pruning.")
 flags.DEFINE_integer("prune_epochs", 3, "Epochs of pruning (first) plus retraining.")
 flags.DEFINE_integer("hessian_examples", 2048, "Training examples for the OBD Hessian.")
+flags.DEFINE_enum(
+    "hessian_method",
+    "gauss_newton",
+    ["gauss_newton", "empirical_fisher"],
+    "How OBD estimates the Hessian diagonal.",
+)
 flags.DEFINE_boolean("quick", False, "Tiny subset and one epoch each: a smoke run.")
 
 SPARSITIES = (0.9, 0.95, 0.98)
@@ -168,7 +174,11 @@ def accuracy_runs(keras, tk, data, steps_per_epoch):
         for name in ("fc1", "fc2", "fc3")
     }
     hessian = (x_tr[: FLAGS.hessian_examples], y_tr[: FLAGS.hessian_examples])
-    obd_args = {"hessian_data": hessian, "loss": loss}
+    obd_args = {
+        "hessian_data": hessian,
+        "loss": loss,
+        "hessian_method": FLAGS.hessian_method,
+    }
 
     tables = {}
     for criterion in ("magnitude", "obd"):

@@ -357,6 +357,9 @@ def test_strip_gives_plain_layers_with_exact_zeros():
 # --- OBD ------------------------------------------------------------------------------
 
 
+OBD_MC_RTOL = 0.35
+
+
 def _obd_case():
     """y = x0 + x1, x0 ~ N(0, 3^2), x1 ~ N(0, 0.1^2): the x1 weight matters little."""
     rng = np.random.default_rng(3)
@@ -386,6 +389,17 @@ def test_obd_prunes_by_saliency_not_magnitude():
     assert h[0] > 100 * h[1] > 0
     w.prune_now(0.5)
     np.testing.assert_array_equal(w.effective_weights()[0][:, 0] != 0, [True, False])
+    # For squared error the Gauss-Newton diagonal is the exact Hessian, 2 E[x_i^2]. The
+    # estimate is Monte-Carlo over 256 sampled targets: relative standard deviation
+    # sqrt(2 * E[x^4] / E[x^2]^2 / 256) ~ 0.15, so allow about two of them.
+    np.testing.assert_allclose(h, 2 * np.mean(x**2, axis=0), rtol=OBD_MC_RTOL)
+    with pytest.raises(ValueError, match="Use method='empirical_fisher'"):
+        tk.estimate_hessian(obd, (x, y), loss=keras.losses.Huber())
+    tk.estimate_hessian(
+        obd, (x, y), loss=keras.losses.Huber(), method="empirical_fisher"
+    )
+    with pytest.raises(ValueError, match="Expected `method` in"):
+        tk.estimate_hessian(obd, (x, y), loss="mse", method="exact")
 
 
 def test_obd_trains_in_fit_and_needs_an_estimate():

@@ -501,6 +501,7 @@ def prune(
     criterion: str = "magnitude",
     hessian_data=None,
     loss=None,
+    hessian_method: str = "gauss_newton",
 ):
     """Wrap the prunable layers of a model (or one layer) in `PruningWrapper`s.
 
@@ -527,6 +528,8 @@ def prune(
         hessian_data: for "obd" on a model: `(x, y)` arrays or a dataset of batches
             from which `estimate_hessian` computes h right away.
         loss: for "obd": the training loss (a name, `keras.losses.Loss` or callable).
+        hessian_method: for "obd": how `estimate_hessian` estimates h,
+            "gauss_newton" or "empirical_fisher".
 
     Returns:
         The pruned model, or the `PruningWrapper` around the given layer.
@@ -602,5 +605,5 @@ def prune(
     if criterion == "obd":
         from tfedge.keras._obd import estimate_hessian
 
-        estimate_hessian(pruned, hessian_data, loss=loss)
+        estimate_hessian(pruned, hessian_data, loss=loss, method=hessian_method)
     return pruned

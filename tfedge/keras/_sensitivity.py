@@ -73,6 +73,7 @@ def sensitivity(
     criterion: str = "magnitude",
     hessian_data=None,
     loss=None,
+    hessian_method: str = "gauss_newton",
     batch_size: int = 256,
 ) -> SensitivityTable:
     """Prune each layer alone to each sparsity (no retraining) and evaluate.
@@ -85,7 +86,7 @@ def sensitivity(
         metric: "accuracy" (argmax of the outputs against integer or one-hot labels)
             or a callable `(y_true, y_pred) -> float`, higher is better.
         criterion: "magnitude" or "obd" (then `hessian_data` and `loss` are needed).
-        hessian_data, loss: as in `prune` for criterion "obd".
+        hessian_data, loss, hessian_method: as in `prune`, for criterion "obd".
         batch_size: prediction batch size.
 
     Returns:
@@ -122,6 +123,7 @@ def sensitivity(
         criterion=criterion,
         hessian_data=hessian_data,
         loss=loss,
+        hessian_method=hessian_method,
     )
     wrappers = [x for x in _all_layers(probe) if isinstance(x, PruningWrapper)]
     x, y = eval_data
