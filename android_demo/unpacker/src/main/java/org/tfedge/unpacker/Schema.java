@@ -115,8 +115,10 @@ final class Schema {
         table(OPERATOR_CODE, "OperatorCode", 4, str(1));
         table(BUFFER, "Buffer", 3, vec(0, 1));
         table(METADATA, "Metadata", 2, str(0));
+        // Field 3 is the deprecated string deprecated_tag (was method_name): old files may
+        // still hold it, so it is copied as a string, not as an inline scalar.
         table(SIGNATURE_DEF, "SignatureDef", 5, f(0, TABLE_VECTOR, TENSOR_MAP),
-                f(1, TABLE_VECTOR, TENSOR_MAP), str(2));
+                f(1, TABLE_VECTOR, TENSOR_MAP), str(2), str(3));
         table(TENSOR_MAP, "TensorMap", 2, str(0));
         table(QUANTIZATION, "QuantizationParameters", 7, vec(0, 4), vec(1, 4), vec(2, 4),
                 vec(3, 8), u(5, U_QUANTIZATION_DETAILS, 4));

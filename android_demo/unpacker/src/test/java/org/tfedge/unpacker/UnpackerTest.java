@@ -86,7 +86,7 @@ public class UnpackerTest {
         Fb.Table sig = Fb.table()
                 .child(0, Fb.tables(Fb.table().child(0, Fb.str("x")).i32(1, 1)))
                 .child(1, Fb.tables(Fb.table().child(0, Fb.str("y")).i32(1, 2)))
-                .child(2, Fb.str("serving_default")).i32(4, 0);
+                .child(2, Fb.str("serving_default")).child(3, Fb.str("old tag")).i32(4, 0);
         Fb.Table model = Fb.table().i32(0, 3)
                 .child(1, Fb.tables(s.withDecode ? new Fb.Node[] {decodeCode, addCode}
                         : new Fb.Node[] {addCode, decodeCode}))
@@ -171,6 +171,8 @@ public class UnpackerTest {
         assertEquals(4, r.fieldU32(r.vectorTable(meta, 0), 1, -1));
         int sig = r.vectorTable(r.fieldRef(m, 7), 0);
         assertEquals("serving_default", r.fieldString(sig, 2));
+        assertEquals("a deprecated string field stays a string", "old tag",
+                r.fieldString(sig, 3));
         assertEquals(2, r.fieldU32(r.vectorTable(r.fieldRef(sig, 1), 0), 1, -1));
     }
 
