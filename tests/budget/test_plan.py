@@ -189,3 +189,15 @@ def test_analysis_plans_several_budgets_with_one_sensitivity_run(tiny):
     assert tight.predicted_bytes <= analysis.floor_bytes + 500 < loose.predicted_bytes
     with pytest.raises(ValueError, match=f"floor of {analysis.floor_bytes} bytes"):
         analysis.plan(analysis.floor_bytes - 1)
+
+
+def test_keras_file_gets_layer_names(tiny, tmp_path):
+    model, _, eval_data = tiny
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    p = plan(
+        str(path), "100KB", eval_data, sparsities=(0.9,), bits=(2,), curve_points=0
+    )
+    assert {"fc1", "fc2", "out"} <= {c.layer for c in p.choices}
+    with pytest.raises(FileNotFoundError):
+        plan(str(tmp_path / "missing.keras"), "100KB", eval_data)

@@ -33,6 +33,7 @@ import io
 import json
 import math
 import numbers
+import os
 import re
 from collections.abc import Callable, Sequence
 
@@ -224,6 +225,13 @@ def _to_tflite(model) -> tuple[bytes, object | None]:
     from tfedge.pack._source import _is_keras_model, to_tflite
 
     keras_model = None
+    if isinstance(model, str | os.PathLike) and os.fspath(model).endswith(".keras"):
+        if not os.path.exists(model):
+            raise FileNotFoundError(f"No such model file: {os.fspath(model)}")
+        import keras
+
+        # Loaded here (not by `to_tflite`) so that tensors get their layers' names.
+        model = keras.saving.load_model(model)
     if _is_keras_model(model):
         from tfedge.pack._source import _all_layers
 
