@@ -11,6 +11,8 @@ Usage: python scripts/fuzz_seeds.py OUT_DIR [--no_model]
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 
@@ -83,7 +85,9 @@ def model_seeds():
             w[0] = np.where(np.abs(k) > np.quantile(np.abs(k), 0.8), k, 0)
             layer.set_weights(w)
     for options in ({}, {"lossless": True}, {"bits": 2}):
-        packed = bytes(tfedge.compress(model, progress=False, **options))
+        # The converter prints its SavedModel signature; keep the log readable.
+        with contextlib.redirect_stdout(io.StringIO()):
+            packed = bytes(tfedge.compress(model, progress=False, **options))
         m = read(packed)
         for si, _oi, p, w in decode_ops(m):
             sg = m.subgraphs[si]

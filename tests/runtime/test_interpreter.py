@@ -496,3 +496,24 @@ def test_expand_native_and_numpy_give_identical_files(tflite_model, case_id):
     packed = packed_model(tflite_model, case_id)
     native = tfedge.expand(packed, decoder=_native.decode_payload_native)
     assert native == tfedge.expand(packed, decoder=decode_payload)
+
+
+def test_signature_runner_reports_bad_payloads(tflite_model):
+    packed = bytes(tfedge.compress(tflite_model("two_signatures"), progress=False))
+    _name, start, size = _payload_spans(packed)[-1]
+    bad = bytearray(packed)
+    bad[start + size // 2] ^= 0x5A
+    # Payloads of a weight shared by both signatures share one buffer.
+    names = {name for name, begin, _ in _payload_spans(packed) if begin == start}
+    interp = Interpreter(model_content=bytes(bad))
+    for key in interp.get_signature_list():
+        runner = interp.get_signature_runner(key)
+        inputs = {
+            k: np.zeros(v["shape"], v["dtype"])
+            for k, v in runner.get_input_details().items()
+        }
+        with pytest.raises(FormatError, match="CRC") as err:
+            runner(**inputs)
+        assert err.value.tensor in names
+    with pytest.raises(ValueError, match="signature"):
+        interp.get_signature_runner()

@@ -108,6 +108,19 @@ def allocate_tensors(interpreter) -> None:
         raise translated from e
 
 
+class _SignatureRunner(_litert.SignatureRunner):
+    """The stock runner, explaining allocation failures as the Interpreter does."""
+
+    def __call__(self, **kwargs):
+        try:
+            return super().__call__(**kwargs)
+        except RuntimeError as e:
+            translated = _translate(e)
+            if translated is None:
+                raise
+            raise translated from e
+
+
 class Interpreter(_litert.Interpreter):
     """The stock ai_edge_litert interpreter with TFEDGE_DECODE registered.
 
@@ -167,3 +180,12 @@ class Interpreter(_litert.Interpreter):
             if translated is None:
                 raise
             raise translated from e
+
+    def get_signature_runner(self, signature_key: str | None = None):
+        """The stock signature runner, raising tfedge errors for bad payloads."""
+        if signature_key is None:
+            keys = list(self.get_signature_list())
+            if len(keys) != 1:
+                return super().get_signature_runner(None)  # the stock ValueError
+            signature_key = keys[0]
+        return _SignatureRunner(interpreter=self, signature_key=signature_key)
