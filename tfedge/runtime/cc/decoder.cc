@@ -64,7 +64,11 @@ inline uint64_t LoadLe64(const uint8_t* p) {
 inline uint64_t LoadBe64(const uint8_t* p) {
   uint64_t v;
   std::memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return v;
+#else
   return __builtin_bswap64(v);
+#endif
 }
 
 }  // namespace
