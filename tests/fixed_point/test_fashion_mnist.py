@@ -20,8 +20,10 @@ pytestmark = [
 # 1 point allows for the 2,000-image test subset used here (a 0.5 point target is
 # checked on the full test set by scripts/fixed_point.py).
 DYNAMIC_8BIT_POINTS = 1.0
-# Static fixed point with the 4-bit fully-connected kernels loses clearly more.
-STATIC_GAP_POINTS = 1.0
+# Static fixed point with the 4-bit fully-connected kernels loses more: measured 1.1
+# points behind dynamic on this subset (1.2 on the full test set after 3 epochs); half
+# a point leaves room for run-to-run noise of a 2,000-image test.
+STATIC_GAP_POINTS = 0.5
 
 
 def _accuracy(model, x, y) -> float:
