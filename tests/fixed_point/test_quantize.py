@@ -336,3 +336,22 @@ def test_four_bit_fc_is_packed_at_four_bits_by_compress():
     np.testing.assert_array_equal(
         _run_tflite(tfedge.expand(packed), x), _run_tflite(flat, x)
     )
+
+
+def test_tensors_sharing_a_buffer_get_their_own_codes():
+    from tfedge.fixed_point import _export
+
+    model = schema.ModelT()
+    model.buffers = [schema.BufferT(), schema.BufferT()]
+    tensors = []
+    for _ in range(2):
+        t = schema.TensorT()
+        t.type, t.shape, t.buffer = schema.TensorType.INT32, np.int32([3]), 1
+        tensors.append(t)
+    written: set[int] = set()
+    _export._set_data(model, tensors[0], np.int64([1, 2, 3]), "a", written)
+    _export._set_data(model, tensors[1], np.int64([4, 5, 6]), "b", written)
+    assert tensors[0].buffer == 1 and tensors[1].buffer == 2
+    for t, want in zip(tensors, ([1, 2, 3], [4, 5, 6]), strict=True):
+        data = np.frombuffer(bytes(model.buffers[t.buffer].data), np.int32)
+        np.testing.assert_array_equal(data, want)

@@ -80,7 +80,13 @@ def _set_grid(tensor, fl: int) -> None:
     tensor.quantization = q
 
 
-def _set_data(model, tensor, codes: np.ndarray, name: str) -> None:
+def _set_data(model, tensor, codes: np.ndarray, name: str, written: set) -> None:
+    """Writes `codes` as the tensor's constant data.
+
+    Should two tensors share one buffer in the converted file (flatbuffers allow it;
+    a converter may deduplicate equal constants), their codes still differ when their
+    lengths do, so a buffer already written gets a fresh copy for the second tensor.
+    """
     dtype = _NP_TYPE.get(tensor.type)
     if dtype is None:
         raise TfedgeError(
@@ -91,6 +97,10 @@ def _set_data(model, tensor, codes: np.ndarray, name: str) -> None:
             f"tensor {name!r} has shape {tuple(tensor.shape)} in the converted model, "
             f"the layer gives {codes.shape}"
         )
+    if tensor.buffer in written:
+        model.buffers.append(schema.BufferT())
+        tensor.buffer = len(model.buffers) - 1
+    written.add(tensor.buffer)
     model.buffers[tensor.buffer].data = np.frombuffer(
         codes.astype(dtype).tobytes(), dtype=np.uint8
     )
@@ -205,6 +215,7 @@ def export(result) -> tuple[bytes, float]:
     sg = model.subgraphs[0]
     fl_of: dict[int, int] = {}
     sources: dict[int, int] = {}
+    written: set[int] = set()
     k = 0
     for op in sg.operators:
         code = _code(model, op)
@@ -243,6 +254,7 @@ def export(result) -> tuple[bytes, float]:
                     _tflite_kernel(layer), rec.weight_bits, rec.weight_fractional_length
                 ),
                 f"{rec.name}/kernel",
+                written,
             )
             _set_grid(w, rec.weight_fractional_length)
             if len(inputs) > 2 and inputs[2] >= 0:
@@ -263,7 +275,7 @@ def export(result) -> tuple[bytes, float]:
                         f"{rec.bias_fractional_length}",
                         stacklevel=3,
                     )
-                _set_data(model, b, codes, f"{rec.name}/bias")
+                _set_data(model, b, codes, f"{rec.name}/bias", written)
                 _set_grid(b, rec.bias_fractional_length)
             elif layer.use_bias and np.any(layer.get_weights()[1]):
                 raise TfedgeError(
