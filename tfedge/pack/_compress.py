@@ -26,6 +26,8 @@ WEIGHT_ERROR_TARGET = 0.03
 # A packed tensor costs a payload tensor, a decode operator and its name in the flatbuffer
 # (measured: ~100 bytes plus the name); a tensor is packed only if it saves more than that.
 GRAPH_OVERHEAD_BYTES = 112
+# The tightening pass measures the model at most this many times.
+_TIGHTEN_TRIALS = 24
 _INITS = ("linear", "density", "random")
 _TARGETS = ("tfedge", "tflm")
 
@@ -192,7 +194,9 @@ def compress(
         check = _DriftCheck.create(data, candidates, representative_data, num_samples,
                                    seed, notes)
     if check is not None:
-        _back_off(check, candidates, tolerance, backed_off, max_bits)
+        drift = _back_off(check, candidates, tolerance, backed_off, max_bits)
+        if bits is None:
+            _tighten(check, candidates, tolerance, drift, notes)
 
     job = _Job(data, original_size, plain, candidates, rows, lossless, tolerance, check,
                backed_off, notes)
@@ -397,7 +401,7 @@ class _DriftCheck:
         return drift
 
 
-def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -> None:
+def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -> float:
     """Raise the bits of the tensor that alone drifts most until the whole model fits."""
     drift = check.measure(candidates)
     solo: dict[int, float] = {}
@@ -428,6 +432,37 @@ def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -
         raise PackError(
             f"output drift {drift:.4g} exceeds tolerance {tolerance:g} even with every tensor "
             "packed losslessly: the interpreter's outputs are not reproducible on these inputs"
+        )
+    return drift
+
+
+def _tighten(check: _DriftCheck, candidates, tolerance, drift, notes) -> None:
+    """Spend the tolerance left over: largest tensors first, one bit fewer at a time while
+    the whole model's drift stays within it (the error target only picks a start)."""
+    start = {c.buffer: c.bits for c in candidates}
+    lossy = sorted(
+        (c for c in candidates if c.bits is not None and c.bits > 1),
+        key=lambda c: -c.row.original_bytes,
+    )
+    trials = 0
+    for c in lossy:
+        while c.bits > 1 and trials < _TIGHTEN_TRIALS:
+            before = c.bits
+            c.bits -= 1
+            trials += 1
+            trial = check.measure(candidates)
+            if trial > tolerance:
+                c.bits = before
+                break
+            drift = trial
+    lowered = [
+        f"{c.row.name} {start[c.buffer]}->{c.bits}"
+        for c in candidates
+        if c.bits is not None and start[c.buffer] != c.bits
+    ]
+    if lowered:
+        notes.append(
+            f"tolerance left over spent on fewer bits ({', '.join(lowered)}); drift {drift:.3g}"
         )
 
 

@@ -261,7 +261,10 @@ def write(model, *, external_buffers: bool | None = None) -> bytes:
 
 
 def _finish(model) -> bytes:
-    builder = flatbuffers.Builder(1024)
+    # Pre-size the builder to the buffers' bytes (plus room for the graph): growing it by
+    # doubling copies a large model's weights several times.
+    data_bytes = sum(0 if b.data is None else len(b.data) for b in model.buffers or [])
+    builder = flatbuffers.Builder(data_bytes + 16 * (len(model.buffers or []) + 1) + 65536)
     root = model.Pack(builder)
     builder.Finish(root, file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
