@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import keras
 import numpy as np
+from absl import logging
 
 from tfedge.fixed_point import _numeric
 from tfedge.fixed_point._chain import check_is_chain, read_chain
@@ -345,6 +346,16 @@ def quantize(
                     output_fractional_length=out_fl,
                     saturated=saturated,
                 )
+            )
+            logging.info(
+                "fixed point %s: kernel %d bits, fl %d; output %d bits, fl %d "
+                "(%.2f%% saturated)",
+                name,
+                wbits[name],
+                wfl[name],
+                abits,
+                out_fl,
+                100 * saturated,
             )
             out_q = FixedPointQuantize(abits, out_fl, name=f"{name}_fixed_point")
             sim_layers += [wrapper, *acts, out_q]
