@@ -50,9 +50,9 @@ flags.DEFINE_string(
 flags.DEFINE_list("models", ["lenet5", "resnet20"], "Networks: lenet5, resnet<6n+2>.")
 flags.DEFINE_float("threshold", 0.05, "The ternary threshold t (the paper's 0.05).")
 flags.DEFINE_integer("epochs", 3, "Float training epochs.")
-flags.DEFINE_integer("ternary_epochs", 2, "Ternary fine-tuning epochs.")
+flags.DEFINE_integer("ternary_epochs", 3, "Ternary fine-tuning epochs.")
 flags.DEFINE_float("lr", 1e-3, "Adam learning rate of the float training.")
-flags.DEFINE_float("ternary_lr", 5e-4, "Adam learning rate of the ternary fine-tuning.")
+flags.DEFINE_float("ternary_lr", 1e-3, "Adam learning rate of the ternary fine-tuning.")
 flags.DEFINE_integer("train_images", 60000, "Training images for LeNet-5.")
 flags.DEFINE_integer(
     "resnet_train_images", 6000, "Training images for the ResNet (~10 min on 2 cores)."
@@ -81,7 +81,8 @@ def resnet(keras, depth: int, batchnorm: bool = True):
             name=name,
         )(x)
         if batchnorm:
-            x = L.BatchNormalization(name=f"{name}_bn")(x)
+            # momentum 0.9: moving statistics that keep up with a short training run
+            x = L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
         return L.ReLU(name=f"{name}_relu")(x) if relu else x
 
     inputs = keras.Input((28, 28, 1))
