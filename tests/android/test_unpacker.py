@@ -417,13 +417,16 @@ def test_expanded_size_is_close_to_python(expanded_models):
 # ---------------------------------------------------------------- corrupted files
 
 
-def _payload_span(packed: bytes) -> tuple[int, int]:
+def _payload_spans(packed: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each payload inside the file, in operator order."""
     model = read(packed)
-    si, _oi, p, _w = next(iter(decode_ops(model)))
-    payload = bytes(buffer_data(model, model.subgraphs[si].tensors[p].buffer))
-    start = packed.find(payload)
-    assert start > 0
-    return start, start + len(payload)
+    spans = []
+    for si, _oi, p, _w in decode_ops(model):
+        payload = bytes(buffer_data(model, model.subgraphs[si].tensors[p].buffer))
+        start = packed.find(payload)
+        assert start > 0
+        spans.append((start, start + len(payload)))
+    return spans
 
 
 def _python_error(data: bytes) -> str | None:
@@ -437,8 +440,10 @@ def _python_error(data: bytes) -> str | None:
 
 @pytest.fixture(scope="session")
 def corrupted_outcomes(java_cp, expanded_models, tmp_path_factory):
-    _, packed, _, _ = expanded_models[("conv_f32", "compress-lossless")]
-    start, end = _payload_span(packed)
+    _, packed, _, _ = expanded_models[("conv_f32", "compress-lossy")]
+    spans = _payload_spans(packed)
+    assert len(spans) >= 2
+    start, end = spans[0]
     variants = {}
     for name, pos in [
         ("header", start + 12),
@@ -452,9 +457,13 @@ def corrupted_outcomes(java_cp, expanded_models, tmp_path_factory):
     # A payload whose CRC is kept valid: the deeper checks must agree too.
     bad = bytearray(packed)
     inner = bytearray(packed[start:end])
-    inner[28 + 3] ^= 0x01
+    inner[28:30] = b"\x00\x00"  # codebook size 0, or stream coding 0 with 0-bit symbols
     bad[start:end] = _reseal(inner)
     variants["payload-resealed"] = bytes(bad)
+    # Two bad payloads: both readers report the first operator's (a body error) rather
+    # than the last one's (a header error), since each decodes operator by operator.
+    bad[spans[-1][0]] ^= 0x01
+    variants["two-payloads"] = bytes(bad)
     variants["identifier"] = packed[:4] + b"TFL4" + packed[8:]
     variants["short"] = packed[:6]
     variants["root-past-end"] = struct.pack("<I", len(packed) + 8) + packed[4:]
@@ -478,6 +487,7 @@ def corrupted_outcomes(java_cp, expanded_models, tmp_path_factory):
         "payload-crc",
         "payload-last",
         "payload-resealed",
+        "two-payloads",
         "identifier",
         "short",
         "root-past-end",

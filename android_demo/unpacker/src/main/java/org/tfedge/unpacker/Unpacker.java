@@ -57,7 +57,9 @@ public final class Unpacker {
         String name;
         int tensorType;
         int weightBuffer;
-        Payload payload;
+        int[] shape;
+        int[] data; // {start, length} of the payload in the file
+        Payload payload; // set once its header has been checked
     }
 
     private Unpacker(byte[] file, int size) throws TfedgeFormatException {
@@ -148,7 +150,7 @@ public final class Unpacker {
                     + "than this tfedge reads (" + FORMAT_VERSION + "): upgrade tfedge");
         }
 
-        // Every payload's header and CRC, before anything is allocated for the output.
+        // What to remove and renumber. The payloads are checked and decoded by write().
         boolean[] dropBuffer = new boolean[nBuffers];
         List<boolean[]> dropTensors = new ArrayList<boolean[]>();
         for (int s = 0; s < nSubgraphs; s++) {
@@ -176,24 +178,8 @@ public final class Unpacker {
             }
             dec.tensorType = r.fieldU8(wt, 1, 0);
             dec.weightBuffer = (int) r.fieldU32(wt, 2, 0);
-            int es = Schema.tensorTypeSize(dec.tensorType);
-            if (es == 0) {
-                throw new TfedgeFormatException("decoded tensor has type " + dec.tensorType
-                        + ", which has no fixed element size", dec.name, -1);
-            }
-            int[] shape = intVector(r.fieldRef(wt, 0));
-            long expected = es;
-            for (int v : shape) {
-                if (v < 0) {
-                    throw new TfedgeFormatException("decoded tensor has a dynamic shape "
-                            + pyList(shape), dec.name, -1);
-                }
-                expected = expected > Long.MAX_VALUE / Math.max(v, 1) ? Long.MAX_VALUE
-                        : expected * v;
-            }
-            int[] data = bufferData(buffers, (int) r.fieldU32(pt, 2, 0));
-            dec.payload = Payload.parse(r.b, data[0], data[1], Payload.DEFAULT_BOUND, expected,
-                    dec.name);
+            dec.shape = intVector(r.fieldRef(wt, 0));
+            dec.data = bufferData(buffers, (int) r.fieldU32(pt, 2, 0));
             decodes.add(dec);
             removedOps.get(d[0])[d[1]] = true;
             dropTensors.get(d[0])[d[2]] = true;
@@ -446,7 +432,7 @@ public final class Unpacker {
             stats.payloads = u.decodes.size();
             long sum = 0;
             for (Decode d : u.decodes) {
-                sum += d.payload.decodedSize;
+                sum += d.payload == null ? 0 : d.payload.decodedSize;
             }
             stats.decodedBytes = sum;
             stats.decodeNanos = u.decodeNanos;
@@ -462,6 +448,23 @@ public final class Unpacker {
         Map<Integer, byte[]> data = new HashMap<Integer, byte[]>();
         long t0 = System.nanoTime();
         for (Decode d : decodes) {
+            // The numpy expander's checks, in its order, one operator after the other.
+            int es = Schema.tensorTypeSize(d.tensorType);
+            if (es == 0) {
+                throw new TfedgeFormatException("decoded tensor has type " + d.tensorType
+                        + ", which has no fixed element size", d.name, -1);
+            }
+            long expected = es;
+            for (int v : d.shape) {
+                if (v < 0) {
+                    throw new TfedgeFormatException("decoded tensor has a dynamic shape "
+                            + pyList(d.shape), d.name, -1);
+                }
+                expected = expected > Long.MAX_VALUE / Math.max(v, 1) ? Long.MAX_VALUE
+                        : expected * v;
+            }
+            d.payload = Payload.parse(r.b, d.data[0], d.data[1], Payload.DEFAULT_BOUND,
+                    expected, d.name);
             byte[] out = d.payload.decode();
             if (d.payload.elementType != d.tensorType) {
                 throw new TfedgeFormatException("payload decodes to element type "
