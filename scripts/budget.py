@@ -93,7 +93,9 @@ def main(argv):
     banner = print_banner(
         "tfedge.budget: Fashion-MNIST accuracy under a size budget "
         "(one-shot, no fine-tuning)",
-        "python scripts/budget.py" + (f" --json {FLAGS.json}" if FLAGS.json else ""),
+        "python scripts/budget.py"
+        + (f" --json {FLAGS.json}" if FLAGS.json else "")
+        + (f" --plot_dir {FLAGS.plot_dir}" if FLAGS.plot_dir else ""),
     )
     budgets = [parse_size(b, name="--budgets") for b in FLAGS.budgets]
     rows, plans, curves = [], {}, {}
