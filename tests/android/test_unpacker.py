@@ -54,6 +54,7 @@ MODELS = [
     "conv_f32",
     "conv_int8",
     "densify",
+    "two_subgraphs",
     "two_signatures",
     "custom_op",
 ]
