@@ -33,15 +33,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-
 from _common import (  # noqa: E402
     load_fashion_mnist,
     markdown_table,
     print_banner,
     write_json,
 )
+from absl import app, flags, logging  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the rows and the banner to this JSON file.")
@@ -163,8 +162,12 @@ def main(argv):
     original.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=128, verbose=0)
     base_macs = sum(multiply_adds(original).values())
     base_acc = accuracy(original, x_test, y_test)
-    logging.info("original: accuracy %.4f, %d MACs (%.0fs)", base_acc, base_macs,
-                 time.time() - started)
+    logging.info(
+        "original: accuracy %.4f, %d MACs (%.0fs)",
+        base_acc,
+        base_macs,
+        time.time() - started,
+    )
 
     # The baseline gets the same extra training as every factorized model, so that
     # acc_loss_pts measures the factorization, not the fine-tuning.
@@ -228,8 +231,13 @@ def main(argv):
                     factorize_s=solve_s,
                 )
             )
-            logging.info("%s: accuracy %.4f -> %.4f after fine-tuning (%.0fs total)",
-                         name, acc, acc_ft, time.time() - started)
+            logging.info(
+                "%s: accuracy %.4f -> %.4f after fine-tuning (%.0fs total)",
+                name,
+                acc,
+                acc_ft,
+                time.time() - started,
+            )
 
     contents = {name: to_tflite(tf, m) for name, m in models.items()}
     sample = x_test[:1]
@@ -254,8 +262,18 @@ def main(argv):
         row["acc_loss_pts"] = 100 * (base_acc_ft - row["acc_ft"])
 
     columns = [
-        "model", "target", "mac_speedup", "acc", "acc_ft", "acc_loss_pts",
-        "ms_1t", "speedup_1t", "ms_2t", "speedup_2t", "tflite_kb", "ranks",
+        "model",
+        "target",
+        "mac_speedup",
+        "acc",
+        "acc_ft",
+        "acc_loss_pts",
+        "ms_1t",
+        "speedup_1t",
+        "ms_2t",
+        "speedup_2t",
+        "tflite_kb",
+        "ranks",
     ]
     print(markdown_table(rows, columns))
     print(

@@ -74,8 +74,14 @@ LAYER_CASES = {
     ),
     "conv_strided": (
         LowRankConv2D,
-        dict(filters=4, kernel_size=(3, 2), rank=3, strides=2, dilation_rate=1,
-             kernel_regularizer="l2"),
+        dict(
+            filters=4,
+            kernel_size=(3, 2),
+            rank=3,
+            strides=2,
+            dilation_rate=1,
+            kernel_regularizer="l2",
+        ),
         (2, 9, 8, 2),
     ),
 }
@@ -88,7 +94,7 @@ def test_config_round_trip(case):
     config = layer.get_config()
     again = cls.from_config(config)
     assert again.get_config() == config
-    for key, value in kwargs.items():
+    for key in kwargs:
         assert key in config, key
     assert config["rank"] == kwargs["rank"]
 
@@ -105,8 +111,11 @@ def test_output_shape_matches_call(case):
 @pytest.mark.parametrize(
     "ours, theirs, skipped",
     [
-        (LowRankDense, keras.layers.Dense, {"lora_rank", "lora_alpha",
-                                            "quantization_config"}),
+        (
+            LowRankDense,
+            keras.layers.Dense,
+            {"lora_rank", "lora_alpha", "quantization_config"},
+        ),
         (LowRankConv2D, keras.layers.Conv2D, {"groups", "lora_rank", "lora_alpha"}),
     ],
     ids=["dense", "conv2d"],
@@ -191,7 +200,10 @@ def test_full_rank_is_exact(case):
     with pytest.warns(UserWarning, match="as many"):
         out = factorize(model, ranks=ranks, data=x, **FULL_RANK_METHODS[case])
     assert [type(layer).__name__ for layer in out.layers] == [
-        "LowRankConv2D", "Flatten", "LowRankDense", "LowRankDense"
+        "LowRankConv2D",
+        "Flatten",
+        "LowRankDense",
+        "LowRankDense",
     ]
     np.testing.assert_allclose(
         out.predict(x, verbose=0), model.predict(x, verbose=0), atol=EXACT_ATOL
@@ -216,7 +228,11 @@ def test_nonlinear_beats_svd_in_response_error():
     errors = {}
     for method in ("svd", "nonlinear"):
         out = factorize(
-            model, ranks=ranks, data=calib, method=method, asymmetric=False,
+            model,
+            ranks=ranks,
+            data=calib,
+            method=method,
+            asymmetric=False,
             iterations=20,
         )
         errors[method] = _layer_relu_error(model, out, "c1", held_out)
@@ -231,7 +247,11 @@ def test_asymmetric_beats_symmetric_on_a_stack():
     errors = {}
     for asymmetric in (False, True):
         out = factorize(
-            model, ranks=ranks, data=calib, method="nonlinear", asymmetric=asymmetric,
+            model,
+            ranks=ranks,
+            data=calib,
+            method="nonlinear",
+            asymmetric=asymmetric,
             iterations=20,
         )
         errors[asymmetric] = _layer_relu_error(model, out, "c3", held_out)
@@ -246,8 +266,12 @@ def test_nonlinear_solver_never_worse_than_its_linear_start():
     errors = []
     for iterations in (1, 20):
         out = factorize(
-            model, ranks={"c0": 3}, data=calib, method="nonlinear",
-            asymmetric=False, iterations=iterations,
+            model,
+            ranks={"c0": 3},
+            data=calib,
+            method="nonlinear",
+            asymmetric=False,
+            iterations=iterations,
         )
         errors.append(_layer_relu_error(model, out, "c0", calib))
     assert errors[1] <= errors[0] * (1 + 1e-5), errors

@@ -837,8 +837,11 @@ def factorize(
         kernel_1 = k1.reshape(tuple(site.layer.kernel.shape)[:-1] + (rank,))
         kernel_2 = k2.reshape(target_layer.kernel_2.shape)
         target_layer.set_weights(
-            [kernel_1.astype(np.float32), kernel_2.astype(np.float32),
-             bias.astype(np.float32)]
+            [
+                kernel_1.astype(np.float32),
+                kernel_2.astype(np.float32),
+                bias.astype(np.float32),
+            ]
         )
         logging.info(
             "factorize: layer %r rank %d/%d, %d -> %d multiply-adds (%s)",

@@ -285,8 +285,9 @@ class LowRankConv2D(keras.layers.Layer):
             data_format=self.data_format,
             dilation_rate=self.dilation_rate,
         )
-        x = ops.conv(x, self.kernel_2, strides=1, padding="valid",
-                     data_format=self.data_format)
+        x = ops.conv(
+            x, self.kernel_2, strides=1, padding="valid", data_format=self.data_format
+        )
         if self.bias is not None:
             if self.data_format == "channels_last":
                 x = ops.add(x, self.bias)
