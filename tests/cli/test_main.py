@@ -117,3 +117,16 @@ def test_inspect_text_golden(tmp_path, model_file):
             f.write(r.stdout)
     with open(GOLDEN) as f:
         assert r.stdout == f.read()
+
+
+def test_budget_command(tmp_path, tflite_model):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(tflite_model("dense_f32"))
+    out = tmp_path / "small.tflite"
+    r = run_cli("budget", str(model), "--target", "12KB", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert 0 < out.stat().st_size <= 12 * 1000
+    r = run_cli("budget", str(model), "--target", "100B", "-o", str(out))
+    assert r.returncode == 2 and "floor" in r.stderr
+    r = run_cli("budget", str(model), "-o", str(out))
+    assert r.returncode == 1 and "--target" in r.stderr

@@ -1,9 +1,11 @@
-"""The `tfedge` command: compress | expand | inspect | demo.
+"""The `tfedge` command: compress | expand | inspect | budget | demo.
 
     tfedge compress IN -o OUT [--bits N] [--lossless] [--tolerance X] [--report FILE.json]
                     [--target tfedge|tflm]
     tfedge expand IN -o OUT
     tfedge inspect FILE [--json]
+    tfedge budget MODEL --target 200KB [--data EVAL.npz] [-o OUT] [--report R.json]
+                  [--plot PREFIX]
     tfedge demo [--epochs N]
 
 Exit status: 0 ok, 1 usage, 2 bad input. Errors are one line on stderr; pass
@@ -28,8 +30,10 @@ flags.DEFINE_string(
     "target",
     None,
     "compress: 'tfedge' (default; TFEDGE_DECODE payloads) or 'tflm' (TFLite Micro's "
-    "LUT format).",
+    "LUT format). budget: the size budget, e.g. 200KB, '200 KiB', 1.5MB.",
 )
+flags.DEFINE_string("data", None, "budget: .npz with arrays x and y to measure accuracy on.")
+flags.DEFINE_string("plot", None, "budget: write PREFIX_bytes.png and PREFIX_tradeoff.png.")
 flags.DEFINE_bool("json", False, "inspect: print JSON instead of text.")
 flags.DEFINE_integer("epochs", None, "demo: training epochs.")
 
@@ -95,6 +99,25 @@ def cmd_inspect(args: list[str]) -> int:
     return 0
 
 
+def cmd_budget(args: list[str]) -> int:
+    _need(args, 1, "one model (.tflite, .keras or SavedModel directory)")
+    from tfedge.cli._budget import BudgetUsageError, run_budget
+
+    try:
+        text = run_budget(
+            args[0],
+            target=FLAGS.target,
+            data=FLAGS.data,
+            output=FLAGS.output,
+            report=FLAGS.report,
+            plot=FLAGS.plot,
+        )
+    except BudgetUsageError as e:
+        raise UsageError(str(e)) from e
+    print(text)
+    return 0
+
+
 def cmd_demo(args: list[str]) -> int:
     _need(args, 0, "no arguments")
     from tfedge.cli._demo import run_demo
@@ -107,6 +130,7 @@ COMMANDS = {
     "compress": cmd_compress,
     "expand": cmd_expand,
     "inspect": cmd_inspect,
+    "budget": cmd_budget,
     "demo": cmd_demo,
 }
 
