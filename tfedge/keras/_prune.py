@@ -291,6 +291,19 @@ class PruningWrapper(keras.layers.Wrapper):
         mask = ops.cast(ops.greater_equal(ops.cast(rank, "float32"), n_prune), w.dtype)
         return ops.reshape(mask, w.shape)
 
+    def _maybe_update_mask(self, should, sparsity, v, mask, i):
+        """Recompute `mask` when `should` is true; the ranking work stays in the branch.
+
+        The assignment itself stays outside the branch: JAX branches must be pure, and
+        under tf.distribute an assignment inside a branch would need a merge_call.
+        """
+
+        def compute():
+            w = ops.multiply(ops.convert_to_tensor(v), ops.convert_to_tensor(mask))
+            return self._new_mask(w, i, sparsity)
+
+        mask.assign(ops.cond(should, compute, lambda: ops.convert_to_tensor(mask)))
+
     def call(self, inputs, training=None, **kwargs):
         targets = self.pruned_variables
         if training:
@@ -304,14 +317,7 @@ class PruningWrapper(keras.layers.Wrapper):
             step = ops.convert_to_tensor(self.pruning_step)
             should, sparsity = self.schedule(step)
             for i, (v, mask) in enumerate(zip(targets, self.masks, strict=True)):
-                current = ops.convert_to_tensor(mask)
-                effective = ops.multiply(ops.convert_to_tensor(v), current)
-                new = ops.cond(
-                    should,
-                    lambda w=effective, i=i: self._new_mask(w, i, sparsity),
-                    lambda c=current: c,
-                )
-                mask.assign(new)
+                self._maybe_update_mask(should, sparsity, v, mask, i)
             self.pruning_step.assign(step + 1)
         masked = dict(zip(self._target_index, self.masks, strict=True))
         trainable = [
