@@ -6,6 +6,8 @@ The public surface:
   Huffman) for a `.tflite` file or bytes, a Keras model, a tf_keras model or a SavedModel.
 - `expand(packed) -> bytes`: a plain `.tflite` that runs in any interpreter.
 - `Interpreter`: the stock TFLite interpreter with the TFEDGE_DECODE op available.
+- `deep_compress(model, train_data, val_data, ...)`: Deep Compression's three stages in one
+  call (pruning, trained weight sharing, then `compress`).
 - `TfedgeError`, `FormatError`, `PackError`, `BudgetError`.
 
 Training-time wrappers live in `tfedge.keras`; size planning in `tfedge.budget`; dynamic
@@ -20,12 +22,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BudgetError",
+    "DeepCompressed",
     "FormatError",
     "Interpreter",
     "PackError",
     "Packed",
     "TfedgeError",
     "compress",
+    "deep_compress",
     "expand",
     "__version__",
 ]
@@ -37,6 +41,8 @@ _LAZY = {
     "Packed": ("tfedge.pack", "Packed"),
     "expand": ("tfedge.runtime", "expand"),
     "Interpreter": ("tfedge.runtime", "Interpreter"),
+    "deep_compress": ("tfedge._deep_compress", "deep_compress"),
+    "DeepCompressed": ("tfedge._deep_compress", "DeepCompressed"),
 }
 
 
