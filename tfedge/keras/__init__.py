@@ -26,6 +26,7 @@ from tfedge.keras._schedules import (  # noqa: E402
     PruningSchedule,
 )
 from tfedge.keras._sensitivity import (  # noqa: E402
+    SensitivityTable,
     choose_sparsity,
     plot_sensitivity,
     sensitivity,
@@ -40,6 +41,7 @@ __all__ += [
     "PruningLogger",
     "PruningSchedule",
     "PruningWrapper",
+    "SensitivityTable",
     "choose_sparsity",
     "estimate_hessian",
     "is_prunable",
