@@ -106,10 +106,26 @@ def test_centroids_start_from_kmeans_of_the_non_zero_weights(init):
     w = layer.kernel.numpy()
     wrapper = WeightSharingWrapper(layer, bits=4, init=init, seed=3)
     wrapper.build((None, 30))
-    centroids, labels = kmeans_1d(w[w != 0], 16, init=init, seed=3)
+    # A pruned kernel keeps one of the 16 codes for its zero: 15 shared values.
+    assert wrapper.reserve_zero and wrapper.clusters == 15
+    centroids, labels = kmeans_1d(w[w != 0], 15, init=init, seed=3)
     np.testing.assert_allclose(wrapper.centroids.numpy(), centroids, rtol=1e-6)
     np.testing.assert_array_equal(wrapper.indices.numpy()[w != 0], labels)
-    np.testing.assert_array_equal(wrapper.indices.numpy()[w == 0], 16)
+    np.testing.assert_array_equal(wrapper.indices.numpy()[w == 0], 15)
+
+
+def test_pruned_shared_layer_fits_its_bits_with_the_zero():
+    layer = _pruned_dense()
+    wrapper = WeightSharingWrapper(layer, bits=3)
+    wrapper.build((None, 30))
+    values = np.unique(wrapper.shared_values())
+    assert 0 in values and values.size <= 2**3
+    assert wrapper.get_config()["reserve_zero"] is True
+    dense = keras.layers.Dense(4)
+    dense.build((None, 30))
+    unpruned = WeightSharingWrapper(dense, bits=3)
+    unpruned.build((None, 30))
+    assert unpruned.reserve_zero is False and unpruned.clusters == 8
 
 
 def test_centroid_gradient_is_the_sum_of_member_gradients():
@@ -124,7 +140,7 @@ def test_centroid_gradient_is_the_sum_of_member_gradients():
     grad = tape.gradient(loss, wrapper.centroids.value)
     grad = tf.convert_to_tensor(grad).numpy()
     idx = wrapper.indices.numpy()
-    expected = [upstream[idx == j].sum() for j in range(4)]
+    expected = [upstream[idx == j].sum() for j in range(wrapper.clusters)]
     np.testing.assert_allclose(grad, expected, rtol=1e-5)
 
 
@@ -143,7 +159,7 @@ def test_optimizer_step_moves_each_centroid_by_its_summed_gradient():
     (grad,) = tape.gradient(loss, [wrapper.centroids.value])
     keras.optimizers.SGD(learning_rate=0.5).apply_gradients([(grad, wrapper.centroids)])
     idx = wrapper.indices.numpy()
-    summed = np.array([upstream[idx == j].sum() for j in range(4)])
+    summed = np.array([upstream[idx == j].sum() for j in range(wrapper.clusters)])
     np.testing.assert_allclose(
         wrapper.centroids.numpy(), before - 0.5 * summed, rtol=1e-5
     )
@@ -208,7 +224,7 @@ def test_paper_default_bits_warn_for_convs_smaller_than_256_weights():
     # c1 holds 36 weights and c2 216, fewer than 2^8: they keep their exact values.
     model = _warned(
         lambda: share_weights(_convnet()),
-        r"Layer 'c1' has 36 distinct non-zero weights, fewer than the 256 clusters",
+        r"Layer 'c1' has 36 distinct non-zero weights, fewer than its 256 clusters",
     )
     assert _bits_of(model) == {"c1": 8, "c2": 8, "d1": 5, "d2": 5}
 

@@ -103,7 +103,7 @@ def _cluster(values: np.ndarray, k: int, init: str, seed: int, layer_name: str):
         if distinct.size < k:
             warnings.warn(
                 f"Layer {layer_name!r} has {distinct.size} distinct non-zero weights, "
-                f"fewer than the {k} clusters of bits={int(np.log2(k))}: each distinct "
+                f"fewer than its {k} clusters: each distinct "
                 f"value becomes its own centroid (exact) and {k - distinct.size} "
                 "centroids stay unused. Give this layer fewer bits to avoid the waste.",
                 stacklevel=3,
@@ -129,11 +129,13 @@ class WeightSharingWrapper(keras.layers.Wrapper):
 
     State, all created in `build` from the wrapped layer's kernel at that moment:
 
-    - `centroids` (trainable, shape (2^bits,)): the shared values, initialised by 1-D
+    - `centroids` (trainable, shape (clusters,)): the shared values, initialised by 1-D
       k-means over the non-zero weights; updated by the optimizer in `model.fit`, each
-      receiving the sum of its members' gradients.
+      receiving the sum of its members' gradients. `clusters` is 2^bits, or 2^bits - 1
+      when the kernel is pruned (`reserve_zero`), so that the shared values and the zero
+      together still fit b-bit indices, as in Deep Compression.
     - `indices` (non-trainable, int32, the kernel's shape): each weight's cluster, or
-      2^bits for a pruned (zero) weight. Fixed after `build`; never updated.
+      `clusters` for a pruned (zero) weight. Fixed after `build`; never updated.
 
     The wrapped layer's own `kernel` is marked non-trainable and is not used for
     computing; every forward pass uses `take(concat(centroids, [0]), indices)`.
@@ -147,6 +149,8 @@ class WeightSharingWrapper(keras.layers.Wrapper):
             largest weight; the paper's best), "density" (evenly spaced in the weights'
             CDF) or "random" (Forgy: randomly chosen weights).
         seed: seed of the "random" initialisation (and of k-means tie-breaking).
+        reserve_zero: keep one of the 2^bits codes for the pruned zero (2^bits - 1
+            shared values). None decides in `build`: True when the kernel holds zeros.
         **kwargs: base layer arguments (`name`, `trainable`, `dtype`).
     """
 
@@ -156,8 +160,15 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         bits: int = DEFAULT_BITS["dense"],
         init: str = "linear",
         seed: int = 0,
+        reserve_zero: bool | None = None,
         **kwargs,
     ):
+        if reserve_zero is not None and not isinstance(reserve_zero, bool):
+            raise ValueError(
+                "Expected `reserve_zero` to be True, False or None. Received: "
+                f"reserve_zero={reserve_zero!r}"
+            )
+        self.reserve_zero = reserve_zero
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(
                 "Expected `layer` to be a Keras layer with a kernel. Received: "
@@ -173,12 +184,14 @@ class WeightSharingWrapper(keras.layers.Wrapper):
 
     @property
     def clusters(self) -> int:
-        return 2**self.bits
+        return 2**self.bits - (1 if self.reserve_zero and self.bits > 1 else 0)
 
     def build(self, input_shape=None):
         super().build(input_shape)
         kernel = _kernel_swap.require_kernel(self.layer, "WeightSharingWrapper")
         values = np.asarray(_kernel_swap.to_numpy(kernel), dtype=np.float32)
+        if self.reserve_zero is None:
+            self.reserve_zero = bool(np.any(values == 0))
         centroids, labels = _cluster(
             values, self.clusters, self.init, self.seed, self.layer.name
         )
@@ -236,7 +249,9 @@ class WeightSharingWrapper(keras.layers.Wrapper):
 
     def get_config(self):
         config = super().get_config()
-        config.update(bits=self.bits, init=self.init, seed=self.seed)
+        config.update(
+            bits=self.bits, init=self.init, seed=self.seed, reserve_zero=self.reserve_zero
+        )
         return config
 
     @classmethod
