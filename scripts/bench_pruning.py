@@ -49,6 +49,9 @@ flags.DEFINE_integer(
     "Training steps per compiled call in the timing runs (Keras and tf_keras alike); "
     "values above 1 take the per-step Python overhead of the fit loops out.",
 )
+flags.DEFINE_string(
+    "plot", None, "Save the sensitivity curves (both criteria) as an image here."
+)
 flags.DEFINE_boolean("timing_only", False, "Measure fit time only.")
 flags.DEFINE_boolean("quick", False, "Tiny subset and one epoch each: a smoke run.")
 
@@ -305,6 +308,17 @@ def main(argv):
             f"baseline {table.baseline:.4f})\n"
         )
         print(_common.markdown_table(table.rows()) + "\n")
+    if FLAGS.plot:
+        import matplotlib.figure
+
+        fig = matplotlib.figure.Figure(figsize=(11, 4))
+        for ax, table in zip(
+            fig.subplots(1, len(tables)), tables.values(), strict=True
+        ):
+            tk.plot_sensitivity(table, ax=ax)
+        fig.tight_layout()
+        fig.savefig(FLAGS.plot, dpi=120)
+        print(f"Sensitivity plot: {FLAGS.plot}\n")
     _common.write_json(
         FLAGS.json,
         {
