@@ -458,3 +458,16 @@ def test_sensitivity_and_choose_sparsity():
         tk.sensitivity(model, (x, y), sparsities=(0.5, 1.0))
     fig = tk.plot_sensitivity(table)
     assert len(fig.axes[0].lines) == 3 + 1
+
+
+def test_strip_bakes_positive_zeros():
+    # A pruned negative weight times a 0 mask is -0.0; strip must give +0.0 so that a
+    # lossless packer sees one zero value, not two.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="fc")])
+    pruned = tk.prune(model, schedule=tk.ConstantSparsity(0.75, 0))
+    pruned.layers[0].prune_now(0.75)
+    kernel = tk.strip(pruned).get_layer("fc").kernel.numpy()
+    zeros = kernel == 0
+    assert zeros.mean() >= 0.74
+    assert not np.any(np.signbit(kernel[zeros]))

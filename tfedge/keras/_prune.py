@@ -350,7 +350,10 @@ class PruningWrapper(keras.layers.Wrapper):
         for v in self.layer.weights:
             value = ops.convert_to_numpy(v)
             if id(v) in masks:
-                value = value * ops.convert_to_numpy(masks[id(v)])
+                # np.where, not a product: a pruned negative weight times 0 is -0.0, and
+                # two kinds of zero would cost a lossless packer a stored value each.
+                keep = ops.convert_to_numpy(masks[id(v)]) != 0
+                value = np.where(keep, value, np.zeros((), value.dtype))
             out.append(value)
         return out
 
