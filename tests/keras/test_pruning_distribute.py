@@ -84,7 +84,6 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-@pytest.mark.slow
 def test_multi_worker_two_processes_on_localhost():
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}

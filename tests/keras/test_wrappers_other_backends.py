@@ -2,7 +2,7 @@
 
 The wrappers use only keras.ops and Layer.stateless_call, so they must train and strip
 the same way on every backend. The backend is fixed when Keras is imported, hence a
-child process; it needs ~10 s of imports, so the check is marked slow.
+child process (~10 s of imports); it runs by default, as the JAX pruning tests do.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ print("ok")
 """
 
 
-@pytest.mark.slow
 def test_wrappers_train_and_strip_on_jax():
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
