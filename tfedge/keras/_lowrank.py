@@ -57,8 +57,74 @@ def _pair(layer_name: str | None, name: str, value: Any) -> tuple[int, int]:
     return pair
 
 
+class _LowRank(keras.layers.Layer):
+    """What both low-rank layers share: the Dense/Conv2D-style arguments, two factors and
+    a bias, and their serialisation."""
+
+    def _store_common(
+        self,
+        rank,
+        activation,
+        use_bias,
+        kernel_initializer,
+        bias_initializer,
+        kernel_regularizer,
+        bias_regularizer,
+        kernel_constraint,
+        bias_constraint,
+    ) -> None:
+        self.rank = _check_rank(self.name, rank)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+
+    def _add_factors(self, shape_1: tuple, shape_2: tuple, outputs: int) -> None:
+        for name, shape in (("kernel_1", shape_1), ("kernel_2", shape_2)):
+            setattr(
+                self,
+                name,
+                self.add_weight(
+                    name=name,
+                    shape=shape,
+                    initializer=self.kernel_initializer,
+                    regularizer=self.kernel_regularizer,
+                    constraint=self.kernel_constraint,
+                ),
+            )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(outputs,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+
+    def _common_config(self) -> dict:
+        return {
+            "rank": self.rank,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": keras.regularizers.serialize(
+                self.activity_regularizer
+            ),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+        }
+
+
 @keras.saving.register_keras_serializable(package="tfedge")
-class LowRankDense(keras.layers.Layer):
+class LowRankDense(_LowRank):
     """A Dense layer whose m x n kernel is the product of an m x r and an r x n matrix.
 
     `outputs = activation(inputs @ kernel_1 @ kernel_2 + bias)`: the same arguments and
@@ -89,15 +155,17 @@ class LowRankDense(keras.layers.Layer):
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = _check_positive(self.name, "units", units)
-        self.rank = _check_rank(self.name, rank)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self._store_common(
+            rank,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
+        )
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
 
@@ -108,30 +176,7 @@ class LowRankDense(keras.layers.Layer):
                 f"Layer {self.name!r}: the last dimension of the inputs must be known. "
                 f"Received: input_shape={input_shape}"
             )
-        self.kernel_1 = self.add_weight(
-            name="kernel_1",
-            shape=(in_dim, self.rank),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.kernel_2 = self.add_weight(
-            name="kernel_2",
-            shape=(self.rank, self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        self._add_factors((in_dim, self.rank), (self.rank, self.units), self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: in_dim})
 
     def call(self, inputs):
@@ -148,31 +193,14 @@ class LowRankDense(keras.layers.Layer):
         config.update(
             {
                 "units": self.units,
-                "rank": self.rank,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": keras.regularizers.serialize(
-                    self.activity_regularizer
-                ),
-                "kernel_constraint": keras.constraints.serialize(
-                    self.kernel_constraint
-                ),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self._common_config(),
             }
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="tfedge")
-class LowRankConv2D(keras.layers.Layer):
+class LowRankConv2D(_LowRank):
     """A Conv2D of d filters k x k x c replaced by r filters and a 1 x 1, r -> d conv.
 
     `outputs = activation(conv1x1(conv(inputs, kernel_1), kernel_2) + bias)`: the same
@@ -209,7 +237,17 @@ class LowRankConv2D(keras.layers.Layer):
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.filters = _check_positive(self.name, "filters", filters)
-        self.rank = _check_rank(self.name, rank)
+        self._store_common(
+            rank,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
+        )
         self.kernel_size = _pair(self.name, "kernel_size", kernel_size)
         self.strides = _pair(self.name, "strides", strides)
         self.dilation_rate = _pair(self.name, "dilation_rate", dilation_rate)
@@ -228,14 +266,6 @@ class LowRankConv2D(keras.layers.Layer):
                 f"data_format={data_format!r}"
             )
         self.data_format = data_format
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def _channel_axis(self) -> int:
@@ -248,30 +278,11 @@ class LowRankConv2D(keras.layers.Layer):
                 f"Layer {self.name!r}: the channel dimension of the inputs must be "
                 f"known. Received: input_shape={input_shape}"
             )
-        self.kernel_1 = self.add_weight(
-            name="kernel_1",
-            shape=self.kernel_size + (channels, self.rank),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
+        self._add_factors(
+            self.kernel_size + (channels, self.rank),
+            (1, 1, self.rank, self.filters),
+            self.filters,
         )
-        self.kernel_2 = self.add_weight(
-            name="kernel_2",
-            shape=(1, 1, self.rank, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
         self.input_spec = keras.layers.InputSpec(
             ndim=4, axes={self._channel_axis(): channels}
         )
@@ -322,28 +333,11 @@ class LowRankConv2D(keras.layers.Layer):
             {
                 "filters": self.filters,
                 "kernel_size": self.kernel_size,
-                "rank": self.rank,
                 "strides": self.strides,
                 "padding": self.padding,
                 "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": keras.regularizers.serialize(
-                    self.activity_regularizer
-                ),
-                "kernel_constraint": keras.constraints.serialize(
-                    self.kernel_constraint
-                ),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self._common_config(),
             }
         )
         return config
