@@ -262,3 +262,27 @@ def test_not_a_model():
         tfedge.compress(b"PK\x03\x04 this is a zip file, not a model")
     with pytest.raises(TypeError, match="Expected a .tflite"):
         tfedge.compress(12345)
+
+
+def test_compress_accepts_tf_keras_model():
+    tf_keras = pytest.importorskip("tf_keras")
+    model = tf_keras.Sequential(
+        [tf_keras.Input((32,)), tf_keras.layers.Dense(64), tf_keras.layers.Dense(10)]
+    )
+    packed = tfedge.compress(model)
+    assert any(t.packed for t in packed.report.tensors)
+    assert packed.report.drift <= packed.report.tolerance
+
+
+def test_compress_accepts_saved_model_and_keras_file(tmp_path):
+    from tests.tflite_models import dense_model
+
+    model = dense_model()
+    model.export(str(tmp_path / "saved"), verbose=False)
+    packed = tfedge.compress(str(tmp_path / "saved"))
+    assert any("SavedModel" in n for n in packed.report.notes)
+    model.save(tmp_path / "m.keras")
+    from_file = tfedge.compress(str(tmp_path / "m.keras"))
+    assert any("load_model" in n for n in from_file.report.notes)
+    with pytest.raises(tfedge.FormatError, match="saved_model.pb"):
+        tfedge.compress(str(tmp_path))
