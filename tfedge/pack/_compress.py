@@ -74,7 +74,6 @@ class _Candidate:
     assignments: dict[int, _encode.Shared] = field(default_factory=dict)
     shared: dict[int, _encode.Encoded] = field(default_factory=dict)
     bits: int | None = None  # chosen sharing bits; None = lossless
-    dropped: bool = False  # written raw (no gain)
 
     @property
     def lossless(self) -> _encode.Encoded:
@@ -96,6 +95,12 @@ class _Candidate:
             )
         return self.shared[bits]
 
+    def shared_bytes(self) -> np.ndarray:
+        """The element bytes at the chosen sharing bits, without encoding a payload
+        (what the drift checks need)."""
+        a = self.assignment(self.bits)
+        return np.ascontiguousarray(a.codebook[a.indices]).view(np.uint8)
+
     @property
     def choice(self) -> _encode.Encoded:
         return self.lossless if self.bits is None else self.encoded(self.bits)
@@ -103,7 +108,6 @@ class _Candidate:
     def drop(self, reason: str) -> None:
         """Leave this buffer raw: the written model holds its original values."""
         self.bits = None
-        self.dropped = True
         self.row.reason = self.row.reason or reason
 
     def prefer_lossless_if_smaller(self) -> None:
@@ -348,11 +352,11 @@ def _pick_bits(cand: _Candidate, bits: int | None, max_bits: int) -> None:
 
 
 def _simulated(plain_bytes: bytes, candidates: list[_Candidate]) -> bytes:
-    """The plain model with every chosen tensor replaced by its decoded values."""
+    """The plain model with every lossy tensor replaced by its shared values."""
     model = read(plain_bytes)
     for c in candidates:
         if c.bits is not None:
-            model.buffers[c.buffer].data = c.choice.decoded
+            model.buffers[c.buffer].data = c.shared_bytes()
     return write(model)
 
 
