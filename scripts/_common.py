@@ -19,7 +19,8 @@ from tfedge.datasets import fashion_mnist
 
 
 def load_fashion_mnist(channels_last: bool = False):
-    """((x_train, y_train), (x_test, y_test)) from the Debian package; optional 28x28x1."""
+    """((x_train, y_train), (x_test, y_test)) from the Debian package (28x28, or
+    28x28x1 with `channels_last`)."""
     (x_tr, y_tr), (x_te, y_te) = fashion_mnist()
     if channels_last:
         x_tr, x_te = x_tr[..., None], x_te[..., None]
@@ -41,7 +42,8 @@ def lenet300(keras):
 
 
 def lenet5(keras):
-    """LeNet-5 as in Caffe's (and Deep Compression's table 3): conv20-pool-conv50-pool-500-10."""
+    """LeNet-5 as in Caffe's and Deep Compression's table 3:
+    conv20-pool-conv50-pool-500-10."""
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
@@ -151,3 +153,28 @@ def median_time(fn, repeats: int, warmup: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def tflite_accuracy(
+    model_bytes: bytes, x: np.ndarray, y: np.ndarray, batch: int = 1000
+) -> float:
+    """Top-1 accuracy of a .tflite model in the stock interpreter, in batches (float
+    data is quantized for an int8/uint8 input with the input's own parameters)."""
+    from tfedge.pack._verify import interpreter_class
+
+    it = interpreter_class()(model_content=bytes(model_bytes))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    correct = 0
+    for start in range(0, len(x), batch):
+        xb = x[start : start + batch]
+        if np.dtype(inp["dtype"]).kind in "iu" and scale:
+            info = np.iinfo(inp["dtype"])
+            xb = np.clip(np.round(xb / scale + zero), info.min, info.max)
+        it.resize_tensor_input(inp["index"], [len(xb), *x.shape[1:]])
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
+        it.invoke()
+        logits = np.asarray(it.get_tensor(out["index"]), np.float32)
+        correct += int(np.sum(np.argmax(logits, axis=-1) == y[start : start + batch]))
+    return correct / len(x)

@@ -19,10 +19,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
-
-import _common  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the results as JSON to this path.")
@@ -100,22 +99,30 @@ def throughput_rows(w: np.ndarray) -> list[dict]:
     pidx[pruned != 0] = np.asarray(plabels) + 1
     pcb32 = np.concatenate([[0.0], pcb]).astype(np.float32)
     cases = {
-        "dense codebook 5b": dict(layout="dense", value_kind="codebook", codebook=cb32,
-                                  indices=idx),
-        "sparse codebook 5b": dict(layout="sparse", value_kind="codebook", codebook=pcb32,
-                                   indices=pidx, fill=0),
+        "dense codebook 5b": dict(
+            layout="dense", value_kind="codebook", codebook=cb32, indices=idx
+        ),
+        "sparse codebook 5b": dict(
+            layout="sparse", value_kind="codebook", codebook=pcb32, indices=pidx, fill=0
+        ),
         "dense raw (lossless)": dict(layout="dense", value_kind="raw", elements=w),
-        "sparse raw (lossless)": dict(layout="sparse", value_kind="raw", elements=pruned,
-                                      fill=np.zeros(1, np.float32)),
+        "sparse raw (lossless)": dict(
+            layout="sparse",
+            value_kind="raw",
+            elements=pruned,
+            fill=np.zeros(1, np.float32),
+        ),
     }
     rows = []
     for name, kw in cases.items():
         common = dict(element_type=0, element_size=4, count=w.size)
         payload = codecs.encode_payload(**common, **kw)
-        enc = _common.median_time(lambda: codecs.encode_payload(**common, **kw),
-                                  FLAGS.repeats, warmup=1)
-        dec = _common.median_time(lambda: codecs.decode_payload(payload), FLAGS.repeats,
-                                  warmup=1)
+        enc = _common.median_time(
+            lambda: codecs.encode_payload(**common, **kw), FLAGS.repeats, warmup=1
+        )
+        dec = _common.median_time(
+            lambda: codecs.decode_payload(payload), FLAGS.repeats, warmup=1
+        )
         rows.append(
             {
                 "payload": name,
@@ -129,8 +136,9 @@ def throughput_rows(w: np.ndarray) -> list[dict]:
             from tfedge.runtime import decode_payload_native, native_available
 
             if native_available():
-                nat = _common.median_time(lambda: decode_payload_native(payload),
-                                          FLAGS.repeats, warmup=1)
+                nat = _common.median_time(
+                    lambda: decode_payload_native(payload), FLAGS.repeats, warmup=1
+                )
                 rows[-1]["decode_native_MBps"] = mb / nat
         except ImportError:
             pass
@@ -176,11 +184,15 @@ def trained_weights() -> dict[str, dict[str, np.ndarray]]:
 
     keras.utils.set_random_seed(0)
     out = {}
-    for name, build, channels in (("lenet300", _common.lenet300, False),
-                                  ("lenet5", _common.lenet5, True)):
+    for name, build, channels in (
+        ("lenet300", _common.lenet300, False),
+        ("lenet5", _common.lenet5, True),
+    ):
         (x, y), _ = _common.load_fashion_mnist(channels_last=channels)
         model = build(keras)
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         model.fit(x, y, batch_size=128, epochs=FLAGS.epochs, verbose=0)
         out[name] = {
             layer.name: layer.get_weights()[0]
@@ -192,27 +204,51 @@ def trained_weights() -> dict[str, dict[str, np.ndarray]]:
 
 def main(argv):
     del argv
-    banner = _common.print_banner("Codecs: Huffman vs entropy, throughput, packing time",
-                                  "scripts/bench_codecs.py")
+    banner = _common.print_banner(
+        "Codecs: Huffman vs entropy, throughput, packing time",
+        "scripts/bench_codecs.py",
+    )
     models = trained_weights()
     ent = entropy_rows(models)
-    print("### Coded bits per symbol against the Shannon entropy (per tensor and stream)\n")
-    print(_common.markdown_table(ent, ["model", "layer", "variant", "stream", "symbols",
-                                      "entropy_bps", "huffman_bps", "gap_bps", "with_tables_bps",
-                                      "fixed_bps"]))
+    print(
+        "### Coded bits per symbol against the Shannon entropy (per tensor and stream)\n"
+    )
+    print(
+        _common.markdown_table(
+            ent,
+            [
+                "model",
+                "layer",
+                "variant",
+                "stream",
+                "symbols",
+                "entropy_bps",
+                "huffman_bps",
+                "gap_bps",
+                "with_tables_bps",
+                "fixed_bps",
+            ],
+        )
+    )
     worst = max(r["gap_bps"] for r in ent)
-    print(f"\nLargest gap of the Huffman-coded data over the entropy: {worst:.3f} "
-          "bits/symbol (Huffman's bound is 1). `with_tables_bps` adds the stream header, "
-          "code-length table and block offsets, which dominate only tiny streams.\n")
+    print(
+        f"\nLargest gap of the Huffman-coded data over the entropy: {worst:.3f} "
+        "bits/symbol (Huffman's bound is 1). `with_tables_bps` adds the stream header, "
+        "code-length table and block offsets, which dominate only tiny streams.\n"
+    )
     thr = throughput_rows(models["lenet300"]["fc1"])
     print("### Payload throughput on LeNet-300-100 fc1 (784x300 float32)\n")
     print(_common.markdown_table(thr))
     big = big_model_row(FLAGS.big_params)
-    print(f"\n### Packing a {big['parameters'] / 1e6:.1f}M-parameter model "
-          "(default lossy mode, drift verified on 2 samples)\n")
+    print(
+        f"\n### Packing a {big['parameters'] / 1e6:.1f}M-parameter model "
+        "(default lossy mode, drift verified on 2 samples)\n"
+    )
     print(_common.markdown_table([big]))
-    _common.write_json(FLAGS.json, {"banner": banner, "entropy": ent, "throughput": thr,
-                                    "big_model": big})
+    _common.write_json(
+        FLAGS.json,
+        {"banner": banner, "entropy": ent, "throughput": thr, "big_model": big},
+    )
 
 
 if __name__ == "__main__":

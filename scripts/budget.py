@@ -32,6 +32,7 @@ from _common import (  # noqa: E402
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    tflite_accuracy,
     write_json,
 )
 from absl import app, flags  # noqa: E402
@@ -51,27 +52,6 @@ flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and k-means.")
 NETS = {"lenet300": (lenet300, False), "lenet5": (lenet5, True)}
 # Sparsities for these budgets: 10 KB of LeNet-5 needs about 99% of fc1 pruned.
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
-
-
-def tflite_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from tfedge.pack._verify import interpreter_class
-
-    it = interpreter_class()(model_content=model_bytes, num_threads=1)
-    inp = it.get_input_details()[0]
-    out = it.get_output_details()[0]
-    correct = 0
-    for start in range(0, len(x), 1000):
-        batch = x[start : start + 1000].astype(np.float32)
-        it.resize_tensor_input(inp["index"], list(batch.shape))
-        it.allocate_tensors()
-        it.set_tensor(inp["index"], batch)
-        it.invoke()
-        correct += int(
-            np.sum(
-                np.argmax(it.get_tensor(out["index"]), -1) == y[start : start + 1000]
-            )
-        )
-    return correct / len(x)
 
 
 def summary(p) -> str:

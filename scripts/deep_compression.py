@@ -54,6 +54,7 @@ from _common import (  # noqa: E402
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    tflite_accuracy,
     write_json,
 )
 from absl import app, flags, logging  # noqa: E402
@@ -109,26 +110,6 @@ def parse_sparsity(text: str) -> dict[str, float] | None:
             raise app.UsageError(f"Expected layer=sparsity, got {item!r}")
         out[name.strip()] = float(value)
     return out
-
-
-def tflite_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of a .tflite model in the stock interpreter (int8 I/O too)."""
-    from tfedge.pack._verify import interpreter_class
-
-    it = interpreter_class()(model_content=model_bytes)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    preds = []
-    for start in range(0, len(x), 1000):
-        batch = x[start : start + 1000]
-        scale, zero = inp["quantization"]
-        if inp["dtype"] != np.float32 and scale:
-            batch = np.round(batch / scale + zero)
-        it.resize_tensor_input(inp["index"], [len(batch), *x.shape[1:]])
-        it.allocate_tensors()
-        it.set_tensor(inp["index"], batch.astype(inp["dtype"]))
-        it.invoke()
-        preds.append(np.array(it.get_tensor(out["index"])).astype(np.float32))
-    return float(np.mean(np.argmax(np.concatenate(preds), axis=1) == y))
 
 
 def convert_quiet(converter) -> bytes:

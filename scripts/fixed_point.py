@@ -36,6 +36,7 @@ from _common import (  # noqa: E402
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    tflite_accuracy,
     write_json,
 )
 from absl import app, flags, logging  # noqa: E402
@@ -80,28 +81,6 @@ def vgg6(keras, width: int = 16):
         ],
         name="vgg6",
     )
-
-
-def tflite_accuracy(content: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=content)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    batch = 1000
-    interp.resize_tensor_input(inp["index"], [batch, *x.shape[1:]])
-    interp.allocate_tensors()
-    correct = 0
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
-        if len(xb) != batch:
-            interp.resize_tensor_input(inp["index"], list(xb.shape))
-            interp.allocate_tensors()
-        interp.set_tensor(inp["index"], xb)
-        interp.invoke()
-        correct += int(
-            np.sum(interp.get_tensor(out["index"]).argmax(1) == y[i : i + batch])
-        )
-    return correct / len(x)
 
 
 def keras_accuracy(keras, model, x, y) -> float:

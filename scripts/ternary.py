@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    tflite_accuracy,
     write_json,
 )
 from absl import app, flags, logging  # noqa: E402
@@ -165,27 +166,6 @@ def to_tflite(tf, model, int8_from=None) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     with quiet():
         return converter.convert()
-
-
-def tflite_accuracy(
-    data: bytes, x: np.ndarray, y: np.ndarray, batch: int = 500
-) -> float:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=data, num_threads=2)
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
-    correct = 0
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
-        interp.resize_tensor_input(inp["index"], xb.shape)
-        interp.allocate_tensors()
-        interp.set_tensor(inp["index"], xb)
-        interp.invoke()
-        correct += int(
-            np.sum(np.argmax(interp.get_tensor(out["index"]), -1) == y[i : i + batch])
-        )
-    return correct / len(x)
 
 
 def weight_bytes(data: bytes) -> int:

@@ -20,10 +20,9 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
-
-import _common  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the rows as JSON to this path.")
@@ -40,8 +39,11 @@ def _train(name, build, channels):
     keras.utils.set_random_seed(0)
     (x, y), (xt, yt) = _common.load_fashion_mnist(channels_last=channels)
     model = build(keras)
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.fit(x, y, batch_size=128, epochs=FLAGS.epochs, verbose=0)
     return model, x, xt[: FLAGS.test], yt[: FLAGS.test]
 
@@ -80,7 +82,9 @@ def _cluster(model_bytes: bytes, bits: int) -> bytes:
     m = read(model_bytes)
     for _, t, a in _weights(m):
         axis = channel_axis(t)
-        slices = [a] if axis is None else [np.take(a, i, axis) for i in range(a.shape[axis])]
+        slices = (
+            [a] if axis is None else [np.take(a, i, axis) for i in range(a.shape[axis])]
+        )
         out = []
         for s in slices:
             cb, labels = kmeans_1d(s.reshape(-1).astype(np.float64), 2**bits)
@@ -99,7 +103,9 @@ def _tflm_tool(model_bytes: bytes, bits: int) -> bytes:
     from tfedge.pack._tflm import channel_axis
     from tfedge.tflite import read
 
-    compress = importlib.import_module("tflite_micro.tensorflow.lite.micro.compression.compress")
+    compress = importlib.import_module(
+        "tflite_micro.tensorflow.lite.micro.compression.compress"
+    )
     m = read(model_bytes)
     sb = spec_builder.SpecBuilder()
     for ti, t, _ in _weights(m):
@@ -131,11 +137,14 @@ def main(argv):
     del argv
     import tfedge
 
-    banner = _common.print_banner("TFLite Micro: tfedge target='tflm' vs TFLM's own tool",
-                                  "scripts/tflm.py")
+    banner = _common.print_banner(
+        "TFLite Micro: tfedge target='tflm' vs TFLM's own tool", "scripts/tflm.py"
+    )
     rows = []
-    for name, build, channels in (("lenet300", _common.lenet300, False),
-                                  ("lenet5", _common.lenet5, True)):
+    for name, build, channels in (
+        ("lenet300", _common.lenet300, False),
+        ("lenet5", _common.lenet5, True),
+    ):
         model, x_tr, x_te, y_te = _train(name, build, channels)
         for kind in ("float32", "int8"):
             plain = _convert(model, x_tr, kind == "int8")
@@ -143,7 +152,9 @@ def main(argv):
             calib = x_te[:32]
             files = {
                 "plain (no compression)": plain,
-                f"clustered {FLAGS.bits}b, TFLM tool": _tflm_tool(clustered, FLAGS.bits),
+                f"clustered {FLAGS.bits}b, TFLM tool": _tflm_tool(
+                    clustered, FLAGS.bits
+                ),
                 f"clustered {FLAGS.bits}b, tfedge tflm": bytes(
                     tfedge.compress(clustered, target="tflm", lossless=True)
                 ),
@@ -151,8 +162,9 @@ def main(argv):
                     tfedge.compress(plain, target="tflm", representative_data=calib)
                 ),
                 "tfedge tflm, auto bits, tolerance 0.1": bytes(
-                    tfedge.compress(plain, target="tflm", representative_data=calib,
-                                    tolerance=0.1)
+                    tfedge.compress(
+                        plain, target="tflm", representative_data=calib, tolerance=0.1
+                    )
                 ),
             }
             for method, blob in files.items():
@@ -168,8 +180,10 @@ def main(argv):
                 )
                 print(rows[-1], flush=True)
     print()
-    print(f"Accuracy: TFLM's interpreter on the first {FLAGS.test} Fashion-MNIST test "
-          "images. Ratio: against the plain .tflite of the same weights type.\n")
+    print(
+        f"Accuracy: TFLM's interpreter on the first {FLAGS.test} Fashion-MNIST test "
+        "images. Ratio: against the plain .tflite of the same weights type.\n"
+    )
     print(_common.markdown_table(rows))
     _common.write_json(FLAGS.json, {"banner": banner, "rows": rows})
 

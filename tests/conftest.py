@@ -1,4 +1,5 @@
-"""Shared fixtures: the .tflite models of tests/tflite_models.py, built once per session."""
+"""Shared fixtures: the .tflite models of tests/tflite_models.py, built once per
+session."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ _CACHE: dict[str, bytes] = {}
 
 BUILDERS = {
     "dense_f32": tflite_models.dense_f32,
-    "dense_pruned": lambda: tflite_models.dense_f32(units=(256, 128), inputs=128, prune=0.9),
+    "dense_pruned": lambda: tflite_models.dense_f32(
+        units=(256, 128), inputs=128, prune=0.9
+    ),
     "conv_f32": tflite_models.conv_f32,
     "conv_f16": tflite_models.conv_f16,
     "conv_int8": tflite_models.conv_int8,
@@ -22,7 +25,9 @@ BUILDERS = {
     "densify": tflite_models.densify_model,
     "two_subgraphs": tflite_models.two_subgraphs,
     "two_signatures": tflite_models.two_signatures,
-    "custom_op": lambda: tflite_models.with_unknown_custom_op(tflite_models.dense_f32()),
+    "custom_op": lambda: tflite_models.with_unknown_custom_op(
+        tflite_models.dense_f32()
+    ),
 }
 
 
@@ -34,5 +39,5 @@ def model_bytes(name: str) -> bytes:
 
 @pytest.fixture(scope="session")
 def tflite_model():
-    """tflite_model(name) -> bytes of one of BUILDERS' models (built once per session)."""
+    """tflite_model(name) -> bytes of one of BUILDERS' models (built once)."""
     return model_bytes

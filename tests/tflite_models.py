@@ -30,7 +30,9 @@ def _keras():
     return keras
 
 
-def _convert(model, *, optimizations=None, types=None, representative=None, int8_io=False):
+def _convert(
+    model, *, optimizations=None, types=None, representative=None, int8_io=False
+):
     tf = _tf()
     c = tf.lite.TFLiteConverter.from_keras_model(model)
     if optimizations:
@@ -51,7 +53,8 @@ def dense_model(units=(64, 32), inputs=32, outputs=10, prune: float = 0.0):
     keras = _keras()
     layers = [keras.Input((inputs,))]
     layers += [
-        keras.layers.Dense(u, activation="relu", name=f"fc{i}") for i, u in enumerate(units)
+        keras.layers.Dense(u, activation="relu", name=f"fc{i}")
+        for i, u in enumerate(units)
     ]
     layers += [keras.layers.Dense(outputs, name="logits")]
     model = keras.Sequential(layers, name="mlp")
@@ -89,7 +92,9 @@ def conv_f32() -> bytes:
 def conv_f16() -> bytes:
     """Float16 weights behind DEQUANTIZE ops."""
     tf = _tf()
-    return _convert(conv_model(), optimizations=[tf.lite.Optimize.DEFAULT], types=[tf.float16])
+    return _convert(
+        conv_model(), optimizations=[tf.lite.Optimize.DEFAULT], types=[tf.float16]
+    )
 
 
 def conv_int8(int8_io: bool = False) -> bytes:
@@ -132,7 +137,9 @@ def two_subgraphs() -> bytes:
             lambda: tf.nn.tanh(tf.matmul(x, w2)),
         )
 
-    c = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], None)
+    c = tf.lite.TFLiteConverter.from_concrete_functions(
+        [f.get_concrete_function()], None
+    )
     return c.convert()
 
 
@@ -157,7 +164,9 @@ def with_unknown_custom_op(base: bytes) -> bytes:
     op.outputs = np.asarray([len(sg.tensors) - 1], np.int32)
     op.customOptions = np.frombuffer(b"\x01\x02secret-options", np.uint8)
     sg.operators = list(sg.operators) + [op]
-    sg.outputs = np.concatenate([np.asarray(sg.outputs, np.int32), [len(sg.tensors) - 1]])
+    sg.outputs = np.concatenate(
+        [np.asarray(sg.outputs, np.int32), [len(sg.tensors) - 1]]
+    )
     return write(model)
 
 

@@ -11,7 +11,9 @@ import pytest
 
 import tfedge
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "inspect_dense_f32_lossless.txt")
+GOLDEN = os.path.join(
+    os.path.dirname(__file__), "golden", "inspect_dense_f32_lossless.txt"
+)
 # Regenerate with:  TFEDGE_REGENERATE_GOLDEN=1 scripts/test tests/cli -k golden
 
 
@@ -34,9 +36,23 @@ def model_file(tmp_path_factory, tflite_model):
 
 
 def test_compress_expand_inspect(tmp_path, model_file):
-    packed, report, plain = tmp_path / "p.tflite", tmp_path / "r.json", tmp_path / "e.tflite"
-    r = run_cli("compress", str(model_file), "-o", str(packed), "--bits", "6",
-                "--tolerance", "0.5", "--report", str(report))
+    packed, report, plain = (
+        tmp_path / "p.tflite",
+        tmp_path / "r.json",
+        tmp_path / "e.tflite",
+    )
+    r = run_cli(
+        "compress",
+        str(model_file),
+        "-o",
+        str(packed),
+        "--bits",
+        "6",
+        "--tolerance",
+        "0.5",
+        "--report",
+        str(report),
+    )
     assert r.returncode == 0, r.stderr
     assert "weights:" in r.stdout
     rows = json.loads(report.read_text())["tensors"]
@@ -87,7 +103,9 @@ def test_compress_without_output_is_usage(model_file):
 def test_bad_input_exits_2_with_one_line(tmp_path, command, model_file):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(model_file.read_bytes()[:100])
-    args = [command, str(bad)] + (["-o", str(tmp_path / "out")] if command != "inspect" else [])
+    args = [command, str(bad)] + (
+        ["-o", str(tmp_path / "out")] if command != "inspect" else []
+    )
     r = run_cli(*args)
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("tfedge")]

@@ -40,9 +40,7 @@ NEVER_LARGER = 1.0
 
 def _tensor_bytes(model_bytes: bytes) -> list[list[bytes]]:
     m = read(model_bytes)
-    return [
-        [bytes(buffer_data(m, t.buffer)) for t in sg.tensors] for sg in m.subgraphs
-    ]
+    return [[bytes(buffer_data(m, t.buffer)) for t in sg.tensors] for sg in m.subgraphs]
 
 
 def _structure(model_bytes: bytes):
@@ -160,7 +158,11 @@ def test_buffer_shared_by_two_subgraphs(tflite_model):
     packed = tfedge.compress(original, bits=8)
     out = read(bytes(packed))
     decoded_in = [
-        {int(op.outputs[0]) for op in sg.operators if op.opcodeIndex == len(out.operatorCodes) - 1}
+        {
+            int(op.outputs[0])
+            for op in sg.operators
+            if op.opcodeIndex == len(out.operatorCodes) - 1
+        }
         for sg in out.subgraphs
     ]
     assert all(decoded_in), "each subgraph decodes its own copy of the shared weight"
@@ -175,9 +177,14 @@ def test_unknown_custom_op_is_kept_and_lossy_falls_back(tflite_model):
     assert packed.report.lossless
     expanded = read(tfedge.expand(packed))
     ops = [op for op in expanded.subgraphs[0].operators]
-    custom = [op for op in ops if opcode_name(expanded, op.opcodeIndex) == "ACME_SECRET"]
+    custom = [
+        op for op in ops if opcode_name(expanded, op.opcodeIndex) == "ACME_SECRET"
+    ]
     assert len(custom) == 1
-    assert bytes(np.asarray(custom[0].customOptions, np.uint8)) == b"\x01\x02secret-options"
+    assert (
+        bytes(np.asarray(custom[0].customOptions, np.uint8))
+        == b"\x01\x02secret-options"
+    )
 
 
 def test_external_buffers_round_trip(tflite_model):
@@ -198,7 +205,9 @@ def test_compress_accepts_keras_model():
 def test_compress_again_expands_first(tflite_model):
     once = tfedge.compress(tflite_model("dense_f32"), lossless=True)
     twice = tfedge.compress(bytes(once), lossless=True)
-    assert _tensor_bytes(tfedge.expand(twice)) == _tensor_bytes(tflite_model("dense_f32"))
+    assert _tensor_bytes(tfedge.expand(twice)) == _tensor_bytes(
+        tflite_model("dense_f32")
+    )
     assert any("already packed" in n for n in twice.report.notes)
 
 
@@ -215,13 +224,22 @@ def test_report_table_and_json(tflite_model):
     d = json.loads(packed.report.to_json())
     assert d["packed_bytes"] == len(bytes(packed))
     row_keys = {
-        "name", "shape", "dtype", "original_bytes", "encoding", "bits", "sparsity",
-        "packed_bytes", "entropy_bytes", "weight_error", "bits_per_weight",
+        "name",
+        "shape",
+        "dtype",
+        "original_bytes",
+        "encoding",
+        "bits",
+        "sparsity",
+        "packed_bytes",
+        "entropy_bytes",
+        "weight_error",
+        "bits_per_weight",
     }
     assert row_keys <= set(d["tensors"][0])
     for row in d["tensors"]:
         if row["encoding"] != "raw":
-            # Huffman is within one bit per symbol of the entropy floor (+ tables/headers).
+            # Huffman is within one bit per symbol of the entropy floor (plus tables).
             assert row["packed_bytes"] >= row["entropy_bytes"] * 0.99
 
 
@@ -254,7 +272,9 @@ def test_bad_arguments(tflite_model, kwargs, match):
 
 def test_wrong_representative_shape(tflite_model):
     with pytest.raises(ValueError, match="rank"):
-        tfedge.compress(tflite_model("dense_f32"), representative_data=[np.zeros((2, 3, 4))])
+        tfedge.compress(
+            tflite_model("dense_f32"), representative_data=[np.zeros((2, 3, 4))]
+        )
 
 
 def test_not_a_model():

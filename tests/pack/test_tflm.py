@@ -10,7 +10,9 @@ from tfedge.pack import _tflm
 from tfedge.pack._verify import ModelRunner, make_samples
 from tfedge.tflite import buffer_data, opcode_name, read, tensor_array, write
 
-pytest.importorskip("tflite_micro", reason="tflite-micro (a test extra) is not installed")
+pytest.importorskip(
+    "tflite_micro", reason="tflite-micro (a test extra) is not installed"
+)
 
 # Lossy TFLM output of the float conv model: 4-7 bit LUT indices (no Huffman, no sparse
 # index: TFLM decodes neither) give about 5x on its float32 weights, 3x on the file.
@@ -55,7 +57,8 @@ def test_tflm_ratio(tflite_model):
 
 
 def _clustered(model_bytes: bytes, levels: int) -> bytes:
-    """The model with every large weight snapped to `levels` values (an exact codebook)."""
+    """The model with every large weight snapped to `levels` values (an exact
+    codebook)."""
     m = read(model_bytes)
     for t in m.subgraphs[0].tensors:
         a = tensor_array(m, t)
@@ -76,7 +79,9 @@ def test_exact_codebook_is_exact_in_tflm(tflite_model, name):
     rows = [t for t in packed.report.tensors if t.packed]
     assert rows and all(t.bits == 4 for t in rows)
     samples = _samples(clustered)
-    for g, w in zip(_tflm_outputs(bytes(packed), samples), _tflm_outputs(clustered, samples)):
+    for g, w in zip(
+        _tflm_outputs(bytes(packed), samples), _tflm_outputs(clustered, samples)
+    ):
         np.testing.assert_array_equal(g[0], w[0])
 
 
@@ -86,13 +91,16 @@ def _ancillary_headers(m) -> list[bytes]:
     for op in m.subgraphs[0].operators:
         if opcode_name(m, op.opcodeIndex) == "TFLM_DECODE":
             for ti in list(op.inputs)[1::2]:
-                out.append(bytes(buffer_data(m, m.subgraphs[0].tensors[ti].buffer)[:16]))
+                out.append(
+                    bytes(buffer_data(m, m.subgraphs[0].tensors[ti].buffer)[:16])
+                )
     return out
 
 
 def test_per_channel_tables_follow_quantization(tflite_model):
-    packed = tfedge.compress(_clustered(tflite_model("conv_int8"), 8), target="tflm",
-                             lossless=True)
+    packed = tfedge.compress(
+        _clustered(tflite_model("conv_int8"), 8), target="tflm", lossless=True
+    )
     m = read(bytes(packed))
     headers = _ancillary_headers(m)
     assert headers
@@ -112,8 +120,10 @@ def test_float_tables_are_per_tensor(tflite_model):
 def test_tflm_leaves_what_it_cannot_take(tflite_model):
     packed = tfedge.compress(tflite_model("dense_f32"), target="tflm", lossless=True)
     assert bytes(packed) == tflite_model("dense_f32")
-    assert all("128 distinct" in t.reason or "min_bytes" in t.reason or "INT32" in t.reason
-               for t in packed.report.tensors)
+    assert all(
+        "128 distinct" in t.reason or "min_bytes" in t.reason or "INT32" in t.reason
+        for t in packed.report.tensors
+    )
 
 
 def test_tflm_bits_range(tflite_model):

@@ -61,7 +61,9 @@ def test_every_payload_byte_flip_is_caught(packed):
 
 
 def test_truncation_anywhere_is_a_clean_error(packed):
-    for n in list(range(0, 64)) + list(range(64, len(packed), max(1, len(packed) // 150))):
+    for n in list(range(0, 64)) + list(
+        range(64, len(packed), max(1, len(packed) // 150))
+    ):
         with pytest.raises(tfedge.FormatError):
             tfedge.expand(packed[:n])
 

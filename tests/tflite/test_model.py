@@ -110,7 +110,11 @@ def test_every_tensor_type_maps():
 
 def test_tensor_array_and_opcodes(tflite_model):
     m = read(tflite_model("conv_int8"))
-    arrays = [tensor_array(m, t) for t in m.subgraphs[0].tensors if buffer_data(m, t.buffer).size]
+    arrays = [
+        tensor_array(m, t)
+        for t in m.subgraphs[0].tensors
+        if buffer_data(m, t.buffer).size
+    ]
     assert any(a.dtype == np.int8 and a.ndim == 4 for a in arrays)
     n = len(m.operatorCodes)
     i = opcode_index(m, "MY_OP")

@@ -22,7 +22,11 @@ def _data():
     from tfedge.datasets import digits, fashion_mnist, has_fashion_mnist
 
     if has_fashion_mnist():
-        return "Fashion-MNIST (Debian dataset-fashion-mnist)", fashion_mnist(), (300, 100)
+        return (
+            "Fashion-MNIST (Debian dataset-fashion-mnist)",
+            fashion_mnist(),
+            (300, 100),
+        )
     return "scikit-learn digits (Fashion-MNIST not installed)", digits(), (64, 32)
 
 
@@ -51,7 +55,9 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     name, ((x_tr, y_tr), (x_te, y_te)), units = _data()
     fashion = x_tr.shape[1] == 28
     epochs = epochs or (4 if fashion else 30)
-    print(f"data: {name}: {len(x_tr)} train / {len(x_te)} test images of {x_tr.shape[1:]}")
+    print(
+        f"data: {name}: {len(x_tr)} train / {len(x_te)} test images of {x_tr.shape[1:]}"
+    )
 
     model = keras.Sequential(
         [keras.Input(x_tr.shape[1:]), keras.layers.Flatten()]
@@ -104,7 +110,9 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     row("float32, tfedge lossless", bytes(lossless), tfedge.expand(lossless))
     shared = tfedge.compress(float_tflite, representative_data=calib)
     row("float32, tfedge shared+Huffman", bytes(shared), tfedge.expand(shared))
-    row(f"pruned {sparsity:.0%} .tflite (stock converter)", pruned_tflite, pruned_tflite)
+    row(
+        f"pruned {sparsity:.0%} .tflite (stock converter)", pruned_tflite, pruned_tflite
+    )
     packed = tfedge.compress(pruned_tflite, representative_data=calib)
     row(f"pruned {sparsity:.0%}, tfedge packed", bytes(packed), tfedge.expand(packed))
 
@@ -114,7 +122,9 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     print()
     print(f"{'model':<40} {'bytes':>10} {'ratio':>7} {'accuracy':>9}")
     for r in rows:
-        print(f"{r['model']:<40} {r['bytes']:>10} {r['ratio']:>6.1f}x {r['accuracy']:>9.4f}")
+        print(
+            f"{r['model']:<40} {r['bytes']:>10} {r['ratio']:>6.1f}x {r['accuracy']:>9.4f}"
+        )
     print(
         "\nAccuracy is measured in the stock TFLite interpreter on the test set; packed "
         "models are run after tfedge.expand (bytes are the packed file's)."

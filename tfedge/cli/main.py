@@ -22,7 +22,9 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("output", None, "Output file.", short_name="o")
-flags.DEFINE_integer("bits", None, "compress: sharing bits for every lossy tensor (1-8).")
+flags.DEFINE_integer(
+    "bits", None, "compress: sharing bits for every lossy tensor (1-8)."
+)
 flags.DEFINE_bool("lossless", False, "compress: keep every weight bit for bit.")
 flags.DEFINE_float("tolerance", None, "compress: largest allowed output drift (0-1).")
 flags.DEFINE_string("report", None, "compress: write the report as JSON to this file.")
@@ -32,8 +34,12 @@ flags.DEFINE_string(
     "compress: 'tfedge' (default; TFEDGE_DECODE payloads) or 'tflm' (TFLite Micro's "
     "LUT format). budget: the size budget, e.g. 200KB, '200 KiB', 1.5MB.",
 )
-flags.DEFINE_string("data", None, "budget: .npz with arrays x and y to measure accuracy on.")
-flags.DEFINE_string("plot", None, "budget: write PREFIX_bytes.png and PREFIX_tradeoff.png.")
+flags.DEFINE_string(
+    "data", None, "budget: .npz with arrays x and y to measure accuracy on."
+)
+flags.DEFINE_string(
+    "plot", None, "budget: write PREFIX_bytes.png and PREFIX_tradeoff.png."
+)
 flags.DEFINE_bool("json", False, "inspect: print JSON instead of text.")
 flags.DEFINE_integer("epochs", None, "demo: training epochs.")
 

@@ -159,9 +159,13 @@ def compress(
       A `Packed` model whose `report` lists every weight buffer.
     """
     if not 0 < tolerance < 1:
-        raise ValueError(f"Expected `tolerance` in (0, 1). Received: tolerance={tolerance}")
+        raise ValueError(
+            f"Expected `tolerance` in (0, 1). Received: tolerance={tolerance}"
+        )
     if target not in _TARGETS:
-        raise ValueError(f"Expected `target` in {_TARGETS}. Received: target={target!r}")
+        raise ValueError(
+            f"Expected `target` in {_TARGETS}. Received: target={target!r}"
+        )
     max_bits = _tflm.MAX_BITS if target == "tflm" else 8
     if bits is not None and not (isinstance(bits, int) and 1 <= bits <= max_bits):
         raise ValueError(
@@ -171,7 +175,9 @@ def compress(
     if init not in _INITS:
         raise ValueError(f"Expected `init` in {_INITS}. Received: init={init!r}")
     if num_samples < 1:
-        raise ValueError(f"Expected `num_samples` >= 1. Received: num_samples={num_samples}")
+        raise ValueError(
+            f"Expected `num_samples` >= 1. Received: num_samples={num_samples}"
+        )
 
     data, notes = to_tflite(model)
     original_size = len(data)
@@ -195,15 +201,26 @@ def compress(
     check = None
     backed_off: list[str] = []
     if any(c.bits is not None for c in candidates):
-        check = _DriftCheck.create(data, candidates, representative_data, num_samples,
-                                   seed, notes)
+        check = _DriftCheck.create(
+            data, candidates, representative_data, num_samples, seed, notes
+        )
     if check is not None:
         drift = _back_off(check, candidates, tolerance, backed_off, max_bits)
         if bits is None:
             _tighten(check, candidates, tolerance, drift, notes)
 
-    job = _Job(data, original_size, plain, candidates, rows, lossless, tolerance, check,
-               backed_off, notes)
+    job = _Job(
+        data,
+        original_size,
+        plain,
+        candidates,
+        rows,
+        lossless,
+        tolerance,
+        check,
+        backed_off,
+        notes,
+    )
     if target == "tflm":
         return _write_tflm(job, num_samples, seed)
     return _write_tfedge(job)
@@ -224,7 +241,9 @@ class _Job:
     backed_off: list[str]
     notes: list[str]
 
-    def report(self, packed_bytes: int, packed: set[int], written=None, **extra) -> Report:
+    def report(
+        self, packed_bytes: int, packed: set[int], written=None, **extra
+    ) -> Report:
         """The report; `written` is the model whose outputs the packed file gives, for the
         final drift measurement."""
         drift = None
@@ -253,7 +272,10 @@ def _write_tfedge(job: _Job) -> Packed:
     payloads = {}
     for cand in job.candidates:
         enc = cand.choice
-        if len(enc.payload) + GRAPH_OVERHEAD_BYTES + len(cand.row.name) >= cand.row.original_bytes:
+        if (
+            len(enc.payload) + GRAPH_OVERHEAD_BYTES + len(cand.row.name)
+            >= cand.row.original_bytes
+        ):
             cand.drop(
                 f"no gain: best payload {len(enc.payload)} bytes plus graph overhead is not "
                 f"smaller than {cand.row.original_bytes} bytes"
@@ -262,7 +284,9 @@ def _write_tfedge(job: _Job) -> Packed:
         payloads[cand.buffer] = enc.payload
         _fill_row(cand.row, enc)
     if not payloads:
-        return job.unchanged("nothing to improve: the model is written through unchanged")
+        return job.unchanged(
+            "nothing to improve: the model is written through unchanged"
+        )
 
     from tfedge import __version__
 
@@ -375,7 +399,9 @@ class _DriftCheck:
             for c in candidates:
                 if c.bits is not None:
                     c.bits = None
-                    c.row.reason = "lossy coding could not be verified: packed losslessly"
+                    c.row.reason = (
+                        "lossy coding could not be verified: packed losslessly"
+                    )
             msg = (
                 f"the model does not run in the stock interpreter "
                 f"({str(e).splitlines()[0]}); lossy coding cannot be verified, so every "
@@ -497,7 +523,9 @@ def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
         cand.row.bits = lut.bits
         cand.row.packed_bytes = lut.size
     if not encodings:
-        return job.unchanged("nothing to improve for TFLM: the model is written through unchanged")
+        return job.unchanged(
+            "nothing to improve for TFLM: the model is written through unchanged"
+        )
     model = read(job.data)
     scratch = _tflm.insert_tflm_decoders(model, encodings)
     out = write(model)
@@ -507,7 +535,9 @@ def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
     )
     decoded_model = _simulated(job.data, job.candidates)
     job.notes.append(_verify_tflm(out, decoded_model, num_samples, seed))
-    report = job.report(len(out), set(encodings), decoded_model, tflm_scratch_bytes=scratch)
+    report = job.report(
+        len(out), set(encodings), decoded_model, tflm_scratch_bytes=scratch
+    )
     return Packed(out, report)
 
 
@@ -549,7 +579,9 @@ def _fill_row(row: TensorReport, enc: _encode.Encoded) -> None:
     row.weight_error = enc.weight_error
 
 
-def _self_check(out: bytes, candidates: list[_Candidate], payloads: dict[int, bytes]) -> bytes:
+def _self_check(
+    out: bytes, candidates: list[_Candidate], payloads: dict[int, bytes]
+) -> bytes:
     """Expands the packed bytes with the numpy reference, compares every tensor with the
     values that were verified, and returns the expanded model."""
     from tfedge.codecs import decode_payload

@@ -73,7 +73,11 @@ def _encode_smallest(options: list[dict]) -> bytes:
 
 
 def _codebook_options(
-    ttype: int, arr: np.ndarray, codebook: np.ndarray, indices: np.ndarray, bits: int | None
+    ttype: int,
+    arr: np.ndarray,
+    codebook: np.ndarray,
+    indices: np.ndarray,
+    bits: int | None,
 ) -> list[dict]:
     """Dense and (when worth it) sparse layouts of one codebook assignment."""
     size = arr.dtype.itemsize
@@ -154,9 +158,7 @@ class Shared:
     weight_error: float
 
 
-def share(
-    arr: np.ndarray, bits: int, *, init: str = "linear", seed: int = 0
-) -> Shared:
+def share(arr: np.ndarray, bits: int, *, init: str = "linear", seed: int = 0) -> Shared:
     """k-means weight sharing with 2^bits clusters; exact zeros (pruned) kept exact."""
     if not 1 <= bits <= 8:
         raise ValueError(f"Expected `bits` in [1, 8]. Received: bits={bits}")
@@ -195,7 +197,9 @@ def encode_shared(ttype: int, arr: np.ndarray, shared: Shared) -> Encoded:
     codebook, indices = shared.codebook, shared.indices
     index_bits = max(1, math.ceil(math.log2(max(codebook.size, 1))))
     decoded = codebook[indices]
-    best = _encode_smallest(_codebook_options(ttype, arr, codebook, indices, index_bits))
+    best = _encode_smallest(
+        _codebook_options(ttype, arr, codebook, indices, index_bits)
+    )
     return Encoded(
         payload=best,
         encoding=_describe(best),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-
 from tfedge.pack._graph import decode_ops, packed_format_version
 from tfedge.tflite import TYPES, buffer_data, opcode_name, read, tensor_name
 
@@ -35,7 +34,9 @@ class ModelInfo:
         return asdict(self)
 
     def text(self) -> str:
-        lines = [f"file: {self.file_bytes} bytes; constant data: {self.buffer_bytes} bytes"]
+        lines = [
+            f"file: {self.file_bytes} bytes; constant data: {self.buffer_bytes} bytes"
+        ]
         if self.format_version is None:
             lines.append("packed: no (a plain .tflite)")
         else:
@@ -79,7 +80,9 @@ def inspect_model(data: bytes) -> ModelInfo:
         for op in sg.operators or []:
             counts[opcode_name(model, op.opcodeIndex)] += 1
     info.operators = dict(counts)
-    info.buffer_bytes = int(sum(buffer_data(model, i).size for i in range(len(model.buffers))))
+    info.buffer_bytes = int(
+        sum(buffer_data(model, i).size for i in range(len(model.buffers)))
+    )
     info.metadata = [tensor_name(m) for m in model.metadata or []]
     for si, _oi, p_index, w_index in decode_ops(model):
         sg = model.subgraphs[si]
@@ -92,7 +95,9 @@ def inspect_model(data: bytes) -> ModelInfo:
                 tensor=tensor_name(weight),
                 layout=h.layout,
                 value_kind=h.value_kind,
-                element_type=TYPES[h.element_type].name if h.element_type in TYPES else str(h.element_type),
+                element_type=TYPES[h.element_type].name
+                if h.element_type in TYPES
+                else str(h.element_type),
                 decoded_bytes=int(h.decoded_size),
                 payload_bytes=len(payload),
             )

@@ -67,7 +67,9 @@ class Report:
     def weight_bytes(self) -> tuple[int, int]:
         """(original, packed) bytes of the weight buffers alone."""
         before = sum(t.original_bytes for t in self.tensors)
-        after = sum(t.packed_bytes if t.packed else t.original_bytes for t in self.tensors)
+        after = sum(
+            t.packed_bytes if t.packed else t.original_bytes for t in self.tensors
+        )
         return before, after
 
     def to_dict(self) -> dict:

@@ -49,7 +49,8 @@ def to_tflite(model) -> tuple[bytes, list[str]]:
 def _is_keras_model(obj) -> bool:
     mro = [f"{c.__module__}.{c.__name__}" for c in type(obj).__mro__]
     return any(
-        name.startswith(("keras.", "tf_keras.", "keras.src.")) and name.endswith(".Model")
+        name.startswith(("keras.", "tf_keras.", "keras.src."))
+        and name.endswith(".Model")
         or name.endswith("engine.training.Model")
         for name in mro
     )

@@ -89,7 +89,8 @@ def _encode_axis(values: np.ndarray, axis: int | None) -> LutEncoding | None:
     header[6] = stride
     return LutEncoding(
         encoded=codecs.pack_bits(indices, bits),
-        ancillary=bytes(header) + table_bytes.astype(u.dtype.newbyteorder("<")).tobytes(),
+        ancillary=bytes(header)
+        + table_bytes.astype(u.dtype.newbyteorder("<")).tobytes(),
         bits=bits,
         axis=axis,
         tables=len(tables),
@@ -145,7 +146,11 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
         def decoded_copy(ti: int) -> int:
             orig = sg.tensors[ti]
             t = s.TensorT()  # unnamed: TFLM reads no names, and flash is scarce
-            t.type, t.shape, t.shapeSignature = orig.type, orig.shape, orig.shapeSignature
+            t.type, t.shape, t.shapeSignature = (
+                orig.type,
+                orig.shape,
+                orig.shapeSignature,
+            )
             t.quantization = orig.quantization
             t.buffer = 0
             return add_tensor(t)
@@ -154,7 +159,9 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
             if ti not in ancillary_for:
                 t = s.TensorT()  # unnamed, as the decoded copies
                 t.type = s.TensorType.UINT8
-                t.shape = np.asarray([len(encodings[compressed[ti]].ancillary)], np.int32)
+                t.shape = np.asarray(
+                    [len(encodings[compressed[ti]].ancillary)], np.int32
+                )
                 t.buffer = anc_buffer[compressed[ti]]
                 ancillary_for[ti] = add_tensor(t)
             return ancillary_for[ti]
@@ -176,7 +183,8 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
         new_ops = []
         for op in sg.operators or []:
             reads = [
-                int(i) for i in np.asarray(op.inputs if op.inputs is not None else [])
+                int(i)
+                for i in np.asarray(op.inputs if op.inputs is not None else [])
                 if int(i) in compressed
             ]
             reads = list(dict.fromkeys(reads))
@@ -185,7 +193,8 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
                 scratch = max(scratch, nbytes)
                 new_ops.append(dop)
                 op.inputs = np.asarray(
-                    [mapping.get(int(i), int(i)) for i in np.asarray(op.inputs)], np.int32
+                    [mapping.get(int(i), int(i)) for i in np.asarray(op.inputs)],
+                    np.int32,
                 )
             new_ops.append(op)
         outputs = [int(i) for i in np.asarray(sg.outputs) if int(i) in compressed]
@@ -217,7 +226,9 @@ def _tensor_bytes(t) -> int:
     return n * TYPES[t.type].itemsize
 
 
-def run_in_tflm(model_bytes: bytes, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+def run_in_tflm(
+    model_bytes: bytes, samples: list[list[np.ndarray]]
+) -> list[list[np.ndarray]]:
     """Runs a model's subgraph 0 in TFLM's Python interpreter (`tflite-micro`)."""
     from tflite_micro import runtime
 

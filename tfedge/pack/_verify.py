@@ -57,7 +57,9 @@ class _Entry:
     def run(self, sample: list[np.ndarray]) -> list[np.ndarray]:
         if self.runner is not None:
             result = self.runner(**dict(zip(self.input_names, sample)))
-            return [_as_float(result[n], d) for n, d in zip(self.output_names, self.outputs)]
+            return [
+                _as_float(result[n], d) for n, d in zip(self.output_names, self.outputs)
+            ]
         it = self.interpreter
         for detail, x in zip(self.inputs, sample):
             if tuple(x.shape) != tuple(detail["shape"]):
@@ -87,7 +89,9 @@ class ModelRunner:
     def inputs(self) -> list[dict]:
         return self.entries[0].inputs
 
-    def run(self, samples: list[list[list[np.ndarray]]]) -> list[list[list[np.ndarray]]]:
+    def run(
+        self, samples: list[list[list[np.ndarray]]]
+    ) -> list[list[list[np.ndarray]]]:
         """`samples[e][i]` is sample i of entry e; returns `outputs[e][i][j]`."""
         return [
             [entry.run(sample) for sample in entry_samples]
@@ -237,7 +241,8 @@ def drift(reference, outputs) -> float:
                 continue
             scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref)
             err = max(
-                float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(ref, got)
+                float(np.max(np.abs(a - b))) if a.size else 0.0
+                for a, b in zip(ref, got)
             )
             if not np.isfinite(err):
                 return float("inf")

@@ -62,9 +62,13 @@ def expand(packed, *, decoder=None) -> bytes:
                 f"decoded tensor has type {weight_t.type}, which has no fixed element size",
                 tensor=name,
             )
-        shape = np.asarray(weight_t.shape if weight_t.shape is not None else [], np.int64)
+        shape = np.asarray(
+            weight_t.shape if weight_t.shape is not None else [], np.int64
+        )
         if np.any(shape < 0):
-            raise FormatError(f"decoded tensor has a dynamic shape {shape.tolist()}", tensor=name)
+            raise FormatError(
+                f"decoded tensor has a dynamic shape {shape.tolist()}", tensor=name
+            )
         expected = int(np.prod(shape)) * info.itemsize
         payload = buffer_data(model, payload_t.buffer)
         out = np.asarray(

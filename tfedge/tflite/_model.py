@@ -37,7 +37,9 @@ FILE_IDENTIFIER = b"TFL3"
 # Flatbuffers address at most 2 GiB; above this, buffers are written past the flatbuffer.
 _FLATBUFFER_LIMIT = 2**31 - 2**26
 _EXTERNAL_ALIGN = 16
-_PLACEHOLDER = 1 << 62  # a non-default value, so the field is always written with 8 bytes
+_PLACEHOLDER = (
+    1 << 62
+)  # a non-default value, so the field is always written with 8 bytes
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,10 @@ def _types() -> dict[int, TensorTypeInfo]:
         if hasattr(t, name):
             size = 1 if name.startswith("FLOAT8") else 0
             table[getattr(t, name)] = (name, size, np.uint8 if size else None)
-    return {k: TensorTypeInfo(n, s, np.dtype(d) if d else None) for k, (n, s, d) in table.items()}
+    return {
+        k: TensorTypeInfo(n, s, np.dtype(d) if d else None)
+        for k, (n, s, d) in table.items()
+    }
 
 
 TYPES: dict[int, TensorTypeInfo] = _types()
@@ -138,8 +143,15 @@ def read(data: bytes | bytearray | memoryview) -> object:
     s = schema()
     try:
         model = s.ModelT.InitFromObj(s.Model.GetRootAs(data, 0))
-    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError,
-            OverflowError, AttributeError) as e:
+    except (
+        struct.error,
+        IndexError,
+        ValueError,
+        TypeError,
+        UnicodeDecodeError,
+        OverflowError,
+        AttributeError,
+    ) as e:
         raise FormatError(
             f"corrupted or truncated .tflite flatbuffer ({type(e).__name__}: {e})"
         ) from e
@@ -169,7 +181,9 @@ def read(data: bytes | bytearray | memoryview) -> object:
                         "large custom options past the end of the file: truncated file",
                         offset=start,
                     )
-                op.customOptions = np.frombuffer(data, np.uint8, count=size, offset=start)
+                op.customOptions = np.frombuffer(
+                    data, np.uint8, count=size, offset=start
+                )
                 op.largeCustomOptionsOffset = op.largeCustomOptionsSize = 0
     return model
 
@@ -215,7 +229,11 @@ def _check_structure(model, data: bytes) -> None:
 
 
 def _ints(v) -> np.ndarray:
-    return np.zeros(0, np.int64) if v is None else np.asarray(v, dtype=np.int64).reshape(-1)
+    return (
+        np.zeros(0, np.int64)
+        if v is None
+        else np.asarray(v, dtype=np.int64).reshape(-1)
+    )
 
 
 def write(model, *, external_buffers: bool | None = None) -> bytes:
@@ -264,7 +282,9 @@ def _finish(model) -> bytes:
     # Pre-size the builder to the buffers' bytes (plus room for the graph): growing it by
     # doubling copies a large model's weights several times.
     data_bytes = sum(0 if b.data is None else len(b.data) for b in model.buffers or [])
-    builder = flatbuffers.Builder(data_bytes + 16 * (len(model.buffers or []) + 1) + 65536)
+    builder = flatbuffers.Builder(
+        data_bytes + 16 * (len(model.buffers or []) + 1) + 65536
+    )
     root = model.Pack(builder)
     builder.Finish(root, file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
@@ -341,11 +361,16 @@ def opcode_name(model, opcode_idx: int) -> str:
     return f"BUILTIN_{code}"
 
 
-def opcode_index(model, custom: str, *, version: int = 1, add: bool = True) -> int | None:
+def opcode_index(
+    model, custom: str, *, version: int = 1, add: bool = True
+) -> int | None:
     """Index of the custom operator code `custom`; appended when missing and `add`."""
     for i in range(len(model.operatorCodes or [])):
         oc = model.operatorCodes[i]
-        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == schema().BuiltinOperator.CUSTOM:
+        if (
+            max(oc.builtinCode, oc.deprecatedBuiltinCode)
+            == schema().BuiltinOperator.CUSTOM
+        ):
             if custom_code(model, i) == custom:
                 return i
     if not add:

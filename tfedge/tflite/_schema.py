@@ -28,7 +28,9 @@ def schema() -> types.ModuleType:
     for root in (spec.submodule_search_locations or []) if spec else []:
         path = os.path.join(root, "lite", "python", "schema_py_generated.py")
         if os.path.exists(path):
-            mod_spec = importlib.util.spec_from_file_location("_tfedge_tflite_schema", path)
+            mod_spec = importlib.util.spec_from_file_location(
+                "_tfedge_tflite_schema", path
+            )
             module = importlib.util.module_from_spec(mod_spec)
             mod_spec.loader.exec_module(module)
             return module
