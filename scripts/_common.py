@@ -17,6 +17,9 @@ import numpy as np
 
 from tfedge.datasets import fashion_mnist
 
+# Top-1 accuracy of a .tflite in the stock interpreter, in batches (int8 inputs quantized).
+from tfedge.pack._verify import tflite_metric as tflite_accuracy  # noqa: F401
+
 
 def load_fashion_mnist(channels_last: bool = False):
     """((x_train, y_train), (x_test, y_test)) from the Debian package (28x28, or
@@ -153,28 +156,3 @@ def median_time(fn, repeats: int, warmup: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def tflite_accuracy(
-    model_bytes: bytes, x: np.ndarray, y: np.ndarray, batch: int = 1000
-) -> float:
-    """Top-1 accuracy of a .tflite model in the stock interpreter, in batches (float
-    data is quantized for an int8/uint8 input with the input's own parameters)."""
-    from tfedge.pack._verify import interpreter_class
-
-    it = interpreter_class()(model_content=bytes(model_bytes))
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    scale, zero = inp["quantization"]
-    correct = 0
-    for start in range(0, len(x), batch):
-        xb = x[start : start + batch]
-        if np.dtype(inp["dtype"]).kind in "iu" and scale:
-            info = np.iinfo(inp["dtype"])
-            xb = np.clip(np.round(xb / scale + zero), info.min, info.max)
-        it.resize_tensor_input(inp["index"], [len(xb), *x.shape[1:]])
-        it.allocate_tensors()
-        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
-        it.invoke()
-        logits = np.asarray(it.get_tensor(out["index"]), np.float32)
-        correct += int(np.sum(np.argmax(logits, axis=-1) == y[start : start + batch]))
-    return correct / len(x)

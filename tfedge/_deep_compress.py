@@ -38,7 +38,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from absl import logging
 
+from tfedge._checks import check_int, top1_accuracy
 from tfedge.errors import PackError
+from tfedge.pack._verify import tflite_metric
 
 __all__ = ["DeepCompressed", "LayerRow", "Stage", "deep_compress"]
 
@@ -194,19 +196,6 @@ class DeepCompressed:
 # --- argument checks ------------------------------------------------------------------
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
-        raise ValueError(
-            f"Expected `{name}` to be an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-    return int(value)
-
-
 def _check_float(value, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(
@@ -308,12 +297,6 @@ class _Data:
 # --- helpers --------------------------------------------------------------------------
 
 
-def _accuracy(y_true, y_pred) -> float:
-    from tfedge.keras._sensitivity import _accuracy as accuracy
-
-    return accuracy(y_true, y_pred)
-
-
 def _default_loss(model, y: np.ndarray):
     import keras
 
@@ -330,23 +313,6 @@ def _to_tflite(model) -> bytes:
     # The Keras exporter prints the traced signature; the library never prints.
     with contextlib.redirect_stdout(io.StringIO()):
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
-def _tflite_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray, metric) -> float:
-    from tfedge.pack._verify import interpreter_class
-
-    it = interpreter_class()(model_content=model_bytes)
-    inp = it.get_input_details()[0]
-    out = it.get_output_details()[0]
-    preds = []
-    for start in range(0, len(x), 1024):
-        batch = x[start : start + 1024].astype(inp["dtype"])
-        it.resize_tensor_input(inp["index"], [len(batch), *x.shape[1:]])
-        it.allocate_tensors()
-        it.set_tensor(inp["index"], batch)
-        it.invoke()
-        preds.append(np.array(it.get_tensor(out["index"])))
-    return float(metric(y, np.concatenate(preds)))
 
 
 def _weight_count(model) -> int:
@@ -619,14 +585,14 @@ def deep_compress(
         raise ValueError(
             f"Model {model.name!r} is not built or has no weights: train it first."
         )
-    prune_rounds = _check_int(prune_rounds, "prune_rounds", 1)
-    prune_epochs = _check_int(prune_epochs, "prune_epochs", 1)
-    share_epochs = _check_int(share_epochs, "share_epochs", 0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    seed = _check_int(seed, "seed", 0)
-    verbose = _check_int(verbose, "verbose", 0)
+    prune_rounds = check_int(prune_rounds, "prune_rounds", 1)
+    prune_epochs = check_int(prune_epochs, "prune_epochs", 1)
+    share_epochs = check_int(share_epochs, "share_epochs", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    seed = check_int(seed, "seed", 0)
+    verbose = check_int(verbose, "verbose", 0)
     if steps_per_epoch is not None:
-        steps_per_epoch = _check_int(steps_per_epoch, "steps_per_epoch", 1)
+        steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", 1)
     if (
         isinstance(max_loss, bool)
         or not isinstance(max_loss, numbers.Real)
@@ -641,7 +607,7 @@ def deep_compress(
             f"Received: init={init!r}"
         )
     if metric == "accuracy":
-        metric_fn = _accuracy
+        metric_fn = top1_accuracy
     elif callable(metric):
         metric_fn = metric
     else:
@@ -754,7 +720,7 @@ def deep_compress(
     # --- stage 3: Huffman (lossless packing of the exact codebooks) -------------------
     packed = tfedge.compress(shared_tflite, lossless=True, seed=seed, progress=False)
     report = packed.report
-    final_accuracy = _tflite_accuracy(
+    final_accuracy = tflite_metric(
         tfedge.expand(bytes(packed)), x_val, y_val, metric_fn
     )
 

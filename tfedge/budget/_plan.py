@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from absl import logging
 
+from tfedge._checks import check_int, top1_accuracy
 from tfedge.budget._units import format_size, parse_size
 
 # Sparsities tried per kernel (fraction of weights pruned by magnitude). 0 keeps every
@@ -285,20 +286,6 @@ def _layer_from_name(tensor: str, names: Sequence[str]) -> str:
     return ""
 
 
-def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    if y_pred.ndim == y_true.ndim + 1:
-        pred = np.argmax(y_pred, axis=-1)
-    elif y_pred.shape[-1] == 1:
-        pred = (y_pred[..., 0] > 0).astype(y_true.dtype)
-        y_true = y_true.reshape(pred.shape)
-    else:
-        pred = np.argmax(y_pred, axis=-1)
-        y_true = np.argmax(y_true, axis=-1)
-    return float(np.mean(pred == y_true))
-
-
 class _Evaluator:
     """Runs the .tflite with some weight buffers replaced and scores its outputs."""
 
@@ -514,8 +501,8 @@ def plan(
             gives the floor in bytes).
     """
     budget = parse_size(budget_bytes)
-    _check_int(finalists, "finalists", 1)
-    _check_int(curve_points, "curve_points", 0)
+    check_int(finalists, "finalists", 1)
+    check_int(curve_points, "curve_points", 0)
     analysis = analyze(
         model,
         eval_data,
@@ -530,18 +517,6 @@ def plan(
         progress=progress,
     )
     return analysis.plan(budget, finalists=finalists, curve_points=curve_points)
-
-
-def _check_int(value, name: str, low: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < low
-    ):
-        raise ValueError(
-            f"Expected `{name}` to be an int >= {low}. Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def analyze(
@@ -567,10 +542,10 @@ def analyze(
     if 0.0 not in sparsities:
         sparsities = (0.0, *sparsities)
     bits = _check_bits(bits)
-    _check_int(batch_size, "batch_size", 1)
-    _check_int(min_bytes, "min_bytes", 0)
+    check_int(batch_size, "batch_size", 1)
+    check_int(min_bytes, "min_bytes", 0)
     if metric == "accuracy":
-        metric_fn, metric_name = _accuracy, "accuracy"
+        metric_fn, metric_name = top1_accuracy, "accuracy"
     elif callable(metric):
         metric_fn, metric_name = metric, getattr(metric, "__name__", "metric")
     else:
@@ -635,7 +610,7 @@ def analyze(
 
     x, y = _eval_arrays(tflite, eval_data, seed, batch_size)
     if eval_data is None:
-        metric_fn, metric_name = _accuracy, "agreement"
+        metric_fn, metric_name = top1_accuracy, "agreement"
     evaluator = _Evaluator(tflite, x, y, metric_fn, batch_size)
 
     # 1-2. Options and their exact payloads.
@@ -767,7 +742,7 @@ class Analysis:
     def tradeoff(self, points: int = DEFAULT_CURVE_POINTS, *, include=()) -> list[dict]:
         """Measured (bytes, metric) of `points` assignments of the front, spread
         log-evenly from the floor to the float model, cheapest first."""
-        _check_int(points, "points", 1)
+        check_int(points, "points", 1)
         self._sensitivity()
         front, offset = self._front, self._offset
         lo, hi = math.log(front[0][0] + offset), math.log(front[-1][0] + offset)
@@ -801,8 +776,8 @@ class Analysis:
     ) -> Plan:
         """4. The assignment with the best measured metric whose packed file fits."""
         budget = parse_size(budget_bytes)
-        _check_int(finalists, "finalists", 1)
-        _check_int(curve_points, "curve_points", 0)
+        check_int(finalists, "finalists", 1)
+        check_int(curve_points, "curve_points", 0)
         if budget < self.floor_bytes:
             raise self._floor_error(budget)
         self._sensitivity()
@@ -894,7 +869,7 @@ def _eval_arrays(tflite: bytes, eval_data, seed: int, batch_size: int):
         )
     rng = np.random.default_rng(seed)
     x = np.concatenate([_generate(details[0], rng) for _ in range(GENERATED_SAMPLES)])
-    ev = _Evaluator(tflite, x, None, _accuracy, batch_size)
+    ev = _Evaluator(tflite, x, None, top1_accuracy, batch_size)
     out = ev.outputs(tflite)
     return x, np.argmax(out.reshape(len(x), -1), axis=-1)
 
@@ -910,7 +885,7 @@ def floor_bytes(
     tflite, _ = _to_tflite(model)
     plain = read(tflite)
     candidates, _ = _compress._candidates(plain, min_bytes, "linear", 0)
-    ev = _Evaluator(tflite, None, None, _accuracy, 1)
+    ev = _Evaluator(tflite, None, None, top1_accuracy, 1)
     replaced = {}
     for c in candidates:
         if (

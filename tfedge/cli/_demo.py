@@ -30,26 +30,13 @@ def _data():
     return "scikit-learn digits (Fashion-MNIST not installed)", digits(), (64, 32)
 
 
-def tflite_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of a .tflite model in the stock interpreter, one batch."""
-    from tfedge.pack._verify import interpreter_class
-
-    it = interpreter_class()(model_content=model_bytes)
-    inp = it.get_input_details()[0]
-    it.resize_tensor_input(inp["index"], [len(x), *x.shape[1:]])
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], x.astype(np.float32))
-    it.invoke()
-    logits = it.get_tensor(it.get_output_details()[0]["index"])
-    return float(np.mean(np.argmax(logits, axis=1) == y))
-
-
 def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     import keras
     import tensorflow as tf
 
     import tfedge
     import tfedge.keras as tk
+    from tfedge.pack._verify import tflite_metric
 
     keras.utils.set_random_seed(0)
     name, ((x_tr, y_tr), (x_te, y_te)), units = _data()
@@ -101,7 +88,7 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
                 "model": label,
                 "bytes": len(blob),
                 "ratio": len(float_tflite) / len(blob),
-                "accuracy": tflite_accuracy(runnable, x_te, y_te),
+                "accuracy": tflite_metric(runnable, x_te, y_te),
             }
         )
 

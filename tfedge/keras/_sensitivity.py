@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import keras
-import numpy as np
 
+from tfedge._checks import top1_accuracy
 from tfedge.keras._prune import PruningWrapper, _all_layers, prune
 from tfedge.keras._schedules import ConstantSparsity
 
@@ -47,20 +47,6 @@ class SensitivityTable:
             pairs = zip(self.sparsities, vals, strict=True)
             rows.append({"layer": name, **{f"s={s:g}": v for s, v in pairs}})
         return rows
-
-
-def _accuracy(y_true, y_pred) -> float:
-    y_pred = np.asarray(y_pred)
-    y_true = np.asarray(y_true)
-    if y_pred.ndim == y_true.ndim + 1:
-        pred = np.argmax(y_pred, axis=-1)
-    elif y_pred.shape[-1] == 1:
-        pred = (y_pred[..., 0] > 0).astype(y_true.dtype)
-        y_true = y_true.reshape(pred.shape)
-    else:
-        pred = np.argmax(y_pred, axis=-1)
-        y_true = np.argmax(y_true, axis=-1)
-    return float(np.mean(pred == y_true))
 
 
 def sensitivity(
@@ -104,7 +90,7 @@ def sensitivity(
     if not (isinstance(eval_data, tuple) and len(eval_data) == 2):
         raise ValueError("Expected `eval_data` to be a tuple (x, y) of arrays.")
     if metric == "accuracy":
-        metric_fn, metric_name = _accuracy, "accuracy"
+        metric_fn, metric_name = top1_accuracy, "accuracy"
     elif callable(metric):
         metric_fn, metric_name = metric, getattr(metric, "__name__", "metric")
     else:

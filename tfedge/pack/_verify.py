@@ -248,3 +248,28 @@ def drift(reference, outputs) -> float:
                 return float("inf")
             worst = max(worst, err / max(scale, _EPS))
     return worst
+
+
+def tflite_metric(
+    model_bytes: bytes, x: np.ndarray, y: np.ndarray, metric=None, batch: int = 1000
+) -> float:
+    """`metric(y, predictions)` (default top-1 accuracy) of a .tflite model run in the stock
+    interpreter on `x` in batches; float data is quantized for an int8/uint8 input with the
+    input's own parameters."""
+    from tfedge._checks import top1_accuracy
+
+    it = interpreter_class()(model_content=bytes(model_bytes))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    preds = []
+    for start in range(0, len(x), batch):
+        xb = x[start : start + batch]
+        if np.dtype(inp["dtype"]).kind in "iu" and scale:
+            info = np.iinfo(inp["dtype"])
+            xb = np.clip(np.round(xb / scale + zero), info.min, info.max)
+        it.resize_tensor_input(inp["index"], [len(xb), *x.shape[1:]])
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
+        it.invoke()
+        preds.append(np.array(it.get_tensor(out["index"])))
+    return float((metric or top1_accuracy)(y, np.concatenate(preds)))
