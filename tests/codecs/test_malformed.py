@@ -125,10 +125,11 @@ def _dense(**fields):
 HEADER_CASES = {
     "empty": (b"", "truncated payload"),
     "bad_magic": (_dense(magic=b"TFEQ"), "bad magic"),
-    "newer_version": (_dense(version=2), "newer than this reader"),
+    "newer_version": (_dense(version=3), "newer than this reader"),
     "version_zero": (_dense(version=0), "unknown payload format version"),
     "unknown_layout": (_dense(layout=2), "unknown layout"),
-    "unknown_kind": (_dense(kind=2), "unknown value kind"),
+    "unknown_kind": (_dense(kind=3), "unknown value kind"),
+    "channel_kind_in_version_1": (_dense(kind=2), "needs payload format version 2"),
     "element_size_3": (_dense(es=3), "element size 3"),
     "reserved": (_dense(reserved=b"\0\1\0"), "reserved"),
     "not_multiple": (_dense(es=2, decoded=3), "not a multiple"),
@@ -308,3 +309,48 @@ def test_well_formed_hand_built_bodies_decode():
         0,
         0,
     ]  # symbol 0, code "0"
+
+
+def _channel(k, channels, run, entries, values, *, decoded, es=1):
+    """A version-2 dense per-channel-codebook payload of uint8 elements."""
+    body = struct.pack("<HII", k, channels, run) + bytes(entries)
+    return _build(body + values, version=2, kind=2, es=es, decoded=decoded)
+
+
+CHANNEL_CASES = {
+    "zero_channels": (_channel(1, 0, 1, b"", _fixed([0] * 4, 1), decoded=4), ">= 1"),
+    "zero_run": (_channel(1, 2, 0, b"\1\2", _fixed([0] * 4, 1), decoded=4), ">= 1"),
+    "not_tiling": (_channel(1, 3, 1, b"\1\2\3", _fixed([0] * 4, 1), decoded=4), "tile"),
+    "run_too_long": (_channel(1, 2, 3, b"\1\2", _fixed([0] * 4, 1), decoded=4), "tile"),
+    "huge_channels": (
+        _channel(1, 0xFFFFFFFF, 0xFFFFFFFF, b"", b"", decoded=4),
+        "tile",
+    ),
+    "truncated_header": (
+        _build(struct.pack("<HI", 1, 2), version=2, kind=2, decoded=4),
+        "truncated channel count",
+    ),
+    "truncated_entries": (
+        _channel(2, 2, 2, b"\1\2\3", b"", decoded=4),
+        "truncated codebook: 4 bytes needed, 3 present",
+    ),
+    "index_beyond_k": (
+        _channel(2, 2, 2, b"\1\2\3\4", _fixed([0, 1, 2, 0], 2), decoded=4),
+        "codebook index 2, but the codebook has 2 entries per channel",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "payload, match", CHANNEL_CASES.values(), ids=CHANNEL_CASES.keys()
+)
+def test_bad_per_channel_codebooks(payload, match):
+    _raises(payload, match)
+
+
+def test_a_hand_built_per_channel_payload_decodes():
+    # 2 channels of runs of 2 over 8 elements: channels 0 0 1 1 0 0 1 1.
+    payload = _channel(
+        2, 2, 2, b"\x0a\x0b\x14\x15", _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+    )
+    assert decode_payload(payload).tolist() == [10, 11, 20, 21, 11, 11, 20, 20]

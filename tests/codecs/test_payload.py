@@ -248,8 +248,9 @@ BAD_ARGS = [
     (
         "raw_with_codebook",
         dict(codebook=np.zeros(2, np.float32)),
-        "value_kind='codebook'",
+        "codebook value kinds only",
     ),
+    ("raw_with_channel_run", dict(channel_run=2), "value_kind='channel_codebook'"),
 ]
 
 
@@ -317,6 +318,7 @@ def test_inspect_payload_reads_the_parts(layout, kind, coding, encoding):
     if kind == "codebook":
         parts += 2 + info.codebook.size
         assert info.codebook.shape[1] == 4
+        assert info.codebook_bytes == 2 + info.codebook.size
     if layout == "sparse":
         assert info.fill == b"\0\0\0\0"
         parts += 4 + info.gaps.size
@@ -328,3 +330,111 @@ def test_inspect_payload_reads_the_parts(layout, kind, coding, encoding):
     for cut in (len(payload) - 1, 40):
         with pytest.raises(FormatError):
             inspect_payload(payload[:cut])
+
+
+# ------------------------------------------------------------ per-channel codebooks
+
+
+def _ternary_per_channel(rng, channels, run, inner_repeat=1, sparse=0.5):
+    """A kernel {-a_c, 0, +b_c} per channel c, laid out as (repeat, channels, run)."""
+    scale_p = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+    scale_n = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+    sign = rng.choice(
+        [-1, 0, 1], (inner_repeat, channels, run), p=[(1 - sparse) / 2, sparse, (1 - sparse) / 2]
+    )
+    values = np.where(sign > 0, scale_p[:, None], np.where(sign < 0, -scale_n[:, None], 0))
+    book = np.stack([np.zeros(channels, np.float32), -scale_n, scale_p], axis=1)
+    indices = np.where(sign > 0, 2, np.where(sign < 0, 1, 0))
+    return values.astype(np.float32).reshape(-1), book, indices.reshape(-1)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize("coding", ["fixed", "huffman"])
+@pytest.mark.parametrize(
+    "channels, run, repeat", [(1, 50, 1), (8, 36, 1), (16, 1, 9), (5, 3, 4)]
+)
+def test_per_channel_codebook_round_trip(layout, coding, channels, run, repeat):
+    rng = np.random.default_rng(channels * 100 + run)
+    values, book, indices = _ternary_per_channel(rng, channels, run, repeat)
+    args = dict(
+        element_type=0,
+        element_size=4,
+        count=values.size,
+        layout=layout,
+        value_kind="channel_codebook",
+        codebook=book,
+        indices=indices,
+        channel_run=run,
+        value_coding=coding,
+        gap_coding=coding,
+    )
+    payload = encode_payload(**args)
+    assert len(payload) == payload_size(**args)
+    header = read_header(payload)
+    assert (header.version, header.value_kind) == (2, "channel_codebook")
+    decoded = decode_payload(payload).view(np.float32)
+    np.testing.assert_array_equal(decoded, values)
+    info = inspect_payload(payload)
+    assert info.codebook.shape == (channels, 3, 4)
+    assert info.codebook_bytes == 10 + book.nbytes
+    assert info.encoding.startswith(f"{layout}/channel_codebook/")
+
+
+def test_per_channel_sparse_fillers_decode_in_every_channel():
+    # One stored weight at each end of a long zero run: a 1-bit gap stream needs
+    # fillers, which must decode to the fill in whatever channel they land.
+    rng = np.random.default_rng(3)
+    values, book, indices = _ternary_per_channel(rng, 4, 100, sparse=0.98)
+    payload = encode_payload(
+        element_type=0,
+        element_size=4,
+        count=values.size,
+        layout="sparse",
+        value_kind="channel_codebook",
+        codebook=book,
+        indices=indices,
+        channel_run=100,
+        gap_bits=1,
+    )
+    np.testing.assert_array_equal(decode_payload(payload).view(np.float32), values)
+
+
+def test_old_kinds_still_write_version_1():
+    values = _weights(np.float32, 200, 1, zero_fraction=0.5, distinct=8)
+    for kind in ("raw", "codebook"):
+        payload = encode_payload(**_args(values, 0, "dense", kind, "fixed"))
+        assert read_header(payload).version == 1
+
+
+BAD_CHANNEL_ARGS = [
+    ("flat_codebook", dict(codebook=np.zeros(6, np.float32)), r"\(channels, K\)"),
+    ("no_run", dict(channel_run=None), "Expected an int `channel_run`"),
+    ("run_not_tiling", dict(channel_run=4), "to divide count=12"),
+    ("zero_run", dict(channel_run=0), "Expected 1 to"),
+    ("fill_differs", dict(layout="sparse", fill=1), "same value in every channel"),
+    (
+        "no_common_fill",
+        dict(layout="sparse", codebook=np.arange(6, dtype=np.float32).reshape(2, 3)),
+        "needs an index whose entry is the same in every channel",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [b[1:] for b in BAD_CHANNEL_ARGS],
+    ids=[b[0] for b in BAD_CHANNEL_ARGS],
+)
+def test_bad_per_channel_arguments_raise_value_error(change, match):
+    args = dict(
+        element_type=0,
+        element_size=4,
+        count=12,
+        layout="dense",
+        value_kind="channel_codebook",
+        codebook=np.array([[0, 1, 2], [0, 3, 4]], np.float32),
+        indices=np.array([0, 1, 2, 2] * 3),
+        channel_run=3,
+    )
+    with pytest.raises(ValueError, match=match):
+        encode_payload(**{**args, **change})

@@ -9,8 +9,9 @@
 8   1  element size (1, 2, 4, 8)
 9   3  reserved, zero
 ```
-Body: [u16 K, K codebook entries] if codebook kind; [fill element, stream G] if sparse
-layout; stream V. Decoding checks the header in the order the format lists, before it
+Body: [u16 K, K codebook entries] if codebook kind; [u16 K, u32 C, u32 R, C x K entries]
+if per-channel codebook kind (version 2); [fill element, stream G] if sparse layout;
+stream V. Decoding checks the header in the order the format lists, before it
 allocates anything, then every stream, every index and the absence of trailing bytes.
 """
 
@@ -27,10 +28,12 @@ from tfedge.codecs._sparse import positions_from_gaps, relative_index
 from tfedge.errors import FormatError
 
 MAGIC = b"TFEP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_SIZE = 28
 LAYOUTS = ("dense", "sparse")
-VALUE_KINDS = ("raw", "codebook")
+VALUE_KINDS = ("raw", "codebook", "channel_codebook")
+# The first payload format version that has each value kind.
+_KIND_VERSION = {"raw": 1, "codebook": 1, "channel_codebook": 2}
 ELEMENT_SIZES = (1, 2, 4, 8)
 MAX_CODEBOOK = 256
 DEFAULT_MAX_DECODED = 2**31 - 1
@@ -137,7 +140,15 @@ def read_header(
     if layout >= len(LAYOUTS):
         raise fail(f"unknown layout {layout} (0 dense, 1 sparse)", 5)
     if kind >= len(VALUE_KINDS):
-        raise fail(f"unknown value kind {kind} (0 raw, 1 codebook)", 6)
+        raise fail(
+            f"unknown value kind {kind} (0 raw, 1 codebook, 2 per-channel codebook)", 6
+        )
+    if version < _KIND_VERSION[VALUE_KINDS[kind]]:
+        raise fail(
+            f"value kind {kind} ({VALUE_KINDS[kind]}) needs payload format version "
+            f"{_KIND_VERSION[VALUE_KINDS[kind]]}, this payload says {version}",
+            6,
+        )
     if esize not in ELEMENT_SIZES:
         raise fail(f"element size {esize} is not 1, 2, 4 or 8", 8)
     if reserved != b"\0\0\0":
@@ -178,6 +189,57 @@ def read_header(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Codebook:
+    """A payload's codebook: K entries per channel, C channels of R-element runs (C = 1
+    and R = N for the plain codebook kind)."""
+
+    entries: np.ndarray  # (C * K, element size) uint8
+    k: int
+    channels: int
+    run: int
+    offset: int  # where the codebook section starts
+    end: int  # the first byte after it
+
+    def channel_of(self, positions: np.ndarray) -> np.ndarray:
+        return (positions // self.run) % self.channels
+
+
+def _read_codebook(buf, pos: int, header: PayloadHeader, fail) -> _Codebook | None:
+    """Reads and checks the codebook section at `pos` (None for raw payloads)."""
+    if header.value_kind == "raw":
+        return None
+    size, es, n = buf.size, header.element_size, header.count
+    start = pos
+    if size - pos < 2:
+        raise fail("truncated codebook size", pos)
+    (k,) = struct.unpack_from("<H", buf, pos)
+    if not 1 <= k <= MAX_CODEBOOK:
+        raise fail(f"codebook size {k} is not in [1, {MAX_CODEBOOK}]", pos)
+    pos += 2
+    channels, run = 1, max(n, 1)
+    if header.value_kind == "channel_codebook":
+        if size - pos < 8:
+            raise fail("truncated channel count and channel run", pos)
+        channels, run = struct.unpack_from("<II", buf, pos)
+        if channels < 1 or run < 1:
+            raise fail(
+                f"channel count {channels} and channel run {run} must both be >= 1", pos
+            )
+        if n and (channels > n or run > n // channels or n % (channels * run)):
+            raise fail(
+                f"{channels} channels of {run} elements do not tile the tensor's {n} "
+                "elements",
+                pos,
+            )
+        pos += 8
+    need = channels * k * es
+    if size - pos < need:
+        raise fail(f"truncated codebook: {need} bytes needed, {size - pos} present", pos)
+    entries = buf[pos : pos + need].reshape(channels * k, es)
+    return _Codebook(entries, k, channels, run, start, pos + need)
+
+
 def decode_payload(
     data: bytes | bytearray | memoryview | np.ndarray,
     *,
@@ -212,21 +274,8 @@ def decode_payload(
     def fail(message: str, at: int) -> FormatError:
         return FormatError(message, tensor=name, offset=at)
 
-    pos = HEADER_SIZE
-    codebook = None
-    if header.value_kind == "codebook":
-        if size - pos < 2:
-            raise fail("truncated codebook size", pos)
-        (k,) = struct.unpack_from("<H", buf, pos)
-        if not 1 <= k <= MAX_CODEBOOK:
-            raise fail(f"codebook size {k} is not in [1, {MAX_CODEBOOK}]", pos)
-        pos += 2
-        if size - pos < k * es:
-            raise fail(
-                f"truncated codebook: {k * es} bytes needed, {size - pos} present", pos
-            )
-        codebook = buf[pos : pos + k * es].reshape(k, es)
-        pos += k * es
+    codebook = _read_codebook(buf, HEADER_SIZE, header, fail)
+    pos = HEADER_SIZE if codebook is None else codebook.end
 
     positions = None
     fill = None
@@ -260,19 +309,25 @@ def decode_payload(
     if pos != size:
         raise fail(f"{size - pos} trailing bytes after the value stream", pos)
 
-    if codebook is not None and values.size and int(values.max()) >= codebook.shape[0]:
-        j = int(np.argmax(values >= codebook.shape[0]))
+    if codebook is not None and values.size and int(values.max()) >= codebook.k:
+        j = int(np.argmax(values >= codebook.k))
         raise fail(
             f"value {j} is codebook index {int(values[j])}, but the codebook has "
-            f"{codebook.shape[0]} entries",
+            f"{codebook.k} entries" + (" per channel" if codebook.channels > 1 else ""),
             values_at,
         )
     # Elements are moved as whole unsigned integers of their size (one gather each).
     word = _UINT_BY_SIZE[es]
-    if header.value_kind == "raw":
+    if codebook is None:
         elements = values.view(word)
     else:
-        elements = np.ascontiguousarray(codebook).view(word).reshape(-1)[values]
+        table = np.ascontiguousarray(codebook.entries).view(word).reshape(-1)
+        if codebook.channels == 1:
+            elements = table[values]
+        else:
+            where = np.arange(n, dtype=np.int64) if positions is None else positions
+            flat = codebook.channel_of(where) * codebook.k + values
+            elements = table[flat]
     if positions is None:
         return elements.view(np.uint8)
     out = np.empty(n, word)
@@ -286,10 +341,12 @@ class PayloadInfo:
     """A payload's parts, read and validated without decoding its streams."""
 
     header: PayloadHeader
-    codebook: np.ndarray | None  # (K, element size) uint8: codebook kind only
+    # Codebook kinds: (K, element size) uint8, or (C, K, element size) per channel.
+    codebook: np.ndarray | None
     fill: bytes | None  # sparse layout only
     gaps: _streams.StreamInfo | None  # stream G: sparse layout only
     values: _streams.StreamInfo  # stream V
+    codebook_bytes: int = 0  # the codebook section's size (K, C, R and the entries)
 
     @property
     def encoding(self) -> str:
@@ -326,18 +383,14 @@ def inspect_payload(
     def fail(message: str, at: int) -> FormatError:
         return FormatError(message, tensor=name, offset=at)
 
+    book = _read_codebook(buf, HEADER_SIZE, header, fail)
+    fill = gaps = codebook = None
     pos = HEADER_SIZE
-    codebook = fill = gaps = None
-    if header.value_kind == "codebook":
-        if size - pos < 2:
-            raise fail("truncated codebook size", pos)
-        (k,) = struct.unpack_from("<H", buf, pos)
-        if not 1 <= k <= MAX_CODEBOOK:
-            raise fail(f"codebook size {k} is not in [1, {MAX_CODEBOOK}]", pos)
-        if size - pos - 2 < k * es:
-            raise fail("truncated codebook", pos + 2)
-        codebook = buf[pos + 2 : pos + 2 + k * es].reshape(k, es).copy()
-        pos += 2 + k * es
+    if book is not None:
+        codebook = book.entries.copy()
+        if header.value_kind == "channel_codebook":
+            codebook = codebook.reshape(book.channels, book.k, es)
+        pos = book.end
     stored = header.count
     if header.layout == "sparse":
         if size - pos < es:
@@ -367,7 +420,9 @@ def inspect_payload(
         raise fail(
             f"{size - values.end} trailing bytes after the value stream", values.end
         )
-    return PayloadInfo(header, codebook, fill, gaps, values)
+    return PayloadInfo(
+        header, codebook, fill, gaps, values, 0 if book is None else book.end - book.offset
+    )
 
 
 # --------------------------------------------------------------------------- encoding
@@ -408,7 +463,9 @@ class _Prepared:
     value_kind: str
     value_bits: int
     symbols: np.ndarray  # per element: its index, or its es bytes as rows (raw)
-    codebook: np.ndarray | None
+    codebook: np.ndarray | None  # (K or C x K, es) uint8
+    channels: int
+    channel_run: int | None
     fill_bytes: np.ndarray | None  # es bytes
     fill_symbols: np.ndarray | None  # the V symbols of one filler entry
     positions: np.ndarray | None  # stored (non-fill) element positions
@@ -420,6 +477,8 @@ class _Prepared:
         size = 0
         if self.codebook is not None:
             size += 2 + self.codebook.size
+        if self.value_kind == "channel_codebook":
+            size += 8
         if self.layout == "sparse":
             size += self.element_size
         return size
@@ -440,6 +499,7 @@ def _prepare(
     gap_bits,
     value_coding,
     gap_coding,
+    channel_run,
 ) -> _Prepared:
     _check_choice(layout, LAYOUTS, "layout")
     _check_choice(value_kind, VALUE_KINDS, "value_kind")
@@ -476,11 +536,17 @@ def _prepare(
     elif gap_bits is not None:
         _bitpack.check_bits(gap_bits, "gap_bits")
 
+    if value_kind != "channel_codebook" and channel_run is not None:
+        raise ValueError(
+            "`channel_run` applies to value_kind='channel_codebook' only. Received: "
+            f"channel_run={channel_run!r}"
+        )
+    channels = 1
     if value_kind == "raw":
         if codebook is not None or indices is not None or index_bits is not None:
             raise ValueError(
-                "`codebook`, `indices` and `index_bits` apply to "
-                "value_kind='codebook' only."
+                "`codebook`, `indices` and `index_bits` apply to the codebook value "
+                "kinds only."
             )
         if elements is None:
             raise ValueError("Expected `elements` for value_kind='raw'. Received: None")
@@ -529,10 +595,36 @@ def _prepare(
             raise ValueError("`elements` applies to value_kind='raw' only.")
         if codebook is None or indices is None:
             raise ValueError(
-                "Expected `codebook` and `indices` for value_kind='codebook'."
+                f"Expected `codebook` and `indices` for value_kind={value_kind!r}."
             )
+        if value_kind == "channel_codebook":
+            codebook = np.asarray(codebook)
+            if codebook.ndim != 2:
+                raise ValueError(
+                    "Expected a (channels, K) `codebook` for value_kind="
+                    f"'channel_codebook'. Received: shape {codebook.shape}"
+                )
+            channels = codebook.shape[0]
+            if isinstance(channel_run, bool) or not isinstance(
+                channel_run, int | np.integer
+            ):
+                raise ValueError(
+                    "Expected an int `channel_run` (elements per channel run) for "
+                    f"value_kind='channel_codebook'. Received: {channel_run!r}"
+                )
+            channel_run = int(channel_run)
+            if not 1 <= channels <= _U32_MAX or not 1 <= channel_run <= _U32_MAX:
+                raise ValueError(
+                    f"Expected 1 to {_U32_MAX} channels and channel_run. Received: "
+                    f"{channels} channels, channel_run={channel_run}"
+                )
+            if count % (channels * channel_run):
+                raise ValueError(
+                    f"Expected {channels} channels x channel_run={channel_run} to "
+                    f"divide count={count}."
+                )
         book = _element_bytes(codebook, es, "codebook")
-        k = book.shape[0]
+        k = book.shape[0] // channels
         if not 1 <= k <= MAX_CODEBOOK:
             raise ValueError(
                 f"Expected 1 to {MAX_CODEBOOK} codebook entries. Received: {k}"
@@ -563,8 +655,21 @@ def _prepare(
         symbols = idx.astype(np.uint8)
         fill_bytes = fill_symbols = positions = None
         if layout == "sparse":
+            table = _as_uint(book).reshape(channels, k)
+            uniform = np.all(table == table[:1], axis=0)  # same entry in every channel
             if fill is None:
-                fill_index = _most_common(symbols) if symbols.size else 0
+                if not uniform.any():
+                    raise ValueError(
+                        "A sparse per-channel codebook needs an index whose entry is "
+                        "the same in every channel (the fill value); none is. Pass "
+                        "layout='dense', or add the fill value to every channel."
+                    )
+                counts = np.bincount(symbols, minlength=k)[:k] if symbols.size else None
+                fill_index = (
+                    int(np.argmax(np.where(uniform, counts, -1)))
+                    if counts is not None
+                    else int(np.argmax(uniform))
+                )
             else:
                 if isinstance(fill, bool) or not isinstance(fill, int | np.integer):
                     raise ValueError(
@@ -573,6 +678,11 @@ def _prepare(
                 if not 0 <= fill < k:
                     raise ValueError(
                         f"Expected `fill` in [0, {k - 1}]. Received: fill={fill}"
+                    )
+                if not uniform[fill]:
+                    raise ValueError(
+                        f"Expected the fill index {fill} to hold the same value in "
+                        "every channel's codebook (unstored elements all take it)."
                     )
                 if fill >= 1 << value_bits:
                     raise ValueError(
@@ -592,6 +702,8 @@ def _prepare(
         value_bits=value_bits,
         symbols=symbols,
         codebook=book,
+        channels=channels,
+        channel_run=channel_run,
         fill_bytes=fill_bytes,
         fill_symbols=fill_symbols,
         positions=positions,
@@ -663,6 +775,7 @@ def _with_defaults(kwargs: dict) -> dict:
         gap_bits=None,
         value_coding="auto",
         gap_coding="auto",
+        channel_run=None,
     )
     unknown = set(kwargs) - set(required) - set(defaults)
     if unknown:
@@ -685,6 +798,7 @@ def encode_payload(
     gap_bits: int | None = None,
     value_coding: str = "auto",
     gap_coding: str = "auto",
+    channel_run: int | None = None,
 ) -> bytes:
     """Encodes one tensor as a payload (docs/FORMAT.md, section 2).
 
@@ -694,13 +808,16 @@ def encode_payload(
         count: the number of elements N.
         layout: "dense" (every element stored) or "sparse" (only those that differ from
             the fill value, addressed by a relative index).
-        value_kind: "raw" (the element bytes themselves) or "codebook" (indices into a
-            codebook of at most 256 entries).
+        value_kind: "raw" (the element bytes themselves), "codebook" (indices into a
+            codebook of at most 256 entries) or "channel_codebook" (indices into the
+            codebook of the element's channel; format version 2).
         elements: raw kind: the N elements, any dtype of `element_size` bytes; their
             little-endian bytes are stored as they are.
-        codebook: codebook kind: the K entries (dtype of `element_size` bytes).
-        indices: codebook kind: the N indices, each < K.
-        fill: sparse layout: the fill value; a codebook index (codebook kind) or one
+        codebook: codebook kind: the K entries (dtype of `element_size` bytes);
+            per-channel kind: a (C, K) array, row c being channel c's entries.
+        indices: codebook kinds: the N indices, each < K.
+        fill: sparse layout: the fill value; a codebook index (codebook kinds; with
+            per-channel codebooks it must hold the same value in every channel) or one
             element (raw kind: a 1-element array or `element_size` bytes). None picks
             the most common one.
         index_bits: codebook kind: the index symbol width; None for ceil(log2(K)), >= 1.
@@ -708,6 +825,8 @@ def encode_payload(
             that gives the smallest payload.
         value_coding: "fixed", "huffman" or "auto" (the smaller) for stream V.
         gap_coding: the same for stream G.
+        channel_run: per-channel kind: R, the number of consecutive elements of one
+            channel; element i belongs to channel (i // R) % C. C x R must divide N.
 
     Returns:
         The payload's bytes.
@@ -729,10 +848,13 @@ def encode_payload(
         gap_bits=gap_bits,
         value_coding=value_coding,
         gap_coding=gap_coding,
+        channel_run=channel_run,
     )
     parts = []
     if p.codebook is not None:
-        parts.append(struct.pack("<H", p.codebook.shape[0]))
+        parts.append(struct.pack("<H", p.codebook.shape[0] // p.channels))
+        if p.value_kind == "channel_codebook":
+            parts.append(struct.pack("<II", p.channels, p.channel_run))
         parts.append(p.codebook.tobytes())
     if p.layout == "sparse":
         _, g = _streams_size(p)
@@ -752,7 +874,7 @@ def encode_payload(
         )
     head = _HEADER.pack(
         MAGIC,
-        FORMAT_VERSION,
+        _KIND_VERSION[p.value_kind],
         LAYOUTS.index(p.layout),
         VALUE_KINDS.index(p.value_kind),
         p.element_type,

@@ -78,7 +78,9 @@ class _Candidate:
     @property
     def lossless(self) -> _encode.Encoded:
         if self._lossless is None:
-            self._lossless = _encode.encode_lossless(self.ttype, self.values)
+            self._lossless = _encode.encode_lossless(
+                self.ttype, self.values, self.row.shape
+            )
         return self._lossless
 
     def assignment(self, bits: int) -> _encode.Shared:
@@ -294,7 +296,10 @@ def _write_tfedge(job: _Job) -> Packed:
     insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
     out = write(packed_model)
     expanded = _self_check(out, job.candidates, payloads)
-    return Packed(out, job.report(len(out), set(payloads), expanded))
+    version = max(payload[4] for payload in payloads.values())
+    return Packed(
+        out, job.report(len(out), set(payloads), expanded, format_version=version)
+    )
 
 
 def _candidates(

@@ -1,7 +1,8 @@
 """Per-tensor encoding: the candidate payloads of one weight buffer and the choice among them.
 
-Numpy only. Lossless candidates keep every bit (exact codebook, or the raw element bytes,
-each dense or with a sparse relative index, fixed-width or Huffman coded); lossy candidates
+Numpy only. Lossless candidates keep every bit (exact codebook, per-channel exact codebooks
+along the first or last axis, or the raw element bytes, each dense or with a sparse
+relative index, fixed-width or Huffman coded); lossy candidates
 share weights by 1-D k-means (Deep Compression stage 2), keeping exact zeros exact so that
 pruned weights stay pruned. The smallest payload wins; sizes are exact.
 """
@@ -108,8 +109,93 @@ def few_distinct(arr: np.ndarray, limit: int = 256) -> bool:
     return np.unique(_uint_view(arr)).size <= limit
 
 
-def encode_lossless(ttype: int, arr: np.ndarray) -> Encoded:
-    """The smallest bit-exact payload of `arr` (1-D, the tensor's dtype)."""
+@dataclass
+class ChannelCodebook:
+    """Exact per-channel codebooks: entry 0 of every channel is the tensor's most common
+    value (so a sparse layout can leave it out), then each channel's other values."""
+
+    codebook: np.ndarray  # (C, K), the tensor's dtype
+    indices: np.ndarray  # one per element, < K
+    run: int  # elements per channel run: element i is in channel (i // run) % C
+
+    @property
+    def k(self) -> int:
+        return self.codebook.shape[1]
+
+
+def _channel_layouts(shape, n: int) -> list[tuple[int, int]]:
+    """(channels, run) of the first and last axes of a tensor of at least 2 dims: the
+    output channels of TFLite's [O, H, W, I] and [O, I] kernels, and the channels of a
+    depthwise [1, H, W, C] kernel."""
+    dims = [int(d) for d in shape or []]
+    if len(dims) < 2 or int(np.prod(dims)) != n or n == 0:
+        return []
+    layouts = []
+    for axis in (0, len(dims) - 1):
+        c = dims[axis]
+        run = int(np.prod(dims[axis + 1 :]))
+        if 1 < c < n and (c, run) not in layouts:
+            layouts.append((c, run))
+    return layouts
+
+
+def channel_codebook(arr: np.ndarray, channels: int, run: int, limit: int = 256):
+    """Exact per-channel codebooks of `arr` (1-D) for `channels` channels of `run`-element
+    runs, or None when a channel has more than `limit` distinct values (or the elements
+    are wider than 4 bytes)."""
+    if arr.dtype.itemsize > 4 or arr.size % (channels * run):
+        return None
+    u = _uint_view(arr)
+    # Cheap rejection first: the first channel's first elements.
+    first = u[: min(run, 4096)] if run > 1 else u[: channels * 4096 : channels]
+    if np.unique(first).size > limit:
+        return None
+    channel = (np.arange(u.size, dtype=np.int64) // run) % channels
+    fill = _most_common_value(u)
+    other = u != fill
+    keys = (channel[other].astype(np.uint64) << np.uint64(32)) | u[other].astype(
+        np.uint64
+    )
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    key_channel = (uniq >> np.uint64(32)).astype(np.int64)
+    first_key = np.searchsorted(key_channel, np.arange(channels))
+    per_channel = np.bincount(key_channel, minlength=channels)
+    k = 1 + int(per_channel.max(initial=0))
+    if k > limit:
+        return None
+    book = np.full((channels, k), fill, dtype=u.dtype)
+    slot = np.arange(uniq.size) - first_key[key_channel] + 1
+    book[key_channel, slot] = (uniq & np.uint64(0xFFFFFFFF)).astype(u.dtype)
+    indices = np.zeros(u.size, np.int64)
+    indices[other] = inverse.reshape(-1) - first_key[channel[other]] + 1
+    return ChannelCodebook(book.view(arr.dtype), indices, run)
+
+
+def _most_common_value(u: np.ndarray):
+    values, counts = np.unique(u, return_counts=True)
+    return values[np.argmax(counts)]
+
+
+def _channel_options(ttype: int, arr: np.ndarray, cb: ChannelCodebook) -> list[dict]:
+    """Dense and (when worth it) sparse layouts of per-channel codebooks."""
+    common = dict(
+        element_type=ttype,
+        element_size=arr.dtype.itemsize,
+        count=arr.size,
+        value_kind="channel_codebook",
+        codebook=cb.codebook,
+        indices=cb.indices,
+        channel_run=cb.run,
+    )
+    options = [dict(layout="dense", **common)]
+    if np.mean(cb.indices == 0) >= _SPARSE_MIN_FILL:
+        options.append(dict(layout="sparse", fill=0, **common))
+    return options
+
+
+def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
+    """The smallest bit-exact payload of `arr` (1-D, the tensor's dtype); with the
+    tensor's `shape`, per-channel codebooks along its first and last axes are tried too."""
     size = arr.dtype.itemsize
     n = arr.size
     u = _uint_view(arr)
@@ -119,6 +205,14 @@ def encode_lossless(ttype: int, arr: np.ndarray) -> Encoded:
     if 0 < uniq.size <= 256:
         bits = max(1, math.ceil(math.log2(uniq.size)))
         cands += _codebook_options(ttype, arr, uniq.view(arr.dtype), inverse, bits)
+    channel_books = {}
+    for channels, run in _channel_layouts(shape, n) if uniq.size > 2 else []:
+        cb = channel_codebook(arr, channels, run)
+        # Worth a try only with fewer index bits than one codebook for the tensor.
+        if cb is not None and cb.k < uniq.size:
+            for option in _channel_options(ttype, arr, cb):
+                cands.append(option)
+                channel_books[id(option)] = cb
     common = dict(element_type=ttype, element_size=size, count=n, value_kind="raw")
     cands.append(dict(layout="dense", elements=arr, **common))
     if n and uniq.size:
@@ -127,10 +221,14 @@ def encode_lossless(ttype: int, arr: np.ndarray) -> Encoded:
         if counts[mode] / n >= _SPARSE_MIN_FILL:
             fill = uniq[mode : mode + 1].view(arr.dtype)
             cands.append(dict(layout="sparse", elements=arr, fill=fill, **common))
-    best = _encode_smallest(cands)
-    header = codecs.read_header(best)
+    chosen = min(cands, key=lambda kw: codecs.payload_size(**kw))
+    best = codecs.encode_payload(**chosen)
     sparsity = _zero_fraction(arr)
-    if header.value_kind == "codebook":
+    if id(chosen) in channel_books:
+        cb = channel_books[id(chosen)]
+        bits = max(1, math.ceil(math.log2(cb.k)))
+        entropy = _entropy_bytes(cb.indices, None, cb.codebook.nbytes)
+    elif chosen["value_kind"] == "codebook":
         bits = max(1, math.ceil(math.log2(uniq.size)))
         entropy = _entropy_bytes(inverse, None, uniq.size * size)
     else:

@@ -10,12 +10,12 @@ import json
 
 import numpy as np
 
+from tfedge.codecs import FORMAT_VERSION
 from tfedge.errors import FormatError
 from tfedge.tflite import opcode_index, schema, tensor_name
 
 DECODE_OP = "TFEDGE_DECODE"
 METADATA_NAME = "tfedge"
-FORMAT_VERSION = 1
 PAYLOAD_SUFFIX = "/tfedge_payload"
 
 
@@ -55,8 +55,11 @@ def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> None:
         sg.operators = decoders + list(sg.operators or [])
     for b_index in payloads:
         model.buffers[b_index].data = None
+    # The file's version is its newest payload's (byte 4), so that files without any
+    # version-2 feature stay readable by version-1 readers (docs/FORMAT.md, section 1).
+    version = max((payload[4] for payload in payloads.values()), default=1)
     meta_buffer = json.dumps(
-        {"format_version": FORMAT_VERSION, "producer": producer}, sort_keys=True
+        {"format_version": int(version), "producer": producer}, sort_keys=True
     ).encode()
     model.buffers.append(_new_buffer(meta_buffer))
     m = s.MetadataT()
