@@ -7,10 +7,11 @@ on two networks:
 
 - LeNet-5 (Caffe's, as in Deep Compression);
 - a ResNet-20-style network of the paper's CIFAR family (3 stages of basic blocks,
-  16/32/64 filters). Its batch normalisation is folded into the convolutions before
-  ternarizing, so that the exported kernels are exactly ternary (the TFLite converter
-  would otherwise fold the BN scales into them after the fact, giving each output
-  channel its own pair of values).
+  16/32/64 filters). As in the paper, its batch normalisation stays in full precision
+  during ternary training. The TFLite converter folds each BN scale into the kernel before
+  it, so every output channel c of a ternary convolution holds {-Wn s_c, 0, +Wp s_c}:
+  three values per channel, which `tfedge.compress` stores losslessly as a per-channel
+  codebook (docs/FORMAT.md, version 2) at the same bits per weight as one codebook.
 
 For each network, in one run: the float model, TFLite's int8 post-training quantization
 of it, the ternary model, and the ternary model stripped and packed by `tfedge.compress`
@@ -62,10 +63,10 @@ flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
 
 
-def resnet(keras, depth: int, batchnorm: bool = True):
-    """ResNet-(6n+2) for 28x28x1 (He et al.'s CIFAR family): 16/32/64 filters, 1x1
-    projection shortcuts where the shape changes. With `batchnorm=False` the same
-    layers, each conv with a bias and no BN (the target of `fold_batchnorm`)."""
+def resnet(keras, depth: int):
+    """ResNet-(6n+2) for 28x28x1 (He et al.'s CIFAR family): 16/32/64 filters, batch
+    normalisation after every convolution, 1x1 projection shortcuts where the shape
+    changes."""
     if (depth - 2) % 6 or depth < 8:
         raise ValueError(f"Expected a depth 6n+2 >= 8 (20, 32, ...). Received: {depth}")
     n = (depth - 2) // 6
@@ -77,13 +78,12 @@ def resnet(keras, depth: int, batchnorm: bool = True):
             kernel,
             strides=stride,
             padding="same",
-            use_bias=not batchnorm,
+            use_bias=False,
             kernel_initializer="he_normal",
             name=name,
         )(x)
-        if batchnorm:
-            # momentum 0.9: moving statistics that keep up with a short training run
-            x = L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        # momentum 0.9: moving statistics that keep up with a short training run
+        x = L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
         return L.ReLU(name=f"{name}_relu")(x) if relu else x
 
     inputs = keras.Input((28, 28, 1))
@@ -102,21 +102,6 @@ def resnet(keras, depth: int, batchnorm: bool = True):
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
 
 
-def fold_batchnorm(keras, model, depth: int):
-    """The same ResNet with each BN folded into the conv before it (inference BN)."""
-    folded = resnet(keras, depth, batchnorm=False)
-    for layer in folded.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel = model.get_layer(layer.name).kernel.numpy()
-            bn = model.get_layer(f"{layer.name}_bn")
-            gamma, beta, mean, var = (w.numpy() for w in bn.weights)
-            scale = gamma / np.sqrt(var + bn.epsilon)
-            layer.set_weights([kernel * scale, beta - mean * scale])
-        elif layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return folded
-
-
 def resnet_depth(name: str) -> int | None:
     """20 for "resnet20"; None for a name that is not a ResNet."""
     digits = name[len("resnet") :]
@@ -131,16 +116,20 @@ def build(keras, name: str):
     raise ValueError(f"Unknown model {name!r}: use lenet5 or resnet<6n+2> (resnet20).")
 
 
-def packed_bits_per_weight(report, layer: str):
-    """Bits per weight of a layer's kernel in a packed report ("" when not packed)."""
+def packed_kernel(report, layer: str) -> dict:
+    """Bits per weight and encoding of a layer's kernel in a packed report."""
     rows = [
         t
         for t in report.tensors
         if len(t.shape) >= 2 and (f"/{layer}_" in t.name or f"/{layer}/" in t.name)
     ]
-    if not rows:
-        return ""
-    return round(max(rows, key=lambda t: t.original_bytes).bits_per_weight, 3)
+    if not rows or max(rows, key=lambda t: t.original_bytes).encoding == "raw":
+        return {"packed bits/weight": "", "packed encoding": "not packed"}
+    row = max(rows, key=lambda t: t.original_bytes)
+    return {
+        "packed bits/weight": round(row.bits_per_weight, 3),
+        "packed encoding": row.encoding,
+    }
 
 
 def compile_model(keras, model, lr: float, steps: int):
@@ -196,10 +185,8 @@ def run_model(name, data, tf, keras, tfedge):
     float_tflite = to_tflite(tf, model)
     int8_tflite = to_tflite(tf, model, int8_from=x_tr[:200])
 
-    depth = resnet_depth(name)
-    base = model if depth is None else fold_batchnorm(keras, model, depth)
     t0 = time.perf_counter()
-    tern = tfedge.keras.ternarize(base, threshold=FLAGS.threshold)
+    tern = tfedge.keras.ternarize(model, threshold=FLAGS.threshold)
     compile_model(keras, tern, FLAGS.ternary_lr, steps * FLAGS.ternary_epochs)
     tern_acc0 = tern.evaluate(x_te, y_te, verbose=0)[1]
     tern.fit(
@@ -235,9 +222,7 @@ def run_model(name, data, tf, keras, tfedge):
                     "Wn": float(wrapper.wn.numpy()),
                     "sparsity": float(np.mean(k == 0)),
                     "distinct values": int(len(np.unique(k))),
-                    "packed bits/weight": packed_bits_per_weight(
-                        lossless.report, wrapper.name
-                    ),
+                    **packed_kernel(lossless.report, wrapper.name),
                 }
             )
     sparsity = zeros / max(total, 1)
