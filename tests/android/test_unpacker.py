@@ -1,11 +1,12 @@
 """The Java unpacker (android_demo/unpacker) against the Python reader and expander.
 
-Java is compiled once per session. Payloads of every codec (dense/sparse x raw/codebook
-x fixed/Huffman) decode to the same bytes as `tfedge.codecs.decode_payload`, and
-malformed ones give the same message; packed models (real `tfedge.compress` output and
-models packed here with one forced codec) expand to the same model as `tfedge.expand`,
-with equal weight bytes and equal interpreter outputs. Every JUnit test of the unpacker
-is one item here.
+Java is compiled once per session. Payloads of every codec (dense/sparse x
+raw/codebook/per-channel codebook x fixed/Huffman) decode to the same bytes as
+`tfedge.codecs.decode_payload`, and malformed ones give the same message; packed models
+(real `tfedge.compress` output, one with per-channel codebooks, and models packed here
+with one forced codec) expand to the same model as `tfedge.expand`, with equal weight
+bytes and equal interpreter outputs. Every JUnit test of the unpacker is one item
+here.
 Skips, with the reason, when no JDK or no JUnit 4 is installed.
 """
 
@@ -20,8 +21,8 @@ import pytest
 
 import tfedge
 from tests.android import _java
-from tfedge.codecs import decode_payload, encode_payload
-from tfedge.pack._graph import decode_ops, insert_decoders
+from tfedge.codecs import decode_payload, encode_payload, inspect_payload
+from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
 from tfedge.tflite import TYPES, buffer_data, read, write
 
 SEED = 0
@@ -179,30 +180,44 @@ def _python_outcome(payload: bytes, expected: int | None):
         return str(e)
 
 
+def _compare_payloads(java_cp, work, payloads: dict) -> dict:
+    """payloads: {key: [(payload, expected size or None)]}; runs them all in one Java
+    batch and returns {key: [(python outcome, java outcome)]} (bytes or the message)."""
+    jobs, meta = [], []
+    for key, items in payloads.items():
+        for j, (p, exp) in enumerate(items):
+            src = work / f"{len(meta)}.bin"
+            src.write_bytes(p)
+            args = ("payload", str(src), str(src) + ".out")
+            jobs.append(args + ((str(exp),) if exp is not None else ()))
+            meta.append((key, p, exp, src))
+    answers = _java.run_batch(java_cp, work, jobs)
+    outcomes: dict = {key: [] for key in payloads}
+    for (key, p, exp, src), err in zip(meta, answers, strict=True):
+        java_out = (
+            err if err is not None else (src.with_suffix(".bin.out")).read_bytes()
+        )
+        outcomes[key].append((_python_outcome(p, exp), java_out))
+    return outcomes
+
+
+def _with_mutants(reference: bytes, expected: int, rng) -> list:
+    """The payload and its mutants, every other one with the tensor's size."""
+    return [
+        (p, expected if j % 2 == 0 else None)
+        for j, p in enumerate([reference, *_mutations(reference, rng)])
+    ]
+
+
 @pytest.fixture(scope="session")
 def payload_outcomes(java_cp, tmp_path_factory):
     """Per case: [(python outcome, java outcome)] over the payload and its mutants."""
     rng = np.random.default_rng(SEED)
-    work = tmp_path_factory.mktemp("payloads")
-    jobs, meta = [], []
+    payloads = {}
     for case in PAYLOAD_CASES:
         reference = _reference_payload(case, rng)
-        expected = 3000 * case[1]
-        for j, p in enumerate([reference, *_mutations(reference, rng)]):
-            src = work / f"{_case_id(case)}-{j}.bin"
-            src.write_bytes(p)
-            exp = expected if j % 2 == 0 else None  # with and without the tensor's size
-            args = ("payload", str(src), str(src) + ".out")
-            jobs.append(args + ((str(exp),) if exp is not None else ()))
-            meta.append((case, p, exp, src))
-    answers = _java.run_batch(java_cp, work, jobs)
-    outcomes: dict = {case: [] for case in PAYLOAD_CASES}
-    for (case, p, exp, src), err in zip(meta, answers, strict=True):
-        java_out = (
-            err if err is not None else (src.with_suffix(".bin.out")).read_bytes()
-        )
-        outcomes[case].append((_python_outcome(p, exp), java_out))
-    return outcomes
+        payloads[case] = _with_mutants(reference, 3000 * case[1], rng)
+    return _compare_payloads(java_cp, tmp_path_factory.mktemp("payloads"), payloads)
 
 
 @pytest.mark.parametrize("case", PAYLOAD_CASES, ids=_case_id)
@@ -224,6 +239,199 @@ def test_malformed_payload_same_outcome(payload_outcomes, case):
         assert java == python, f"mutant {i}"
         errors += isinstance(python, str)
     assert errors >= len(results) // 2  # the mutants do reach the checks
+
+
+# ---------------------------------------------------------------- per-channel codebooks
+
+# Value kind 2 (format version 2): (layout, coding, channels C, run R, repeats, element
+# size, gap bits); N = C x R x repeats, element i in channel (i // R) % C.
+CHANNEL_CASES = [
+    ("dense", "fixed", 8, 36, 1, 4, None),  # a [O, H, W, I] kernel's output channels
+    ("dense", "huffman", 16, 1, 9, 4, None),  # R = 1: a depthwise kernel's channels
+    ("dense", "huffman", 1, 50, 4, 4, None),  # C = 1
+    ("dense", "fixed", 3, 7, 10, 2, None),
+    ("dense", "huffman", 5, 3, 20, 1, None),
+    ("dense", "fixed", 4, 5, 6, 8, None),
+    ("sparse", "fixed", 4, 100, 1, 4, 2),
+    ("sparse", "huffman", 5, 3, 20, 4, 1),
+    ("sparse", "huffman", 1, 1, 300, 1, 2),  # C = 1 and R = 1
+    ("sparse", "fixed", 6, 1, 50, 8, 3),
+    ("sparse", "huffman", 7, 13, 3, 2, 2),
+    ("sparse", "fixed", 9, 4, 8, 4, 1),
+]
+
+
+def _channel_id(case) -> str:
+    layout, coding, c, r, reps, es, g = case
+    gaps = f"-g{g}" if g else ""
+    return f"{layout}-{coding}-C{c}-R{r}-N{c * r * reps}-{es}B{gaps}"
+
+
+def _channel_payload(case, rng) -> tuple[bytes, int]:
+    """A random kind-2 payload: per channel c, entry 0 is 0 (the fill) and the others
+    that channel's own values (a ternary kernel times a per-channel scale for float32,
+    5 shared values per channel otherwise). Returns (payload, count of indices != 0)."""
+    layout, coding, c, r, reps, es, gap_bits = case
+    n = c * r * reps
+    dtype = {1: np.int8, 2: np.float16, 4: np.float32, 8: np.int64}[es]
+    k = 3 if es == 4 else 6
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        others = rng.integers(info.min, info.max, size=(c, k - 1), endpoint=True)
+    else:
+        # Channel c: -a_c, +b_c (, -a'_c, ...): alternating signs, own magnitudes.
+        signs = np.where(np.arange(k - 1) % 2 == 0, -1.0, 1.0)
+        others = rng.uniform(0.05, 2.0, size=(c, k - 1)) * signs
+    book = np.concatenate([np.zeros((c, 1)), others], axis=1).astype(dtype)
+    zero = 0.9 if layout == "sparse" else 0.3
+    idx = np.where(rng.random(n) < zero, 0, rng.integers(1, k, n))
+    common = dict(
+        element_type=ELEMENTS[es],
+        element_size=es,
+        count=n,
+        layout=layout,
+        value_kind="channel_codebook",
+        codebook=book,
+        indices=idx,
+        channel_run=r,
+        value_coding=coding,
+    )
+    if layout == "sparse":
+        common.update(fill=0, gap_bits=gap_bits, gap_coding=coding)
+    return encode_payload(**common), int(np.count_nonzero(idx))
+
+
+def _hand_payload(
+    body: bytes, *, decoded: int, version=2, layout=0, kind=2, etype=9, es=1
+) -> bytes:
+    head = b"TFEP" + struct.pack(
+        "<BBBBB3sQII", version, layout, kind, etype, es, b"\0\0\0", decoded, 0, 0
+    )
+    return _reseal(bytearray(head + body))
+
+
+def _fixed(symbols, bits) -> bytes:
+    acc = "".join(format(s, f"0{bits}b") for s in symbols)
+    acc += "0" * (-len(acc) % 8)
+    data = bytes(int(acc[i : i + 8], 2) for i in range(0, len(acc), 8))
+    return struct.pack("<BBII", 0, bits, len(symbols), len(data)) + data
+
+
+def _chan(k, c, r, entries=b"") -> bytes:
+    return struct.pack("<HII", k, c, r) + bytes(entries)
+
+
+# Hand-built kind-2 payloads: malformed ones (Java must give numpy's message) and edge
+# cases that decode.
+CHANNEL_EDGE_CASES = {
+    "hand_built": _hand_payload(
+        _chan(2, 2, 2, b"\x0a\x0b\x14\x15") + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        decoded=8,
+    ),
+    "empty_tensor_any_tiling": _hand_payload(
+        _chan(1, 3, 0xFFFFFFFF, b"\1\2\3") + _fixed([], 1), decoded=0
+    ),
+    "kind_2_in_version_1": _hand_payload(
+        _chan(2, 2, 2, b"\1\2\3\4") + _fixed([0] * 8, 1), decoded=8, version=1
+    ),
+    "version_3": _hand_payload(
+        _chan(1, 1, 1, b"\1") + _fixed([0], 1), decoded=1, version=3
+    ),
+    "unknown_kind_3": _hand_payload(_chan(1, 1, 1, b"\1"), decoded=1, kind=3),
+    "truncated_channel_header": _hand_payload(struct.pack("<HI", 1, 2), decoded=4),
+    "k_0": _hand_payload(_chan(0, 1, 1) + _fixed([0] * 4, 1), decoded=4),
+    "k_257": _hand_payload(_chan(257, 1, 1, b"\1"), decoded=4),
+    "zero_channels": _hand_payload(_chan(1, 0, 1) + _fixed([0] * 4, 1), decoded=4),
+    "zero_run": _hand_payload(_chan(1, 2, 0, b"\1\2") + _fixed([0] * 4, 1), decoded=4),
+    "not_tiling": _hand_payload(
+        _chan(1, 3, 1, b"\1\2\3") + _fixed([0] * 4, 1), decoded=4
+    ),
+    "run_too_long": _hand_payload(
+        _chan(1, 2, 3, b"\1\2") + _fixed([0] * 4, 1), decoded=4
+    ),
+    "channels_2^31": _hand_payload(_chan(1, 2**31, 1), decoded=4),
+    "run_2^31+2": _hand_payload(_chan(1, 2, 2**31 + 2), decoded=4),
+    "both_2^32-1": _hand_payload(_chan(1, 2**32 - 1, 2**32 - 1), decoded=4),
+    "product_2^32": _hand_payload(_chan(1, 65536, 65536), decoded=2**20),
+    "entries_2^32_bytes": _hand_payload(_chan(256, 2**24, 1, b"\1\2"), decoded=2**24),
+    "entries_2^43_bytes": _hand_payload(
+        _chan(256, 2**32 - 1, 2**32 - 1), decoded=0, etype=4, es=8
+    ),
+    "truncated_entries": _hand_payload(_chan(2, 2, 2, b"\1\2\3"), decoded=4),
+    "index_beyond_k": _hand_payload(
+        _chan(2, 2, 2, b"\1\2\3\4") + _fixed([0, 1, 2, 0], 2), decoded=4
+    ),
+    "index_beyond_k_one_channel": _hand_payload(
+        _chan(2, 1, 4, b"\1\2") + _fixed([0, 1, 3, 0], 2), decoded=4
+    ),
+    "sparse_index_beyond_k": _hand_payload(
+        _chan(2, 2, 2, b"\0\2\0\4") + b"\0" + _fixed([1, 1], 2) + _fixed([1, 3], 2),
+        decoded=4,
+        layout=1,
+    ),
+    "sparse_cursor_past_end": _hand_payload(
+        _chan(2, 2, 2, b"\0\2\0\4") + b"\0" + _fixed([1, 3], 2) + _fixed([1, 1], 2),
+        decoded=4,
+        layout=1,
+    ),
+    "trailing_bytes": _hand_payload(
+        _chan(1, 2, 2, b"\1\2") + _fixed([0] * 4, 1) + b"\0", decoded=4
+    ),
+}
+CHANNEL_EDGE_OK = {"hand_built", "empty_tensor_any_tiling"}
+
+
+@pytest.fixture(scope="session")
+def channel_outcomes(java_cp, tmp_path_factory):
+    """Per random case: [(python, java)] over the payload and its mutants (with the
+    count of non-fill indices); per hand-built case: [(python, java)]."""
+    rng = np.random.default_rng(SEED + 2)
+    payloads, stored = {}, {}
+    for case in CHANNEL_CASES:
+        reference, stored[case] = _channel_payload(case, rng)
+        n_bytes = case[2] * case[3] * case[4] * case[5]
+        payloads[case] = _with_mutants(reference, n_bytes, rng)
+    for name, p in CHANNEL_EDGE_CASES.items():
+        payloads[name] = [(p, None)]
+    outcomes = _compare_payloads(java_cp, tmp_path_factory.mktemp("channel"), payloads)
+    return outcomes, payloads, stored
+
+
+@pytest.mark.parametrize("case", CHANNEL_CASES, ids=_channel_id)
+def test_channel_codebook_decodes_like_numpy(channel_outcomes, case):
+    outcomes, payloads, stored = channel_outcomes
+    python, java = outcomes[case][0]
+    assert isinstance(python, bytes), python
+    assert java == python
+    info = inspect_payload(payloads[case][0][0])
+    assert (info.header.version, info.header.value_kind) == (2, "channel_codebook")
+    assert info.encoding.startswith(f"{case[0]}/channel_codebook/")
+    if case[0] == "sparse":
+        # Small gap widths over long fill runs: the stream holds filler entries too.
+        assert info.gaps.count > stored[case]
+
+
+@pytest.mark.parametrize("case", CHANNEL_CASES, ids=_channel_id)
+def test_malformed_channel_codebook_same_outcome(channel_outcomes, case):
+    results = channel_outcomes[0][case][1:]
+    errors = 0
+    for i, (python, java) in enumerate(results):
+        assert type(java) is type(python), (
+            f"mutant {i}: python {python!r}, java {java!r}"
+        )
+        assert java == python, f"mutant {i}"
+        errors += isinstance(python, str)
+    assert errors >= len(results) // 2
+
+
+@pytest.mark.parametrize("name", CHANNEL_EDGE_CASES)
+def test_hand_built_channel_codebook_same_outcome(channel_outcomes, name):
+    ((python, java),) = channel_outcomes[0][name]
+    if name in CHANNEL_EDGE_OK:
+        assert isinstance(python, bytes), python
+    else:
+        assert isinstance(python, str), "numpy accepted the payload"
+    assert java == python
 
 
 # ---------------------------------------------------------------- models
@@ -413,6 +621,90 @@ def test_expanded_size_is_close_to_python(expanded_models):
     """Java's writer only adds alignment padding and per-table vtables over Python's."""
     for case, (_, _, py, java) in expanded_models.items():
         assert abs(len(java) - len(py)) <= 0.05 * len(py) + 4096, case
+
+
+# ---------------------------------------------------------------- a per-channel model
+
+# The per-channel model's Conv2D layers: (filters, zero fraction of the ternary kernel).
+CHANNEL_CONVS = ((32, 1 / 3), (16, 0.9))
+
+
+def _channel_scaled_conv_model():
+    """Conv2D kernels sign x per-output-channel scale: output channel c holds only
+    {-a_c, 0, +b_c} (a ternary kernel with a folded batch normalisation), 96 and 48
+    distinct values over the whole kernel. Returns (model, kernels as Keras holds them,
+    [H, W, I, O])."""
+    import keras
+
+    keras.utils.set_random_seed(SEED)
+    L = keras.layers
+    model = keras.Sequential(
+        [keras.Input((10, 10, 8))]
+        + [
+            L.Conv2D(filters, 3, activation="relu", name=f"ternary{i}")
+            for i, (filters, _) in enumerate(CHANNEL_CONVS)
+        ]
+        + [L.Flatten(), L.Dense(10, name="logits")]
+    )
+    rng = np.random.default_rng(SEED)
+    kernels = []
+    for layer, (filters, zero) in zip(
+        model.layers[: len(CHANNEL_CONVS)], CHANNEL_CONVS, strict=True
+    ):
+        kernel, bias = layer.get_weights()
+        assert kernel.shape[-1] == filters
+        p_sign = (1 - zero) / 2
+        sign = rng.choice([-1, 0, 1], kernel.shape, p=[p_sign, zero, p_sign])
+        a = rng.uniform(0.05, 0.3, filters)
+        b = rng.uniform(0.05, 0.3, filters)
+        kernel = np.where(sign > 0, b, np.where(sign < 0, -a, 0.0)).astype(np.float32)
+        layer.set_weights([kernel, bias])
+        kernels.append(kernel)
+    return model, kernels
+
+
+@pytest.fixture(scope="session")
+def channel_model(java_cp, tmp_path_factory):
+    """(Keras kernels, report, packed, python-expanded, java-expanded or the error)."""
+    model, kernels = _channel_scaled_conv_model()
+    packed = tfedge.compress(model, lossless=True, min_bytes=MIN_BYTES, progress=False)
+    data = bytes(packed)
+    work = tmp_path_factory.mktemp("channel-model")
+    (work / "packed.tflite").write_bytes(data)
+    (err,) = _java.run_batch(
+        java_cp,
+        work,
+        [("expand", str(work / "packed.tflite"), str(work / "expanded.tflite"))],
+    )
+    java = err if err is not None else (work / "expanded.tflite").read_bytes()
+    py = tfedge.expand(data, decoder=decode_payload)
+    return kernels, packed.report, data, py, java
+
+
+def test_per_channel_model_expands_like_python(channel_model):
+    kernels, report, packed, py, java = channel_model
+    encodings = [t.encoding for t in report.tensors]
+    assert any("channel_codebook" in e for e in encodings), encodings
+    assert report.format_version == 2
+    assert packed_format_version(read(packed)) == 2
+    assert isinstance(java, bytes), java
+    assert not list(decode_ops(read(java)))
+    assert _canonical(java) == _canonical(py)
+    assert _weights(java) == _weights(py)
+    # The kernels come back bit for bit, as TFLite stores them: [O, H, W, I].
+    model = read(java)
+    by_shape = {
+        tuple(t.shape): bytes(buffer_data(model, t.buffer))
+        for t in model.subgraphs[0].tensors
+        if t.shape is not None and len(t.shape) == 4
+    }
+    for kernel in kernels:
+        ohwi = np.ascontiguousarray(kernel.transpose(3, 0, 1, 2))
+        assert by_shape[ohwi.shape] == ohwi.tobytes()
+    java_out, py_out = _outputs(java), _outputs(py)
+    assert len(java_out) == len(py_out) > 0
+    for a, b in zip(java_out, py_out, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=OUTPUT_ATOL)
 
 
 # ---------------------------------------------------------------- corrupted files

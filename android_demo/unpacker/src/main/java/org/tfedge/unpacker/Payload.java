@@ -5,8 +5,9 @@ import java.util.zip.CRC32;
 
 /**
  * Reads one tfedge payload (docs/FORMAT.md section 2): the header checks, in the order the
- * format lists them, then the body (codebook, fill value, gap and value streams) and the
- * decode into the tensor's bytes.
+ * format lists them, then the body (codebook, plain or per-channel, fill value, gap and
+ * value streams) and the decode into the tensor's bytes. It reads format versions 1 and 2
+ * (version 2 adds value kind 2, the per-channel codebook).
  *
  * <p>Checks, their order and their messages follow the numpy reader
  * ({@code tfedge.codecs.decode_payload}), so both report the same error for the same file.
@@ -16,7 +17,7 @@ import java.util.zip.CRC32;
  */
 public final class Payload {
     /** The newest payload format version this reader accepts. */
-    public static final int FORMAT_VERSION = 1;
+    public static final int FORMAT_VERSION = 2;
     /** Header bytes before the body. */
     public static final int HEADER_SIZE = 28;
     /** The bound on the decoded size when nothing smaller is known. */
@@ -26,6 +27,9 @@ public final class Payload {
     public static final int LAYOUT_SPARSE = 1;
     public static final int KIND_RAW = 0;
     public static final int KIND_CODEBOOK = 1;
+    /** Per-channel codebook indices (format version 2 and newer). */
+    public static final int KIND_CHANNEL_CODEBOOK = 2;
+    static final int MAX_CODEBOOK = 256;
     static final int CODING_FIXED = 0;
     static final int CODING_HUFFMAN = 1;
     static final int MAX_CODE_LENGTH = 15;
@@ -96,8 +100,14 @@ public final class Payload {
             throw err("unknown layout " + layout + " (0 dense, 1 sparse)", tensor, 5);
         }
         int kind = buf[off + 6] & 0xff;
-        if (kind != KIND_RAW && kind != KIND_CODEBOOK) {
-            throw err("unknown value kind " + kind + " (0 raw, 1 codebook)", tensor, 6);
+        if (kind != KIND_RAW && kind != KIND_CODEBOOK && kind != KIND_CHANNEL_CODEBOOK) {
+            throw err("unknown value kind " + kind
+                    + " (0 raw, 1 codebook, 2 per-channel codebook)", tensor, 6);
+        }
+        if (version < kindVersion(kind)) {
+            throw err("value kind " + kind + " (" + kindName(kind) + ") needs payload format "
+                    + "version " + kindVersion(kind) + ", this payload says " + version, tensor,
+                    6);
         }
         int elementType = buf[off + 7] & 0xff;
         int es = buf[off + 8] & 0xff;
@@ -157,21 +167,51 @@ public final class Payload {
         int pos = HEADER_SIZE;
         byte[] codebook = null;
         int k = 0;
-        if (valueKind == KIND_CODEBOOK) {
+        // Per-channel codebooks: element i's entries are channel (i / run) % channels's, at
+        // codebook[(channel * k + index) * es]. The plain codebook is one channel.
+        int channels = 1;
+        int run = Math.max(n, 1);
+        if (valueKind != KIND_RAW) {
             if (size - pos < 2) {
                 throw err("truncated codebook size", tensor, pos);
             }
             k = u16(pos);
-            if (k < 1 || k > 256) {
-                throw err("codebook size " + k + " is not in [1, 256]", tensor, pos);
+            if (k < 1 || k > MAX_CODEBOOK) {
+                throw err("codebook size " + k + " is not in [1, " + MAX_CODEBOOK + "]", tensor,
+                        pos);
             }
             pos += 2;
-            if (size - pos < k * es) {
+            if (valueKind == KIND_CHANNEL_CODEBOOK) {
+                if (size - pos < 8) {
+                    throw err("truncated channel count and channel run", tensor, pos);
+                }
+                // Unsigned 32-bit each: compared as longs, without overflow.
+                long c = le32(buf, start + pos);
+                long r = le32(buf, start + pos + 4);
+                if (c < 1 || r < 1) {
+                    throw err("channel count " + c + " and channel run " + r
+                            + " must both be >= 1", tensor, pos);
+                }
+                if (n > 0 && (c > n || r > n / c || n % (c * r) != 0)) {
+                    throw err(c + " channels of " + r + " elements do not tile the tensor's "
+                            + n + " elements", tensor, pos);
+                }
+                pos += 8;
+                long need = c * k * es; // < 2^43: no overflow
+                if (size - pos < need) {
+                    throw err("truncated codebook: " + need + " bytes needed, " + (size - pos)
+                            + " present", tensor, pos);
+                }
+                channels = (int) c; // its entries are present, so c < 2^31
+                run = (int) Math.min(r, Integer.MAX_VALUE); // r <= n unless n == 0
+            } else if (size - pos < k * es) {
                 throw err("truncated codebook: " + k * es + " bytes needed, " + (size - pos)
                         + " present", tensor, pos);
             }
-            codebook = Arrays.copyOfRange(buf, start + pos, start + pos + k * es);
-            pos += k * es;
+            // Present, so smaller than the payload: the int arithmetic below cannot overflow.
+            int bookBytes = channels * k * es;
+            codebook = Arrays.copyOfRange(buf, start + pos, start + pos + bookBytes);
+            pos += bookBytes;
         }
         byte[] fill = null;
         byte[] gaps = null;
@@ -215,12 +255,13 @@ public final class Payload {
         if (pos != size) {
             throw err((size - pos) + " trailing bytes after the value stream", tensor, pos);
         }
-        if (codebook != null && k < 256) {
+        if (codebook != null && k < MAX_CODEBOOK) {
             for (int j = 0; j < v.count; j++) {
                 int s = values[j] & 0xff;
                 if (s >= k) {
                     throw err("value " + j + " is codebook index " + s + ", but the codebook has "
-                            + k + " entries", tensor, valuesAt);
+                            + k + " entries" + (channels > 1 ? " per channel" : ""), tensor,
+                            valuesAt);
                 }
             }
         }
@@ -230,16 +271,34 @@ public final class Payload {
         byte[] out = new byte[n * es];
         final int outOff = 0;
         if (layout == LAYOUT_DENSE) {
-            expandCodebook(values, n, codebook, es, out, outOff);
+            if (channels == 1) {
+                expandCodebook(values, 0, n, codebook, 0, es, out, outOff);
+            } else {
+                // Runs of `run` elements, channel 0, 1, ..., channels - 1, 0, ... (C x R
+                // divides n).
+                final int channelBytes = k * es;
+                for (int i = 0, c = 0; i < n; i += run) {
+                    expandCodebook(values, i, run, codebook, c * channelBytes, es, out,
+                            outOff + i * es);
+                    if (++c == channels) {
+                        c = 0;
+                    }
+                }
+            }
             return out;
         }
         fillElements(out, outOff, n, fill, es);
         long cursor = -1;
         for (int j = 0; j < stored; j++) {
             cursor += (gaps[j] & 0xff) + 1;
-            int dst = outOff + (int) cursor * es;
+            int at = (int) cursor;
+            int dst = outOff + at * es;
             if (codebook != null) {
-                System.arraycopy(codebook, (values[j] & 0xff) * es, out, dst, es);
+                int entry = values[j] & 0xff;
+                if (channels > 1) {
+                    entry += (at / run % channels) * k;
+                }
+                System.arraycopy(codebook, entry * es, out, dst, es);
             } else {
                 System.arraycopy(values, j * es, out, dst, es);
             }
@@ -247,27 +306,42 @@ public final class Payload {
         return out;
     }
 
+    /** The first payload format version that has value kind {@code kind}. */
+    static int kindVersion(int kind) {
+        return kind == KIND_CHANNEL_CODEBOOK ? 2 : 1;
+    }
+
+    /** The value kind's name as the numpy reader spells it. */
+    static String kindName(int kind) {
+        return kind == KIND_RAW ? "raw" : kind == KIND_CODEBOOK ? "codebook" : "channel_codebook";
+    }
+
     private int u16(int pos) {
         return (buf[start + pos] & 0xff) | (buf[start + pos + 1] & 0xff) << 8;
     }
 
-    private static void expandCodebook(byte[] sym, int n, byte[] book, int es, byte[] out,
-            int o) {
+    /**
+     * Looks up symbols {@code sym[from, from + n)} in the entries that start at
+     * {@code book[b0]} and writes the elements from {@code out[o]} on.
+     */
+    private static void expandCodebook(byte[] sym, int from, int n, byte[] book, int b0,
+            int es, byte[] out, int o) {
+        final int end = from + n;
         if (es == 1) {
-            for (int i = 0; i < n; i++) {
-                out[o + i] = book[sym[i] & 0xff];
+            for (int i = from, d = o; i < end; i++, d++) {
+                out[d] = book[b0 + (sym[i] & 0xff)];
             }
         } else if (es == 4) {
-            for (int i = 0, d = o; i < n; i++, d += 4) {
-                int b = (sym[i] & 0xff) << 2;
+            for (int i = from, d = o; i < end; i++, d += 4) {
+                int b = b0 + ((sym[i] & 0xff) << 2);
                 out[d] = book[b];
                 out[d + 1] = book[b + 1];
                 out[d + 2] = book[b + 2];
                 out[d + 3] = book[b + 3];
             }
         } else {
-            for (int i = 0, d = o; i < n; i++, d += es) {
-                System.arraycopy(book, (sym[i] & 0xff) * es, out, d, es);
+            for (int i = from, d = o; i < end; i++, d += es) {
+                System.arraycopy(book, b0 + (sym[i] & 0xff) * es, out, d, es);
             }
         }
     }

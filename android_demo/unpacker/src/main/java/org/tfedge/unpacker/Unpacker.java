@@ -28,8 +28,11 @@ import java.util.regex.Pattern;
  * <p>Usage: {@code ByteBuffer model = Unpacker.expand(bytes); new Interpreter(model);}
  */
 public final class Unpacker {
-    /** The newest {@code tfedge} metadata format version this reader accepts. */
-    public static final int FORMAT_VERSION = 1;
+    /**
+     * The newest {@code tfedge} metadata format version this reader accepts: a file's version
+     * is the highest of its payloads' (docs/FORMAT.md section 1), so it is the payloads'.
+     */
+    public static final int FORMAT_VERSION = Payload.FORMAT_VERSION;
     static final String DECODE_OP = "TFEDGE_DECODE";
     static final String METADATA_NAME = "tfedge";
     static final int CUSTOM = 32;

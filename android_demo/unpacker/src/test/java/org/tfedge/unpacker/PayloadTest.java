@@ -2,9 +2,12 @@ package org.tfedge.unpacker;
 
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
 import org.junit.Test;
 
@@ -14,6 +17,7 @@ public class PayloadTest {
     static final int SPARSE = 1;
     static final int RAW = 0;
     static final int BOOK = 1;
+    static final int CHANNEL = 2;
     static final int FLOAT32 = 0;
     static final int INT8 = 9;
     static final long NO_SIZE = -1;
@@ -207,9 +211,20 @@ public class PayloadTest {
     @Test
     public void newerVersion() {
         byte[] p = denseRawFloats();
+        p[4] = 3;
+        assertError(p, "tensor 'w', byte 4: payload format version 3 is newer than this "
+                + "reader's 2; upgrade tfedge");
+        p[4] = 0;
+        assertError(p, "tensor 'w', byte 4: unknown payload format version 0");
+    }
+
+    @Test
+    public void version2ReadsVersion1Kinds() throws Exception {
+        // Kinds 0 and 1 are the same in a version-2 payload.
+        byte[] p = denseRawFloats();
         p[4] = 2;
-        assertError(p, "tensor 'w', byte 4: payload format version 2 is newer than this "
-                + "reader's 1; upgrade tfedge");
+        Payloads.fixCrc(p);
+        assertArrayEquals(Payloads.floats(1f, -2f, 3.5f), decode(p));
     }
 
     @Test
@@ -219,7 +234,12 @@ public class PayloadTest {
         assertError(p, "tensor 'w', byte 5: unknown layout 2 (0 dense, 1 sparse)");
         p = denseRawFloats();
         p[6] = 7;
-        assertError(p, "tensor 'w', byte 6: unknown value kind 7 (0 raw, 1 codebook)");
+        assertError(p, "tensor 'w', byte 6: unknown value kind 7 (0 raw, 1 codebook, "
+                + "2 per-channel codebook)");
+        p = denseRawFloats();
+        p[6] = 3;
+        assertError(p, "tensor 'w', byte 6: unknown value kind 3 (0 raw, 1 codebook, "
+                + "2 per-channel codebook)");
         p = denseRawFloats();
         p[8] = 3;
         assertError(p, "tensor 'w', byte 8: element size 3 is not 1, 2, 4 or 8");
@@ -377,11 +397,263 @@ public class PayloadTest {
                 "tensor 'w', byte 28: truncated fill value: 1 bytes needed, 0 present");
     }
 
+    // ---- per-channel codebooks (value kind 2, format version 2) ----------------------------
+
+    /** Element i of a per-channel payload: channel (i / run) % channels's entry idx[i]. */
+    static byte[] channelReference(byte[] entries, int es, int k, int channels, int run,
+            int[] idx) {
+        byte[] out = new byte[idx.length * es];
+        for (int i = 0; i < idx.length; i++) {
+            int c = (i / run) % channels;
+            System.arraycopy(entries, (c * k + idx[i]) * es, out, i * es, es);
+        }
+        return out;
+    }
+
+    /** A ternary kernel's codebooks: channel c holds {0, -a_c, +b_c}. */
+    static float[] ternaryBooks(int channels, Random rng) {
+        float[] book = new float[3 * channels];
+        for (int c = 0; c < channels; c++) {
+            book[3 * c] = 0f;
+            book[3 * c + 1] = -(0.5f + 1.5f * rng.nextFloat());
+            book[3 * c + 2] = 0.5f + 1.5f * rng.nextFloat();
+        }
+        return book;
+    }
+
+    @Test
+    public void channelCodebookDenseHandBuilt() throws Exception {
+        // 2 channels of runs of 2 over 8 elements: channels 0 0 1 1 0 0 1 1.
+        byte[] p = Payloads.payload(DENSE, CHANNEL, INT8, 1, 8,
+                Payloads.channelCodebookPrefix(new byte[] {10, 11, 20, 21}, 1, 2, 2),
+                Payloads.fixedStream(new int[] {0, 1, 0, 1, 1, 1, 0, 0}, 1));
+        assertArrayEquals(new byte[] {10, 11, 20, 21, 11, 11, 20, 20}, decode(p));
+        Payload h = Payload.parse(p, 0, p.length, Payload.DEFAULT_BOUND, 8, "w");
+        assertEquals(2, h.version);
+        assertEquals(Payload.KIND_CHANNEL_CODEBOOK, h.valueKind);
+    }
+
+    /** Several (C, R) tilings, including R = 1 and C = 1, fixed and Huffman indices. */
+    @Test
+    public void channelCodebookDenseTilings() throws Exception {
+        int[][] tilings = {{1, 50, 1}, {8, 36, 1}, {16, 1, 9}, {5, 3, 4}, {3, 7, 2}, {1, 1, 5}};
+        Random rng = new Random(3);
+        for (int[] t : tilings) {
+            int channels = t[0];
+            int run = t[1];
+            int n = channels * run * t[2];
+            float[] book = ternaryBooks(channels, rng);
+            byte[] entries = Payloads.floats(book);
+            int[] idx = new int[n];
+            for (int i = 0; i < n; i++) {
+                int r = rng.nextInt(4);
+                idx[i] = r < 2 ? 0 : r - 1; // half zeros
+            }
+            byte[] want = channelReference(entries, 4, 3, channels, run, idx);
+            String what = "C=" + channels + " R=" + run + " N=" + n;
+            byte[] prefix = Payloads.channelCodebookPrefix(entries, 4, channels, run);
+            assertArrayEquals(what + " fixed", want, decode(Payloads.payload(DENSE, CHANNEL,
+                    FLOAT32, 4, 4L * n, prefix, Payloads.fixedStream(idx, 2))));
+            assertArrayEquals(what + " huffman", want, decode(Payloads.payload(DENSE, CHANNEL,
+                    FLOAT32, 4, 4L * n, prefix,
+                    Payloads.huffmanStream(idx, 2, new int[] {1, 2, 2, 0}, 7))));
+        }
+    }
+
+    @Test
+    public void channelCodebookOtherElementSizes() throws Exception {
+        Random rng = new Random(4);
+        for (int es : new int[] {1, 2, 8}) {
+            int channels = 3;
+            int run = 2;
+            int k = 4;
+            int n = channels * run * 3;
+            byte[] entries = new byte[channels * k * es];
+            rng.nextBytes(entries);
+            int[] idx = new int[n];
+            for (int i = 0; i < n; i++) {
+                idx[i] = rng.nextInt(k);
+            }
+            byte[] p = Payloads.payload(DENSE, CHANNEL, es == 8 ? 4 : es == 2 ? 1 : INT8, es,
+                    (long) n * es, Payloads.channelCodebookPrefix(entries, es, channels, run),
+                    Payloads.fixedStream(idx, 2));
+            assertArrayEquals("es=" + es, channelReference(entries, es, k, channels, run, idx),
+                    decode(p));
+        }
+    }
+
+    /** Sparse: a stored entry's channel is that of the position the cursor gives it. */
+    @Test
+    public void channelCodebookSparseHandBuilt() throws Exception {
+        // N = 8, C = 2, R = 2: channels 0 0 1 1 0 0 1 1; index 0 is 0 in both channels.
+        // Stored entries at 1 (channel 0), 2 (channel 1) and 7 (channel 1), all index 1.
+        byte[] p = Payloads.payload(SPARSE, CHANNEL, INT8, 1, 8,
+                Payloads.channelCodebookPrefix(new byte[] {0, 5, 0, 7}, 1, 2, 2),
+                new byte[] {0}, Payloads.fixedStream(new int[] {1, 0, 4}, 3),
+                Payloads.fixedStream(new int[] {1, 1, 1}, 1));
+        assertArrayEquals(new byte[] {0, 5, 7, 0, 0, 0, 0, 7}, decode(p));
+    }
+
+    /**
+     * Sparse with 2-bit gaps over a mostly-zero ternary kernel: long zero runs need filler
+     * entries (index 0, the fill, in whichever channel they land), fixed and Huffman.
+     */
+    @Test
+    public void channelCodebookSparseWithFillers() throws Exception {
+        int[][] tilings = {{4, 25, 2}, {7, 1, 30}, {1, 60, 1}};
+        Random rng = new Random(5);
+        for (int[] t : tilings) {
+            int channels = t[0];
+            int run = t[1];
+            int n = channels * run * t[2];
+            byte[] entries = Payloads.floats(ternaryBooks(channels, rng));
+            int[] idx = new int[n];
+            for (int i = 0; i < n; i++) {
+                idx[i] = rng.nextInt(10) == 0 ? 1 + rng.nextInt(2) : 0;
+            }
+            // The relative index: gaps of at most 3, a filler (index 0) when longer.
+            List<Integer> gaps = new ArrayList<Integer>();
+            List<Integer> vals = new ArrayList<Integer>();
+            int last = -1;
+            int fillers = 0;
+            for (int i = 0; i < n; i++) {
+                if (idx[i] == 0) {
+                    continue;
+                }
+                while (i - last - 1 > 3) {
+                    gaps.add(3);
+                    vals.add(0);
+                    last += 4;
+                    fillers++;
+                }
+                gaps.add(i - last - 1);
+                vals.add(idx[i]);
+                last = i;
+            }
+            assertTrue("the case has fillers", fillers > 0);
+            int[] g = new int[gaps.size()];
+            int[] v = new int[vals.size()];
+            for (int j = 0; j < g.length; j++) {
+                g[j] = gaps.get(j);
+                v[j] = vals.get(j);
+            }
+            byte[] want = channelReference(entries, 4, 3, channels, run, idx);
+            byte[] prefix = Payloads.channelCodebookPrefix(entries, 4, channels, run);
+            byte[] fill = Payloads.floats(0f);
+            String what = "C=" + channels + " R=" + run;
+            assertArrayEquals(what + " fixed", want, decode(Payloads.payload(SPARSE, CHANNEL,
+                    FLOAT32, 4, 4L * n, prefix, fill, Payloads.fixedStream(g, 2),
+                    Payloads.fixedStream(v, 2))));
+            assertArrayEquals(what + " huffman", want, decode(Payloads.payload(SPARSE, CHANNEL,
+                    FLOAT32, 4, 4L * n, prefix, fill,
+                    Payloads.huffmanStream(g, 2, new int[] {2, 2, 2, 2}, 5),
+                    Payloads.huffmanStream(v, 2, new int[] {2, 2, 1, 0}, 3))));
+        }
+    }
+
+    @Test
+    public void channelCodebookEmptyTensor() throws Exception {
+        // N = 0: any C, R >= 1 tile it; the entries must still be present.
+        byte[] p = Payloads.payload(DENSE, CHANNEL, INT8, 1, 0,
+                Payloads.channelCodebookPrefix(new byte[] {1, 2, 3}, 1, 3, 0xFFFFFFFFL),
+                Payloads.fixedStream(new int[0], 1));
+        assertEquals(0, decode(p).length);
+    }
+
+    @Test
+    public void channelKindNeedsVersion2() {
+        byte[] p = Payloads.payload(1, DENSE, CHANNEL, INT8, 1, 8,
+                Payloads.channelCodebookPrefix(new byte[] {10, 11, 20, 21}, 1, 2, 2),
+                Payloads.fixedStream(new int[] {0, 1, 0, 1, 1, 1, 0, 0}, 1));
+        assertError(p, "tensor 'w', byte 6: value kind 2 (channel_codebook) needs payload "
+                + "format version 2, this payload says 1");
+    }
+
+    @Test
+    public void channelCodebookErrors() {
+        byte[] four = Payloads.fixedStream(new int[] {0, 0, 0, 0}, 1);
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4, new byte[] {1, 0, 2, 0, 0}),
+                "tensor 'w', byte 30: truncated channel count and channel run");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(0, 1, 1, new byte[] {1}), four),
+                "tensor 'w', byte 28: codebook size 0 is not in [1, 256]");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(257, 1, 1, new byte[] {1}), four),
+                "tensor 'w', byte 28: codebook size 257 is not in [1, 256]");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 0, 1, new byte[0]), four),
+                "tensor 'w', byte 30: channel count 0 and channel run 1 must both be >= 1");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 2, 0, new byte[] {1, 2}), four),
+                "tensor 'w', byte 30: channel count 2 and channel run 0 must both be >= 1");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 3, 1, new byte[] {1, 2, 3}), four),
+                "tensor 'w', byte 30: 3 channels of 1 elements do not tile the tensor's 4 "
+                        + "elements");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 2, 3, new byte[] {1, 2}), four),
+                "tensor 'w', byte 30: 2 channels of 3 elements do not tile the tensor's 4 "
+                        + "elements");
+        // Unsigned 32-bit counts: 2^31 and 2^32 - 1 are not negative ints.
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 0x80000000L, 1, new byte[0]), four),
+                "tensor 'w', byte 30: 2147483648 channels of 1 elements do not tile the "
+                        + "tensor's 4 elements");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 2, 0x80000002L, new byte[0]), four),
+                "tensor 'w', byte 30: 2 channels of 2147483650 elements do not tile the "
+                        + "tensor's 4 elements");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 0xFFFFFFFFL, 0xFFFFFFFFL, new byte[0])),
+                "tensor 'w', byte 30: 4294967295 channels of 4294967295 elements do not tile "
+                        + "the tensor's 4 elements");
+        // C x R = 2^32 would be 0 in 32-bit arithmetic.
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 1 << 20,
+                Payloads.channelCodebookPrefix(1, 65536, 65536, new byte[0])),
+                "tensor 'w', byte 30: 65536 channels of 65536 elements do not tile the "
+                        + "tensor's 1048576 elements");
+        // All C x K x es bytes, counted in 64 bits (2^32 and ~2^43 here), before any copy.
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 1 << 24,
+                Payloads.channelCodebookPrefix(256, 1 << 24, 1, new byte[] {1, 2})),
+                "tensor 'w', byte 38: truncated codebook: 4294967296 bytes needed, 2 present");
+        assertError(Payloads.payload(DENSE, CHANNEL, 4, 8, 0,
+                Payloads.channelCodebookPrefix(256, 0xFFFFFFFFL, 0xFFFFFFFFL, new byte[0])),
+                "tensor 'w', byte 38: truncated codebook: 8796093020160 bytes needed, 0 "
+                        + "present");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {1, 2, 3})),
+                "tensor 'w', byte 38: truncated codebook: 4 bytes needed, 3 present");
+        // Indices < K (per channel), dense and sparse.
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {1, 2, 3, 4}),
+                Payloads.fixedStream(new int[] {0, 1, 2, 0}, 2)),
+                "tensor 'w', byte 42: value 2 is codebook index 2, but the codebook has 2 "
+                        + "entries per channel");
+        assertError(Payloads.payload(SPARSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {0, 2, 0, 4}), new byte[] {0},
+                Payloads.fixedStream(new int[] {1, 1}, 2),
+                Payloads.fixedStream(new int[] {1, 3}, 2)),
+                "tensor 'w', byte 54: value 1 is codebook index 3, but the codebook has 2 "
+                        + "entries per channel");
+        // One channel: the numpy reader's message has no "per channel".
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(2, 1, 4, new byte[] {1, 2}),
+                Payloads.fixedStream(new int[] {0, 1, 3, 0}, 2)),
+                "tensor 'w', byte 40: value 2 is codebook index 3, but the codebook has 2 "
+                        + "entries");
+        assertError(Payloads.payload(SPARSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {0, 2, 0, 4}), new byte[] {0},
+                Payloads.fixedStream(new int[] {1, 3}, 2),
+                Payloads.fixedStream(new int[] {1, 1}, 2)),
+                "tensor 'w', byte 43: sparse index entry 1 lands on element 5, past the 4 "
+                        + "elements");
+    }
+
     /** Random corruption (with the CRC fixed) and every truncation: only format errors. */
     @Test
     public void mutationsGiveOnlyFormatErrors() {
         Random rng = new Random(7);
-        byte[][] seeds = new byte[3][];
+        byte[][] seeds = new byte[5][];
         seeds[0] = denseRawFloats();
         int[] idx = new int[300];
         for (int i = 0; i < idx.length; i++) {
@@ -395,6 +667,14 @@ public class PayloadTest {
                 Payloads.huffmanStream(new int[] {0, 1, 2, 0, 3}, 3,
                         new int[] {2, 2, 2, 2, 0, 0, 0, 0}, 2),
                 Payloads.fixedStream(new int[] {1, 2, 1, 2, 1}, 2));
+        seeds[3] = Payloads.payload(DENSE, CHANNEL, INT8, 1, 8,
+                Payloads.channelCodebookPrefix(new byte[] {10, 11, 20, 21}, 1, 2, 2),
+                Payloads.huffmanStream(new int[] {0, 1, 0, 1, 1, 1, 0, 0}, 1,
+                        new int[] {1, 1}, 3));
+        seeds[4] = Payloads.payload(SPARSE, CHANNEL, INT8, 1, 8,
+                Payloads.channelCodebookPrefix(new byte[] {0, 5, 0, 7}, 1, 2, 2),
+                new byte[] {0}, Payloads.fixedStream(new int[] {1, 0, 4}, 3),
+                Payloads.fixedStream(new int[] {1, 1, 1}, 1));
         int errors = 0;
         for (byte[] seed : seeds) {
             for (int len = 0; len < seed.length; len++) {

@@ -121,8 +121,17 @@ final class Payloads {
         return o.toByteArray();
     }
 
-    /** A whole payload: header (with CRC) and the body parts concatenated. */
+    /**
+     * A whole payload: header (with CRC) and the body parts concatenated, of the lowest
+     * format version that has the value kind (2 for the per-channel codebook, else 1).
+     */
     static byte[] payload(int layout, int kind, int type, int es, long decoded, byte[]... body) {
+        return payload(kind == 2 ? 2 : 1, layout, kind, type, es, decoded, body);
+    }
+
+    /** A whole payload of the given format version. */
+    static byte[] payload(int version, int layout, int kind, int type, int es, long decoded,
+            byte[]... body) {
         ByteArrayOutputStream b = new ByteArrayOutputStream();
         for (byte[] part : body) {
             b.write(part, 0, part.length);
@@ -133,7 +142,7 @@ final class Payloads {
         o.write('F');
         o.write('E');
         o.write('P');
-        u8(o, 1);
+        u8(o, version);
         u8(o, layout);
         u8(o, kind);
         u8(o, type);
@@ -165,6 +174,25 @@ final class Payloads {
     static byte[] codebookPrefix(byte[] entries, int es) {
         ByteArrayOutputStream o = new ByteArrayOutputStream();
         u16(o, entries.length / es);
+        o.write(entries, 0, entries.length);
+        return o.toByteArray();
+    }
+
+    /**
+     * The per-channel codebook section: K, C (channels), R (run) and the C x K entries,
+     * channel by channel ({@code entries.length / es / channels} is K).
+     */
+    static byte[] channelCodebookPrefix(byte[] entries, int es, long channels, long run) {
+        return channelCodebookPrefix((int) (entries.length / es / Math.max(channels, 1)),
+                channels, run, entries);
+    }
+
+    /** The same with K given (for malformed sections). */
+    static byte[] channelCodebookPrefix(int k, long channels, long run, byte[] entries) {
+        ByteArrayOutputStream o = new ByteArrayOutputStream();
+        u16(o, k);
+        u32(o, channels);
+        u32(o, run);
         o.write(entries, 0, entries.length);
         return o.toByteArray();
     }

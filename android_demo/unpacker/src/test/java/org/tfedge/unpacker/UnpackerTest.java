@@ -241,9 +241,24 @@ public class UnpackerTest {
     @Test
     public void newerFormatVersion() {
         Spec s = new Spec();
-        s.metadataJson = "{\"format_version\": 2}";
-        assertError(build(s), "packed format version 2 is newer than this tfedge reads (1): "
+        s.metadataJson = "{\"format_version\": 3}";
+        assertError(build(s), "packed format version 3 is newer than this tfedge reads (2): "
                 + "upgrade tfedge");
+    }
+
+    /** A version-2 file: w = {0.5, -1.25, 3} from a per-channel codebook (C = 3, R = 1). */
+    @Test
+    public void expandsVersion2File() throws Exception {
+        Spec s = new Spec();
+        s.metadataJson = "{\"format_version\": 2, \"producer\": \"test\"}";
+        s.payload = Payloads.payload(0, 2, 0, 4, 12,
+                Payloads.channelCodebookPrefix(Payloads.floats(9f, 0.5f, -1.25f, 9f, 3f, 9f),
+                        4, 3, 1),
+                Payloads.fixedStream(new int[] {1, 0, 0}, 1));
+        assertEquals(2, s.payload[4]);
+        FlatReader r = expanded(build(s));
+        int buffers = r.fieldRef(r.root(), 4);
+        assertArrayEquals(Payloads.floats(W), data(r, buffers, 1));
     }
 
     @Test
