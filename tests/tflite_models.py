@@ -114,6 +114,34 @@ def conv_int8(int8_io: bool = False) -> bytes:
     )
 
 
+def per_channel_ternary() -> bytes:
+    """Ternary kernels times a per-channel scale, the way the converter folds a batch
+    norm into a ternary convolution: 96 output channels x 3 values (over 256 distinct
+    values in all, three per channel), and a depthwise kernel of 288 channels scaled
+    along its last axis."""
+    keras = _keras()
+    rng = np.random.default_rng(SEED)
+    model = keras.Sequential(
+        [
+            keras.Input((10, 10, 16)),
+            keras.layers.Conv2D(96, 3, activation="relu", name="conv"),
+            keras.layers.DepthwiseConv2D(
+                3, depth_multiplier=3, activation="relu", name="depthwise"
+            ),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    # Keras keeps output channels last; a depthwise kernel's are (input, multiplier).
+    for name, channel_dims in (("conv", 1), ("depthwise", 2)):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        sign = rng.choice([-1.0, 0.0, 1.0], kernel.shape, p=[0.4, 0.2, 0.4])
+        scale = rng.uniform(0.05, 0.3, kernel.shape[-channel_dims:])
+        layer.set_weights([(sign * scale).astype(np.float32), bias])
+    return _convert(model)
+
+
 def densify_model() -> bytes:
     """A pruned Dense model converted with EXPERIMENTAL_SPARSITY: a DENSIFY op and a
     tensor with `sparsity` parameters."""

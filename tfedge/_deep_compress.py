@@ -32,7 +32,6 @@ import io
 import math
 import numbers
 import re
-import struct
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -371,16 +370,6 @@ def _fixed_width_bytes(values: np.ndarray, ttype: int) -> int:
     return min(sizes)
 
 
-def _stream_at(payload: bytes, pos: int) -> tuple[int, int, int, int]:
-    """(coding, symbol bits, symbol count, stream bytes) of the stream at `pos`."""
-    coding, bits, count, size = struct.unpack_from("<BBII", payload, pos)
-    length = 10 + size
-    if coding == 1:
-        (block,) = struct.unpack_from("<I", payload, pos + 10)
-        length += 4 + (2**bits + 1) // 2 + 4 * max(0, -(-count // block) - 1)
-    return coding, bits, count, length
-
-
 def _payload_rows(
     packed_bytes: bytes,
     report,
@@ -407,21 +396,17 @@ def _payload_rows(
         if not t.packed or t.name not in payloads:
             continue
         payload = bytes(payloads[t.name])
-        header = codecs.read_header(payload)
-        pos = codecs.HEADER_SIZE
-        if header.value_kind == "codebook":
-            (k,) = struct.unpack_from("<H", payload, pos)
-            pos += 2 + k * header.element_size
+        info = codecs.inspect_payload(payload)
         n = int(np.prod(t.shape)) if t.shape else 1
         index_bits = coded_index = None
-        if header.layout == "sparse":
-            pos += header.element_size
-            _, index_bits, stored, length = _stream_at(payload, pos)
-            coded_index = 8.0 * length / max(stored, 1)
-            pos += length
-        _, _, count, length = _stream_at(payload, pos)
+        if info.gaps is not None:
+            index_bits = info.gaps.bits
+            coded_index = 8.0 * info.gaps.size / max(info.gaps.count, 1)
+        values = info.values
         stored = (
-            count if header.value_kind == "codebook" else count // header.element_size
+            values.count
+            if info.codebook is not None
+            else values.count // info.header.element_size
         )
         layer = _layer_of(t.name, layer_names)
         rows.append(
@@ -437,7 +422,7 @@ def _payload_rows(
                     else None
                 ),
                 bits=t.bits,
-                value_bits=8.0 * length / max(stored, 1),
+                value_bits=8.0 * values.size / max(stored, 1),
                 index_bits=index_bits,
                 coded_index_bits=coded_index,
                 encoding=t.encoding,

@@ -340,9 +340,13 @@ def _ternary_per_channel(rng, channels, run, inner_repeat=1, sparse=0.5):
     scale_p = rng.uniform(0.5, 2.0, channels).astype(np.float32)
     scale_n = rng.uniform(0.5, 2.0, channels).astype(np.float32)
     sign = rng.choice(
-        [-1, 0, 1], (inner_repeat, channels, run), p=[(1 - sparse) / 2, sparse, (1 - sparse) / 2]
+        [-1, 0, 1],
+        (inner_repeat, channels, run),
+        p=[(1 - sparse) / 2, sparse, (1 - sparse) / 2],
     )
-    values = np.where(sign > 0, scale_p[:, None], np.where(sign < 0, -scale_n[:, None], 0))
+    values = np.where(
+        sign > 0, scale_p[:, None], np.where(sign < 0, -scale_n[:, None], 0)
+    )
     book = np.stack([np.zeros(channels, np.float32), -scale_n, scale_p], axis=1)
     indices = np.where(sign > 0, 2, np.where(sign < 0, 1, 0))
     return values.astype(np.float32).reshape(-1), book, indices.reshape(-1)

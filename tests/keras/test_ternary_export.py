@@ -90,3 +90,46 @@ def test_compress_strips_the_wrappers_itself(wrap):
     packed = tfedge.compress(model, lossless=True, progress=False)
     out = _run_tflite(tfedge.expand(bytes(packed)), x)
     np.testing.assert_allclose(out, model.predict(x, verbose=0), atol=OUTPUT_ATOL)
+
+
+def _conv_bn(seed=0):
+    """Conv -> BN -> ReLU twice, then a classifier (the ResNet building block)."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inputs = keras.Input((12, 12, 3))
+    x = inputs
+    for i, filters in enumerate((8, 16, 16)):
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = L.BatchNormalization(name=f"bn{i}")(x)
+        x = L.ReLU()(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(4, name="fc")(x))
+
+
+def test_ternary_convs_with_batchnorm_pack_per_channel_at_two_bits():
+    # TFLite folds each BN scale into the kernel before it: channel c holds
+    # {-Wn s_c, 0, +Wp s_c}. The packer stores those losslessly as per-channel codebooks.
+    model = ternarize(_conv_bn(), threshold=0.05)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(32, 12, 12, 3)).astype("float32")
+    model.compile("adam", "mse")
+    model.fit(x, rng.normal(size=(32, 4)), epochs=2, verbose=0)  # BN statistics move
+    plain, packed = _pack_and_check(model, x[:8])
+    rows = {
+        name: max(_conv_rows(packed.report, name), key=lambda t: t.original_bytes)
+        for name in ("conv1", "conv2")
+    }
+    for row in rows.values():
+        assert "channel_codebook" in row.encoding, row
+        assert row.weight_error == 0.0
+        # 2-bit (or Huffman) indices, plus three float32 entries per output channel.
+        channels, n = row.shape[0], int(np.prod(row.shape))
+        table_bytes = channels * 3 * 4 + HEADER_AND_CODEBOOK_BYTES
+        assert row.packed_bytes * 8 <= TERNARY_BITS_PER_WEIGHT * n + 8 * table_bytes, (
+            row
+        )
+    assert packed.report.format_version == 2
+
+
+def _conv_rows(report, layer_name):
+    return [t for t in report.tensors if layer_name in t.name and len(t.shape) == 4]

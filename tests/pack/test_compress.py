@@ -20,6 +20,7 @@ MODELS = [
     ("conv_int8", True),
     ("conv_int8_io", True),
     ("densify", True),
+    ("per_channel", True),
     ("two_subgraphs", True),
     ("two_signatures", True),
     ("custom_op", False),
@@ -33,6 +34,8 @@ PRUNED_LOSSLESS_WEIGHT_RATIO = 5.0
 # Default lossy coding of a float32 model: Deep Compression's 4-6 bit sharing plus
 # Huffman gives 6-8x on the weights; the whole file (graph, biases) at least 3x.
 LOSSY_FILE_RATIO = 3.0
+# Payload header, per-channel codebook header and stream headers (docs/FORMAT.md).
+PAYLOAD_HEADERS_BYTES = 64
 # int8 weights losslessly: Huffman over an exact 256-entry codebook saves little on
 # random-init weights (their entropy is ~7 bits); the file must never grow.
 NEVER_LARGER = 1.0
@@ -88,6 +91,32 @@ def test_lossy_stays_within_tolerance(tflite_model, name):
     assert measured <= 2 * packed.report.tolerance
     assert packed.report.drift is None or packed.report.drift <= packed.report.tolerance
     assert len(bytes(packed)) <= len(original)
+
+
+def _kernel_rows(report):
+    return {t.name: t for t in report.tensors if len(t.shape) == 4}
+
+
+def test_per_channel_scaled_kernels_get_exact_per_channel_codebooks(tflite_model):
+    # Over 256 distinct values in all, three per channel: one codebook cannot hold them,
+    # per-channel codebooks can, losslessly, at 2 bits per weight or fewer (Huffman).
+    original = tflite_model("per_channel")
+    packed = tfedge.compress(original, lossless=True)
+    kernels = _kernel_rows(packed.report)
+    assert len(kernels) == 2  # [96, 3, 3, 16] and depthwise [1, 3, 3, 288]
+    for row in kernels.values():
+        assert row.encoding.endswith("channel_codebook/huffman"), row
+        assert row.weight_error == 0.0 and row.bits == 2
+        # 2-bit indices at most, plus three float32 entries per channel and headers.
+        channels = row.shape[0] if row.shape[0] > 1 else row.shape[-1]
+        table_bytes = channels * 3 * 4 + PAYLOAD_HEADERS_BYTES
+        assert row.packed_bytes <= int(np.prod(row.shape)) * 2 / 8 + table_bytes, row
+    assert packed.report.format_version == 2
+    # The default (lossy) mode never does worse than these exact codebooks: it keeps
+    # them, or shares a tensor into fewer bytes within the tolerance.
+    lossy = _kernel_rows(tfedge.compress(original).report)
+    for name, row in lossy.items():
+        assert row.packed_bytes <= kernels[name].packed_bytes, row
 
 
 def test_lossy_float_model_ratio(tflite_model):

@@ -110,7 +110,7 @@ def _payload_parts(payload) -> dict[str, int]:
     parts = dict.fromkeys(PARTS, 0)
     parts["headers"] = codecs.HEADER_SIZE
     if info.codebook is not None:
-        parts["codebooks"] += 2 + info.codebook.size
+        parts["codebooks"] += info.codebook_bytes
     if info.fill is not None:
         parts["codebooks"] += len(info.fill)
     for key, stream in (("indices", info.gaps), ("weights", info.values)):

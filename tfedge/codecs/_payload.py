@@ -235,7 +235,9 @@ def _read_codebook(buf, pos: int, header: PayloadHeader, fail) -> _Codebook | No
         pos += 8
     need = channels * k * es
     if size - pos < need:
-        raise fail(f"truncated codebook: {need} bytes needed, {size - pos} present", pos)
+        raise fail(
+            f"truncated codebook: {need} bytes needed, {size - pos} present", pos
+        )
     entries = buf[pos : pos + need].reshape(channels * k, es)
     return _Codebook(entries, k, channels, run, start, pos + need)
 
@@ -421,7 +423,12 @@ def inspect_payload(
             f"{size - values.end} trailing bytes after the value stream", values.end
         )
     return PayloadInfo(
-        header, codebook, fill, gaps, values, 0 if book is None else book.end - book.offset
+        header,
+        codebook,
+        fill,
+        gaps,
+        values,
+        0 if book is None else book.end - book.offset,
     )
 
 

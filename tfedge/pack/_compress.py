@@ -116,7 +116,7 @@ class _Candidate:
         """Exact codebooks (ternary, trained sharing) are lossless and often smaller."""
         if self.bits is None:
             return
-        exact = _encode.few_distinct(self.values)
+        exact = _encode.exactly_codable(self.values, self.row.shape)
         if exact and len(self.lossless.payload) <= len(self.encoded(self.bits).payload):
             self.bits = None
 

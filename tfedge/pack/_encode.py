@@ -193,6 +193,17 @@ def _channel_options(ttype: int, arr: np.ndarray, cb: ChannelCodebook) -> list[d
     return options
 
 
+def exactly_codable(arr: np.ndarray, shape=None) -> bool:
+    """Whether `arr` has an exact codebook: at most 256 distinct values in all, or per
+    channel along its first or last axis (a per-channel scaled ternary or shared kernel)."""
+    if few_distinct(arr):
+        return True
+    return any(
+        channel_codebook(arr, channels, run) is not None
+        for channels, run in _channel_layouts(shape, arr.size)
+    )
+
+
 def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
     """The smallest bit-exact payload of `arr` (1-D, the tensor's dtype); with the
     tensor's `shape`, per-channel codebooks along its first and last axes are tried too."""
