@@ -36,12 +36,18 @@ echo "fuzz_decoder: building with $("$CLANG" --version | head -1)" >&2
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     "$CC_DIR/decoder.cc" "$CC_DIR/fuzz_decode.cc" -o "$WORK/fuzz_decode"
 
-# Seeds: codec payloads (smoke), plus a packed Keras model's payloads (full run).
+# Seeds: codec payloads (smoke), plus a packed Keras model's payloads (full run). The
+# smoke run's are made again when the seed script is newer than them.
 if [ "$smoke" = 1 ]; then
-    [ -n "$(ls -A "$WORK/seeds")" ] || "$PY" "$ROOT/scripts/fuzz_seeds.py" --nomodel "$WORK/seeds"
+    if [ -z "$(ls -A "$WORK/seeds")" ] || [ "$ROOT/scripts/fuzz_seeds.py" -nt "$WORK/seeds.stamp" ]; then
+        rm -rf "$WORK/seeds" && mkdir -p "$WORK/seeds"
+        "$PY" "$ROOT/scripts/fuzz_seeds.py" --nomodel "$WORK/seeds"
+        touch "$WORK/seeds.stamp"
+    fi
 else
     rm -rf "$WORK/seeds" && mkdir -p "$WORK/seeds"
     "$PY" "$ROOT/scripts/fuzz_seeds.py" "$WORK/seeds"
+    touch "$WORK/seeds.stamp"
 fi
 
 args=(-rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=10 -max_len=16384

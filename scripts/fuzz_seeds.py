@@ -1,9 +1,11 @@
 """Writes the seed corpus of scripts/fuzz_decoder.sh: real payloads, one file each.
 
 Seeds are payloads produced by tfedge's own packer: every codec combination of
-`tfedge.codecs.encode_payload` on random tensors, plus every payload of a small Keras
-model packed by `tfedge.compress` (lossy and lossless, pruned so that the sparse index
-appears). Each file is one mode byte (see tfedge/runtime/cc/fuzz_decode.cc) then the
+`tfedge.codecs.encode_payload` on random tensors (per-channel codebooks, format version
+2, over several channel tilings, sparse ones with filler entries), plus every payload of
+a small Keras model packed by `tfedge.compress` (lossy and lossless, pruned so that the
+sparse index appears, with a per-channel scaled ternary layer for per-channel
+codebooks). Each file is one mode byte (see tfedge/runtime/cc/fuzz_decode.cc) then the
 payload: mode 0 keeps the payload's CRC, mode 1 lets the harness fix it up.
 
 Usage: python scripts/fuzz_seeds.py OUT_DIR [--no_model]
@@ -61,6 +63,48 @@ def codec_seeds(rng: np.random.Generator):
                         yield f"{layout}-{kind}-{coding}-{es}-{n}", encode_payload(**kw)
 
 
+# (channels, run) per element count: one channel, runs of one element (depthwise),
+# both above one, and any tiling of an empty tensor.
+_TILINGS = {
+    0: [(3, 5)],
+    1: [(1, 1)],
+    12: [(1, 12), (12, 1), (2, 3)],
+    300: [(1, 300), (300, 1), (10, 3), (4, 25)],
+    20000: [(16, 25), (50, 1)],
+}
+
+
+def channel_seeds(rng: np.random.Generator):
+    """Per-channel codebook payloads (value kind 2, format version 2)."""
+    for layout in ("dense", "sparse"):
+        for coding in ("fixed", "huffman"):
+            for es, (etype, dtype) in _ELEMENTS.items():
+                for n, tilings in _TILINGS.items():
+                    for channels, run in tilings:
+                        k = int(rng.integers(1, 20))
+                        book = rng.integers(0, 200, (channels, k)).astype(dtype)
+                        book[:, 0] = 0  # the fill, common to every channel
+                        idx = np.minimum(rng.geometric(0.3, n) - 1, k - 1)
+                        kw = dict(
+                            element_type=etype,
+                            element_size=es,
+                            count=n,
+                            layout=layout,
+                            value_kind="channel_codebook",
+                            codebook=book,
+                            indices=idx,
+                            channel_run=run,
+                            value_coding=coding,
+                            gap_coding=coding,
+                        )
+                        if layout == "sparse":
+                            idx[rng.random(n) < 0.8] = 0
+                            # A narrow gap stream: filler entries in every channel.
+                            kw.update(fill=0, gap_bits=int(rng.integers(1, 4)))
+                        name = f"{layout}-channel-{coding}-{es}-{n}-{channels}x{run}"
+                        yield name, encode_payload(**kw)
+
+
 def model_seeds():
     import keras
 
@@ -83,6 +127,11 @@ def model_seeds():
         if w:
             k = w[0]
             w[0] = np.where(np.abs(k) > np.quantile(np.abs(k), 0.8), k, 0)
+            if isinstance(layer, keras.layers.Dense) and k.shape[-1] == 48:
+                # Ternary times a per-output-channel scale: lossless packing picks
+                # per-channel codebooks for it.
+                scale = np.linspace(0.5, 2.0, k.shape[-1], dtype=np.float32)
+                w[0] = (np.sign(w[0]) * scale).astype(np.float32)
             layer.set_weights(w)
     for options in ({}, {"lossless": True}, {"bits": 2}):
         # The converter prints its SavedModel signature; keep the log readable.
@@ -104,6 +153,7 @@ def main(argv):
     out = argv[1]
     os.makedirs(out, exist_ok=True)
     seeds = list(codec_seeds(np.random.default_rng(0)))
+    seeds += list(channel_seeds(np.random.default_rng(1)))
     if FLAGS.value:
         seeds += list(model_seeds())
     for name, payload in seeds:

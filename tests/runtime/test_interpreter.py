@@ -6,7 +6,9 @@ running interpreter's own view of the model, for both ai-edge-litert and TensorF
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -237,6 +239,102 @@ def test_payloads_are_decoded_once_not_per_invoke(tflite_model):
     assert _native.delegate_decode_count() - before == n_payloads
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def per_channel_scaled_model() -> bytes:
+    """Kernels that are sign x a per-channel scale, {-a_c, 0, +b_c} (ternary kernels
+    with folded batch-norm scales): few values per channel, many over the tensor, so
+    the lossless packer picks per-channel codebooks. TFLite's conv kernel [O, H, W, I]
+    has runs of H x W x I, the depthwise kernel [1, H, W, C] runs of one element; the
+    FC kernel [O, I] is mostly zero, for the sparse layout."""
+    from tests import tflite_models
+
+    keras = tflite_models._keras()
+    rng = np.random.default_rng(0)
+    model = keras.Sequential(
+        [
+            keras.Input((10, 10, 4)),
+            keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
+            keras.layers.DepthwiseConv2D(5, activation="relu", name="depthwise"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(12, name="fc"),
+        ]
+    )
+    # Keras kernels end in the output channels ((H, W, C, 1) for the depthwise one).
+    layers = (("conv", 0.4, -1), ("depthwise", 0.2, -2), ("fc", 0.94, -1))
+    for name, zero, axis in layers:
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        shape = [1] * kernel.ndim
+        shape[axis] = kernel.shape[axis]
+        p = [(1 - zero) / 2, zero, (1 - zero) / 2]
+        sign = rng.choice([-1, 0, 1], kernel.shape, p=p)
+        neg, pos = rng.uniform(0.5, 2.0, (2, *shape)).astype(np.float32)
+        kernel = np.where(sign > 0, pos, np.where(sign < 0, -neg, 0)).astype(np.float32)
+        layer.set_weights([kernel, rng.standard_normal(bias.shape).astype(np.float32)])
+    return tflite_models._convert(model)
+
+
+@pytest.fixture(scope="module")
+def per_channel_models():
+    plain = per_channel_scaled_model()
+    packed = tfedge.compress(plain, lossless=True, progress=False)
+    return plain, packed
+
+
+def test_per_channel_codebooks_run_through_the_delegate(per_channel_models):
+    """Lossless per-channel codebooks (payload version 2, dense and sparse) decode in
+    the delegate to the plain model's weights: outputs equal the plain model's."""
+    plain, packed = per_channel_models
+    encodings = [t.encoding for t in packed.report.tensors if t.packed]
+    channel = [e for e in encodings if "channel_codebook" in e]
+    assert {e.split("/")[0] for e in channel} == {"dense", "sparse"}, encodings
+    packed = bytes(packed)
+    runs = {
+        struct.unpack_from("<I", packed, start + 34)[0]  # R: after u16 K and u32 C
+        for _name, start, _size in _payload_spans(packed)
+        if packed[start + 6] == 2
+    }
+    assert 1 in runs and len(runs) == 3, runs  # the depthwise kernel has R = 1
+    interp = Interpreter(model_content=packed, num_threads=1)
+    interp.allocate_tensors()
+    ref = litert.Interpreter(model_content=plain, num_threads=1)
+    ref.allocate_tensors()
+    for seed in range(3):
+        xs = _inputs(interp, seed)
+        for got, want in zip(_run(interp, xs), _run(ref, xs), strict=True):
+            np.testing.assert_array_equal(got, want)
+    for _si, _oi, _p, w in decode_ops(read(packed)):
+        assert interp.get_tensor(w).tobytes() == ref.get_tensor(w).tobytes()
+
+    # Decoded in Prepare instead (persistent, non-constant weights): same weights.
+    delegate = load_decode_delegate(constant_weights="0")
+    persistent = litert.Interpreter(
+        model_content=packed, num_threads=1, experimental_delegates=[delegate]
+    )
+    persistent.allocate_tensors()
+    xs = _inputs(persistent)
+    _assert_outputs_close(_run(persistent, xs), _run(ref, xs), [0.0])
+    for _si, _oi, _p, w in decode_ops(read(packed)):
+        assert persistent.get_tensor(w).tobytes() == ref.get_tensor(w).tobytes()
+
+
+def test_per_channel_payload_that_does_not_tile_fails_prepare(per_channel_models):
+    _plain, packed = per_channel_models
+    packed = bytes(packed)
+    spans = [sp for sp in _payload_spans(packed) if packed[sp[1] + 6] == 2]
+    assert spans, "the model must have a per-channel codebook payload"
+    name, start, size = spans[0]
+    bad = bytearray(packed)
+    channels_at = start + 28 + 2  # u32 C follows u16 K at the body's start
+    channels = struct.unpack_from("<I", bad, channels_at)[0]
+    struct.pack_into("<I", bad, channels_at, channels + 1)
+    body = bytes(bad[start + 28 : start + size])
+    crc = zlib.crc32(body, zlib.crc32(bad[start : start + 24]))
+    struct.pack_into("<I", bad, start + 24, crc)
+    err = _expect_prepare_error(bytes(bad), "do not tile")
+    assert err.tensor == name
+    assert err.offset == 30
 
 
 def test_plain_models_run_too(tflite_model):

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
 import numpy as np
 import pytest
 
-from tfedge.codecs import crc32, decode_payload, encode_payload
+from tfedge.codecs import (
+    crc32,
+    decode_payload,
+    encode_payload,
+    encode_stream,
+    inspect_payload,
+)
 from tfedge.errors import FormatError
 from tfedge.runtime import _native
 from tfedge.runtime._native import decode_payload_native, native_available
@@ -34,6 +41,11 @@ CODECS = [
     ("sparse-codebook-fixed", "sparse", "codebook", "fixed", "fixed"),
     ("sparse-codebook-huffman", "sparse", "codebook", "huffman", "huffman"),
     ("sparse-codebook-mixed", "sparse", "codebook", "huffman", "fixed"),
+    ("dense-channel-fixed", "dense", "channel_codebook", "fixed", "auto"),
+    ("dense-channel-huffman", "dense", "channel_codebook", "huffman", "auto"),
+    ("sparse-channel-fixed", "sparse", "channel_codebook", "fixed", "fixed"),
+    ("sparse-channel-huffman", "sparse", "channel_codebook", "huffman", "huffman"),
+    ("sparse-channel-mixed", "sparse", "channel_codebook", "fixed", "huffman"),
 ]
 SEEDS = range(8)
 # Random payloads per seed for the mutation test: enough to reach every check of
@@ -45,6 +57,8 @@ def random_payload(rng: np.random.Generator, layout, kind, value_coding, gap_cod
     """A payload of a random tensor: size, element size, skew and sparsity vary."""
     es = int(rng.choice(list(_ELEMENTS)))
     etype, dtype = _ELEMENTS[es]
+    if kind == "channel_codebook":
+        return _random_channel_payload(rng, es, layout, value_coding, gap_coding)
     # Up to 70,000 elements: Huffman streams of many 4096-symbol blocks, which the
     # native decoder decodes four at a time, with a shorter tail block.
     n = int(
@@ -69,7 +83,7 @@ def random_payload(rng: np.random.Generator, layout, kind, value_coding, gap_cod
         if layout == "sparse":
             values[rng.random(n) >= density] = 0
         kw["elements"] = values
-    else:
+    else:  # codebook
         k = int(rng.integers(1, 257))
         kw["codebook"] = rng.integers(
             0, np.iinfo(dtype).max, k, dtype=np.uint64
@@ -80,6 +94,49 @@ def random_payload(rng: np.random.Generator, layout, kind, value_coding, gap_cod
         kw["indices"] = idx
         if rng.random() < 0.3:
             kw["index_bits"] = int(rng.integers(max(1, (k - 1).bit_length()), 9))
+    return encode_payload(**kw)
+
+
+def _random_tiling(rng: np.random.Generator) -> tuple[int, int, int]:
+    """(C, R, repeats): one channel, runs of one element (a depthwise kernel) or both
+    above one; N = C x R x repeats is up to about 70,000 elements, or 0."""
+    c = int(rng.choice([1, int(rng.integers(2, 9)), int(rng.integers(9, 300))]))
+    r = int(rng.choice([1, int(rng.integers(2, 40)), int(rng.integers(40, 240))]))
+    most = max(1, 70000 // (c * r))
+    repeats = int(rng.choice([0, 1, int(rng.integers(1, most + 1))]))
+    return c, r, repeats
+
+
+def _random_channel_payload(rng, es, layout, value_coding, gap_coding):
+    """A per-channel codebook payload of a random tiling; sparse ones often with a
+    narrow gap stream, so that filler entries occur (in whatever channel they land)."""
+    etype, dtype = _ELEMENTS[es]
+    c, r, repeats = _random_tiling(rng)
+    n = c * r * repeats
+    k = int(rng.integers(1, 257))
+    book = rng.integers(0, np.iinfo(dtype).max, (c, k), dtype=np.uint64).astype(dtype)
+    book[:, 0] = book[0, 0]  # one entry common to every channel: the sparse fill
+    skew = rng.geometric(float(rng.choice([0.05, 0.3, 0.9])), n) - 1
+    idx = np.minimum(skew, k - 1)
+    kw = dict(
+        element_type=etype,
+        element_size=es,
+        count=n,
+        layout=layout,
+        value_kind="channel_codebook",
+        codebook=book,
+        indices=idx,
+        channel_run=r,
+        value_coding=value_coding,
+        gap_coding=gap_coding,
+    )
+    if layout == "sparse":
+        idx[rng.random(n) >= float(rng.choice([0.02, 0.2, 0.7]))] = 0
+        kw["fill"] = 0
+        if rng.random() < 0.5:
+            kw["gap_bits"] = int(rng.integers(1, 4))
+    if rng.random() < 0.3:
+        kw["index_bits"] = int(rng.integers(max(1, (k - 1).bit_length()), 9))
     return encode_payload(**kw)
 
 
@@ -154,7 +211,7 @@ def test_mutated_payloads_agree_with_numpy(seed):
 
 @pytest.mark.parametrize("es", sorted(_ELEMENTS))
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
-@pytest.mark.parametrize("kind", ["raw", "codebook"])
+@pytest.mark.parametrize("kind", ["raw", "codebook", "channel_codebook"])
 def test_many_huffman_blocks(es, layout, kind):
     """Streams of 4096-symbol blocks: groups of four, then a short tail, then errors."""
     rng = np.random.default_rng(es)
@@ -174,8 +231,15 @@ def test_many_huffman_blocks(es, layout, kind):
         values[rng.random(n) < 0.3] = 0
     if kind == "raw":
         kw["elements"] = values
-    else:
+    elif kind == "codebook":
         kw["codebook"] = np.arange(256, dtype=dtype) * 3
+        kw["indices"] = np.minimum(values, 255)
+    else:
+        # N = 3 x 12329: three channels of one long run each, or of one element each.
+        kw["channel_run"] = n // 3 if es in (1, 4) else 1
+        book = np.arange(256) * 3 + np.arange(3)[:, None] * 7
+        book[:, 0] = 0  # the fill, common to every channel
+        kw["codebook"] = book.astype(dtype)
         kw["indices"] = np.minimum(values, 255)
     payload = encode_payload(**kw)
     np.testing.assert_array_equal(
@@ -189,13 +253,66 @@ def test_many_huffman_blocks(es, layout, kind):
         assert _outcome(decode_payload_native, bad) == _outcome(decode_payload, bad)
 
 
+# (C, R, repeats, element size): one channel, runs of one element (a depthwise kernel,
+# [1, H, W, C]), a conv kernel [O, H, W, I] (C = O, R = H x W x I), a tensor that is
+# one run per channel, and a single element.
+TILINGS = [
+    (1, 50, 3, 4),
+    (16, 1, 9, 4),
+    (8, 36, 1, 4),
+    (5, 3, 4, 1),
+    (3, 4100, 2, 2),
+    (7, 1, 1, 8),
+    (1, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("coding", ["fixed", "huffman"])
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize(
+    "channels,run,repeats,es", TILINGS, ids=["x".join(map(str, t)) for t in TILINGS]
+)
+def test_channel_codebook_tilings(channels, run, repeats, es, layout, coding):
+    """Ternary-like kernels {0, -a_c, +b_c}: element i in channel (i // R) % C."""
+    rng = np.random.default_rng(channels * 1000 + run)
+    etype, dtype = _ELEMENTS[es]
+    n = channels * run * repeats
+    book = rng.integers(1, np.iinfo(dtype).max, (channels, 3), dtype=np.uint64)
+    book = book.astype(dtype)
+    book[:, 0] = 0
+    idx = rng.choice(3, n, p=[0.8, 0.1, 0.1])
+    kw = dict(
+        element_type=etype,
+        element_size=es,
+        count=n,
+        layout=layout,
+        value_kind="channel_codebook",
+        codebook=book,
+        indices=idx,
+        channel_run=run,
+        value_coding=coding,
+        gap_coding=coding,
+    )
+    if layout == "sparse":
+        kw.update(fill=0, gap_bits=1)  # any gap of 2 or more takes filler entries
+    payload = encode_payload(**kw)
+    want = book[(np.arange(n) // run) % channels, idx]
+    np.testing.assert_array_equal(decode_payload(payload).view(dtype), want)
+    np.testing.assert_array_equal(decode_payload_native(payload).view(dtype), want)
+    if layout == "sparse" and n > 10:
+        assert inspect_payload(payload).gaps.count > np.count_nonzero(idx), (
+            "the case must have filler entries"
+        )
+
+
 # (id, header byte offset, new value, expected error offset)
 HEADER_FAULTS = [
     ("magic", 0, ord("X"), 0),
-    ("version-newer", 4, 2, 4),
+    ("version-newer", 4, 3, 4),
     ("version-zero", 4, 0, 4),
     ("layout", 5, 2, 5),
     ("value-kind", 6, 7, 6),
+    ("channel-kind-in-version-1", 6, 2, 6),
     ("element-size", 8, 3, 8),
     ("reserved", 10, 1, 9),
     ("decoded-size-not-multiple", 12, 0x41, 12),
@@ -227,6 +344,157 @@ def test_header_faults_name_tensor_and_offset(at, value, offset):
     with pytest.raises(FormatError) as numpy_error:
         decode_payload(bytes(payload), name="conv/w")
     assert native.value.offset == numpy_error.value.offset == offset
+
+
+def _channel_payload(body: bytes, *, decoded, layout=0, version=2, es=1) -> bytes:
+    """A payload of value kind 2 (uint8 elements unless `es` says otherwise)."""
+    etype = _ELEMENTS[es][0]
+    head = b"TFEP" + bytes([version, layout, 2, etype, es, 0, 0, 0])
+    head += struct.pack("<QI", decoded, len(body))
+    return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
+
+
+def _channel_body(k, channels, run, entries=b"") -> bytes:
+    return struct.pack("<HII", k, channels, run) + bytes(entries)
+
+
+def _fixed(symbols, bits) -> bytes:
+    return encode_stream(np.array(symbols, np.int64), bits, "fixed")
+
+
+# 2 channels of runs of 2 over 8 uint8 elements: channels 0 0 1 1 0 0 1 1.
+_GOOD_CHANNEL_BODY = _channel_body(2, 2, 2, b"\x0a\x0b\x14\x15")
+_FOUR_ZEROS = _fixed([0] * 4, 1)  # a value stream of 4 one-bit indices
+
+# (id, payload, the native error, matched against its message)
+CHANNEL_FAULTS = [
+    (
+        "kind-2-in-version-1",
+        _channel_payload(_GOOD_CHANNEL_BODY + _fixed([0] * 8, 1), decoded=8, version=1),
+        "needs payload format version 2, this payload says 1",
+    ),
+    (
+        "k-zero",
+        _channel_payload(_channel_body(0, 1, 1) + _FOUR_ZEROS, decoded=4),
+        "codebook has 0 entries, expected 1..256",
+    ),
+    (
+        "k-257",
+        _channel_payload(_channel_body(257, 1, 1, bytes(257)), decoded=4),
+        "codebook has 257 entries",
+    ),
+    (
+        "truncated-channels",
+        _channel_payload(struct.pack("<HI", 1, 2), decoded=4),
+        "truncated: channel count and channel run need 8 bytes, 4 left",
+    ),
+    (
+        "zero-channels",
+        _channel_payload(_channel_body(1, 0, 1) + _FOUR_ZEROS, decoded=4),
+        "channel count 0 and channel run 1 must both be >= 1",
+    ),
+    (
+        "zero-run",
+        _channel_payload(_channel_body(1, 2, 0, b"\1\2") + _FOUR_ZEROS, decoded=4),
+        "channel count 2 and channel run 0 must both be >= 1",
+    ),
+    (
+        "not-tiling",
+        _channel_payload(_channel_body(1, 3, 1, b"\1\2\3") + _FOUR_ZEROS, decoded=4),
+        "3 channels of 1 elements do not tile the tensor's 4 elements",
+    ),
+    (
+        "run-too-long",
+        _channel_payload(_channel_body(1, 2, 3, b"\1\2") + _FOUR_ZEROS, decoded=4),
+        "2 channels of 3 elements do not tile",
+    ),
+    (
+        "u32-max-channels-and-run",
+        _channel_payload(_channel_body(1, 0xFFFFFFFF, 0xFFFFFFFF), decoded=4),
+        "4294967295 channels of 4294967295 elements do not tile",
+    ),
+    (
+        # C x R = 2^32 + 2^16 wraps to 2^16 in 32 bits, which would divide N = 2^16.
+        "u32-wrapping-product",
+        _channel_payload(_channel_body(1, 0x10000, 0x10001), decoded=0x10000),
+        "65536 channels of 65537 elements do not tile",
+    ),
+    (
+        "truncated-entries",
+        _channel_payload(_channel_body(2, 2, 2, b"\1\2\3"), decoded=4),
+        "per-channel codebook entries need 4 bytes, 3 left",
+    ),
+    (
+        # N = 0 tiles with anything; C x K x element size = 2^43 - 2^11 bytes.
+        "entries-size-past-32-bits",
+        _channel_payload(_channel_body(256, 0xFFFFFFFF, 1), decoded=0, es=8),
+        "entries need 8796093020160 bytes, 0 left",
+    ),
+    (
+        "dense-index-beyond-k",
+        _channel_payload(_GOOD_CHANNEL_BODY + _fixed([0, 1, 2, 0], 2), decoded=4),
+        "element 2 has codebook index 2, codebook has 2 entries per channel",
+    ),
+    (
+        "sparse-index-beyond-k",
+        _channel_payload(
+            _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([1, 2], 2) + _fixed([1, 3], 2),
+            decoded=8,
+            layout=1,
+        ),
+        "stored entry 1 has codebook index 3, codebook has 2 entries per channel",
+    ),
+    (
+        "sparse-cursor-past-end",
+        _channel_payload(
+            _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([3, 5], 3) + _fixed([1, 1], 1),
+            decoded=8,
+            layout=1,
+        ),
+        "stored entry 1 lands at element 9, past the 8 elements",
+    ),
+    (
+        "trailing-bytes",
+        _channel_payload(_GOOD_CHANNEL_BODY + _fixed([0] * 8, 1) + b"\0", decoded=8),
+        "1 trailing bytes",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "payload,match", [f[1:] for f in CHANNEL_FAULTS], ids=[f[0] for f in CHANNEL_FAULTS]
+)
+def test_channel_codebook_faults_are_refused_like_numpy(payload, match):
+    with pytest.raises(FormatError, match="tensor 'conv/w'") as native:
+        decode_payload_native(payload, name="conv/w")
+    assert re.search(re.escape(match), str(native.value)), str(native.value)
+    with pytest.raises(FormatError) as numpy_error:
+        decode_payload(payload, name="conv/w")
+    assert native.value.offset == numpy_error.value.offset
+
+
+def test_hand_built_channel_payloads_decode():
+    """The fault cases' builders make payloads both readers accept when unbroken."""
+    dense = _channel_payload(
+        _GOOD_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+    )
+    want = [10, 11, 20, 21, 11, 11, 20, 20]
+    assert decode_payload_native(dense).tolist() == want
+    assert decode_payload(dense).tolist() == want
+    # Stored entries at elements 1, 4 (channel 0) and 6 (channel 1); fill 10 elsewhere.
+    sparse = _channel_payload(
+        _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([1, 2, 1], 2) + _fixed([1, 1, 1], 1),
+        decoded=8,
+        layout=1,
+    )
+    want = [10, 11, 10, 10, 11, 10, 21, 10]
+    assert decode_payload_native(sparse).tolist() == want
+    assert decode_payload(sparse).tolist() == want
+    # Zero elements tile with any C and R, given their entries.
+    empty = _channel_payload(
+        _channel_body(1, 3, 5, b"\1\2\3") + _fixed([], 1), decoded=0
+    )
+    assert decode_payload_native(empty).size == decode_payload(empty).size == 0
 
 
 def test_decompression_bomb_is_refused_before_allocating():

@@ -559,13 +559,77 @@ void FillElements(uint8_t* out, uint64_t n, const uint8_t* value, size_t es) {
   }
 }
 
-Status ReadCodebook(ByteReader* body, size_t es, uint16_t* k, const uint8_t** entries) {
+// A codebook section (section 2.1), read in place from the payload: K entries per
+// channel, element i taking channel (i div R) mod C. The codebook kind is one channel.
+struct Codebook {
+  uint16_t k = 0;
+  uint32_t channels = 1;
+  uint32_t run = 1;  // R: per-channel kind only (with one channel, the run is moot)
+  bool per_channel = false;
+  const uint8_t* entries = nullptr;  // channels x k x element size bytes
+};
+
+Status ReadCodebookSize(ByteReader* body, uint16_t* k) {
   const int64_t at = static_cast<int64_t>(body->offset());
   TFEDGE_RETURN_IF_ERROR(body->ReadU16("codebook size", k));
-  if (*k < 1 || *k > 256) {
-    return Status::Error(at, "codebook has %u entries, expected 1..256", *k);
+  if (*k < 1 || *k > kMaxCodebook) {
+    return Status::Error(at, "codebook has %u entries, expected 1..%d", *k,
+                         kMaxCodebook);
   }
-  return body->Take("codebook entries", static_cast<size_t>(*k) * es, entries);
+  return Status::Ok();
+}
+
+// Value kind 1: u16 K, then K entries.
+Status ReadCodebook(ByteReader* body, size_t es, Codebook* book) {
+  TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k));
+  return body->Take("codebook entries", static_cast<size_t>(book->k) * es,
+                    &book->entries);
+}
+
+// Value kind 2: u16 K, u32 C, u32 R, then C x K entries. Checked in the format's
+// order, before anything is read or sized from C and R.
+Status ReadChannelCodebook(ByteReader* body, size_t es, uint64_t n, Codebook* book) {
+  TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k));
+  const int64_t at = static_cast<int64_t>(body->offset());
+  if (body->remaining() < 8) {
+    return Status::Error(at,
+                         "truncated: channel count and channel run need 8 bytes, %zu "
+                         "left",
+                         body->remaining());
+  }
+  uint32_t channels = 0, run = 0;
+  TFEDGE_RETURN_IF_ERROR(body->ReadU32("channel count", &channels));
+  TFEDGE_RETURN_IF_ERROR(body->ReadU32("channel run", &run));
+  if (channels < 1 || run < 1) {
+    return Status::Error(at, "channel count %u and channel run %u must both be >= 1",
+                         channels, run);
+  }
+  // C x R divides N; C x R is formed only once it is known to be <= N.
+  if (n > 0 && (channels > n || run > n / channels ||
+                n % (static_cast<uint64_t>(channels) * run) != 0)) {
+    return Status::Error(at,
+                         "%u channels of %u elements do not tile the tensor's %llu "
+                         "elements",
+                         channels, run, static_cast<unsigned long long>(n));
+  }
+  // At most (2^32 - 1) x 256 x 8 bytes: no overflow in 64 bits.
+  const uint64_t need = static_cast<uint64_t>(channels) * book->k * es;
+  if (need > body->remaining()) {
+    return Status::Error(static_cast<int64_t>(body->offset()),
+                         "truncated: per-channel codebook entries need %llu bytes, %zu "
+                         "left (%u channels of %u entries)",
+                         static_cast<unsigned long long>(need), body->remaining(),
+                         channels, book->k);
+  }
+  book->channels = channels;
+  book->run = run;
+  book->per_channel = true;
+  return body->Take("per-channel codebook entries", static_cast<size_t>(need),
+                    &book->entries);
+}
+
+const char* PerChannel(const Codebook& book) {
+  return book.per_channel ? " entries per channel" : "";
 }
 
 Status NoTrailing(const ByteReader& body) {
@@ -593,32 +657,43 @@ Status RawBits(const SymbolReader& s, int64_t at) {
   return Status::Ok();
 }
 
-// Maps codebook indices to elements: out[i] = entries[idx[i]], checking idx < k.
+// Maps codebook indices to elements, one channel run at a time: out[i] = entry idx[i]
+// of channel (i div R) mod C, checking idx[i] < k. Index i is read before element i is
+// written, and elements are written in order.
 template <size_t ES>
-bool MapIndices(const uint8_t* idx, size_t n, const uint8_t* entries, uint16_t k,
-                uint8_t* out, size_t* bad) {
-  for (size_t i = 0; i < n; ++i) {
-    const uint8_t j = idx[i];  // read before element i's bytes may cover it
-    if (j >= k) {
-      *bad = i;
-      return false;
+bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* out,
+                uint64_t* bad) {
+  const uint16_t k = book.k;
+  const uint64_t run = book.channels == 1 ? n : book.run;
+  const size_t stride = static_cast<size_t>(k) * ES;
+  uint32_t c = 0;
+  for (uint64_t i = 0; i < n;) {
+    const uint8_t* entries = book.entries + static_cast<size_t>(c) * stride;
+    const uint64_t end = n - i < run ? n : i + run;
+    for (; i < end; ++i) {
+      const uint8_t j = idx[i];  // read before element i's bytes may cover it
+      if (j >= k) {
+        *bad = i;
+        return false;
+      }
+      std::memcpy(out + i * ES, entries + static_cast<size_t>(j) * ES, ES);
     }
-    std::memcpy(out + i * ES, entries + static_cast<size_t>(j) * ES, ES);
+    if (++c == book.channels) c = 0;
   }
   return true;
 }
 
-bool MapIndicesAny(size_t es, const uint8_t* idx, size_t n, const uint8_t* entries,
-                   uint16_t k, uint8_t* out, size_t* bad) {
+bool MapIndicesAny(size_t es, const uint8_t* idx, uint64_t n, const Codebook& book,
+                   uint8_t* out, uint64_t* bad) {
   switch (es) {
     case 1:
-      return MapIndices<1>(idx, n, entries, k, out, bad);
+      return MapIndices<1>(idx, n, book, out, bad);
     case 2:
-      return MapIndices<2>(idx, n, entries, k, out, bad);
+      return MapIndices<2>(idx, n, book, out, bad);
     case 4:
-      return MapIndices<4>(idx, n, entries, k, out, bad);
+      return MapIndices<4>(idx, n, book, out, bad);
     default:
-      return MapIndices<8>(idx, n, entries, k, out, bad);
+      return MapIndices<8>(idx, n, book, out, bad);
   }
 }
 
@@ -635,14 +710,13 @@ class DenseRawCodec final : public Codec {
   }
 };
 
-class DenseCodebookCodec final : public Codec {
- public:
-  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+// Shared by both dense codebook codecs: N indices, each looked up in its channel.
+class DenseCodebookCodecBase : public Codec {
+ protected:
+  Status DecodeDense(const Header& h, ByteReader* body, const Codebook& book,
+                     uint8_t* out) const {
     const size_t es = h.element_size;
     const uint64_t n = h.decoded_size / es;
-    uint16_t k = 0;
-    const uint8_t* entries = nullptr;
-    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, es, &k, &entries));
     const int64_t at = static_cast<int64_t>(body->offset());
     std::unique_ptr<SymbolReader> v;
     TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", n, &v));
@@ -653,21 +727,42 @@ class DenseCodebookCodec final : public Codec {
     // lives, so no index is overwritten before it is read. No scratch memory.
     uint8_t* idx = out + n * (es - 1);
     TFEDGE_RETURN_IF_ERROR(v->Read(idx, static_cast<size_t>(n)));
-    size_t bad = 0;
-    if (!MapIndicesAny(es, idx, static_cast<size_t>(n), entries, k, out, &bad)) {
-      return Status::Error(at, "element %llu has codebook index %u, codebook has %u",
-                           static_cast<unsigned long long>(bad), idx[bad], k);
+    uint64_t bad = 0;
+    if (!MapIndicesAny(es, idx, n, book, out, &bad)) {
+      return Status::Error(at, "element %llu has codebook index %u, codebook has %u%s",
+                           static_cast<unsigned long long>(bad), idx[bad], book.k,
+                           PerChannel(book));
     }
     return Status::Ok();
   }
 };
 
-// Shared by both sparse codecs: fill, then place the stored entries along the gaps.
+class DenseCodebookCodec final : public DenseCodebookCodecBase {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    Codebook book;
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &book));
+    return DecodeDense(h, body, book, out);
+  }
+};
+
+class DenseChannelCodebookCodec final : public DenseCodebookCodecBase {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    Codebook book;
+    TFEDGE_RETURN_IF_ERROR(ReadChannelCodebook(
+        body, h.element_size, h.decoded_size / h.element_size, &book));
+    return DecodeDense(h, body, book, out);
+  }
+};
+
+// Shared by the sparse codecs: fill, then place the stored entries along the gaps.
 class SparseCodecBase : public Codec {
  protected:
-  // `entries` is null for raw values.
-  Status DecodeSparse(const Header& h, ByteReader* body, uint8_t* out, uint16_t k,
-                      const uint8_t* entries) const {
+  // `book` is null for raw values. With a per-channel codebook, an entry's channel is
+  // that of the element the cursor gives it.
+  Status DecodeSparse(const Header& h, ByteReader* body, uint8_t* out,
+                      const Codebook* book) const {
     const size_t es = h.element_size;
     const uint64_t n = h.decoded_size / es;
     const uint8_t* fill = nullptr;
@@ -678,9 +773,9 @@ class SparseCodecBase : public Codec {
     const uint64_t s = g->count();
     const int64_t v_at = static_cast<int64_t>(body->offset());
     std::unique_ptr<SymbolReader> v;
-    const uint64_t v_count = entries ? s : s * es;
+    const uint64_t v_count = book ? s : s * es;
     TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", v_count, &v));
-    if (!entries) TFEDGE_RETURN_IF_ERROR(RawBits(*v, v_at));
+    if (!book) TFEDGE_RETURN_IF_ERROR(RawBits(*v, v_at));
     TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", v_count, v_at));
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
 
@@ -691,12 +786,13 @@ class SparseCodecBase : public Codec {
     if (!scratch) return Status::Error(-1, "out of memory");
     uint8_t* gaps = scratch.get();
     uint8_t* vals = gaps + chunk;
+    const bool channels = book != nullptr && book->channels > 1;
     int64_t cursor = -1;
     const int64_t last = static_cast<int64_t>(n);
     for (uint64_t done = 0; done < s;) {
       const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, s - done));
       TFEDGE_RETURN_IF_ERROR(g->Read(gaps, c));
-      TFEDGE_RETURN_IF_ERROR(v->Read(vals, entries ? c : c * es));
+      TFEDGE_RETURN_IF_ERROR(v->Read(vals, book ? c : c * es));
       for (size_t j = 0; j < c; ++j) {
         cursor += static_cast<int64_t>(gaps[j]) + 1;
         if (cursor >= last) {
@@ -708,14 +804,21 @@ class SparseCodecBase : public Codec {
                                static_cast<unsigned long long>(n));
         }
         const uint8_t* src;
-        if (entries) {
-          if (vals[j] >= k) {
+        if (book) {
+          if (vals[j] >= book->k) {
             return Status::Error(v_at,
                                  "stored entry %llu has codebook index %u, codebook "
-                                 "has %u",
-                                 static_cast<unsigned long long>(done + j), vals[j], k);
+                                 "has %u%s",
+                                 static_cast<unsigned long long>(done + j), vals[j],
+                                 book->k, PerChannel(*book));
           }
-          src = entries + static_cast<size_t>(vals[j]) * es;
+          uint64_t entry = vals[j];
+          if (channels) {
+            const uint64_t channel =
+                static_cast<uint64_t>(cursor) / book->run % book->channels;
+            entry += channel * book->k;
+          }
+          src = book->entries + static_cast<size_t>(entry) * es;
         } else {
           src = vals + j * es;
         }
@@ -730,35 +833,46 @@ class SparseCodecBase : public Codec {
 class SparseRawCodec final : public SparseCodecBase {
  public:
   Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
-    return DecodeSparse(h, body, out, 0, nullptr);
+    return DecodeSparse(h, body, out, nullptr);
   }
 };
 
 class SparseCodebookCodec final : public SparseCodecBase {
  public:
   Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
-    uint16_t k = 0;
-    const uint8_t* entries = nullptr;
-    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &k, &entries));
-    return DecodeSparse(h, body, out, k, entries);
+    Codebook book;
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &book));
+    return DecodeSparse(h, body, out, &book);
+  }
+};
+
+class SparseChannelCodebookCodec final : public SparseCodecBase {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    Codebook book;
+    TFEDGE_RETURN_IF_ERROR(ReadChannelCodebook(
+        body, h.element_size, h.decoded_size / h.element_size, &book));
+    return DecodeSparse(h, body, out, &book);
   }
 };
 
 const DenseRawCodec kDenseRaw;
 const DenseCodebookCodec kDenseCodebook;
+const DenseChannelCodebookCodec kDenseChannelCodebook;
 const SparseRawCodec kSparseRaw;
 const SparseCodebookCodec kSparseCodebook;
+const SparseChannelCodebookCodec kSparseChannelCodebook;
 
 // Indexed by [layout][value kind].
-const Codec* const kCodecs[2][2] = {
-    {&kDenseRaw, &kDenseCodebook},
-    {&kSparseRaw, &kSparseCodebook},
+const Codec* const kCodecs[2][3] = {
+    {&kDenseRaw, &kDenseCodebook, &kDenseChannelCodebook},
+    {&kSparseRaw, &kSparseCodebook, &kSparseChannelCodebook},
 };
 
 }  // namespace
 
 const Codec* CodecFor(uint8_t layout, uint8_t value_kind) {
-  if (layout > 1 || value_kind > 1) return nullptr;
+  if (layout > kLayoutSparse || value_kind > kValueChannelCodebook) return nullptr;
   return kCodecs[layout][value_kind];
 }
 
@@ -789,8 +903,14 @@ Status ParseHeader(const uint8_t* p, size_t n, uint64_t max_decoded, Header* h) 
     return Status::Error(5, "unknown layout %u", h->layout);
   }
   h->value_kind = p[6];
-  if (h->value_kind > kValueCodebook) {
+  if (h->value_kind > kValueChannelCodebook) {
     return Status::Error(6, "unknown value kind %u", h->value_kind);
+  }
+  if (h->value_kind == kValueChannelCodebook && h->version < 2) {
+    return Status::Error(6,
+                         "value kind %u (per-channel codebook) needs payload format "
+                         "version 2, this payload says %u",
+                         h->value_kind, h->version);
   }
   h->element_type = p[7];
   h->element_size = p[8];

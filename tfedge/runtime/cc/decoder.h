@@ -1,4 +1,4 @@
-// tfedge payload decoder: docs/FORMAT.md section 2, version 1.
+// tfedge payload decoder: docs/FORMAT.md section 2, versions 1 and 2.
 //
 // One payload in, the decoded tensor bytes out. Every read is bounds-checked against
 // the payload, every allocation is bounded (by the caller's output buffer, plus a
@@ -9,7 +9,8 @@
 //   SymbolReader   the interface of a stream of `bits`-bit symbols (section 2.2)
 //     FixedWidthReader, HuffmanReader
 //   Codec          the interface of a body decoder (section 2.1)
-//     DenseRawCodec, DenseCodebookCodec, SparseRawCodec, SparseCodebookCodec
+//     DenseRawCodec, DenseCodebookCodec, DenseChannelCodebookCodec,
+//     SparseRawCodec, SparseCodebookCodec, SparseChannelCodebookCodec
 // `DecodePayload` checks the header in the order section 2 lists, then hands the body
 // to the codec chosen from the table `CodecFor(layout, value kind)`.
 #ifndef TFEDGE_RUNTIME_CC_DECODER_H_
@@ -22,12 +23,14 @@
 
 namespace tfedge {
 
-inline constexpr uint8_t kFormatVersion = 1;
+inline constexpr uint8_t kFormatVersion = 2;
 inline constexpr size_t kHeaderSize = 28;
 inline constexpr uint8_t kLayoutDense = 0;
 inline constexpr uint8_t kLayoutSparse = 1;
 inline constexpr uint8_t kValueRaw = 0;
 inline constexpr uint8_t kValueCodebook = 1;
+inline constexpr uint8_t kValueChannelCodebook = 2;  // format version 2 and newer
+inline constexpr int kMaxCodebook = 256;
 inline constexpr uint8_t kCodingFixed = 0;
 inline constexpr uint8_t kCodingHuffman = 1;
 inline constexpr int kMaxCodeLength = 15;
