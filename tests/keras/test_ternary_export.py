@@ -108,7 +108,7 @@ def _conv_bn(seed=0):
 
 def test_ternary_convs_with_batchnorm_pack_per_channel_at_two_bits():
     # TFLite folds each BN scale into the kernel before it: channel c holds
-    # {-Wn s_c, 0, +Wp s_c}. The packer stores those losslessly as per-channel codebooks.
+    # {-Wn s_c, 0, +Wp s_c}. The packer stores them losslessly as per-channel codebooks.
     model = ternarize(_conv_bn(), threshold=0.05)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(32, 12, 12, 3)).astype("float32")

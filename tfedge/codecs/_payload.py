@@ -53,7 +53,7 @@ TFLITE_ELEMENT_SIZES = {
     10: 8,  # FLOAT64
     12: 8,  # UINT64
     15: 4,  # UINT32
-    16: 2,  # UINT16 (docs/FORMAT.md's "16 BFLOAT16" is a slip: BFLOAT16 is 18)
+    16: 2,  # UINT16
     18: 2,  # BFLOAT16
     21: 1,  # FLOAT8_E4M3FN
     22: 1,  # FLOAT8_E5M2
