@@ -185,7 +185,7 @@ def _compare_payloads(java_cp, work, payloads: dict) -> dict:
     batch and returns {key: [(python outcome, java outcome)]} (bytes or the message)."""
     jobs, meta = [], []
     for key, items in payloads.items():
-        for j, (p, exp) in enumerate(items):
+        for p, exp in items:
             src = work / f"{len(meta)}.bin"
             src.write_bytes(p)
             args = ("payload", str(src), str(src) + ".out")

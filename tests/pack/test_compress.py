@@ -71,8 +71,8 @@ def test_lossless_round_trip_is_bit_exact(tflite_model, name, runnable):
         samples = make_samples(ref, None, 3)
         got = ModelRunner(expanded).run(samples)
         want = ref.run(samples)
-        for a, b in zip(got, want):
-            for x, y in zip(a, b):
+        for a, b in zip(got, want, strict=True):
+            for x, y in zip(a, b, strict=True):
                 np.testing.assert_array_equal(x, y)
 
 

@@ -42,7 +42,7 @@ def test_lossy_tflm_runs_in_tflm_within_tolerance(tflite_model, name):
     got = _tflm_outputs(out, samples)
     want = _tflm_outputs(original, samples)
     scale = max(float(np.max(np.abs(w[0]))) for w in want)
-    err = max(float(np.max(np.abs(g[0] - w[0]))) for g, w in zip(got, want))
+    err = max(float(np.max(np.abs(g[0] - w[0]))) for g, w in zip(got, want, strict=True))
     # Measured on new samples (the report's drift used others): allow 2x.
     assert err / scale <= 2 * packed.report.tolerance
     assert any("verified in TFLM's interpreter" in n for n in packed.report.notes)
@@ -80,7 +80,9 @@ def test_exact_codebook_is_exact_in_tflm(tflite_model, name):
     assert rows and all(t.bits == 4 for t in rows)
     samples = _samples(clustered)
     for g, w in zip(
-        _tflm_outputs(bytes(packed), samples), _tflm_outputs(clustered, samples)
+        _tflm_outputs(bytes(packed), samples),
+        _tflm_outputs(clustered, samples),
+        strict=True,
     ):
         np.testing.assert_array_equal(g[0], w[0])
 

@@ -565,8 +565,8 @@ def _verify_tflm(packed: bytes, reference: bytes, num_samples: int, seed: int) -
             "please report this with the model"
         ) from e
     want = _tflm.run_in_tflm(reference, samples)
-    for g, w in zip(got, want):
-        for a, b in zip(g, w):
+    for g, w in zip(got, want, strict=True):
+        for a, b in zip(g, w, strict=True):
             if not np.array_equal(a, b):
                 raise PackError(
                     "TFLM's interpreter gives other outputs for the TFLM output than for "

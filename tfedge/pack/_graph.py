@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 
-from tfedge.codecs import FORMAT_VERSION
 from tfedge.errors import FormatError
 from tfedge.tflite import opcode_index, schema, tensor_name
 

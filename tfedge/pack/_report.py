@@ -77,7 +77,7 @@ class Report:
         d["ratio"] = self.ratio
         wb, wa = self.weight_bytes
         d["weight_bytes_before"], d["weight_bytes_after"] = wb, wa
-        for row, t in zip(d["tensors"], self.tensors):
+        for row, t in zip(d["tensors"], self.tensors, strict=True):
             row["bits_per_weight"] = t.bits_per_weight
         return d
 

@@ -56,12 +56,12 @@ class _Entry:
 
     def run(self, sample: list[np.ndarray]) -> list[np.ndarray]:
         if self.runner is not None:
-            result = self.runner(**dict(zip(self.input_names, sample)))
+            result = self.runner(**dict(zip(self.input_names, sample, strict=True)))
             return [
-                _as_float(result[n], d) for n, d in zip(self.output_names, self.outputs)
+                _as_float(result[n], d) for n, d in zip(self.output_names, self.outputs, strict=True)
             ]
         it = self.interpreter
-        for detail, x in zip(self.inputs, sample):
+        for detail, x in zip(self.inputs, sample, strict=True):
             if tuple(x.shape) != tuple(detail["shape"]):
                 it.resize_tensor_input(detail["index"], list(x.shape))
                 it.allocate_tensors()
@@ -95,7 +95,7 @@ class ModelRunner:
         """`samples[e][i]` is sample i of entry e; returns `outputs[e][i][j]`."""
         return [
             [entry.run(sample) for sample in entry_samples]
-            for entry, entry_samples in zip(self.entries, samples)
+            for entry, entry_samples in zip(self.entries, samples, strict=True)
         ]
 
 
@@ -182,7 +182,7 @@ def _sample_from(item, details) -> list[np.ndarray]:
             f"Representative sample has {len(arrays)} arrays, but the model has "
             f"{len(details)} inputs."
         )
-    return [_fit(a, d) for a, d in zip(arrays, details)]
+    return [_fit(a, d) for a, d in zip(arrays, details, strict=True)]
 
 
 def _fit(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -231,18 +231,18 @@ def drift(reference, outputs) -> float:
     Both arguments are `ModelRunner.run` results: `[entry][sample][output]` arrays.
     """
     worst = 0.0
-    for ref_entry, got_entry in zip(reference, outputs):
+    for ref_entry, got_entry in zip(reference, outputs, strict=True):
         for j in range(len(ref_entry[0]) if ref_entry else 0):
             ref = [r[j] for r in ref_entry]
             got = [o[j] for o in got_entry]
             if ref[0].dtype.kind != "f":
-                same = all(np.array_equal(a, b) for a, b in zip(ref, got))
+                same = all(np.array_equal(a, b) for a, b in zip(ref, got, strict=True))
                 worst = max(worst, 0.0 if same else float("inf"))
                 continue
             scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref)
             err = max(
                 float(np.max(np.abs(a - b))) if a.size else 0.0
-                for a, b in zip(ref, got)
+                for a, b in zip(ref, got, strict=True)
             )
             if not np.isfinite(err):
                 return float("inf")

@@ -260,7 +260,7 @@ def write(model, *, external_buffers: bool | None = None) -> bytes:
         # Second pass with the real offsets: same field widths, so the same size.
         pos = _round_up(len(head), _EXTERNAL_ALIGN)
         chunks = []
-        for b, d in zip(model.buffers, saved):
+        for b, d in zip(model.buffers, saved, strict=True):
             if b.offset == _PLACEHOLDER:
                 b.offset = pos
                 chunks.append((pos, d))
@@ -272,7 +272,7 @@ def write(model, *, external_buffers: bool | None = None) -> bytes:
             out[start : start + len(d)] = np.asarray(d, np.uint8).tobytes()
         return bytes(out)
     finally:
-        for b, d in zip(model.buffers, saved):
+        for b, d in zip(model.buffers, saved, strict=True):
             if b.data is None and d is not None:
                 b.data = d
                 b.offset = b.size = 0
