@@ -12,6 +12,7 @@ expand throughput in MB/s of float32 weights; and the time to pack (and expand) 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -118,10 +119,12 @@ def throughput_rows(w: np.ndarray) -> list[dict]:
         common = dict(element_type=0, element_size=4, count=w.size)
         payload = codecs.encode_payload(**common, **kw)
         enc = _common.median_time(
-            lambda: codecs.encode_payload(**common, **kw), FLAGS.repeats, warmup=1
+            functools.partial(codecs.encode_payload, **common, **kw),
+            FLAGS.repeats,
+            warmup=1,
         )
         dec = _common.median_time(
-            lambda: codecs.decode_payload(payload), FLAGS.repeats, warmup=1
+            functools.partial(codecs.decode_payload, payload), FLAGS.repeats, warmup=1
         )
         rows.append(
             {
@@ -137,7 +140,9 @@ def throughput_rows(w: np.ndarray) -> list[dict]:
 
             if native_available():
                 nat = _common.median_time(
-                    lambda: decode_payload_native(payload), FLAGS.repeats, warmup=1
+                    functools.partial(decode_payload_native, payload),
+                    FLAGS.repeats,
+                    warmup=1,
                 )
                 rows[-1]["decode_native_MBps"] = mb / nat
         except ImportError:

@@ -139,11 +139,13 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
             continue
         ancillary_for: dict[int, int] = {}
 
-        def add_tensor(t) -> int:
+        # The helpers below run only within this iteration; they bind its `sg`,
+        # `compressed` and `ancillary_for` as keyword-only defaults all the same.
+        def add_tensor(t, *, sg=sg) -> int:
             sg.tensors.append(t)
             return len(sg.tensors) - 1
 
-        def decoded_copy(ti: int) -> int:
+        def decoded_copy(ti: int, *, sg=sg) -> int:
             orig = sg.tensors[ti]
             t = s.TensorT()  # unnamed: TFLM reads no names, and flash is scarce
             t.type, t.shape, t.shapeSignature = (
@@ -155,7 +157,9 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
             t.buffer = 0
             return add_tensor(t)
 
-        def ancillary(ti: int) -> int:
+        def ancillary(
+            ti: int, *, compressed=compressed, ancillary_for=ancillary_for
+        ) -> int:
             if ti not in ancillary_for:
                 t = s.TensorT()  # unnamed, as the decoded copies
                 t.type = s.TensorType.UINT8
@@ -166,7 +170,9 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
                 ancillary_for[ti] = add_tensor(t)
             return ancillary_for[ti]
 
-        def decode_op(tensor_indices: list[int]) -> tuple[object, dict[int, int], int]:
+        def decode_op(
+            tensor_indices: list[int], *, sg=sg
+        ) -> tuple[object, dict[int, int], int]:
             op = s.OperatorT()
             op.opcodeIndex = op_code
             ins, outs, mapping, nbytes = [], [], {}, 0
