@@ -618,7 +618,7 @@ def analyze(
 
     for t in progress_bar(tensors, desc="sizes", enabled=progress):
         if not t.tunable:
-            payload = len(_encode.encode_lossless(t.ttype, t.values).payload)
+            payload = len(_encode.encode_lossless(t.ttype, t.values, t.shape).payload)
             t.options = [None]
             t.costs = [_cost(payload, t.raw_bytes, t.name)]
             t.payloads, t.errors = [payload], [0.0]
@@ -632,7 +632,7 @@ def analyze(
                 opts.append(Option(s, ternary=True))
             for opt in opts:
                 values = transform(t.values, opt, seed=seed)
-                payload = len(_encode.encode_lossless(t.ttype, values).payload)
+                payload = len(_encode.encode_lossless(t.ttype, values, t.shape).payload)
                 t.decoded[len(t.options)] = values
                 t.options.append(opt)
                 t.payloads.append(payload)
@@ -898,6 +898,9 @@ def floor_bytes(
                 transform(c.values, Option(max_sparsity, 2)),
             ]
             replaced[c.buffer] = min(
-                opts, key=lambda v: len(_encode.encode_lossless(c.ttype, v).payload)
+                opts,
+                key=lambda v, c=c: len(
+                    _encode.encode_lossless(c.ttype, v, c.row.shape).payload
+                ),
             )
     return len(_pack(ev.bytes_with(replaced), min_bytes))
