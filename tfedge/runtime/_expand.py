@@ -1,4 +1,5 @@
-"""`expand`: a packed model back to a plain .tflite, in memory (docs/FORMAT.md section 1)."""
+"""`expand`: a packed model back to a plain .tflite, in memory
+(docs/FORMAT.md section 1)."""
 
 from __future__ import annotations
 
@@ -27,17 +28,14 @@ def _decoder():
 def expand(packed, *, decoder=None) -> bytes:
     """Returns the plain .tflite bytes of a packed model (bytes, a path or a `Packed`).
 
-    Every TFEDGE_DECODE payload is decoded into its weight buffer and the decode operators,
-    payload tensors and the `tfedge` metadata are removed; the result runs in any TFLite
-    interpreter at the plain model's speed. A model that tfedge did not pack is returned as
-    it is. Raises `tfedge.FormatError` naming the tensor for any malformed payload.
+    Every TFEDGE_DECODE payload is decoded into its weight buffer and the decode
+    operators, payload tensors and the `tfedge` metadata are removed; the result runs in
+    any TFLite interpreter at the plain model's speed. A model that tfedge did not pack
+    is returned as it is. Raises `tfedge.FormatError` naming the tensor for any
+    malformed payload.
     """
-    from tfedge.pack._graph import (
-        FORMAT_VERSION,
-        decode_ops,
-        packed_format_version,
-        remove_decoders,
-    )
+    from tfedge.codecs import FORMAT_VERSION
+    from tfedge.pack._graph import decode_ops, packed_format_version, remove_decoders
 
     data = _as_bytes(packed)
     model = read(data)
@@ -59,7 +57,8 @@ def expand(packed, *, decoder=None) -> bytes:
         info = TYPES.get(weight_t.type)
         if info is None or info.itemsize == 0:
             raise FormatError(
-                f"decoded tensor has type {weight_t.type}, which has no fixed element size",
+                f"decoded tensor has type {weight_t.type}, which has no fixed "
+                "element size",
                 tensor=name,
             )
         shape = np.asarray(
@@ -84,7 +83,8 @@ def expand(packed, *, decoder=None) -> bytes:
         previous = decoded.get(weight_t.buffer)
         if previous is not None and not np.array_equal(previous, out):
             raise FormatError(
-                f"two payloads decode to different data for shared buffer {weight_t.buffer}",
+                "two payloads decode to different data for shared buffer "
+                f"{weight_t.buffer}",
                 tensor=name,
             )
         decoded[weight_t.buffer] = out
