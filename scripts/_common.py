@@ -17,7 +17,8 @@ import numpy as np
 
 from tfedge.datasets import fashion_mnist
 
-# Top-1 accuracy of a .tflite in the stock interpreter, in batches (int8 inputs quantized).
+# Top-1 accuracy of a .tflite in the stock interpreter, in batches (int8 inputs
+# quantized).
 from tfedge.pack._verify import tflite_metric as tflite_accuracy  # noqa: F401
 
 

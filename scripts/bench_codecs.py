@@ -1,13 +1,14 @@
 """Codec benchmark: Huffman against the entropy floor, codec throughput, packing time.
 
 Reproduces the converter stage's "must show" (issue 3): for every weight tensor of real
-models (LeNet-300-100 and LeNet-5 trained on Fashion-MNIST: float weights shared at 5 bits,
-the same pruned to 90%, and ternarised), the coded bits per symbol of each symbol stream
-(codebook indices, sparse relative-index gaps) against its Shannon entropy; compress and
-expand throughput in MB/s of float32 weights; and the time to pack (and expand) a
-25M-parameter model.
+models (LeNet-300-100 and LeNet-5 trained on Fashion-MNIST: float weights shared at 5
+bits, the same pruned to 90%, and ternarised), the coded bits per symbol of each symbol
+stream (codebook indices, sparse relative-index gaps) against its Shannon entropy;
+compress and expand throughput in MB/s of float32 weights; and the time to pack (and
+expand) a 25M-parameter model.
 
-    .venv/bin/python scripts/bench_codecs.py [--json PATH] [--epochs 2] [--big_params 25e6]
+    .venv/bin/python scripts/bench_codecs.py [--json PATH] [--epochs 2]
+        [--big_params 25e6]
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ def main(argv):
     models = trained_weights()
     ent = entropy_rows(models)
     print(
-        "### Coded bits per symbol against the Shannon entropy (per tensor and stream)\n"
+        "### Coded bits per symbol against the Shannon entropy "
+        "(per tensor and stream)\n"
     )
     print(
         _common.markdown_table(

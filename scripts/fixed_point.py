@@ -62,8 +62,8 @@ CONFIGS = [
 
 
 def vgg6(keras, width: int = 16):
-    """A VGG-style net in the spirit of scripts/lowrank.py's (which has five convs): six 3x3
-    convs in three pairs, a classifier."""
+    """A VGG-style net in the spirit of scripts/lowrank.py's (which has five convs): six
+    3x3 convs in three pairs, a classifier."""
     conv = keras.layers.Conv2D
     return keras.Sequential(
         [

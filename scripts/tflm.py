@@ -1,12 +1,13 @@
 """tfedge's TFLite Micro output against TFLM's own compression tool, on the LeNets.
 
-Reproduces issue 12's comparison on Fashion-MNIST: LeNet-300-100 and LeNet-5, float32 and
-int8 (post-training quantized). TFLM's tool (tflite-micro's `compress`) only re-encodes
-weights that already hold at most 2^b values, so both tools get the same clustered model
-(every weight tensor snapped to 2^b k-means centroids, per tensor for float, per output
-channel for int8 as TFLM's decoder requires), at the same bit width b. tfedge is also run
-on the unclustered model in its default mode (bits chosen per tensor, output drift
-verified against a tolerance on the logits). Every file is run in TFLM's own interpreter on the test set.
+Reproduces issue 12's comparison on Fashion-MNIST: LeNet-300-100 and LeNet-5, float32
+and int8 (post-training quantized). TFLM's tool (tflite-micro's `compress`) only
+re-encodes weights that already hold at most 2^b values, so both tools get the same
+clustered model (every weight tensor snapped to 2^b k-means centroids, per tensor for
+float, per output channel for int8 as TFLM's decoder requires), at the same bit width b.
+tfedge is also run on the unclustered model in its default mode (bits chosen per tensor,
+output drift verified against a tolerance on the logits). Every file is run in TFLM's
+own interpreter on the test set.
 
     .venv/bin/python scripts/tflm.py [--json PATH] [--bits 4] [--epochs 3] [--test 2000]
 """

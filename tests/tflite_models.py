@@ -98,7 +98,8 @@ def conv_f16() -> bytes:
 
 
 def conv_int8(int8_io: bool = False) -> bytes:
-    """Full-integer post-training quantization (per-channel int8 weights, int32 biases)."""
+    """Full-integer post-training quantization (per-channel int8 weights, int32
+    biases)."""
     tf = _tf()
     rng = np.random.default_rng(SEED)
 
@@ -151,7 +152,8 @@ def densify_model() -> bytes:
 
 
 def two_subgraphs() -> bytes:
-    """A model whose weights live in the branches of a tf.cond (an IF op, 3 subgraphs)."""
+    """A model whose weights live in the branches of a tf.cond (an IF op, 3
+    subgraphs)."""
     tf = _tf()
     rng = np.random.default_rng(SEED)
     w1 = tf.constant(rng.standard_normal((16, 32)).astype(np.float32))
@@ -172,8 +174,8 @@ def two_subgraphs() -> bytes:
 
 
 def with_unknown_custom_op(base: bytes) -> bytes:
-    """`base` with a custom operator 'ACME_SECRET' that no interpreter knows, consuming the
-    model's first input and producing a new subgraph output."""
+    """`base` with a custom operator 'ACME_SECRET' that no interpreter knows, consuming
+    the model's first input and producing a new subgraph output."""
     from tfedge.tflite import opcode_index, read, schema, write
 
     s = schema()

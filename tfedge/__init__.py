@@ -3,15 +3,17 @@
 The public surface:
 
 - `compress(model, ...) -> Packed`: the converter stage (weight sharing, sparse index,
-  Huffman) for a `.tflite` file or bytes, a Keras model, a tf_keras model or a SavedModel.
+  Huffman) for a `.tflite` file or bytes, a Keras model, a tf_keras model or a
+  SavedModel.
 - `expand(packed) -> bytes`: a plain `.tflite` that runs in any interpreter.
 - `Interpreter`: the stock TFLite interpreter with the TFEDGE_DECODE op available.
-- `deep_compress(model, train_data, val_data, ...)`: Deep Compression's three stages in one
-  call (pruning, trained weight sharing, then `compress`).
+- `deep_compress(model, train_data, val_data, ...)`: Deep Compression's three stages in
+  one call (pruning, trained weight sharing, then `compress`).
 - `TfedgeError`, `FormatError`, `PackError`, `BudgetError`.
 
 Training-time wrappers live in `tfedge.keras`; size planning in `tfedge.budget`; dynamic
-fixed point in `tfedge.fixed_point`. Importing `tfedge` imports neither TensorFlow nor Keras.
+fixed point in `tfedge.fixed_point`. Importing `tfedge` imports neither TensorFlow nor
+Keras.
 """
 
 from __future__ import annotations

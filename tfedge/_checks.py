@@ -1,4 +1,5 @@
-"""Small helpers shared across tfedge's packages (numpy only, no TensorFlow or Keras)."""
+"""Small helpers shared across tfedge's packages (numpy only, no TensorFlow or
+Keras)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 
 
 def check_int(value, name: str, minimum: int) -> int:
-    """`value` as an int, or a Keras-style ValueError when it is not an integer >= minimum."""
+    """`value` as an int, or a Keras-style ValueError when it is not an
+    integer >= minimum."""
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Integral)

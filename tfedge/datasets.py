@@ -3,8 +3,8 @@
 - `fashion_mnist()`: the 70,000 Fashion-MNIST images from the Debian package
   `dataset-fashion-mnist` (`apt-get install -y dataset-fashion-mnist`), read from the
   standard idx `.gz` files.
-- `digits()`: scikit-learn's bundled 8x8 digits (1,797 images), for when Fashion-MNIST is
-  not installed.
+- `digits()`: scikit-learn's bundled 8x8 digits (1,797 images), for when Fashion-MNIST
+  is not installed.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def fashion_mnist(
 def digits(
     test_fraction: float = 0.25, seed: int = 0
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """scikit-learn's 8x8 digits as ((x_train, y_train), (x_test, y_test)), x in [0, 1]."""
+    """scikit-learn's 8x8 digits as ((x_train, y_train), (x_test, y_test)),
+    x in [0, 1]."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

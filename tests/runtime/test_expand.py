@@ -1,4 +1,5 @@
-"""expand: plain models pass through; malformed packed files give a clean FormatError."""
+"""expand: plain models pass through; malformed packed files give a clean
+FormatError."""
 
 from __future__ import annotations
 

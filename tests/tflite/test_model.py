@@ -1,4 +1,5 @@
-"""tfedge.tflite: read/write round trips on foreign models; malformed files; every type."""
+"""tfedge.tflite: read/write round trips on foreign models; malformed files; every
+type."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """`tfedge demo`: the main job on a built-in example, end to end.
 
-Trains LeNet-300-100 on Fashion-MNIST (the Debian package `dataset-fashion-mnist`) or, when
-that is not installed, a small MLP on scikit-learn's bundled digits; prunes it inside
-`model.fit` with tfedge's Keras 3 wrappers; strips the wrappers; packs the .tflite with
-`tfedge.compress`; expands it back; runs the plain, packed-then-expanded models in the stock
-TFLite interpreter on the test set and prints a size/accuracy table.
+Trains LeNet-300-100 on Fashion-MNIST (the Debian package `dataset-fashion-mnist`) or,
+when that is not installed, a small MLP on scikit-learn's bundled digits; prunes it
+inside `model.fit` with tfedge's Keras 3 wrappers; strips the wrappers; packs the
+.tflite with `tfedge.compress`; expands it back; runs the plain, packed-then-expanded
+models in the stock TFLite interpreter on the test set and prints a size/accuracy table.
 """
 
 from __future__ import annotations
@@ -110,10 +110,11 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     print(f"{'model':<40} {'bytes':>10} {'ratio':>7} {'accuracy':>9}")
     for r in rows:
         print(
-            f"{r['model']:<40} {r['bytes']:>10} {r['ratio']:>6.1f}x {r['accuracy']:>9.4f}"
+            f"{r['model']:<40} {r['bytes']:>10} "
+            f"{r['ratio']:>6.1f}x {r['accuracy']:>9.4f}"
         )
     print(
-        "\nAccuracy is measured in the stock TFLite interpreter on the test set; packed "
-        "models are run after tfedge.expand (bytes are the packed file's)."
+        "\nAccuracy is measured in the stock TFLite interpreter on the test set; "
+        "packed models are run after tfedge.expand (bytes are the packed file's)."
     )
     return rows

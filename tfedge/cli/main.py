@@ -1,7 +1,7 @@
 """The `tfedge` command: compress | expand | inspect | budget | demo.
 
-    tfedge compress IN -o OUT [--bits N] [--lossless] [--tolerance X] [--report FILE.json]
-                    [--target tfedge|tflm]
+    tfedge compress IN -o OUT [--bits N] [--lossless] [--tolerance X]
+                    [--report FILE.json] [--target tfedge|tflm]
     tfedge expand IN -o OUT
     tfedge inspect FILE [--json]
     tfedge budget MODEL --target 200KB [--data EVAL.npz] [-o OUT] [--report R.json]

@@ -1,15 +1,15 @@
 """Training-time tfedge: Keras 3 layer wrappers, schedules, callbacks and `strip`.
 
-Every wrapper implements `tfedge_strip()`, which returns a plain, built Keras layer with the
-wrapper's final weights baked in; `strip(model)` calls it for every tfedge layer so that the
-result holds only stock Keras layers, ready for `tfedge.compress`.
+Every wrapper implements `tfedge_strip()`, which returns a plain, built Keras layer with
+the wrapper's final weights baked in; `strip(model)` calls it for every tfedge layer so
+that the result holds only stock Keras layers, ready for `tfedge.compress`.
 """
 
 from __future__ import annotations
 
 __all__: list[str] = []
 
-# --- pruning (Han et al. 2015, LeCun et al. 1989) and strip ------------------------------
+# --- pruning (Han et al. 2015, LeCun et al. 1989) and strip ---------------------------
 from tfedge.keras._callbacks import PruningLogger  # noqa: E402
 from tfedge.keras._obd import estimate_hessian  # noqa: E402
 from tfedge.keras._prune import (  # noqa: E402
@@ -52,23 +52,23 @@ __all__ += [
     "strip",
 ]
 
-# --- trained ternary quantization (Zhu et al. 2016) ------------------------------------
+# --- trained ternary quantization (Zhu et al. 2016) -----------------------------------
 from tfedge.keras._ternary import TernaryWrapper, ternarize  # noqa: E402
 
 __all__ += ["TernaryWrapper", "ternarize"]
 
-# --- trained weight sharing (Deep Compression, Han et al. 2016) ------------------------
+# --- trained weight sharing (Deep Compression, Han et al. 2016) -----------------------
 from tfedge.keras._weight_sharing import WeightSharingWrapper, share_weights  # noqa: E402
 
 __all__ += ["WeightSharingWrapper", "share_weights"]
 
-# --- low-rank factorization (Zhang et al. 2015) ----------------------------------------
+# --- low-rank factorization (Zhang et al. 2015) ---------------------------------------
 from tfedge.keras._factorize import factorize, multiply_adds, select_ranks  # noqa: E402
 from tfedge.keras._lowrank import LowRankConv2D, LowRankDense  # noqa: E402
 
 __all__ += ["LowRankConv2D", "LowRankDense", "factorize", "multiply_adds", "select_ranks"]
 
-# --- size budget ------------------------------------------------------------------------
+# --- size budget ----------------------------------------------------------------------
 from tfedge.budget._callback import SizeBudget  # noqa: E402
 
 __all__ += ["SizeBudget"]

@@ -58,8 +58,8 @@ def _pair(layer_name: str | None, name: str, value: Any) -> tuple[int, int]:
 
 
 class _LowRank(keras.layers.Layer):
-    """What both low-rank layers share: the Dense/Conv2D-style arguments, two factors and
-    a bias, and their serialisation."""
+    """What both low-rank layers share: the Dense/Conv2D-style arguments, two factors
+    and a bias, and their serialisation."""
 
     def _store_common(
         self,

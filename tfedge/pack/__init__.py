@@ -1,4 +1,5 @@
-"""The converter stage: per-tensor encoding choice, packing, verification and the report."""
+"""The converter stage: per-tensor encoding choice, packing, verification and the
+report."""
 
 from tfedge.pack._compress import DEFAULT_TOLERANCE, Packed, compress
 from tfedge.pack._report import Report, TensorReport

@@ -21,10 +21,12 @@ from tfedge.tflite import TYPES, buffer_data, read, tensor_name, write
 # loose enough that 4-5 bit sharing of dense layers passes, as in Deep Compression.
 DEFAULT_TOLERANCE = 0.02
 # In automatic bit selection, each tensor starts at the fewest bits whose k-means
-# reconstruction error ||w - w'|| / ||w|| is at most this; the output check then backs off.
+# reconstruction error ||w - w'|| / ||w|| is at most this; the output check then backs
+# off.
 WEIGHT_ERROR_TARGET = 0.03
-# A packed tensor costs a payload tensor, a decode operator and its name in the flatbuffer
-# (measured: ~100 bytes plus the name); a tensor is packed only if it saves more than that.
+# A packed tensor costs a payload tensor, a decode operator and its name in the
+# flatbuffer (measured: ~100 bytes plus the name); a tensor is packed only if it saves
+# more than that.
 GRAPH_OVERHEAD_BYTES = 112
 # The tightening pass measures the model at most this many times.
 _TIGHTEN_TRIALS = 24
@@ -138,15 +140,15 @@ def compress(
     """Packs a model's weights with weight sharing, a sparse index and Huffman coding.
 
     Args:
-      model: .tflite bytes or path, a SavedModel directory, a `.keras` path, or a Keras 3
-        or tf_keras model (tfedge wrappers are stripped first).
+      model: .tflite bytes or path, a SavedModel directory, a `.keras` path, or a
+        Keras 3 or tf_keras model (tfedge wrappers are stripped first).
       lossless: keep every weight bit for bit (exact codebooks, sparse index, Huffman).
       bits: sharing bits per lossy tensor (1-8); None chooses per tensor.
       tolerance: the largest allowed output drift, max|y - y_ref| / max|y_ref|, measured
-        in the stock interpreter on `representative_data`. A tensor whose coding pushes the
-        drift past it is backed off to more bits, then to lossless.
-      representative_data: model inputs to measure drift on (an array batch for one input,
-        or an iterable of samples); generated from the input signature when None.
+        in the stock interpreter on `representative_data`. A tensor whose coding pushes
+        the drift past it is backed off to more bits, then to lossless.
+      representative_data: model inputs to measure drift on (an array batch for one
+        input, or an iterable of samples); generated from the input signature when None.
       num_samples: how many samples to measure drift on.
       init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
         "random".
@@ -246,8 +248,8 @@ class _Job:
     def report(
         self, packed_bytes: int, packed: set[int], written=None, **extra
     ) -> Report:
-        """The report; `written` is the model whose outputs the packed file gives, for the
-        final drift measurement."""
+        """The report; `written` is the model whose outputs the packed file gives, for
+        the final drift measurement."""
         drift = None
         if self.check is not None and written is not None:
             drift = self.check.final(written, self.tolerance)
@@ -279,8 +281,8 @@ def _write_tfedge(job: _Job) -> Packed:
             >= cand.row.original_bytes
         ):
             cand.drop(
-                f"no gain: best payload {len(enc.payload)} bytes plus graph overhead is not "
-                f"smaller than {cand.row.original_bytes} bytes"
+                f"no gain: best payload {len(enc.payload)} bytes plus graph overhead "
+                f"is not smaller than {cand.row.original_bytes} bytes"
             )
             continue
         payloads[cand.buffer] = enc.payload
@@ -357,7 +359,10 @@ def _skip_reason(model, refs, t, raw, info, produced, min_bytes) -> str:
             return "written by an operator or fed as an input: not a constant"
     n = int(np.prod(np.asarray(t.shape if t.shape is not None else [], np.int64)))
     if n * info.itemsize != raw.size:
-        return f"buffer holds {raw.size} bytes but shape {list(t.shape)} needs {n * info.itemsize}"
+        return (
+            f"buffer holds {raw.size} bytes but shape {list(t.shape)} "
+            f"needs {n * info.itemsize}"
+        )
     if raw.size < min_bytes:
         return f"smaller than min_bytes={min_bytes}"
     return ""
@@ -409,8 +414,8 @@ class _DriftCheck:
                     )
             msg = (
                 f"the model does not run in the stock interpreter "
-                f"({str(e).splitlines()[0]}); lossy coding cannot be verified, so every "
-                "tensor was packed losslessly"
+                f"({str(e).splitlines()[0]}); lossy coding cannot be verified, so "
+                "every tensor was packed losslessly"
             )
             notes.append(msg)
             warnings.warn(f"tfedge.compress: {msg}", stacklevel=4)
@@ -437,7 +442,8 @@ class _DriftCheck:
 
 
 def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -> float:
-    """Raise the bits of the tensor that alone drifts most until the whole model fits."""
+    """Raise the bits of the tensor that alone drifts most until the whole model
+    fits."""
     drift = check.measure(candidates)
     solo: dict[int, float] = {}
     rounds = 0
@@ -457,7 +463,8 @@ def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -
             worst.bits = None
         after = "lossless" if worst.bits is None else f"{worst.bits} bits"
         backed_off.append(
-            f"{worst.row.name}: {before} bits -> {after} (its own drift {solo[worst.buffer]:.3g})"
+            f"{worst.row.name}: {before} bits -> {after} "
+            f"(its own drift {solo[worst.buffer]:.3g})"
         )
         solo.pop(worst.buffer, None)
         drift = check.measure(candidates)
@@ -465,15 +472,17 @@ def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -
         logging.info("tfedge.compress: back-off round %d, drift %.4g", rounds, drift)
     if drift > tolerance:
         raise PackError(
-            f"output drift {drift:.4g} exceeds tolerance {tolerance:g} even with every tensor "
-            "packed losslessly: the interpreter's outputs are not reproducible on these inputs"
+            f"output drift {drift:.4g} exceeds tolerance {tolerance:g} even with "
+            "every tensor packed losslessly: the interpreter's outputs are not "
+            "reproducible on these inputs"
         )
     return drift
 
 
 def _tighten(check: _DriftCheck, candidates, tolerance, drift, notes) -> None:
-    """Spend the tolerance left over: largest tensors first, one bit fewer at a time while
-    the whole model's drift stays within it (the error target only picks a start)."""
+    """Spend the tolerance left over: largest tensors first, one bit fewer at a time
+    while the whole model's drift stays within it (the error target only picks a
+    start)."""
     start = {c.buffer: c.bits for c in candidates}
     lossy = sorted(
         (c for c in candidates if c.bits is not None and c.bits > 1),
@@ -497,12 +506,14 @@ def _tighten(check: _DriftCheck, candidates, tolerance, drift, notes) -> None:
     ]
     if lowered:
         notes.append(
-            f"tolerance left over spent on fewer bits ({', '.join(lowered)}); drift {drift:.3g}"
+            f"tolerance left over spent on fewer bits ({', '.join(lowered)}); "
+            f"drift {drift:.3g}"
         )
 
 
 def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
-    """TFLM's LUT layout for every candidate whose decoded values fit 128-entry tables."""
+    """TFLM's LUT layout for every candidate whose decoded values fit 128-entry
+    tables."""
     encodings = {}
     for cand in job.candidates:
         enc = cand.choice
@@ -511,15 +522,15 @@ def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
         lut = _tflm.lut_encode(values, _tflm.channel_axis(tensor))
         if lut is None:
             cand.drop(
-                "more than 128 distinct values per table: TFLM's LUT decoder takes 1-7 bit "
-                "indices (pass lossless=False to share weights)"
+                "more than 128 distinct values per table: TFLM's LUT decoder takes "
+                "1-7 bit indices (pass lossless=False to share weights)"
             )
             continue
         overhead = _tflm.GRAPH_OVERHEAD_BYTES
         if lut.size + overhead >= cand.row.original_bytes:
             cand.drop(
-                f"no gain: LUT encoding {lut.size} bytes plus graph overhead is not smaller "
-                f"than {cand.row.original_bytes} bytes"
+                f"no gain: LUT encoding {lut.size} bytes plus graph overhead is not "
+                f"smaller than {cand.row.original_bytes} bytes"
             )
             continue
         encodings[cand.buffer] = lut
@@ -552,8 +563,8 @@ def _verify_tflm(packed: bytes, reference: bytes, num_samples: int, seed: int) -
         import tflite_micro  # noqa: F401
     except ImportError:
         return (
-            "TFLM: not run in TFLM's interpreter (pip install tflite-micro to verify); the "
-            "decoded values were verified in the LiteRT interpreter"
+            "TFLM: not run in TFLM's interpreter (pip install tflite-micro to "
+            "verify); the decoded values were verified in the LiteRT interpreter"
         )
     runner = _verify.ModelRunner(reference)
     samples = _verify.make_samples(runner, None, min(num_samples, 4), seed)[0]
@@ -569,8 +580,8 @@ def _verify_tflm(packed: bytes, reference: bytes, num_samples: int, seed: int) -
         for a, b in zip(g, w, strict=True):
             if not np.array_equal(a, b):
                 raise PackError(
-                    "TFLM's interpreter gives other outputs for the TFLM output than for "
-                    "the values it encodes; please report this with the model"
+                    "TFLM's interpreter gives other outputs for the TFLM output than "
+                    "for the values it encodes; please report this with the model"
                 )
     return "TFLM: verified in TFLM's interpreter (outputs equal to the decoded values')"
 
@@ -600,8 +611,8 @@ def _self_check(
         got = buffer_data(expanded, c.buffer)
         if not np.array_equal(got, c.choice.decoded):
             raise PackError(
-                f"tensor {c.row.name!r}: the packed payload does not expand to the values "
-                "that were verified (a tfedge bug; please report it)"
+                f"tensor {c.row.name!r}: the packed payload does not expand to the "
+                "values that were verified (a tfedge bug; please report it)"
             )
     return expanded_bytes
 

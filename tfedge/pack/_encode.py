@@ -1,10 +1,11 @@
-"""Per-tensor encoding: the candidate payloads of one weight buffer and the choice among them.
+"""Per-tensor encoding: the candidate payloads of one weight buffer and the choice among
+them.
 
-Numpy only. Lossless candidates keep every bit (exact codebook, per-channel exact codebooks
-along the first or last axis, or the raw element bytes, each dense or with a sparse
-relative index, fixed-width or Huffman coded); lossy candidates
-share weights by 1-D k-means (Deep Compression stage 2), keeping exact zeros exact so that
-pruned weights stay pruned. The smallest payload wins; sizes are exact.
+Numpy only. Lossless candidates keep every bit (exact codebook, per-channel exact
+codebooks along the first or last axis, or the raw element bytes, each dense or with a
+sparse relative index, fixed-width or Huffman coded); lossy candidates
+share weights by 1-D k-means (Deep Compression stage 2), keeping exact zeros exact so
+that pruned weights stay pruned. The smallest payload wins; sizes are exact.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from tfedge import codecs
 from tfedge.tflite import TYPES, schema
 
 # Tensor types whose weights may be shared lossily: k-means over real values, and over
-# the integer codes of int8 weights (symmetric, so zero stays zero; centroids are rounded
-# to integers, and per-channel scales keep every channel on the same [-127, 127] grid).
+# the integer codes of int8 weights (symmetric, so zero stays zero; centroids are
+# rounded to integers, and per-channel scales keep every channel on the same [-127, 127]
+# grid).
 LOSSY_TYPES = frozenset(
     {schema().TensorType.FLOAT32, schema().TensorType.FLOAT16, schema().TensorType.INT8}
 )
-# Tensor types packed losslessly. Integer index/shape types (INT32, INT64) stay raw: kernels
-# such as RESHAPE, PAD or STRIDED_SLICE need them as constants when they prepare.
+# Tensor types packed losslessly. Integer index/shape types (INT32, INT64) stay raw:
+# kernels such as RESHAPE, PAD or STRIDED_SLICE need them as constants when they
+# prepare.
 LOSSLESS_TYPES = frozenset(
     getattr(schema().TensorType, n)
     for n in ("FLOAT32", "FLOAT16", "INT8", "UINT8", "INT16", "UINT16", "BFLOAT16")
@@ -54,7 +57,8 @@ def _uint_view(arr: np.ndarray) -> np.ndarray:
 
 
 def _describe(payload: bytes) -> str:
-    """'<layout>/<values>/<codings>' of a payload, e.g. 'sparse/codebook/fixed+huffman'."""
+    """'<layout>/<values>/<codings>' of a payload, e.g.
+    'sparse/codebook/fixed+huffman'."""
     return codecs.inspect_payload(payload).encoding
 
 
@@ -68,7 +72,8 @@ def _entropy_bytes(
 
 
 def _encode_smallest(options: list[dict]) -> bytes:
-    """Encodes the option whose exact payload size is smallest (sizes need no encoding)."""
+    """Encodes the option whose exact payload size is smallest (sizes need no
+    encoding)."""
     best = min(options, key=lambda kw: codecs.payload_size(**kw))
     return codecs.encode_payload(**best)
 
@@ -102,7 +107,8 @@ def _codebook_options(
 
 
 def few_distinct(arr: np.ndarray, limit: int = 256) -> bool:
-    """Whether `arr` may have at most `limit` distinct values (a cheap sample check first)."""
+    """Whether `arr` may have at most `limit` distinct values (a cheap sample check
+    first)."""
     head = _uint_view(arr[:4096])
     if np.unique(head).size > limit:
         return False
@@ -140,9 +146,9 @@ def _channel_layouts(shape, n: int) -> list[tuple[int, int]]:
 
 
 def channel_codebook(arr: np.ndarray, channels: int, run: int, limit: int = 256):
-    """Exact per-channel codebooks of `arr` (1-D) for `channels` channels of `run`-element
-    runs, or None when a channel has more than `limit` distinct values (or the elements
-    are wider than 4 bytes)."""
+    """Exact per-channel codebooks of `arr` (1-D) for `channels` channels of
+    `run`-element runs, or None when a channel has more than `limit` distinct values (or
+    the elements are wider than 4 bytes)."""
     if arr.dtype.itemsize > 4 or arr.size % (channels * run):
         return None
     u = _uint_view(arr)
@@ -195,7 +201,8 @@ def _channel_options(ttype: int, arr: np.ndarray, cb: ChannelCodebook) -> list[d
 
 def exactly_codable(arr: np.ndarray, shape=None) -> bool:
     """Whether `arr` has an exact codebook: at most 256 distinct values in all, or per
-    channel along its first or last axis (a per-channel scaled ternary or shared kernel)."""
+    channel along its first or last axis (a per-channel scaled ternary or shared
+    kernel)."""
     if few_distinct(arr):
         return True
     return any(
@@ -206,7 +213,8 @@ def exactly_codable(arr: np.ndarray, shape=None) -> bool:
 
 def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
     """The smallest bit-exact payload of `arr` (1-D, the tensor's dtype); with the
-    tensor's `shape`, per-channel codebooks along its first and last axes are tried too."""
+    tensor's `shape`, per-channel codebooks along its first and last axes are tried
+    too."""
     size = arr.dtype.itemsize
     n = arr.size
     u = _uint_view(arr)
@@ -259,7 +267,8 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
 
 @dataclass
 class Shared:
-    """A weight-sharing assignment: codebook (tensor dtype) and one index per element."""
+    """A weight-sharing assignment: codebook (tensor dtype) and one index per
+    element."""
 
     bits: int
     codebook: np.ndarray
@@ -292,7 +301,8 @@ def share(arr: np.ndarray, bits: int, *, init: str = "linear", seed: int = 0) ->
         info = np.iinfo(arr.dtype)
         codebook = np.clip(np.round(codebook), info.min, info.max)
     codebook = codebook.astype(arr.dtype)
-    # Rounding centroids to the tensor's dtype can merge two; keep the codebook canonical.
+    # Rounding centroids to the tensor's dtype can merge two; keep the codebook
+    # canonical.
     codebook_u, remap = np.unique(_uint_view(codebook), return_inverse=True)
     codebook = codebook_u.view(arr.dtype)
     indices = remap.reshape(-1)[indices]

@@ -1,7 +1,7 @@
 """Model surgery for the packed format (docs/FORMAT.md section 1), both ways.
 
-`insert_decoders` turns chosen weight buffers into payload tensors plus TFEDGE_DECODE ops;
-`remove_decoders` undoes it given the decoded bytes. No policy, no codecs here.
+`insert_decoders` turns chosen weight buffers into payload tensors plus TFEDGE_DECODE
+ops; `remove_decoders` undoes it given the decoded bytes. No policy, no codecs here.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def _new_buffer(data: np.ndarray | bytes | None):
 
 
 def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> None:
-    """Replace each buffer in `payloads` (buffer index -> payload) by decode operators."""
+    """Replace each buffer in `payloads` (buffer index -> payload) by decode
+    operators."""
     s = schema()
     op_index = opcode_index(model, DECODE_OP)
     payload_buffer: dict[int, int] = {}
@@ -68,7 +69,8 @@ def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> None:
 
 
 def packed_format_version(model) -> int | None:
-    """The `tfedge` metadata's format version, or None for a model tfedge did not pack."""
+    """The `tfedge` metadata's format version, or None for a model tfedge did not
+    pack."""
     from tfedge.tflite import buffer_data
 
     for m in model.metadata or []:
@@ -87,7 +89,8 @@ def packed_format_version(model) -> int | None:
 
 
 def decode_ops(model):
-    """Yields (subgraph index, operator index, payload tensor index, weight tensor index)."""
+    """Yields (subgraph index, operator index, payload tensor index, weight tensor
+    index)."""
     op_index = opcode_index(model, DECODE_OP, add=False)
     if op_index is None:
         return

@@ -1,4 +1,5 @@
-"""What `compress` did, per tensor and in total: as dataclasses, a text table and JSON."""
+"""What `compress` did, per tensor and in total: as dataclasses, a text table and
+JSON."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 class TensorReport:
     """One weight buffer of the model (tensors sharing a buffer share its row).
 
-    `encoding` is "raw" when the tensor was carried through unchanged (`reason` says why),
-    else "<layout>/<values>/<coding>", e.g. "sparse/codebook/huffman". `bits` is the codebook
-    index width (None for raw values). `sparsity` is the fraction of elements that are
-    zero. `entropy_bytes` is the Shannon floor of the coded symbol
+    `encoding` is "raw" when the tensor was carried through unchanged (`reason` says
+    why), else "<layout>/<values>/<coding>", e.g. "sparse/codebook/huffman". `bits` is
+    the codebook index width (None for raw values). `sparsity` is the fraction of
+    elements that are zero. `entropy_bytes` is the Shannon floor of the coded symbol
     streams plus the codebook. `weight_error` is ||w - w'|| / ||w|| (0 when lossless).
     """
 
@@ -46,7 +47,8 @@ class TensorReport:
 
 @dataclass
 class Report:
-    """The whole conversion: sizes, the drift the tolerance allowed, and what was backed off."""
+    """The whole conversion: sizes, the drift the tolerance allowed, and what was backed
+    off."""
 
     original_bytes: int
     packed_bytes: int
@@ -87,8 +89,9 @@ class Report:
     def table(self) -> str:
         """A fixed-width text table, one row per weight buffer, then the totals."""
         head = (
-            f"{'tensor':<34} {'shape':<16} {'dtype':<8} {'bytes':>10} {'encoding':<24} "
-            f"{'bits':>4} {'sparse':>6} {'packed':>9} {'floor':>9} {'b/w':>5} {'w.err':>7}"
+            f"{'tensor':<34} {'shape':<16} {'dtype':<8} {'bytes':>10} "
+            f"{'encoding':<24} {'bits':>4} {'sparse':>6} {'packed':>9} {'floor':>9} "
+            f"{'b/w':>5} {'w.err':>7}"
         )
         lines = [head, "-" * len(head)]
         for t in self.tensors:
@@ -98,7 +101,8 @@ class Report:
                 f"{name:<34} {shape[:16]:<16} {t.dtype:<8} {t.original_bytes:>10} "
                 f"{t.encoding:<24} {t.bits if t.bits else '-':>4} {t.sparsity:>6.1%} "
                 f"{(t.packed_bytes if t.packed else t.original_bytes):>9} "
-                f"{t.entropy_bytes:>9.0f} {t.bits_per_weight:>5.2f} {t.weight_error:>7.4f}"
+                f"{t.entropy_bytes:>9.0f} {t.bits_per_weight:>5.2f} "
+                f"{t.weight_error:>7.4f}"
             )
             if t.reason:
                 lines.append(f"{'':<4}↳ {t.reason}")

@@ -1,8 +1,8 @@
 """Turn what the user hands `compress` into .tflite bytes.
 
-Accepted: .tflite bytes, a path to a .tflite file, a path to a SavedModel directory, a path
-to a `.keras` file, a Keras 3 model, or a tf_keras (Keras 2) model such as one stripped by
-tfmot. Keras models that still hold tfedge wrappers are stripped first.
+Accepted: .tflite bytes, a path to a .tflite file, a path to a SavedModel directory, a
+path to a `.keras` file, a Keras 3 model, or a tf_keras (Keras 2) model such as one
+stripped by tfmot. Keras models that still hold tfedge wrappers are stripped first.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def to_tflite(model) -> tuple[bytes, list[str]]:
         if os.path.isdir(path):
             if not os.path.exists(os.path.join(path, "saved_model.pb")):
                 raise FormatError(
-                    f"{path} is a directory without saved_model.pb: pass a .tflite file, a "
-                    "SavedModel directory or a .keras file"
+                    f"{path} is a directory without saved_model.pb: pass a .tflite "
+                    "file, a SavedModel directory or a .keras file"
                 )
             import tensorflow as tf
 
@@ -41,8 +41,8 @@ def to_tflite(model) -> tuple[bytes, list[str]]:
     if _is_keras_model(model):
         return _from_keras(model, notes)
     raise TypeError(
-        "Expected a .tflite path or bytes, a SavedModel directory, a .keras file, or a Keras "
-        f"model. Received: {type(model).__name__}"
+        "Expected a .tflite path or bytes, a SavedModel directory, a .keras file, "
+        f"or a Keras model. Received: {type(model).__name__}"
     )
 
 

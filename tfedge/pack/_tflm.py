@@ -1,18 +1,20 @@
 """Output for TensorFlow Lite Micro: look-up-table (LUT) compression that TFLM's own
 `TFLM_DECODE` kernel decodes, so the file runs on microcontrollers with no tfedge code.
 
-TFLM's layout (its compression documentation and runtime are the reference; tfedge writes
-it with its own code): a compressed tensor keeps its index but becomes a UINT8 vector of
-bit-packed indices (most significant bit first, in the tensor's row-major element order);
-a UINT8 "ancillary" tensor holds a 16-byte header followed by the value tables; and before
-every operator that reads the tensor, a `TFLM_DECODE` custom operator takes (encoded,
-ancillary) pairs and produces a copy of the original tensor (shape, type, quantization)
-that the operator reads instead. A decoded tensor lives only until the next operator.
+TFLM's layout (its compression documentation and runtime are the reference; tfedge
+writes it with its own code): a compressed tensor keeps its index but becomes a UINT8
+vector of bit-packed indices (most significant bit first, in the tensor's row-major
+element order); a UINT8 "ancillary" tensor holds a 16-byte header followed by the value
+tables; and before every operator that reads the tensor, a `TFLM_DECODE` custom operator
+takes (encoded, ancillary) pairs and produces a copy of the original tensor (shape,
+type, quantization) that the operator reads instead. A decoded tensor lives only until
+the next operator.
 
-Header bytes: 0 decode type (0 = LUT), 1 header version (1), 2-3 zero, 4 LUT version (1),
-5 `(axis << 4) | bit width` (axis 0xF: one table for the tensor; else the channel axis,
-0 or the last), 6 table stride (entries per table, 2^bit width), 7-15 zero. Tables follow,
-one per channel (or one), each `stride` elements of the tensor's type, zero-padded.
+Header bytes: 0 decode type (0 = LUT), 1 header version (1), 2-3 zero, 4 LUT
+version (1), 5 `(axis << 4) | bit width` (axis 0xF: one table for the tensor; else the
+channel axis, 0 or the last), 6 table stride (entries per table, 2^bit width), 7-15
+zero. Tables follow, one per channel (or one), each `stride` elements of the tensor's
+type, zero-padded.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ GRAPH_OVERHEAD_BYTES = 160
 
 @dataclass(frozen=True)
 class LutEncoding:
-    """One tensor's LUT encoding: packed indices and the ancillary data (header + tables)."""
+    """One tensor's LUT encoding: packed indices and the ancillary data (header +
+    tables)."""
 
     encoded: bytes
     ancillary: bytes
@@ -109,9 +112,9 @@ def lut_encode(values: np.ndarray, axis: int | None) -> LutEncoding | None:
     """LUT encoding of a shaped tensor: one table per quantization channel along `axis`
     (per-channel quantized weights), else one table for the tensor. TFLM's decoder picks
     its tables by the tensor's quantization channels, so that is the layout it decodes
-    correctly (measured with tflite-micro: per-tensor tables on per-channel int8 weights, or
-    per-channel tables on float weights, decode to wrong values). None when a table would
-    need more than 128 entries."""
+    correctly (measured with tflite-micro: per-tensor tables on per-channel int8
+    weights, or per-channel tables on float weights, decode to wrong values). None when
+    a table would need more than 128 entries."""
     if axis is not None and not (0 <= axis < values.ndim and axis <= 14):
         return None
     return _encode_axis(values, axis)
@@ -119,7 +122,8 @@ def lut_encode(values: np.ndarray, axis: int | None) -> LutEncoding | None:
 
 def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
     """Rewrites each buffer's tensors into TFLM's LUT layout; returns the decode scratch
-    bytes (the largest total of decoded tensors alive at once, i.e. per decode operator)."""
+    bytes (the largest total of decoded tensors alive at once, i.e. per decode
+    operator)."""
     from tfedge.pack._graph import _new_buffer
 
     s = schema()

@@ -1,7 +1,8 @@
 """Run a .tflite model on representative inputs and measure how far its outputs drift.
 
-The drift of one output tensor is max|y - y_ref| / max|y_ref| over all samples (quantized
-outputs are dequantized first); a model's drift is the largest over its outputs.
+The drift of one output tensor is max|y - y_ref| / max|y_ref| over all samples
+(quantized outputs are dequantized first); a model's drift is the largest over its
+outputs.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def interpreter_class():
         return tf.lite.Interpreter
     except ImportError as e:
         raise TfedgeError(
-            "No TFLite interpreter: install `ai-edge-litert` (pip install ai-edge-litert) "
-            "or TensorFlow."
+            "No TFLite interpreter: install `ai-edge-litert` "
+            "(pip install ai-edge-litert) or TensorFlow."
         ) from e
 
 
@@ -74,7 +75,8 @@ class _Entry:
 
 class ModelRunner:
     """Runs a model on fixed input samples: through subgraph 0, or through every
-    signature when the model has several (so weights of every subgraph are exercised)."""
+    signature when the model has several (so weights of every subgraph are
+    exercised)."""
 
     def __init__(self, model_bytes: bytes):
         self.model_bytes = bytes(model_bytes)
@@ -114,12 +116,13 @@ def make_samples(
 ) -> list[list[list[np.ndarray]]]:
     """Input samples for each of the runner's entries (see `ModelRunner.run`).
 
-    `data` may be None (generate from the input signature), a numpy array holding a batch
-    of samples for a single-input model (split along the first axis), or an iterable whose
-    items are one sample each: an array (single input), a list/tuple of arrays in input
-    order, or a dict keyed by input name. For a model with several signatures, `data` may
-    be a dict {signature key: data}; signatures it does not name get generated inputs.
-    Float data for int8/uint8 inputs is quantized with the input's parameters.
+    `data` may be None (generate from the input signature), a numpy array holding a
+    batch of samples for a single-input model (split along the first axis), or an
+    iterable whose items are one sample each: an array (single input), a list/tuple of
+    arrays in input order, or a dict keyed by input name. For a model with several
+    signatures, `data` may be a dict {signature key: data}; signatures it does not name
+    get generated inputs. Float data for int8/uint8 inputs is quantized with the input's
+    parameters.
     """
     rng = np.random.default_rng(seed)
     out = []
@@ -137,8 +140,8 @@ def _entry_samples(details, data, num_samples: int, rng) -> list[list[np.ndarray
     if isinstance(data, np.ndarray):
         if len(details) != 1:
             raise ValueError(
-                f"Expected one array per model input ({len(details)} inputs); received a "
-                "single array. Pass an iterable of tuples or dicts instead."
+                f"Expected one array per model input ({len(details)} inputs); "
+                "received a single array. Pass an iterable of tuples or dicts instead."
             )
         if data.ndim == len(details[0]["shape"]) - 1:
             data = data[None]
@@ -253,9 +256,9 @@ def drift(reference, outputs) -> float:
 def tflite_metric(
     model_bytes: bytes, x: np.ndarray, y: np.ndarray, metric=None, batch: int = 1000
 ) -> float:
-    """`metric(y, predictions)` (default top-1 accuracy) of a .tflite model run in the stock
-    interpreter on `x` in batches; float data is quantized for an int8/uint8 input with the
-    input's own parameters."""
+    """`metric(y, predictions)` (default top-1 accuracy) of a .tflite model run in the
+    stock interpreter on `x` in batches; float data is quantized for an int8/uint8 input
+    with the input's own parameters."""
     from tfedge._checks import top1_accuracy
 
     it = interpreter_class()(model_content=bytes(model_bytes))

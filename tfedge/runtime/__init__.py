@@ -1,7 +1,7 @@
 """The decoder side: `expand` (numpy, or native when built) and `Interpreter`.
 
-`Interpreter` is the stock LiteRT interpreter with tfedge's TFEDGE_DECODE op loaded as an
-external delegate; importing it loads LiteRT, so it is resolved on first use.
+`Interpreter` is the stock LiteRT interpreter with tfedge's TFEDGE_DECODE op loaded as
+an external delegate; importing it loads LiteRT, so it is resolved on first use.
 """
 
 from tfedge.runtime._expand import expand

@@ -1,4 +1,5 @@
-"""Flatbuffer I/O for .tflite files: read, edit and write; no policy and no TensorFlow."""
+"""Flatbuffer I/O for .tflite files: read, edit and write; no policy and no
+TensorFlow."""
 
 from tfedge.tflite._model import (
     FILE_IDENTIFIER,

@@ -1,10 +1,11 @@
 """Read, edit and write .tflite flatbuffers (no policy here, and no TensorFlow).
 
 `read` turns bytes into the schema's object API (`ModelT`) with every buffer's data as a
-zero-copy numpy view; `write` serialises it back. Tables, unions and custom operators that
-tfedge does not know are carried through as the schema module holds them. Buffers stored
-past the flatbuffer (`Buffer.offset`/`size`, used by models over 2 GiB) and large custom
-options are read into memory, and written back past the flatbuffer when the model needs it.
+zero-copy numpy view; `write` serialises it back. Tables, unions and custom operators
+that tfedge does not know are carried through as the schema module holds them. Buffers
+stored past the flatbuffer (`Buffer.offset`/`size`, used by models over 2 GiB) and large
+custom options are read into memory, and written back past the flatbuffer when the model
+needs it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ __all__ = [
 ]
 
 FILE_IDENTIFIER = b"TFL3"
-# Flatbuffers address at most 2 GiB; above this, buffers are written past the flatbuffer.
+# Flatbuffers address at most 2 GiB; above this, buffers are written past the
+# flatbuffer.
 _FLATBUFFER_LIMIT = 2**31 - 2**26
 _EXTERNAL_ALIGN = 16
 _PLACEHOLDER = (
@@ -91,7 +93,8 @@ def _aligned_buffer_class():
     base = schema().BufferT
 
     class AlignedBufferT(base):
-        """BufferT whose data is 16-byte aligned in the written file, as TFLite prefers."""
+        """BufferT whose data is 16-byte aligned in the written file, as TFLite
+        prefers."""
 
         def Pack(self, builder):  # noqa: N802 - the schema's method name
             s = schema()
@@ -117,13 +120,14 @@ def _aligned_buffer_class():
 def read(data: bytes | bytearray | memoryview) -> object:
     """Parses a .tflite flatbuffer into the schema's `ModelT`.
 
-    Every buffer's `data` is a read-only numpy uint8 view (or None). Raises `FormatError`
-    for anything that is not a well-formed .tflite file.
+    Every buffer's `data` is a read-only numpy uint8 view (or None). Raises
+    `FormatError` for anything that is not a well-formed .tflite file.
     """
     data = bytes(data)
     if len(data) < 8:
         raise FormatError(
-            f"not a .tflite file: {len(data)} bytes is shorter than a flatbuffer header",
+            f"not a .tflite file: {len(data)} bytes is shorter than "
+            "a flatbuffer header",
             offset=0,
         )
     if data[4:8] != FILE_IDENTIFIER:
@@ -189,7 +193,8 @@ def read(data: bytes | bytearray | memoryview) -> object:
 
 
 def _check_structure(model, data: bytes) -> None:
-    """Index checks the flatbuffer cannot make: every reference points somewhere real."""
+    """Index checks the flatbuffer cannot make: every reference points somewhere
+    real."""
     n_buffers = len(model.buffers or [])
     n_codes = len(model.operatorCodes or [])
     if not model.subgraphs:
@@ -199,14 +204,14 @@ def _check_structure(model, data: bytes) -> None:
         for ti, t in enumerate(sg.tensors or []):
             if not 0 <= t.buffer < max(n_buffers, 1):
                 raise FormatError(
-                    f"subgraph {si} tensor {ti} refers to buffer {t.buffer}, but the model "
-                    f"has {n_buffers} buffers"
+                    f"subgraph {si} tensor {ti} refers to buffer {t.buffer}, but the "
+                    f"model has {n_buffers} buffers"
                 )
         for oi, op in enumerate(sg.operators or []):
             if not 0 <= op.opcodeIndex < n_codes:
                 raise FormatError(
-                    f"subgraph {si} operator {oi} has opcode index {op.opcodeIndex}, but "
-                    f"the model has {n_codes} operator codes"
+                    f"subgraph {si} operator {oi} has opcode index {op.opcodeIndex}, "
+                    f"but the model has {n_codes} operator codes"
                 )
             for idx in list(_ints(op.inputs)) + list(_ints(op.outputs)):
                 if not -1 <= idx < n_tensors:
@@ -217,14 +222,14 @@ def _check_structure(model, data: bytes) -> None:
         for idx in list(_ints(sg.inputs)) + list(_ints(sg.outputs)):
             if not 0 <= idx < n_tensors:
                 raise FormatError(
-                    f"subgraph {si} input/output refers to tensor {idx}, but the subgraph "
-                    f"has {n_tensors} tensors"
+                    f"subgraph {si} input/output refers to tensor {idx}, but the "
+                    f"subgraph has {n_tensors} tensors"
                 )
     for m in model.metadata or []:
         if not 0 <= m.buffer < n_buffers:
             raise FormatError(
-                f"metadata {tensor_name(m)!r} refers to buffer {m.buffer}, but the model "
-                f"has {n_buffers} buffers"
+                f"metadata {tensor_name(m)!r} refers to buffer {m.buffer}, but the "
+                f"model has {n_buffers} buffers"
             )
 
 
@@ -239,9 +244,10 @@ def _ints(v) -> np.ndarray:
 def write(model, *, external_buffers: bool | None = None) -> bytes:
     """Serialises a `ModelT` to .tflite bytes.
 
-    With `external_buffers=None`, buffers go inside the flatbuffer unless their total size
-    would pass the 2 GiB flatbuffer limit; then (or with True) they are stored after it and
-    referenced by `Buffer.offset`/`size`, as TFLite's converter does for large models.
+    With `external_buffers=None`, buffers go inside the flatbuffer unless their total
+    size would pass the 2 GiB flatbuffer limit; then (or with True) they are stored
+    after it and referenced by `Buffer.offset`/`size`, as TFLite's converter does for
+    large models.
     """
     _normalise_int_vectors(model)
     total = sum(0 if b.data is None else len(b.data) for b in model.buffers or [])
@@ -279,8 +285,8 @@ def write(model, *, external_buffers: bool | None = None) -> bytes:
 
 
 def _finish(model) -> bytes:
-    # Pre-size the builder to the buffers' bytes (plus room for the graph): growing it by
-    # doubling copies a large model's weights several times.
+    # Pre-size the builder to the buffers' bytes (plus room for the graph): growing it
+    # by doubling copies a large model's weights several times.
     data_bytes = sum(0 if b.data is None else len(b.data) for b in model.buffers or [])
     builder = flatbuffers.Builder(
         data_bytes + 16 * (len(model.buffers or []) + 1) + 65536
@@ -295,7 +301,8 @@ def _round_up(n: int, a: int) -> int:
 
 
 def _normalise_int_vectors(model) -> None:
-    """Index vectors must be int32 when packed from numpy (CreateNumpyVector keeps dtype)."""
+    """Index vectors must be int32 when packed from numpy (CreateNumpyVector keeps
+    dtype)."""
     for sg in model.subgraphs or []:
         for name in ("inputs", "outputs"):
             setattr(sg, name, _as_i32(getattr(sg, name)))

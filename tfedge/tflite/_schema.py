@@ -2,8 +2,8 @@
 
 tfedge does not vendor generated schema code: it uses the module that the LiteRT wheel
 (`ai_edge_litert.schema_py_generated`) or the TensorFlow wheel
-(`tensorflow/lite/python/schema_py_generated.py`) ships. The TensorFlow copy is loaded from
-its file, without importing TensorFlow.
+(`tensorflow/lite/python/schema_py_generated.py`) ships. The TensorFlow copy is loaded
+from its file, without importing TensorFlow.
 """
 
 from __future__ import annotations
