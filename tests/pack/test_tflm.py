@@ -42,7 +42,9 @@ def test_lossy_tflm_runs_in_tflm_within_tolerance(tflite_model, name):
     got = _tflm_outputs(out, samples)
     want = _tflm_outputs(original, samples)
     scale = max(float(np.max(np.abs(w[0]))) for w in want)
-    err = max(float(np.max(np.abs(g[0] - w[0]))) for g, w in zip(got, want, strict=True))
+    err = max(
+        float(np.max(np.abs(g[0] - w[0]))) for g, w in zip(got, want, strict=True)
+    )
     # Measured on new samples (the report's drift used others): allow 2x.
     assert err / scale <= 2 * packed.report.tolerance
     assert any("verified in TFLM's interpreter" in n for n in packed.report.notes)

@@ -66,7 +66,13 @@ __all__ += ["WeightSharingWrapper", "share_weights"]
 from tfedge.keras._factorize import factorize, multiply_adds, select_ranks  # noqa: E402
 from tfedge.keras._lowrank import LowRankConv2D, LowRankDense  # noqa: E402
 
-__all__ += ["LowRankConv2D", "LowRankDense", "factorize", "multiply_adds", "select_ranks"]
+__all__ += [
+    "LowRankConv2D",
+    "LowRankDense",
+    "factorize",
+    "multiply_adds",
+    "select_ranks",
+]
 
 # --- size budget ----------------------------------------------------------------------
 from tfedge.budget._callback import SizeBudget  # noqa: E402

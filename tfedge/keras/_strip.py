@@ -29,10 +29,7 @@ def _has_strip(layer) -> bool:
 
 def _tfedge_layers(model) -> list:
     return [x for x in model.layers if _has_strip(x)] + [
-        y
-        for x in model.layers
-        if isinstance(x, keras.Model)
-        for y in _tfedge_layers(x)
+        y for x in model.layers if isinstance(x, keras.Model) for y in _tfedge_layers(x)
     ]
 
 

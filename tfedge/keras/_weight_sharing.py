@@ -250,7 +250,10 @@ class WeightSharingWrapper(keras.layers.Wrapper):
     def get_config(self):
         config = super().get_config()
         config.update(
-            bits=self.bits, init=self.init, seed=self.seed, reserve_zero=self.reserve_zero
+            bits=self.bits,
+            init=self.init,
+            seed=self.seed,
+            reserve_zero=self.reserve_zero,
         )
         return config
 

@@ -59,7 +59,8 @@ class _Entry:
         if self.runner is not None:
             result = self.runner(**dict(zip(self.input_names, sample, strict=True)))
             return [
-                _as_float(result[n], d) for n, d in zip(self.output_names, self.outputs, strict=True)
+                _as_float(result[n], d)
+                for n, d in zip(self.output_names, self.outputs, strict=True)
             ]
         it = self.interpreter
         for detail, x in zip(self.inputs, sample, strict=True):
