@@ -295,6 +295,11 @@ def ternarize(
         A new model whose chosen layers are `TernaryWrapper`s holding copies of the
         original weights (or the wrapped layer). Train it with `model.fit`, then call
         `tfedge.keras.strip` for a plain model whose kernels hold exactly {-Wn, 0, +Wp}.
+
+    Batch normalisation layers stay as they are (in full precision, as in the paper).
+    The TFLite converter folds each one into the kernel before it, so that kernel's
+    output channel c holds {-Wn s_c, 0, +Wp s_c}; `tfedge.compress` stores such a kernel
+    losslessly with one three-entry codebook per output channel.
     """
     threshold = _check_threshold(threshold)
     initial_scale = _check_initial_scale(initial_scale)
