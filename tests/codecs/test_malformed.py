@@ -311,9 +311,9 @@ def test_well_formed_hand_built_bodies_decode():
     ]  # symbol 0, code "0"
 
 
-def _channel(k, channels, run, entries, values, *, decoded, es=1):
+def _channel(k, channels, run, entries, values, *, decoded, es=1, shared=0):
     """A version-2 dense per-channel-codebook payload of uint8 elements."""
-    body = struct.pack("<HII", k, channels, run) + bytes(entries)
+    body = struct.pack("<HHII", k, shared, channels, run) + bytes(entries)
     return _build(body + values, version=2, kind=2, es=es, decoded=decoded)
 
 
@@ -326,13 +326,21 @@ CHANNEL_CASES = {
         _channel(1, 0xFFFFFFFF, 0xFFFFFFFF, b"", b"", decoded=4),
         "tile",
     ),
+    "shared_above_k": (
+        _channel(2, 2, 2, b"\1\2\3", _fixed([0] * 4, 1), decoded=4, shared=3),
+        "3 shared entries, more than the K=2",
+    ),
     "truncated_header": (
-        _build(struct.pack("<HI", 1, 2), version=2, kind=2, decoded=4),
-        "truncated channel count",
+        _build(struct.pack("<HHI", 1, 0, 2), version=2, kind=2, decoded=4),
+        "truncated shared entry count, channel count",
     ),
     "truncated_entries": (
         _channel(2, 2, 2, b"\1\2\3", b"", decoded=4),
         "truncated codebook: 4 bytes needed, 3 present",
+    ),
+    "truncated_shared_entries": (
+        _channel(2, 2, 2, b"\1\2", b"", decoded=4, shared=1),
+        "truncated codebook: 3 bytes needed, 2 present",
     ),
     "index_beyond_k": (
         _channel(2, 2, 2, b"\1\2\3\4", _fixed([0, 1, 2, 0], 2), decoded=4),
@@ -354,3 +362,14 @@ def test_a_hand_built_per_channel_payload_decodes():
         2, 2, 2, b"\x0a\x0b\x14\x15", _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
     )
     assert decode_payload(payload).tolist() == [10, 11, 20, 21, 11, 11, 20, 20]
+    # One shared entry (index 0 = 7 in both channels), one own entry per channel.
+    payload = _channel(
+        2,
+        2,
+        2,
+        b"\x07\x0b\x15",
+        _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        decoded=8,
+        shared=1,
+    )
+    assert decode_payload(payload).tolist() == [7, 11, 7, 21, 11, 11, 7, 7]

@@ -379,8 +379,17 @@ def test_per_channel_codebook_round_trip(layout, coding, channels, run, repeat):
     decoded = decode_payload(payload).view(np.float32)
     np.testing.assert_array_equal(decoded, values)
     info = inspect_payload(payload)
-    assert info.codebook.shape == (channels, 3, 4)
-    assert info.codebook_bytes == 10 + book.nbytes
+    # Entry 0 (the zero) is the same in every channel: stored once, as a shared entry
+    # (with one channel, every entry is).
+    shared = 3 if channels == 1 else 1
+    assert (info.k, info.shared_entries, info.channels, info.channel_run) == (
+        3,
+        shared,
+        channels,
+        run,
+    )
+    assert info.codebook.shape == (shared + (3 - shared) * channels, 4)
+    assert info.codebook_bytes == 12 + info.codebook.size
     assert info.encoding.startswith(f"{layout}/channel_codebook/")
 
 

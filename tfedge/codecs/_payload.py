@@ -9,10 +9,11 @@
 8   1  element size (1, 2, 4, 8)
 9   3  reserved, zero
 ```
-Body: [u16 K, K codebook entries] if codebook kind; [u16 K, u32 C, u32 R, C x K entries]
-if per-channel codebook kind (version 2); [fill element, stream G] if sparse layout;
-stream V. Decoding checks the header in the order the format lists, before it
-allocates anything, then every stream, every index and the absence of trailing bytes.
+Body: [u16 K, K codebook entries] if codebook kind; [u16 K, u16 G, u32 C, u32 R, G
+shared entries, C x (K - G) channel entries] if per-channel codebook kind (version 2);
+[fill element, stream G] if sparse layout; stream V. Decoding checks the header in the
+order the format lists, before it allocates anything, then every stream, every index and
+the absence of trailing bytes.
 """
 
 from __future__ import annotations
@@ -191,18 +192,26 @@ def read_header(
 
 @dataclasses.dataclass(frozen=True)
 class _Codebook:
-    """A payload's codebook: K entries per channel, C channels of R-element runs (C = 1
-    and R = N for the plain codebook kind)."""
+    """A payload's codebook as stored: `shared` entries for every channel, then each of
+    the C channels' own K - shared entries (C = 1, shared = K for the plain codebook
+    kind). Channels are runs of `run` elements."""
 
-    entries: np.ndarray  # (C * K, element size) uint8
+    entries: np.ndarray  # (shared + C * (K - shared), element size) uint8, as stored
     k: int
+    shared: int
     channels: int
     run: int
     offset: int  # where the codebook section starts
     end: int  # the first byte after it
 
-    def channel_of(self, positions: np.ndarray) -> np.ndarray:
-        return (positions // self.run) % self.channels
+    def table_index(self, indices: np.ndarray, positions) -> np.ndarray:
+        """Where in `entries` the element at each position with each index is."""
+        if self.shared == self.k:
+            return indices
+        own = self.k - self.shared
+        channel = (positions // self.run) % self.channels
+        index = indices.astype(np.int64)
+        return np.where(index < self.shared, index, channel * own + index)
 
 
 def _read_codebook(buf, pos: int, header: PayloadHeader, fail) -> _Codebook | None:
@@ -217,29 +226,35 @@ def _read_codebook(buf, pos: int, header: PayloadHeader, fail) -> _Codebook | No
     if not 1 <= k <= MAX_CODEBOOK:
         raise fail(f"codebook size {k} is not in [1, {MAX_CODEBOOK}]", pos)
     pos += 2
-    channels, run = 1, max(n, 1)
+    shared, channels, run = k, 1, max(n, 1)
     if header.value_kind == "channel_codebook":
-        if size - pos < 8:
-            raise fail("truncated channel count and channel run", pos)
-        channels, run = struct.unpack_from("<II", buf, pos)
+        if size - pos < 10:
+            raise fail(
+                "truncated shared entry count, channel count and channel run", pos
+            )
+        shared, channels, run = struct.unpack_from("<HII", buf, pos)
+        if shared > k:
+            raise fail(f"{shared} shared entries, more than the K={k} entries", pos)
         if channels < 1 or run < 1:
             raise fail(
-                f"channel count {channels} and channel run {run} must both be >= 1", pos
+                f"channel count {channels} and channel run {run} must both be >= 1",
+                pos + 2,
             )
         if n and (channels > n or run > n // channels or n % (channels * run)):
             raise fail(
                 f"{channels} channels of {run} elements do not tile the tensor's {n} "
                 "elements",
-                pos,
+                pos + 2,
             )
-        pos += 8
-    need = channels * k * es
+        pos += 10
+    count = shared + channels * (k - shared)
+    need = count * es
     if size - pos < need:
         raise fail(
             f"truncated codebook: {need} bytes needed, {size - pos} present", pos
         )
-    entries = buf[pos : pos + need].reshape(channels * k, es)
-    return _Codebook(entries, k, channels, run, start, pos + need)
+    entries = buf[pos : pos + need].reshape(count, es)
+    return _Codebook(entries, k, shared, channels, run, start, pos + need)
 
 
 def decode_payload(
@@ -315,7 +330,8 @@ def decode_payload(
         j = int(np.argmax(values >= codebook.k))
         raise fail(
             f"value {j} is codebook index {int(values[j])}, but the codebook has "
-            f"{codebook.k} entries" + (" per channel" if codebook.channels > 1 else ""),
+            f"{codebook.k} entries"
+            + (" per channel" if header.value_kind == "channel_codebook" else ""),
             values_at,
         )
     # Elements are moved as whole unsigned integers of their size (one gather each).
@@ -324,12 +340,11 @@ def decode_payload(
         elements = values.view(word)
     else:
         table = np.ascontiguousarray(codebook.entries).view(word).reshape(-1)
-        if codebook.channels == 1:
+        if codebook.shared == codebook.k:
             elements = table[values]
         else:
             where = np.arange(n, dtype=np.int64) if positions is None else positions
-            flat = codebook.channel_of(where) * codebook.k + values
-            elements = table[flat]
+            elements = table[codebook.table_index(values, where)]
     if positions is None:
         return elements.view(np.uint8)
     out = np.empty(n, word)
@@ -343,12 +358,17 @@ class PayloadInfo:
     """A payload's parts, read and validated without decoding its streams."""
 
     header: PayloadHeader
-    # Codebook kinds: (K, element size) uint8, or (C, K, element size) per channel.
+    # Codebook kinds: the entries as stored, (count, element size) uint8: the K entries,
+    # or per channel the shared ones, then each channel's K - shared own ones.
     codebook: np.ndarray | None
     fill: bytes | None  # sparse layout only
     gaps: _streams.StreamInfo | None  # stream G: sparse layout only
     values: _streams.StreamInfo  # stream V
-    codebook_bytes: int = 0  # the codebook section's size (K, C, R and the entries)
+    codebook_bytes: int = 0  # the codebook section's size (its counts and entries)
+    k: int | None = None  # codebook kinds: entries per channel (K)
+    shared_entries: int | None = None  # per-channel kind: G
+    channels: int | None = None  # per-channel kind: C
+    channel_run: int | None = None  # per-channel kind: R
 
     @property
     def encoding(self) -> str:
@@ -388,11 +408,17 @@ def inspect_payload(
     book = _read_codebook(buf, HEADER_SIZE, header, fail)
     fill = gaps = codebook = None
     pos = HEADER_SIZE
+    channel_info = {}
     if book is not None:
         codebook = book.entries.copy()
-        if header.value_kind == "channel_codebook":
-            codebook = codebook.reshape(book.channels, book.k, es)
         pos = book.end
+        channel_info["k"] = book.k
+        if header.value_kind == "channel_codebook":
+            channel_info.update(
+                shared_entries=book.shared,
+                channels=book.channels,
+                channel_run=book.run,
+            )
     stored = header.count
     if header.layout == "sparse":
         if size - pos < es:
@@ -429,6 +455,7 @@ def inspect_payload(
         gaps,
         values,
         0 if book is None else book.end - book.offset,
+        **channel_info,
     )
 
 
@@ -473,6 +500,7 @@ class _Prepared:
     codebook: np.ndarray | None  # (K or C x K, es) uint8
     channels: int
     channel_run: int | None
+    shared: int  # per-channel kind: leading entries equal in every channel (G)
     fill_bytes: np.ndarray | None  # es bytes
     fill_symbols: np.ndarray | None  # the V symbols of one filler entry
     positions: np.ndarray | None  # stored (non-fill) element positions
@@ -480,15 +508,34 @@ class _Prepared:
     gap_coding: str
     gap_bits: int | None
 
+    def stored_entries(self) -> np.ndarray:
+        """The codebook entries as the payload stores them (shared ones once)."""
+        if self.value_kind != "channel_codebook":
+            return self.codebook
+        k = self.codebook.shape[0] // self.channels
+        table = self.codebook.reshape(self.channels, k, self.element_size)
+        return np.concatenate(
+            [
+                table[0, : self.shared],
+                table[:, self.shared :].reshape(-1, self.element_size),
+            ]
+        )
+
     def prefix_size(self) -> int:
         size = 0
         if self.codebook is not None:
-            size += 2 + self.codebook.size
+            size += 2 + self.stored_entries().size
         if self.value_kind == "channel_codebook":
-            size += 8
+            size += 10
         if self.layout == "sparse":
             size += self.element_size
         return size
+
+
+def _leading_shared(table: np.ndarray) -> int:
+    """How many leading columns of a (C, K) table are the same in every row."""
+    same = np.all(table == table[:1], axis=0)
+    return int(np.argmin(same)) if not same.all() else table.shape[1]
 
 
 def _prepare(
@@ -711,6 +758,11 @@ def _prepare(
         codebook=book,
         channels=channels,
         channel_run=channel_run,
+        shared=(
+            _leading_shared(_as_uint(book).reshape(channels, -1))
+            if value_kind == "channel_codebook"
+            else 0
+        ),
         fill_bytes=fill_bytes,
         fill_symbols=fill_symbols,
         positions=positions,
@@ -861,8 +913,8 @@ def encode_payload(
     if p.codebook is not None:
         parts.append(struct.pack("<H", p.codebook.shape[0] // p.channels))
         if p.value_kind == "channel_codebook":
-            parts.append(struct.pack("<II", p.channels, p.channel_run))
-        parts.append(p.codebook.tobytes())
+            parts.append(struct.pack("<HII", p.shared, p.channels, p.channel_run))
+        parts.append(p.stored_entries().tobytes())
     if p.layout == "sparse":
         _, g = _streams_size(p)
         gaps, stored = relative_index(p.positions, p.count, g)
