@@ -8,10 +8,11 @@ on two networks:
 - LeNet-5 (Caffe's, as in Deep Compression);
 - a ResNet-20-style network of the paper's CIFAR family (3 stages of basic blocks,
   16/32/64 filters). As in the paper, its batch normalisation stays in full precision
-  during ternary training. The TFLite converter folds each BN scale into the kernel before
-  it, so every output channel c of a ternary convolution holds {-Wn s_c, 0, +Wp s_c}:
-  three values per channel, which `tfedge.compress` stores losslessly as a per-channel
-  codebook (docs/FORMAT.md, version 2) at the same bits per weight as one codebook.
+  during ternary training. The TFLite converter folds each BN scale into the kernel
+  before it, so every output channel c of a ternary convolution holds
+  {-Wn s_c, 0, +Wp s_c}: three values per channel, which `tfedge.compress` stores
+  losslessly as a per-channel codebook (docs/FORMAT.md, version 2) at the same bits
+  per weight as one codebook.
 
 For each network, in one run: the float model, TFLite's int8 post-training quantization
 of it, the ternary model, and the ternary model stripped and packed by `tfedge.compress`
@@ -57,7 +58,7 @@ flags.DEFINE_float("lr", 1e-3, "Adam learning rate of the float training.")
 flags.DEFINE_float("ternary_lr", 1e-3, "Adam learning rate of the ternary fine-tuning.")
 flags.DEFINE_integer("train_images", 60000, "Training images for LeNet-5.")
 flags.DEFINE_integer(
-    "resnet_train_images", 6000, "Training images for the ResNet (~10 min on 2 cores)."
+    "resnet_train_images", 20000, "Training images for the ResNet (~6 min on 2 cores)."
 )
 flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
