@@ -246,7 +246,8 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
     if id(chosen) in channel_books:
         cb = channel_books[id(chosen)]
         bits = max(1, math.ceil(math.log2(cb.k)))
-        entropy = _entropy_bytes(cb.indices, None, cb.codebook.nbytes)
+        stored = codecs.inspect_payload(best).codebook  # shared entries stored once
+        entropy = _entropy_bytes(cb.indices, None, stored.nbytes)
     elif chosen["value_kind"] == "codebook":
         bits = max(1, math.ceil(math.log2(uniq.size)))
         entropy = _entropy_bytes(inverse, None, uniq.size * size)
