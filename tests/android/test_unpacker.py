@@ -244,34 +244,47 @@ def test_malformed_payload_same_outcome(payload_outcomes, case):
 # ---------------------------------------------------------------- per-channel codebooks
 
 # Value kind 2 (format version 2): (layout, coding, channels C, run R, repeats, element
-# size, gap bits); N = C x R x repeats, element i in channel (i // R) % C.
+# size, gap bits, shared entries); N = C x R x repeats, element i in channel
+# (i // R) % C. Shared entries: "none" (no leading entry the same in every channel:
+# G = 0), "first" (the zero at index 0 in every channel: G = 1, or K with one channel)
+# or "all" (every channel the same: G = K).
 CHANNEL_CASES = [
-    ("dense", "fixed", 8, 36, 1, 4, None),  # a [O, H, W, I] kernel's output channels
-    ("dense", "huffman", 16, 1, 9, 4, None),  # R = 1: a depthwise kernel's channels
-    ("dense", "huffman", 1, 50, 4, 4, None),  # C = 1
-    ("dense", "fixed", 3, 7, 10, 2, None),
-    ("dense", "huffman", 5, 3, 20, 1, None),
-    ("dense", "fixed", 4, 5, 6, 8, None),
-    ("sparse", "fixed", 4, 100, 1, 4, 2),
-    ("sparse", "huffman", 5, 3, 20, 4, 1),
-    ("sparse", "huffman", 1, 1, 300, 1, 2),  # C = 1 and R = 1
-    ("sparse", "fixed", 6, 1, 50, 8, 3),
-    ("sparse", "huffman", 7, 13, 3, 2, 2),
-    ("sparse", "fixed", 9, 4, 8, 4, 1),
+    ("dense", "fixed", 8, 36, 1, 4, None, "first"),  # a [O, H, W, I] kernel's channels
+    ("dense", "huffman", 16, 1, 9, 4, None, "none"),  # R = 1: depthwise channels
+    ("dense", "huffman", 1, 50, 4, 4, None, "first"),  # C = 1
+    ("dense", "fixed", 3, 7, 10, 2, None, "all"),
+    ("dense", "huffman", 5, 3, 20, 1, None, "none"),
+    ("dense", "fixed", 4, 5, 6, 8, None, "first"),
+    ("dense", "huffman", 6, 4, 5, 4, None, "all"),
+    ("sparse", "fixed", 4, 100, 1, 4, 2, "first"),
+    ("sparse", "huffman", 5, 3, 20, 4, 1, "none"),
+    ("sparse", "huffman", 1, 1, 300, 1, 2, "first"),  # C = 1 and R = 1
+    ("sparse", "fixed", 6, 1, 50, 8, 3, "all"),
+    ("sparse", "huffman", 7, 13, 3, 2, 2, "none"),
+    ("sparse", "fixed", 9, 4, 8, 4, 1, "first"),
 ]
 
 
 def _channel_id(case) -> str:
-    layout, coding, c, r, reps, es, g = case
+    layout, coding, c, r, reps, es, g, shared = case
     gaps = f"-g{g}" if g else ""
-    return f"{layout}-{coding}-C{c}-R{r}-N{c * r * reps}-{es}B{gaps}"
+    return f"{layout}-{coding}-C{c}-R{r}-N{c * r * reps}-{es}B{gaps}-shared_{shared}"
+
+
+def _expected_shared(case) -> int:
+    """G, the number of shared entries the numpy writer finds for the case's table."""
+    c, es, shared = case[2], case[5], case[7]
+    k = 3 if es == 4 else 6
+    return k if shared == "all" or c == 1 else 1 if shared == "first" else 0
 
 
 def _channel_payload(case, rng) -> tuple[bytes, int]:
-    """A random kind-2 payload: per channel c, entry 0 is 0 (the fill) and the others
-    that channel's own values (a ternary kernel times a per-channel scale for float32,
-    5 shared values per channel otherwise). Returns (payload, count of indices != 0)."""
-    layout, coding, c, r, reps, es, gap_bits = case
+    """A random kind-2 payload: per channel c, a zero (the fill) and that channel's own
+    values (a ternary kernel times a per-channel scale for float32, 5 values per channel
+    otherwise). The zero is entry 0 ("first", "all") or entry 1 after a first entry that
+    differs by channel ("none"); "all" gives every channel channel 0's entries. Returns
+    (payload, count of indices that are not the zero's)."""
+    layout, coding, c, r, reps, es, gap_bits, shared = case
     n = c * r * reps
     dtype = {1: np.int8, 2: np.float16, 4: np.float32, 8: np.int64}[es]
     k = 3 if es == 4 else 6
@@ -282,9 +295,15 @@ def _channel_payload(case, rng) -> tuple[bytes, int]:
         # Channel c: -a_c, +b_c (, -a'_c, ...): alternating signs, own magnitudes.
         signs = np.where(np.arange(k - 1) % 2 == 0, -1.0, 1.0)
         others = rng.uniform(0.05, 2.0, size=(c, k - 1)) * signs
-    book = np.concatenate([np.zeros((c, 1)), others], axis=1).astype(dtype)
+    zero_at = 1 if shared == "none" else 0
+    cols = [others[:, :zero_at], np.zeros((c, 1)), others[:, zero_at:]]
+    book = np.concatenate(cols, axis=1).astype(dtype)
+    if shared == "all":
+        book[:] = book[:1]
     zero = 0.9 if layout == "sparse" else 0.3
-    idx = np.where(rng.random(n) < zero, 0, rng.integers(1, k, n))
+    other = rng.integers(1, k, n)
+    other[other == zero_at] = 0  # the indices other than the zero's
+    idx = np.where(rng.random(n) < zero, zero_at, other)
     common = dict(
         element_type=ELEMENTS[es],
         element_size=es,
@@ -297,8 +316,8 @@ def _channel_payload(case, rng) -> tuple[bytes, int]:
         value_coding=coding,
     )
     if layout == "sparse":
-        common.update(fill=0, gap_bits=gap_bits, gap_coding=coding)
-    return encode_payload(**common), int(np.count_nonzero(idx))
+        common.update(fill=zero_at, gap_bits=gap_bits, gap_coding=coding)
+    return encode_payload(**common), int(np.count_nonzero(idx != zero_at))
 
 
 def _hand_payload(
@@ -317,8 +336,10 @@ def _fixed(symbols, bits) -> bytes:
     return struct.pack("<BBII", 0, bits, len(symbols), len(data)) + data
 
 
-def _chan(k, c, r, entries=b"") -> bytes:
-    return struct.pack("<HII", k, c, r) + bytes(entries)
+def _chan(k, c, r, entries=b"", shared=0) -> bytes:
+    """A per-channel codebook section: K, G (`shared`), C, R and the stored entries (G
+    shared ones, then each channel's K - G own ones)."""
+    return struct.pack("<HHII", k, shared, c, r) + bytes(entries)
 
 
 # Hand-built kind-2 payloads: malformed ones (Java must give numpy's message) and edge
@@ -328,8 +349,43 @@ CHANNEL_EDGE_CASES = {
         _chan(2, 2, 2, b"\x0a\x0b\x14\x15") + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
         decoded=8,
     ),
+    # One shared entry (index 0 = 7 in both channels), one own entry per channel.
+    "hand_built_one_shared": _hand_payload(
+        _chan(2, 2, 2, b"\x07\x0b\x15", shared=1) + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        decoded=8,
+    ),
+    # Every entry shared: stored once for the 3 channels.
+    "hand_built_all_shared": _hand_payload(
+        _chan(2, 3, 1, b"\x0a\x0b", shared=2) + _fixed([0, 1, 1, 0, 1, 0], 1),
+        decoded=6,
+    ),
+    # Sparse, fill 7 (the shared entry): stored entries at 1 (channel 0), 3 (channel 1).
+    "sparse_one_shared": _hand_payload(
+        _chan(2, 2, 2, b"\x07\x0b\x15", shared=1)
+        + b"\x07"
+        + _fixed([1, 1], 2)
+        + _fixed([1, 1], 1),
+        decoded=8,
+        layout=1,
+    ),
+    # Sparse, G = 0: the fill (index 0) is each channel's own 0.
+    "sparse_no_shared": _hand_payload(
+        _chan(2, 2, 2, b"\0\5\0\7")
+        + b"\0"
+        + _fixed([1, 0, 4], 3)
+        + _fixed([1, 1, 1], 1),
+        decoded=8,
+        layout=1,
+    ),
     "empty_tensor_any_tiling": _hand_payload(
         _chan(1, 3, 0xFFFFFFFF, b"\1\2\3") + _fixed([], 1), decoded=0
+    ),
+    # G = K: only the K shared entries are stored, whatever C is.
+    "empty_tensor_all_shared": _hand_payload(
+        _chan(2, 2**32 - 1, 2**32 - 1, bytes(16), shared=2) + _fixed([], 1),
+        decoded=0,
+        etype=4,
+        es=8,
     ),
     "kind_2_in_version_1": _hand_payload(
         _chan(2, 2, 2, b"\1\2\3\4") + _fixed([0] * 8, 1), decoded=8, version=1
@@ -338,7 +394,21 @@ CHANNEL_EDGE_CASES = {
         _chan(1, 1, 1, b"\1") + _fixed([0], 1), decoded=1, version=3
     ),
     "unknown_kind_3": _hand_payload(_chan(1, 1, 1, b"\1"), decoded=1, kind=3),
-    "truncated_channel_header": _hand_payload(struct.pack("<HI", 1, 2), decoded=4),
+    "truncated_channel_header": _hand_payload(struct.pack("<HHI", 1, 0, 2), decoded=4),
+    "truncated_after_k": _hand_payload(struct.pack("<H", 1), decoded=4),
+    "shared_above_k": _hand_payload(
+        _chan(2, 2, 2, b"\1\2\3", shared=3) + _fixed([0] * 4, 1), decoded=4
+    ),
+    # G > K is checked before C and R.
+    "shared_above_k_zero_channels": _hand_payload(
+        _chan(1, 0, 0, shared=0xFFFF) + _fixed([0] * 4, 1), decoded=4
+    ),
+    "all_shared_zero_channels": _hand_payload(
+        _chan(1, 0, 1, b"\1", shared=1) + _fixed([0] * 4, 1), decoded=4
+    ),
+    "all_shared_not_tiling": _hand_payload(
+        _chan(1, 3, 1, b"\1", shared=1) + _fixed([0] * 4, 1), decoded=4
+    ),
     "k_0": _hand_payload(_chan(0, 1, 1) + _fixed([0] * 4, 1), decoded=4),
     "k_257": _hand_payload(_chan(257, 1, 1, b"\1"), decoded=4),
     "zero_channels": _hand_payload(_chan(1, 0, 1) + _fixed([0] * 4, 1), decoded=4),
@@ -358,11 +428,26 @@ CHANNEL_EDGE_CASES = {
         _chan(256, 2**32 - 1, 2**32 - 1), decoded=0, etype=4, es=8
     ),
     "truncated_entries": _hand_payload(_chan(2, 2, 2, b"\1\2\3"), decoded=4),
+    "truncated_shared_entries": _hand_payload(
+        _chan(2, 2, 2, b"\1\2", shared=1), decoded=4
+    ),
+    "entries_2^24_channels_one_shared": _hand_payload(
+        _chan(256, 2**24, 1, b"\1\2", shared=1), decoded=2**24
+    ),
+    "entries_all_shared_2^32-1_channels": _hand_payload(
+        _chan(256, 2**32 - 1, 2**32 - 1, shared=256), decoded=0, etype=4, es=8
+    ),
     "index_beyond_k": _hand_payload(
         _chan(2, 2, 2, b"\1\2\3\4") + _fixed([0, 1, 2, 0], 2), decoded=4
     ),
+    "index_beyond_k_one_shared": _hand_payload(
+        _chan(2, 2, 2, b"\1\2\3", shared=1) + _fixed([0, 1, 2, 0], 2), decoded=4
+    ),
     "index_beyond_k_one_channel": _hand_payload(
         _chan(2, 1, 4, b"\1\2") + _fixed([0, 1, 3, 0], 2), decoded=4
+    ),
+    "index_beyond_k_one_channel_all_shared": _hand_payload(
+        _chan(2, 1, 4, b"\1\2", shared=2) + _fixed([0, 1, 3, 0], 2), decoded=4
     ),
     "sparse_index_beyond_k": _hand_payload(
         _chan(2, 2, 2, b"\0\2\0\4") + b"\0" + _fixed([1, 1], 2) + _fixed([1, 3], 2),
@@ -378,7 +463,15 @@ CHANNEL_EDGE_CASES = {
         _chan(1, 2, 2, b"\1\2") + _fixed([0] * 4, 1) + b"\0", decoded=4
     ),
 }
-CHANNEL_EDGE_OK = {"hand_built", "empty_tensor_any_tiling"}
+CHANNEL_EDGE_OK = {
+    "hand_built",
+    "hand_built_one_shared",
+    "hand_built_all_shared",
+    "sparse_one_shared",
+    "sparse_no_shared",
+    "empty_tensor_any_tiling",
+    "empty_tensor_all_shared",
+}
 
 
 @pytest.fixture(scope="session")
@@ -405,6 +498,7 @@ def test_channel_codebook_decodes_like_numpy(channel_outcomes, case):
     assert java == python
     info = inspect_payload(payloads[case][0][0])
     assert (info.header.version, info.header.value_kind) == (2, "channel_codebook")
+    assert info.shared_entries == _expected_shared(case)
     assert info.encoding.startswith(f"{case[0]}/channel_codebook/")
     if case[0] == "sparse":
         # Small gap widths over long fill runs: the stream holds filler entries too.

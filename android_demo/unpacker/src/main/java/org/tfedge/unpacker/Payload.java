@@ -165,10 +165,16 @@ public final class Payload {
         final int n = (int) (decodedSize / es);
         final int size = HEADER_SIZE + (int) bodySize; // payload-relative end
         int pos = HEADER_SIZE;
-        byte[] codebook = null;
+        // The codebook entries as stored, read in place: `shared` entries (indices
+        // 0..shared-1, the same in every channel), then each channel's k - shared own
+        // entries. Element i is in channel (i / run) % channels; its index j means entry j
+        // when j < shared, else entry (channel * own + j), own = k - shared. The plain
+        // codebook is one channel whose k entries are all shared.
+        byte[] book = null;
+        int bookAt = 0; // offset of the first entry in `buf`
         int k = 0;
-        // Per-channel codebooks: element i's entries are channel (i / run) % channels's, at
-        // codebook[(channel * k + index) * es]. The plain codebook is one channel.
+        int shared = 0;
+        int own = 0;
         int channels = 1;
         int run = Math.max(n, 1);
         if (valueKind != KIND_RAW) {
@@ -181,37 +187,45 @@ public final class Payload {
                         pos);
             }
             pos += 2;
+            shared = k;
+            long c = 1;
             if (valueKind == KIND_CHANNEL_CODEBOOK) {
-                if (size - pos < 8) {
-                    throw err("truncated channel count and channel run", tensor, pos);
+                if (size - pos < 10) {
+                    throw err("truncated shared entry count, channel count and channel run",
+                            tensor, pos);
+                }
+                shared = u16(pos);
+                if (shared > k) {
+                    throw err(shared + " shared entries, more than the K=" + k + " entries",
+                            tensor, pos);
                 }
                 // Unsigned 32-bit each: compared as longs, without overflow.
-                long c = le32(buf, start + pos);
-                long r = le32(buf, start + pos + 4);
+                c = le32(buf, start + pos + 2);
+                long r = le32(buf, start + pos + 6);
                 if (c < 1 || r < 1) {
                     throw err("channel count " + c + " and channel run " + r
-                            + " must both be >= 1", tensor, pos);
+                            + " must both be >= 1", tensor, pos + 2);
                 }
                 if (n > 0 && (c > n || r > n / c || n % (c * r) != 0)) {
                     throw err(c + " channels of " + r + " elements do not tile the tensor's "
-                            + n + " elements", tensor, pos);
+                            + n + " elements", tensor, pos + 2);
                 }
-                pos += 8;
-                long need = c * k * es; // < 2^43: no overflow
-                if (size - pos < need) {
-                    throw err("truncated codebook: " + need + " bytes needed, " + (size - pos)
-                            + " present", tensor, pos);
-                }
-                channels = (int) c; // its entries are present, so c < 2^31
+                pos += 10;
                 run = (int) Math.min(r, Integer.MAX_VALUE); // r <= n unless n == 0
-            } else if (size - pos < k * es) {
-                throw err("truncated codebook: " + k * es + " bytes needed, " + (size - pos)
+            }
+            long need = (shared + c * (k - shared)) * es; // < 2^44: no overflow
+            if (size - pos < need) {
+                throw err("truncated codebook: " + need + " bytes needed, " + (size - pos)
                         + " present", tensor, pos);
             }
+            own = k - shared;
+            if (own > 0) {
+                channels = (int) c; // its own entries are present, so c < 2^31
+            }
             // Present, so smaller than the payload: the int arithmetic below cannot overflow.
-            int bookBytes = channels * k * es;
-            codebook = Arrays.copyOfRange(buf, start + pos, start + pos + bookBytes);
-            pos += bookBytes;
+            book = buf;
+            bookAt = start + pos;
+            pos += (int) need;
         }
         byte[] fill = null;
         byte[] gaps = null;
@@ -255,31 +269,31 @@ public final class Payload {
         if (pos != size) {
             throw err((size - pos) + " trailing bytes after the value stream", tensor, pos);
         }
-        if (codebook != null && k < MAX_CODEBOOK) {
+        if (book != null && k < MAX_CODEBOOK) {
             for (int j = 0; j < v.count; j++) {
                 int s = values[j] & 0xff;
                 if (s >= k) {
                     throw err("value " + j + " is codebook index " + s + ", but the codebook has "
-                            + k + " entries" + (channels > 1 ? " per channel" : ""), tensor,
+                            + k + " entries"
+                            + (valueKind == KIND_CHANNEL_CODEBOOK ? " per channel" : ""), tensor,
                             valuesAt);
                 }
             }
         }
-        if (layout == LAYOUT_DENSE && codebook == null) {
+        if (layout == LAYOUT_DENSE && book == null) {
             return values; // the raw bytes are the tensor's bytes
         }
         byte[] out = new byte[n * es];
         final int outOff = 0;
         if (layout == LAYOUT_DENSE) {
-            if (channels == 1) {
-                expandCodebook(values, 0, n, codebook, 0, es, out, outOff);
+            if (own == 0) {
+                expandCodebook(values, 0, n, book, bookAt, es, out, outOff, k, 0);
             } else {
                 // Runs of `run` elements, channel 0, 1, ..., channels - 1, 0, ... (C x R
                 // divides n).
-                final int channelBytes = k * es;
                 for (int i = 0, c = 0; i < n; i += run) {
-                    expandCodebook(values, i, run, codebook, c * channelBytes, es, out,
-                            outOff + i * es);
+                    expandCodebook(values, i, run, book, bookAt, es, out, outOff + i * es,
+                            shared, c * own);
                     if (++c == channels) {
                         c = 0;
                     }
@@ -293,12 +307,12 @@ public final class Payload {
             cursor += (gaps[j] & 0xff) + 1;
             int at = (int) cursor;
             int dst = outOff + at * es;
-            if (codebook != null) {
+            if (book != null) {
                 int entry = values[j] & 0xff;
-                if (channels > 1) {
-                    entry += (at / run % channels) * k;
+                if (entry >= shared) {
+                    entry += (at / run % channels) * own;
                 }
-                System.arraycopy(codebook, entry * es, out, dst, es);
+                System.arraycopy(book, bookAt + entry * es, out, dst, es);
             } else {
                 System.arraycopy(values, j * es, out, dst, es);
             }
@@ -322,18 +336,41 @@ public final class Payload {
 
     /**
      * Looks up symbols {@code sym[from, from + n)} in the entries that start at
-     * {@code book[b0]} and writes the elements from {@code out[o]} on.
+     * {@code book[b0]} and writes the elements from {@code out[o]} on: symbol j is entry j
+     * when j < {@code shared}, else entry {@code j + add} (a channel's own entries).
      */
     private static void expandCodebook(byte[] sym, int from, int n, byte[] book, int b0,
-            int es, byte[] out, int o) {
+            int es, byte[] out, int o, int shared, int add) {
         final int end = from + n;
+        if (add == 0) {
+            if (es == 1) {
+                for (int i = from, d = o; i < end; i++, d++) {
+                    out[d] = book[b0 + (sym[i] & 0xff)];
+                }
+            } else if (es == 4) {
+                for (int i = from, d = o; i < end; i++, d += 4) {
+                    int b = b0 + ((sym[i] & 0xff) << 2);
+                    out[d] = book[b];
+                    out[d + 1] = book[b + 1];
+                    out[d + 2] = book[b + 2];
+                    out[d + 3] = book[b + 3];
+                }
+            } else {
+                for (int i = from, d = o; i < end; i++, d += es) {
+                    System.arraycopy(book, b0 + (sym[i] & 0xff) * es, out, d, es);
+                }
+            }
+            return;
+        }
         if (es == 1) {
             for (int i = from, d = o; i < end; i++, d++) {
-                out[d] = book[b0 + (sym[i] & 0xff)];
+                int j = sym[i] & 0xff;
+                out[d] = book[b0 + (j < shared ? j : j + add)];
             }
         } else if (es == 4) {
             for (int i = from, d = o; i < end; i++, d += 4) {
-                int b = b0 + ((sym[i] & 0xff) << 2);
+                int j = sym[i] & 0xff;
+                int b = b0 + ((j < shared ? j : j + add) << 2);
                 out[d] = book[b];
                 out[d + 1] = book[b + 1];
                 out[d + 2] = book[b + 2];
@@ -341,7 +378,8 @@ public final class Payload {
             }
         } else {
             for (int i = from, d = o; i < end; i++, d += es) {
-                System.arraycopy(book, b0 + (sym[i] & 0xff) * es, out, d, es);
+                int j = sym[i] & 0xff;
+                System.arraycopy(book, b0 + (j < shared ? j : j + add) * es, out, d, es);
             }
         }
     }

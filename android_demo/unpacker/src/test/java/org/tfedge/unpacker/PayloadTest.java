@@ -428,9 +428,45 @@ public class PayloadTest {
                 Payloads.channelCodebookPrefix(new byte[] {10, 11, 20, 21}, 1, 2, 2),
                 Payloads.fixedStream(new int[] {0, 1, 0, 1, 1, 1, 0, 0}, 1));
         assertArrayEquals(new byte[] {10, 11, 20, 21, 11, 11, 20, 20}, decode(p));
+        assertEquals(0, p[30]); // G = 0: no entry is the same in both channels
         Payload h = Payload.parse(p, 0, p.length, Payload.DEFAULT_BOUND, 8, "w");
         assertEquals(2, h.version);
         assertEquals(Payload.KIND_CHANNEL_CODEBOOK, h.valueKind);
+    }
+
+    /** G = 1: index 0 is the shared entry 7, index 1 each channel's own entry. */
+    @Test
+    public void channelCodebookOneSharedEntryHandBuilt() throws Exception {
+        byte[] prefix = Payloads.channelCodebookPrefix(2, 1, 2, 2, new byte[] {7, 11, 21});
+        byte[] p = Payloads.payload(DENSE, CHANNEL, INT8, 1, 8, prefix,
+                Payloads.fixedStream(new int[] {0, 1, 0, 1, 1, 1, 0, 0}, 1));
+        assertArrayEquals(new byte[] {7, 11, 7, 21, 11, 11, 7, 7}, decode(p));
+        // The same table as C x K entries: the writer finds G = 1 itself.
+        assertArrayEquals(prefix,
+                Payloads.channelCodebookPrefix(new byte[] {7, 11, 7, 21}, 1, 2, 2));
+        // Sparse, fill 7 (shared): stored entries at 1 (channel 0) and 3 (channel 1).
+        p = Payloads.payload(SPARSE, CHANNEL, INT8, 1, 8, prefix, new byte[] {7},
+                Payloads.fixedStream(new int[] {1, 1}, 2),
+                Payloads.fixedStream(new int[] {1, 1}, 1));
+        assertArrayEquals(new byte[] {7, 11, 7, 21, 7, 7, 7, 7}, decode(p));
+    }
+
+    /** G = K: every entry shared, stored once however many channels there are. */
+    @Test
+    public void channelCodebookAllEntriesSharedHandBuilt() throws Exception {
+        byte[] prefix = Payloads.channelCodebookPrefix(2, 2, 3, 1, new byte[] {10, 11});
+        assertArrayEquals(prefix, Payloads.channelCodebookPrefix(
+                new byte[] {10, 11, 10, 11, 10, 11}, 1, 3, 1));
+        byte[] p = Payloads.payload(DENSE, CHANNEL, INT8, 1, 6, prefix,
+                Payloads.fixedStream(new int[] {0, 1, 1, 0, 1, 0}, 1));
+        assertArrayEquals(new byte[] {10, 11, 11, 10, 11, 10}, decode(p));
+        p = Payloads.payload(SPARSE, CHANNEL, INT8, 1, 6, prefix, new byte[] {10},
+                Payloads.fixedStream(new int[] {1, 0, 1}, 1),
+                Payloads.fixedStream(new int[] {1, 1, 1}, 1));
+        assertArrayEquals(new byte[] {10, 11, 11, 10, 11, 10}, decode(p));
+        // One channel: all K entries are shared (as the numpy writer stores it).
+        assertArrayEquals(Payloads.channelCodebookPrefix(2, 2, 1, 6, new byte[] {10, 11}),
+                Payloads.channelCodebookPrefix(new byte[] {10, 11}, 1, 1, 6));
     }
 
     /** Several (C, R) tilings, including R = 1 and C = 1, fixed and Huffman indices. */
@@ -450,26 +486,37 @@ public class PayloadTest {
                 idx[i] = r < 2 ? 0 : r - 1; // half zeros
             }
             byte[] want = channelReference(entries, 4, 3, channels, run, idx);
-            String what = "C=" + channels + " R=" + run + " N=" + n;
-            byte[] prefix = Payloads.channelCodebookPrefix(entries, 4, channels, run);
-            assertArrayEquals(what + " fixed", want, decode(Payloads.payload(DENSE, CHANNEL,
-                    FLOAT32, 4, 4L * n, prefix, Payloads.fixedStream(idx, 2))));
-            assertArrayEquals(what + " huffman", want, decode(Payloads.payload(DENSE, CHANNEL,
-                    FLOAT32, 4, 4L * n, prefix,
-                    Payloads.huffmanStream(idx, 2, new int[] {1, 2, 2, 0}, 7))));
+            int most = Payloads.leadingShared(entries, 4, channels);
+            assertEquals(channels == 1 ? 3 : 1, most);
+            for (int shared = 0; shared <= most; shared++) {
+                String what = "C=" + channels + " R=" + run + " N=" + n + " G=" + shared;
+                byte[] prefix = Payloads.channelCodebookPrefix(entries, 4, channels, run,
+                        shared);
+                assertArrayEquals(what + " fixed", want, decode(Payloads.payload(DENSE,
+                        CHANNEL, FLOAT32, 4, 4L * n, prefix, Payloads.fixedStream(idx, 2))));
+                assertArrayEquals(what + " huffman", want, decode(Payloads.payload(DENSE,
+                        CHANNEL, FLOAT32, 4, 4L * n, prefix,
+                        Payloads.huffmanStream(idx, 2, new int[] {1, 2, 2, 0}, 7))));
+            }
         }
     }
 
     @Test
     public void channelCodebookOtherElementSizes() throws Exception {
         Random rng = new Random(4);
-        for (int es : new int[] {1, 2, 8}) {
+        int[][] cases = {{1, 0}, {2, 2}, {8, 4}, {4, 3}}; // element size, G
+        for (int[] t : cases) {
+            int es = t[0];
             int channels = 3;
             int run = 2;
             int k = 4;
             int n = channels * run * 3;
             byte[] entries = new byte[channels * k * es];
             rng.nextBytes(entries);
+            for (int c = 1; c < channels; c++) {
+                System.arraycopy(entries, 0, entries, c * k * es, t[1] * es);
+            }
+            assertEquals(t[1], Payloads.leadingShared(entries, es, channels));
             int[] idx = new int[n];
             for (int i = 0; i < n; i++) {
                 idx[i] = rng.nextInt(k);
@@ -477,8 +524,8 @@ public class PayloadTest {
             byte[] p = Payloads.payload(DENSE, CHANNEL, es == 8 ? 4 : es == 2 ? 1 : INT8, es,
                     (long) n * es, Payloads.channelCodebookPrefix(entries, es, channels, run),
                     Payloads.fixedStream(idx, 2));
-            assertArrayEquals("es=" + es, channelReference(entries, es, k, channels, run, idx),
-                    decode(p));
+            assertArrayEquals("es=" + es + " G=" + t[1],
+                    channelReference(entries, es, k, channels, run, idx), decode(p));
         }
     }
 
@@ -538,16 +585,19 @@ public class PayloadTest {
                 v[j] = vals.get(j);
             }
             byte[] want = channelReference(entries, 4, 3, channels, run, idx);
-            byte[] prefix = Payloads.channelCodebookPrefix(entries, 4, channels, run);
             byte[] fill = Payloads.floats(0f);
-            String what = "C=" + channels + " R=" + run;
-            assertArrayEquals(what + " fixed", want, decode(Payloads.payload(SPARSE, CHANNEL,
-                    FLOAT32, 4, 4L * n, prefix, fill, Payloads.fixedStream(g, 2),
-                    Payloads.fixedStream(v, 2))));
-            assertArrayEquals(what + " huffman", want, decode(Payloads.payload(SPARSE, CHANNEL,
-                    FLOAT32, 4, 4L * n, prefix, fill,
-                    Payloads.huffmanStream(g, 2, new int[] {2, 2, 2, 2}, 5),
-                    Payloads.huffmanStream(v, 2, new int[] {2, 2, 1, 0}, 3))));
+            for (int shared = 0; shared <= 1; shared++) {
+                byte[] prefix = Payloads.channelCodebookPrefix(entries, 4, channels, run,
+                        shared);
+                String what = "C=" + channels + " R=" + run + " G=" + shared;
+                assertArrayEquals(what + " fixed", want, decode(Payloads.payload(SPARSE,
+                        CHANNEL, FLOAT32, 4, 4L * n, prefix, fill, Payloads.fixedStream(g, 2),
+                        Payloads.fixedStream(v, 2))));
+                assertArrayEquals(what + " huffman", want, decode(Payloads.payload(SPARSE,
+                        CHANNEL, FLOAT32, 4, 4L * n, prefix, fill,
+                        Payloads.huffmanStream(g, 2, new int[] {2, 2, 2, 2}, 5),
+                        Payloads.huffmanStream(v, 2, new int[] {2, 2, 1, 0}, 3))));
+            }
         }
     }
 
@@ -556,6 +606,10 @@ public class PayloadTest {
         // N = 0: any C, R >= 1 tile it; the entries must still be present.
         byte[] p = Payloads.payload(DENSE, CHANNEL, INT8, 1, 0,
                 Payloads.channelCodebookPrefix(new byte[] {1, 2, 3}, 1, 3, 0xFFFFFFFFL),
+                Payloads.fixedStream(new int[0], 1));
+        assertEquals(0, decode(p).length);
+        p = Payloads.payload(DENSE, CHANNEL, 4, 8, 0,
+                Payloads.channelCodebookPrefix(2, 2, 0xFFFFFFFFL, 0xFFFFFFFFL, new byte[16]),
                 Payloads.fixedStream(new int[0], 1));
         assertEquals(0, decode(p).length);
     }
@@ -569,83 +623,123 @@ public class PayloadTest {
                 + "format version 2, this payload says 1");
     }
 
+    /**
+     * The numpy reader's checks, messages and offsets: K at byte 28, G at 30, C at 32, R at
+     * 36, the entries from 40.
+     */
     @Test
     public void channelCodebookErrors() {
         byte[] four = Payloads.fixedStream(new int[] {0, 0, 0, 0}, 1);
-        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4, new byte[] {1, 0, 2, 0, 0}),
-                "tensor 'w', byte 30: truncated channel count and channel run");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(0, 1, 1, new byte[] {1}), four),
+                new byte[] {1, 0, 0, 0, 2, 0, 0, 0, 1}),
+                "tensor 'w', byte 30: truncated shared entry count, channel count and channel "
+                        + "run");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(0, 0, 1, 1, new byte[] {1}), four),
                 "tensor 'w', byte 28: codebook size 0 is not in [1, 256]");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(257, 1, 1, new byte[] {1}), four),
+                Payloads.channelCodebookPrefix(257, 0, 1, 1, new byte[] {1}), four),
                 "tensor 'w', byte 28: codebook size 257 is not in [1, 256]");
+        // G <= K, checked before C and R.
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(1, 0, 1, new byte[0]), four),
-                "tensor 'w', byte 30: channel count 0 and channel run 1 must both be >= 1");
+                Payloads.channelCodebookPrefix(2, 3, 2, 2, new byte[] {1, 2, 3}), four),
+                "tensor 'w', byte 30: 3 shared entries, more than the K=2 entries");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(1, 2, 0, new byte[] {1, 2}), four),
-                "tensor 'w', byte 30: channel count 2 and channel run 0 must both be >= 1");
+                Payloads.channelCodebookPrefix(1, 0xFFFF, 0, 0, new byte[0]), four),
+                "tensor 'w', byte 30: 65535 shared entries, more than the K=1 entries");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(1, 3, 1, new byte[] {1, 2, 3}), four),
-                "tensor 'w', byte 30: 3 channels of 1 elements do not tile the tensor's 4 "
+                Payloads.channelCodebookPrefix(1, 0, 0, 1, new byte[0]), four),
+                "tensor 'w', byte 32: channel count 0 and channel run 1 must both be >= 1");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 0, 2, 0, new byte[] {1, 2}), four),
+                "tensor 'w', byte 32: channel count 2 and channel run 0 must both be >= 1");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 1, 0, 1, new byte[] {1}), four),
+                "tensor 'w', byte 32: channel count 0 and channel run 1 must both be >= 1");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 0, 3, 1, new byte[] {1, 2, 3}), four),
+                "tensor 'w', byte 32: 3 channels of 1 elements do not tile the tensor's 4 "
                         + "elements");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(1, 2, 3, new byte[] {1, 2}), four),
-                "tensor 'w', byte 30: 2 channels of 3 elements do not tile the tensor's 4 "
+                Payloads.channelCodebookPrefix(1, 0, 2, 3, new byte[] {1, 2}), four),
+                "tensor 'w', byte 32: 2 channels of 3 elements do not tile the tensor's 4 "
+                        + "elements");
+        // Tiling is checked whatever G is (G = K: no own entries).
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(1, 1, 3, 1, new byte[] {1}), four),
+                "tensor 'w', byte 32: 3 channels of 1 elements do not tile the tensor's 4 "
                         + "elements");
         // Unsigned 32-bit counts: 2^31 and 2^32 - 1 are not negative ints.
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(1, 0x80000000L, 1, new byte[0]), four),
-                "tensor 'w', byte 30: 2147483648 channels of 1 elements do not tile the "
+                Payloads.channelCodebookPrefix(1, 0, 0x80000000L, 1, new byte[0]), four),
+                "tensor 'w', byte 32: 2147483648 channels of 1 elements do not tile the "
                         + "tensor's 4 elements");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(1, 2, 0x80000002L, new byte[0]), four),
-                "tensor 'w', byte 30: 2 channels of 2147483650 elements do not tile the "
+                Payloads.channelCodebookPrefix(1, 0, 2, 0x80000002L, new byte[0]), four),
+                "tensor 'w', byte 32: 2 channels of 2147483650 elements do not tile the "
                         + "tensor's 4 elements");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(1, 0xFFFFFFFFL, 0xFFFFFFFFL, new byte[0])),
-                "tensor 'w', byte 30: 4294967295 channels of 4294967295 elements do not tile "
+                Payloads.channelCodebookPrefix(1, 0, 0xFFFFFFFFL, 0xFFFFFFFFL, new byte[0])),
+                "tensor 'w', byte 32: 4294967295 channels of 4294967295 elements do not tile "
                         + "the tensor's 4 elements");
         // C x R = 2^32 would be 0 in 32-bit arithmetic.
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 1 << 20,
-                Payloads.channelCodebookPrefix(1, 65536, 65536, new byte[0])),
-                "tensor 'w', byte 30: 65536 channels of 65536 elements do not tile the "
+                Payloads.channelCodebookPrefix(1, 0, 65536, 65536, new byte[0])),
+                "tensor 'w', byte 32: 65536 channels of 65536 elements do not tile the "
                         + "tensor's 1048576 elements");
-        // All C x K x es bytes, counted in 64 bits (2^32 and ~2^43 here), before any copy.
+        // All (G + C x (K - G)) x es bytes, counted in 64 bits (2^32 and ~2^43 here),
+        // before any copy.
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 1 << 24,
-                Payloads.channelCodebookPrefix(256, 1 << 24, 1, new byte[] {1, 2})),
-                "tensor 'w', byte 38: truncated codebook: 4294967296 bytes needed, 2 present");
+                Payloads.channelCodebookPrefix(256, 0, 1 << 24, 1, new byte[] {1, 2})),
+                "tensor 'w', byte 40: truncated codebook: 4294967296 bytes needed, 2 present");
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 1 << 24,
+                Payloads.channelCodebookPrefix(256, 1, 1 << 24, 1, new byte[] {1, 2})),
+                "tensor 'w', byte 40: truncated codebook: 4278190081 bytes needed, 2 present");
         assertError(Payloads.payload(DENSE, CHANNEL, 4, 8, 0,
-                Payloads.channelCodebookPrefix(256, 0xFFFFFFFFL, 0xFFFFFFFFL, new byte[0])),
-                "tensor 'w', byte 38: truncated codebook: 8796093020160 bytes needed, 0 "
+                Payloads.channelCodebookPrefix(256, 0, 0xFFFFFFFFL, 0xFFFFFFFFL, new byte[0])),
+                "tensor 'w', byte 40: truncated codebook: 8796093020160 bytes needed, 0 "
                         + "present");
+        // G = K: only the K shared entries, however many channels.
+        assertError(Payloads.payload(DENSE, CHANNEL, 4, 8, 0,
+                Payloads.channelCodebookPrefix(256, 256, 0xFFFFFFFFL, 0xFFFFFFFFL,
+                        new byte[0])),
+                "tensor 'w', byte 40: truncated codebook: 2048 bytes needed, 0 present");
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {1, 2, 3})),
-                "tensor 'w', byte 38: truncated codebook: 4 bytes needed, 3 present");
-        // Indices < K (per channel), dense and sparse.
+                Payloads.channelCodebookPrefix(2, 0, 2, 2, new byte[] {1, 2, 3})),
+                "tensor 'w', byte 40: truncated codebook: 4 bytes needed, 3 present");
+        // One shared entry and one own entry per channel: 3 entries.
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {1, 2, 3, 4}),
+                Payloads.channelCodebookPrefix(2, 1, 2, 2, new byte[] {1, 2})),
+                "tensor 'w', byte 40: truncated codebook: 3 bytes needed, 2 present");
+        // Indices < K (per channel), dense and sparse, whatever G is.
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(2, 0, 2, 2, new byte[] {1, 2, 3, 4}),
                 Payloads.fixedStream(new int[] {0, 1, 2, 0}, 2)),
-                "tensor 'w', byte 42: value 2 is codebook index 2, but the codebook has 2 "
+                "tensor 'w', byte 44: value 2 is codebook index 2, but the codebook has 2 "
                         + "entries per channel");
-        assertError(Payloads.payload(SPARSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {0, 2, 0, 4}), new byte[] {0},
-                Payloads.fixedStream(new int[] {1, 1}, 2),
-                Payloads.fixedStream(new int[] {1, 3}, 2)),
-                "tensor 'w', byte 54: value 1 is codebook index 3, but the codebook has 2 "
-                        + "entries per channel");
-        // One channel: the numpy reader's message has no "per channel".
         assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(2, 1, 4, new byte[] {1, 2}),
-                Payloads.fixedStream(new int[] {0, 1, 3, 0}, 2)),
-                "tensor 'w', byte 40: value 2 is codebook index 3, but the codebook has 2 "
-                        + "entries");
+                Payloads.channelCodebookPrefix(2, 1, 2, 2, new byte[] {1, 2, 3}),
+                Payloads.fixedStream(new int[] {0, 1, 2, 0}, 2)),
+                "tensor 'w', byte 43: value 2 is codebook index 2, but the codebook has 2 "
+                        + "entries per channel");
         assertError(Payloads.payload(SPARSE, CHANNEL, INT8, 1, 4,
-                Payloads.channelCodebookPrefix(2, 2, 2, new byte[] {0, 2, 0, 4}), new byte[] {0},
-                Payloads.fixedStream(new int[] {1, 3}, 2),
+                Payloads.channelCodebookPrefix(2, 0, 2, 2, new byte[] {0, 2, 0, 4}),
+                new byte[] {0}, Payloads.fixedStream(new int[] {1, 1}, 2),
+                Payloads.fixedStream(new int[] {1, 3}, 2)),
+                "tensor 'w', byte 56: value 1 is codebook index 3, but the codebook has 2 "
+                        + "entries per channel");
+        // One channel (every entry shared, G = K): still "per channel", as numpy says it
+        // for every per-channel payload.
+        assertError(Payloads.payload(DENSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(new byte[] {1, 2}, 1, 1, 4),
+                Payloads.fixedStream(new int[] {0, 1, 3, 0}, 2)),
+                "tensor 'w', byte 42: value 2 is codebook index 3, but the codebook has 2 "
+                        + "entries per channel");
+        assertError(Payloads.payload(SPARSE, CHANNEL, INT8, 1, 4,
+                Payloads.channelCodebookPrefix(2, 0, 2, 2, new byte[] {0, 2, 0, 4}),
+                new byte[] {0}, Payloads.fixedStream(new int[] {1, 3}, 2),
                 Payloads.fixedStream(new int[] {1, 1}, 2)),
-                "tensor 'w', byte 43: sparse index entry 1 lands on element 5, past the 4 "
+                "tensor 'w', byte 45: sparse index entry 1 lands on element 5, past the 4 "
                         + "elements");
     }
 
@@ -653,7 +747,7 @@ public class PayloadTest {
     @Test
     public void mutationsGiveOnlyFormatErrors() {
         Random rng = new Random(7);
-        byte[][] seeds = new byte[5][];
+        byte[][] seeds = new byte[6][];
         seeds[0] = denseRawFloats();
         int[] idx = new int[300];
         for (int i = 0; i < idx.length; i++) {
@@ -675,6 +769,10 @@ public class PayloadTest {
                 Payloads.channelCodebookPrefix(new byte[] {0, 5, 0, 7}, 1, 2, 2),
                 new byte[] {0}, Payloads.fixedStream(new int[] {1, 0, 4}, 3),
                 Payloads.fixedStream(new int[] {1, 1, 1}, 1));
+        seeds[5] = Payloads.payload(DENSE, CHANNEL, INT8, 1, 8,
+                Payloads.channelCodebookPrefix(2, 1, 2, 2, new byte[] {7, 11, 21}),
+                Payloads.huffmanStream(new int[] {0, 1, 0, 1, 1, 1, 0, 0}, 1,
+                        new int[] {1, 1}, 3));
         int errors = 0;
         for (byte[] seed : seeds) {
             for (int len = 0; len < seed.length; len++) {

@@ -179,22 +179,63 @@ final class Payloads {
     }
 
     /**
-     * The per-channel codebook section: K, C (channels), R (run) and the C x K entries,
-     * channel by channel ({@code entries.length / es / channels} is K).
+     * The per-channel codebook section of a C x K table ({@code entries}, channel by
+     * channel, {@code entries.length / es / channels} is K), with its leading columns that
+     * are the same in every channel stored once as shared entries (G of them), as the
+     * numpy writer does.
      */
     static byte[] channelCodebookPrefix(byte[] entries, int es, long channels, long run) {
-        return channelCodebookPrefix((int) (entries.length / es / Math.max(channels, 1)),
-                channels, run, entries);
+        return channelCodebookPrefix(entries, es, channels, run,
+                leadingShared(entries, es, (int) channels));
     }
 
-    /** The same with K given (for malformed sections). */
-    static byte[] channelCodebookPrefix(int k, long channels, long run, byte[] entries) {
+    /**
+     * The same with G given: {@code shared} must be at most the number of leading columns
+     * that are the same in every channel.
+     */
+    static byte[] channelCodebookPrefix(byte[] entries, int es, long channels, long run,
+            int shared) {
+        int c = (int) channels;
+        int k = entries.length / es / Math.max(c, 1);
+        if (shared > leadingShared(entries, es, c)) {
+            throw new IllegalArgumentException(shared + " shared entries differ by channel");
+        }
+        ByteArrayOutputStream stored = new ByteArrayOutputStream();
+        stored.write(entries, 0, shared * es);
+        for (int ch = 0; ch < c; ch++) {
+            stored.write(entries, (ch * k + shared) * es, (k - shared) * es);
+        }
+        return channelCodebookPrefix(k, shared, channels, run, stored.toByteArray());
+    }
+
+    /**
+     * The section as given (for malformed ones): K, G, C, R and the stored entries (G
+     * shared ones, then each channel's K - G own ones).
+     */
+    static byte[] channelCodebookPrefix(int k, int shared, long channels, long run,
+            byte[] stored) {
         ByteArrayOutputStream o = new ByteArrayOutputStream();
         u16(o, k);
+        u16(o, shared);
         u32(o, channels);
         u32(o, run);
-        o.write(entries, 0, entries.length);
+        o.write(stored, 0, stored.length);
         return o.toByteArray();
+    }
+
+    /** How many leading columns of a C x K table are the same in every channel. */
+    static int leadingShared(byte[] entries, int es, int channels) {
+        int k = entries.length / es / Math.max(channels, 1);
+        for (int j = 0; j < k; j++) {
+            for (int ch = 1; ch < channels; ch++) {
+                for (int b = 0; b < es; b++) {
+                    if (entries[(ch * k + j) * es + b] != entries[j * es + b]) {
+                        return j;
+                    }
+                }
+            }
+        }
+        return k;
     }
 
     static byte[] floats(float... v) {

@@ -246,16 +246,20 @@ public class UnpackerTest {
                 + "upgrade tfedge");
     }
 
-    /** A version-2 file: w = {0.5, -1.25, 3} from a per-channel codebook (C = 3, R = 1). */
+    /**
+     * A version-2 file: w = {0.5, -1.25, 3} from a per-channel codebook (C = 3, R = 1, K = 3,
+     * G = 1: index 0 is the shared 9).
+     */
     @Test
     public void expandsVersion2File() throws Exception {
         Spec s = new Spec();
         s.metadataJson = "{\"format_version\": 2, \"producer\": \"test\"}";
         s.payload = Payloads.payload(0, 2, 0, 4, 12,
-                Payloads.channelCodebookPrefix(Payloads.floats(9f, 0.5f, -1.25f, 9f, 3f, 9f),
-                        4, 3, 1),
-                Payloads.fixedStream(new int[] {1, 0, 0}, 1));
+                Payloads.channelCodebookPrefix(Payloads.floats(9f, 0.5f, 7f, 9f, 8f, -1.25f,
+                        9f, 3f, 6f), 4, 3, 1),
+                Payloads.fixedStream(new int[] {1, 2, 1}, 2));
         assertEquals(2, s.payload[4]);
+        assertEquals(1, s.payload[30]);
         FlatReader r = expanded(build(s));
         int buffers = r.fieldRef(r.root(), 4);
         assertArrayEquals(Payloads.floats(W), data(r, buffers, 1));
