@@ -2,11 +2,12 @@
 
 Seeds are payloads produced by tfedge's own packer: every codec combination of
 `tfedge.codecs.encode_payload` on random tensors (per-channel codebooks, format version
-2, over several channel tilings, sparse ones with filler entries), plus every payload of
-a small Keras model packed by `tfedge.compress` (lossy and lossless, pruned so that the
-sparse index appears, with a per-channel scaled ternary layer for per-channel
-codebooks). Each file is one mode byte (see tfedge/runtime/cc/fuzz_decode.cc) then the
-payload: mode 0 keeps the payload's CRC, mode 1 lets the harness fix it up.
+2, over several channel tilings, with no, some or only shared entries, sparse ones with
+filler entries), plus every payload of a small Keras model packed by `tfedge.compress`
+(lossy and lossless, pruned so that the sparse index appears, with a per-channel scaled
+ternary layer for per-channel codebooks). Each file is one mode byte (see
+tfedge/runtime/cc/fuzz_decode.cc) then the payload: mode 0 keeps the payload's CRC, mode
+1 lets the harness fix it up.
 
 Usage: python scripts/fuzz_seeds.py OUT_DIR [--no_model]
 """
@@ -74,16 +75,39 @@ _TILINGS = {
 }
 
 
+# How a seed's per-channel codebook shares entries (the writer stores its leading
+# columns that are equal in every channel once, as the G shared entries): the fill
+# first (G >= 1), the fill last with a first column that differs (G = 0 with several
+# channels), every column equal (G = K).
+_SHARING = ("first", "last", "all")
+
+
+def _channel_book(rng, dtype, channels: int, k: int, sharing: str):
+    """A (channels, k) codebook and the index of its fill (equal in every channel)."""
+    book = rng.integers(0, 200, (channels, k)).astype(dtype)
+    if sharing == "all":
+        book[:] = book[0]
+        return book, 0
+    fill = 0 if sharing == "first" or k == 1 else k - 1
+    if fill != 0 and channels > 1:
+        book[1, 0] = book[0, 0] + 1  # the first column differs: G = 0
+    book[:, fill] = 0
+    return book, fill
+
+
 def channel_seeds(rng: np.random.Generator):
-    """Per-channel codebook payloads (value kind 2, format version 2)."""
+    """Per-channel codebook payloads (value kind 2, format version 2), with no, some
+    and only shared entries."""
+    variant = 0
     for layout in ("dense", "sparse"):
         for coding in ("fixed", "huffman"):
             for es, (etype, dtype) in _ELEMENTS.items():
                 for n, tilings in _TILINGS.items():
                     for channels, run in tilings:
+                        sharing = _SHARING[variant % len(_SHARING)]
+                        variant += 1
                         k = int(rng.integers(1, 20))
-                        book = rng.integers(0, 200, (channels, k)).astype(dtype)
-                        book[:, 0] = 0  # the fill, common to every channel
+                        book, fill = _channel_book(rng, dtype, channels, k, sharing)
                         idx = np.minimum(rng.geometric(0.3, n) - 1, k - 1)
                         kw = dict(
                             element_type=etype,
@@ -98,10 +122,13 @@ def channel_seeds(rng: np.random.Generator):
                             gap_coding=coding,
                         )
                         if layout == "sparse":
-                            idx[rng.random(n) < 0.8] = 0
+                            idx[rng.random(n) < 0.8] = fill
                             # A narrow gap stream: filler entries in every channel.
-                            kw.update(fill=0, gap_bits=int(rng.integers(1, 4)))
-                        name = f"{layout}-channel-{coding}-{es}-{n}-{channels}x{run}"
+                            kw.update(fill=fill, gap_bits=int(rng.integers(1, 4)))
+                        name = (
+                            f"{layout}-channel-{coding}-{es}-{n}-{channels}x{run}-"
+                            f"{sharing}"
+                        )
                         yield name, encode_payload(**kw)
 
 

@@ -290,12 +290,16 @@ def test_per_channel_codebooks_run_through_the_delegate(per_channel_models):
     channel = [e for e in encodings if "channel_codebook" in e]
     assert {e.split("/")[0] for e in channel} == {"dense", "sparse"}, encodings
     packed = bytes(packed)
-    runs = {
-        struct.unpack_from("<I", packed, start + 34)[0]  # R: after u16 K and u32 C
+    # The body starts with u16 K, u16 G, u32 C, u32 R.
+    sections = [
+        struct.unpack_from("<HHII", packed, start + 28)
         for _name, start, _size in _payload_spans(packed)
         if packed[start + 6] == 2
-    }
+    ]
+    runs = {run for _k, _g, _c, run in sections}
     assert 1 in runs and len(runs) == 3, runs  # the depthwise kernel has R = 1
+    # Each kernel's zero (its most common value, index 0) is stored once, shared.
+    assert all(g >= 1 for _k, g, _c, _r in sections), sections
     interp = Interpreter(model_content=packed, num_threads=1)
     interp.allocate_tensors()
     ref = litert.Interpreter(model_content=plain, num_threads=1)
@@ -326,7 +330,7 @@ def test_per_channel_payload_that_does_not_tile_fails_prepare(per_channel_models
     assert spans, "the model must have a per-channel codebook payload"
     name, start, size = spans[0]
     bad = bytearray(packed)
-    channels_at = start + 28 + 2  # u32 C follows u16 K at the body's start
+    channels_at = start + 28 + 4  # u32 C follows u16 K and u16 G at the body's start
     channels = struct.unpack_from("<I", bad, channels_at)[0]
     struct.pack_into("<I", bad, channels_at, channels + 1)
     body = bytes(bad[start + 28 : start + size])
@@ -334,7 +338,7 @@ def test_per_channel_payload_that_does_not_tile_fails_prepare(per_channel_models
     struct.pack_into("<I", bad, start + 24, crc)
     err = _expect_prepare_error(bytes(bad), "do not tile")
     assert err.tensor == name
-    assert err.offset == 30
+    assert err.offset == 32  # where C is
 
 
 def test_plain_models_run_too(tflite_model):

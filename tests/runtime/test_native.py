@@ -53,12 +53,19 @@ SEEDS = range(8)
 MUTATIONS_PER_SEED = 80
 
 
-def random_payload(rng: np.random.Generator, layout, kind, value_coding, gap_coding):
-    """A payload of a random tensor: size, element size, skew and sparsity vary."""
+def random_payload(
+    rng: np.random.Generator, layout, kind, value_coding, gap_coding, shared=None
+):
+    """A payload of a random tensor: size, element size, skew and sparsity vary.
+    `shared`: per-channel codebooks only, see `_random_channel_payload`."""
     es = int(rng.choice(list(_ELEMENTS)))
     etype, dtype = _ELEMENTS[es]
     if kind == "channel_codebook":
-        return _random_channel_payload(rng, es, layout, value_coding, gap_coding)
+        if shared is None:
+            shared = SHARED_MODES[int(rng.integers(len(SHARED_MODES)))]
+        return _random_channel_payload(
+            rng, es, layout, value_coding, gap_coding, shared
+        )
     # Up to 70,000 elements: Huffman streams of many 4096-symbol blocks, which the
     # native decoder decodes four at a time, with a shorter tail block.
     n = int(
@@ -107,15 +114,46 @@ def _random_tiling(rng: np.random.Generator) -> tuple[int, int, int]:
     return c, r, repeats
 
 
-def _random_channel_payload(rng, es, layout, value_coding, gap_coding):
-    """A per-channel codebook payload of a random tiling; sparse ones often with a
-    narrow gap stream, so that filler entries occur (in whatever channel they land)."""
+# How many leading codebook columns a random per-channel codebook has equal in every
+# channel, which the writer stores once as the G shared entries: G = 0, G = 1,
+# 2 <= G < K, G = K.
+SHARED_MODES = ("none", "one", "some", "all")
+
+
+def _random_channel_payload(rng, es, layout, value_coding, gap_coding, shared):
+    """A per-channel codebook payload of a random tiling whose codebook has G shared
+    entries as `shared` says (checked); sparse ones often with a narrow gap stream, so
+    that filler entries occur (in whatever channel they land). The sparse fill is a
+    column equal in every channel: a shared entry, or with G = 0 an own entry that
+    happens to be the same in every channel."""
     etype, dtype = _ELEMENTS[es]
     c, r, repeats = _random_tiling(rng)
+    # One channel shares every entry (G = K), so "all" is mostly several channels; and
+    # fewer empty tensors than the tiling draws, which would leave the entries unread.
+    while (c == 1 and (shared != "all" or rng.random() < 0.7)) or (
+        repeats == 0 and rng.random() < 0.7
+    ):
+        c, r, repeats = _random_tiling(rng)
     n = c * r * repeats
-    k = int(rng.integers(1, 257))
+    least = {"none": 2 if layout == "sparse" else 1, "one": 2, "some": 3, "all": 1}
+    k = int(rng.integers(least[shared], 257))
+    if shared == "none":
+        g = 0
+    elif shared == "one":
+        g = 1
+    elif shared == "some":
+        g = int(rng.integers(2, k))
+    else:
+        g = k
     book = rng.integers(0, np.iinfo(dtype).max, (c, k), dtype=np.uint64).astype(dtype)
-    book[:, 0] = book[0, 0]  # one entry common to every channel: the sparse fill
+    book[:, :g] = book[0, :g]  # the leading G columns: equal in every channel
+    if g < k:
+        book[1, g] = book[0, g] ^ dtype(1)  # column G: not
+    fill = None
+    if layout == "sparse":
+        # A shared entry, else (G = 0) a later column made equal in every channel.
+        fill = int(rng.integers(0, g)) if g else int(rng.integers(1, k))
+        book[:, fill] = book[0, fill]
     skew = rng.geometric(float(rng.choice([0.05, 0.3, 0.9])), n) - 1
     idx = np.minimum(skew, k - 1)
     kw = dict(
@@ -131,13 +169,16 @@ def _random_channel_payload(rng, es, layout, value_coding, gap_coding):
         gap_coding=gap_coding,
     )
     if layout == "sparse":
-        idx[rng.random(n) >= float(rng.choice([0.02, 0.2, 0.7]))] = 0
-        kw["fill"] = 0
+        idx[rng.random(n) >= float(rng.choice([0.02, 0.2, 0.7]))] = fill
+        kw["fill"] = fill
         if rng.random() < 0.5:
             kw["gap_bits"] = int(rng.integers(1, 4))
     if rng.random() < 0.3:
         kw["index_bits"] = int(rng.integers(max(1, (k - 1).bit_length()), 9))
-    return encode_payload(**kw)
+    payload = encode_payload(**kw)
+    info = inspect_payload(payload)
+    assert (info.k, info.shared_entries, info.channels) == (k, g, c), shared
+    return payload
 
 
 def _outcome(decode, payload: bytes):
@@ -163,7 +204,9 @@ def _refresh_crc(payload: bytearray) -> bytearray:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_identical_bytes_to_numpy(layout, kind, value_coding, gap_coding, seed):
     rng = np.random.default_rng(seed)
-    payload = random_payload(rng, layout, kind, value_coding, gap_coding)
+    # Per-channel codebooks: every number of shared entries, each for two seeds.
+    shared = SHARED_MODES[seed % len(SHARED_MODES)]
+    payload = random_payload(rng, layout, kind, value_coding, gap_coding, shared)
     expected = decode_payload(payload)
     got = decode_payload_native(payload, name="w")
     assert got.dtype == np.uint8
@@ -267,20 +310,25 @@ TILINGS = [
 ]
 
 
+@pytest.mark.parametrize("zero", [0, 2], ids=["zero-first", "zero-last"])
 @pytest.mark.parametrize("coding", ["fixed", "huffman"])
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 @pytest.mark.parametrize(
     "channels,run,repeats,es", TILINGS, ids=["x".join(map(str, t)) for t in TILINGS]
 )
-def test_channel_codebook_tilings(channels, run, repeats, es, layout, coding):
-    """Ternary-like kernels {0, -a_c, +b_c}: element i in channel (i // R) % C."""
+def test_channel_codebook_tilings(channels, run, repeats, es, layout, coding, zero):
+    """Ternary-like kernels {0, -a_c, +b_c}: element i in channel (i // R) % C. The
+    zero first is a shared entry (G = 1); last, an own entry of every channel (G = 0),
+    the sparse fill nonetheless. One channel shares everything (G = K)."""
     rng = np.random.default_rng(channels * 1000 + run)
     etype, dtype = _ELEMENTS[es]
     n = channels * run * repeats
     book = rng.integers(1, np.iinfo(dtype).max, (channels, 3), dtype=np.uint64)
     book = book.astype(dtype)
-    book[:, 0] = 0
-    idx = rng.choice(3, n, p=[0.8, 0.1, 0.1])
+    book[:, zero] = 0
+    p = [0.1, 0.1, 0.1]
+    p[zero] = 0.8
+    idx = rng.choice(3, n, p=p)
     kw = dict(
         element_type=etype,
         element_size=es,
@@ -294,13 +342,15 @@ def test_channel_codebook_tilings(channels, run, repeats, es, layout, coding):
         gap_coding=coding,
     )
     if layout == "sparse":
-        kw.update(fill=0, gap_bits=1)  # any gap of 2 or more takes filler entries
+        kw.update(fill=zero, gap_bits=1)  # any gap of 2 or more takes filler entries
     payload = encode_payload(**kw)
+    shared = 3 if channels == 1 else 1 if zero == 0 else 0
+    assert inspect_payload(payload).shared_entries == shared
     want = book[(np.arange(n) // run) % channels, idx]
     np.testing.assert_array_equal(decode_payload(payload).view(dtype), want)
     np.testing.assert_array_equal(decode_payload_native(payload).view(dtype), want)
     if layout == "sparse" and n > 10:
-        assert inspect_payload(payload).gaps.count > np.count_nonzero(idx), (
+        assert inspect_payload(payload).gaps.count > np.count_nonzero(idx != zero), (
             "the case must have filler entries"
         )
 
@@ -354,8 +404,9 @@ def _channel_payload(body: bytes, *, decoded, layout=0, version=2, es=1) -> byte
     return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
 
 
-def _channel_body(k, channels, run, entries=b"") -> bytes:
-    return struct.pack("<HII", k, channels, run) + bytes(entries)
+def _channel_body(k, channels, run, entries=b"", *, shared=0) -> bytes:
+    """K, G (`shared`), C, R, then the G shared and C x (K - G) own entries."""
+    return struct.pack("<HHII", k, shared, channels, run) + bytes(entries)
 
 
 def _fixed(symbols, bits) -> bytes:
@@ -364,6 +415,8 @@ def _fixed(symbols, bits) -> bytes:
 
 # 2 channels of runs of 2 over 8 uint8 elements: channels 0 0 1 1 0 0 1 1.
 _GOOD_CHANNEL_BODY = _channel_body(2, 2, 2, b"\x0a\x0b\x14\x15")
+# The same tiling with index 0 shared (7 in both channels), index 1 own (11, 21).
+_SHARED_CHANNEL_BODY = _channel_body(2, 2, 2, b"\x07\x0b\x15", shared=1)
 _FOUR_ZEROS = _fixed([0] * 4, 1)  # a value stream of 4 one-bit indices
 
 # (id, payload, the native error, matched against its message)
@@ -384,9 +437,29 @@ CHANNEL_FAULTS = [
         "codebook has 257 entries",
     ),
     (
-        "truncated-channels",
-        _channel_payload(struct.pack("<HI", 1, 2), decoded=4),
-        "truncated: channel count and channel run need 8 bytes, 4 left",
+        "truncated-shared-channels-and-run",
+        _channel_payload(struct.pack("<HHI", 1, 0, 2), decoded=4),
+        "truncated shared entry count, channel count and channel run: 10 bytes "
+        "needed, 6 left",
+    ),
+    (
+        "truncated-after-k",
+        _channel_payload(struct.pack("<H", 1), decoded=4),
+        "truncated shared entry count, channel count and channel run: 10 bytes "
+        "needed, 0 left",
+    ),
+    (
+        "shared-above-k",
+        _channel_payload(
+            _channel_body(2, 2, 2, b"\1\2\3", shared=3) + _FOUR_ZEROS, decoded=4
+        ),
+        "3 shared entries, more than the K=2 entries",
+    ),
+    (
+        # G > K is refused before C and R are looked at.
+        "shared-above-k-and-zero-channels",
+        _channel_payload(_channel_body(1, 0, 0, shared=0xFFFF), decoded=4),
+        "65535 shared entries, more than the K=1 entries",
     ),
     (
         "zero-channels",
@@ -425,6 +498,23 @@ CHANNEL_FAULTS = [
         "per-channel codebook entries need 4 bytes, 3 left",
     ),
     (
+        # G + C x (K - G) = 1 + 2 x 1 entries.
+        "truncated-shared-entries",
+        _channel_payload(_channel_body(2, 2, 2, b"\1\2", shared=1), decoded=4),
+        "per-channel codebook entries need 3 bytes, 2 left (1 shared entries, 2 "
+        "channels of 1 own entries)",
+    ),
+    (
+        # Every entry shared: K entries, however many channels.
+        "truncated-all-shared-entries",
+        _channel_payload(
+            _channel_body(256, 0xFFFFFFFF, 1, bytes(2047), shared=256),
+            decoded=0,
+            es=8,
+        ),
+        "entries need 2048 bytes, 2047 left",
+    ),
+    (
         # N = 0 tiles with anything; C x K x element size = 2^43 - 2^11 bytes.
         "entries-size-past-32-bits",
         _channel_payload(_channel_body(256, 0xFFFFFFFF, 1), decoded=0, es=8),
@@ -434,6 +524,20 @@ CHANNEL_FAULTS = [
         "dense-index-beyond-k",
         _channel_payload(_GOOD_CHANNEL_BODY + _fixed([0, 1, 2, 0], 2), decoded=4),
         "element 2 has codebook index 2, codebook has 2 entries per channel",
+    ),
+    (
+        # Index K is past the last own entry, not the first entry of the next channel.
+        "dense-index-k-with-shared",
+        _channel_payload(_SHARED_CHANNEL_BODY + _fixed([0, 1, 2, 0], 2), decoded=4),
+        "element 2 has codebook index 2, codebook has 2 entries per channel",
+    ),
+    (
+        "dense-index-beyond-k-all-shared",
+        _channel_payload(
+            _channel_body(2, 2, 2, b"\1\2", shared=2) + _fixed([1, 0, 1, 3], 2),
+            decoded=4,
+        ),
+        "element 3 has codebook index 3, codebook has 2 entries per channel",
     ),
     (
         "sparse-index-beyond-k",
@@ -490,11 +594,71 @@ def test_hand_built_channel_payloads_decode():
     want = [10, 11, 10, 10, 11, 10, 21, 10]
     assert decode_payload_native(sparse).tolist() == want
     assert decode_payload(sparse).tolist() == want
+    # One shared entry: index 0 is 7 in both channels, index 1 is 11 or 21.
+    dense = _channel_payload(
+        _SHARED_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+    )
+    want = [7, 11, 7, 21, 11, 11, 7, 7]
+    assert decode_payload_native(dense).tolist() == want
+    assert decode_payload(dense).tolist() == want
+    # Stored entries at elements 1 (own), 4 (shared) and 6 (own, channel 1); fill 9.
+    sparse = _channel_payload(
+        _SHARED_CHANNEL_BODY + b"\x09" + _fixed([1, 2, 1], 2) + _fixed([1, 0, 1], 1),
+        decoded=8,
+        layout=1,
+    )
+    want = [9, 11, 9, 9, 7, 9, 21, 9]
+    assert decode_payload_native(sparse).tolist() == want
+    assert decode_payload(sparse).tolist() == want
+    # Every entry shared (G = K): K entries stored once for both channels.
+    dense = _channel_payload(
+        _channel_body(2, 2, 2, b"\x05\x06", shared=2)
+        + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        decoded=8,
+    )
+    want = [5, 6, 5, 6, 6, 6, 5, 5]
+    assert decode_payload_native(dense).tolist() == want
+    assert decode_payload(dense).tolist() == want
+    # 16-bit elements, 3 channels of runs of 1, K = 3 with G = 2: own entries 30 + c.
+    entries = struct.pack("<5H", 100, 200, 30, 31, 32)
+    dense = _channel_payload(
+        _channel_body(3, 3, 1, entries, shared=2) + _fixed([2, 2, 2, 0, 1, 2], 2),
+        decoded=12,
+        es=2,
+    )
+    want = [30, 31, 32, 100, 200, 32]
+    assert decode_payload_native(dense).view(np.uint16).tolist() == want
+    assert decode_payload(dense).view(np.uint16).tolist() == want
     # Zero elements tile with any C and R, given their entries.
     empty = _channel_payload(
         _channel_body(1, 3, 5, b"\1\2\3") + _fixed([], 1), decoded=0
     )
     assert decode_payload_native(empty).size == decode_payload(empty).size == 0
+
+
+def test_shared_entries_are_stored_and_read_once():
+    """G = K with one channel per element: C x K entries would be 16 MiB; the payload
+    stores K, and both readers decode from those alone."""
+    n = 1 << 14
+    rng = np.random.default_rng(7)
+    row = rng.integers(0, 2**32, 256, dtype=np.uint64).astype(np.uint32)
+    idx = rng.integers(0, 256, n)
+    payload = encode_payload(
+        element_type=0,
+        element_size=4,
+        count=n,
+        layout="dense",
+        value_kind="channel_codebook",
+        codebook=np.broadcast_to(row, (n, 256)),
+        indices=idx,
+        channel_run=1,
+    )
+    info = inspect_payload(payload)
+    assert (info.k, info.shared_entries, info.channels) == (256, 256, n)
+    assert info.codebook_bytes == 12 + 256 * 4
+    got = decode_payload_native(payload)
+    np.testing.assert_array_equal(got, decode_payload(payload))
+    np.testing.assert_array_equal(got.view(np.uint32), row[idx])
 
 
 def test_decompression_bomb_is_refused_before_allocating():

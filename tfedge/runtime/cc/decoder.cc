@@ -559,14 +559,25 @@ void FillElements(uint8_t* out, uint64_t n, const uint8_t* value, size_t es) {
   }
 }
 
-// A codebook section (section 2.1), read in place from the payload: K entries per
-// channel, element i taking channel (i div R) mod C. The codebook kind is one channel.
+// A codebook section (section 2.1), read in place from the payload. Index j of element
+// i (channel c = (i div R) mod C) is stored entry j when j < G (an entry every channel
+// shares), else stored entry c x (K - G) + j: the stored entries are the G shared ones,
+// then each channel's K - G own ones. The codebook kind is one channel, G = K. Nothing
+// is expanded to C x K entries: lookups read the stored entries directly.
 struct Codebook {
   uint16_t k = 0;
+  uint16_t shared = 0;  // G
   uint32_t channels = 1;
   uint32_t run = 1;  // R: per-channel kind only (with one channel, the run is moot)
   bool per_channel = false;
-  const uint8_t* entries = nullptr;  // channels x k x element size bytes
+  const uint8_t* entries = nullptr;  // (G + C x (K - G)) x element size bytes
+
+  // True when an index means the same entry in every channel (no channel lookup).
+  bool one_table() const { return shared == k || channels == 1; }
+  // Where in `entries` index j of an element of channel c is (j < k).
+  uint64_t EntryOf(uint32_t j, uint64_t c) const {
+    return j < shared ? j : c * static_cast<uint64_t>(k - shared) + j;
+  }
 };
 
 Status ReadCodebookSize(ByteReader* body, uint16_t* k) {
@@ -582,45 +593,57 @@ Status ReadCodebookSize(ByteReader* body, uint16_t* k) {
 // Value kind 1: u16 K, then K entries.
 Status ReadCodebook(ByteReader* body, size_t es, Codebook* book) {
   TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k));
+  book->shared = book->k;
   return body->Take("codebook entries", static_cast<size_t>(book->k) * es,
                     &book->entries);
 }
 
-// Value kind 2: u16 K, u32 C, u32 R, then C x K entries. Checked in the format's
-// order, before anything is read or sized from C and R.
+// Value kind 2: u16 K, u16 G, u32 C, u32 R, then G shared entries and C x (K - G)
+// channel entries. Checked in the format's order, before anything is read or sized
+// from G, C and R.
 Status ReadChannelCodebook(ByteReader* body, size_t es, uint64_t n, Codebook* book) {
   TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k));
   const int64_t at = static_cast<int64_t>(body->offset());
-  if (body->remaining() < 8) {
+  if (body->remaining() < 10) {
     return Status::Error(at,
-                         "truncated: channel count and channel run need 8 bytes, %zu "
-                         "left",
+                         "truncated shared entry count, channel count and channel run: "
+                         "10 bytes needed, %zu left",
                          body->remaining());
   }
+  uint16_t shared = 0;
   uint32_t channels = 0, run = 0;
+  TFEDGE_RETURN_IF_ERROR(body->ReadU16("shared entry count", &shared));
   TFEDGE_RETURN_IF_ERROR(body->ReadU32("channel count", &channels));
   TFEDGE_RETURN_IF_ERROR(body->ReadU32("channel run", &run));
+  if (shared > book->k) {
+    return Status::Error(at, "%u shared entries, more than the K=%u entries", shared,
+                         book->k);
+  }
+  const int64_t channels_at = at + 2;
   if (channels < 1 || run < 1) {
-    return Status::Error(at, "channel count %u and channel run %u must both be >= 1",
+    return Status::Error(channels_at,
+                         "channel count %u and channel run %u must both be >= 1",
                          channels, run);
   }
   // C x R divides N; C x R is formed only once it is known to be <= N.
   if (n > 0 && (channels > n || run > n / channels ||
                 n % (static_cast<uint64_t>(channels) * run) != 0)) {
-    return Status::Error(at,
+    return Status::Error(channels_at,
                          "%u channels of %u elements do not tile the tensor's %llu "
                          "elements",
                          channels, run, static_cast<unsigned long long>(n));
   }
-  // At most (2^32 - 1) x 256 x 8 bytes: no overflow in 64 bits.
-  const uint64_t need = static_cast<uint64_t>(channels) * book->k * es;
+  // At most (256 + (2^32 - 1) x 256) x 8 bytes: no overflow in 64 bits.
+  const uint32_t own = book->k - shared;
+  const uint64_t need = (shared + static_cast<uint64_t>(channels) * own) * es;
   if (need > body->remaining()) {
     return Status::Error(static_cast<int64_t>(body->offset()),
                          "truncated: per-channel codebook entries need %llu bytes, %zu "
-                         "left (%u channels of %u entries)",
+                         "left (%u shared entries, %u channels of %u own entries)",
                          static_cast<unsigned long long>(need), body->remaining(),
-                         channels, book->k);
+                         shared, channels, own);
   }
+  book->shared = shared;
   book->channels = channels;
   book->run = run;
   book->per_channel = true;
@@ -658,17 +681,31 @@ Status RawBits(const SymbolReader& s, int64_t at) {
 }
 
 // Maps codebook indices to elements, one channel run at a time: out[i] = entry idx[i]
-// of channel (i div R) mod C, checking idx[i] < k. Index i is read before element i is
-// written, and elements are written in order.
+// of channel (i div R) mod C (a shared entry when idx[i] < G), checking idx[i] < K.
+// Index i is read before element i is written, and elements are written in order.
 template <size_t ES>
 bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* out,
                 uint64_t* bad) {
   const uint16_t k = book.k;
-  const uint64_t run = book.channels == 1 ? n : book.run;
-  const size_t stride = static_cast<size_t>(k) * ES;
+  const uint8_t* const shared = book.entries;
+  if (book.one_table()) {
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint8_t j = idx[i];  // read before element i's bytes may cover it
+      if (j >= k) {
+        *bad = i;
+        return false;
+      }
+      std::memcpy(out + i * ES, shared + static_cast<size_t>(j) * ES, ES);
+    }
+    return true;
+  }
+  const uint16_t g = book.shared;
+  const uint64_t run = book.run;
+  // Channel c's index j >= G is stored entry c x (K - G) + j.
+  const size_t stride = static_cast<size_t>(k - g) * ES;
   uint32_t c = 0;
   for (uint64_t i = 0; i < n;) {
-    const uint8_t* entries = book.entries + static_cast<size_t>(c) * stride;
+    const uint8_t* own = book.entries + static_cast<size_t>(c) * stride;
     const uint64_t end = n - i < run ? n : i + run;
     for (; i < end; ++i) {
       const uint8_t j = idx[i];  // read before element i's bytes may cover it
@@ -676,7 +713,8 @@ bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* o
         *bad = i;
         return false;
       }
-      std::memcpy(out + i * ES, entries + static_cast<size_t>(j) * ES, ES);
+      const uint8_t* base = j < g ? shared : own;
+      std::memcpy(out + i * ES, base + static_cast<size_t>(j) * ES, ES);
     }
     if (++c == book.channels) c = 0;
   }
@@ -786,7 +824,7 @@ class SparseCodecBase : public Codec {
     if (!scratch) return Status::Error(-1, "out of memory");
     uint8_t* gaps = scratch.get();
     uint8_t* vals = gaps + chunk;
-    const bool channels = book != nullptr && book->channels > 1;
+    const bool channels = book != nullptr && !book->one_table();
     int64_t cursor = -1;
     const int64_t last = static_cast<int64_t>(n);
     for (uint64_t done = 0; done < s;) {
@@ -814,9 +852,8 @@ class SparseCodecBase : public Codec {
           }
           uint64_t entry = vals[j];
           if (channels) {
-            const uint64_t channel =
-                static_cast<uint64_t>(cursor) / book->run % book->channels;
-            entry += channel * book->k;
+            entry = book->EntryOf(
+                vals[j], static_cast<uint64_t>(cursor) / book->run % book->channels);
           }
           src = book->entries + static_cast<size_t>(entry) * es;
         } else {
