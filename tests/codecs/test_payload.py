@@ -254,20 +254,29 @@ BAD_ARGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "change, match", [b[1:] for b in BAD_ARGS], ids=[b[0] for b in BAD_ARGS]
-)
-def test_bad_arguments_raise_value_error(change, match):
-    args = dict(
-        element_type=0,
-        element_size=4,
-        count=4,
-        layout="dense",
-        value_kind="raw",
-        elements=np.zeros(4, np.float32),
+def _bad_args_cases(cases, base):
+    """Parametrizes (args, match): `base` changed by each case's arguments."""
+    return pytest.mark.parametrize(
+        "args, match",
+        [({**base, **change}, match) for _, change, match in cases],
+        ids=[case[0] for case in cases],
     )
+
+
+_RAW_ARGS = dict(
+    element_type=0,
+    element_size=4,
+    count=4,
+    layout="dense",
+    value_kind="raw",
+    elements=np.zeros(4, np.float32),
+)
+
+
+@_bad_args_cases(BAD_ARGS, _RAW_ARGS)
+def test_bad_arguments_raise_value_error(args, match):
     with pytest.raises(ValueError, match=match):
-        encode_payload(**{**args, **change})
+        encode_payload(**args)
 
 
 BAD_CODEBOOK_ARGS = [
@@ -278,23 +287,21 @@ BAD_CODEBOOK_ARGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "change, match",
-    [b[1:] for b in BAD_CODEBOOK_ARGS],
-    ids=[b[0] for b in BAD_CODEBOOK_ARGS],
+_CODEBOOK_ARGS = dict(
+    element_type=0,
+    element_size=4,
+    count=4,
+    layout="dense",
+    value_kind="codebook",
+    codebook=np.zeros(3, np.float32),
+    indices=np.array([0, 1, 2, 2]),
 )
-def test_bad_codebook_arguments_raise_value_error(change, match):
-    args = dict(
-        element_type=0,
-        element_size=4,
-        count=4,
-        layout="dense",
-        value_kind="codebook",
-        codebook=np.zeros(3, np.float32),
-        indices=np.array([0, 1, 2, 2]),
-    )
+
+
+@_bad_args_cases(BAD_CODEBOOK_ARGS, _CODEBOOK_ARGS)
+def test_bad_codebook_arguments_raise_value_error(args, match):
     with pytest.raises(ValueError, match=match):
-        encode_payload(**{**args, **change})
+        encode_payload(**args)
 
 
 INSPECT = [
@@ -433,21 +440,19 @@ BAD_CHANNEL_ARGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "change, match",
-    [b[1:] for b in BAD_CHANNEL_ARGS],
-    ids=[b[0] for b in BAD_CHANNEL_ARGS],
+_CHANNEL_ARGS = dict(
+    element_type=0,
+    element_size=4,
+    count=12,
+    layout="dense",
+    value_kind="channel_codebook",
+    codebook=np.array([[0, 1, 2], [0, 3, 4]], np.float32),
+    indices=np.array([0, 1, 2, 2] * 3),
+    channel_run=3,
 )
-def test_bad_per_channel_arguments_raise_value_error(change, match):
-    args = dict(
-        element_type=0,
-        element_size=4,
-        count=12,
-        layout="dense",
-        value_kind="channel_codebook",
-        codebook=np.array([[0, 1, 2], [0, 3, 4]], np.float32),
-        indices=np.array([0, 1, 2, 2] * 3),
-        channel_run=3,
-    )
+
+
+@_bad_args_cases(BAD_CHANNEL_ARGS, _CHANNEL_ARGS)
+def test_bad_per_channel_arguments_raise_value_error(args, match):
     with pytest.raises(ValueError, match=match):
-        encode_payload(**{**args, **change})
+        encode_payload(**args)
