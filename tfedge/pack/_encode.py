@@ -227,7 +227,7 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
     channel_books = {}
     for channels, run in _channel_layouts(shape, n) if uniq.size > 2 else []:
         cb = channel_codebook(arr, channels, run)
-        # Worth a try only with fewer index bits than one codebook for the tensor.
+        # Worth a try only with fewer entries per channel than one codebook has in all.
         if cb is not None and cb.k < uniq.size:
             for option in _channel_options(ttype, arr, cb):
                 cands.append(option)
