@@ -577,63 +577,87 @@ def test_channel_codebook_faults_are_refused_like_numpy(payload, match):
     assert native.value.offset == numpy_error.value.offset
 
 
-def test_hand_built_channel_payloads_decode():
-    """The fault cases' builders make payloads both readers accept when unbroken."""
-    dense = _channel_payload(
-        _GOOD_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
-    )
-    want = [10, 11, 20, 21, 11, 11, 20, 20]
-    assert decode_payload_native(dense).tolist() == want
-    assert decode_payload(dense).tolist() == want
-    # Stored entries at elements 1, 4 (channel 0) and 6 (channel 1); fill 10 elsewhere.
-    sparse = _channel_payload(
-        _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([1, 2, 1], 2) + _fixed([1, 1, 1], 1),
-        decoded=8,
-        layout=1,
-    )
-    want = [10, 11, 10, 10, 11, 10, 21, 10]
-    assert decode_payload_native(sparse).tolist() == want
-    assert decode_payload(sparse).tolist() == want
-    # One shared entry: index 0 is 7 in both channels, index 1 is 11 or 21.
-    dense = _channel_payload(
-        _SHARED_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
-    )
-    want = [7, 11, 7, 21, 11, 11, 7, 7]
-    assert decode_payload_native(dense).tolist() == want
-    assert decode_payload(dense).tolist() == want
-    # Stored entries at elements 1 (own), 4 (shared) and 6 (own, channel 1); fill 9.
-    sparse = _channel_payload(
-        _SHARED_CHANNEL_BODY + b"\x09" + _fixed([1, 2, 1], 2) + _fixed([1, 0, 1], 1),
-        decoded=8,
-        layout=1,
-    )
-    want = [9, 11, 9, 9, 7, 9, 21, 9]
-    assert decode_payload_native(sparse).tolist() == want
-    assert decode_payload(sparse).tolist() == want
-    # Every entry shared (G = K): K entries stored once for both channels.
-    dense = _channel_payload(
-        _channel_body(2, 2, 2, b"\x05\x06", shared=2)
-        + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
-        decoded=8,
-    )
-    want = [5, 6, 5, 6, 6, 6, 5, 5]
-    assert decode_payload_native(dense).tolist() == want
-    assert decode_payload(dense).tolist() == want
-    # 16-bit elements, 3 channels of runs of 1, K = 3 with G = 2: own entries 30 + c.
-    entries = struct.pack("<5H", 100, 200, 30, 31, 32)
-    dense = _channel_payload(
-        _channel_body(3, 3, 1, entries, shared=2) + _fixed([2, 2, 2, 0, 1, 2], 2),
-        decoded=12,
-        es=2,
-    )
-    want = [30, 31, 32, 100, 200, 32]
-    assert decode_payload_native(dense).view(np.uint16).tolist() == want
-    assert decode_payload(dense).view(np.uint16).tolist() == want
-    # Zero elements tile with any C and R, given their entries.
-    empty = _channel_payload(
-        _channel_body(1, 3, 5, b"\1\2\3") + _fixed([], 1), decoded=0
-    )
-    assert decode_payload_native(empty).size == decode_payload(empty).size == 0
+# (id, payload, decoded elements): the fault cases' builders make payloads both readers
+# accept when unbroken.
+HAND_BUILT_CHANNEL_PAYLOADS = [
+    (
+        "dense",
+        _channel_payload(
+            _GOOD_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+        ),
+        [10, 11, 20, 21, 11, 11, 20, 20],
+    ),
+    (
+        # Stored entries at elements 1, 4 (channel 0) and 6 (channel 1); fill 10.
+        "sparse",
+        _channel_payload(
+            _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([1, 2, 1], 2) + _fixed([1, 1, 1], 1),
+            decoded=8,
+            layout=1,
+        ),
+        [10, 11, 10, 10, 11, 10, 21, 10],
+    ),
+    (
+        # One shared entry: index 0 is 7 in both channels, index 1 is 11 or 21.
+        "dense-shared",
+        _channel_payload(
+            _SHARED_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+        ),
+        [7, 11, 7, 21, 11, 11, 7, 7],
+    ),
+    (
+        # Stored entries at elements 1 (own), 4 (shared), 6 (own, channel 1); fill 9.
+        "sparse-shared",
+        _channel_payload(
+            _SHARED_CHANNEL_BODY
+            + b"\x09"
+            + _fixed([1, 2, 1], 2)
+            + _fixed([1, 0, 1], 1),
+            decoded=8,
+            layout=1,
+        ),
+        [9, 11, 9, 9, 7, 9, 21, 9],
+    ),
+    (
+        # Every entry shared (G = K): K entries stored once for both channels.
+        "all-shared",
+        _channel_payload(
+            _channel_body(2, 2, 2, b"\x05\x06", shared=2)
+            + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+            decoded=8,
+        ),
+        [5, 6, 5, 6, 6, 6, 5, 5],
+    ),
+    (
+        # 16-bit elements, 3 channels of runs of 1, K = 3, G = 2: own entries 30 + c.
+        "uint16",
+        _channel_payload(
+            _channel_body(3, 3, 1, struct.pack("<5H", 100, 200, 30, 31, 32), shared=2)
+            + _fixed([2, 2, 2, 0, 1, 2], 2),
+            decoded=12,
+            es=2,
+        ),
+        [30, 31, 32, 100, 200, 32],
+    ),
+    (
+        # Zero elements tile with any C and R, given their entries.
+        "empty",
+        _channel_payload(_channel_body(1, 3, 5, b"\1\2\3") + _fixed([], 1), decoded=0),
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "payload, want",
+    [case[1:] for case in HAND_BUILT_CHANNEL_PAYLOADS],
+    ids=[case[0] for case in HAND_BUILT_CHANNEL_PAYLOADS],
+)
+def test_hand_built_channel_payloads_decode(payload, want):
+    es = payload[8]
+    word = {1: np.uint8, 2: np.uint16}[es]
+    assert decode_payload_native(payload).view(word).tolist() == want
+    assert decode_payload(payload).view(word).tolist() == want
 
 
 def test_shared_entries_are_stored_and_read_once():
