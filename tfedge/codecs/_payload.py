@@ -205,9 +205,12 @@ class _Codebook:
     end: int  # the first byte after it
 
     def table_index(self, indices: np.ndarray, positions) -> np.ndarray:
-        """Where in `entries` the element at each position with each index is."""
+        """Where in `entries` the element at each position (None: element j is at j)
+        with each index is."""
         if self.shared == self.k:
             return indices
+        if positions is None:
+            positions = np.arange(indices.size, dtype=np.int64)
         own = self.k - self.shared
         channel = (positions // self.run) % self.channels
         index = indices.astype(np.int64)
@@ -340,11 +343,7 @@ def decode_payload(
         elements = values.view(word)
     else:
         table = np.ascontiguousarray(codebook.entries).view(word).reshape(-1)
-        if codebook.shared == codebook.k:
-            elements = table[values]
-        else:
-            where = np.arange(n, dtype=np.int64) if positions is None else positions
-            elements = table[codebook.table_index(values, where)]
+        elements = table[codebook.table_index(values, positions)]
     if positions is None:
         return elements.view(np.uint8)
     out = np.empty(n, word)

@@ -295,10 +295,9 @@ def _write_tfedge(job: _Job) -> Packed:
     from tfedge import __version__
 
     packed_model = read(job.data)
-    insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
+    version = insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
     out = write(packed_model)
     expanded = _self_check(out, job.candidates, payloads)
-    version = max(payload[4] for payload in payloads.values())
     return Packed(
         out, job.report(len(out), set(payloads), expanded, format_version=version)
     )

@@ -27,9 +27,9 @@ def _new_buffer(data: np.ndarray | bytes | None):
     return b
 
 
-def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> None:
+def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> int:
     """Replace each buffer in `payloads` (buffer index -> payload) by decode
-    operators."""
+    operators; returns the format version written to the metadata."""
     s = schema()
     op_index = opcode_index(model, DECODE_OP)
     payload_buffer: dict[int, int] = {}
@@ -66,6 +66,7 @@ def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> None:
     m.name = METADATA_NAME
     m.buffer = len(model.buffers) - 1
     model.metadata = list(model.metadata or []) + [m]
+    return int(version)
 
 
 def packed_format_version(model) -> int | None:
