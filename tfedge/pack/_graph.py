@@ -141,7 +141,8 @@ def remove_decoders(model, decoded: dict[int, np.ndarray]) -> None:
     # A buffer still referenced elsewhere (never by our own layout) is kept.
     used = {t.buffer for sg in model.subgraphs for t in sg.tensors or []}
     used |= {m.buffer for m in model.metadata or []}
-    used |= {int(b) for b in np.asarray(model.metadataBuffer or [], np.int64)}
+    if model.metadataBuffer is not None:  # a numpy vector: no truth value of its own
+        used |= {int(b) for b in np.asarray(model.metadataBuffer, np.int64).reshape(-1)}
     _remove_buffers(model, {b for b in drop_buffers if b not in used and b != 0})
     if op_index is not None:
         still_used = any(

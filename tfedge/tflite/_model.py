@@ -5,7 +5,9 @@ zero-copy numpy view; `write` serialises it back. Tables, unions and custom oper
 that tfedge does not know are carried through as the schema module holds them. Buffers
 stored past the flatbuffer (`Buffer.offset`/`size`, used by models over 2 GiB) and large
 custom options are read into memory, and written back past the flatbuffer when the model
-needs it.
+needs it. A zip archive appended to the file (TFLite Support metadata's associated
+files, such as label lists) is kept on the model as `ARCHIVE_ATTR` and appended again by
+`write`, its offsets moved to where it lands.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tfedge.errors import FormatError
 from tfedge.tflite._schema import schema
 
 __all__ = [
+    "ARCHIVE_ATTR",
     "FILE_IDENTIFIER",
     "TYPES",
     "TensorTypeInfo",
@@ -42,6 +45,14 @@ _EXTERNAL_ALIGN = 16
 _PLACEHOLDER = (
     1 << 62
 )  # a non-default value, so the field is always written with 8 bytes
+# The attribute of a read `ModelT` that holds the zip archive appended to its file (its
+# offsets counted from the archive's own start), or None.
+ARCHIVE_ATTR = "tfedge_archive"
+# Zip records (APPNOTE 4.3): end of central directory, central directory entry, local
+# file header; their fixed sizes; and the largest end-record comment.
+_ZIP_END, _ZIP_CENTRAL, _ZIP_LOCAL = b"PK\x05\x06", b"PK\x01\x02", b"PK\x03\x04"
+_ZIP_END_SIZE, _ZIP_CENTRAL_SIZE = 22, 46
+_ZIP_MAX_COMMENT = 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -189,7 +200,73 @@ def read(data: bytes | bytearray | memoryview) -> object:
                     data, np.uint8, count=size, offset=start
                 )
                 op.largeCustomOptionsOffset = op.largeCustomOptionsSize = 0
+    setattr(model, ARCHIVE_ATTR, _appended_archive(data))
     return model
+
+
+def _zip_entries(data: bytes, end: int) -> tuple[int, int, list[int]] | None:
+    """(central directory offset, size, its entries' positions) of the zip whose end
+    record is at `end`, when that record ends the file and its directory is whole."""
+    if end + _ZIP_END_SIZE > len(data):
+        return None
+    disk, cd_disk, n_disk, n, cd_size, cd_off, comment = struct.unpack_from(
+        "<HHHHIIH", data, end + 4
+    )
+    if end + _ZIP_END_SIZE + comment != len(data) or disk or cd_disk or n_disk != n:
+        return None
+    if cd_off + cd_size != end:
+        return None
+    entries, pos = [], cd_off
+    for _ in range(n):
+        if data[pos : pos + 4] != _ZIP_CENTRAL or pos + _ZIP_CENTRAL_SIZE > end:
+            return None
+        name, extra, note = struct.unpack_from("<HHH", data, pos + 28)
+        entries.append(pos)
+        pos += _ZIP_CENTRAL_SIZE + name + extra + note
+    return (cd_off, cd_size, entries) if pos == end else None
+
+
+def _appended_archive(data: bytes) -> bytes | None:
+    """The zip archive appended to a .tflite file, with offsets counted from its own
+    start, or None. TFLite Support's metadata writer appends one holding the associated
+    files (label lists and the like), with offsets counted from the file's start."""
+    end = data.rfind(
+        _ZIP_END, max(0, len(data) - _ZIP_END_SIZE - _ZIP_MAX_COMMENT), len(data)
+    )
+    if end < 0:
+        return None
+    found = _zip_entries(data, end)
+    if found is None:
+        return None
+    cd_off, _, entries = found
+    if 0xFFFFFFFF in (cd_off, *(_u32(data, e + 42) for e in entries)):
+        raise FormatError(
+            "the zip archive appended to this .tflite (its metadata's associated "
+            "files) is a ZIP64 archive, which tfedge cannot carry over; rewrite it as "
+            "a plain zip with TFLite Support's metadata writer",
+            offset=end,
+        )
+    start = min([cd_off, *(_u32(data, e + 42) for e in entries)])
+    if start < 8 or (entries and data[start : start + 4] != _ZIP_LOCAL):
+        return None
+    return _moved_archive(data, start, -start)
+
+
+def _u32(data: bytes, pos: int) -> int:
+    return struct.unpack_from("<I", data, pos)[0]
+
+
+def _moved_archive(data: bytes, start: int, delta: int) -> bytes:
+    """`data[start:]`, a zip archive whose offsets count from `data`'s start, with every
+    offset (each entry's local header, the central directory's start) moved by
+    `delta`."""
+    end = data.rfind(_ZIP_END, max(0, len(data) - _ZIP_END_SIZE - _ZIP_MAX_COMMENT))
+    cd_off, _, entries = _zip_entries(data, end)
+    out = bytearray(data[start:])
+    for pos in entries:
+        struct.pack_into("<I", out, pos - start + 42, _u32(data, pos + 42) + delta)
+    struct.pack_into("<I", out, end - start + 16, cd_off + delta)
+    return bytes(out)
 
 
 def _check_structure(model, data: bytes) -> None:
@@ -247,8 +324,17 @@ def write(model, *, external_buffers: bool | None = None) -> bytes:
     With `external_buffers=None`, buffers go inside the flatbuffer unless their total
     size would pass the 2 GiB flatbuffer limit; then (or with True) they are stored
     after it and referenced by `Buffer.offset`/`size`, as TFLite's converter does for
-    large models.
+    large models. The zip archive `read` found appended to the file (`ARCHIVE_ATTR`) is
+    appended after all of that, its offsets moved to where it now starts.
     """
+    out = _serialise(model, external_buffers=external_buffers)
+    archive = getattr(model, ARCHIVE_ATTR, None)
+    if archive:
+        out += _moved_archive(archive, 0, len(out))
+    return out
+
+
+def _serialise(model, *, external_buffers: bool | None) -> bytes:
     _normalise_int_vectors(model)
     total = sum(0 if b.data is None else len(b.data) for b in model.buffers or [])
     if external_buffers is None:

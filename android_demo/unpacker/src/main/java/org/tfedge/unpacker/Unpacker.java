@@ -496,7 +496,12 @@ public final class Unpacker {
             throw r.bad("the expanded model would take over " + limit + " bytes: objects "
                     + "are shared or the file is forged", -1);
         }
-        ByteBuffer out = ByteBuffer.allocateDirect(counter.pos).order(ByteOrder.nativeOrder());
+        // The zip archive appended to the file (the metadata's associated files) follows the
+        // flatbuffer in the output too.
+        AppendedArchive archive = AppendedArchive.find(r.b, r.size);
+        int archiveBytes = archive == null ? 0 : archive.length(r.size);
+        ByteBuffer out = ByteBuffer.allocateDirect(counter.pos + archiveBytes)
+                .order(ByteOrder.nativeOrder());
         ByteBuffer le = out.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         for (Map.Entry<Integer, byte[]> e : data.entrySet()) {
             le.position(dataPos.get(e.getKey()));
@@ -508,6 +513,9 @@ public final class Unpacker {
         writeFile(sink);
         if (sink.pos != counter.pos) {
             throw new IllegalStateException("size changed between passes");
+        }
+        if (archive != null) {
+            archive.copyTo(r.b, r.size, out, counter.pos);
         }
         out.clear();
         return out;
@@ -541,9 +549,19 @@ public final class Unpacker {
         if (type == Schema.SIGNATURE_DEF) {
             signatureSubgraph = (int) r.fieldU32(src, 4, 0);
         }
+        // A metadata vector left empty is dropped, as tfedge.expand drops it: the field is
+        // absent from the copied vtable (its inline slot stays, unreferenced).
+        int dropField = type == Schema.MODEL && allMetadataRemoved() ? 6 : -1;
         s.align(2, 0);
         int newVt = s.pos;
-        s.write(r.b, vt, vtSize);
+        if (dropField >= 0 && dropField < fields) {
+            byte[] copy = Arrays.copyOfRange(r.b, vt, vt + vtSize);
+            copy[4 + 2 * dropField] = 0;
+            copy[5 + 2 * dropField] = 0;
+            s.write(copy, 0, vtSize);
+        } else {
+            s.write(r.b, vt, vtSize);
+        }
         s.align(8, src & 7);
         int t = s.pos;
         s.write(r.b, src, tblSize);
@@ -551,7 +569,7 @@ public final class Unpacker {
         patchScalars(s, src, t, type);
         for (int[] f : Schema.FIELDS[type]) {
             int id = f[0];
-            if (id >= fields) {
+            if (id >= fields || id == dropField) {
                 continue;
             }
             int fo = r.u16(vt + 4 + 2 * id);
@@ -596,6 +614,18 @@ public final class Unpacker {
             s.putI32(t + fo, at - (t + fo));
         }
         return t;
+    }
+
+    private boolean allMetadataRemoved() {
+        if (removedMetadata.length == 0) {
+            return false;
+        }
+        for (boolean removed : removedMetadata) {
+            if (!removed) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private void patchScalars(Sink s, int src, int t, int type) throws TfedgeFormatException {
