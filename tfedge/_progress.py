@@ -1,28 +1,98 @@
-"""A progress bar for long steps: tqdm when installed, else periodic absl log lines."""
+"""Progress on long steps, with Keras' `verbose` convention.
+
+`verbose`: 0 silent; 1 a tqdm bar on a terminal, one line per stage when stderr is not
+a terminal (a pipe, a log file); 2 one line per stage always; "auto" (the default) is 1.
+Progress goes to stderr (the original one while the CLI filters TensorFlow's output),
+never to stdout, so piped results stay clean.
+"""
 
 from __future__ import annotations
 
-import sys
+import contextlib
 import time
 
-from absl import logging
+from tfedge import _quiet
+
+VERBOSE_CHOICES = ("auto", 0, 1, 2)
 
 
-def progress(items, *, desc: str, enabled: bool | None = None):
+def resolve_verbose(verbose, *, name: str = "verbose") -> int:
+    """ "auto" -> 1; 0, 1, 2 (or a bool) as given; anything else is a ValueError."""
+    if verbose == "auto" or verbose is None:
+        return 1
+    if isinstance(verbose, bool):
+        return int(verbose)
+    if isinstance(verbose, int) and verbose in (0, 1, 2):
+        return verbose
+    raise ValueError(
+        f"Expected `{name}` in {VERBOSE_CHOICES} (as in Keras: 0 silent, 1 progress "
+        f"bar, 2 one line per stage). Received: {name}={verbose!r}"
+    )
+
+
+def _mode(verbose) -> str:
+    """ "off", "bar" or "line"."""
+    level = resolve_verbose(verbose)
+    if level == 0:
+        return "off"
+    if level == 1 and _is_terminal():
+        return "bar"
+    return "line"
+
+
+def _is_terminal() -> bool:
+    stream = _quiet.terminal()
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _line(text: str) -> None:
+    out = _quiet.terminal()
+    out.write(f"tfedge: {text}\n")
+    out.flush()
+
+
+def progress(items, *, desc: str, verbose="auto", enabled: bool | None = None):
+    """Yields `items`, showing progress per `verbose`.
+
+    `enabled` is the older `progress=` switch of `compress` and `budget.plan`: True
+    means verbose=1, False verbose=0, None defers to `verbose`.
+    """
+    if enabled is not None:
+        verbose = 1 if enabled else 0
     items = list(items)
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled or len(items) < 2:
+    mode = _mode(verbose)
+    if mode == "off" or not items:
         yield from items
         return
-    try:
+    start = time.perf_counter()
+    if mode == "bar":
         from tqdm import tqdm
-    except ImportError:
-        last = time.monotonic()
-        for i, item in enumerate(items):
-            if time.monotonic() - last > 2.0:
-                logging.info("%s: %d/%d", desc, i, len(items))
-                last = time.monotonic()
-            yield item
+
+        yield from tqdm(items, desc=desc, file=_quiet.terminal(), leave=False)
+    else:
+        yield from items
+    _line(f"{desc}: {len(items)} done in {time.perf_counter() - start:.1f} s")
+
+
+@contextlib.contextmanager
+def stage(desc: str, *, verbose="auto"):
+    """One step without a count (loading a model, converting it): on a terminal its
+    name shows while it runs; in every mode but 0 one line says how long it took."""
+    mode = _mode(verbose)
+    if mode == "off":
+        yield
         return
-    yield from tqdm(items, desc=desc, file=sys.stderr, leave=False)
+    out = _quiet.terminal()
+    if mode == "bar":
+        out.write(f"tfedge: {desc} ...")
+        out.flush()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if mode == "bar":
+            out.write("\r\x1b[K")
+        _line(f"{desc}: {time.perf_counter() - start:.1f} s")

@@ -1,4 +1,4 @@
-"""`tfedge budget MODEL --target 200KB [--data EVAL.npz] [-o OUT] [--report R.json]
+"""`tfedge budget MODEL --budget 200KB [--data EVAL.npz] [-o OUT] [--report R.json]
 [--plot PREFIX]`: plan a model into a byte budget, print the plan and the per-layer
 bytes, optionally write the packed file, the JSON report and the two plots."""
 
@@ -8,10 +8,6 @@ import json
 import os
 
 import numpy as np
-
-
-class BudgetUsageError(ValueError):
-    """A flag is missing or malformed (the CLI's usage error, exit status 1)."""
 
 
 def load_eval_data(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -33,24 +29,21 @@ def load_eval_data(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_budget(
-    model_path: str,
+    model,
     *,
-    target: str | None,
+    budget: int,
     data: str | None = None,
     output: str | None = None,
     report: str | None = None,
     plot: str | None = None,
 ) -> str:
     """Runs the subcommand; returns the text to print. Files are written as asked."""
-    from tfedge.budget import parse_size, plan, plot_breakdown, plot_tradeoff
+    from tfedge.budget import plan, plot_breakdown, plot_tradeoff
 
-    if not target:
-        raise BudgetUsageError("budget needs --target SIZE (e.g. --target 200KB)")
-    budget = parse_size(target, name="--target")
-    if not os.path.exists(model_path):
-        raise FileNotFoundError(f"No such model file: {model_path}")
+    if isinstance(model, str) and not os.path.exists(model):
+        raise FileNotFoundError(f"No such model file: {model}")
     eval_data = load_eval_data(data) if data else None
-    result = plan(model_path, budget, eval_data, progress=None)
+    result = plan(model, budget, eval_data)
     packed = result.apply()
     report_ = result.breakdown(packed)
     lines = [result.table(), "", report_.table()]
