@@ -26,9 +26,7 @@ tfedge's format (fixed-width streams) in a file with the same graph as the final
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import math
 import numbers
 import re
@@ -309,8 +307,10 @@ def _default_loss(model, y: np.ndarray):
 def _to_tflite(model) -> bytes:
     import tensorflow as tf
 
+    from tfedge._quiet import quiet_tf
+
     # The Keras exporter prints the traced signature; the library never prints.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with quiet_tf():
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 

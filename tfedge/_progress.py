@@ -1,7 +1,8 @@
 """Progress on long steps, with Keras' `verbose` convention.
 
-`verbose`: 0 silent; 1 a tqdm bar on a terminal, one line per stage when stderr is not
-a terminal (a pipe, a log file); 2 one line per stage always; "auto" (the default) is 1.
+`verbose`: 0 silent; 1 a tqdm bar on a terminal, and when stderr is not a terminal (a
+pipe, a log file) one line for each stage that took `QUIET_SECONDS` or more; 2 one line
+per stage always; "auto" (the default) is 1.
 Progress goes to stderr (the original one while the CLI filters TensorFlow's output),
 never to stdout, so piped results stay clean.
 """
@@ -14,6 +15,9 @@ import time
 from tfedge import _quiet
 
 VERBOSE_CHOICES = ("auto", 0, 1, 2)
+# With verbose=1 and no terminal, stages quicker than this pass without a line: a
+# log of a script that packs a hundred small models should not list them all.
+QUIET_SECONDS = 1.0
 
 
 def resolve_verbose(verbose, *, name: str = "verbose") -> int:
@@ -48,6 +52,12 @@ def _is_terminal() -> bool:
         return False
 
 
+def _done(verbose, desc: str, seconds: float, count: str = "") -> None:
+    if resolve_verbose(verbose) == 1 and seconds < QUIET_SECONDS:
+        return
+    _line(f"{desc}: {count}{seconds:.1f} s")
+
+
 def _line(text: str) -> None:
     out = _quiet.terminal()
     out.write(f"tfedge: {text}\n")
@@ -74,7 +84,7 @@ def progress(items, *, desc: str, verbose="auto", enabled: bool | None = None):
         yield from tqdm(items, desc=desc, file=_quiet.terminal(), leave=False)
     else:
         yield from items
-    _line(f"{desc}: {len(items)} done in {time.perf_counter() - start:.1f} s")
+    _done(verbose, desc, time.perf_counter() - start, f"{len(items)} done in ")
 
 
 @contextlib.contextmanager
@@ -95,4 +105,4 @@ def stage(desc: str, *, verbose="auto"):
     finally:
         if mode == "bar":
             out.write("\r\x1b[K")
-        _line(f"{desc}: {time.perf_counter() - start:.1f} s")
+        _done(verbose, desc, time.perf_counter() - start)

@@ -11,8 +11,6 @@ samples and compared with the simulation.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 
 import flatbuffers
@@ -119,7 +117,9 @@ def _convert(float_model, calibration: np.ndarray, int16: bool) -> bytes:
         if int16
         else tf.lite.OpsSet.TFLITE_BUILTINS_INT8
     ]
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    from tfedge._quiet import quiet_tf
+
+    with warnings.catch_warnings(), quiet_tf():
         # The converter warns about captured resource tensors of every Keras 3 model
         # and about its own experimental 16x8 mode; neither concerns the result. It
         # also prints the SavedModel it writes to stdout; the library never prints.

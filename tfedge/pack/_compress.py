@@ -12,8 +12,9 @@ from absl import logging
 from tfedge.errors import PackError
 from tfedge.pack import _encode, _tflm, _verify
 from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
+from tfedge.pack._names import name_rows
 from tfedge.pack._report import Report, TensorReport
-from tfedge.pack._source import to_tflite
+from tfedge.pack._source import to_tflite_and_keras
 from tfedge.tflite import TYPES, buffer_data, read, tensor_name, write
 
 # Default output tolerance: the largest output may move by 2% of its own range. Tight
@@ -60,8 +61,12 @@ class Packed:
         r = self.report
         return (
             f"<tfedge.Packed {len(self)} bytes, {r.ratio:.2f}x smaller, "
-            f"{'lossless' if r.lossless else f'drift {r.drift:.3g}'}>"
+            f"{'lossless' if r.lossless else _drift_text(r.drift)}>"
         )
+
+
+def _drift_text(drift: float | None) -> str:
+    return "drift not measured" if drift is None else f"drift {drift:.3g}"
 
 
 @dataclass
@@ -183,7 +188,7 @@ def compress(
             f"Expected `num_samples` >= 1. Received: num_samples={num_samples}"
         )
 
-    data, notes = to_tflite(model)
+    data, notes, keras_model = to_tflite_and_keras(model)
     original_size = len(data)
     plain = read(data)
     if packed_format_version(plain) is not None or any(True for _ in decode_ops(plain)):
@@ -194,6 +199,7 @@ def compress(
         notes.append("input was already packed by tfedge: expanded, then packed again")
 
     candidates, rows = _candidates(plain, min_bytes, init, seed)
+    name_rows(plain, rows, keras_model)
     for cand in _progress(candidates, "encoding", progress):
         if not lossless and cand.ttype in _encode.LOSSY_TYPES:
             if not np.all(np.isfinite(cand.values)):

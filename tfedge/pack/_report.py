@@ -4,7 +4,26 @@ JSON."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
+
+# The text tables' columns, explained once under each table.
+LEGEND = (
+    "columns: bytes before and packed after; coding = layout/values/streams (dense or "
+    "sparse\nindex; raw values, cb = shared-weight codebook, ch-cb = one per output "
+    "channel; fixed-width\nor huff = Huffman streams); bits = codebook index width; "
+    "b/w = packed bits per weight;\nw.err = ||w - w'|| / ||w||, the relative weight "
+    "error (0 when exact)"
+)
+_SHORT_TYPES = {
+    "FLOAT32": "f32",
+    "FLOAT16": "f16",
+    "INT8": "i8",
+    "UINT8": "u8",
+    "INT16": "i16",
+    "INT32": "i32",
+    "INT64": "i64",
+}
 
 
 @dataclass
@@ -31,6 +50,17 @@ class TensorReport:
     entropy_bytes: float = 0.0
     weight_error: float = 0.0
     reason: str = ""
+    keras_name: str = ""  # "fc1.kernel" when the source was a Keras model
+
+    @property
+    def label(self) -> str:
+        """The Keras layer and weight when known, else the TFLite tensor's name (its
+        first part, when the converter joined several with ';')."""
+        return self.keras_name or self.name.split(";")[0]
+
+    @property
+    def bytes_after(self) -> int:
+        return self.packed_bytes if self.packed else self.original_bytes
 
     @property
     def packed(self) -> bool:
@@ -87,39 +117,93 @@ class Report:
         return json.dumps(self.to_dict(), indent=kwargs.pop("indent", 2), **kwargs)
 
     def table(self) -> str:
-        """A fixed-width text table, one row per weight buffer, then the totals."""
-        head = (
-            f"{'tensor':<34} {'shape':<16} {'dtype':<8} {'bytes':>10} "
-            f"{'encoding':<24} {'bits':>4} {'sparse':>6} {'packed':>9} {'floor':>9} "
-            f"{'b/w':>5} {'w.err':>7}"
-        )
-        lines = [head, "-" * len(head)]
-        for t in self.tensors:
-            name = t.name if len(t.name) <= 34 else "…" + t.name[-33:]
-            shape = "x".join(str(d) for d in t.shape) or "scalar"
-            lines.append(
-                f"{name:<34} {shape[:16]:<16} {t.dtype:<8} {t.original_bytes:>10} "
-                f"{t.encoding:<24} {t.bits if t.bits else '-':>4} {t.sparsity:>6.1%} "
-                f"{(t.packed_bytes if t.packed else t.original_bytes):>9} "
-                f"{t.entropy_bytes:>9.0f} {t.bits_per_weight:>5.2f} "
-                f"{t.weight_error:>7.4f}"
-            )
-            if t.reason:
-                lines.append(f"{'':<4}↳ {t.reason}")
+        """Every weight buffer, one row each, then the totals and the legend."""
+        return self._text(self.tensors, every=True)
+
+    def summary(self, *, largest: int = 5) -> str:
+        """The totals, the `largest` tensors by packed size, and what was backed off or
+        left raw and why (what `tfedge compress` prints without --verbose)."""
+        order = sorted(self.tensors, key=lambda t: -t.bytes_after)
+        return self._text(order[:largest], every=False)
+
+    def _text(self, rows: list[TensorReport], *, every: bool) -> str:
+        from tfedge._table import Column, render
+
+        columns = [
+            Column("tensor", max_width=30),
+            Column("shape", max_width=14),
+            Column("type"),
+            Column("bytes", ">"),
+            Column("packed", ">"),
+            Column("coding", max_width=24),
+            Column("bits", ">"),
+            Column("b/w", ">"),
+            Column("w.err", ">"),
+        ]
+        cells = [
+            [
+                t.label,
+                "x".join(str(d) for d in t.shape) or "scalar",
+                _SHORT_TYPES.get(t.dtype, t.dtype.lower()),
+                t.original_bytes,
+                t.bytes_after,
+                _short_coding(t.encoding),
+                t.bits or "-",
+                f"{t.bits_per_weight:.2f}",
+                f"{t.weight_error:.4f}" if t.packed else "-",
+            ]
+            for t in rows
+        ]
         wb, wa = self.weight_bytes
-        lines.append("-" * len(head))
-        lines.append(
-            f"weights: {wb} -> {wa} bytes ({wb / max(wa, 1):.2f}x); file: "
-            f"{self.original_bytes} -> {self.packed_bytes} bytes ({self.ratio:.2f}x)"
-        )
         mode = "lossless" if self.lossless else f"lossy, tolerance {self.tolerance:g}"
-        drift = "n/a" if self.drift is None else f"{self.drift:.3g}"
-        lines.append(f"mode: {mode}; measured output drift: {drift}")
-        for b in self.backed_off:
-            lines.append(f"backed off: {b}")
-        for n in self.notes:
-            lines.append(f"note: {n}")
-        return "\n".join(lines)
+        drift = "not measured" if self.drift is None else f"{self.drift:.3g}"
+        footer = [
+            f"weights: {wb} -> {wa} bytes ({wb / max(wa, 1):.2f}x); file: "
+            f"{self.original_bytes} -> {self.packed_bytes} bytes ({self.ratio:.2f}x)",
+            f"mode: {mode}; measured output drift: {drift}",
+        ]
+        if not every and len(rows) < len(self.tensors):
+            footer.insert(
+                0,
+                f"(the {len(rows)} largest of {len(self.tensors)} weight tensors; "
+                "--verbose or .table() lists all)",
+            )
+        names = {t.name: t.label for t in self.tensors}
+        footer += [f"backed off: {_relabel(b, names)}" for b in self.backed_off]
+        raw = [t for t in self.tensors if t.reason]
+        if every:
+            footer += [f"kept: {t.label}: {t.reason}" for t in raw]
+        elif raw:
+            reasons: dict[str, list[str]] = {}
+            for t in raw:
+                reasons.setdefault(_reason_kind(t.reason), []).append(t.label)
+            for why, labels in reasons.items():
+                shown = ", ".join(labels[:3]) + (
+                    f" and {len(labels) - 3} more" if len(labels) > 3 else ""
+                )
+                footer.append(f"kept as is ({why}): {shown}")
+        footer += [f"note: {n}" for n in self.notes]
+        footer.append(LEGEND)
+        return render(columns, cells, footer=footer)
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _short_coding(encoding: str) -> str:
+    return (
+        encoding.replace("channel_codebook", "ch-cb")
+        .replace("codebook", "cb")
+        .replace("huffman", "huff")
+    )
+
+
+def _relabel(text: str, names: dict[str, str]) -> str:
+    """A backed-off line starts with the TFLite tensor name: use the row's label."""
+    name, sep, rest = text.partition(": ")
+    return f"{names[name]}{sep}{rest}" if sep and name in names else text
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its per-tensor numbers, so that like reasons group."""
+    return re.sub(r"\b\d+(\.\d+)?\b", "N", reason).split(":")[0]

@@ -14,9 +14,16 @@ from tfedge.errors import FormatError
 
 def to_tflite(model) -> tuple[bytes, list[str]]:
     """Returns (.tflite bytes, notes about what was done to get them)."""
+    data, notes, _ = to_tflite_and_keras(model)
+    return data, notes
+
+
+def to_tflite_and_keras(model) -> tuple[bytes, list[str], object | None]:
+    """As `to_tflite`, with the (stripped) Keras model converted, when one was, so
+    that the report can name tensors by layer."""
     notes: list[str] = []
     if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model), notes
+        return bytes(model), notes, None
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if os.path.isdir(path):
@@ -25,10 +32,14 @@ def to_tflite(model) -> tuple[bytes, list[str]]:
                     f"{path} is a directory without saved_model.pb: pass a .tflite "
                     "file, a SavedModel directory or a .keras file"
                 )
-            import tensorflow as tf
+            from tfedge._quiet import quiet_tf
 
             notes.append(f"converted SavedModel {path} with tf.lite.TFLiteConverter")
-            return tf.lite.TFLiteConverter.from_saved_model(path).convert(), notes
+            with quiet_tf():
+                import tensorflow as tf
+
+                data = tf.lite.TFLiteConverter.from_saved_model(path).convert()
+            return data, notes, None
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such model file: {path}")
         if path.endswith(".keras"):
@@ -37,7 +48,7 @@ def to_tflite(model) -> tuple[bytes, list[str]]:
             notes.append(f"loaded {path} with keras.saving.load_model")
             return _from_keras(keras.saving.load_model(path), notes)
         with open(path, "rb") as f:
-            return f.read(), notes
+            return f.read(), notes, None
     if _is_keras_model(model):
         return _from_keras(model, notes)
     raise TypeError(
@@ -56,17 +67,20 @@ def _is_keras_model(obj) -> bool:
     )
 
 
-def _from_keras(model, notes: list[str]) -> tuple[bytes, list[str]]:
+def _from_keras(model, notes: list[str]) -> tuple[bytes, list[str], object]:
     if any(hasattr(layer, "tfedge_strip") for layer in _all_layers(model)):
         from tfedge.keras import strip
 
         model = strip(model)
         notes.append("stripped tfedge training wrappers with tfedge.keras.strip")
-    import tensorflow as tf
+    from tfedge._quiet import quiet_tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     notes.append("converted with tf.lite.TFLiteConverter.from_keras_model")
-    return converter.convert(), notes
+    with quiet_tf():
+        import tensorflow as tf
+
+        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return data, notes, model
 
 
 def _all_layers(model):

@@ -18,16 +18,18 @@ _EPS = 1e-12
 
 def interpreter_class():
     """The stock TFLite interpreter: LiteRT's when installed, else TensorFlow's."""
+    from tfedge._quiet import absorb_delegate_notice
+
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter
+        return absorb_delegate_notice(Interpreter)
     except ImportError:
         pass
     try:
         import tensorflow as tf
 
-        return tf.lite.Interpreter
+        return absorb_delegate_notice(tf.lite.Interpreter)
     except ImportError as e:
         raise TfedgeError(
             "No TFLite interpreter: install `ai-edge-litert` "

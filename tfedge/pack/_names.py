@@ -1,0 +1,69 @@
+"""Keras names for a converted model's weight buffers: `fc1.kernel`, `fc1.bias`.
+
+The TFLite converter names constant tensors after the ops that read them
+(`sequential_1/fc1_1/MatMul`) and transposes kernels, so a buffer is matched to the
+Keras weight holding the same values as a multiset (sorted); when several weights hold
+the same values (two zero biases of one size), the one whose layer name appears in the
+tensor's name wins, and a buffer that stays ambiguous keeps its TFLite name. Weights the
+converter changes (batch norm folded into a convolution, int8 quantization) match
+nothing and keep their TFLite names too.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tfedge.tflite import TYPES, buffer_data
+
+_FLOAT32 = next(k for k, v in TYPES.items() if v.name == "FLOAT32")
+
+
+def _key(values: np.ndarray) -> tuple[int, bytes]:
+    flat = np.asarray(values, np.float32).reshape(-1)
+    return flat.size, np.sort(flat).tobytes()
+
+
+def _keras_weights(keras_model) -> dict[tuple[int, bytes], list[tuple[str, str]]]:
+    """sorted-values key -> [(layer name, weight name)] of every float weight."""
+    from tfedge.pack._source import _all_layers
+
+    keys: dict[tuple[int, bytes], list[tuple[str, str]]] = {}
+    for layer in _all_layers(keras_model):
+        if getattr(layer, "layers", None):
+            continue
+        for w in layer.weights:
+            arr = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+            if arr.dtype.kind != "f" or arr.size == 0:
+                continue
+            weight = str(getattr(w, "name", "")).split("/")[-1].split(":")[0]
+            keys.setdefault(_key(arr), []).append((layer.name, weight))
+    return keys
+
+
+def _in_name(layer: str, tensor_name: str) -> bool:
+    parts = re.split(r"[/;]", tensor_name)
+    return any(p == layer or re.sub(r"_\d+$", "", p) == layer for p in parts)
+
+
+def name_rows(model, rows, keras_model) -> None:
+    """Sets `keras_name` on each report row whose buffer matches one Keras weight."""
+    if keras_model is None:
+        return
+    weights = _keras_weights(keras_model)
+    if not weights:
+        return
+    for row in rows:
+        t = model.subgraphs[row.subgraph].tensors[row.tensor]
+        if t.type != _FLOAT32:
+            continue
+        raw = buffer_data(model, t.buffer)
+        if raw.size % 4:
+            continue
+        owners = weights.get(_key(np.frombuffer(raw.tobytes(), "<f4")), [])
+        if len(owners) > 1:
+            owners = [o for o in owners if _in_name(o[0], row.name)]
+        if len(owners) == 1:
+            layer, weight = owners[0]
+            row.keras_name = f"{layer}.{weight}" if weight else layer
