@@ -8,6 +8,7 @@ repeat themselves least).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,5 +62,9 @@ def render(
     out = [line([c.title for c in columns]), rule]
     out += [line(r) for r in cells]
     out.append(rule)
-    out += list(footer)
+    for text in footer:
+        for part in text.split("\n"):
+            out += textwrap.wrap(
+                part, max_width, subsequent_indent="  ", break_on_hyphens=False
+            ) or [""]
     return "\n".join(out)

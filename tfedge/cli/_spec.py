@@ -113,7 +113,7 @@ class Option:
             fn = {
                 "tolerance": parse_tolerance,
                 "size": parse_budget,
-                "float": parse_fraction,
+                "fraction": parse_fraction,
             }
             flags.DEFINE(
                 _Parser(fn[self.kind], self.kind),
