@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 
 from tfedge._checks import check_int, top1_accuracy
+from tfedge._progress import resolve_verbose, stage
 from tfedge.errors import PackError
 from tfedge.pack._verify import tflite_metric
 
@@ -161,26 +162,45 @@ class DeepCompressed:
         raise KeyError(f"No stage {name!r}; stages are {[s.name for s in self.stages]}")
 
     def table(self) -> str:
-        """The stages and the per-tensor rows as fixed-width text."""
-        lines = [f"{'stage':<8} {'accuracy':>9} {'bytes':>10} {'ratio':>8}"]
-        for s in self.stages:
-            lines.append(
-                f"{s.name:<8} {s.accuracy:>9.4f} {s.bytes:>10} {s.ratio:>7.1f}x"
-            )
-        lines.append("")
-        lines.append(
-            f"{'tensor':<36} {'kept':>6} {'share':>5} {'val b':>6} {'idx':>4} "
-            f"{'idx b':>6} {'bytes':>8}"
+        """The stages, then one row per packed tensor."""
+        from tfedge._table import Column, render
+
+        stages = render(
+            [Column("stage"), Column("accuracy", ">"), Column("bytes", ">")]
+            + [Column("ratio", ">")],
+            [
+                [s.name, f"{s.accuracy:.4f}", s.bytes, f"{s.ratio:.1f}x"]
+                for s in self.stages
+            ],
         )
+        rows = []
         for r in self.layers:
-            name = r.tensor if len(r.tensor) <= 36 else "…" + r.tensor[-35:]
             coded = "-" if r.coded_index_bits is None else f"{r.coded_index_bits:.2f}"
-            lines.append(
-                f"{name:<36} {r.kept:>6.1%} {r.shared_bits or '-':>5} "
-                f"{r.value_bits:>6.2f} {r.index_bits or '-':>4} {coded:>6} "
-                f"{r.packed_bytes:>8}"
+            rows.append(
+                [
+                    r.tensor.split(";")[0],
+                    f"{r.kept:.1%}",
+                    r.shared_bits or "-",
+                    f"{r.value_bits:.2f}",
+                    r.index_bits or "-",
+                    coded,
+                    r.packed_bytes,
+                ]
             )
-        return "\n".join(lines)
+        tensors = render(
+            [Column("tensor", max_width=36)]
+            + [
+                Column(t, ">")
+                for t in ("kept", "share", "val b", "idx", "idx b", "bytes")
+            ],
+            rows,
+            footer=[
+                "columns: kept = weights left after pruning; share = shared-weight "
+                "bits; val b, idx b = coded bits per kept weight for values and "
+                "sparse indices; idx = index width"
+            ],
+        )
+        return stages + "\n\n" + tensors
 
     def __repr__(self) -> str:
         last = self.stages[-1]
@@ -252,7 +272,7 @@ class _Data:
         self.x, self.y = x, y
         self.steps = steps_per_epoch or math.ceil(len(x) / batch_size)
 
-    def fit(self, model, epochs: int, verbose: int) -> None:
+    def fit(self, model, epochs: int, verbose: int | str) -> None:
         if self.dataset is not None:
             # A dataset is shuffled (or not) by the user's pipeline; Keras warns when
             # `shuffle=True` (its default) is passed with one.
@@ -508,7 +528,7 @@ def deep_compress(
     batch_size: int = 128,
     steps_per_epoch: int | None = None,
     seed: int = 0,
-    verbose: int = 0,
+    verbose: int | str = "auto",
 ) -> DeepCompressed:
     """Prunes, trains shared weights and packs a trained model (Deep Compression).
 
@@ -548,7 +568,9 @@ def deep_compress(
         batch_size: batch size for array data.
         steps_per_epoch: steps per epoch (needed for infinite datasets).
         seed: seed of the Keras random state, k-means and shuffling.
-        verbose: `model.fit` verbosity.
+        verbose: as in Keras: 0 silent; 1 `model.fit`'s progress bars and tfedge's
+            (the sensitivity analysis, packing), or one line per stage when stderr is
+            not a terminal; 2 one line per epoch and per stage; "auto" is 1.
 
     Returns:
         A `DeepCompressed`: `bytes(result)` is the packed .tflite.
@@ -575,7 +597,7 @@ def deep_compress(
     share_epochs = check_int(share_epochs, "share_epochs", 0)
     batch_size = check_int(batch_size, "batch_size", 1)
     seed = check_int(seed, "seed", 0)
-    verbose = check_int(verbose, "verbose", 0)
+    resolve_verbose(verbose)
     if steps_per_epoch is not None:
         steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", 1)
     if (
@@ -657,7 +679,11 @@ def deep_compress(
     table = None
     if targets is None:
         table = tk.sensitivity(
-            model, (x_val, y_val), sparsities=sensitivity_sparsities, metric=metric_fn
+            model,
+            (x_val, y_val),
+            sparsities=sensitivity_sparsities,
+            metric=metric_fn,
+            verbose=verbose,
         )
         targets = tk.choose_sparsity(table, max_loss=float(max_loss))
         logging.info("deep_compress: sensitivity chose %s", targets)
@@ -676,7 +702,8 @@ def deep_compress(
     }
     pruning = tk.prune(model, schedule=schedules)
     compile_for(pruning, "prune", prune_learning_rate)
-    train.fit(pruning, prune_epochs, verbose)
+    with stage(f"deep_compress: pruning, {prune_epochs} epochs", verbose=verbose):
+        train.fit(pruning, prune_epochs, verbose)
     pruned = _positive_zeros(tk.strip(pruning))
     pruned_accuracy = evaluate(pruned)
     pruned_tflite = _to_tflite(pruned)
@@ -696,14 +723,20 @@ def deep_compress(
     }
     if share_epochs:
         compile_for(sharing, "share", share_learning_rate)
-        train.fit(sharing, share_epochs, verbose)
+        with stage(
+            f"deep_compress: weight sharing, {share_epochs} epochs", verbose=verbose
+        ):
+            train.fit(sharing, share_epochs, verbose)
     final = tk.strip(sharing)
     shared_accuracy = evaluate(final)
     shared_tflite = _to_tflite(final)
     logging.info("deep_compress: shared accuracy %.4f", shared_accuracy)
 
     # --- stage 3: Huffman (lossless packing of the exact codebooks) -------------------
-    packed = tfedge.compress(shared_tflite, lossless=True, seed=seed, progress=False)
+    with stage("deep_compress: packing", verbose=verbose):
+        packed = tfedge.compress(
+            shared_tflite, lossless=True, seed=seed, progress=False
+        )
     report = packed.report
     final_accuracy = tflite_metric(
         tfedge.expand(bytes(packed)), x_val, y_val, metric_fn

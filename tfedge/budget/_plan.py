@@ -183,30 +183,45 @@ class Plan:
         return json.dumps(self.to_dict(), indent=kwargs.pop("indent", 2), **kwargs)
 
     def table(self) -> str:
-        """The choices as a fixed-width text table, then the totals."""
-        head = (
-            f"{'layer':<14} {'tensor':<30} {'coding':<9} {'pruned':>6} {'before':>9} "
-            f"{'after':>8} {'loss':>7} {'w.err':>6}"
+        """The choices, one row per weight tensor, then the totals."""
+        from tfedge._table import Column, render
+
+        columns = [
+            Column("layer", max_width=16),
+            Column("tensor", max_width=30),
+            Column("coding"),
+            Column("pruned", ">"),
+            Column("before", ">"),
+            Column("after", ">"),
+            Column("loss", ">"),
+            Column("w.err", ">"),
+        ]
+        rows = [
+            [
+                c.layer,
+                c.tensor.split(";")[0],
+                c.coding,
+                f"{c.sparsity:.0%}",
+                c.bytes_before,
+                c.bytes_after,
+                f"{c.loss:.4f}",
+                f"{c.weight_error:.3f}",
+            ]
+            for c in self.choices
+        ]
+        return render(
+            columns,
+            rows,
+            footer=[
+                f"budget {format_size(self.budget_bytes)}; packed file "
+                f"{format_size(self.predicted_bytes)} (floor {self.floor_bytes:,}, "
+                f"float {self.original_bytes:,})",
+                f"{self.metric}: {self.baseline:.4f} float -> {self.measured:.4f} "
+                f"planned (cost {self.accuracy_cost:+.4f})",
+                "columns: loss = the metric's measured drop with this layer alone so "
+                "coded; w.err = ||w - w'|| / ||w||",
+            ],
         )
-        lines = [head, "-" * len(head)]
-        for c in self.choices:
-            name = c.tensor if len(c.tensor) <= 30 else "…" + c.tensor[-29:]
-            lines.append(
-                f"{c.layer[:14]:<14} {name:<30} {c.coding:<9} {c.sparsity:>6.0%} "
-                f"{c.bytes_before:>9} {c.bytes_after:>8} {c.loss:>7.4f} "
-                f"{c.weight_error:>6.3f}"
-            )
-        lines.append("-" * len(head))
-        lines.append(
-            f"budget {format_size(self.budget_bytes)}; packed file "
-            f"{format_size(self.predicted_bytes)} (floor {self.floor_bytes:,}, float "
-            f"{self.original_bytes:,})"
-        )
-        lines.append(
-            f"{self.metric}: {self.baseline:.4f} float -> {self.measured:.4f} planned "
-            f"(cost {self.accuracy_cost:+.4f})"
-        )
-        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.table()
@@ -466,6 +481,7 @@ def plan(
     min_bytes: int = 256,
     seed: int = 0,
     progress: bool | None = None,
+    verbose: int | str = "auto",
 ) -> Plan:
     """Chooses per-layer sparsity, sharing bits and ternary coding under a byte budget.
 
@@ -489,7 +505,10 @@ def plan(
         curve_points: points of the size/metric trade-off curve to measure (0: none).
         min_bytes: buffers smaller than this stay raw (as in `tfedge.compress`).
         seed: k-means seed.
-        progress: show a progress bar (default: when stderr is a terminal).
+        progress: True or False: the same as verbose=1 or 0 (earlier releases);
+            None defers to `verbose`.
+        verbose: as in Keras: 0 silent, 1 progress bars on a terminal (one line per
+            stage when stderr is not one), 2 one line per stage; "auto" is 1.
 
     Returns:
         A `Plan`; `plan.apply()` gives the `tfedge.Packed` model, never larger than
@@ -514,7 +533,7 @@ def plan(
         batch_size=batch_size,
         min_bytes=min_bytes,
         seed=seed,
-        progress=progress,
+        progress=verbose if progress is None else progress,
     )
     return analysis.plan(budget, finalists=finalists, curve_points=curve_points)
 
@@ -531,10 +550,11 @@ def analyze(
     batch_size: int = 1024,
     min_bytes: int = 256,
     seed: int = 0,
-    progress: bool | None = None,
+    progress: bool | int | str | None = None,
 ) -> Analysis:
     """Every kernel's options with their exact sizes, and the floor; see `plan` for the
-    arguments. Sensitivity is measured on the first `Analysis.plan` call."""
+    arguments (`progress` takes `plan`'s `verbose` values too). Sensitivity is measured
+    on the first `Analysis.plan` call."""
     from tfedge.pack import _compress, _encode
     from tfedge.tflite import read
 
@@ -616,7 +636,7 @@ def analyze(
     # 1-2. Options and their exact payloads.
     from tfedge._progress import progress as progress_bar
 
-    for t in progress_bar(tensors, desc="sizes", enabled=progress):
+    for t in progress_bar(tensors, desc="sizes", verbose=progress):
         if not t.tunable:
             payload = len(_encode.encode_lossless(t.ttype, t.values, t.shape).payload)
             t.options = [None]
@@ -704,7 +724,7 @@ class Analysis:
         jobs = [(t, i) for t in tensors if t.tunable for i in range(1, len(t.options))]
         for t in tensors:
             t.losses = [0.0] * len(t.options)
-        for t, i in progress_bar(jobs, desc="sensitivity", enabled=self._progress):
+        for t, i in progress_bar(jobs, desc="sensitivity", verbose=self._progress):
             t.losses[i] = self.baseline - ev.score({t.buffer: t.decoded[i]})
         logging.info("tfedge.budget: %d sensitivity runs", ev.runs)
         fronts = []

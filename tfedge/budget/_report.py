@@ -79,26 +79,50 @@ class Breakdown:
         return json.dumps(self.to_dict(), indent=kwargs.pop("indent", 2), **kwargs)
 
     def table(self) -> str:
-        """A fixed-width text table, one row per layer, then the totals."""
-        head = (
-            f"{'layer':<22} {'before':>9} {'after':>9} {'weights':>9} {'indices':>8} "
-            f"{'codebook':>8} {'huffman':>8} {'headers':>8} {'flatbuf':>8} {'ratio':>7}"
-        )
-        lines = [head, "-" * len(head)]
-        for r in self.rows:
-            name = r.layer if len(r.layer) <= 22 else "…" + r.layer[-21:]
-            ratio = f"{r.before / r.after:.1f}x" if r.after else "-"
-            lines.append(
-                f"{name:<22} {r.before:>9} {r.after:>9} {r.weights:>9} {r.indices:>8} "
-                f"{r.codebooks:>8} {r.huffman:>8} {r.headers:>8} {r.flatbuffer:>8} "
-                f"{ratio:>7}"
+        """One row per layer (bytes before, after, and what the after is made of),
+        then the file's totals."""
+        from tfedge._table import Column, render
+
+        columns = [Column("layer", max_width=24)] + [
+            Column(t, ">")
+            for t in (
+                "before",
+                "after",
+                "weights",
+                "indices",
+                "codebook",
+                "huffman",
+                "headers",
+                "flatbuf",
+                "ratio",
             )
-        lines.append("-" * len(head))
-        lines.append(
-            f"{'file':<22} {self.file_before:>9} {self.file_after:>9}"
-            f"{'':>54} {self.file_before / max(self.file_after, 1):>6.1f}x"
+        ]
+        rows = [
+            [
+                r.layer,
+                r.before,
+                r.after,
+                r.weights,
+                r.indices,
+                r.codebooks,
+                r.huffman,
+                r.headers,
+                r.flatbuffer,
+                f"{r.before / r.after:.1f}x" if r.after else "-",
+            ]
+            for r in self.rows
+        ]
+        return render(
+            columns,
+            rows,
+            footer=[
+                f"file: {self.file_before} -> {self.file_after} bytes "
+                f"({self.file_before / max(self.file_after, 1):.1f}x)",
+                "columns: bytes before and after packing; the after split into "
+                "weight values, sparse indices, codebooks, Huffman tables, payload "
+                "headers and the flatbuffer's own bytes",
+            ],
         )
-        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.table()

@@ -123,20 +123,46 @@ class FixedPointResult:
     def __bytes__(self) -> bytes:
         return self.to_tflite()
 
-    def summary(self) -> str:
-        """A markdown table of the chosen lengths."""
-        rows = [
-            "| layer | weight bits | weight fl | bias fl | input fl | output fl "
-            "| saturated |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for la in self.layers:
-            rows.append(
-                f"| {la.name} | {la.weight_bits} | {la.weight_fractional_length} | "
-                f"{la.bias_fractional_length} | {la.input_fractional_length} | "
-                f"{la.output_fractional_length} | {la.saturated:.2%} |"
+    def table(self) -> str:
+        """The chosen lengths, one row per layer."""
+        from tfedge._table import Column, render
+
+        columns = [Column("layer", max_width=30)] + [
+            Column(t, ">")
+            for t in (
+                "w bits",
+                "w fl",
+                "bias fl",
+                "in fl",
+                "out fl",
+                "saturated",
             )
-        return "\n".join(rows)
+        ]
+        rows = [
+            [
+                la.name,
+                la.weight_bits,
+                la.weight_fractional_length,
+                la.bias_fractional_length,
+                la.input_fractional_length,
+                la.output_fractional_length,
+                f"{la.saturated:.2%}",
+            ]
+            for la in self.layers
+        ]
+        return render(
+            columns,
+            rows,
+            footer=[
+                "columns: fl = fractional length (bits after the binary point) of the "
+                "weights, biases, input and output feature maps; saturated = output "
+                "values at the end of the code range"
+            ],
+        )
+
+    def summary(self) -> str:
+        """The same as `table()` (the name of earlier releases)."""
+        return self.table()
 
     def __repr__(self) -> str:
         return (

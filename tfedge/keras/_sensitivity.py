@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import keras
 
 from tfedge._checks import top1_accuracy
+from tfedge._progress import progress, resolve_verbose
 from tfedge.keras._prune import PruningWrapper, _all_layers, prune
 from tfedge.keras._schedules import ConstantSparsity
 
@@ -40,6 +41,29 @@ class SensitivityTable:
     scores: dict[str, list[float]]
     criterion: str
 
+    def table(self) -> str:
+        """The metric per layer (rows) and sparsity (columns), then the baseline."""
+        from tfedge._table import Column, render
+
+        columns = [Column("layer", max_width=30)] + [
+            Column(f"{s:.0%}" if 100 * s == round(100 * s) else f"{s:.1%}", ">")
+            for s in self.sparsities
+        ]
+        rows = [
+            [name] + [f"{v:.4f}" for v in vals] for name, vals in self.scores.items()
+        ]
+        return render(
+            columns,
+            rows,
+            footer=[
+                f"{self.metric} with one layer pruned ({self.criterion}) to each "
+                f"sparsity, no retraining; unpruned: {self.baseline:.4f}"
+            ],
+        )
+
+    def __str__(self) -> str:
+        return self.table()
+
     def rows(self) -> list[dict]:
         """One dict per layer: {"layer", then "s=<sparsity>": metric}."""
         rows = []
@@ -61,6 +85,7 @@ def sensitivity(
     loss=None,
     hessian_method: str = "gauss_newton",
     batch_size: int = 256,
+    verbose: int | str = "auto",
 ) -> SensitivityTable:
     """Prune each layer alone to each sparsity (no retraining) and evaluate.
 
@@ -74,6 +99,9 @@ def sensitivity(
         criterion: "magnitude" or "obd" (then `hessian_data` and `loss` are needed).
         hessian_data, loss, hessian_method: as in `prune`, for criterion "obd".
         batch_size: prediction batch size.
+        verbose: as in Keras: 0 silent, 1 a progress bar over the (layer, sparsity)
+            evaluations on a terminal (one line when stderr is not one), 2 one line;
+            "auto" is 1.
 
     Returns:
         A `SensitivityTable`.
@@ -117,15 +145,15 @@ def sensitivity(
     def evaluate() -> float:
         return float(metric_fn(y, probe.predict(x, batch_size=batch_size, verbose=0)))
 
+    resolve_verbose(verbose)
     baseline = evaluate()
-    scores = {}
-    for w in wrappers:
-        row = []
-        for s in values:
-            w.prune_now(s)
-            row.append(evaluate())
-        w.prune_now(0.0)
-        scores[w.name] = row
+    scores: dict[str, list[float]] = {w.name: [] for w in wrappers}
+    jobs = [(w, s) for w in wrappers for s in values]
+    for w, s in progress(jobs, desc="sensitivity", verbose=verbose):
+        w.prune_now(s)
+        scores[w.name].append(evaluate())
+        if s == values[-1]:
+            w.prune_now(0.0)
     return SensitivityTable(
         metric=metric_name,
         baseline=baseline,
