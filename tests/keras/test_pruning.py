@@ -433,7 +433,7 @@ def test_obd_trains_in_fit_and_needs_an_estimate():
 # --- sensitivity ----------------------------------------------------------------------
 
 
-def test_sensitivity_and_choose_sparsity():
+def test_sensitivity_and_choose_sparsity(capsys):
     x, y = _data(n=192)
     model = _compile(_mlp(), keras.optimizers.Adam(0.03))
     model.fit(x, y, batch_size=64, epochs=8, verbose=0)
@@ -444,8 +444,15 @@ def test_sensitivity_and_choose_sparsity():
     for row in table.scores.values():
         assert len(row) == 3 and row[-1] <= table.baseline
     # Scores are reproducible: prune_now(0.0) restored each layer between runs.
-    again = tk.sensitivity(model, (x, y), sparsities=sparsities)
+    capsys.readouterr()
+    again = tk.sensitivity(model, (x, y), sparsities=sparsities, verbose=2)
     assert again.scores == table.scores and again.baseline == table.baseline
+    assert capsys.readouterr().err.startswith("tfedge: sensitivity: 9 done in ")
+    text = table.table()
+    assert str(table) == text
+    assert text.splitlines()[0].split() == ["layer", "30%", "60%", "90%"]
+    assert [ln.split()[0] for ln in text.splitlines()[2:5]] == ["fc1", "fc2", "out"]
+    assert f"unpruned: {table.baseline:.4f}" in text
     generous = tk.choose_sparsity(table, max_loss=1.0)
     assert generous == {"fc1": 0.9, "fc2": 0.9, "out": 0.9}
     strict = tk.choose_sparsity(table, max_loss=0.0)

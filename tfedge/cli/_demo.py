@@ -36,6 +36,7 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
 
     import tfedge
     import tfedge.keras as tk
+    from tfedge._quiet import quiet_tf
     from tfedge.pack._verify import tflite_metric
 
     keras.utils.set_random_seed(0)
@@ -48,8 +49,11 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
 
     model = keras.Sequential(
         [keras.Input(x_tr.shape[1:]), keras.layers.Flatten()]
-        + [keras.layers.Dense(u, activation="relu") for u in units]
-        + [keras.layers.Dense(10)]
+        + [
+            keras.layers.Dense(u, activation="relu", name=f"fc{i + 1}")
+            for i, u in enumerate(units)
+        ]
+        + [keras.layers.Dense(10, name=f"fc{len(units) + 1}")]
     )
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
@@ -59,15 +63,20 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     t0 = time.perf_counter()
     model.fit(x_tr, y_tr, batch_size=128, epochs=epochs, verbose=0)
     logging.info("trained in %.1f s", time.perf_counter() - t0)
-    float_tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    with quiet_tf():
+        float_tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
     steps = int(np.ceil(len(x_tr) / 128))
+    frequency = max(1, steps // 4)
+    # Prune over the first half of training, ending on a mask update (end_step a
+    # multiple of frequency) so that the final sparsity is reached.
+    updates = max(1, steps * max(1, epochs // 2) // frequency)
     schedule = tk.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=sparsity,
         begin_step=0,
-        end_step=steps * max(1, epochs // 2),
-        frequency=max(1, steps // 4),
+        end_step=updates * frequency,
+        frequency=frequency,
     )
     pruned = tk.prune(model, schedule=schedule)
     pruned.compile(
@@ -77,7 +86,8 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     )
     pruned.fit(x_tr, y_tr, batch_size=128, epochs=epochs, verbose=0)
     stripped = tk.strip(pruned)
-    pruned_tflite = tf.lite.TFLiteConverter.from_keras_model(stripped).convert()
+    with quiet_tf():
+        pruned_tflite = tf.lite.TFLiteConverter.from_keras_model(stripped).convert()
 
     calib = x_te[:64]
     rows = []
@@ -100,21 +110,29 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     row(
         f"pruned {sparsity:.0%} .tflite (stock converter)", pruned_tflite, pruned_tflite
     )
-    packed = tfedge.compress(pruned_tflite, representative_data=calib)
+    # The Keras model (not its .tflite) so that the report names layers: fc1.kernel.
+    packed = tfedge.compress(stripped, representative_data=calib)
     row(f"pruned {sparsity:.0%}, tfedge packed", bytes(packed), tfedge.expand(packed))
 
+    from tfedge._table import Column, render
+
     print()
-    print("Per-tensor report of the last row:")
-    print(packed.report.table())
+    print("The last row's report (tfedge compress prints the same):")
+    print(packed.report.summary())
     print()
-    print(f"{'model':<40} {'bytes':>10} {'ratio':>7} {'accuracy':>9}")
-    for r in rows:
-        print(
-            f"{r['model']:<40} {r['bytes']:>10} "
-            f"{r['ratio']:>6.1f}x {r['accuracy']:>9.4f}"
-        )
     print(
-        "\nAccuracy is measured in the stock TFLite interpreter on the test set; "
-        "packed models are run after tfedge.expand (bytes are the packed file's)."
+        render(
+            [Column("model"), Column("bytes", ">"), Column("ratio", ">")]
+            + [Column("accuracy", ">")],
+            [
+                [r["model"], r["bytes"], f"{r['ratio']:.1f}x", f"{r['accuracy']:.4f}"]
+                for r in rows
+            ],
+            footer=[
+                "Accuracy is measured in the stock TFLite interpreter on the test "
+                "set; packed models are run after tfedge.expand (bytes are the packed "
+                "file's)."
+            ],
+        )
     )
     return rows

@@ -4,16 +4,14 @@ JSON."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
 # The text tables' columns, explained once under each table.
 LEGEND = (
-    "columns: bytes before and packed after; coding = layout/values/streams (dense or "
-    "sparse\nindex; raw values, cb = shared-weight codebook, ch-cb = one per output "
-    "channel; fixed-width\nor huff = Huffman streams); bits = codebook index width; "
-    "b/w = packed bits per weight;\nw.err = ||w - w'|| / ||w||, the relative weight "
-    "error (0 when exact)"
+    "columns: bytes before, packed after; coding = layout/values/streams: dense or "
+    "sparse; raw, cb (a shared-weight codebook) or ch-cb (one per output channel); "
+    "fixed-width or huff (Huffman) streams; bits = codebook index width; b/w = packed "
+    "bits per weight; w.err = ||w - w'|| / ||w||, the relative weight error"
 )
 _SHORT_TYPES = {
     "FLOAT32": "f32",
@@ -168,7 +166,7 @@ class Report:
                 f"(the {len(rows)} largest of {len(self.tensors)} weight tensors; "
                 "--verbose or .table() lists all)",
             )
-        names = {t.name: t.label for t in self.tensors}
+        names = {t.name: t.label for t in self.tensors if t.label != t.name}
         footer += [f"backed off: {_relabel(b, names)}" for b in self.backed_off]
         raw = [t for t in self.tensors if t.reason]
         if every:
@@ -182,7 +180,7 @@ class Report:
                     f" and {len(labels) - 3} more" if len(labels) > 3 else ""
                 )
                 footer.append(f"kept as is ({why}): {shown}")
-        footer += [f"note: {n}" for n in self.notes]
+        footer += [f"note: {_relabel(n, names)}" for n in self.notes]
         footer.append(LEGEND)
         return render(columns, cells, footer=footer)
 
@@ -199,11 +197,13 @@ def _short_coding(encoding: str) -> str:
 
 
 def _relabel(text: str, names: dict[str, str]) -> str:
-    """A backed-off line starts with the TFLite tensor name: use the row's label."""
-    name, sep, rest = text.partition(": ")
-    return f"{names[name]}{sep}{rest}" if sep and name in names else text
+    """Backed-off lines and notes name TFLite tensors: use the rows' labels."""
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(name, names[name])
+    return text
 
 
 def _reason_kind(reason: str) -> str:
-    """A reason without its per-tensor numbers, so that like reasons group."""
-    return re.sub(r"\b\d+(\.\d+)?\b", "N", reason).split(":")[0]
+    """A reason without its per-tensor details (after the first colon), so that
+    like reasons group: "no gain: best payload 96 bytes ..." -> "no gain"."""
+    return reason.split(":")[0]
