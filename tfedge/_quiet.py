@@ -41,10 +41,13 @@ NOISE = tuple(
         r"fully_quantize: \d+, inference_type: \d+",
         # absl's C++ logging (TensorFlow's import probing for CUDA, the converter's
         # MLIR passes): "W0000 00:00:1796602800.834263    8199 file.cc:52] ...".
-        r"[IWE]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\]",
+        # Python's absl lines (file.py) are tfedge's or the user's: they stay.
+        r"[IWE]\d{4} [\d:.]+\s+\d+ [\w./-]+\.(?:cc|h|cpp):\d+\]",
         r"WARNING: All log messages before absl::InitializeLog\(\) is called",
-        # tf.function retracing, when the tensorflow logger writes straight to stderr.
+        # tf.function retracing, as the tensorflow logger writes it to stderr with and
+        # without absl's handler.
         r"WARNING:tensorflow:.*triggered tf\.function retracing",
+        r"W\d{4} .*\] .*triggered tf\.function retracing",
         r"WARNING:absl:.*(?:retracing|Compiled the loaded model)",
     )
 )

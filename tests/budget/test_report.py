@@ -16,7 +16,7 @@ from tfedge.budget import (
     plot_tradeoff,
 )
 from tfedge.budget._report import FLATBUFFER_ROW, _payload_parts
-from tfedge.cli._budget import BudgetUsageError, load_eval_data, run_budget
+from tfedge.cli._budget import load_eval_data, run_budget
 from tfedge.pack import compress
 
 
@@ -104,7 +104,7 @@ def test_cli_budget_writes_everything(tiny, tmp_path):
     out, rep, plot = tmp_path / "p.tflite", tmp_path / "r.json", str(tmp_path / "fig")
     text = run_budget(
         str(model),
-        target=f"{len(data) // 2}B",
+        budget=len(data) // 2,
         data=str(npz),
         output=str(out),
         report=str(rep),
@@ -122,14 +122,11 @@ def test_cli_budget_errors(tiny, tmp_path):
     _, data, _ = tiny
     model = tmp_path / "m.tflite"
     model.write_bytes(data)
-    with pytest.raises(BudgetUsageError, match="--target"):
-        run_budget(str(model), target=None)
-    with pytest.raises(ValueError, match="--target"):
-        run_budget(str(model), target="lots")
+    # Flag problems (--budget missing or malformed) are the CLI's: tests/cli.
     with pytest.raises(ValueError, match="floor"):
-        run_budget(str(model), target="100B")
+        run_budget(str(model), budget=100)
     with pytest.raises(FileNotFoundError):
-        run_budget(str(tmp_path / "missing.tflite"), target="10KB")
+        run_budget(str(tmp_path / "missing.tflite"), budget=10_000)
     bad = tmp_path / "bad.npz"
     np.savez(bad, inputs=np.zeros(3))
     with pytest.raises(ValueError, match="'x' and 'y'"):

@@ -390,3 +390,17 @@ def test_budget_target_is_deprecated(tmp_path, tflite_model):
     r = run_cli("budget", str(model), "--target", "100B")
     assert "--target is deprecated" in r.stderr and "--budget" in r.stderr
     assert r.returncode == 2 and "floor" in r.stderr  # the size was still used
+
+
+def test_demo_prints_its_table_without_tensorflow_noise():
+    r = run_cli("demo", "--epochs", "1", "--sparsity", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert_quiet(r)
+    assert "UserWarning" not in r.stderr
+    assert "fc1.kernel" in r.stdout  # the report names the demo's Keras layers
+    table = r.stdout.split("\nmodel ")[1].splitlines()
+    assert [ln.split()[0] for ln in table[2:7]] == ["float32", "float32", "float32"] + [
+        "pruned",
+        "pruned",
+    ]
+    assert max(len(line) for line in r.stdout.splitlines()) <= 100
