@@ -217,13 +217,13 @@ def run_budget(fv, args: list[str]) -> None:
 
     size = fv.budget
     if fv.target is not None:
+        if size is not None:
+            raise UsageError("give the size once: --budget SIZE")
         _warn(
             "budget",
             "--target is deprecated for budget (compress --target is the output "
             "format); use --budget SIZE",
         )
-        if size is not None:
-            raise UsageError("give the size once: --budget SIZE")
         try:
             size = parse_budget(fv.target)
         except ValueError as e:
