@@ -22,15 +22,26 @@ stamp="$VENV/.tfedge-install-stamp"
 have="$(cat "$stamp" 2>/dev/null || true)"
 # A test install also covers the plain one.
 if [ "$have" != "$want" ] && ! { [ -z "$EXTRAS" ] && [ "${have%-*}" = "${want%-*}" ]; }; then
-    echo "tfedge: installing into $VENV (extras: ${EXTRAS:-none})" >&2
-    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
+    echo "tfedge: installing into $VENV (extras: ${EXTRAS:-none}; pip's log: $VENV/install.log)" >&2
+    log="$VENV/install.log"
+    : > "$log"
+    # pip and setuptools talk a lot (registry mirrors, the editable-install notice); their
+    # output goes to the log, which is shown only when a step fails.
+    _pip() {
+        "$PY" -m pip install --quiet --disable-pip-version-check "$@" >>"$log" 2>&1 || {
+            tail -n 40 "$log" >&2
+            echo "tfedge: pip install $* failed; the whole log is $log" >&2
+            return 1
+        }
+    }
+    _pip --upgrade pip setuptools wheel
     # Keep a user's own TensorFlow; install the CPU wheel only when none is present.
     if ! "$PY" -c "import tensorflow" >/dev/null 2>&1; then
-        "$PY" -m pip install --quiet --disable-pip-version-check "tensorflow-cpu==2.21.*"
+        _pip "tensorflow-cpu==2.21.*"
     fi
     spec="$ROOT"
     [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
-    "$PY" -m pip install --quiet --disable-pip-version-check -e "$spec"
+    _pip -e "$spec"
     echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
