@@ -84,9 +84,7 @@ def measure(path: str, packing: str) -> dict:
         data = f.read()
     if packing == "pruned95":
         data = _pruned(data)
-    packed = bytes(
-        tfedge.compress(data, lossless=packing != "lossy", progress=False)
-    )
+    packed = bytes(tfedge.compress(data, lossless=packing != "lossy", progress=False))
     rows = _ratios(packed)
     ratios = [d / c for _, c, d in rows] or [0.0]
     over = [d for _, c, d in rows if d > EXPANSION_RATIO * c]
@@ -96,8 +94,9 @@ def measure(path: str, packing: str) -> dict:
         "payloads": len(rows),
         "max_ratio": round(max(ratios), 1),
         "max_decoded_over_R": max(over, default=0),
-        "within_bound": all(d <= max(EXPANSION_RATIO * c, EXPANSION_FLOOR)
-                            for _, c, d in rows),
+        "within_bound": all(
+            d <= max(EXPANSION_RATIO * c, EXPANSION_FLOOR) for _, c, d in rows
+        ),
     }
 
 
@@ -116,7 +115,11 @@ def main(argv):
                 rows.append(measure(path, packing))
             except TfedgeError as e:  # a model this tfedge cannot pack: say so
                 rows.append(
-                    {"model": os.path.basename(path), "packing": packing, "error": str(e)}
+                    {
+                        "model": os.path.basename(path),
+                        "packing": packing,
+                        "error": str(e),
+                    }
                 )
     banner = _common.print_banner(
         "Expansion ratios of real codings", "scripts/bench_expansion.py"

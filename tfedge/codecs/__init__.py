@@ -25,13 +25,13 @@ from tfedge.codecs._huffman import (
     huffman_decode,
     huffman_encode,
 )
+from tfedge.codecs._kmeans import QuantizeError, kmeans_1d, quantize_error
 from tfedge.codecs._limits import (
     EXPANSION_FLOOR,
     EXPANSION_RATIO,
     MAX_BLOCK_SIZE,
     decoded_bound,
 )
-from tfedge.codecs._kmeans import QuantizeError, kmeans_1d, quantize_error
 from tfedge.codecs._payload import (
     DEFAULT_MAX_DECODED,
     FORMAT_VERSION,

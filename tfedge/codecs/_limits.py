@@ -18,8 +18,9 @@ EXPANSION_RATIO = 1024
 # F: decoded bytes any payload may have whatever its size (16 MiB): constant tensors
 # (all zero, all one) code to a few bytes, and R alone would refuse them.
 EXPANSION_FLOOR = 1 << 24
-# Symbols per Huffman block: tfedge's encoder writes at most 16,383 (default_block_size),
-# and 65,536 keeps the numpy reader's per-step loop under a second.
+# Symbols per Huffman block: tfedge's encoder writes at most 16,383
+# (default_block_size), and 65,536 keeps the numpy reader's per-step loop under a
+# second.
 MAX_BLOCK_SIZE = 1 << 16
 
 

@@ -46,8 +46,8 @@ def check_huffman_bits(total_bits: int) -> None:
     2**32 bits (512 MiB), or the offsets would wrap."""
     if total_bits > _U32_MAX:
         raise ValueError(
-            f"Expected Huffman coded data under 2**32 bits (512 MiB), for its u32 block "
-            f"offsets. Received: {total_bits} bits; use fixed-width coding or split "
+            "Expected Huffman coded data under 2**32 bits (512 MiB), for its u32 "
+            f"block offsets. Received: {total_bits} bits; use fixed-width coding or split "
             "the tensor."
         )
 

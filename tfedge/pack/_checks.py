@@ -135,8 +135,8 @@ def check_decode_buffers(model, ops) -> None:
             b = sg.tensors[ti].buffer
             if not 1 <= b < n:
                 raise FormatError(
-                    f"subgraph {si} operator {oi}: the TFEDGE_DECODE {role} tensor {ti} "
-                    f"refers to buffer {b}, which cannot hold its data (the model has "
+                    f"subgraph {si} operator {oi}: the TFEDGE_DECODE {role} tensor "
+                    f"{ti} refers to buffer {b}, which cannot hold its data (the model has "
                     f"{n} buffers; buffer 0 is the empty one)"
                 )
 

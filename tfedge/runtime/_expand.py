@@ -51,9 +51,10 @@ def expand(packed, *, decoder=None, trusted: bool = False) -> bytes:
         return _expand(data, decoder or _decoder(), trusted=trusted)
 
 
-def read_packed(data: bytes):
-    """(model, format version or None, decode operators): the file-level checks every
-    reader makes before decoding anything (docs/FORMAT.md, "Hostile files")."""
+def read_packed(data: bytes, *, trusted: bool = False):
+    """(model, format version or None, decode jobs): the checks every reader makes
+    before decoding anything (docs/FORMAT.md, "Hostile files"). A job is
+    (subgraph, payload tensor, weight tensor, tensor bytes, decoded-size bound)."""
     from tfedge.codecs import FORMAT_VERSION
     from tfedge.pack._graph import decode_ops, packed_format_version
 
@@ -61,7 +62,7 @@ def read_packed(data: bytes):
     version = packed_format_version(model)
     ops = list(decode_ops(model))
     if version is None and not ops:
-        return model, None, ops
+        return model, None, []
     if version is not None and version > FORMAT_VERSION:
         raise FormatError(
             f"packed format version {version} is newer than this tfedge reads "
@@ -69,36 +70,47 @@ def read_packed(data: bytes):
         )
     check_decode_buffers(model, ops)
     check_unshared_size(model, len(data))
-    return model, version, ops
+    return model, version, [_job(model, op, trusted) for op in ops]
+
+
+def _job(model, op, trusted: bool):
+    """One decode operator's static checks: the weight tensor's type and shape, and
+    its size against the resource bound."""
+    from tfedge.codecs import decoded_bound
+
+    si, _oi, p_index, w_index = op
+    sg = model.subgraphs[si]
+    weight_t = sg.tensors[w_index]
+    name = tensor_name(weight_t)
+    info = TYPES.get(weight_t.type)
+    if info is None or info.itemsize == 0:
+        raise FormatError(
+            f"decoded tensor has type {weight_t.type}, which has no fixed element size",
+            tensor=name,
+        )
+    shape = [] if weight_t.shape is None else [int(d) for d in weight_t.shape]
+    if any(d < 0 for d in shape):
+        raise FormatError(f"decoded tensor has a dynamic shape {shape}", tensor=name)
+    expected = tensor_bytes(shape, info.itemsize)
+    coded = buffer_data(model, sg.tensors[p_index].buffer).size
+    bound = MAX_DECODED if trusted else min(MAX_DECODED, decoded_bound(coded))
+    if expected > bound:
+        raise FormatError(bound_message(expected, coded, trusted), tensor=name)
+    return si, p_index, w_index, expected, bound
 
 
 def _expand(data: bytes, decode, *, trusted: bool) -> bytes:
-    from tfedge.codecs import decoded_bound
     from tfedge.pack._graph import remove_decoders
 
-    model, version, ops = read_packed(data)
-    if version is None and not ops:
+    model, version, jobs = read_packed(data, trusted=trusted)
+    if version is None and not jobs:
         return data
     decoded: dict[int, np.ndarray] = {}
-    for si, _oi, p_index, w_index in ops:
+    for si, p_index, w_index, expected, bound in jobs:
         sg = model.subgraphs[si]
         payload_t, weight_t = sg.tensors[p_index], sg.tensors[w_index]
         name = tensor_name(weight_t)
-        info = TYPES.get(weight_t.type)
-        if info is None or info.itemsize == 0:
-            raise FormatError(
-                f"decoded tensor has type {weight_t.type}, which has no fixed "
-                "element size",
-                tensor=name,
-            )
-        shape = [] if weight_t.shape is None else [int(d) for d in weight_t.shape]
-        if any(d < 0 for d in shape):
-            raise FormatError(f"decoded tensor has a dynamic shape {shape}", tensor=name)
-        expected = tensor_bytes(shape, info.itemsize)
         payload = buffer_data(model, payload_t.buffer)
-        bound = MAX_DECODED if trusted else min(MAX_DECODED, decoded_bound(payload.size))
-        if expected > bound:
-            raise FormatError(bound_message(expected, payload.size, trusted), tensor=name)
         out = np.asarray(
             decode(payload, name=name, max_decoded=bound, expected_size=expected),
             np.uint8,

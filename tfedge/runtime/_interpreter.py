@@ -89,14 +89,14 @@ def _translate(error: RuntimeError) -> Exception:
     return None
 
 
-def _check_file(data: bytes) -> None:
+def _check_file(data: bytes, *, trusted: bool) -> None:
     """The file-level checks of `tfedge.expand` (the delegate sees tensors, not the
     file: its metadata, buffers and shared objects)."""
     from tfedge.pack._checks import foreign_errors_as_format_errors
     from tfedge.runtime._expand import read_packed
 
     with foreign_errors_as_format_errors():
-        read_packed(data)
+        read_packed(data, trusted=trusted)
 
 
 def allocate_tensors(interpreter) -> None:
@@ -184,15 +184,20 @@ class Interpreter(_litert.Interpreter):
                 model_content = f.read()
             model_path = None
         model_content = bytes(model_content)
-        _check_file(model_content)
+        _check_file(model_content, trusted=trusted)
         # Kept alive as long as the interpreter that uses it.
         self._tfedge_delegate = load_decode_delegate(trusted="1" if trusted else "0")
-        super().__init__(
-            model_path=model_path,
-            model_content=model_content,
-            experimental_delegates=[self._tfedge_delegate],
-            num_threads=num_threads,
-        )
+        try:
+            super().__init__(
+                model_path=model_path,
+                model_content=model_content,
+                experimental_delegates=[self._tfedge_delegate],
+                num_threads=num_threads,
+            )
+        except ValueError as e:  # the runtime refused the model while building it
+            raise FormatError(
+                "the TFLite runtime refused the model: " + " ".join(str(e).split())
+            ) from e
 
     def allocate_tensors(self) -> None:
         """Allocates tensors and decodes every payload (once); see the class doc."""

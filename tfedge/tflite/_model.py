@@ -290,11 +290,14 @@ def _check_structure(model, data: bytes) -> None:
                     f"subgraph {si} operator {oi} has opcode index {op.opcodeIndex}, "
                     f"but the model has {n_codes} operator codes"
                 )
-            for idx in list(_ints(op.inputs)) + list(_ints(op.outputs)):
-                if not -1 <= idx < n_tensors:
+            # numpy over each vector: a forged file may share one long vector among
+            # many operators.
+            for vec in (_ints(op.inputs), _ints(op.outputs)):
+                bad = vec[(vec < -1) | (vec >= n_tensors)]
+                if bad.size:
                     raise FormatError(
-                        f"subgraph {si} operator {oi} refers to tensor {idx}, but the "
-                        f"subgraph has {n_tensors} tensors"
+                        f"subgraph {si} operator {oi} refers to tensor {int(bad[0])}, "
+                        f"but the subgraph has {n_tensors} tensors"
                     )
         for idx in list(_ints(sg.inputs)) + list(_ints(sg.outputs)):
             if not 0 <= idx < n_tensors:

@@ -175,13 +175,10 @@ struct Early {
 
 using TensorKey = std::pair<const void*, int>;  // (context, tensor index)
 
-// Owned by the delegate (which may outlive its interpreters and serve several).
-struct DelegateData {
-  bool probe = false;
-  // Decode while the graph is partitioned, so that consumers see constant weights.
-  bool constant_weights = true;
-  // Lift the resource bound on decoded sizes.
-  bool trusted = false;
+// State shared by the delegate and its kernels: each holds a reference, so whichever
+// goes last (Python may collect a delegate before the interpreter that uses it) frees
+// it.
+struct Shared {
   std::mutex mutex;
   // Weights decoded at partitioning time, until the kernel that claims their nodes
   // takes them (KernelInit): the kernel, freed with its interpreter, owns them.
@@ -190,13 +187,10 @@ struct DelegateData {
   // with the same output must decode to the same bytes.
   std::map<TensorKey, int> producer;
 
-  ~DelegateData() {
+  ~Shared() {
     for (const auto& entry : pending) {
       g_held_bytes.fetch_sub(entry.second.bytes, std::memory_order_relaxed);
     }
-  }
-  uint64_t Bound(size_t coded) const {
-    return trusted ? UINT64_MAX : DecodedBound(coded);
   }
   int Producer(const void* context, int tensor) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -209,9 +203,24 @@ struct DelegateData {
   }
 };
 
+// Owned by the delegate (which may outlive its interpreters and serve several).
+struct DelegateData {
+  bool probe = false;
+  // Decode while the graph is partitioned, so that consumers see constant weights.
+  bool constant_weights = true;
+  // Lift the resource bound on decoded sizes.
+  bool trusted = false;
+  std::shared_ptr<Shared> shared = std::make_shared<Shared>();
+
+  uint64_t Bound(size_t coded) const {
+    return trusted ? UINT64_MAX : DecodedBound(coded);
+  }
+};
+
 struct KernelState {
   std::vector<DecodeNode> nodes;
-  DelegateData* delegate_data = nullptr;
+  bool trusted = false;
+  std::shared_ptr<Shared> shared;  // null when the kernel has no delegate data
   // This kernel's early-decoded weights, by tensor index.
   std::map<int, Early> early;
 
@@ -242,8 +251,10 @@ void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
   if (state == nullptr || params == nullptr || params->nodes_to_replace == nullptr) {
     return state;
   }
-  if (params->delegate != nullptr) {
-    state->delegate_data = static_cast<DelegateData*>(params->delegate->data_);
+  if (params->delegate != nullptr && params->delegate->data_ != nullptr) {
+    const auto* data = static_cast<const DelegateData*>(params->delegate->data_);
+    state->trusted = data->trusted;
+    state->shared = data->shared;
   }
   const TfLiteIntArray* nodes = params->nodes_to_replace;
   for (int i = 0; i < nodes->size; ++i) {
@@ -259,13 +270,13 @@ void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
       if (d.n_outputs > 0) d.output = node->outputs->data[0];
     }
     state->nodes.push_back(d);
-    DelegateData* data = state->delegate_data;
-    if (data != nullptr && d.output >= 0) {
-      std::lock_guard<std::mutex> lock(data->mutex);
-      auto it = data->pending.find({context, d.output});
-      if (it != data->pending.end() && it->second.node == d.node_index) {
+    Shared* shared = state->shared.get();
+    if (shared != nullptr && d.output >= 0) {
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      auto it = shared->pending.find({context, d.output});
+      if (it != shared->pending.end() && it->second.node == d.node_index) {
         state->early[d.output] = std::move(it->second);
-        data->pending.erase(it);
+        shared->pending.erase(it);
       }
     }
   }
@@ -289,10 +300,11 @@ void KernelFree(TfLiteContext* context, void* buffer) {
     }
     g_held_bytes.fetch_sub(early.bytes, std::memory_order_relaxed);
   }
-  DelegateData* data = state->delegate_data;
-  if (data != nullptr) {
-    std::lock_guard<std::mutex> lock(data->mutex);
-    for (const DecodeNode& d : state->nodes) data->producer.erase({context, d.output});
+  if (state->shared != nullptr) {
+    std::lock_guard<std::mutex> lock(state->shared->mutex);
+    for (const DecodeNode& d : state->nodes) {
+      state->shared->producer.erase({context, d.output});
+    }
   }
   delete state;
 }
@@ -321,7 +333,7 @@ TfLiteStatus CheckSameAsProducer(TfLiteContext* context, TfLiteTensor* out,
 
 // Validates one decode node and decodes its payload into its (persistent) output.
 TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, KernelState* state) {
-  DelegateData* data = state->delegate_data;
+  Shared* data = state->shared.get();
   const size_t n_tensors = context->tensors_size;
   if (d->output < 0 || static_cast<size_t>(d->output) >= n_tensors) {
     context->ReportError(context, "%s: node %d has no valid output tensor", kOpName,
@@ -359,7 +371,7 @@ TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, KernelState* stat
   }
   const auto* payload = reinterpret_cast<const uint8_t*>(in->data.raw_const);
   const size_t n = in->bytes;
-  const uint64_t limit = data != nullptr ? data->Bound(n) : DecodedBound(n);
+  const uint64_t limit = state->trusted ? UINT64_MAX : DecodedBound(n);
   if (out->bytes > limit) {
     return Fail(context, out,
                 "the tensor's " + std::to_string(out->bytes) +
@@ -499,16 +511,17 @@ void DecodeEarly(TfLiteContext* context, DelegateData* data, int node_index,
   g_held_bytes.fetch_add(size, std::memory_order_relaxed);
   out->data.raw = reinterpret_cast<char*>(buffer.get());
   out->allocation_type = kTfLiteMmapRo;
-  std::lock_guard<std::mutex> lock(data->mutex);
-  auto stale = data->pending.find({context, output});
-  if (stale != data->pending.end()) {
+  Shared& shared = *data->shared;
+  std::lock_guard<std::mutex> lock(shared.mutex);
+  auto stale = shared.pending.find({context, output});
+  if (stale != shared.pending.end()) {
     g_held_bytes.fetch_sub(stale->second.bytes, std::memory_order_relaxed);
   }
-  Early& e = data->pending[{context, output}];
+  Early& e = shared.pending[{context, output}];
   e.buffer = std::move(buffer);
   e.bytes = size;
   e.node = node_index;
-  data->producer[{context, output}] = node_index;
+  shared.producer[{context, output}] = node_index;
 }
 
 bool IsDecodeOp(const TfLiteRegistration* reg) {

@@ -502,8 +502,12 @@ public final class Unpacker {
         // anything is allocated for the output (as tfedge.expand does).
         Map<Integer, byte[]> data = new HashMap<Integer, byte[]>();
         long t0 = System.nanoTime();
-        for (Decode d : decodes) {
-            // The numpy expander's checks, in its order, one operator after the other.
+        // The numpy expander's checks, in its order: first each operator's static checks
+        // (type, shape, resource bound), then the payloads one operator after the other.
+        long[] expectedSizes = new long[decodes.size()];
+        long[] bounds = new long[decodes.size()];
+        for (int i = 0; i < decodes.size(); i++) {
+            Decode d = decodes.get(i);
             int es = Schema.tensorTypeSize(d.tensorType);
             if (es == 0) {
                 throw new TfedgeFormatException("decoded tensor has type " + d.tensorType
@@ -522,16 +526,24 @@ public final class Unpacker {
             long bound = trusted ? Payload.DEFAULT_BOUND
                     : Math.min(Payload.DEFAULT_BOUND, Payload.decodedBound(coded));
             if (expected > bound) {
+                // Python prints the exact product; past 2^63 this reader says so instead.
+                String size = expected == Long.MAX_VALUE ? "over 2^63" : "" + expected;
                 throw new TfedgeFormatException(trusted
-                        ? "the tensor's " + expected + " bytes are over the "
+                        ? "the tensor's " + size + " bytes are over the "
                                 + Payload.DEFAULT_BOUND + "-byte limit"
-                        : "the tensor's " + expected + " bytes are over the resource bound "
+                        : "the tensor's " + size + " bytes are over the resource bound "
                                 + "of a " + coded + "-byte payload, max("
                                 + Payload.EXPANSION_RATIO + " x " + coded + ", "
                                 + Payload.EXPANSION_FLOOR + ") bytes; a caller who trusts "
                                 + "the file can lift it (trusted=True)", d.name, -1);
             }
-            d.payload = Payload.parse(r.b, d.data[0], d.data[1], bound, expected, d.name);
+            expectedSizes[i] = expected;
+            bounds[i] = bound;
+        }
+        for (int i = 0; i < decodes.size(); i++) {
+            Decode d = decodes.get(i);
+            d.payload = Payload.parse(r.b, d.data[0], d.data[1], bounds[i], expectedSizes[i],
+                    d.name);
             byte[] out = d.payload.decode();
             if (d.payload.elementType != d.tensorType) {
                 throw new TfedgeFormatException("payload decodes to element type "
