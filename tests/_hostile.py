@@ -237,6 +237,26 @@ def two_decoders_one_tensor(conflicting: bool) -> Callable[[], bytes]:
     return build
 
 
+def shared_buffer_conflicting() -> bytes:
+    """A second weight tensor sharing the kernel's buffer, produced by its own decode
+    operator from a payload that decodes to other weights."""
+    m = plain_model()
+    sg = m.subgraphs[0]
+    sg.tensors.append(_tensor("dense/kernel_copy", [OUT, IN], 1))
+    insert_decoders(m, {1: codebook_payload(weights())}, "tests")
+    # insert_decoders gave both tensors one payload buffer: the copy gets its own.
+    copy = next(i for i, t in enumerate(sg.tensors) if t.name == "dense/kernel_copy")
+    payload = codebook_payload(-weights())
+    m.buffers.append(_buffer(payload))
+    ops, _ = _decode_ops(m)
+    for op in ops:
+        if int(op.outputs[0]) == copy:
+            p = sg.tensors[int(op.inputs[0])]
+            p.buffer = len(m.buffers) - 1
+            p.shape = np.asarray([len(payload)], np.int32)
+    return write(m)
+
+
 def _weight_shape(shape) -> Callable[[], bytes]:
     def build() -> bytes:
         m = packed_model()
@@ -489,6 +509,20 @@ CASES = [
         "two decode operators produce one weight tensor from equal payloads",
         two_decoders_one_tensor(conflicting=False),
         "ok",
+    ),
+    Case(
+        "shared_buffer_conflicting",
+        "two weight tensors share one buffer; their payloads decode to other data",
+        shared_buffer_conflicting,
+        "error",
+        differences={
+            "interpreter": (
+                "ok",
+                "the delegate sees tensors, not buffers: each tensor gets its own "
+                "payload's weights (the expanders have one buffer to fill, so they "
+                "refuse)",
+            )
+        },
     ),
     Case(
         "shape_product_wraps",

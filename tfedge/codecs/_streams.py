@@ -47,8 +47,8 @@ def check_huffman_bits(total_bits: int) -> None:
     if total_bits > _U32_MAX:
         raise ValueError(
             "Expected Huffman coded data under 2**32 bits (512 MiB), for its u32 "
-            f"block offsets. Received: {total_bits} bits; use fixed-width coding or split "
-            "the tensor."
+            f"block offsets. Received: {total_bits} bits; use fixed-width coding or "
+            "split the tensor."
         )
 
 

@@ -136,8 +136,8 @@ def check_decode_buffers(model, ops) -> None:
             if not 1 <= b < n:
                 raise FormatError(
                     f"subgraph {si} operator {oi}: the TFEDGE_DECODE {role} tensor "
-                    f"{ti} refers to buffer {b}, which cannot hold its data (the model has "
-                    f"{n} buffers; buffer 0 is the empty one)"
+                    f"{ti} refers to buffer {b}, which cannot hold its data (the model "
+                    f"has {n} buffers; buffer 0 is the empty one)"
                 )
 
 

@@ -203,6 +203,11 @@ class Interpreter(_litert.Interpreter):
         """Allocates tensors and decodes every payload (once); see the class doc."""
         try:
             super().allocate_tensors()
+        except UnicodeDecodeError as e:  # the runtime's message held a forged name
+            raise FormatError(
+                "the TFLite runtime refused the model (with a message that is not "
+                "UTF-8: a forged operator or tensor name)"
+            ) from e
         except RuntimeError as e:
             translated = _translate(e)
             if translated is None:
