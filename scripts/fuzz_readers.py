@@ -84,7 +84,7 @@ def main(argv):
             work = Path(tmp)
             cp = _java.compile_unpacker(work / "classes", with_tests=False)
             jobs = []
-            for i, (name, data) in enumerate(files):
+            for i, (_, data) in enumerate(files):
                 (work / f"{i}.tflite").write_bytes(data)
                 jobs.append(("expand", str(work / f"{i}.tflite"), str(work / f"{i}.o")))
             answers = _java.run_batch(cp, work, jobs)

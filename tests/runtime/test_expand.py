@@ -92,7 +92,7 @@ def _mutant(packed: bytes, rng, spans=None) -> bytes:
 def test_random_flips_in_payloads_are_all_caught(packed):
     spans = [(start, end) for _, start, end in _payload_spans(packed)]
     rng = np.random.default_rng(0)
-    for i in range(FLIP_MUTANTS):
+    for _ in range(FLIP_MUTANTS):
         with pytest.raises(tfedge.FormatError):
             tfedge.expand(_mutant(packed, rng, spans), decoder=decode_payload)
 
