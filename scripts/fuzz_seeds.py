@@ -43,8 +43,21 @@ flags.DEFINE_integer("mutants", 40, "mutants of each hostile file (--flatbuffers
 
 # 32-bit values that sit on the boundaries flatbuffer readers get wrong: zero, one,
 # small negative offsets, the sign bit, all ones, and sizes just past 2 GiB and 4 GiB.
-_BOUNDARY_U32 = (0, 1, 2, 3, 4, 0x7FFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
-                 0x80000001, 0xFFFFFFFC, 0xFFFFFFFF)
+_BOUNDARY_U32 = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    0x7FFF,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0x80000000,
+    0x80000001,
+    0xFFFFFFFC,
+    0xFFFFFFFF,
+)
 
 _ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.uint64)}
 
