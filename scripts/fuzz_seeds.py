@@ -30,6 +30,8 @@ import struct
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# This checkout's tfedge and tests (for the hostile table), whatever is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 from absl import app, flags
@@ -268,7 +270,6 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
 def forged_flatbuffers(rng: np.random.Generator, mutants: int):
     """(name, .tflite bytes): each hostile file of tests/_hostile.py and `mutants`
     forged variants of it."""
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from tests import _hostile
 
     for case in _hostile.CASES:
