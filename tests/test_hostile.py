@@ -99,7 +99,6 @@ def test_trusted_lifts_the_resource_bound():
 # command's exit status and its stderr.
 _CLI_DRIVER = """
 import json, sys, traceback
-from absl import flags
 from tfedge.cli.main import main
 import contextlib, io
 out = {}
@@ -113,8 +112,7 @@ for name, path, outdir in json.loads(sys.argv[1]):
         quiet = contextlib.redirect_stdout(io.StringIO())
         try:
             with contextlib.redirect_stderr(err), quiet:
-                flags.FLAGS.unparse_flags()
-                rc = main(flags.FLAGS(args))
+                rc = main(args)
         except BaseException:
             rc, err = "traceback", io.StringIO(traceback.format_exc())
         out[f"{name}/{cmd}"] = [rc, err.getvalue()]
