@@ -659,6 +659,7 @@ def test_early_weights_go_with_their_interpreter():
 
     data = _hostile.huffman_block(_hostile.MAX_BLOCK_SIZE)()
     delegate = load_decode_delegate()
+    gc.collect()  # interpreters of earlier tests
     before = _native.delegate_held_bytes()
     for _ in range(3):
         it = litert.Interpreter(model_content=data, experimental_delegates=[delegate])
@@ -666,7 +667,7 @@ def test_early_weights_go_with_their_interpreter():
         assert _native.delegate_held_bytes() >= before + 4 * _hostile.BIG_IN * 8
         del it
         gc.collect()
-        assert _native.delegate_held_bytes() == before
+        assert _native.delegate_held_bytes() <= before
 
 
 def test_resource_bound_and_trusted():

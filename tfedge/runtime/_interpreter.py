@@ -184,9 +184,9 @@ class Interpreter(_litert.Interpreter):
                 model_content = f.read()
             model_path = None
         model_content = bytes(model_content)
-        _check_file(model_content, trusted=trusted)
         # Kept alive as long as the interpreter that uses it.
         self._tfedge_delegate = load_decode_delegate(trusted="1" if trusted else "0")
+        _check_file(model_content, trusted=trusted)
         try:
             super().__init__(
                 model_path=model_path,
