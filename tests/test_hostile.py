@@ -60,13 +60,19 @@ def test_reader_verdict(files, case, reader):
     assert verdict == case.expected(reader), message
 
 
-@pytest.mark.parametrize("case", _hostile.CASES, ids=_hostile.CASE_NAMES)
+# Cases refused by a payload check: the C++ decoder words those its own way.
+_PAYLOAD_LEVEL = {"huffman_one_block"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in _hostile.CASES if c.name not in _PAYLOAD_LEVEL],
+    ids=lambda c: c.name,
+)
 def test_native_expander_gives_numpy_message(files, case):
     """Both expanders make the file-level checks in Python: the same words."""
     if not HAVE_NATIVE:
         pytest.skip("the native library is not built")
-    if case.name.startswith("huffman"):
-        pytest.skip("a payload-level message: the C++ decoder has its own words")
     assert _verdict(lambda: READERS["native"](files[case.name])) == _verdict(
         lambda: READERS["numpy"](files[case.name])
     )
