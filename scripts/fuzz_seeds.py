@@ -9,7 +9,16 @@ ternary layer for per-channel codebooks). Each file is one mode byte (see
 tfedge/runtime/cc/fuzz_decode.cc) then the payload: mode 0 keeps the payload's CRC, mode
 1 lets the harness fix it up.
 
-Usage: python scripts/fuzz_seeds.py OUT_DIR [--no_model]
+With --flatbuffers DIR it also writes forged packed .tflite files there: every file of
+the hostile table (tests/_hostile.py) and mutants of each, made by
+`forged_flatbuffers`: byte flips, boundary values written over 32-bit fields (offsets,
+vtable entries, vector lengths, indices), vtable entries pointed outside their table,
+truncations and appended garbage. scripts/fuzz_readers.py runs them through every
+reader; the payloads inside the hostile files become payload seeds as well (the
+Huffman-block ones, for instance).
+
+Usage: python scripts/fuzz_seeds.py OUT_DIR [--no_model] [--flatbuffers DIR]
+    [--mutants N]
 """
 
 from __future__ import annotations
@@ -17,17 +26,39 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import struct
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# This checkout's tfedge and tests (for the hostile table), whatever is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 from absl import app, flags
 
 from tfedge.codecs import encode_payload
 
-FLAGS = flags.DEFINE_bool(
-    "model", True, "also pack a small Keras model (needs TensorFlow)"
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("model", True, "also pack a small Keras model (needs TensorFlow)")
+flags.DEFINE_string("flatbuffers", None, "also write forged .tflite files here")
+flags.DEFINE_integer("mutants", 40, "mutants of each hostile file (--flatbuffers)")
+
+# 32-bit values that sit on the boundaries flatbuffer readers get wrong: zero, one,
+# small negative offsets, the sign bit, all ones, and sizes just past 2 GiB and 4 GiB.
+_BOUNDARY_U32 = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    0x7FFF,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0x80000000,
+    0x80000001,
+    0xFFFFFFFC,
+    0xFFFFFFFF,
 )
 
 _ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.uint64)}
@@ -174,6 +205,100 @@ def model_seeds():
             )
 
 
+def _root_tables(data: bytes) -> list[int]:
+    """Positions of the model table and of its first subgraph, operator and tensor
+    tables (where a forged vtable does the most harm)."""
+    from tfedge.tflite import schema
+
+    s = schema()
+    out = []
+    try:
+        model = s.Model.GetRootAs(data, 0)
+        out.append(model._tab.Pos)
+        if model.SubgraphsLength():
+            g = model.Subgraphs(0)
+            out.append(g._tab.Pos)
+            if g.OperatorsLength():
+                out.append(g.Operators(0)._tab.Pos)
+            if g.TensorsLength():
+                out.append(g.Tensors(0)._tab.Pos)
+    except (IndexError, struct.error):  # already forged past the schema's reach
+        pass
+    return out
+
+
+def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    """One forged variant of a .tflite file."""
+    b = bytearray(data)
+    kind = int(rng.integers(0, 6))
+    if kind == 0:  # a few byte flips anywhere
+        for pos in rng.integers(0, len(b), int(rng.integers(1, 4))):
+            b[pos] ^= int(rng.integers(1, 256))
+    elif kind == 1:  # a boundary value over an aligned 32-bit field
+        pos = int(rng.integers(0, max(1, len(b) // 4))) * 4
+        if pos + 4 <= len(b):
+            value = _BOUNDARY_U32[int(rng.integers(0, len(_BOUNDARY_U32)))]
+            struct.pack_into("<I", b, pos, value)
+    elif kind == 2:  # a vtable entry of a root table pointed outside its table
+        tables = _root_tables(data)
+        if tables:
+            table = tables[int(rng.integers(0, len(tables)))]
+            (soff,) = struct.unpack_from("<i", b, table)
+            vt = table - soff
+            if 0 <= vt and vt + 4 <= len(b):
+                (vt_size,) = struct.unpack_from("<H", b, vt)
+                slots = max(0, (vt_size - 4) // 2)
+                if slots and vt + 4 + 2 * slots <= len(b):
+                    slot = vt + 4 + 2 * int(rng.integers(0, slots))
+                    struct.pack_into("<H", b, slot, int(rng.integers(0, 0x10000)))
+    elif kind == 3:  # the vtable size or table size of a root table
+        tables = _root_tables(data)
+        if tables:
+            table = tables[int(rng.integers(0, len(tables)))]
+            (soff,) = struct.unpack_from("<i", b, table)
+            vt = table - soff + 2 * int(rng.integers(0, 2))
+            if 0 <= vt and vt + 2 <= len(b):
+                struct.pack_into("<H", b, vt, int(rng.integers(0, 0x10000)))
+    elif kind == 4:  # truncated
+        b = b[: int(rng.integers(0, len(b)))]
+    else:  # garbage appended, then a flip
+        b += bytes(rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8))
+        b[int(rng.integers(0, len(b)))] ^= 0xFF
+    return bytes(b)
+
+
+def forged_flatbuffers(rng: np.random.Generator, mutants: int):
+    """(name, .tflite bytes): each hostile file of tests/_hostile.py and `mutants`
+    forged variants of it."""
+    from tests import _hostile
+
+    for case in _hostile.CASES:
+        if case.name == "shared_inputs_vector":
+            continue  # 200 KB and slow to read: once in the table is enough
+        data = case.build()
+        yield f"{case.name}", data
+        for i in range(mutants):
+            yield f"{case.name}-m{i}", _mutate(data, rng)
+
+
+def _hostile_payloads():
+    """The payloads inside the hostile files, as payload seeds."""
+    from tfedge.errors import FormatError
+    from tfedge.pack._graph import decode_ops
+    from tfedge.tflite import buffer_data, read
+
+    for name, data in forged_flatbuffers(np.random.default_rng(0), 0):
+        try:
+            m = read(data)
+            ops = list(decode_ops(m))
+        except FormatError:
+            continue
+        for si, oi, p, _w in ops:
+            buf = m.subgraphs[si].tensors[p].buffer
+            if buf < len(m.buffers):
+                yield f"hostile-{name}-{oi}", bytes(buffer_data(m, buf))
+
+
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("Usage: fuzz_seeds.py OUT_DIR")
@@ -181,13 +306,22 @@ def main(argv):
     os.makedirs(out, exist_ok=True)
     seeds = list(codec_seeds(np.random.default_rng(0)))
     seeds += list(channel_seeds(np.random.default_rng(1)))
-    if FLAGS.value:
+    seeds += list(_hostile_payloads())
+    if FLAGS.model:
         seeds += list(model_seeds())
     for name, payload in seeds:
         for mode in (0, 1):
             with open(os.path.join(out, f"{name}.{mode}"), "wb") as f:
                 f.write(bytes([mode]) + payload)
     print(f"{2 * len(seeds)} seeds in {out}", file=sys.stderr)
+    if FLAGS.flatbuffers:
+        os.makedirs(FLAGS.flatbuffers, exist_ok=True)
+        n = 0
+        for name, data in forged_flatbuffers(np.random.default_rng(2), FLAGS.mutants):
+            with open(os.path.join(FLAGS.flatbuffers, f"{name}.tflite"), "wb") as f:
+                f.write(data)
+            n += 1
+        print(f"{n} forged .tflite files in {FLAGS.flatbuffers}", file=sys.stderr)
 
 
 if __name__ == "__main__":

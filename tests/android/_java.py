@@ -24,13 +24,19 @@ def junit_classpath() -> list[str] | None:
     return jars if all(Path(j).is_file() for j in jars) else None
 
 
-def missing_tools() -> str | None:
-    """Why the Java tests cannot run here, or None."""
+def missing_jdk() -> str | None:
+    """Why the Java unpacker cannot be built and run here, or None."""
     for tool in ("javac", "java"):
         if shutil.which(tool) is None:
             return (
                 f"`{tool}` not found: install a JDK (Debian: openjdk-17-jdk-headless)"
             )
+    return None
+
+
+def missing_junit() -> str | None:
+    """Why the unpacker's JUnit tests cannot run here, or None (the parity tests need
+    only the JDK)."""
     if junit_classpath() is None:
         return (
             f"JUnit 4 not found at {', '.join(JUNIT_JARS)}: install it (Debian: "
@@ -44,7 +50,8 @@ def _sources(root: Path) -> list[str]:
 
 
 def compile_unpacker(out: Path, *, with_tests: bool = True) -> str:
-    """Compiles the library (and its JUnit tests) into `out`; returns the classpath."""
+    """Compiles the library (and, with `with_tests`, its JUnit tests, which need
+    JUnit 4) into `out`; returns the classpath."""
     main = out / "main"
     main.mkdir(parents=True, exist_ok=True)
     _javac(["-d", str(main), *_sources(MAIN_SOURCES)])

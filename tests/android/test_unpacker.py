@@ -7,7 +7,8 @@ raw/codebook/per-channel codebook x fixed/Huffman) decode to the same bytes as
 with one forced codec) expand to the same model as `tfedge.expand`, with equal weight
 bytes and equal interpreter outputs. Every JUnit test of the unpacker is one item
 here.
-Skips, with the reason, when no JDK or no JUnit 4 is installed.
+Every test but the JUnit items needs only a JDK; they skip, with the reason, only when
+`javac` or `java` is missing. The JUnit items also need JUnit 4.
 """
 
 from __future__ import annotations
@@ -83,19 +84,32 @@ def _junit_tests() -> list[str]:
 
 @pytest.fixture(scope="session")
 def java_cp(tmp_path_factory) -> str:
-    reason = _java.missing_tools()
+    """The unpacker's classes: needs only a JDK, so with `javac` present these tests run
+    (and fail on any problem) whether JUnit is installed or not."""
+    reason = _java.missing_jdk()
     if reason:
         pytest.skip(reason)
-    return _java.compile_unpacker(tmp_path_factory.mktemp("unpacker-classes"))
+    return _java.compile_unpacker(
+        tmp_path_factory.mktemp("unpacker-classes"), with_tests=False
+    )
+
+
+@pytest.fixture(scope="session")
+def junit_cp(tmp_path_factory) -> str:
+    """The unpacker's classes and its JUnit tests (needs JUnit 4)."""
+    reason = _java.missing_jdk() or _java.missing_junit()
+    if reason:
+        pytest.skip(reason)
+    return _java.compile_unpacker(tmp_path_factory.mktemp("unpacker-junit"))
 
 
 # ---------------------------------------------------------------- JUnit, item by item
 
 
 @pytest.fixture(scope="session")
-def junit_results(java_cp) -> dict[str, str]:
+def junit_results(junit_cp) -> dict[str, str]:
     classes = sorted({n.split(".")[0] for n in _junit_tests()})
-    r = _java.java(java_cp, "TestReport", *[f"{_java.PACKAGE}.{c}" for c in classes])
+    r = _java.java(junit_cp, "TestReport", *[f"{_java.PACKAGE}.{c}" for c in classes])
     results = {}
     for line in r.stdout.splitlines():
         status, _, rest = line.partition(" ")
@@ -907,3 +921,39 @@ def test_truncated_files_fail_in_both(java_cp, expanded_models, tmp_path):
             ), (python, java)
         else:
             assert java == python
+
+
+# ---------------------------------------------------------------- the hostile table
+
+
+@pytest.fixture(scope="session")
+def hostile_outcomes(java_cp, tmp_path_factory):
+    """Per case of tests/_hostile.py: (numpy expander's message or None, Java's)."""
+    from tests import _hostile
+
+    work = tmp_path_factory.mktemp("hostile")
+    jobs, pythons = [], []
+    for case in _hostile.CASES:
+        data = case.build()
+        (work / case.name).write_bytes(data)
+        jobs.append(("expand", str(work / case.name), str(work / f"{case.name}.out")))
+        pythons.append(_python_error(data))
+    answers = _java.run_batch(java_cp, work, jobs)
+    return {
+        c.name: (p, j) for c, p, j in zip(_hostile.CASES, pythons, answers, strict=True)
+    }
+
+
+def _hostile_cases():
+    from tests import _hostile
+
+    return _hostile.CASES
+
+
+@pytest.mark.parametrize("case", _hostile_cases(), ids=lambda c: c.name)
+def test_hostile_file_same_verdict(hostile_outcomes, case):
+    python, java = hostile_outcomes[case.name]
+    assert (python is None) == (case.expected("numpy") == "ok"), python
+    assert (java is None) == (case.expected("java") == "ok"), java
+    if case.same_message and python is not None:
+        assert java == python

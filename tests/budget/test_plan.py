@@ -201,3 +201,28 @@ def test_keras_file_gets_layer_names(tiny, tmp_path):
     assert {"fc1", "fc2", "out"} <= {c.layer for c in p.choices}
     with pytest.raises(FileNotFoundError):
         plan(str(tmp_path / "missing.keras"), "100KB", eval_data)
+
+
+def test_layers_with_the_same_weight_values_keep_their_own_names():
+    """Two kernels holding the same values in another order (so the converter keeps
+    two buffers): each tensor maps to its own layer, not both to the first."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(16, name="twin_a"),
+            keras.layers.Dense(16, name="twin_b"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+    kernel, bias = model.get_layer("twin_a").get_weights()
+    model.get_layer("twin_b").set_weights([kernel.T.copy(), bias])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    p = plan(model, "100KB", (x, y), sparsities=(0.9,), bits=(2,), curve_points=0)
+    kernels = [c for c in p.choices if list(c.shape) == [16, 16]]
+    assert len(kernels) == 2
+    assert {c.layer for c in kernels} == {"twin_a", "twin_b"}

@@ -162,3 +162,23 @@ def test_max_count_is_checked_before_decoding():
     with pytest.raises(FormatError, match="more than the 99 allowed"):
         decode_stream(buf, max_count=99)
     assert decode_stream(buf, max_count=100)[0].size == 100
+
+
+def test_huffman_data_past_512_mib_is_refused_not_wrapped():
+    """Block offsets are u32 bit offsets: coded data of 2**32 bits or more (512 MiB)
+    would wrap them, so the encoder refuses it (the old guard compared bytes with
+    4 GiB)."""
+    from tfedge.codecs._streams import check_huffman_bits
+
+    check_huffman_bits(2**32 - 1)
+    with pytest.raises(ValueError, match="512 MiB"):
+        check_huffman_bits(2**32)
+
+
+def test_block_size_is_bounded():
+    from tfedge.codecs import MAX_BLOCK_SIZE
+
+    symbols = np.zeros(10, np.uint8)
+    encode_stream(symbols, 2, "huffman", block_size=MAX_BLOCK_SIZE)
+    with pytest.raises(ValueError, match="block_size"):
+        encode_stream(symbols, 2, "huffman", block_size=MAX_BLOCK_SIZE + 1)

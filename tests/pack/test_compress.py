@@ -240,10 +240,47 @@ def test_compress_again_expands_first(tflite_model):
     assert any("already packed" in n for n in twice.report.notes)
 
 
+# The report's drift against the same drift computed here from the same samples, in the
+# same interpreter: equal up to the order of float operations.
+DRIFT_RTOL = 1e-5
+
+
+def _drift_on(plain: bytes, packed: bytes, x: np.ndarray) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    outs = []
+    for model in (plain, tfedge.expand(packed)):
+        it = Interpreter(model_content=model)
+        it.allocate_tensors()
+        (inp,), (out,) = it.get_input_details(), it.get_output_details()
+        ys = []
+        for sample in x:
+            it.set_tensor(inp["index"], sample[None])
+            it.invoke()
+            ys.append(it.get_tensor(out["index"]).copy())
+        outs.append(np.stack(ys))
+    ref, got = outs
+    return float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+
+
 def test_representative_data_is_used(tflite_model):
-    x = np.random.default_rng(1).standard_normal((5, 32)).astype(np.float32)
-    packed = tfedge.compress(tflite_model("dense_f32"), representative_data=x)
-    assert packed.report.drift is not None
+    """The drift reported is the drift on the samples given (not on generated ones):
+    recomputed here from those samples, and different for other samples."""
+    plain = tflite_model("dense_f32")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 32)).astype(np.float32)
+    packed = tfedge.compress(plain, bits=3, tolerance=0.99, representative_data=x)
+    ours = _drift_on(plain, bytes(packed), x)
+    assert ours > 0
+    assert packed.report.drift == pytest.approx(ours, rel=DRIFT_RTOL)
+    # Other inputs (one large sample): the same packing, another drift.
+    y = np.abs(rng.standard_normal((1, 32))).astype(np.float32) * 10
+    other = tfedge.compress(plain, bits=3, tolerance=0.99, representative_data=y)
+    assert bytes(other) == bytes(packed)
+    assert other.report.drift == pytest.approx(
+        _drift_on(plain, bytes(packed), y), rel=DRIFT_RTOL
+    )
+    assert other.report.drift != pytest.approx(ours, rel=DRIFT_RTOL)
 
 
 def test_report_table_and_json(tflite_model):

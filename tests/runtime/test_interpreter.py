@@ -619,3 +619,68 @@ def test_signature_runner_reports_bad_payloads(tflite_model):
         assert err.value.tensor in names
     with pytest.raises(ValueError, match="signature"):
         interp.get_signature_runner()
+
+
+# ---------------------------------------------------------------- hostile files
+
+
+def _stock_with_delegate(data: bytes, **options: str):
+    it = litert.Interpreter(
+        model_content=data, experimental_delegates=[load_decode_delegate(**options)]
+    )
+    allocate_tensors(it)
+    return it
+
+
+@pytest.mark.parametrize("constant_weights", ["1", "0"])
+def test_second_producer_of_a_weight_is_checked(constant_weights):
+    """Two decode nodes write one weight tensor: conflicting payloads are refused in
+    both modes (neither the first nor the last silently wins); equal ones run."""
+    from tests import _hostile
+
+    bad = _hostile.two_decoders_one_tensor(conflicting=True)()
+    with pytest.raises(FormatError, match="two payloads decode to different data"):
+        _stock_with_delegate(bad, constant_weights=constant_weights)
+    good = _hostile.two_decoders_one_tensor(conflicting=False)()
+    it = _stock_with_delegate(good, constant_weights=constant_weights)
+    x = np.ones((1, _hostile.IN), np.float32)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    y = it.get_tensor(it.get_output_details()[0]["index"])
+    np.testing.assert_allclose(y[0], _hostile.weights() @ x[0], rtol=FLOAT_RTOL)
+
+
+def test_early_weights_go_with_their_interpreter():
+    """One delegate serving interpreters one after the other: each interpreter's
+    decoded weights are freed with it, not kept until the delegate goes."""
+    import gc
+
+    from tests import _hostile
+
+    data = _hostile.huffman_block(_hostile.MAX_BLOCK_SIZE)()
+    delegate = load_decode_delegate()
+    gc.collect()  # interpreters of earlier tests
+    before = _native.delegate_held_bytes()
+    for _ in range(3):
+        it = litert.Interpreter(model_content=data, experimental_delegates=[delegate])
+        it.allocate_tensors()
+        assert _native.delegate_held_bytes() >= before + 4 * _hostile.BIG_IN * 8
+        del it
+        gc.collect()
+        assert _native.delegate_held_bytes() <= before
+
+
+def test_resource_bound_and_trusted():
+    """A 24 MiB tensor from a 52-byte payload: refused unless the caller trusts the
+    file; then it decodes (all zeros)."""
+    from tests import _hostile
+
+    data = _hostile.all_fill_model(1 << 21)
+    with pytest.raises(FormatError, match="resource bound"):
+        Interpreter(model_content=data).allocate_tensors()
+    with pytest.raises(FormatError, match="resource bound"):
+        _stock_with_delegate(data)  # the delegate alone makes the same check
+    it = Interpreter(model_content=data, trusted=True)
+    it.allocate_tensors()
+    (kernel,) = [d for d in it.get_tensor_details() if d["name"] == "dense/kernel"]
+    assert not it.get_tensor(kernel["index"]).any()

@@ -276,20 +276,37 @@ def _sorted_key(values: np.ndarray) -> tuple[int, bytes]:
     return flat.size, np.sort(flat).tobytes()
 
 
-def _keras_layer_keys(keras_model) -> dict[tuple[int, bytes], str]:
-    """Each Keras weight's sorted values -> its layer's name (converters transpose
-    kernels, so the values match as multisets, not element by element)."""
+def _keras_layer_keys(keras_model) -> dict[tuple[int, bytes], list[str]]:
+    """Each Keras weight's sorted values -> the names of the layers holding those
+    values, in model order (converters transpose kernels, so the values match as
+    multisets, not element by element; layers with identical weights share a key)."""
     from tfedge.pack._source import _all_layers
 
-    keys = {}
+    keys: dict[tuple[int, bytes], list[str]] = {}
     for layer in _all_layers(keras_model):
         if getattr(layer, "layers", None):
             continue
         for w in layer.weights:
             arr = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
             if arr.dtype.kind == "f":
-                keys.setdefault(_sorted_key(arr), layer.name)
+                names = keys.setdefault(_sorted_key(arr), [])
+                if layer.name not in names:
+                    names.append(layer.name)
     return keys
+
+
+def _layer_for(tensor: str, names: list[str], taken: set[str]) -> str | None:
+    """The layer of a tensor whose values match the weights of `names`: the one its
+    name names, else the first not yet given to another tensor (tensors come in
+    model order), else the first."""
+    if not names:
+        return None
+    if len(names) == 1:
+        return names[0]
+    by_name = _layer_from_name(tensor, names)
+    if by_name:
+        return by_name
+    return next((n for n in names if n not in taken), names[0])
 
 
 def _layer_from_name(tensor: str, names: Sequence[str]) -> str:
@@ -588,12 +605,17 @@ def analyze(
     candidates, _ = _compress._candidates(plain, min_bytes, "linear", seed)
 
     keys = _keras_layer_keys(keras_model) if keras_model is not None else {}
-    layer_names = sorted(set(keys.values()))
+    layer_names = sorted({n for names in keys.values() for n in names})
     tensors: list[_Tensor] = []
+    taken: set[str] = set()
     for c in candidates:
         name = c.row.name
-        layer = keys.get(_sorted_key(c.values)) if c.values.dtype.kind == "f" else None
+        matches = (
+            keys.get(_sorted_key(c.values), []) if c.values.dtype.kind == "f" else []
+        )
+        layer = _layer_for(name, matches, taken)
         layer = layer or _layer_from_name(name, layer_names) or name
+        taken.add(layer)
         tunable = (
             c.values.dtype in (np.float32, np.float16)
             and len(c.row.shape) >= 2

@@ -9,6 +9,8 @@
 * `kmeans_1d` / `quantize_error`: 1-D k-means weight sharing (Deep Compression).
 * `relative_index` / `positions_from_gaps`: the sparse relative index with fillers.
 * `crc32`, `entropy_bits`.
+* `decoded_bound`, `EXPANSION_RATIO`, `EXPANSION_FLOOR`, `MAX_BLOCK_SIZE`: the
+  readers' resource bound.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from tfedge.codecs._huffman import (
     huffman_encode,
 )
 from tfedge.codecs._kmeans import QuantizeError, kmeans_1d, quantize_error
+from tfedge.codecs._limits import (
+    EXPANSION_FLOOR,
+    EXPANSION_RATIO,
+    MAX_BLOCK_SIZE,
+    decoded_bound,
+)
 from tfedge.codecs._payload import (
     DEFAULT_MAX_DECODED,
     FORMAT_VERSION,
@@ -52,9 +60,12 @@ from tfedge.codecs._streams import (
 
 __all__ = [
     "DEFAULT_MAX_DECODED",
+    "EXPANSION_FLOOR",
+    "EXPANSION_RATIO",
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
+    "MAX_BLOCK_SIZE",
     "MAX_CODE_LENGTH",
     "PayloadHeader",
     "PayloadInfo",
@@ -66,6 +77,7 @@ __all__ = [
     "code_lengths",
     "crc32",
     "decode_payload",
+    "decoded_bound",
     "decode_stream",
     "default_block_size",
     "encode_payload",

@@ -21,6 +21,7 @@ import struct
 import numpy as np
 
 from tfedge.codecs import _bitpack, _huffman
+from tfedge.codecs._limits import MAX_BLOCK_SIZE
 from tfedge.errors import FormatError
 
 FIXED = 0
@@ -38,6 +39,17 @@ MIN_BLOCK_SIZE = 4096
 _BITS_PER_BLOCK_OFFSET_BUDGET = 32 * 256
 
 _U32_MAX = 0xFFFFFFFF
+
+
+def check_huffman_bits(total_bits: int) -> None:
+    """Huffman block offsets are u32 bit offsets: the coded data must stay under
+    2**32 bits (512 MiB), or the offsets would wrap."""
+    if total_bits > _U32_MAX:
+        raise ValueError(
+            "Expected Huffman coded data under 2**32 bits (512 MiB), for its u32 "
+            f"block offsets. Received: {total_bits} bits; use fixed-width coding or "
+            "split the tensor."
+        )
 
 
 def _check_coding(coding: str, allow_auto: bool = True) -> str:
@@ -82,9 +94,9 @@ def _check_block_size(block_size: int | None) -> None:
         raise ValueError(
             f"Expected `block_size` to be an int. Received: {block_size!r}"
         )
-    if not 1 <= block_size <= _U32_MAX:
+    if not 1 <= block_size <= MAX_BLOCK_SIZE:
         raise ValueError(
-            "Expected `block_size` in [1, 2**32 - 1]. Received: "
+            f"Expected `block_size` in [1, {MAX_BLOCK_SIZE}]. Received: "
             f"block_size={block_size}"
         )
 
@@ -121,7 +133,7 @@ def stream_size_from_frequencies(
     )
     if coding == "huffman":
         return huffman
-    return min(fixed, huffman)
+    return min(fixed, huffman) if total <= _U32_MAX else fixed
 
 
 def stream_size(
@@ -174,9 +186,10 @@ def encode_stream(
         huffman_size = (
             4 + _table_size(bits) + 4 * max(0, nblocks - 1) + (total + 7) // 8
         )
-        if coding == "huffman" or huffman_size < fixed_data:
-            if (total + 7) // 8 > _U32_MAX:
-                raise ValueError("Expected the coded data to be under 4 GiB.")
+        # "auto" keeps fixed width when Huffman's block offsets could not address the
+        # data (the forced "huffman" raises).
+        if coding == "huffman" or (huffman_size < fixed_data and total <= _U32_MAX):
+            check_huffman_bits(total)
             data, _, offsets = _huffman.huffman_encode(sym, lengths, block)
             nibbles = np.zeros(2 * _table_size(bits), np.uint8)
             nibbles[: lengths.size] = lengths
@@ -266,6 +279,12 @@ def _parse(data: np.ndarray, offset: int, name, max_count):
         (block_size,) = struct.unpack_from("<I", data, pos)
         if block_size < 1:
             raise fail("Huffman block size is 0", pos)
+        if block_size > MAX_BLOCK_SIZE:
+            raise fail(
+                f"Huffman block size {block_size} is over the {MAX_BLOCK_SIZE} "
+                "symbols a reader accepts",
+                pos,
+            )
         pos += 4
         table = data[pos : pos + table_size]
         lengths = np.empty(2 * table_size, np.uint8)

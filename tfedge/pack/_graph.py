@@ -71,21 +71,14 @@ def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> int:
 
 def packed_format_version(model) -> int | None:
     """The `tfedge` metadata's format version, or None for a model tfedge did not
-    pack."""
+    pack (the first entry of that name counts; see `metadata_format_version` for what
+    it must hold)."""
+    from tfedge.pack._checks import metadata_format_version
     from tfedge.tflite import buffer_data
 
     for m in model.metadata or []:
         if tensor_name(m) == METADATA_NAME:
-            raw = bytes(buffer_data(model, m.buffer))
-            try:
-                meta = json.loads(raw.decode("utf-8"))
-                version = int(meta["format_version"])
-            except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-                raise FormatError(
-                    f"the {METADATA_NAME!r} metadata entry is not valid JSON with a "
-                    f"format_version ({e})"
-                ) from e
-            return version
+            return metadata_format_version(bytes(buffer_data(model, m.buffer)))
     return None
 
 

@@ -167,13 +167,22 @@ def _specs(model, si: int, indices) -> list[TensorSpec]:
 
 
 def inspect_model(data: bytes) -> ModelInfo:
+    """What a .tflite holds; raises FormatError for any file that is not a
+    well-formed model (never another exception)."""
+    from tfedge.pack._checks import foreign_errors_as_format_errors
+
+    with foreign_errors_as_format_errors():
+        return _inspect_model(data)
+
+
+def _inspect_model(data: bytes) -> ModelInfo:
     from tfedge.codecs import inspect_payload
 
     model = read(data)
     info = ModelInfo(file_bytes=len(data), format_version=packed_format_version(model))
     counts: Counter[str] = Counter()
     for si, sg in enumerate(model.subgraphs):
-        name = sg.name.decode() if isinstance(sg.name, bytes) else (sg.name or "")
+        name = tensor_name(sg)  # a forged name need not be UTF-8
         info.subgraphs.append(
             {
                 "index": si,

@@ -7,6 +7,7 @@ outputs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -164,14 +165,21 @@ def _entry_samples(details, data, num_samples: int, rng) -> list[list[np.ndarray
     return samples
 
 
+def _names_input(key, name: str) -> bool:
+    """Whether a sample dict's key names the input `name`: the name itself, or the
+    converter's "serving_default_<key>:<n>" for it (never a mere suffix: key `x` does
+    not feed `input_x`)."""
+    key = str(key)
+    base = re.sub(r":\d+$", "", name)
+    return key in (name, base, base.removeprefix("serving_default_"))
+
+
 def _sample_from(item, details) -> list[np.ndarray]:
     if isinstance(item, dict):
         names = {d["name"]: d for d in details}
         out = []
         for d in details:
-            key = next(
-                (k for k in item if k == d["name"] or d["name"].endswith(str(k))), None
-            )
+            key = next((k for k in item if _names_input(k, d["name"])), None)
             if key is None:
                 raise ValueError(
                     f"Representative sample has keys {sorted(item)}, but the model's "

@@ -6,6 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from tfedge.errors import FormatError
+from tfedge.pack._checks import (
+    check_decode_buffers,
+    check_unshared_size,
+    foreign_errors_as_format_errors,
+    tensor_bytes,
+)
 from tfedge.tflite import TYPES, buffer_data, read, tensor_name, write
 
 # Decoded tensors are bounded by their own byte size; this bounds the rest.
@@ -25,58 +31,88 @@ def _decoder():
     return decode_payload
 
 
-def expand(packed, *, decoder=None) -> bytes:
+def expand(packed, *, decoder=None, trusted: bool = False) -> bytes:
     """Returns the plain .tflite bytes of a packed model (bytes, a path or a `Packed`).
 
     Every TFEDGE_DECODE payload is decoded into its weight buffer and the decode
     operators, payload tensors and the `tfedge` metadata are removed; the result runs in
     any TFLite interpreter at the plain model's speed. A model that tfedge did not pack
-    is returned as it is. Raises `tfedge.FormatError` naming the tensor for any
-    malformed payload.
-    """
-    from tfedge.codecs import FORMAT_VERSION
-    from tfedge.pack._graph import decode_ops, packed_format_version, remove_decoders
+    is returned as it is.
 
+    Work is bounded by the file (docs/FORMAT.md, "Resource bound"): a payload of `c`
+    bytes may decode to at most max(R x c, F) bytes (`tfedge.codecs.EXPANSION_RATIO`,
+    `EXPANSION_FLOOR`), unless `trusted=True`, for a file whose source you trust.
+
+    Raises `tfedge.FormatError` naming the tensor for any malformed payload, and for
+    any file that is not a well-formed packed model.
+    """
     data = _as_bytes(packed)
+    with foreign_errors_as_format_errors():
+        return _expand(data, decoder or _decoder(), trusted=trusted)
+
+
+def read_packed(data: bytes, *, trusted: bool = False):
+    """(model, format version or None, decode jobs): the checks every reader makes
+    before decoding anything (docs/FORMAT.md, "Hostile files"). A job is
+    (subgraph, payload tensor, weight tensor, tensor bytes, decoded-size bound)."""
+    from tfedge.codecs import FORMAT_VERSION
+    from tfedge.pack._graph import decode_ops, packed_format_version
+
     model = read(data)
     version = packed_format_version(model)
     ops = list(decode_ops(model))
     if version is None and not ops:
-        return data
+        return model, None, []
     if version is not None and version > FORMAT_VERSION:
         raise FormatError(
             f"packed format version {version} is newer than this tfedge reads "
             f"({FORMAT_VERSION}): upgrade tfedge"
         )
-    decode = decoder or _decoder()
+    check_decode_buffers(model, ops)
+    check_unshared_size(model, len(data))
+    return model, version, [_job(model, op, trusted) for op in ops]
+
+
+def _job(model, op, trusted: bool):
+    """One decode operator's static checks: the weight tensor's type and shape, and
+    its size against the resource bound."""
+    from tfedge.codecs import decoded_bound
+
+    si, _oi, p_index, w_index = op
+    sg = model.subgraphs[si]
+    weight_t = sg.tensors[w_index]
+    name = tensor_name(weight_t)
+    info = TYPES.get(weight_t.type)
+    if info is None or info.itemsize == 0:
+        raise FormatError(
+            f"decoded tensor has type {weight_t.type}, which has no fixed element size",
+            tensor=name,
+        )
+    shape = [] if weight_t.shape is None else [int(d) for d in weight_t.shape]
+    if any(d < 0 for d in shape):
+        raise FormatError(f"decoded tensor has a dynamic shape {shape}", tensor=name)
+    expected = tensor_bytes(shape, info.itemsize)
+    coded = buffer_data(model, sg.tensors[p_index].buffer).size
+    bound = MAX_DECODED if trusted else min(MAX_DECODED, decoded_bound(coded))
+    if expected > bound:
+        raise FormatError(bound_message(expected, coded, trusted), tensor=name)
+    return si, p_index, w_index, expected, bound
+
+
+def _expand(data: bytes, decode, *, trusted: bool) -> bytes:
+    from tfedge.pack._graph import remove_decoders
+
+    model, version, jobs = read_packed(data, trusted=trusted)
+    if version is None and not jobs:
+        return data
     decoded: dict[int, np.ndarray] = {}
-    for si, _oi, p_index, w_index in ops:
+    for si, p_index, w_index, expected, bound in jobs:
         sg = model.subgraphs[si]
         payload_t, weight_t = sg.tensors[p_index], sg.tensors[w_index]
         name = tensor_name(weight_t)
-        info = TYPES.get(weight_t.type)
-        if info is None or info.itemsize == 0:
-            raise FormatError(
-                f"decoded tensor has type {weight_t.type}, which has no fixed "
-                "element size",
-                tensor=name,
-            )
-        shape = np.asarray(
-            weight_t.shape if weight_t.shape is not None else [], np.int64
-        )
-        if np.any(shape < 0):
-            raise FormatError(
-                f"decoded tensor has a dynamic shape {shape.tolist()}", tensor=name
-            )
-        expected = int(np.prod(shape)) * info.itemsize
         payload = buffer_data(model, payload_t.buffer)
         out = np.asarray(
-            decode(
-                payload,
-                name=name,
-                max_decoded=MAX_DECODED,
-                expected_size=expected,
-            ),
+            decode(payload, name=name, max_decoded=bound, expected_size=expected),
             np.uint8,
         )
         _check_header_type(payload, weight_t.type, name)
@@ -90,6 +126,19 @@ def expand(packed, *, decoder=None) -> bytes:
         decoded[weight_t.buffer] = out
     remove_decoders(model, decoded)
     return write(model)
+
+
+def bound_message(expected: int, coded: int, trusted: bool) -> str:
+    """Why a tensor of `expected` bytes is refused from a payload of `coded` bytes."""
+    from tfedge.codecs import EXPANSION_FLOOR, EXPANSION_RATIO
+
+    if trusted:
+        return f"the tensor's {expected} bytes are over the {MAX_DECODED}-byte limit"
+    return (
+        f"the tensor's {expected} bytes are over the resource bound of a {coded}-byte "
+        f"payload, max({EXPANSION_RATIO} x {coded}, {EXPANSION_FLOOR}) bytes; a "
+        "caller who trusts the file can lift it (trusted=True)"
+    )
 
 
 def _check_header_type(payload: np.ndarray, tensor_type: int, name: str) -> None:

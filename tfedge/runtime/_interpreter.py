@@ -45,8 +45,9 @@ def load_decode_delegate(**options: str):
     """Loads tfedge's native library as a TFLite external delegate.
 
     Options (strings): `constant_weights="0"` decodes in Prepare into persistent,
-    non-constant tensors instead of constants; `probe="1"` records the graph for the
-    struct-layout test.
+    non-constant tensors instead of constants; `trusted="1"` lifts the resource bound
+    on decoded sizes (docs/FORMAT.md, "Resource bound"); `probe="1"` records the graph
+    for the struct-layout test.
 
     The returned object goes into `experimental_delegates=[...]` of the ai_edge_litert
     interpreter. (TensorFlow's `tf.lite.experimental.load_delegate` can load the same
@@ -86,6 +87,16 @@ def _translate(error: RuntimeError) -> Exception:
             offset=int(offset) if offset is not None else None,
         )
     return None
+
+
+def _check_file(data: bytes, *, trusted: bool) -> None:
+    """The file-level checks of `tfedge.expand` (the delegate sees tensors, not the
+    file: its metadata, buffers and shared objects)."""
+    from tfedge.pack._checks import foreign_errors_as_format_errors
+    from tfedge.runtime._expand import read_packed
+
+    with foreign_errors_as_format_errors():
+        read_packed(data, trusted=trusted)
 
 
 def allocate_tensors(interpreter) -> None:
@@ -134,10 +145,15 @@ class Interpreter(_litert.Interpreter):
         model_path: a `.tflite` file (packed or plain).
         model_content: the model's bytes, instead of `model_path`.
         num_threads: threads for the interpreter's kernels; None for the default.
+        trusted: lift the resource bound on decoded sizes (docs/FORMAT.md, "Resource
+            bound") for a file whose source you trust.
 
     Raises:
         ValueError: not exactly one of `model_path` and `model_content` is given.
         TfedgeError: the native library was not built (use `tfedge.expand`).
+        FormatError: the file is not a well-formed packed model (the checks
+            `tfedge.expand` makes before decoding: metadata, decode operators,
+            shared objects).
         FormatError: from `allocate_tensors()`, a payload is malformed or does not fit
             its tensor; the message names the tensor, the byte and the problem.
     """
@@ -148,6 +164,7 @@ class Interpreter(_litert.Interpreter):
         model_content: bytes | None = None,
         *,
         num_threads: int | None = None,
+        trusted: bool = False,
     ):
         if (model_path is None) == (model_content is None):
             raise ValueError(
@@ -162,19 +179,35 @@ class Interpreter(_litert.Interpreter):
                 f"Expected `num_threads` a positive int or -1. Received: "
                 f"num_threads={num_threads!r}"
             )
+        if model_content is None:
+            with open(model_path, "rb") as f:
+                model_content = f.read()
+            model_path = None
+        model_content = bytes(model_content)
         # Kept alive as long as the interpreter that uses it.
-        self._tfedge_delegate = load_decode_delegate()
-        super().__init__(
-            model_path=model_path,
-            model_content=bytes(model_content) if model_content is not None else None,
-            experimental_delegates=[self._tfedge_delegate],
-            num_threads=num_threads,
-        )
+        self._tfedge_delegate = load_decode_delegate(trusted="1" if trusted else "0")
+        _check_file(model_content, trusted=trusted)
+        try:
+            super().__init__(
+                model_path=model_path,
+                model_content=model_content,
+                experimental_delegates=[self._tfedge_delegate],
+                num_threads=num_threads,
+            )
+        except ValueError as e:  # the runtime refused the model while building it
+            raise FormatError(
+                "the TFLite runtime refused the model: " + " ".join(str(e).split())
+            ) from e
 
     def allocate_tensors(self) -> None:
         """Allocates tensors and decodes every payload (once); see the class doc."""
         try:
             super().allocate_tensors()
+        except UnicodeDecodeError as e:  # the runtime's message held a forged name
+            raise FormatError(
+                "the TFLite runtime refused the model (with a message that is not "
+                "UTF-8: a forged operator or tensor name)"
+            ) from e
         except RuntimeError as e:
             translated = _translate(e)
             if translated is None:

@@ -77,6 +77,8 @@ def _load(path: str) -> ctypes.CDLL:
     lib.tfedge_delegate_probe_report.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     lib.tfedge_delegate_decode_count.restype = ctypes.c_uint64
     lib.tfedge_delegate_decode_count.argtypes = []
+    lib.tfedge_delegate_held_bytes.restype = ctypes.c_uint64
+    lib.tfedge_delegate_held_bytes.argtypes = []
     return lib
 
 
@@ -201,6 +203,12 @@ def delegate_probe_report() -> str:
 def delegate_decode_count() -> int:
     """How many payloads the TFEDGE_DECODE kernel has decoded in this process."""
     return int(_library().tfedge_delegate_decode_count())
+
+
+def delegate_held_bytes() -> int:
+    """Bytes of weights the delegate decoded at partitioning time and still holds
+    (they go with the interpreter that uses them)."""
+    return int(_library().tfedge_delegate_held_bytes())
 
 
 def _message(err) -> str:

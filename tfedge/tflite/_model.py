@@ -290,11 +290,14 @@ def _check_structure(model, data: bytes) -> None:
                     f"subgraph {si} operator {oi} has opcode index {op.opcodeIndex}, "
                     f"but the model has {n_codes} operator codes"
                 )
-            for idx in list(_ints(op.inputs)) + list(_ints(op.outputs)):
-                if not -1 <= idx < n_tensors:
+            # numpy over each vector: a forged file may share one long vector among
+            # many operators.
+            for vec in (_ints(op.inputs), _ints(op.outputs)):
+                bad = vec[(vec < -1) | (vec >= n_tensors)]
+                if bad.size:
                     raise FormatError(
-                        f"subgraph {si} operator {oi} refers to tensor {idx}, but the "
-                        f"subgraph has {n_tensors} tensors"
+                        f"subgraph {si} operator {oi} refers to tensor {int(bad[0])}, "
+                        f"but the subgraph has {n_tensors} tensors"
                     )
         for idx in list(_ints(sg.inputs)) + list(_ints(sg.outputs)):
             if not 0 <= idx < n_tensors:
@@ -302,12 +305,31 @@ def _check_structure(model, data: bytes) -> None:
                     f"subgraph {si} input/output refers to tensor {idx}, but the "
                     f"subgraph has {n_tensors} tensors"
                 )
+    _check_signatures(model)
     for m in model.metadata or []:
         if not 0 <= m.buffer < n_buffers:
             raise FormatError(
                 f"metadata {tensor_name(m)!r} refers to buffer {m.buffer}, but the "
                 f"model has {n_buffers} buffers"
             )
+
+
+def _check_signatures(model) -> None:
+    """Each SignatureDef names a real subgraph and real tensors of it."""
+    n_subgraphs = len(model.subgraphs)
+    for i, sd in enumerate(model.signatureDefs or []):
+        if not 0 <= sd.subgraphIndex < n_subgraphs:
+            raise FormatError(
+                f"signature def {i} refers to subgraph {sd.subgraphIndex}, but the "
+                f"model has {n_subgraphs} subgraphs"
+            )
+        n_tensors = len(model.subgraphs[sd.subgraphIndex].tensors or [])
+        for tm in list(sd.inputs or []) + list(sd.outputs or []):
+            if not 0 <= tm.tensorIndex < n_tensors:
+                raise FormatError(
+                    f"signature def {i} refers to tensor {tm.tensorIndex} of subgraph "
+                    f"{sd.subgraphIndex}, which has {n_tensors} tensors"
+                )
 
 
 def _ints(v) -> np.ndarray:

@@ -481,6 +481,13 @@ Status OpenStream(ByteReader* r, const char* name, uint64_t max_count,
     if (block_size < 1) {
       return Status::Error(start + 10, "%s stream: Huffman block size is 0", name);
     }
+    // The resource bound (docs/FORMAT.md, "Resource bound"; codecs/_limits.py).
+    if (block_size > (uint32_t{1} << 16)) {
+      return Status::Error(start + 10,
+                           "%s stream: Huffman block size %u is over the 65536 symbols "
+                           "a reader accepts",
+                           name, block_size);
+    }
     const size_t lengths_offset = r->offset();
     const uint8_t* lengths = nullptr;
     const size_t lengths_size = ((size_t{1} << bits) + 1) / 2;

@@ -25,6 +25,7 @@
 // "TFEDGE_DECODE: tensor '<name>': byte <offset>: <problem>".
 //
 // `DecodeKernelRegistration()` is the one registration entry point of the op.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -52,6 +53,17 @@ using namespace tflite_abi;  // NOLINT: the TFLite names read better unqualified
 constexpr char kOpName[] = "TFEDGE_DECODE";
 constexpr char kKernelName[] = "TfedgeDecode";
 constexpr int kMaxDims = 16;
+// The resource bound (docs/FORMAT.md, "Resource bound"; tfedge/codecs/_limits.py): a
+// payload of c bytes decodes to at most max(R x c, F) bytes unless the caller trusts
+// the file (option trusted=1).
+constexpr uint64_t kExpansionRatio = 1024;
+constexpr uint64_t kExpansionFloor = uint64_t{1} << 24;
+
+uint64_t DecodedBound(size_t coded) {
+  const uint64_t c = static_cast<uint64_t>(coded);
+  if (c > UINT64_MAX / kExpansionRatio) return UINT64_MAX;
+  return std::max(kExpansionRatio * c, kExpansionFloor);
+}
 
 // Maps the payload's element type (flatbuffer TensorType) to the runtime's TfLiteType;
 // -1 for types a weight payload cannot have.
@@ -106,6 +118,9 @@ std::string DimsString(const TfLiteIntArray* dims) {
 // Payloads decoded by the kernel since the library was loaded (tests check that a
 // model's payloads are decoded once, not on every invoke).
 std::atomic<uint64_t> g_decode_count{0};
+// Bytes of weights decoded at partitioning time and not yet freed (tests check that an
+// interpreter's weights go with it, not with the delegate).
+std::atomic<uint64_t> g_held_bytes{0};
 
 std::mutex g_probe_mutex;
 std::string g_probe_report;
@@ -150,25 +165,70 @@ struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
 
-// Owned by the delegate (which outlives its interpreters).
+// A weight decoded at partitioning time: its buffer (the tensor's data, kTfLiteMmapRo)
+// and the node whose payload it is.
+struct Early {
+  std::unique_ptr<uint8_t, FreeDeleter> buffer;
+  size_t bytes = 0;
+  int node = -1;
+};
+
+using TensorKey = std::pair<const void*, int>;  // (context, tensor index)
+
+// State shared by the delegate and its kernels: each holds a reference, so whichever
+// goes last (Python may collect a delegate before the interpreter that uses it) frees
+// it.
+struct Shared {
+  std::mutex mutex;
+  // Weights decoded at partitioning time, until the kernel that claims their nodes
+  // takes them (KernelInit): the kernel, freed with its interpreter, owns them.
+  std::map<TensorKey, Early> pending;
+  // The node whose payload a weight tensor holds, once decoded: another decode node
+  // with the same output must decode to the same bytes.
+  std::map<TensorKey, int> producer;
+
+  ~Shared() {
+    for (const auto& entry : pending) {
+      g_held_bytes.fetch_sub(entry.second.bytes, std::memory_order_relaxed);
+    }
+  }
+  int Producer(const void* context, int tensor) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = producer.find({context, tensor});
+    return it == producer.end() ? -1 : it->second;
+  }
+  void SetProducer(const void* context, int tensor, int node) {
+    std::lock_guard<std::mutex> lock(mutex);
+    producer[{context, tensor}] = node;
+  }
+};
+
+// Owned by the delegate (which may outlive its interpreters and serve several).
 struct DelegateData {
   bool probe = false;
   // Decode while the graph is partitioned, so that consumers see constant weights.
   bool constant_weights = true;
-  std::mutex mutex;
-  // Weights decoded at partitioning time, keyed by (context, tensor index).
-  std::map<std::pair<const void*, int>, std::unique_ptr<uint8_t, FreeDeleter>> decoded;
+  // Lift the resource bound on decoded sizes.
+  bool trusted = false;
+  std::shared_ptr<Shared> shared = std::make_shared<Shared>();
 
-  const void* Find(const void* context, int tensor) {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = decoded.find({context, tensor});
-    return it == decoded.end() ? nullptr : it->second.get();
+  uint64_t Bound(size_t coded) const {
+    return trusted ? UINT64_MAX : DecodedBound(coded);
   }
 };
 
 struct KernelState {
   std::vector<DecodeNode> nodes;
-  DelegateData* delegate_data = nullptr;
+  bool trusted = false;
+  std::shared_ptr<Shared> shared;  // null when the kernel has no delegate data
+  // This kernel's early-decoded weights, by tensor index.
+  std::map<int, Early> early;
+
+  const void* EarlyBuffer(int tensor, int node) const {
+    auto it = early.find(tensor);
+    return (it == early.end() || it->second.node != node) ? nullptr
+                                                           : it->second.buffer.get();
+  }
 };
 
 TfLiteStatus Fail(TfLiteContext* context, const TfLiteTensor* out,
@@ -191,8 +251,10 @@ void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
   if (state == nullptr || params == nullptr || params->nodes_to_replace == nullptr) {
     return state;
   }
-  if (params->delegate != nullptr) {
-    state->delegate_data = static_cast<DelegateData*>(params->delegate->data_);
+  if (params->delegate != nullptr && params->delegate->data_ != nullptr) {
+    const auto* data = static_cast<const DelegateData*>(params->delegate->data_);
+    state->trusted = data->trusted;
+    state->shared = data->shared;
   }
   const TfLiteIntArray* nodes = params->nodes_to_replace;
   for (int i = 0; i < nodes->size; ++i) {
@@ -208,16 +270,70 @@ void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
       if (d.n_outputs > 0) d.output = node->outputs->data[0];
     }
     state->nodes.push_back(d);
+    Shared* shared = state->shared.get();
+    if (shared != nullptr && d.output >= 0) {
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      auto it = shared->pending.find({context, d.output});
+      if (it != shared->pending.end() && it->second.node == d.node_index) {
+        state->early[d.output] = std::move(it->second);
+        shared->pending.erase(it);
+      }
+    }
   }
   return state;
 }
 
-void KernelFree(TfLiteContext*, void* buffer) {
-  delete static_cast<KernelState*>(buffer);
+// Frees the kernel's early-decoded weights with it (with its interpreter, or when the
+// runtime undoes the delegation): a tensor still pointing at one is handed back to the
+// arena, so a redone delegation decodes it again.
+void KernelFree(TfLiteContext* context, void* buffer) {
+  auto* state = static_cast<KernelState*>(buffer);
+  if (state == nullptr) return;
+  for (auto& [tensor, early] : state->early) {
+    if (context != nullptr && tensor >= 0 &&
+        static_cast<size_t>(tensor) < context->tensors_size) {
+      TfLiteTensor* t = &context->tensors[tensor];
+      if (t->data.raw == reinterpret_cast<char*>(early.buffer.get())) {
+        t->data.raw = nullptr;
+        t->allocation_type = kTfLiteArenaRw;
+      }
+    }
+    g_held_bytes.fetch_sub(early.bytes, std::memory_order_relaxed);
+  }
+  if (state->shared != nullptr) {
+    std::lock_guard<std::mutex> lock(state->shared->mutex);
+    for (const DecodeNode& d : state->nodes) {
+      state->shared->producer.erase({context, d.output});
+    }
+  }
+  delete state;
+}
+
+// Decodes the payload into a temporary buffer and compares it with what another decode
+// node already put in the output (two decode nodes with one output: both payloads must
+// decode to the same bytes, as tfedge.expand requires).
+TfLiteStatus CheckSameAsProducer(TfLiteContext* context, TfLiteTensor* out,
+                                 const uint8_t* payload, size_t n, uint64_t bound,
+                                 int producer) {
+  if (out->data.raw == nullptr) {
+    return Fail(context, out, "the tensor is the output of two TFEDGE_DECODE nodes");
+  }
+  std::unique_ptr<uint8_t, FreeDeleter> tmp(
+      static_cast<uint8_t*>(std::malloc(std::max<size_t>(out->bytes, 1))));
+  if (!tmp) return Fail(context, out, "out of memory");
+  const Status s = DecodePayload(payload, n, bound, tmp.get(), out->bytes, nullptr);
+  if (!s.ok()) return FailStatus(context, out, s);
+  if (std::memcmp(tmp.get(), out->data.raw, out->bytes) != 0) {
+    return Fail(context, out,
+                "two payloads decode to different data for this tensor (node " +
+                    std::to_string(producer) + " decoded the other)");
+  }
+  return kTfLiteOk;
 }
 
 // Validates one decode node and decodes its payload into its (persistent) output.
-TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, DelegateData* data) {
+TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, KernelState* state) {
+  Shared* data = state->shared.get();
   const size_t n_tensors = context->tensors_size;
   if (d->output < 0 || static_cast<size_t>(d->output) >= n_tensors) {
     context->ReportError(context, "%s: node %d has no valid output tensor", kOpName,
@@ -235,11 +351,15 @@ TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, DelegateData* dat
     return Fail(context, out, "the payload tensor index is invalid");
   }
   // Decoded when the graph was partitioned (see DecodeEarly): nothing left to do.
-  if (data != nullptr && out->allocation_type == kTfLiteMmapRo &&
-      out->data.raw != nullptr && out->data.raw == data->Find(context, d->output)) {
+  if (out->allocation_type == kTfLiteMmapRo && out->data.raw != nullptr &&
+      out->data.raw == state->EarlyBuffer(d->output, d->node_index)) {
     d->decoded_at = out->data.raw;
     return kTfLiteOk;
   }
+  // Another decode node already produced this tensor: this payload is checked all
+  // the same, and must decode to the same bytes.
+  const int producer = data != nullptr ? data->Producer(context, d->output) : -1;
+  const bool second = producer >= 0 && producer != d->node_index;
   const TfLiteTensor* in = &context->tensors[d->payload];
   if (in->type != kTfLiteUInt8) {
     return Fail(context, out,
@@ -251,6 +371,15 @@ TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, DelegateData* dat
   }
   const auto* payload = reinterpret_cast<const uint8_t*>(in->data.raw_const);
   const size_t n = in->bytes;
+  const uint64_t limit = state->trusted ? UINT64_MAX : DecodedBound(n);
+  if (out->bytes > limit) {
+    return Fail(context, out,
+                "the tensor's " + std::to_string(out->bytes) +
+                    " bytes are over the resource bound of a " + std::to_string(n) +
+                    "-byte payload, max(" + std::to_string(kExpansionRatio) + " x " +
+                    std::to_string(n) + ", " + std::to_string(kExpansionFloor) +
+                    ") bytes; a caller who trusts the file can lift it (trusted=True)");
+  }
   const uint64_t bound = out->bytes;
   Header h;
   Status s = ParseHeader(payload, n, bound, &h);
@@ -270,6 +399,12 @@ TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, DelegateData* dat
   }
   if (out->dims == nullptr || out->dims->size < 0 || out->dims->size > kMaxDims) {
     return Fail(context, out, "the tensor has no valid shape");
+  }
+  if (second) {
+    if (d->decoded_at != nullptr && d->decoded_at == out->data.raw) return kTfLiteOk;
+    TfLiteStatus st = CheckSameAsProducer(context, out, payload, n, bound, producer);
+    if (st == kTfLiteOk) d->decoded_at = out->data.raw;
+    return st;
   }
   // The output becomes persistent, read-only after Prepare: allocated by the runtime
   // (ResizeTensor reallocates kTfLitePersistentRo tensors), never reused by the arena.
@@ -299,6 +434,7 @@ TfLiteStatus PrepareOne(TfLiteContext* context, DecodeNode* d, DelegateData* dat
   if (!s.ok()) return FailStatus(context, out, s);
   g_decode_count.fetch_add(1, std::memory_order_relaxed);
   d->decoded_at = out->data.raw;
+  if (data != nullptr) data->SetProducer(context, d->output, d->node_index);
   return kTfLiteOk;
 }
 
@@ -309,7 +445,7 @@ TfLiteStatus KernelPrepare(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   for (DecodeNode& d : state->nodes) {
-    if (PrepareOne(context, &d, state->delegate_data) != kTfLiteOk) return kTfLiteError;
+    if (PrepareOne(context, &d, state) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }
@@ -345,14 +481,15 @@ struct PaddedDelegate {
 // (XNNPACK is applied at the first allocate_tensors) looks at the graph: consumers then
 // see constant weights and keep their constant-weight fast paths. Anything unusual is
 // left to the kernel's Prepare, which reports it.
-void DecodeEarly(TfLiteContext* context, DelegateData* data, const TfLiteNode* node) {
+void DecodeEarly(TfLiteContext* context, DelegateData* data, int node_index,
+                 const TfLiteNode* node) {
   if (node->inputs->size != 1 || node->outputs->size != 1) return;
   const int output = node->outputs->data[0];
   const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
   TfLiteTensor* out = &context->tensors[output];
   if (in->type != kTfLiteUInt8 || in->allocation_type != kTfLiteMmapRo ||
       in->data.raw_const == nullptr || out->allocation_type != kTfLiteArenaRw ||
-      out->data.raw != nullptr || out->bytes == 0) {
+      out->data.raw != nullptr || out->bytes == 0 || out->bytes > data->Bound(in->bytes)) {
     return;
   }
   const auto* payload = reinterpret_cast<const uint8_t*>(in->data.raw_const);
@@ -371,10 +508,20 @@ void DecodeEarly(TfLiteContext* context, DelegateData* data, const TfLiteNode* n
     return;
   }
   g_decode_count.fetch_add(1, std::memory_order_relaxed);
+  g_held_bytes.fetch_add(size, std::memory_order_relaxed);
   out->data.raw = reinterpret_cast<char*>(buffer.get());
   out->allocation_type = kTfLiteMmapRo;
-  std::lock_guard<std::mutex> lock(data->mutex);
-  data->decoded[{context, output}] = std::move(buffer);
+  Shared& shared = *data->shared;
+  std::lock_guard<std::mutex> lock(shared.mutex);
+  auto stale = shared.pending.find({context, output});
+  if (stale != shared.pending.end()) {
+    g_held_bytes.fetch_sub(stale->second.bytes, std::memory_order_relaxed);
+  }
+  Early& e = shared.pending[{context, output}];
+  e.buffer = std::move(buffer);
+  e.bytes = size;
+  e.node = node_index;
+  shared.producer[{context, output}] = node_index;
 }
 
 bool IsDecodeOp(const TfLiteRegistration* reg) {
@@ -416,7 +563,9 @@ TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
       return LayoutError(context, "a TFEDGE_DECODE node has implausible tensor lists");
     }
     claim.push_back(plan->data[i]);
-    if (data != nullptr && data->constant_weights) DecodeEarly(context, data, node);
+    if (data != nullptr && data->constant_weights) {
+      DecodeEarly(context, data, plan->data[i], node);
+    }
   }
   if (claim.empty()) return kTfLiteOk;
   TfLiteIntArray* nodes = NewIntArray(static_cast<int>(claim.size()));
@@ -466,10 +615,12 @@ TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
       data->probe = std::strcmp(v, "1") == 0;
     } else if (std::strcmp(k, "constant_weights") == 0) {
       data->constant_weights = std::strcmp(v, "0") != 0;
+    } else if (std::strcmp(k, "trusted") == 0) {
+      data->trusted = std::strcmp(v, "1") == 0;
     } else {
       if (report_error != nullptr) {
         std::string m = std::string("tfedge delegate: unknown option '") + k +
-                        "'; options are 'probe' and 'constant_weights'";
+                        "'; options are 'probe', 'constant_weights' and 'trusted'";
         report_error(m.c_str());
       }
       delete data;
@@ -501,6 +652,12 @@ TFEDGE_EXPORT size_t tfedge_delegate_probe_report(char* buf, size_t len) {
     std::snprintf(buf, len, "%s", tfedge::g_probe_report.c_str());
   }
   return tfedge::g_probe_report.size();
+}
+
+// Bytes of weights decoded at partitioning time that are still held (by kernels, or
+// pending a kernel); they are freed with the interpreter that uses them.
+TFEDGE_EXPORT uint64_t tfedge_delegate_held_bytes(void) {
+  return tfedge::g_held_bytes.load(std::memory_order_relaxed);
 }
 
 // The number of payloads the TFEDGE_DECODE kernel has decoded in this process.

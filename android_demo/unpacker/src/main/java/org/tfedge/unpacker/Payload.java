@@ -22,6 +22,21 @@ public final class Payload {
     public static final int HEADER_SIZE = 28;
     /** The bound on the decoded size when nothing smaller is known. */
     public static final long DEFAULT_BOUND = Integer.MAX_VALUE;
+    /**
+     * The resource bound (docs/FORMAT.md, "Resource bound"): a payload of {@code c} bytes
+     * decodes to at most {@code max(EXPANSION_RATIO * c, EXPANSION_FLOOR)} bytes unless the
+     * caller trusts the file; Huffman blocks hold at most {@code MAX_BLOCK_SIZE} symbols.
+     */
+    public static final long EXPANSION_RATIO = 1024;
+    /** See {@link #EXPANSION_RATIO}. */
+    public static final long EXPANSION_FLOOR = 1L << 24;
+    /** See {@link #EXPANSION_RATIO}. */
+    public static final long MAX_BLOCK_SIZE = 1L << 16;
+
+    /** The most bytes a payload of {@code coded} bytes may decode to (untrusted). */
+    public static long decodedBound(long coded) {
+        return Math.max(EXPANSION_RATIO * coded, EXPANSION_FLOOR);
+    }
 
     public static final int LAYOUT_DENSE = 0;
     public static final int LAYOUT_SPARSE = 1;
@@ -161,6 +176,10 @@ public final class Payload {
      * arrays whose size the bytes present bound (at most 8 symbols per byte).
      */
     public byte[] decode() throws TfedgeFormatException {
+        if (decodedSize > Integer.MAX_VALUE) {
+            throw new TfedgeFormatException("decoded size " + decodedSize + " is over the "
+                    + Integer.MAX_VALUE + " bytes a Java array holds", tensor, 12);
+        }
         final int es = elementSize;
         final int n = (int) (decodedSize / es);
         final int size = HEADER_SIZE + (int) bodySize; // payload-relative end
@@ -478,6 +497,10 @@ public final class Payload {
             s.blockSize = le32(p.buf, p.start + pos);
             if (s.blockSize < 1) {
                 throw err("Huffman block size is 0", name, pos);
+            }
+            if (s.blockSize > MAX_BLOCK_SIZE) {
+                throw err("Huffman block size " + s.blockSize + " is over the "
+                        + MAX_BLOCK_SIZE + " symbols a reader accepts", name, pos);
             }
             pos += 4;
             s.lengths = new int[1 << s.bits];

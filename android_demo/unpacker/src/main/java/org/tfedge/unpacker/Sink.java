@@ -40,12 +40,16 @@ abstract class Sink {
         }
     }
 
-    /** Measures only. Positions past 2^31 - 64 are clamped there, so overflow is seen. */
+    /**
+     * Measures only. The exact size is kept in {@link #total} (a long, so any size is seen);
+     * {@link #pos} follows it while it fits in an int and then stays past every limit.
+     */
     static final class Counting extends Sink {
-        private static final int CAP = Integer.MAX_VALUE - 64;
+        long total;
 
         private void advance(long n) {
-            pos = (int) Math.min(CAP, (long) pos + n);
+            total += n;
+            pos = (int) Math.min(Integer.MAX_VALUE, total);
         }
 
         @Override

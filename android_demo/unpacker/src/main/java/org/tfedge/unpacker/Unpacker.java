@@ -10,8 +10,6 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /**
  * Expands a tfedge-packed {@code .tflite} into the plain flatbuffer it came from, undoing
@@ -36,6 +34,11 @@ public final class Unpacker {
     static final String DECODE_OP = "TFEDGE_DECODE";
     static final String METADATA_NAME = "tfedge";
     static final int CUSTOM = 32;
+    /** See tfedge/pack/_checks.py: MAX_UNSHARED_GROWTH and UNSHARED_SLACK. */
+    static final long MAX_UNSHARED_GROWTH = 8;
+    static final long UNSHARED_SLACK = 1 << 16;
+    /** The largest output: one direct ByteBuffer, less a margin for alignment. */
+    static final long MAX_OUTPUT = Integer.MAX_VALUE - 64L;
 
     private final FlatReader r;
     private final int model;
@@ -54,6 +57,7 @@ public final class Unpacker {
     private int subgraph = -1;
     private int signatureSubgraph = -1;
     private long decodeNanos;
+    private boolean trusted;
 
     /** One TFEDGE_DECODE operator: its payload and the weight tensor it produces. */
     private static final class Decode {
@@ -95,7 +99,7 @@ public final class Unpacker {
         checkStructure(subgraphs, nSubgraphs, nBuffers, nCodes, metadata, nMetadata);
 
         // The tfedge metadata entry (the first one gives the version).
-        Long version = null;
+        String version = null;
         removedMetadata = new boolean[nMetadata];
         for (int i = 0; i < nMetadata; i++) {
             int m = r.vectorTable(metadata, i);
@@ -104,7 +108,8 @@ public final class Unpacker {
             }
             removedMetadata[i] = true;
             if (version == null) {
-                version = formatVersion(bufferData(buffers, (int) r.fieldU32(m, 1, 0)));
+                int[] meta = bufferData(buffers, (int) r.fieldU32(m, 1, 0));
+                version = MetadataJson.formatVersion(r.b, meta[0], meta[1]);
             }
         }
 
@@ -148,10 +153,13 @@ public final class Unpacker {
         if (!packed) {
             return;
         }
-        if (version != null && version > FORMAT_VERSION) {
+        if (version != null && (version.length() > 9
+                || Integer.parseInt(version) > FORMAT_VERSION)) {
             throw new TfedgeFormatException("packed format version " + version + " is newer "
                     + "than this tfedge reads (" + FORMAT_VERSION + "): upgrade tfedge");
         }
+
+        checkDecodeBuffers(subgraphs, nBuffers, ops);
 
         // What to remove and renumber. The payloads are checked and decoded by write().
         boolean[] dropBuffer = new boolean[nBuffers];
@@ -242,6 +250,56 @@ public final class Unpacker {
         opcodeMap = indexMap(dropCode);
     }
 
+    /**
+     * Each TFEDGE_DECODE operator's payload and weight tensors refer to real buffers other
+     * than buffer 0 (TFLite's empty buffer).
+     */
+    private void checkDecodeBuffers(int subgraphs, int nBuffers, List<int[]> ops)
+            throws TfedgeFormatException {
+        for (int[] d : ops) {
+            int tensors = r.fieldRef(r.vectorTable(subgraphs, d[0]), 0);
+            String[] roles = {"payload", "weight"};
+            for (int k = 0; k < 2; k++) {
+                int ti = d[2 + k];
+                long b = r.fieldU32(r.vectorTable(tensors, ti), 2, 0);
+                if (b < 1 || b >= nBuffers) {
+                    throw new TfedgeFormatException("subgraph " + d[0] + " operator " + d[1]
+                            + ": the TFEDGE_DECODE " + roles[k] + " tensor " + ti
+                            + " refers to buffer " + b + ", which cannot hold its data (the "
+                            + "model has " + nBuffers + " buffers; buffer 0 is the empty one)");
+                }
+            }
+        }
+    }
+
+    /** Each SignatureDef names a real subgraph and real tensors of it (as Python checks). */
+    private void checkSignatures(int subgraphs, int nSubgraphs) throws TfedgeFormatException {
+        int sigs = r.fieldRef(model, 7);
+        int n = sigs == 0 ? 0 : r.vectorLength(sigs, 4);
+        for (int i = 0; i < n; i++) {
+            int sd = r.vectorTable(sigs, i);
+            long sub = r.fieldU32(sd, 4, 0);
+            if (sub >= nSubgraphs) {
+                throw new TfedgeFormatException("signature def " + i + " refers to subgraph "
+                        + sub + ", but the model has " + nSubgraphs + " subgraphs");
+            }
+            int tv = r.fieldRef(r.vectorTable(subgraphs, (int) sub), 0);
+            int nTensors = tv == 0 ? 0 : r.vectorLength(tv, 4);
+            for (int id = 0; id <= 1; id++) {
+                int maps = r.fieldRef(sd, id);
+                int m = maps == 0 ? 0 : r.vectorLength(maps, 4);
+                for (int j = 0; j < m; j++) {
+                    long t = r.fieldU32(r.vectorTable(maps, j), 1, 0);
+                    if (t >= nTensors) {
+                        throw new TfedgeFormatException("signature def " + i + " refers to "
+                                + "tensor " + t + " of subgraph " + sub + ", which has "
+                                + nTensors + " tensors");
+                    }
+                }
+            }
+        }
+    }
+
     private static int[] indexMap(boolean[] drop) {
         int[] map = new int[drop.length];
         for (int i = 0, n = 0; i < drop.length; i++) {
@@ -298,6 +356,7 @@ public final class Unpacker {
                 }
             }
         }
+        checkSignatures(subgraphs, nSubgraphs);
         for (int i = 0; i < nMetadata; i++) {
             int m = r.vectorTable(metadata, i);
             long b = r.fieldU32(m, 1, 0);
@@ -329,25 +388,6 @@ public final class Unpacker {
             sb.append(i == 0 ? "" : ", ").append(v[i]);
         }
         return sb.append(']').toString();
-    }
-
-    private long formatVersion(int[] data) throws TfedgeFormatException {
-        String json = new String(r.b, data[0], data[1], FlatReader.UTF8);
-        Matcher m = Pattern.compile("\\A\\s*\\{.*\"format_version\"\\s*:\\s*(-?\\d+)\\s*[,}]",
-                Pattern.DOTALL).matcher(json);
-        if (!m.find()) {
-            throw new TfedgeFormatException("the 'tfedge' metadata entry is not valid JSON "
-                    + "with a format_version (" + pyRepr(json) + ")");
-        }
-        try {
-            return Long.parseLong(m.group(1));
-        } catch (NumberFormatException e) {
-            return Long.MAX_VALUE;
-        }
-    }
-
-    private static String pyRepr(String s) {
-        return TfedgeFormatException.pyRepr(s.length() > 40 ? s.substring(0, 40) + "..." : s);
     }
 
     /** {start, length} of buffer {@code i}'s data. */
@@ -421,7 +461,19 @@ public final class Unpacker {
     /** Expands the first {@code length} bytes; fills {@code stats} when it is not null. */
     public static ByteBuffer expand(byte[] packed, int length, Stats stats)
             throws TfedgeFormatException {
+        return expand(packed, length, stats, false);
+    }
+
+    /**
+     * As {@link #expand(byte[], int, Stats)}; with {@code trusted}, the resource bound on
+     * decoded sizes (docs/FORMAT.md, "Resource bound": a payload of c bytes decodes to at
+     * most max(R x c, F) bytes, {@link Payload#EXPANSION_RATIO}) is lifted, for a file whose
+     * source the caller trusts.
+     */
+    public static ByteBuffer expand(byte[] packed, int length, Stats stats, boolean trusted)
+            throws TfedgeFormatException {
         Unpacker u = new Unpacker(packed, length);
+        u.trusted = trusted;
         ByteBuffer out;
         if (!u.packed) {
             out = ByteBuffer.allocateDirect(length).order(ByteOrder.nativeOrder());
@@ -450,8 +502,12 @@ public final class Unpacker {
         // anything is allocated for the output (as tfedge.expand does).
         Map<Integer, byte[]> data = new HashMap<Integer, byte[]>();
         long t0 = System.nanoTime();
-        for (Decode d : decodes) {
-            // The numpy expander's checks, in its order, one operator after the other.
+        // The numpy expander's checks, in its order: first each operator's static checks
+        // (type, shape, resource bound), then the payloads one operator after the other.
+        long[] expectedSizes = new long[decodes.size()];
+        long[] bounds = new long[decodes.size()];
+        for (int i = 0; i < decodes.size(); i++) {
+            Decode d = decodes.get(i);
             int es = Schema.tensorTypeSize(d.tensorType);
             if (es == 0) {
                 throw new TfedgeFormatException("decoded tensor has type " + d.tensorType
@@ -466,8 +522,28 @@ public final class Unpacker {
                 expected = expected > Long.MAX_VALUE / Math.max(v, 1) ? Long.MAX_VALUE
                         : expected * v;
             }
-            d.payload = Payload.parse(r.b, d.data[0], d.data[1], Payload.DEFAULT_BOUND,
-                    expected, d.name);
+            long coded = d.data[1];
+            long bound = trusted ? Payload.DEFAULT_BOUND
+                    : Math.min(Payload.DEFAULT_BOUND, Payload.decodedBound(coded));
+            if (expected > bound) {
+                // Python prints the exact product; past 2^63 this reader says so instead.
+                String size = expected == Long.MAX_VALUE ? "over 2^63" : "" + expected;
+                throw new TfedgeFormatException(trusted
+                        ? "the tensor's " + size + " bytes are over the "
+                                + Payload.DEFAULT_BOUND + "-byte limit"
+                        : "the tensor's " + size + " bytes are over the resource bound "
+                                + "of a " + coded + "-byte payload, max("
+                                + Payload.EXPANSION_RATIO + " x " + coded + ", "
+                                + Payload.EXPANSION_FLOOR + ") bytes; a caller who trusts "
+                                + "the file can lift it (trusted=True)", d.name, -1);
+            }
+            expectedSizes[i] = expected;
+            bounds[i] = bound;
+        }
+        for (int i = 0; i < decodes.size(); i++) {
+            Decode d = decodes.get(i);
+            d.payload = Payload.parse(r.b, d.data[0], d.data[1], bounds[i], expectedSizes[i],
+                    d.name);
             byte[] out = d.payload.decode();
             if (d.payload.elementType != d.tensorType) {
                 throw new TfedgeFormatException("payload decodes to element type "
@@ -490,11 +566,17 @@ public final class Unpacker {
             decoded += d.length;
         }
         // A well-formed file grows by padding and unshared vtables only; objects referenced
-        // many times (possible only in a forged file) would multiply, so they are refused.
-        long limit = Math.min(Integer.MAX_VALUE - 64L, 8L * r.size + decoded + (1 << 16));
-        if (counter.pos < 0 || counter.pos > limit) {
-            throw r.bad("the expanded model would take over " + limit + " bytes: objects "
-                    + "are shared or the file is forged", -1);
+        // many times (possible only in a forged file) would multiply, so they are refused
+        // (tfedge/pack/_checks.py makes the same check).
+        long limit = MAX_UNSHARED_GROWTH * r.size + UNSHARED_SLACK;
+        if (counter.total - decoded > limit) {
+            throw r.bad("the expanded model would take over " + limit + " bytes besides its "
+                    + "weights: objects are shared or the file is forged", -1);
+        }
+        if (counter.total > MAX_OUTPUT) {
+            throw new TfedgeFormatException("the expanded model would take "
+                    + counter.total + " bytes, over the " + MAX_OUTPUT + " bytes of one Java "
+                    + "buffer");
         }
         // The zip archive appended to the file (the metadata's associated files) follows the
         // flatbuffer in the output too.

@@ -343,4 +343,40 @@ public class UnpackerTest {
             return false;
         }
     }
+
+    /**
+     * The counting pass measures sizes past 2 GiB exactly (it used to saturate at the limit
+     * it was checked against, so a 2 GiB - 64 byte model overflowed the output buffer).
+     */
+    @Test
+    public void countingSinkMeasuresPastTwoGiB() {
+        Sink.Counting c = new Sink.Counting();
+        c.skip(Integer.MAX_VALUE - 64);
+        c.zeros(1000);
+        c.skip(Integer.MAX_VALUE);
+        assertEquals(2L * Integer.MAX_VALUE - 64 + 1000, c.total);
+        assertEquals(Integer.MAX_VALUE, c.pos);
+    }
+
+    /** Metadata that is not strictly one integer format_version is refused, as in Python. */
+    @Test
+    public void strictMetadata() throws Exception {
+        String[] bad = {"{\"format_version\": \"1\"}", "{\"format_version\": 1.5}",
+                "{\"format_version\": true}", "{\"x\": {\"format_version\": 1}}",
+                "{\"format_version\": 1, \"format_version\": 1}", "[1]", "{format_version: 1}",
+                "{\"format_version\": 1, \"x\": NaN}", "{\"format_version\": 01}"};
+        for (String json : bad) {
+            Spec s = new Spec();
+            s.metadataJson = json;
+            try {
+                Unpacker.expand(build(s));
+                fail("accepted " + json);
+            } catch (TfedgeFormatException e) {
+                assertTrue(e.getMessage(), e.getMessage().contains("'tfedge' metadata entry"));
+            }
+        }
+        Spec ok = new Spec();
+        ok.metadataJson = " {\"format\\u005fversion\" : 1 , \"p\": [{\"a\": -0.5e+3}]}\n";
+        Unpacker.expand(build(ok));
+    }
 }
