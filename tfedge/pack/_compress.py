@@ -456,7 +456,7 @@ def _lossy_options(cand: _Candidate, bits: int | None, max_bits: int) -> None:
             options.append(opt)
         layout = _lossy.channel_layout(cand.row.shape, cand.values.size)
         if layout is not None and max_bits == 8:
-            for b in range(max_bits, 0, -1):
+            for b in range(_lossy.CHANNEL_MAX_BITS, 0, -1):
                 opt = _lossy.channel_option(cand.ttype, cand.values, b, *layout)
                 if opt is None:
                     continue

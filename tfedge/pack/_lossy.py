@@ -35,10 +35,15 @@ LOSSY_MIN_ELEMENTS = 1024
 # Per-channel codebooks are tried only while their tables take at most this fraction
 # of the tensor's raw bytes (beyond that the per-tensor codebook is smaller anyway).
 _CHANNEL_TABLE_MAX_FRACTION = 0.25
-# Lloyd refinement steps of each channel's codebook, and the largest elements x
-# entries product refined (the step holds an elements x entries distance table).
-_CHANNEL_LLOYD_STEPS = 3
-_CHANNEL_LLOYD_MAX_CELLS = 1 << 24
+# Lloyd refinement steps of each channel's codebook after the shared k-means.
+_CHANNEL_LLOYD_STEPS = 2
+# Per-channel codebooks are tried up to this many bits: past it the tables (channels x
+# 2^bits entries) outweigh what they save on all but the largest tensors.
+CHANNEL_MAX_BITS = 6
+# Per-channel codebooks are tried only when the largest channel's range is at least
+# this many times the median channel's: with ranges alike, the per-tensor codebook
+# gives each channel as many levels without the tables.
+CHANNEL_MIN_SPREAD = 1.5
 
 
 @dataclass
@@ -88,10 +93,16 @@ def lossless_option(enc: _encode.Encoded) -> Option:
     )
 
 
+def _norm(x: np.ndarray) -> float:
+    """The L2 norm without BLAS (numpy's norm calls dot, slow when cores are
+    shared)."""
+    return math.sqrt(float(np.sum(np.square(x))))
+
+
 def _relative_error(decoded: np.ndarray, values: np.ndarray) -> float:
     v = values.astype(np.float64)
-    ref = float(np.linalg.norm(v))
-    err = float(np.linalg.norm(decoded.astype(np.float64) - v))
+    ref = _norm(v)
+    err = _norm(decoded.astype(np.float64) - v)
     return err / ref if ref > 0 else err
 
 
@@ -134,7 +145,8 @@ def channel_option(
     ttype: int, values: np.ndarray, bits: int, channels: int, run: int
 ) -> Option | None:
     """Per-channel scaled sharing at `bits` (see the module docstring), or None when
-    its tables would be too large or the dtype is not float."""
+    its tables would be too large, the channels' ranges are alike or the dtype is not
+    float."""
     if values.dtype.kind != "f":
         return None
     k = 2**bits
@@ -146,6 +158,8 @@ def channel_option(
     scale = np.zeros(channels)
     np.maximum.at(scale, channel, np.abs(w))
     scale[scale == 0] = 1.0
+    if scale.max() < CHANNEL_MIN_SPREAD * np.median(scale):
+        return None  # channels alike: one codebook serves them as well
     u = w / scale[channel]
     zeros = w == 0.0
     keep_zero = n and zeros.mean() >= _encode._PRUNED_MIN_ZEROS
@@ -160,15 +174,14 @@ def channel_option(
     centroids = np.sort(centroids)
     k = centroids.size
     book = scale[:, None] * centroids[None, :]  # (C, K) float64
-    steps = _CHANNEL_LLOYD_STEPS if n * k <= _CHANNEL_LLOYD_MAX_CELLS else 0
-    for step in range(steps + 1):
+    for step in range(_CHANNEL_LLOYD_STEPS + 1):
         book = _as_dtype(book, values.dtype)
         if keep_zero:
             book[:, 0] = 0.0
-        labels = _nearest(w, channel, book)
+        labels = _nearest(u, channel, np.clip(book / scale[:, None], -1.0, 1.0))
         if keep_zero:
             labels[zeros] = 0
-        if step == steps:
+        if step == _CHANNEL_LLOYD_STEPS:
             break
         cell = channel * k + labels
         counts = np.bincount(cell, minlength=channels * k).reshape(channels, k)
@@ -212,11 +225,13 @@ def _as_dtype(book: np.ndarray, dtype) -> np.ndarray:
     return np.sort(book.astype(dtype).astype(np.float64), axis=1)
 
 
-def _nearest(w: np.ndarray, channel: np.ndarray, book: np.ndarray) -> np.ndarray:
-    """Index of the nearest entry of each element's channel codebook (rows
-    ascending)."""
-    mids = (book[:, 1:] + book[:, :-1]) / 2  # (C, K - 1)
-    labels = np.zeros(w.size, np.int64)
-    for j in range(mids.shape[1]):
-        labels += w >= mids[channel, j]
-    return labels
+def _nearest(u: np.ndarray, channel: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """Index of the nearest entry of each scaled element's channel codebook (rows
+    ascending, scaled like `u` into [-1, 1]): one search over every channel's
+    midpoints, each channel shifted by 4 so that they stay apart and sorted."""
+    k = book.shape[1]
+    if k == 1:
+        return np.zeros(u.size, np.int64)
+    mids = (book[:, 1:] + book[:, :-1]) / 2 + 4.0 * np.arange(book.shape[0])[:, None]
+    found = np.searchsorted(mids.reshape(-1), u + 4.0 * channel, side="right")
+    return found - channel * (k - 1)
