@@ -90,7 +90,9 @@ class _Candidate:
     # Lossy options that write fewer bytes than `base_bytes`, smallest last.
     options: list[_lossy.Option] = field(default_factory=list)
     option: _lossy.Option | None = None  # the choice; None = lossless
-    sensitivity: float = 0.0  # measured drift per unit of relative weight error
+    # Measured drift per unit of relative weight error, per option kind (per-tensor
+    # and per-channel codebooks spread their error over the channels differently).
+    sensitivity: dict[str, float] = field(default_factory=dict)
 
     @property
     def lossless(self) -> _encode.Encoded:
@@ -134,7 +136,9 @@ class _Candidate:
         self.row.reason = self.row.reason or reason
 
     def predicted(self, option: _lossy.Option | None) -> float:
-        return 0.0 if option is None else self.sensitivity * option.weight_error
+        if option is None:
+            return 0.0
+        return self.sensitivity.get(option.kind, 0.0) * option.weight_error
 
 
 def compress(
@@ -464,13 +468,21 @@ def _lossy_options(cand: _Candidate, bits: int | None, max_bits: int) -> None:
                     break
                 options.append(opt)
     options = [o for o in options if cand.cost(o) < base]
-    # Keep the Pareto front: fewer bytes must cost more weight error.
-    options.sort(key=lambda o: (-o.payload_bytes, o.weight_error))
+    # Keep each kind's Pareto front (fewer bytes must cost more weight error); kinds
+    # are compared later by their measured drift.
     front: list[_lossy.Option] = []
-    for o in options:
-        while front and front[-1].weight_error >= o.weight_error:
-            front.pop()
-        front.append(o)
+    for kind in ("tensor", "channel"):
+        mine = sorted(
+            (o for o in options if o.kind == kind),
+            key=lambda o: (-o.payload_bytes, o.weight_error),
+        )
+        kept: list[_lossy.Option] = []
+        for o in mine:
+            while kept and kept[-1].weight_error >= o.weight_error:
+                kept.pop()
+            kept.append(o)
+        front += kept
+    front.sort(key=lambda o: o.weight_error)
     cand.options = front
     if not front and bits is None:
         cand.row.reason = cand.row.reason or (
@@ -560,7 +572,8 @@ class _DriftCheck:
         if _verify.blind_outputs(check.reference):
             exact(
                 "outputs do not move on the samples: packed losslessly",
-                f"the model's outputs do not change across the {num_samples} samples "
+                "the model's outputs do not change across the "
+                f"{max(len(e) for e in check.search)} samples "
                 f"({where}), so output drift cannot judge lossy coding; every tensor "
                 "was packed losslessly. Pass `representative_data` (real inputs) "
                 "to pack lossily",
@@ -615,14 +628,17 @@ class _DriftCheck:
 
 
 def _measure_sensitivity(check: _DriftCheck, candidates, progress) -> None:
-    """Each lossy tensor's drift per unit of weight error, measured once with that
-    tensor alone at its coarsest option (the prediction scales it by each option's
-    weight error)."""
+    """Each lossy tensor's drift per unit of weight error, measured once per option
+    kind with that tensor alone at its coarsest option of the kind (the prediction
+    scales it by each option's weight error)."""
     lossy = [c for c in candidates if c.options]
     for c in _progress(lossy, "sensitivity", progress):
-        coarsest = c.options[-1]
-        d = check.probe_drift(c, coarsest)
-        c.sensitivity = d / max(coarsest.weight_error, 1e-12)
+        coarsest: dict[str, _lossy.Option] = {}
+        for o in c.options:  # ascending weight error
+            coarsest[o.kind] = o
+        for kind, o in coarsest.items():
+            d = check.probe_drift(c, o)
+            c.sensitivity[kind] = d / max(o.weight_error, 1e-12)
 
 
 def _steps(candidates) -> list[tuple[_Candidate, _lossy.Option, float]]:
@@ -634,11 +650,12 @@ def _steps(candidates) -> list[tuple[_Candidate, _lossy.Option, float]]:
     for c in candidates:
         if not c.options:
             continue
-        points = [(0.0, c.cost(None), None)] + [
-            (c.predicted(o) ** 2, c.cost(o), o) for o in c.options
-        ]
-        hull = [points[0]]
-        for p in points[1:]:
+        points = sorted(
+            ((c.predicted(o) ** 2, c.cost(o), o) for o in c.options),
+            key=lambda p: (p[0], p[1]),
+        )
+        hull = [(0.0, c.cost(None), None)]
+        for p in points:
             if p[1] >= hull[-1][1]:
                 continue
             while len(hull) >= 2 and _slope(hull[-2], hull[-1]) <= _slope(hull[-2], p):

@@ -55,6 +55,7 @@ class Option:
     payload_bytes: int  # the exact payload size
     weight_error: float
     decoded: np.ndarray  # uint8, the tensor's bytes after decoding
+    kind: str = "tensor"  # "tensor" or "channel" codebooks (lossy options)
     _kwargs: dict | None = None  # encode_payload arguments (lossy options)
     _encoded: _encode.Encoded | None = None
     sparsity: float = 0.0
@@ -211,6 +212,7 @@ def channel_option(
         size,
         _relative_error(decoded, values),
         np.ascontiguousarray(decoded).view(np.uint8).reshape(-1),
+        kind="channel",
         _kwargs=kwargs,
         sparsity=float(np.mean(decoded == 0)),
         entropy_bytes=_encode._entropy_bytes(
