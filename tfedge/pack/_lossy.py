@@ -28,10 +28,16 @@ from tfedge.pack import _encode
 # gives 0.19 (Lloyd-Max), so 3 bits stay reachable, while 1-2 bit codings (0.34-0.60)
 # and zeroed kernels (1.0) are never chosen on the word of a check that may be blind.
 MAX_WEIGHT_ERROR = 0.2
-# Tensors with fewer elements than this stay exact in the automatic mode: biases, norms
-# and small tables cost little and their errors reach the outputs undamped (Deep
-# Compression shares kernels, not biases).
-LOSSY_MIN_ELEMENTS = 1024
+# Tensors with fewer elements than this stay exact in the automatic mode: below it a
+# shared tensor saves at most a few hundred bytes, which the decode operator, payload
+# header and codebook mostly take back, while its errors reach the outputs undamped
+# (Deep Compression shares kernels, not biases; biases stay exact whatever their size).
+LOSSY_MIN_ELEMENTS = 256
+# A sparse layout of shared weights is sized only when exact zeros (pruned weights)
+# are at least this fraction: below it Huffman codes the zero index in about two bits
+# or fewer, which a relative index does not beat, and sizing it costs a search over
+# gap widths.
+_LOSSY_SPARSE_MIN_FILL = 0.3
 # Per-channel codebooks are tried only while their tables take at most this fraction
 # of the tensor's raw bytes (beyond that the per-tensor codebook is smaller anyway).
 _CHANNEL_TABLE_MAX_FRACTION = 0.25
@@ -117,8 +123,9 @@ def shared_option(ttype: int, values: np.ndarray, shared: _encode.Shared) -> Opt
     """Per-tensor sharing: the smallest layout of one k-means assignment."""
     codebook, indices = shared.codebook, shared.indices
     index_bits = max(1, math.ceil(math.log2(max(codebook.size, 1))))
+    layouts = _encode._codebook_options(ttype, values, codebook, indices, index_bits)
     kwargs, size = _smallest(
-        _encode._codebook_options(ttype, values, codebook, indices, index_bits)
+        [kw for kw in layouts if kw["layout"] == "dense" or _sparse_pays(kw)]
     )
     decoded = np.ascontiguousarray(codebook[indices])
     return Option(
@@ -133,6 +140,15 @@ def shared_option(ttype: int, values: np.ndarray, shared: _encode.Shared) -> Opt
             indices, None, codebook.size * values.itemsize
         ),
     )
+
+
+def _sparse_pays(kwargs: dict) -> bool:
+    """Whether a sparse layout of a shared tensor is worth sizing: its fill (the most
+    common index) must be exact zero and fill at least _LOSSY_SPARSE_MIN_FILL."""
+    fill = int(kwargs["fill"])
+    if kwargs["codebook"][fill] != 0:
+        return False
+    return float(np.mean(kwargs["indices"] == fill)) >= _LOSSY_SPARSE_MIN_FILL
 
 
 def channel_layout(shape, n: int) -> tuple[int, int] | None:
