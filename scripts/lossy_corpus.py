@@ -4,8 +4,8 @@ Reproduces, per corpus model (tests/corpus/manifest.json, fetched by
 scripts/corpus.py): the file ratio at a tolerance (default 0.02), the drift the search
 measured, the drift of the file as written (equal by construction), the drift on the
 held-out samples, the wall-clock and CPU seconds of the whole call and per stage, and
-how the weights were coded (tensors per coding). Every tensor's own weight error is also checked against the
-bound, so a kernel zeroed by a blind check would show.
+how the weights were coded (tensors per coding). Every tensor's own weight error is
+also checked against the bound, so a kernel zeroed by a blind check would show.
 
 Usage: .venv/bin/python scripts/lossy_corpus.py [--json PATH] [--tolerance 0.02]
            [--models ID,ID]
