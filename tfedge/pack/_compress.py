@@ -553,33 +553,35 @@ class _DriftCheck:
             notes.append(msg)
             warnings.warn(f"tfedge.compress: {msg}", stacklevel=4)
 
-        try:
-            runner = _verify.ModelRunner(data)
-            search, held_out, where = _verify.make_sample_sets(
-                runner, representative_data, num_samples, seed
-            )
-            check = cls(data, candidates, search, held_out, where)
-        except (RuntimeError, ValueError) as e:
-            if isinstance(e, ValueError) and "epresentative" in str(e):
-                raise
+        def cannot_run(e: Exception) -> None:
             exact(
                 "lossy coding could not be verified: packed losslessly",
                 f"the model does not run in the stock interpreter "
                 f"({str(e).splitlines()[0]}); lossy coding cannot be verified, so "
                 "every tensor was packed losslessly",
             )
-            return None
+
+        try:
+            runner = _verify.ModelRunner(data)
+        except (RuntimeError, ValueError) as e:
+            return cannot_run(e)
+        # Bad representative data is the caller's error: raised, not caught.
+        sets = _verify.make_sample_sets(runner, representative_data, num_samples, seed)
+        try:
+            check = cls(data, candidates, *sets)
+        except (RuntimeError, ValueError) as e:
+            return cannot_run(e)
         if _verify.blind_outputs(check.reference):
             exact(
                 "outputs do not move on the samples: packed losslessly",
                 "the model's outputs do not change across the "
                 f"{max(len(e) for e in check.search)} samples "
-                f"({where}), so output drift cannot judge lossy coding; every tensor "
-                "was packed losslessly. Pass `representative_data` (real inputs) "
-                "to pack lossily",
+                f"({check.where}), so output drift cannot judge lossy coding; "
+                "every tensor was packed losslessly. Pass `representative_data` "
+                "(real inputs) to pack lossily",
             )
             return None
-        notes.append(f"drift measured on {where}")
+        notes.append(f"drift measured on {check.where}")
         return check
 
     def _outputs(self, replaced: dict[int, np.ndarray], samples):
