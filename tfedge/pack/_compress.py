@@ -33,7 +33,7 @@ SENSITIVITY_SAMPLES = 4
 # The search verifies at most this many combinations on all its samples (each one run
 # of the model per search and held-out sample) before it settles on the best that
 # passed.
-MAX_VERIFICATIONS = 6
+MAX_VERIFICATIONS = 8
 # The first combination is chosen for this fraction of the tolerance by the predicted
 # drift: the prediction (per-tensor drifts added in quadrature) is rough, and a first
 # pass saves a verification.
@@ -593,16 +593,18 @@ class _DriftCheck:
         got = self._outputs({cand.buffer: option.decoded}, self.probe)
         return _verify.drift(self.probe_reference, got)
 
-    def measure(self, candidates) -> tuple[float, float | None]:
+    def measure(self, candidates, tolerance: float) -> tuple[float, float | None]:
         """(search drift, held-out drift) of the state the candidates are in; the
-        held-out set is run only when the search drift is within reach."""
+        held-out set is run only when the search drift is within the tolerance."""
         replaced = {c.buffer: c.option.decoded for c in candidates if c.option}
-        return self._drifts(lambda samples: self._outputs(replaced, samples))
+        return self._drifts(lambda samples: self._outputs(replaced, samples), tolerance)
 
-    def _drifts(self, run) -> tuple[float, float | None]:
+    def _drifts(
+        self, run, tolerance: float = float("inf")
+    ) -> tuple[float, float | None]:
         search = _verify.drift(self.reference, run(self.search))
         held = None
-        if self.held_out is not None:
+        if self.held_out is not None and search <= tolerance:
             held = _verify.drift(self.held_reference, run(self.held_out))
         return search, held
 
@@ -695,23 +697,28 @@ def _search(check, candidates, tolerance, bits, backed_off, notes) -> None:
     and the held-out samples, found with at most MAX_VERIFICATIONS verifications: the
     first guess from the predicted drift, then guesses recalibrated by what was
     measured, bisecting between the longest prefix that passed and the shortest that
-    failed."""
+    failed. When those two are one step apart, that step is the culprit: it (and its
+    tensor's coarser steps) leaves the order and the search goes on past it."""
     steps = _steps(candidates)
-    predicted = np.sqrt(np.cumsum([0.0] + [s[2] for s in steps]))
-
-    def longest_within(limit: float) -> int:
-        return int(np.searchsorted(predicted, limit, side="right")) - 1
-
     lo, hi = 0, len(steps) + 1  # lo passes (all exact); hi fails or is past the end
     lo_drift: tuple[float, float | None] = (0.0, 0.0)
     calibration = 1.0
-    k = longest_within(tolerance * _FIRST_TRY_FRACTION)
-    if k == 0 and steps:
-        k = 1
     failed: tuple[int, float] | None = None
+
+    def predicted() -> np.ndarray:
+        return np.sqrt(np.cumsum([0.0] + [s[2] for s in steps]))
+
+    def longest_within(limit: float) -> int:
+        return int(np.searchsorted(predicted(), limit, side="right")) - 1
+
+    def next_guess() -> int:
+        guess = longest_within(tolerance * _FIRST_TRY_FRACTION / calibration)
+        return guess if lo < guess < hi else (lo + hi) // 2
+
+    k = max(longest_within(tolerance * _FIRST_TRY_FRACTION), min(1, len(steps)))
     for _ in range(MAX_VERIFICATIONS if steps else 0):
         _apply(candidates, steps, k)
-        search, held = check.measure(candidates)
+        search, held = check.measure(candidates, tolerance)
         worst = max(search, held or 0.0)
         logging.info(
             "tfedge.compress: %d of %d steps, drift %.4g (held out %s)",
@@ -724,12 +731,22 @@ def _search(check, candidates, tolerance, bits, backed_off, notes) -> None:
             lo, lo_drift = k, (search, held)
         else:
             hi, failed = k, (k, worst)
-        if predicted[k] > 0 and np.isfinite(worst):
-            calibration = max(worst / predicted[k], 1e-6)
+        if predicted()[k] > 0 and np.isfinite(worst):
+            calibration = max(worst / predicted()[k], 1e-6)
+        if hi == lo + 1 and hi <= len(steps) and failed is not None:
+            culprit, option, _ = steps[lo]
+            earlier = [o for c, o, _ in steps[:lo] if c is culprit]
+            before = earlier[-1] if earlier else None
+            backed_off.append(
+                f"{culprit.row.name}: {option.label} -> "
+                f"{'exact' if before is None else before.label} (the model drifted "
+                f"{failed[1]:.3g} with it)"
+            )
+            steps = steps[:lo] + [s for s in steps[lo + 1 :] if s[0] is not culprit]
+            hi, failed = len(steps) + 1, None
         if hi - lo <= 1:
             break
-        guess = longest_within(tolerance * _FIRST_TRY_FRACTION / calibration)
-        k = guess if lo < guess < hi else (lo + hi) // 2
+        k = next_guess()
         if k == lo:
             break
     _apply(candidates, steps, lo)
