@@ -20,8 +20,8 @@ from tfedge.tflite import read, write
 RUNNABLE = [m for m, runnable in MODELS if runnable]
 # Stage names the report times (seconds per stage, wall clock and CPU).
 STAGES = {"reading", "encoding", "samples", "sensitivity", "search", "writing"}
-# Per-channel codebooks of the unlike-channels model drift 0.03 at 6 bits (their
-# largest width); a tolerance above that lets them be chosen.
+# Per-channel codebooks of the unlike-channels model drift 0.03 at 6 bits; a tolerance
+# above that leaves the search room below the 7-8 bit widths.
 UNLIKE_CHANNELS_TOLERANCE = 0.05
 # A pixel-normalised input, (x - 127.5) / 127.5 over [0, 255], spans [-1, 1].
 NORMALISED_RANGE = (-1.0, 1.0)

@@ -43,9 +43,10 @@ _LOSSY_SPARSE_MIN_FILL = 0.3
 _CHANNEL_TABLE_MAX_FRACTION = 0.25
 # Lloyd refinement steps of each channel's codebook after the shared k-means.
 _CHANNEL_LLOYD_STEPS = 2
-# Per-channel codebooks are tried up to this many bits: past it the tables (channels x
-# 2^bits entries) outweigh what they save on all but the largest tensors.
-CHANNEL_MAX_BITS = 6
+# Per-channel codebooks are tried up to this many bits (the table-size bound above
+# still applies): channels whose ranges differ widely (constant-Q filter banks, folded
+# batch norms) need 7-8 bits per channel to match int8 per-channel quantization.
+CHANNEL_MAX_BITS = 8
 # Per-channel codebooks are tried only when the largest channel's range is at least
 # this many times the median channel's: with ranges alike, the per-tensor codebook
 # gives each channel as many levels without the tables.
