@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -10,27 +12,32 @@ import numpy as np
 from absl import logging
 
 from tfedge.errors import PackError
-from tfedge.pack import _encode, _tflm, _verify
+from tfedge.pack import _encode, _lossy, _tflm, _verify
 from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
 from tfedge.pack._names import name_rows
 from tfedge.pack._report import Report, TensorReport
 from tfedge.pack._source import to_tflite_and_keras
-from tfedge.tflite import TYPES, buffer_data, read, tensor_name, write
+from tfedge.tflite import TYPES, buffer_data, read, schema, tensor_name, write
 
 # Default output tolerance: the largest output may move by 2% of its own range. Tight
 # enough that class scores keep their order on the representative inputs in practice,
 # loose enough that 4-5 bit sharing of dense layers passes, as in Deep Compression.
 DEFAULT_TOLERANCE = 0.02
-# In automatic bit selection, each tensor starts at the fewest bits whose k-means
-# reconstruction error ||w - w'|| / ||w|| is at most this; the output check then backs
-# off.
-WEIGHT_ERROR_TARGET = 0.03
 # A packed tensor costs a payload tensor, a decode operator and its name in the
 # flatbuffer (measured: ~100 bytes plus the name); a tensor is packed only if it saves
 # more than that.
 GRAPH_OVERHEAD_BYTES = 112
-# The tightening pass measures the model at most this many times.
-_TIGHTEN_TRIALS = 24
+# Each tensor's drift sensitivity is measured on this many of the search samples (one
+# model run per sample and tensor: the search's main cost on large models).
+SENSITIVITY_SAMPLES = 4
+# The search verifies at most this many combinations on all its samples (each one run
+# of the model per search and held-out sample) before it settles on the best that
+# passed.
+MAX_VERIFICATIONS = 8
+# The first combination is chosen for this fraction of the tolerance by the predicted
+# drift: the prediction (per-tensor drifts added in quadrature) is rough, and a first
+# pass saves a verification.
+_FIRST_TRY_FRACTION = 0.8
 _INITS = ("linear", "density", "random")
 _TARGETS = ("tfedge", "tflm")
 
@@ -71,6 +78,8 @@ def _drift_text(drift: float | None) -> str:
 
 @dataclass
 class _Candidate:
+    """One weight buffer tfedge may pack, its options and the chosen one."""
+
     buffer: int
     ttype: int
     values: np.ndarray  # 1-D elements
@@ -78,9 +87,12 @@ class _Candidate:
     init: str = "linear"
     seed: int = 0
     _lossless: _encode.Encoded | None = None
-    assignments: dict[int, _encode.Shared] = field(default_factory=dict)
-    shared: dict[int, _encode.Encoded] = field(default_factory=dict)
-    bits: int | None = None  # chosen sharing bits; None = lossless
+    # Lossy options that write fewer bytes than `base_bytes`, smallest last.
+    options: list[_lossy.Option] = field(default_factory=list)
+    option: _lossy.Option | None = None  # the choice; None = lossless
+    # Measured drift per unit of relative weight error, per option kind (per-tensor
+    # and per-channel codebooks spread their error over the channels differently).
+    sensitivity: dict[str, float] = field(default_factory=dict)
 
     @property
     def lossless(self) -> _encode.Encoded:
@@ -90,42 +102,43 @@ class _Candidate:
             )
         return self._lossless
 
-    def assignment(self, bits: int) -> _encode.Shared:
-        if bits not in self.assignments:
-            self.assignments[bits] = _encode.share(
-                self.values, bits, init=self.init, seed=self.seed
-            )
-        return self.assignments[bits]
+    @property
+    def overhead(self) -> int:
+        return GRAPH_OVERHEAD_BYTES + len(self.row.name)
 
-    def encoded(self, bits: int) -> _encode.Encoded:
-        if bits not in self.shared:
-            self.shared[bits] = _encode.encode_shared(
-                self.ttype, self.values, self.assignment(bits)
-            )
-        return self.shared[bits]
+    @property
+    def base_bytes(self) -> int:
+        """Bytes the tensor takes when exact: raw, or its lossless payload when that
+        gains."""
+        return min(self.row.original_bytes, len(self.lossless.payload) + self.overhead)
 
-    def shared_bytes(self) -> np.ndarray:
-        """The element bytes at the chosen sharing bits, without encoding a payload
-        (what the drift checks need)."""
-        a = self.assignment(self.bits)
-        return np.ascontiguousarray(a.codebook[a.indices]).view(np.uint8)
+    def cost(self, option: _lossy.Option | None) -> int:
+        if option is None:
+            return self.base_bytes
+        return option.payload_bytes + self.overhead
+
+    @property
+    def bits(self) -> int | None:
+        return None if self.option is None else self.option.bits
 
     @property
     def choice(self) -> _encode.Encoded:
-        return self.lossless if self.bits is None else self.encoded(self.bits)
+        return self.lossless if self.option is None else self.option.encoded()
+
+    @property
+    def decoded(self) -> np.ndarray:
+        """The bytes the written tensor decodes to."""
+        return self.lossless.decoded if self.option is None else self.option.decoded
 
     def drop(self, reason: str) -> None:
         """Leave this buffer raw: the written model holds its original values."""
-        self.bits = None
+        self.option = None
         self.row.reason = self.row.reason or reason
 
-    def prefer_lossless_if_smaller(self) -> None:
-        """Exact codebooks (ternary, trained sharing) are lossless and often smaller."""
-        if self.bits is None:
-            return
-        exact = _encode.exactly_codable(self.values, self.row.shape)
-        if exact and len(self.lossless.payload) <= len(self.encoded(self.bits).payload):
-            self.bits = None
+    def predicted(self, option: _lossy.Option | None) -> float:
+        if option is None:
+            return 0.0
+        return self.sensitivity.get(option.kind, 0.0) * option.weight_error
 
 
 def compress(
@@ -135,7 +148,7 @@ def compress(
     bits: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     representative_data=None,
-    num_samples: int = 8,
+    num_samples: int = 16,
     init: str = "linear",
     seed: int = 0,
     min_bytes: int = 256,
@@ -144,17 +157,27 @@ def compress(
 ) -> Packed:
     """Packs a model's weights with weight sharing, a sparse index and Huffman coding.
 
+    Lossy mode measures how far the outputs drift when each tensor alone is shared
+    (its sensitivity), chooses bits per tensor for the most bytes saved per unit of
+    drift, and verifies the combination on the search samples and on held-out
+    samples; the values measured are exactly those the file decodes to. Biases and
+    tensors under `_lossy.LOSSY_MIN_ELEMENTS` elements stay exact, and no tensor's own
+    weight error passes `_lossy.MAX_WEIGHT_ERROR`. When the outputs do not move across
+    the samples the check is blind: the model is packed losslessly and a warning asks
+    for `representative_data`.
+
     Args:
       model: .tflite bytes or path, a SavedModel directory, a `.keras` path, or a
         Keras 3 or tf_keras model (tfedge wrappers are stripped first).
       lossless: keep every weight bit for bit (exact codebooks, sparse index, Huffman).
       bits: sharing bits per lossy tensor (1-8); None chooses per tensor.
       tolerance: the largest allowed output drift, max|y - y_ref| / max|y_ref|, measured
-        in the stock interpreter on `representative_data`. A tensor whose coding pushes
-        the drift past it is backed off to more bits, then to lossless.
+        in the stock interpreter on the search samples and on held-out samples.
       representative_data: model inputs to measure drift on (an array batch for one
-        input, or an iterable of samples); generated from the input signature when None.
-      num_samples: how many samples to measure drift on.
+        input, or an iterable of samples); alternate samples are held out. Generated
+        in the ranges the model takes when None (int8 inputs over their quantized
+        range, float inputs in the range of their TFLite Support metadata).
+      num_samples: how many samples to search on (as many more are held out).
       init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
         "random".
       min_bytes: weight buffers smaller than this stay raw.
@@ -188,6 +211,7 @@ def compress(
             f"Expected `num_samples` >= 1. Received: num_samples={num_samples}"
         )
 
+    clock = _Stages()
     data, notes, keras_model = to_tflite_and_keras(model)
     original_size = len(data)
     plain = read(data)
@@ -197,27 +221,28 @@ def compress(
         data = expand(data)
         plain = read(data)
         notes.append("input was already packed by tfedge: expanded, then packed again")
+    clock.lap("reading")
 
     candidates, rows = _candidates(plain, min_bytes, init, seed)
     name_rows(plain, rows, keras_model)
     for cand in _progress(candidates, "encoding", progress):
+        cand.lossless  # noqa: B018 - encode now, inside the progress bar
         if not lossless and cand.ttype in _encode.LOSSY_TYPES:
-            if not np.all(np.isfinite(cand.values)):
-                cand.row.reason = "non-finite weights: packed losslessly"
-            else:
-                _pick_bits(cand, bits, max_bits)
-        cand.choice  # noqa: B018 - encode now, inside the progress bar
+            _lossy_options(cand, bits, max_bits)
+    clock.lap("encoding")
 
     check = None
     backed_off: list[str] = []
-    if any(c.bits is not None for c in candidates):
+    if any(c.options for c in candidates):
         check = _DriftCheck.create(
             data, candidates, representative_data, num_samples, seed, notes
         )
+        clock.lap("samples")
     if check is not None:
-        drift = _back_off(check, candidates, tolerance, backed_off, max_bits)
-        if bits is None:
-            _tighten(check, candidates, tolerance, drift, notes)
+        _measure_sensitivity(check, candidates, progress)
+        clock.lap("sensitivity")
+        _search(check, candidates, tolerance, bits, backed_off, notes)
+        clock.lap("search")
 
     job = _Job(
         data,
@@ -230,10 +255,26 @@ def compress(
         check,
         backed_off,
         notes,
+        clock,
     )
     if target == "tflm":
         return _write_tflm(job, num_samples, seed)
     return _write_tfedge(job)
+
+
+class _Stages:
+    """Wall and CPU seconds of each stage of one compress call."""
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._t, self._c = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str) -> None:
+        t, c = time.perf_counter(), time.process_time()
+        self.wall[stage] = self.wall.get(stage, 0.0) + t - self._t
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + c - self._c
+        self._t, self._c = t, c
 
 
 @dataclass
@@ -250,15 +291,18 @@ class _Job:
     check: _DriftCheck | None
     backed_off: list[str]
     notes: list[str]
+    clock: _Stages
 
     def report(
         self, packed_bytes: int, packed: set[int], written=None, **extra
     ) -> Report:
         """The report; `written` is the model whose outputs the packed file gives, for
         the final drift measurement."""
-        drift = None
+        drift = held_out = search = None
         if self.check is not None and written is not None:
-            drift = self.check.final(written, self.tolerance)
+            drift, held_out = self.check.final(written, self.tolerance)
+            search = self.check.search_drift
+            self.clock.lap("final check")
         return Report(
             original_bytes=self.original_size,
             packed_bytes=packed_bytes,
@@ -269,6 +313,10 @@ class _Job:
             tensors=self.rows,
             backed_off=self.backed_off,
             notes=self.notes,
+            held_out_drift=held_out,
+            search_drift=search,
+            stage_seconds=dict(self.clock.wall),
+            stage_cpu_seconds=dict(self.clock.cpu),
             **extra,
         )
 
@@ -278,14 +326,18 @@ class _Job:
 
 
 def _write_tfedge(job: _Job) -> Packed:
-    """TFEDGE_DECODE payloads (docs/FORMAT.md) for every candidate that gains."""
+    """TFEDGE_DECODE payloads (docs/FORMAT.md) for every candidate that gains. Lossy
+    options gain by construction; only exact tensors are left raw here, which does not
+    change any value the search measured."""
     payloads = {}
     for cand in job.candidates:
         enc = cand.choice
-        if (
-            len(enc.payload) + GRAPH_OVERHEAD_BYTES + len(cand.row.name)
-            >= cand.row.original_bytes
-        ):
+        if len(enc.payload) + cand.overhead >= cand.row.original_bytes:
+            if cand.option is not None:
+                raise PackError(
+                    f"tensor {cand.row.name!r}: the chosen lossy option does not gain "
+                    "(a tfedge bug; please report it)"
+                )
             cand.drop(
                 f"no gain: best payload {len(enc.payload)} bytes plus graph overhead "
                 f"is not smaller than {cand.row.original_bytes} bytes"
@@ -293,6 +345,7 @@ def _write_tfedge(job: _Job) -> Packed:
             continue
         payloads[cand.buffer] = enc.payload
         _fill_row(cand.row, enc)
+    job.clock.lap("writing")
     if not payloads:
         return job.unchanged(
             "nothing to improve: the model is written through unchanged"
@@ -304,6 +357,7 @@ def _write_tfedge(job: _Job) -> Packed:
     version = insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
     out = write(packed_model)
     expanded = _self_check(out, job.candidates, payloads)
+    job.clock.lap("writing")
     return Packed(
         out, job.report(len(out), set(payloads), expanded, format_version=version)
     )
@@ -373,147 +427,356 @@ def _skip_reason(model, refs, t, raw, info, produced, min_bytes) -> str:
     return ""
 
 
-def _pick_bits(cand: _Candidate, bits: int | None, max_bits: int) -> None:
-    """Explicit bits, or the fewest bits whose sharing error meets WEIGHT_ERROR_TARGET
-    (binary search: the k-means error falls as bits grow)."""
+def _lossy_options(cand: _Candidate, bits: int | None, max_bits: int) -> None:
+    """The lossy options that write fewer bytes than the exact tensor: the explicit
+    `bits` (for every tensor), or every bit width (per tensor, and per channel) whose
+    own weight error is within `_lossy.MAX_WEIGHT_ERROR`; then biases (fewer than two
+    dimensions over 1) and tensors under `_lossy.LOSSY_MIN_ELEMENTS` elements stay
+    exact."""
+    if not np.all(np.isfinite(cand.values)):
+        cand.row.reason = "non-finite weights: packed losslessly"
+        return
+    if bits is None and len([d for d in cand.row.shape if d > 1]) < 2:
+        cand.row.reason = "bias or vector: kept exact"
+        return
+    if bits is None and cand.values.size < _lossy.LOSSY_MIN_ELEMENTS:
+        cand.row.reason = f"fewer than {_lossy.LOSSY_MIN_ELEMENTS} elements: kept exact"
+        return
+    base = cand.base_bytes
+
+    def shared(b: int) -> _lossy.Option:
+        s = _encode.share(cand.values, b, init=cand.init, seed=cand.seed)
+        return _lossy.shared_option(cand.ttype, cand.values, s)
+
+    options: list[_lossy.Option] = []
     if bits is not None:
-        cand.bits = bits
+        options.append(shared(bits))
     else:
-        lo, hi = 1, max_bits
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if cand.assignment(mid).weight_error <= WEIGHT_ERROR_TARGET:
-                hi = mid
-            else:
-                lo = mid + 1
-        cand.bits = lo
-    cand.prefer_lossless_if_smaller()
+        # Weight error grows as bits fall: stop at the first width past the bound.
+        for b in range(max_bits, 0, -1):
+            opt = shared(b)
+            if opt.weight_error > _lossy.MAX_WEIGHT_ERROR:
+                break
+            options.append(opt)
+        layout = _lossy.channel_layout(cand.row.shape, cand.values.size)
+        if layout is not None and max_bits == 8:
+            for b in range(_lossy.CHANNEL_MAX_BITS, 0, -1):
+                opt = _lossy.channel_option(cand.ttype, cand.values, b, *layout)
+                if opt is None:
+                    continue
+                if opt.weight_error > _lossy.MAX_WEIGHT_ERROR:
+                    break
+                options.append(opt)
+    options = [o for o in options if cand.cost(o) < base]
+    # Keep each kind's Pareto front (fewer bytes must cost more weight error); kinds
+    # are compared later by their measured drift.
+    front: list[_lossy.Option] = []
+    for kind in ("tensor", "channel"):
+        mine = sorted(
+            (o for o in options if o.kind == kind),
+            key=lambda o: (-o.payload_bytes, o.weight_error),
+        )
+        kept: list[_lossy.Option] = []
+        for o in mine:
+            while kept and kept[-1].weight_error >= o.weight_error:
+                kept.pop()
+            kept.append(o)
+        front += kept
+    front.sort(key=lambda o: o.weight_error)
+    cand.options = front
+    if not front and bits is None:
+        cand.row.reason = cand.row.reason or (
+            "no lossy coding within the weight error bound "
+            f"{_lossy.MAX_WEIGHT_ERROR:g} is smaller than the exact one"
+        )
 
 
-def _simulated(plain_bytes: bytes, candidates: list[_Candidate]) -> bytes:
-    """The plain model with every lossy tensor replaced by its shared values."""
-    model = read(plain_bytes)
-    for c in candidates:
-        if c.bits is not None:
-            model.buffers[c.buffer].data = c.shared_bytes()
-    return write(model)
+class _Patcher:
+    """The plain model's bytes with some weight buffers replaced in place (no
+    flatbuffer rebuild: each buffer's bytes are found once)."""
+
+    def __init__(self, data: bytes, candidates: list[_Candidate]):
+        self.data = bytes(data)
+        self.where: dict[int, int] = {}
+        try:
+            m = schema().Model.GetRootAs(self.data, 0)
+            for c in candidates:
+                b = m.Buffers(c.buffer)
+                o = b._tab.Offset(4)
+                start = b._tab.Vector(o) if o else int(b.Offset())
+                raw = np.frombuffer(self.data, np.uint8, c.values.nbytes, start)
+                if np.array_equal(raw, c.values.view(np.uint8)):
+                    self.where[c.buffer] = start
+        except (IndexError, ValueError, AttributeError, TypeError):
+            self.where = {}
+
+    def bytes_with(self, replaced: dict[int, np.ndarray]) -> bytes:
+        if any(b not in self.where for b in replaced):
+            model = read(self.data)
+            for b, v in replaced.items():
+                model.buffers[b].data = v
+            return write(model)
+        out = bytearray(self.data)
+        for b, v in replaced.items():
+            start = self.where[b]
+            out[start : start + v.size] = v.tobytes()
+        return bytes(out)
 
 
 class _DriftCheck:
-    """The reference model's outputs on fixed samples, and the drift of other models."""
+    """The reference model's outputs on the search and held-out samples, and the drift
+    of other models on them."""
 
-    def __init__(self, data: bytes, samples, reference):
-        self.data, self.samples, self.reference = data, samples, reference
+    def __init__(self, data, candidates, search, held_out, where):
+        self.patcher = _Patcher(data, candidates)
+        self.search, self.held_out, self.where = search, held_out, where
+        runner = _verify.ModelRunner(data)
+        self.reference = runner.run(search)
+        self.held_reference = runner.run(held_out) if held_out is not None else None
+        k = min(SENSITIVITY_SAMPLES, len(search[0]) if search else 0)
+        self.probe = [entry[:k] for entry in search]
+        self.probe_reference = [entry[:k] for entry in self.reference]
+        self.search_drift: float | None = None
+        self.held_out_drift: float | None = None
+        self.runs = 0
 
     @classmethod
     def create(cls, data, candidates, representative_data, num_samples, seed, notes):
-        """None (and every lossy tensor made lossless) when the model cannot run."""
+        """None (and every tensor left exact) when the model cannot run or its
+        outputs do not move across the samples (a blind check)."""
+
+        def exact(reason: str, msg: str) -> None:
+            for c in candidates:
+                if c.options:
+                    c.options = []
+                    c.row.reason = reason
+            notes.append(msg)
+            warnings.warn(f"tfedge.compress: {msg}", stacklevel=4)
+
+        def cannot_run(e: Exception) -> None:
+            exact(
+                "lossy coding could not be verified: packed losslessly",
+                f"the model does not run in the stock interpreter "
+                f"({str(e).splitlines()[0]}); lossy coding cannot be verified, so "
+                "every tensor was packed losslessly",
+            )
+
         try:
             runner = _verify.ModelRunner(data)
         except (RuntimeError, ValueError) as e:
-            for c in candidates:
-                if c.bits is not None:
-                    c.bits = None
-                    c.row.reason = (
-                        "lossy coding could not be verified: packed losslessly"
-                    )
-            msg = (
-                f"the model does not run in the stock interpreter "
-                f"({str(e).splitlines()[0]}); lossy coding cannot be verified, so "
-                "every tensor was packed losslessly"
+            return cannot_run(e)
+        # Bad representative data is the caller's error: raised, not caught.
+        sets = _verify.make_sample_sets(runner, representative_data, num_samples, seed)
+        try:
+            check = cls(data, candidates, *sets)
+        except (RuntimeError, ValueError) as e:
+            return cannot_run(e)
+        if _verify.blind_outputs(check.reference):
+            exact(
+                "outputs do not move on the samples: packed losslessly",
+                "the model's outputs do not change across the "
+                f"{max(len(e) for e in check.search)} samples "
+                f"({check.where}), so output drift cannot judge lossy coding; "
+                "every tensor was packed losslessly. Pass `representative_data` "
+                "(real inputs) to pack lossily",
             )
-            notes.append(msg)
-            warnings.warn(f"tfedge.compress: {msg}", stacklevel=4)
             return None
-        samples = _verify.make_samples(runner, representative_data, num_samples, seed)
-        return cls(data, samples, runner.run(samples))
+        notes.append(f"drift measured on {check.where}")
+        return check
 
-    def of(self, model_bytes: bytes) -> float:
-        outputs = _verify.ModelRunner(model_bytes).run(self.samples)
-        return _verify.drift(self.reference, outputs)
+    def _outputs(self, replaced: dict[int, np.ndarray], samples):
+        self.runs += 1
+        runner = _verify.ModelRunner(self.patcher.bytes_with(replaced))
+        return runner.run(samples)
 
-    def measure(self, candidates) -> float:
-        return self.of(_simulated(self.data, candidates))
+    def probe_drift(self, cand: _Candidate, option: _lossy.Option) -> float:
+        got = self._outputs({cand.buffer: option.decoded}, self.probe)
+        return _verify.drift(self.probe_reference, got)
 
-    def final(self, model_bytes: bytes, tolerance: float) -> float:
-        """The drift of the model as written; past the tolerance is a failure."""
-        drift = self.of(model_bytes)
-        if drift > tolerance:
-            raise PackError(
-                f"the written model drifts {drift:.4g} from the original, past the "
-                f"tolerance {tolerance:g} (a tfedge bug; please report it)"
-            )
-        return drift
+    def measure(self, candidates, tolerance: float) -> tuple[float, float | None]:
+        """(search drift, held-out drift) of the state the candidates are in; the
+        held-out set is run only when the search drift is within the tolerance."""
+        replaced = {c.buffer: c.option.decoded for c in candidates if c.option}
+        return self._drifts(lambda samples: self._outputs(replaced, samples), tolerance)
+
+    def _drifts(
+        self, run, tolerance: float = float("inf")
+    ) -> tuple[float, float | None]:
+        search = _verify.drift(self.reference, run(self.search))
+        held = None
+        if self.held_out is not None and search <= tolerance:
+            held = _verify.drift(self.held_reference, run(self.held_out))
+        return search, held
+
+    def final(self, model_bytes: bytes, tolerance: float):
+        """(search drift, held-out drift) of the model as written; past the tolerance,
+        or other than what the search measured, is a failure."""
+        runner = _verify.ModelRunner(model_bytes)
+        drift, held = self._drifts(runner.run)
+        for name, value, searched in (
+            ("drifts", drift, self.search_drift),
+            ("drifts on held-out samples", held, self.held_out_drift),
+        ):
+            if value is not None and value > tolerance:
+                raise PackError(
+                    f"the written model {name} {value:.4g} from the original, past "
+                    f"the tolerance {tolerance:g} (a tfedge bug; please report it)"
+                )
+            if value is not None and searched is not None and value != searched:
+                raise PackError(
+                    f"the written model {name} {value:.4g}, the search measured "
+                    f"{searched:.4g} for the same values (a tfedge bug; please report "
+                    "it)"
+                )
+        return drift, held
 
 
-def _back_off(check: _DriftCheck, candidates, tolerance, backed_off, max_bits) -> float:
-    """Raise the bits of the tensor that alone drifts most until the whole model
-    fits."""
-    drift = check.measure(candidates)
-    solo: dict[int, float] = {}
-    rounds = 0
-    while drift > tolerance:
-        lossy = [c for c in candidates if c.bits is not None]
-        if not lossy:
-            break
-        for c in lossy:
-            if c.buffer not in solo:
-                solo[c.buffer] = check.measure([c])
-        worst = max(lossy, key=lambda c: (solo[c.buffer], c.row.original_bytes))
-        before = worst.bits
-        if worst.bits < max_bits:
-            worst.bits += 1
-            worst.prefer_lossless_if_smaller()
+def _measure_sensitivity(check: _DriftCheck, candidates, progress) -> None:
+    """Each lossy tensor's drift per unit of weight error, measured once per option
+    kind with that tensor alone at its coarsest option of the kind (the prediction
+    scales it by each option's weight error)."""
+    lossy = [c for c in candidates if c.options]
+    for c in _progress(lossy, "sensitivity", progress):
+        coarsest: dict[str, _lossy.Option] = {}
+        for o in c.options:  # ascending weight error
+            coarsest[o.kind] = o
+        for kind, o in coarsest.items():
+            d = check.probe_drift(c, o)
+            c.sensitivity[kind] = d / max(o.weight_error, 1e-12)
+
+
+def _steps(candidates) -> list[tuple[_Candidate, _lossy.Option, float]]:
+    """The greedy order: each step moves one tensor to a cheaper option, the step
+    saving the most bytes per unit of predicted squared drift first (each tensor's
+    steps along the lower convex hull of its (squared drift, bytes) points)."""
+    heap = []
+    hulls: dict[int, list] = {}
+    for c in candidates:
+        if not c.options:
+            continue
+        points = sorted(
+            ((c.predicted(o) ** 2, c.cost(o), o) for o in c.options),
+            key=lambda p: (p[0], p[1]),
+        )
+        hull = [(0.0, c.cost(None), None)]
+        for p in points:
+            if p[1] >= hull[-1][1]:
+                continue
+            while len(hull) >= 2 and _slope(hull[-2], hull[-1]) <= _slope(hull[-2], p):
+                hull.pop()
+            hull.append(p)
+        hulls[c.buffer] = hull
+        if len(hull) > 1:
+            heapq.heappush(heap, (-_slope(hull[0], hull[1]), c.buffer, 1, c))
+    order = []
+    while heap:
+        _, b, i, c = heapq.heappop(heap)
+        hull = hulls[b]
+        order.append((c, hull[i][2], hull[i][0] - hull[i - 1][0]))
+        if i + 1 < len(hull):
+            heapq.heappush(heap, (-_slope(hull[i], hull[i + 1]), b, i + 1, c))
+    return order
+
+
+def _slope(a, b) -> float:
+    """Bytes saved per unit of added squared drift from point a to point b."""
+    dd = b[0] - a[0]
+    saved = a[1] - b[1]
+    return saved / dd if dd > 0 else float("inf") * (1 if saved > 0 else 0)
+
+
+def _apply(candidates, steps, k: int) -> None:
+    for c in candidates:
+        c.option = None
+    for c, option, _ in steps[:k]:
+        c.option = option
+
+
+def _search(check, candidates, tolerance, bits, backed_off, notes) -> None:
+    """The longest prefix of the greedy order whose combination passes on the search
+    and the held-out samples, found with at most MAX_VERIFICATIONS verifications: the
+    first guess from the predicted drift, then guesses recalibrated by what was
+    measured, bisecting between the longest prefix that passed and the shortest that
+    failed. When those two are one step apart, that step is the culprit: it (and its
+    tensor's coarser steps) leaves the order and the search goes on past it."""
+    steps = _steps(candidates)
+    lo, hi = 0, len(steps) + 1  # lo passes (all exact); hi fails or is past the end
+    lo_drift: tuple[float, float | None] = (0.0, 0.0)
+    calibration = 1.0
+    failed: tuple[int, float] | None = None
+
+    def predicted() -> np.ndarray:
+        return np.sqrt(np.cumsum([0.0] + [s[2] for s in steps]))
+
+    def longest_within(limit: float) -> int:
+        return int(np.searchsorted(predicted(), limit, side="right")) - 1
+
+    def next_guess() -> int:
+        guess = longest_within(tolerance * _FIRST_TRY_FRACTION / calibration)
+        return guess if lo < guess < hi else (lo + hi) // 2
+
+    k = max(longest_within(tolerance * _FIRST_TRY_FRACTION), min(1, len(steps)))
+    for _ in range(MAX_VERIFICATIONS if steps else 0):
+        _apply(candidates, steps, k)
+        search, held = check.measure(candidates, tolerance)
+        worst = max(search, held or 0.0)
+        logging.info(
+            "tfedge.compress: %d of %d steps, drift %.4g (held out %s)",
+            k,
+            len(steps),
+            search,
+            "n/a" if held is None else f"{held:.4g}",
+        )
+        if worst <= tolerance:
+            lo, lo_drift = k, (search, held)
         else:
-            worst.bits = None
-        after = "lossless" if worst.bits is None else f"{worst.bits} bits"
-        backed_off.append(
-            f"{worst.row.name}: {before} bits -> {after} "
-            f"(its own drift {solo[worst.buffer]:.3g})"
-        )
-        solo.pop(worst.buffer, None)
-        drift = check.measure(candidates)
-        rounds += 1
-        logging.info("tfedge.compress: back-off round %d, drift %.4g", rounds, drift)
-    if drift > tolerance:
-        raise PackError(
-            f"output drift {drift:.4g} exceeds tolerance {tolerance:g} even with "
-            "every tensor packed losslessly: the interpreter's outputs are not "
-            "reproducible on these inputs"
-        )
-    return drift
-
-
-def _tighten(check: _DriftCheck, candidates, tolerance, drift, notes) -> None:
-    """Spend the tolerance left over: largest tensors first, one bit fewer at a time
-    while the whole model's drift stays within it (the error target only picks a
-    start)."""
-    start = {c.buffer: c.bits for c in candidates}
-    lossy = sorted(
-        (c for c in candidates if c.bits is not None and c.bits > 1),
-        key=lambda c: -c.row.original_bytes,
-    )
-    trials = 0
-    for c in lossy:
-        while c.bits > 1 and trials < _TIGHTEN_TRIALS:
-            before = c.bits
-            c.bits -= 1
-            trials += 1
-            trial = check.measure(candidates)
-            if trial > tolerance:
-                c.bits = before
-                break
-            drift = trial
-    lowered = [
-        f"{c.row.name} {start[c.buffer]}->{c.bits}"
-        for c in candidates
-        if c.bits is not None and start[c.buffer] != c.bits
-    ]
-    if lowered:
+            hi, failed = k, (k, worst)
+        if predicted()[k] > 0 and np.isfinite(worst):
+            calibration = max(worst / predicted()[k], 1e-6)
+        if hi == lo + 1 and hi <= len(steps) and failed is not None:
+            culprit, option, _ = steps[lo]
+            earlier = [o for c, o, _ in steps[:lo] if c is culprit]
+            before = earlier[-1] if earlier else None
+            backed_off.append(
+                f"{culprit.row.name}: {option.label} -> "
+                f"{'exact' if before is None else before.label} (the model drifted "
+                f"{failed[1]:.3g} with it)"
+            )
+            steps = steps[:lo] + [s for s in steps[lo + 1 :] if s[0] is not culprit]
+            hi, failed = len(steps) + 1, None
+        if hi - lo <= 1:
+            break
+        k = next_guess()
+        if k == lo:
+            break
+    _apply(candidates, steps, lo)
+    check.search_drift, check.held_out_drift = lo_drift
+    if failed is not None and failed[0] > lo:
+        undone = {c.buffer: o for c, o, _ in steps[: failed[0]]}
+        for c in candidates:
+            if c.buffer in undone and undone[c.buffer] is not c.option:
+                now = "exact" if c.option is None else c.option.label
+                backed_off.append(
+                    f"{c.row.name}: {undone[c.buffer].label} -> {now} (the model "
+                    f"drifted {failed[1]:.3g} with it)"
+                )
+    if bits is not None:
+        for c in candidates:
+            if c.options and c.option is None:
+                backed_off.append(
+                    f"{c.row.name}: {bits} bits -> exact (its own drift "
+                    f"{c.predicted(c.options[0]):.3g})"
+                )
+    if steps and lo == 0:
         notes.append(
-            f"tolerance left over spent on fewer bits ({', '.join(lowered)}); "
-            f"drift {drift:.3g}"
+            f"no lossy coding met the tolerance {tolerance:g} on the samples: every "
+            "tensor was packed losslessly"
         )
+    notes.append(
+        f"lossy search: {len(steps)} steps over "
+        f"{sum(1 for c in candidates if c.options)} tensors, {lo} taken; "
+        f"{check.runs} model runs"
+    )
 
 
 def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
@@ -533,6 +796,10 @@ def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
             continue
         overhead = _tflm.GRAPH_OVERHEAD_BYTES
         if lut.size + overhead >= cand.row.original_bytes:
+            if cand.option is not None and job.check is not None:
+                # The search measured this tensor shared; written raw, the model's
+                # drift is measured again below, not taken from the search.
+                job.check.search_drift = job.check.held_out_drift = None
             cand.drop(
                 f"no gain: LUT encoding {lut.size} bytes plus graph overhead is not "
                 f"smaller than {cand.row.original_bytes} bytes"
@@ -554,7 +821,9 @@ def _write_tflm(job: _Job, num_samples: int, seed: int) -> Packed:
         f"TFLM: flash size {len(out)} bytes (the file); TFLM_DECODE scratch "
         f"{scratch} bytes (decoded tensors alive at once)"
     )
-    decoded_model = _simulated(job.data, job.candidates)
+    decoded_model = _Patcher(job.data, job.candidates).bytes_with(
+        {c.buffer: c.decoded for c in job.candidates if c.option is not None}
+    )
     job.notes.append(_verify_tflm(out, decoded_model, num_samples, seed))
     report = job.report(
         len(out), set(encodings), decoded_model, tflm_scratch_bytes=scratch

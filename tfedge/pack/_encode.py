@@ -307,8 +307,9 @@ def share(arr: np.ndarray, bits: int, *, init: str = "linear", seed: int = 0) ->
     codebook_u, remap = np.unique(_uint_view(codebook), return_inverse=True)
     codebook = codebook_u.view(arr.dtype)
     indices = remap.reshape(-1)[indices]
-    err = float(np.linalg.norm(codebook[indices].astype(np.float64) - values))
-    ref = float(np.linalg.norm(values))
+    # Norms without BLAS (numpy's norm calls dot, slow when cores are shared).
+    err = math.sqrt(float(np.sum(np.square(codebook[indices] - values))))
+    ref = math.sqrt(float(np.sum(np.square(values))))
     return Shared(bits, codebook, indices, err / ref if ref > 0 else err)
 
 

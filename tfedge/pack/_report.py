@@ -88,6 +88,15 @@ class Report:
     notes: list[str] = field(default_factory=list)
     format_version: int = 1
     tflm_scratch_bytes: int | None = None  # target="tflm": TFLM_DECODE scratch memory
+    # `drift` is the written file's drift on the search samples; `held_out_drift` on
+    # samples the search never saw (None when there were none); `search_drift` what
+    # the search measured for the same values (equal by construction).
+    held_out_drift: float | None = None
+    search_drift: float | None = None
+    # Wall-clock and CPU seconds of each stage (reading, encoding, samples,
+    # sensitivity, search, writing, final check).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -155,11 +164,16 @@ class Report:
         wb, wa = self.weight_bytes
         mode = "lossless" if self.lossless else f"lossy, tolerance {self.tolerance:g}"
         drift = "not measured" if self.drift is None else f"{self.drift:.3g}"
+        if self.held_out_drift is not None:
+            drift += f" (held-out samples: {self.held_out_drift:.3g})"
         footer = [
             f"weights: {wb} -> {wa} bytes ({wb / max(wa, 1):.2f}x); file: "
             f"{self.original_bytes} -> {self.packed_bytes} bytes ({self.ratio:.2f}x)",
             f"mode: {mode}; measured output drift: {drift}",
         ]
+        if self.stage_seconds:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items())
+            footer.append(f"seconds: {stages}")
         if not every and len(rows) < len(self.tensors):
             footer.insert(
                 0,

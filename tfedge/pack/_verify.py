@@ -287,3 +287,202 @@ def tflite_metric(
         it.invoke()
         preds.append(np.array(it.get_tensor(out["index"])))
     return float((metric or top1_accuracy)(y, np.concatenate(preds)))
+
+
+# ---------------------------------------------------------------------------------
+# Inputs in the ranges the model takes, a held-out set, and the blindness check.
+
+# Name of the TFLite Support metadata buffer (metadata_schema.fbs, ModelMetadata).
+_SUPPORT_METADATA = "TFLITE_METADATA"
+# TFLite Support's ProcessUnitOptions union: NormalizationOptions is member 1.
+_NORMALIZATION_OPTIONS = 1
+# An image model's raw input is 8-bit pixels: metadata normalisation (x - mean) / std
+# maps [0, 255] to the range the model takes.
+_PIXEL_RANGE = (0.0, 255.0)
+# Outputs that move by less than this fraction of their own magnitude across all the
+# samples carry no information about the weights (e.g. a wake-word score that stays at
+# 0 on generated inputs): a drift check on them is blind.
+BLIND_SPREAD = 1e-3
+
+
+def _fb_table(buf, pos: int):
+    from flatbuffers.table import Table
+
+    return Table(buf, pos)
+
+
+def _fb_offset(tab, field: int) -> int:
+    return tab.Offset(4 + 2 * field)
+
+
+def _fb_tables(tab, field: int) -> list:
+    o = _fb_offset(tab, field)
+    if not o:
+        return []
+    start, n = tab.Vector(o), tab.VectorLen(o)
+    return [_fb_table(tab.Bytes, tab.Indirect(start + 4 * k)) for k in range(n)]
+
+
+def _fb_sub(tab, field: int):
+    o = _fb_offset(tab, field)
+    return _fb_table(tab.Bytes, tab.Indirect(o + tab.Pos)) if o else None
+
+
+def _fb_floats(tab, field: int) -> np.ndarray | None:
+    from flatbuffers import number_types
+
+    o = _fb_offset(tab, field)
+    if not o:
+        return None
+    return np.asarray(tab.GetVectorAsNumpy(number_types.Float32Flags, o), np.float64)
+
+
+def _support_input_ranges(model_bytes: bytes) -> list[tuple[float, float] | None]:
+    """The (low, high) range of each input of subgraph 0 that TFLite Support metadata
+    gives: its Stats min/max, else its NormalizationOptions applied to 8-bit pixels.
+    Empty when the model has no such metadata (or it does not parse)."""
+    import struct
+
+    from tfedge.tflite import buffer_data, read, tensor_name
+
+    model = read(model_bytes)
+    meta = next(
+        (m for m in model.metadata or [] if tensor_name(m) == _SUPPORT_METADATA), None
+    )
+    if meta is None:
+        return []
+    buf = bytearray(buffer_data(model, meta.buffer).tobytes())
+    try:
+        root = _fb_table(buf, int.from_bytes(buf[:4], "little"))
+        subgraphs = _fb_tables(root, 3)  # ModelMetadata.subgraph_metadata
+        if not subgraphs:
+            return []
+        ranges: list[tuple[float, float] | None] = []
+        for tensor in _fb_tables(subgraphs[0], 2):  # input_tensor_metadata
+            ranges.append(_tensor_range(tensor))
+        return ranges
+    except (IndexError, ValueError, struct.error):
+        return []  # malformed metadata: fall back to the generic generator
+
+
+def _tensor_range(tensor) -> tuple[float, float] | None:
+    from flatbuffers import number_types
+
+    stats = _fb_sub(tensor, 5)  # TensorMetadata.stats
+    if stats is not None:
+        high, low = _fb_floats(stats, 0), _fb_floats(stats, 1)  # Stats.max, Stats.min
+        if high is not None and low is not None and high.size and low.size:
+            lo, hi = float(np.min(low)), float(np.max(high))
+            if np.isfinite(lo) and np.isfinite(hi) and lo < hi:
+                return lo, hi
+    for unit in _fb_tables(tensor, 4):  # TensorMetadata.process_units
+        o = _fb_offset(unit, 0)
+        kind = unit.Get(number_types.Uint8Flags, o + unit.Pos) if o else 0
+        if kind != _NORMALIZATION_OPTIONS:
+            continue
+        o = _fb_offset(unit, 1)
+        if not o:
+            continue
+        options = _fb_table(unit.Bytes, 0)
+        unit.Union(options, o)
+        mean, std = _fb_floats(options, 0), _fb_floats(options, 1)
+        if mean is None or std is None or not mean.size or not std.size:
+            continue
+        if np.any(std == 0):
+            continue
+        ends = [(p - mean) / std for p in _PIXEL_RANGE]
+        lo, hi = float(np.min(ends)), float(np.max(ends))
+        if np.isfinite(lo) and np.isfinite(hi) and lo < hi:
+            return lo, hi
+    return None
+
+
+def _generate_in(
+    detail: dict, rng: np.random.Generator, value_range, i: int
+) -> np.ndarray:
+    """One generated input: float inputs uniform in their known range, else N(0, 1)
+    and uniform in [-1, 1] on alternate samples; other dtypes as `_generate`."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind != "f":
+        return _generate(detail, rng)
+    shape = [int(s) if s > 0 else 1 for s in detail["shape"]]
+    sig = detail.get("shape_signature")
+    if sig is not None and len(sig) == len(shape):
+        shape = [int(s) if s > 0 else 1 for s in sig]
+    if value_range is not None:
+        return rng.uniform(*value_range, shape).astype(dtype)
+    if i % 2:
+        return rng.uniform(-1.0, 1.0, shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def make_sample_sets(
+    runner: ModelRunner, data, num_samples: int, seed: int = 0
+) -> tuple[list, list | None, str]:
+    """Search samples and held-out samples, each as `make_samples` gives them, and a
+    sentence saying where they come from.
+
+    With `data`, its samples alternate between the two sets (held out is None when
+    fewer than two samples are given). Without, inputs are generated in the ranges
+    the model takes: an int8/uint8 input over its whole quantized range, a float input
+    in the range its TFLite Support metadata gives (Stats, or the normalisation of
+    8-bit pixels), else N(0, 1) and uniform in [-1, 1] on alternate samples; the
+    held-out set is drawn the same way from another seed.
+    """
+    if data is not None:
+        both = make_samples(runner, data, 2 * num_samples, seed)
+        search = [entry[0::2] for entry in both]
+        held = [entry[1::2] for entry in both]
+        if any(not h for h in held):
+            return search, None, "representative data (too few samples to hold any out)"
+        return search, held, "representative data, alternate samples held out"
+    ranges = _support_input_ranges(runner.model_bytes)
+    sets = []
+    for s in (seed, seed + 1):
+        rng = np.random.default_rng([s, 0x7F3D])
+        sets.append(
+            [
+                [
+                    [
+                        _generate_in(
+                            d,
+                            rng,
+                            ranges[k] if e == 0 and k < len(ranges) else None,
+                            i,
+                        )
+                        for k, d in enumerate(entry.inputs)
+                    ]
+                    for i in range(num_samples)
+                ]
+                for e, entry in enumerate(runner.entries)
+            ]
+        )
+    where = (
+        "generated in the input ranges of the model's metadata"
+        if any(r is not None for r in ranges)
+        else "generated (float inputs N(0, 1) and uniform in [-1, 1], integer inputs "
+        "over their quantized range)"
+    )
+    return sets[0], sets[1], where
+
+
+def blind_outputs(reference) -> bool:
+    """Whether no float output moves across the samples by more than BLIND_SPREAD of
+    its magnitude (then no weight change can be judged by the drift). A single sample
+    cannot show movement: not judged blind."""
+    if all(len(entry) < 2 for entry in reference):
+        return False
+    for entry in reference:
+        if len(entry) < 2:
+            continue
+        for j in range(len(entry[0])):
+            ys = [s[j] for s in entry]
+            if ys[0].dtype.kind != "f" or not ys[0].size:
+                if any(not np.array_equal(ys[0], y) for y in ys[1:]):
+                    return False
+                continue
+            scale = max(float(np.max(np.abs(y))) for y in ys)
+            spread = max(float(np.max(np.abs(y - ys[0]))) for y in ys[1:])
+            if scale > _EPS and spread > BLIND_SPREAD * scale:
+                return False
+    return True

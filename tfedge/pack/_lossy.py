@@ -1,0 +1,256 @@
+"""The lossy options of one weight tensor, each with its exact payload size and the
+exact values its payload decodes to (what the drift search measures is written).
+
+Numpy only. Two kinds of option, at 1-8 bits:
+- per-tensor sharing: one k-means codebook for the tensor (Deep Compression stage 2);
+- per-channel scaled sharing: each output channel (the first axis of a [O, ...] kernel,
+  the last of a depthwise [1, H, W, C] one) is divided by its largest magnitude, the
+  scaled values share one k-means codebook, and each channel's codebook is that codebook
+  times its scale, refined by a few Lloyd steps within the channel. Channels whose
+  ranges differ (depthwise kernels, per-channel-quantized kernels) then get as many
+  levels each as one codebook gives the whole tensor. Stored as per-channel codebooks
+  (docs/FORMAT.md, version 2).
+Exact zeros (pruned weights) stay exact in both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfedge import codecs
+from tfedge.pack import _encode
+
+# The largest relative weight error ||w - w'|| / ||w|| any tensor may take in the
+# automatic mode, whatever the drift check says: 3-bit k-means of Gaussian weights
+# gives 0.19 (Lloyd-Max), so 3 bits stay reachable, while 1-2 bit codings (0.34-0.60)
+# and zeroed kernels (1.0) are never chosen on the word of a check that may be blind.
+MAX_WEIGHT_ERROR = 0.2
+# Tensors with fewer elements than this stay exact in the automatic mode: below it a
+# shared tensor saves at most a few hundred bytes, which the decode operator, payload
+# header and codebook mostly take back, while its errors reach the outputs undamped
+# (Deep Compression shares kernels, not biases; biases stay exact whatever their size).
+LOSSY_MIN_ELEMENTS = 256
+# A sparse layout of shared weights is sized only when exact zeros (pruned weights)
+# are at least this fraction: below it Huffman codes the zero index in about two bits
+# or fewer, which a relative index does not beat, and sizing it costs a search over
+# gap widths.
+_LOSSY_SPARSE_MIN_FILL = 0.3
+# Per-channel codebooks are tried only while their tables take at most this fraction
+# of the tensor's raw bytes (beyond that the per-tensor codebook is smaller anyway).
+_CHANNEL_TABLE_MAX_FRACTION = 0.25
+# Lloyd refinement steps of each channel's codebook after the shared k-means.
+_CHANNEL_LLOYD_STEPS = 2
+# Per-channel codebooks are tried up to this many bits (the table-size bound above
+# still applies): channels whose ranges differ widely (constant-Q filter banks, folded
+# batch norms) need 7-8 bits per channel to match int8 per-channel quantization.
+CHANNEL_MAX_BITS = 8
+# Per-channel codebooks are tried only when the largest channel's range is at least
+# this many times the median channel's: with ranges alike, the per-tensor codebook
+# gives each channel as many levels without the tables.
+CHANNEL_MIN_SPREAD = 1.5
+
+
+@dataclass
+class Option:
+    """One way to write a tensor: `decoded` is exactly what its payload expands to."""
+
+    label: str  # "lossless", "5 bits", "4 bits/channel"
+    bits: int | None  # index bits; None for lossless
+    payload_bytes: int  # the exact payload size
+    weight_error: float
+    decoded: np.ndarray  # uint8, the tensor's bytes after decoding
+    kind: str = "tensor"  # "tensor" or "channel" codebooks (lossy options)
+    _kwargs: dict | None = None  # encode_payload arguments (lossy options)
+    _encoded: _encode.Encoded | None = None
+    sparsity: float = 0.0
+    entropy_bytes: float = 0.0
+
+    @property
+    def lossless(self) -> bool:
+        return self.bits is None
+
+    def encoded(self) -> _encode.Encoded:
+        if self._encoded is None:
+            payload = codecs.encode_payload(**self._kwargs)
+            self._encoded = _encode.Encoded(
+                payload=payload,
+                encoding=_encode._describe(payload),
+                bits=self.bits,
+                sparsity=self.sparsity,
+                decoded=self.decoded,
+                weight_error=self.weight_error,
+                entropy_bytes=self.entropy_bytes,
+                lossless=False,
+            )
+        return self._encoded
+
+
+def lossless_option(enc: _encode.Encoded) -> Option:
+    return Option(
+        "lossless",
+        None,
+        len(enc.payload),
+        0.0,
+        enc.decoded,
+        _encoded=enc,
+        sparsity=enc.sparsity,
+        entropy_bytes=enc.entropy_bytes,
+    )
+
+
+def _norm(x: np.ndarray) -> float:
+    """The L2 norm without BLAS (numpy's norm calls dot, slow when cores are
+    shared)."""
+    return math.sqrt(float(np.sum(np.square(x))))
+
+
+def _relative_error(decoded: np.ndarray, values: np.ndarray) -> float:
+    v = values.astype(np.float64)
+    ref = _norm(v)
+    err = _norm(decoded.astype(np.float64) - v)
+    return err / ref if ref > 0 else err
+
+
+def _smallest(options: list[dict]) -> tuple[dict, int]:
+    sizes = [codecs.payload_size(**kw) for kw in options]
+    i = int(np.argmin(sizes))
+    return options[i], sizes[i]
+
+
+def shared_option(ttype: int, values: np.ndarray, shared: _encode.Shared) -> Option:
+    """Per-tensor sharing: the smallest layout of one k-means assignment."""
+    codebook, indices = shared.codebook, shared.indices
+    index_bits = max(1, math.ceil(math.log2(max(codebook.size, 1))))
+    layouts = _encode._codebook_options(ttype, values, codebook, indices, index_bits)
+    kwargs, size = _smallest(
+        [kw for kw in layouts if kw["layout"] == "dense" or _sparse_pays(kw)]
+    )
+    decoded = np.ascontiguousarray(codebook[indices])
+    return Option(
+        f"{shared.bits} bits",
+        index_bits,
+        size,
+        shared.weight_error,
+        decoded.view(np.uint8).reshape(-1),
+        _kwargs=kwargs,
+        sparsity=float(np.mean(decoded == 0)) if decoded.size else 0.0,
+        entropy_bytes=_encode._entropy_bytes(
+            indices, None, codebook.size * values.itemsize
+        ),
+    )
+
+
+def _sparse_pays(kwargs: dict) -> bool:
+    """Whether a sparse layout of a shared tensor is worth sizing: its fill (the most
+    common index) must be exact zero and fill at least _LOSSY_SPARSE_MIN_FILL."""
+    fill = int(kwargs["fill"])
+    if kwargs["codebook"][fill] != 0:
+        return False
+    return float(np.mean(kwargs["indices"] == fill)) >= _LOSSY_SPARSE_MIN_FILL
+
+
+def channel_layout(shape, n: int) -> tuple[int, int] | None:
+    """(channels, run) of the output channels: the first axis when it has more than
+    one entry, else the last (a depthwise [1, H, W, C] kernel)."""
+    layouts = _encode._channel_layouts(shape, n)
+    return layouts[0] if layouts else None
+
+
+def channel_option(
+    ttype: int, values: np.ndarray, bits: int, channels: int, run: int
+) -> Option | None:
+    """Per-channel scaled sharing at `bits` (see the module docstring), or None when
+    its tables would be too large, the channels' ranges are alike or the dtype is not
+    float."""
+    if values.dtype.kind != "f":
+        return None
+    k = 2**bits
+    n = values.size
+    if channels * k * values.itemsize > _CHANNEL_TABLE_MAX_FRACTION * values.nbytes:
+        return None
+    w = values.astype(np.float64)
+    channel = (np.arange(n, dtype=np.int64) // run) % channels
+    scale = np.zeros(channels)
+    np.maximum.at(scale, channel, np.abs(w))
+    scale[scale == 0] = 1.0
+    if scale.max() < CHANNEL_MIN_SPREAD * np.median(scale):
+        return None  # channels alike: one codebook serves them as well
+    u = w / scale[channel]
+    zeros = w == 0.0
+    keep_zero = n and zeros.mean() >= _encode._PRUNED_MIN_ZEROS
+    if keep_zero:
+        nz = u[~zeros]
+        if not nz.size:
+            return None
+        centroids, _ = codecs.kmeans_1d(nz, k - 1)
+        centroids = np.concatenate([[0.0], centroids])
+    else:
+        centroids, _ = codecs.kmeans_1d(u, k)
+    centroids = np.sort(centroids)
+    k = centroids.size
+    book = scale[:, None] * centroids[None, :]  # (C, K) float64
+    for step in range(_CHANNEL_LLOYD_STEPS + 1):
+        book = _as_dtype(book, values.dtype)
+        if keep_zero:
+            book[:, 0] = 0.0
+        labels = _nearest(u, channel, np.clip(book / scale[:, None], -1.0, 1.0))
+        if keep_zero:
+            labels[zeros] = 0
+        if step == _CHANNEL_LLOYD_STEPS:
+            break
+        cell = channel * k + labels
+        counts = np.bincount(cell, minlength=channels * k).reshape(channels, k)
+        sums = np.bincount(cell, weights=w, minlength=channels * k).reshape(channels, k)
+        filled = counts > 0
+        book = np.where(filled, sums / np.maximum(counts, 1), book)
+    codebook = book.astype(values.dtype)
+    decoded = codebook[channel, labels]
+    options = [
+        dict(
+            element_type=ttype,
+            element_size=values.itemsize,
+            count=n,
+            layout="dense",
+            value_kind="channel_codebook",
+            codebook=codebook,
+            indices=labels,
+            channel_run=run,
+        )
+    ]
+    if keep_zero and np.mean(labels == 0) >= _encode._SPARSE_MIN_FILL:
+        options.append(dict(options[0], layout="sparse", fill=0))
+    kwargs, size = _smallest(options)
+    return Option(
+        f"{bits} bits/channel",
+        max(1, math.ceil(math.log2(k))),
+        size,
+        _relative_error(decoded, values),
+        np.ascontiguousarray(decoded).view(np.uint8).reshape(-1),
+        kind="channel",
+        _kwargs=kwargs,
+        sparsity=float(np.mean(decoded == 0)),
+        entropy_bytes=_encode._entropy_bytes(
+            labels, None, codebook.size * values.itemsize
+        ),
+    )
+
+
+def _as_dtype(book: np.ndarray, dtype) -> np.ndarray:
+    """The codebook rounded to the tensor's dtype, sorted within each channel, as
+    float64 (what decoding gives)."""
+    return np.sort(book.astype(dtype).astype(np.float64), axis=1)
+
+
+def _nearest(u: np.ndarray, channel: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """Index of the nearest entry of each scaled element's channel codebook (rows
+    ascending, scaled like `u` into [-1, 1]): one search over every channel's
+    midpoints, each channel shifted by 4 so that they stay apart and sorted."""
+    k = book.shape[1]
+    if k == 1:
+        return np.zeros(u.size, np.int64)
+    mids = (book[:, 1:] + book[:, :-1]) / 2 + 4.0 * np.arange(book.shape[0])[:, None]
+    found = np.searchsorted(mids.reshape(-1), u + 4.0 * channel, side="right")
+    return found - channel * (k - 1)
