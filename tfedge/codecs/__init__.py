@@ -7,6 +7,8 @@
 * `pack_bits` / `unpack_bits`: fixed-width bit packing, 1..8 bits, MSB first.
 * `code_lengths` / `canonical_codes` / `check_lengths`: Huffman code construction.
 * `kmeans_1d` / `quantize_error`: 1-D k-means weight sharing (Deep Compression).
+* `weighted_kmeans_1d` / `ecsq_1d` / `ecsq_search` / `rate_distortion`: Hessian-weighted
+  k-means and entropy-constrained scalar quantization (Choi et al. 2017).
 * `relative_index` / `positions_from_gaps`: the sparse relative index with fillers.
 * `crc32`, `entropy_bits`.
 * `decoded_bound`, `EXPANSION_RATIO`, `EXPANSION_FLOOR`, `MAX_BLOCK_SIZE`: the
@@ -17,6 +19,13 @@ from __future__ import annotations
 
 from tfedge.codecs._bitpack import pack_bits, unpack_bits
 from tfedge.codecs._crc import crc32
+from tfedge.codecs._ecsq import (
+    RateDistortion,
+    ecsq_1d,
+    ecsq_search,
+    rate_distortion,
+    weighted_kmeans_1d,
+)
 from tfedge.codecs._huffman import (
     MAX_CODE_LENGTH,
     canonical_codes,
@@ -70,6 +79,7 @@ __all__ = [
     "PayloadHeader",
     "PayloadInfo",
     "QuantizeError",
+    "RateDistortion",
     "StreamInfo",
     "TFLITE_ELEMENT_SIZES",
     "canonical_codes",
@@ -79,6 +89,8 @@ __all__ = [
     "decode_payload",
     "decoded_bound",
     "decode_stream",
+    "ecsq_1d",
+    "ecsq_search",
     "default_block_size",
     "encode_payload",
     "encode_stream",
@@ -91,10 +103,12 @@ __all__ = [
     "payload_size",
     "positions_from_gaps",
     "quantize_error",
+    "rate_distortion",
     "read_header",
     "relative_index",
     "stream_info",
     "stream_size",
     "stream_size_from_frequencies",
     "unpack_bits",
+    "weighted_kmeans_1d",
 ]
