@@ -405,3 +405,188 @@ def test_layer_without_kernel_and_all_zero_kernel():
     model.get_layer("d1").kernel.assign(np.zeros((24, 8), "float32"))
     with pytest.raises(ValueError, match="kernel of layer 'd1' is all zeros"):
         share_weights(model, bits=2)
+
+
+# --- Hessian-weighted k-means and ECSQ (Choi et al. 2017) ----------------------------
+
+# ECSQ rates on a fixed kernel, from "almost k-means" to "a handful of clusters".
+ECSQ_RATES = (0.0, 0.01, 0.1, 0.5)
+# The Hessian-weighted clustering must cut the weighted error of plain k-means by at
+# least this factor on a kernel whose curvature is concentrated on few weights (the
+# codec test measures about 0.5 on such data; 0.9 leaves room for the small kernel).
+HESSIAN_GAIN = 0.9
+
+
+def _weighted_error(wrapper, original, h):
+    shared = wrapper.shared_values()
+    keep = original != 0
+    return float(np.sum(h[keep] * (shared[keep] - original[keep]) ** 2))
+
+
+def _entropy(wrapper, original):
+    from tfedge.codecs import entropy_bits
+
+    return entropy_bits(wrapper.indices.numpy()[original != 0])
+
+
+def test_hessian_weighting_lowers_weighted_error_vs_plain_kmeans():
+    layer = _pruned_dense(units=60, inputs=50, fraction=0.3)
+    w = layer.kernel.numpy()
+    rng = np.random.default_rng(2)
+    h = np.where(np.abs(w) > np.quantile(np.abs(w), 0.9), 30.0, 1.0) * rng.gamma(
+        2.0, size=w.shape
+    )
+    plain = WeightSharingWrapper(_pruned_dense(60, 50, 0.3), bits=3)
+    plain.build((None, 50))
+    weighted = WeightSharingWrapper(layer, bits=3, method="hessian", importance=h)
+    weighted.build((None, 50))
+    assert _weighted_error(weighted, w, h) < HESSIAN_GAIN * _weighted_error(plain, w, h)
+
+
+def test_ecsq_larger_rate_gives_lower_entropy_and_higher_distortion():
+    w = _pruned_dense(units=60, inputs=50, fraction=0.3).kernel.numpy()
+    entropy, error = [], []
+    for rate in ECSQ_RATES:
+        wrapper = WeightSharingWrapper(
+            _pruned_dense(units=60, inputs=50, fraction=0.3),
+            bits=5,
+            method="ecsq",
+            rate=rate,
+        )
+        wrapper.build((None, 50))
+        assert wrapper.used_rate == rate
+        entropy.append(_entropy(wrapper, w))
+        error.append(_weighted_error(wrapper, w, np.ones_like(w)))
+    assert all(a > b for a, b in zip(entropy, entropy[1:], strict=False)), entropy
+    assert all(a < b for a, b in zip(error, error[1:], strict=False)), error
+
+
+@pytest.mark.parametrize("target", [None, 2.0])
+def test_ecsq_without_rate_meets_the_entropy_target(target):
+    layer = _pruned_dense(units=60, inputs=50, fraction=0.3)
+    w = layer.kernel.numpy()
+    wrapper = WeightSharingWrapper(layer, bits=5, method="ecsq", target_bits=target)
+    wrapper.build((None, 50))
+    goal = 3.0 if target is None else target  # default: bits - 2
+    assert _entropy(wrapper, w) <= goal and wrapper.used_rate > 0
+
+
+def test_hessian_from_data_and_from_adam_moments():
+    x, y = _data(n=32)
+    base = _compile(_convnet(prune_fraction=0.5), run_eagerly=True)
+    with pytest.raises(ValueError, match="hessian_data"):
+        share_weights(base, bits=3, method="hessian")  # no data, never trained
+    from_data = share_weights(
+        base, bits=3, method="hessian", hessian_data=(x, y), hessian_batches=1
+    )
+    base.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    from_adam = share_weights(base, bits=3, method="hessian")
+    from tfedge.codecs import weighted_kmeans_1d
+
+    velocity = {v.name: v.numpy() for v in base.optimizer.variables}
+    d1 = base.get_layer("d1")
+    w = d1.kernel.numpy()
+    h = velocity[f"{d1.kernel.path.replace('/', '_')}_velocity"]
+    # Training moved the zeros: no code is reserved for them, 8 clusters.
+    k = from_adam.get_layer("d1").clusters
+    _, labels = weighted_kmeans_1d(w[w != 0], k, h[w != 0])
+    np.testing.assert_array_equal(
+        from_adam.get_layer("d1").indices.numpy()[w != 0], labels
+    )
+    assert from_data.get_layer("d1").method == "hessian"
+
+
+@pytest.mark.parametrize("method", ["hessian", "ecsq"])
+def test_rate_distortion_wrapper_trains_in_fit_and_strips_to_shared_values(method):
+    x, y = _data(n=32)
+    model = share_weights(
+        _convnet(prune_fraction=0.5),
+        bits=3,
+        method=method,
+        hessian_data=(x, y),
+        hessian_batches=1,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    _compile(model, run_eagerly=True)
+    before = model.get_layer("d1").centroids.numpy().copy()
+    indices = model.get_layer("d1").indices.numpy().copy()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    wrapper = model.get_layer("d1")
+    assert not np.array_equal(wrapper.centroids.numpy(), before)
+    np.testing.assert_array_equal(wrapper.indices.numpy(), indices)
+    table = np.append(wrapper.centroids.numpy(), np.float32(0))
+    stripped = strip(model).get_layer("d1").kernel.numpy()
+    np.testing.assert_array_equal(stripped, table[indices])
+
+
+RD_CONFIGS = {
+    "hessian": dict(method="hessian"),
+    "ecsq-rate": dict(method="ecsq", rate=0.05),
+    "ecsq-target": dict(method="ecsq", target_bits=2.5),
+}
+
+
+@pytest.mark.parametrize("options", RD_CONFIGS.values(), ids=RD_CONFIGS.keys())
+def test_rate_distortion_config_round_trip(options):
+    wrapper = WeightSharingWrapper(keras.layers.Dense(3, name="fc"), bits=4, **options)
+    config = wrapper.get_config()
+    assert {k: config[k] for k in options} == options
+    assert WeightSharingWrapper.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("method", ["hessian", "ecsq"])
+def test_rate_distortion_keras_save_load_gives_equal_predictions(tmp_path, method):
+    x, y = _data(n=32)
+    model = _compile(
+        share_weights(
+            _convnet(prune_fraction=0.5),
+            bits=3,
+            method=method,
+            hessian_data=(x, y),
+            hessian_batches=1,
+            loss="sparse_categorical_crossentropy",
+        ),
+        run_eagerly=True,
+    )
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    path = str(tmp_path / f"{method}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("d1").method == method
+    np.testing.assert_array_equal(
+        loaded.get_layer("d1").indices.numpy(), model.get_layer("d1").indices.numpy()
+    )
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=OUTPUT_ATOL
+    )
+
+
+BAD_RD_ARGS = {
+    "method": (dict(method="lloyd"), "method"),
+    "negative-rate": (dict(method="ecsq", rate=-0.1), "rate"),
+    "bool-rate": (dict(method="ecsq", rate=True), "rate"),
+    "target-too-big": (dict(method="ecsq", target_bits=9), "target_bits"),
+    "rate-and-target": (dict(method="ecsq", rate=0.1, target_bits=2), "not both"),
+    "rate-for-kmeans": (dict(rate=0.1), "ecsq"),
+    "random-init": (dict(method="ecsq", init="random"), "init"),
+}
+
+
+@pytest.mark.parametrize("kwargs, match", BAD_RD_ARGS.values(), ids=BAD_RD_ARGS.keys())
+def test_bad_rate_distortion_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WeightSharingWrapper(keras.layers.Dense(3), **kwargs)
+    with pytest.raises(ValueError, match=match):
+        share_weights(_convnet(), **kwargs)
+
+
+def test_hessian_needs_importance():
+    layer = _pruned_dense()
+    with pytest.raises(ValueError, match="importance"):
+        WeightSharingWrapper(layer, method="hessian").build((None, 30))
+    with pytest.raises(ValueError, match="single layer"):
+        share_weights(_pruned_dense(), method="hessian")
+    with pytest.raises(ValueError, match="shape"):
+        WeightSharingWrapper(
+            _pruned_dense(), method="hessian", importance=np.ones((2, 2))
+        ).build((None, 30))

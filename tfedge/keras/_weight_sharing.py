@@ -10,6 +10,27 @@ where pruned weights (exact zeros when the layer is wrapped) point at the extra,
 constant zero slot and therefore stay zero. The gradient of a gather is a scatter-add,
 so autodiff gives each centroid exactly the sum of the gradients of its member weights,
 the paper's eq. 3:  dL/dC_k = sum_ij dL/dW_ij * 1(I_ij = k).
+
+How the indices are chosen (`method`; Choi, El-Khamy and Lee 2017, "Towards the Limit
+of Network Quantization"):
+
+- "kmeans": Deep Compression's plain 1-D k-means (minimum squared error).
+- "hessian": Hessian-weighted k-means: the error of each weight counts in proportion to
+  its importance h (the loss curvature's diagonal), so the clusters follow the weights
+  the loss is sensitive to. h is the mean of squared per-example gradients over
+  `hessian_data` (`tfedge.keras.estimate_hessian`'s estimate), or Adam's second moments
+  (the optimizer's `velocity` of each kernel) when the model was trained with Adam and
+  no `hessian_data` is given.
+- "ecsq": entropy-constrained scalar quantization: a Lloyd-like iteration from evenly
+  spaced ("uniform") centroids whose assignment cost is the (h-weighted, when h is
+  available as above, else unweighted) squared error plus `rate` times the index's code
+  length -log2 p. `rate` (lambda) is in units of the layer's weight variance per bit
+  (see `tfedge.codecs.ecsq_1d`); `rate=None` searches, per layer, the smallest lambda
+  whose index entropy is at most `target_bits` bits per non-zero weight (default
+  `bits - 2`, at least 1: a quarter to a half of the fixed-width index), which the
+  Huffman coder of `tfedge.compress` then nearly reaches.
+
+Training afterwards is the same for every method: only the centroids learn (eq. 3).
 """
 
 from __future__ import annotations
@@ -24,7 +45,14 @@ from keras import ops
 
 from tfedge.keras import _kernel_swap
 
-__all__ = ["DEFAULT_BITS", "WeightSharingWrapper", "default_bits", "share_weights"]
+__all__ = [
+    "DEFAULT_BITS",
+    "METHODS",
+    "WeightSharingWrapper",
+    "default_bits",
+    "default_target_bits",
+    "share_weights",
+]
 
 # The paper's choice: 8 bits for convolution layers, 5 for fully-connected ones. Layers
 # that are neither (EinsumDense, ...) get the fully-connected value.
@@ -39,6 +67,18 @@ _CONV_TYPES = (
 )
 _INITS = ("linear", "density", "random")
 _MIN_BITS, _MAX_BITS = 1, 8
+METHODS = ("kmeans", "hessian", "ecsq")
+# The entropy target of `method="ecsq", rate=None`: this many bits below the
+# fixed-width index, and never below _MIN_TARGET_BITS.
+_TARGET_BELOW_BITS = 2
+_MIN_TARGET_BITS = 1.0
+# Examples per gradient batch when estimating the curvature from `hessian_data` arrays.
+_HESSIAN_BATCH_SIZE = 32
+
+
+def default_target_bits(bits: int) -> float:
+    """ECSQ's default index entropy per non-zero weight: max(bits - 2, 1)."""
+    return max(float(bits - _TARGET_BELOW_BITS), _MIN_TARGET_BITS)
 
 
 def default_bits(layer: keras.layers.Layer) -> int:
@@ -72,6 +112,54 @@ def _check_init(init) -> str:
     return init
 
 
+def _check_method(method, rate, target_bits, init):
+    if method not in METHODS:
+        raise ValueError(
+            f"Expected `method` to be one of {list(METHODS)}. Received: "
+            f"method={method!r}"
+        )
+    if rate is not None:
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, numbers.Real)
+            or not np.isfinite(rate)
+            or rate < 0
+        ):
+            raise ValueError(
+                "Expected `rate` to be None or a finite number >= 0 (lambda, the cost "
+                f"of one index bit in weight variances). Received: rate={rate!r}"
+            )
+        rate = float(rate)
+    if target_bits is not None:
+        if (
+            isinstance(target_bits, bool)
+            or not isinstance(target_bits, numbers.Real)
+            or not 0 < target_bits <= _MAX_BITS
+        ):
+            raise ValueError(
+                f"Expected `target_bits` to be None or a number in (0, {_MAX_BITS}] "
+                "(index entropy per non-zero weight). Received: "
+                f"target_bits={target_bits!r}"
+            )
+        target_bits = float(target_bits)
+    if method != "ecsq" and (rate is not None or target_bits is not None):
+        raise ValueError(
+            "`rate` and `target_bits` set the entropy constraint of method='ecsq'. "
+            f"Received: method={method!r}, rate={rate!r}, target_bits={target_bits!r}"
+        )
+    if rate is not None and target_bits is not None:
+        raise ValueError(
+            "Pass either `rate` (a fixed lambda) or `target_bits` (lambda searched to "
+            f"meet it), not both. Received: rate={rate!r}, target_bits={target_bits!r}"
+        )
+    if method != "kmeans" and init == "random":
+        raise ValueError(
+            f"method={method!r} starts from 'linear' (uniform) or 'density' centroids. "
+            "Received: init='random'"
+        )
+    return method, rate, target_bits
+
+
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(
@@ -80,8 +168,18 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def _cluster(values: np.ndarray, k: int, init: str, seed: int, layer_name: str):
-    """(centroids of length k, labels of the non-zero weights) for a layer's kernel.
+def _cluster(
+    values: np.ndarray,
+    k: int,
+    init: str,
+    seed: int,
+    layer_name: str,
+    method: str = "kmeans",
+    importance: np.ndarray | None = None,
+    rate: float | None = None,
+    target_bits: float | None = None,
+):
+    """(centroids of length k, labels of the non-zero weights, ECSQ rate or None).
 
     With fewer distinct non-zero weights than clusters, every distinct value becomes its
     own centroid (exact) and the remaining centroids are unused; this is warned about.
@@ -111,16 +209,28 @@ def _cluster(values: np.ndarray, k: int, init: str, seed: int, layer_name: str):
         centroids = np.full(k, distinct[-1], dtype=np.float32)
         centroids[: distinct.size] = distinct
         labels = np.searchsorted(distinct, nonzero)
-        return centroids, labels
-    from tfedge.codecs import kmeans_1d
+        return centroids, labels, None
+    from tfedge import codecs
 
-    centroids, labels = kmeans_1d(nonzero, k, init=init, seed=seed)
+    h = None if importance is None else importance[values != 0]
+    used_rate = None
+    if method == "kmeans":
+        centroids, labels = codecs.kmeans_1d(nonzero, k, init=init, seed=seed)
+    elif method == "hessian":
+        centroids, labels = codecs.weighted_kmeans_1d(nonzero, k, h, init=init)
+    elif rate is not None:
+        used_rate = rate
+        centroids, labels = codecs.ecsq_1d(nonzero, k, rate, h, init=init)
+    else:
+        used_rate, centroids, labels = codecs.ecsq_search(
+            nonzero, k, target_bits, h, init=init
+        )
     centroids = np.asarray(centroids, dtype=np.float32)
     if centroids.size < k:  # k-means may drop empty clusters; keep the shape fixed
         centroids = np.concatenate(
             [centroids, np.full(k - centroids.size, centroids[-1], np.float32)]
         )
-    return centroids, np.asarray(labels)
+    return centroids, np.asarray(labels), used_rate
 
 
 @keras.saving.register_keras_serializable(package="tfedge")
@@ -136,6 +246,8 @@ class WeightSharingWrapper(keras.layers.Wrapper):
       together still fit b-bit indices, as in Deep Compression.
     - `indices` (non-trainable, int32, the kernel's shape): each weight's cluster, or
       `clusters` for a pruned (zero) weight. Fixed after `build`; never updated.
+      Chosen by `method` (see the module docstring); ECSQ may leave some centroids
+      unused (their clusters emptied), which the packer's codebook then omits.
 
     The wrapped layer's own `kernel` is marked non-trainable and is not used for
     computing; every forward pass uses `take(concat(centroids, [0]), indices)`.
@@ -151,6 +263,14 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         seed: seed of the "random" initialisation (and of k-means tie-breaking).
         reserve_zero: keep one of the 2^bits codes for the pruned zero (2^bits - 1
             shared values). None decides in `build`: True when the kernel holds zeros.
+        method: "kmeans", "hessian" or "ecsq" (module docstring).
+        rate: ECSQ's lambda >= 0; None searches it to meet `target_bits`.
+        target_bits: ECSQ with `rate=None`: the most index entropy per non-zero
+            weight; None is `default_target_bits(bits)`.
+        importance: the per-weight importance h (the kernel's shape, >= 0) for
+            "hessian" (required) and "ecsq" (optional); used only in `build` and not
+            part of the config: a wrapper restored from a file gets its centroids and
+            indices from the file. `share_weights` fills it in.
         **kwargs: base layer arguments (`name`, `trainable`, `dtype`).
     """
 
@@ -161,6 +281,10 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         init: str = "linear",
         seed: int = 0,
         reserve_zero: bool | None = None,
+        method: str = "kmeans",
+        rate: float | None = None,
+        target_bits: float | None = None,
+        importance: np.ndarray | None = None,
         **kwargs,
     ):
         if reserve_zero is not None and not isinstance(reserve_zero, bool):
@@ -177,6 +301,15 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         self.bits = _check_bits(bits)
         self.init = _check_init(init)
         self.seed = _check_seed(seed)
+        self.method, self.rate, self.target_bits = _check_method(
+            method, rate, target_bits, init
+        )
+        self._importance = (
+            None if importance is None else np.asarray(importance, np.float64)
+        )
+        self._restoring = False
+        # The lambda ECSQ used in `build` (the searched one when `rate` is None).
+        self.used_rate: float | None = None
         if layer.built:
             _kernel_swap.require_kernel(layer, "WeightSharingWrapper")
         kwargs.setdefault("name", layer.name)
@@ -192,8 +325,32 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         values = np.asarray(_kernel_swap.to_numpy(kernel), dtype=np.float32)
         if self.reserve_zero is None:
             self.reserve_zero = bool(np.any(values == 0))
-        centroids, labels = _cluster(
-            values, self.clusters, self.init, self.seed, self.layer.name
+        importance = self._importance
+        if importance is not None and importance.shape != values.shape:
+            raise ValueError(
+                f"Expected `importance` of layer {self.layer.name!r} with the kernel's "
+                f"shape {values.shape}. Received: shape {importance.shape}"
+            )
+        if self.method == "hessian" and importance is None and not self._restoring:
+            raise ValueError(
+                f"method='hessian' needs the importance of layer {self.layer.name!r}'s "
+                "weights: pass `importance=` (the kernel's shape), or use "
+                "`tfedge.keras.share_weights(model, method='hessian', "
+                "hessian_data=...)`."
+            )
+        target = self.target_bits
+        if self.method == "ecsq" and self.rate is None and target is None:
+            target = default_target_bits(self.bits)
+        centroids, labels, self.used_rate = _cluster(
+            values,
+            self.clusters,
+            self.init,
+            self.seed,
+            self.layer.name,
+            method=self.method,
+            importance=importance,
+            rate=self.rate,
+            target_bits=target,
         )
         indices = np.full(values.shape, self.clusters, dtype=np.int32)
         indices[values != 0] = labels
@@ -254,16 +411,88 @@ class WeightSharingWrapper(keras.layers.Wrapper):
             init=self.init,
             seed=self.seed,
             reserve_zero=self.reserve_zero,
+            method=self.method,
+            rate=self.rate,
+            target_bits=self.target_bits,
         )
         return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         # keras.layers.Wrapper.from_config pops "layer" from the dict it is given.
-        return super().from_config(dict(config), custom_objects=custom_objects)
+        wrapper = super().from_config(dict(config), custom_objects=custom_objects)
+        # The saved centroids and indices replace whatever `build` clusters, so a
+        # "hessian" wrapper is rebuilt without its importance.
+        wrapper._restoring = True
+        return wrapper
 
 
 BitsSpec = int | Mapping[str, int] | Callable[[keras.layers.Layer], int | None] | None
+
+
+def _adam_moments(model: keras.Model, layers: list) -> dict[int, np.ndarray] | None:
+    """Adam's second moments (`velocity`) of the layers' kernels, when the model's
+    optimizer has one for every kernel; else None."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    by_name = {v.name: v for v in optimizer.variables}
+    out = {}
+    for layer in layers:
+        kernel = _kernel_swap.kernel_variable(layer)
+        moment = by_name.get(f"{kernel.path.replace('/', '_')}_velocity")
+        if moment is None or tuple(moment.shape) != tuple(kernel.shape):
+            return None
+        out[id(layer)] = np.asarray(_kernel_swap.to_numpy(moment), np.float64)
+    if not any(np.any(m > 0) for m in out.values()):
+        return None  # built but never stepped
+    return out
+
+
+def _data_curvature(
+    model: keras.Model, layers: list, data, loss, max_batches: int | None
+) -> dict[int, np.ndarray]:
+    """Mean squared per-example gradients of the layers' kernels over `data`."""
+    from tfedge.keras import _obd
+
+    if loss is None:
+        loss = getattr(model, "loss", None)
+    loss_fn = _obd._per_example_loss(loss)
+    try:
+        kind, from_logits = _obd._sampling(loss)
+    except ValueError:
+        kind, from_logits = None, False  # a loss it cannot sample: true labels
+    variables = [_kernel_swap.kernel_variable(layer) for layer in layers]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        step = _obd._tf_square_grads(model, variables, loss_fn, kind, from_logits)
+    elif backend == "jax":
+        step = _obd._jax_square_grads(model, variables, loss_fn, kind, from_logits)
+    else:
+        raise ValueError(
+            "`hessian_data` needs per-example gradients, implemented for the "
+            f"tensorflow and jax backends. Received backend: {backend!r}. Train the "
+            "model with Adam and pass no `hessian_data` to use its second moments."
+        )
+    rng = np.random.default_rng(0)
+    sums = [np.zeros(v.shape, np.float64) for v in variables]
+    examples = batches = 0
+    for x, y in _obd._batches(data, _HESSIAN_BATCH_SIZE):
+        if max_batches is not None and batches >= max_batches:
+            break
+        n = int(np.shape(x)[0])
+        if kind is None:
+            noise = np.zeros((n,), np.float32)
+        else:
+            out_shape = ops.shape(model(x[:1], training=False))[1:]
+            noise = _obd._noise(kind, (n, *out_shape), rng)
+        for acc, value in zip(sums, step(x, y, noise), strict=True):
+            acc += ops.convert_to_numpy(value)
+        examples += n
+        batches += 1
+    if examples == 0:
+        raise ValueError("Expected at least one example in `hessian_data`.")
+    return {id(layer): acc / examples for layer, acc in zip(layers, sums, strict=True)}
 
 
 def share_weights(
@@ -272,6 +501,12 @@ def share_weights(
     bits: BitsSpec = None,
     init: str = "linear",
     seed: int = 0,
+    method: str = "kmeans",
+    rate: float | None = None,
+    target_bits: float | None = None,
+    hessian_data=None,
+    loss=None,
+    hessian_batches: int | None = 16,
 ) -> keras.Model | WeightSharingWrapper:
     """Wraps layers for trained weight sharing (Deep Compression stage 2).
 
@@ -287,8 +522,22 @@ def share_weights(
             - an int in [1, 8] for every layer with a kernel;
             - a dict {layer name: bits}: only those layers are shared;
             - a callable `fn(layer) -> int | None`: None leaves the layer unshared.
-        init: "linear", "density" or "random" centroid initialisation.
+        init: "linear", "density" or "random" centroid initialisation ("hessian" and
+            "ecsq": "linear", the uniform start, or "density").
         seed: seed for the "random" initialisation.
+        method: "kmeans" (Deep Compression), "hessian" (Hessian-weighted k-means) or
+            "ecsq" (entropy-constrained); see the module docstring.
+        rate: "ecsq": lambda, the same for every layer; None searches it per layer.
+        target_bits: "ecsq" with `rate=None`: the most index entropy per non-zero
+            weight (every layer); None: `default_target_bits(bits)` per layer.
+        hessian_data: `(x, y)` arrays or an iterable of `(x, y)` batches of training
+            data; the weights' importance is their mean squared per-example gradient
+            over it (targets sampled from the model for the losses
+            `tfedge.keras.estimate_hessian` knows, else the true labels). Without it,
+            "hessian" (and "ecsq") use the Adam second moments of a model trained with
+            Adam; "hessian" raises when there are none, "ecsq" is then unweighted.
+        loss: the loss for `hessian_data`; default the model's compiled loss.
+        hessian_batches: the most batches of `hessian_data` read (None: all).
 
     Returns:
         A new model whose chosen layers are `WeightSharingWrapper`s. Train it with
@@ -301,6 +550,23 @@ def share_weights(
     """
     init = _check_init(init)
     seed = _check_seed(seed)
+    method, rate, target_bits = _check_method(method, rate, target_bits, init)
+    if hessian_batches is not None and (
+        isinstance(hessian_batches, bool)
+        or not isinstance(hessian_batches, numbers.Integral)
+        or hessian_batches < 1
+    ):
+        raise ValueError(
+            "Expected `hessian_batches` to be None or an integer >= 1. Received: "
+            f"hessian_batches={hessian_batches!r}"
+        )
+    if hessian_data is not None and method == "kmeans":
+        raise ValueError(
+            "`hessian_data` weights the clustering of method='hessian' or 'ecsq'. "
+            "Received: method='kmeans'"
+        )
+    options = dict(init=init, seed=seed, method=method, rate=rate)
+    options["target_bits"] = target_bits
     if isinstance(bits, Mapping):
         bits = {name: _check_bits(b, f"bits[{name!r}]") for name, b in bits.items()}
     elif bits is not None and not callable(bits):
@@ -315,8 +581,14 @@ def share_weights(
                 "For a single layer, `bits` must be an int or None. Received: "
                 f"bits={bits!r}"
             )
+        if method == "hessian" or hessian_data is not None:
+            raise ValueError(
+                "A single layer has no loss to take the curvature from: wrap it as "
+                "`WeightSharingWrapper(layer, method=..., importance=h)` or share the "
+                f"weights of the whole model. Received: method={method!r}"
+            )
         b = default_bits(layer) if bits is None else bits
-        return WeightSharingWrapper(layer, bits=b, init=init, seed=seed)
+        return WeightSharingWrapper(layer, bits=b, **options)
 
     model = model_or_layer
     _kernel_swap.check_cloneable(model, "share_weights")
@@ -353,11 +625,31 @@ def share_weights(
             )
         )
 
+    importance = None
+    if method != "kmeans":
+        chosen_layers = [lyr for lyr in candidates if id(lyr) in per_layer]
+        if hessian_data is not None:
+            importance = _data_curvature(
+                model, chosen_layers, hessian_data, loss, hessian_batches
+            )
+        else:
+            importance = _adam_moments(model, chosen_layers)
+        if importance is None and method == "hessian":
+            raise ValueError(
+                f"method='hessian' needs the curvature of model {model.name!r}'s "
+                "weights: pass `hessian_data=(x, y)` (a few training batches) and "
+                "`loss`, or call it on a model trained with Adam (its second "
+                "moments stand in)."
+            )
+
     def wrap(original, copy):
         if id(original) not in per_layer:
             return None
         return WeightSharingWrapper(
-            copy, bits=per_layer[id(original)], init=init, seed=seed
+            copy,
+            bits=per_layer[id(original)],
+            importance=None if importance is None else importance[id(original)],
+            **options,
         )
 
     return _kernel_swap.clone_wrapping(model, wrap)
