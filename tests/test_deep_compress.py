@@ -145,6 +145,46 @@ def test_layer_rows_describe_the_packed_tensors(result):
     assert 0 < fc1.value_bits <= 8
     assert sum(r.packed_bytes for r in result.layers) < len(result)
     assert "fc1" in result.table() or fc1.tensor[-30:] in result.table()
+    # The coded streams (headers and code tables included) cost at least their
+    # entropy; the whole payload per kept weight at least both.
+    assert 0 < fc1.value_entropy <= fc1.value_bits
+    assert 0 < fc1.index_entropy <= fc1.coded_index_bits
+    assert fc1.nonzero_bits >= fc1.value_entropy + fc1.index_entropy
+    assert "val H" in result.table() and "idx H" in result.table()
+
+
+# ECSQ's default entropy target for fc1's 5 bits: bits - 2 per kept weight.
+ECSQ_BITS = {"conv": 3, "fc1": 5, "fc2": 3}
+ECSQ_FC1_TARGET = 3.0
+
+
+@pytest.fixture(scope="module")
+def ecsq_result(trained):
+    return deep_compress(
+        trained,
+        _data(512, 1),
+        _data(256, 2),
+        sparsity=SPARSITY,
+        bits=ECSQ_BITS,
+        method="ecsq",
+        prune_rounds=1,
+        prune_epochs=1,
+        share_epochs=1,
+        batch_size=64,
+    )
+
+
+def test_ecsq_meets_its_entropy_target_in_the_packed_file(ecsq_result):
+    rows = {r.layer: r for r in ecsq_result.layers}
+    fc1 = rows["fc1"]
+    # Fine-tuning moves centroids but not indices: the packed value stream has the
+    # entropy ECSQ chose (or less, if two centroids met).
+    assert fc1.value_entropy <= ECSQ_FC1_TARGET
+    assert fc1.value_entropy <= fc1.value_bits
+    sizes = [s.bytes for s in ecsq_result.stages]
+    assert sizes == sorted(sizes, reverse=True)
+    kernel = np.asarray(ecsq_result.model.get_layer("fc1").kernel)
+    assert np.unique(kernel[kernel != 0]).size <= 2 ** ECSQ_BITS["fc1"]
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +243,9 @@ BAD_INPUT = {
     "init": (lambda m: dict(init="kmeans++"), "init"),
     "metric": (lambda m: dict(metric="top5"), "metric"),
     "learning_rate": (lambda m: dict(share_learning_rate=0.0), "share_learning_rate"),
+    "method": (lambda m: dict(method="lloyd"), "method"),
+    "rate_for_kmeans": (lambda m: dict(rate=0.1), "ecsq"),
+    "negative_rate": (lambda m: dict(method="ecsq", rate=-1.0), "rate"),
 }
 
 

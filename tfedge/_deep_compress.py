@@ -11,7 +11,10 @@ The three stages of the paper, each a `model.fit` away from the previous one:
    convolutions, 5 for fully-connected layers by default) clusters each kernel's
    surviving weights by k-means with linear initialisation; the centroids are fine-tuned
    with `model.fit` while pruned weights stay exactly zero; stripped again, every kernel
-   holds at most 2^bits distinct non-zero values.
+   holds at most 2^bits distinct non-zero values. `method="hessian"` or `"ecsq"`
+   replaces the k-means by Hessian-weighted k-means or entropy-constrained scalar
+   quantization (Choi, El-Khamy and Lee 2017; curvature from squared per-example
+   gradients over a few training batches), fine-tuned the same way.
 3. **Huffman coding**: the stripped model is converted to .tflite and packed by
    `tfedge.compress(..., lossless=True)`: the exact codebooks of stage 2, the sparse
    relative index of stage 1, both Huffman coded. Nothing is lost at this stage: the
@@ -51,6 +54,10 @@ SENSITIVITY_SPARSITIES = (0.5, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97)
 # points typically end below half a point after iterative retraining.
 DEFAULT_MAX_LOSS = 0.02
 _STAGES = ("float", "pruned", "shared", "tfedge")
+# `method="hessian"`/"ecsq": batches (of 32 training examples) behind the curvature
+# estimate; 512 examples measure the squared gradients of LeNet-sized layers to a few
+# percent, and the clustering only needs their relative sizes.
+HESSIAN_BATCHES = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +99,11 @@ class LayerRow:
         coded_index_bits: bits per stored entry of the relative index after coding.
         encoding: "<layout>/<values>/<coding(s)>" as in `Packed.report`.
         packed_bytes: the tensor's payload bytes.
+        value_entropy: Shannon entropy of the codebook indices in the value stream,
+            bits per symbol (None for raw values), the bound `value_bits` approaches.
+        index_entropy: entropy of the relative index's symbols (None when dense), the
+            bound of `coded_index_bits`.
+        nonzero_bits: the whole payload in bits per non-zero weight.
     """
 
     tensor: str
@@ -106,6 +118,9 @@ class LayerRow:
     coded_index_bits: float | None
     encoding: str
     packed_bytes: int
+    value_entropy: float | None = None
+    index_entropy: float | None = None
+    nonzero_bits: float | None = None
 
 
 class DeepCompressed:
@@ -173,31 +188,36 @@ class DeepCompressed:
                 for s in self.stages
             ],
         )
+
+        def num(x):
+            return "-" if x is None else f"{x:.2f}"
+
         rows = []
         for r in self.layers:
-            coded = "-" if r.coded_index_bits is None else f"{r.coded_index_bits:.2f}"
             rows.append(
                 [
                     r.tensor.split(";")[0],
                     f"{r.kept:.1%}",
                     r.shared_bits or "-",
+                    num(r.nonzero_bits),
                     f"{r.value_bits:.2f}",
+                    num(r.value_entropy),
                     r.index_bits or "-",
-                    coded,
+                    num(r.coded_index_bits),
+                    num(r.index_entropy),
                     r.packed_bytes,
                 ]
             )
+        names = ("kept", "share", "b/nz", "val b", "val H", "idx", "idx b", "idx H")
         tensors = render(
             [Column("tensor", max_width=36)]
-            + [
-                Column(t, ">")
-                for t in ("kept", "share", "val b", "idx", "idx b", "bytes")
-            ],
+            + [Column(t, ">") for t in (*names, "bytes")],
             rows,
             footer=[
                 "columns: kept = weights left after pruning; share = shared-weight "
-                "bits; val b, idx b = coded bits per kept weight for values and "
-                "sparse indices; idx = index width"
+                "bits; b/nz = payload bits per non-zero weight; val b, idx b = coded "
+                "bits per symbol of the value and sparse-index streams, val H, idx H "
+                "= their entropies; idx = index width"
             ],
         )
         return stages + "\n\n" + tensors
@@ -418,16 +438,20 @@ def _payload_rows(
         payload = bytes(payloads[t.name])
         info = codecs.inspect_payload(payload)
         n = int(np.prod(t.shape)) if t.shape else 1
-        index_bits = coded_index = None
+        index_bits = coded_index = index_entropy = value_entropy = None
         if info.gaps is not None:
             index_bits = info.gaps.bits
             coded_index = 8.0 * info.gaps.size / max(info.gaps.count, 1)
+            index_entropy = _stream_entropy(payload, info.gaps, t.name)
         values = info.values
         stored = (
             values.count
             if info.codebook is not None
             else values.count // info.header.element_size
         )
+        if info.codebook is not None:
+            value_entropy = _stream_entropy(payload, values, t.name)
+        nonzero = n * (1.0 - t.sparsity)
         layer = _layer_of(t.name, layer_names)
         rows.append(
             LayerRow(
@@ -447,9 +471,20 @@ def _payload_rows(
                 coded_index_bits=coded_index,
                 encoding=t.encoding,
                 packed_bytes=len(payload),
+                value_entropy=value_entropy,
+                index_entropy=index_entropy,
+                nonzero_bits=8.0 * len(payload) / nonzero if nonzero else None,
             )
         )
     return rows
+
+
+def _stream_entropy(payload: bytes, stream, name: str) -> float:
+    """Entropy, bits per symbol, of a payload's stream (decoded for the report)."""
+    from tfedge import codecs
+
+    symbols, _ = codecs.decode_stream(payload, stream.offset, name=name)
+    return codecs.entropy_bits(symbols)
 
 
 def _layer_of(tensor: str, layer_names: Sequence[str]) -> str:
@@ -518,6 +553,9 @@ def deep_compress(
     prune_epochs: int = 3,
     bits=None,
     init: str = "linear",
+    method: str = "kmeans",
+    rate: float | None = None,
+    target_bits: float | None = None,
     share_epochs: int = 2,
     loss=None,
     optimizer: OptimizerSpec = None,
@@ -553,7 +591,17 @@ def deep_compress(
             paper's 8 for convolutions and 5 for the rest, except 7 for a pruned
             convolution (the packed codebook holds at most 256 values, and a pruned
             layer's holds its zero too); an int; a dict; a callable.
-        init: centroid initialisation, "linear" (the paper's), "density" or "random".
+        init: centroid initialisation, "linear" (the paper's), "density" or "random"
+            (not for "hessian" and "ecsq").
+        method: how the shared values are chosen before fine-tuning, as in
+            `tfedge.keras.share_weights`: "kmeans" (the paper's), "hessian"
+            (Hessian-weighted k-means) or "ecsq" (entropy-constrained scalar
+            quantization); the curvature is the mean squared per-example gradient
+            over the first `HESSIAN_BATCHES` batches of 32 training examples.
+        rate: "ecsq": lambda for every layer; None searches it per layer to meet
+            `target_bits`.
+        target_bits: "ecsq" with `rate=None`: index entropy per non-zero weight;
+            None: `bits - 2` per layer.
         share_epochs: epochs of centroid fine-tuning (0 keeps the k-means centroids).
         loss: training loss; default the model's compiled loss, else sparse (or, for
             one-hot labels, plain) categorical cross-entropy, from logits unless the
@@ -613,6 +661,9 @@ def deep_compress(
             "Expected `init` in ['linear', 'density', 'random']. "
             f"Received: init={init!r}"
         )
+    from tfedge.keras._weight_sharing import _HESSIAN_BATCH_SIZE, _check_method
+
+    _check_method(method, rate, target_bits, init)
     if metric == "accuracy":
         metric_fn = top1_accuracy
     elif callable(metric):
@@ -710,11 +761,25 @@ def deep_compress(
     logging.info("deep_compress: pruned accuracy %.4f", pruned_accuracy)
 
     # --- stage 2: trained weight sharing ----------------------------------------------
+    curvature = {}
+    curvature_examples = HESSIAN_BATCHES * _HESSIAN_BATCH_SIZE
+    if method != "kmeans":
+        curvature = dict(
+            hessian_data=train.dataset
+            if train.dataset is not None
+            else (train.x[:curvature_examples], train.y[:curvature_examples]),
+            hessian_batches=HESSIAN_BATCHES,
+            loss=loss,
+        )
     sharing = tk.share_weights(
         pruned,
         bits=_default_bits(set(active)) if bits is None else bits,
         init=init,
         seed=seed,
+        method=method,
+        rate=rate,
+        target_bits=target_bits,
+        **curvature,
     )
     chosen_bits = {
         w.name: w.bits
