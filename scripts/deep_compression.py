@@ -21,6 +21,11 @@ interpreter (the packed one after `tfedge.expand`):
 - pruned, shared: the Keras model after each stage, its size in the paper's accounting
   (sparse values with a fixed-width relative index; then fixed-width codebook indices);
 - tfedge: the packed file (pruned + shared + Huffman);
+- tfedge-hessian, tfedge-ecsq: the same pipeline (same float model, same sparsities)
+  with the k-means of weight sharing replaced by Hessian-weighted k-means or by
+  entropy-constrained scalar quantization (Choi et al. 2017; `deep_compress(method=)`;
+  ECSQ's lambda searched per layer to an index entropy of --ecsq_target_bits, default
+  bits - 2 per kept weight); the packed file;
 - tfmot: in the same run, from the same float weights (copied into a tf_keras model):
   90% pruning (PolynomialDecay), sparsity-preserving clustering with 16 clusters, then
   (variant "+CQAT") cluster- and sparsity-preserving quantization-aware training, int8
@@ -83,6 +88,17 @@ flags.DEFINE_string(
     "conv1=0.5,conv2=0.9,fc1=0.96,fc2=0.8",
     "Per-layer sparsity of LeNet-5; empty: chosen by sensitivity analysis.",
 )
+flags.DEFINE_list(
+    "methods",
+    ["kmeans", "hessian", "ecsq"],
+    "Weight-sharing methods of deep_compress: kmeans (rows float..tfedge), hessian "
+    "(row tfedge-hessian), ecsq (row tfedge-ecsq).",
+)
+flags.DEFINE_float(
+    "ecsq_target_bits",
+    None,
+    "ECSQ: index entropy per kept weight (every layer); default bits - 2 per layer.",
+)
 flags.DEFINE_integer("tfmot_prune_epochs", 4, "tfmot pruning epochs.")
 flags.DEFINE_integer("tfmot_cluster_epochs", 1, "tfmot clustering epochs.")
 flags.DEFINE_integer("tfmot_qat_epochs", 1, "tfmot CQAT epochs (0: skip the variant).")
@@ -93,6 +109,7 @@ flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
 
 NETS = {"lenet300": (lenet300, False), "lenet5": (lenet5, True)}
+METHODS = ("kmeans", "hessian", "ecsq")
 # The JSON row of the tfmot pipeline is its smallest variant whose accuracy is within
 # this of the float model (the issue's "no accuracy loss" budget); else its most
 # accurate one.
@@ -269,53 +286,87 @@ def run_net(name: str, data_all):
     logging.info("%s: float trained in %.0f s", name, time.perf_counter() - t0)
     weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in model.weights)
 
-    t0 = time.perf_counter()
-    result = deep_compress(
-        model,
-        (x_tr, y_tr),
-        (x_val, y_val),
-        sparsity=parse_sparsity(getattr(FLAGS, f"{name}_sparsity")),
-        max_loss=FLAGS.max_loss,
-        prune_rounds=FLAGS.prune_rounds,
-        prune_epochs=FLAGS.prune_epochs,
-        share_epochs=FLAGS.share_epochs,
-        batch_size=FLAGS.batch_size,
-        seed=FLAGS.seed,
-    )
-    logging.info("%s: deep_compress in %.0f s", name, time.perf_counter() - t0)
     float_tflite = convert_quiet(tf.lite.TFLiteConverter.from_keras_model(model))
 
     def keras_acc(m) -> float:
         pred = m.predict(x_te, batch_size=1000, verbose=0)
         return float(np.mean(np.argmax(pred, axis=1) == y_te))
 
-    accuracy = {
-        "float": tflite_accuracy(float_tflite, x_te, y_te),
-        "pruned": keras_acc(result.stage_models["pruned"]),
-        "shared": keras_acc(result.stage_models["shared"]),
-        "tfedge": tflite_accuracy(tfedge.expand(bytes(result)), x_te, y_te),
-    }
     rows = []
     extra = []
-    for stage in result.stages:
-        rows.append(
+    layers = []
+    results = {}
+    for method in FLAGS.methods:
+        t0 = time.perf_counter()
+        result = deep_compress(
+            model,
+            (x_tr, y_tr),
+            (x_val, y_val),
+            sparsity=parse_sparsity(getattr(FLAGS, f"{name}_sparsity")),
+            max_loss=FLAGS.max_loss,
+            prune_rounds=FLAGS.prune_rounds,
+            prune_epochs=FLAGS.prune_epochs,
+            share_epochs=FLAGS.share_epochs,
+            batch_size=FLAGS.batch_size,
+            seed=FLAGS.seed,
+            method=method,
+            target_bits=FLAGS.ecsq_target_bits if method == "ecsq" else None,
+        )
+        logging.info(
+            "%s: deep_compress(method=%r) in %.0f s",
+            name,
+            method,
+            time.perf_counter() - t0,
+        )
+        results[method] = result
+        layers += _layer_rows(name, method, result)
+        final = tflite_accuracy(tfedge.expand(bytes(result)), x_te, y_te)
+        if method != "kmeans":
+            rows.append(
+                {
+                    "model": name,
+                    "method": f"tfedge-{method}",
+                    "accuracy": final,
+                    "bytes": len(result),
+                    "ratio": weight_bytes / len(result),
+                }
+            )
+            continue
+        accuracy = {
+            "float": tflite_accuracy(float_tflite, x_te, y_te),
+            "pruned": keras_acc(result.stage_models["pruned"]),
+            "shared": keras_acc(result.stage_models["shared"]),
+            "tfedge": final,
+        }
+        for stage in result.stages:
+            rows.append(
+                {
+                    "model": name,
+                    "method": stage.name,
+                    "accuracy": accuracy[stage.name],
+                    "bytes": stage.bytes,
+                    "ratio": weight_bytes / stage.bytes,
+                }
+            )
+    if "kmeans" not in FLAGS.methods:
+        rows.insert(
+            0,
             {
                 "model": name,
-                "method": stage.name,
-                "accuracy": accuracy[stage.name],
-                "bytes": stage.bytes,
-                "ratio": weight_bytes / stage.bytes,
-            }
+                "method": "float",
+                "accuracy": tflite_accuracy(float_tflite, x_te, y_te),
+                "bytes": len(float_tflite),
+                "ratio": weight_bytes / len(float_tflite),
+            },
         )
+    float_accuracy = next(r["accuracy"] for r in rows if r["method"] == "float")
 
     if not FLAGS.tfmot:
-        return rows, extra, _layer_rows(name, result), result
+        return rows, extra, layers, results
     t0 = time.perf_counter()
     variants = tfmot_pipelines(model, builder, ((x_tr, y_tr), (x_te, y_te)), steps)
     logging.info("%s: tfmot in %.0f s", name, time.perf_counter() - t0)
-    within = [
-        v for v in variants if v["accuracy"] >= accuracy["float"] - ACCURACY_BUDGET
-    ]
+    within = [v for v in variants if v["accuracy"] >= float_accuracy - ACCURACY_BUDGET]
     best = (
         min(within, key=lambda v: v["bytes"])
         if within
@@ -366,28 +417,31 @@ def run_net(name: str, data_all):
         }
     )
 
-    return rows, extra, _layer_rows(name, result), result
+    return rows, extra, layers, results
 
 
-def _layer_rows(name: str, result) -> list[dict]:
+def _layer_rows(name: str, method: str, result) -> list[dict]:
+    def num(x):
+        return "-" if x is None else round(x, 2)
+
     layers = []
     for r in result.layers:
         layers.append(
             {
                 "model": name,
+                "method": method,
                 "layer": r.layer or r.tensor,
                 "shape": "x".join(map(str, r.shape)),
                 "weights": r.weights,
                 "kept %": round(100 * r.kept, 2),
                 "shared bits": r.shared_bits if r.shared_bits is not None else "-",
                 "index width": r.bits if r.bits is not None else "raw",
+                "bits per kept weight": num(r.nonzero_bits),
                 "coded value bits": round(r.value_bits, 2),
+                "value entropy": num(r.value_entropy),
                 "index bits": r.index_bits if r.index_bits is not None else "-",
-                "coded index bits": (
-                    round(r.coded_index_bits, 2)
-                    if r.coded_index_bits is not None
-                    else "-"
-                ),
+                "coded index bits": num(r.coded_index_bits),
+                "index entropy": num(r.index_entropy),
                 "bytes": r.packed_bytes,
             }
         )
@@ -399,6 +453,9 @@ def main(argv):
     for m in FLAGS.models:
         if m not in NETS:
             raise app.UsageError(f"Unknown model {m!r}; choose from {sorted(NETS)}")
+    for m in FLAGS.methods:
+        if m not in METHODS:
+            raise app.UsageError(f"Unknown method {m!r}; choose from {list(METHODS)}")
     command = "python scripts/deep_compression.py " + " ".join(sys.argv[1:])
     banner = print_banner(
         "Deep Compression on Fashion-MNIST: tfedge vs tfmot vs int8 PTQ",
@@ -412,11 +469,15 @@ def main(argv):
     rows, extra, layers, choices = [], [], [], {}
     start = time.perf_counter()
     for name in FLAGS.models:
-        r, e, lay, result = run_net(name, ((x_tr, y_tr), (x_te, y_te)))
+        r, e, lay, results = run_net(name, ((x_tr, y_tr), (x_te, y_te)))
         rows += r
         extra += e
         layers += lay
-        choices[name] = {"sparsity": result.sparsity, "bits": result.bits}
+        for method, result in results.items():
+            choices[f"{name} {method}"] = {
+                "sparsity": result.sparsity,
+                "bits": result.bits,
+            }
     elapsed = time.perf_counter() - start
 
     print("### Deep Compression stages and the alternatives (test accuracy)\n")
@@ -428,7 +489,10 @@ def main(argv):
     )
     print("### tfmot and int8 variants\n")
     print(markdown_table(extra))
-    print("\n### tfedge per layer (final packed file)\n")
+    print(
+        "\n### tfedge per layer (final packed file; coded bits per stream symbol "
+        "against the symbols' entropy)\n"
+    )
     print(markdown_table(layers))
     print("\nPer-layer choices (sparsity, sharing bits):")
     for name, c in choices.items():
