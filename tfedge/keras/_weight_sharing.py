@@ -450,9 +450,10 @@ def _adam_moments(model: keras.Model, layers: list) -> dict[int, np.ndarray] | N
 
 
 def _data_curvature(
-    model: keras.Model, layers: list, data, loss, max_batches: int | None
+    model: keras.Model, layers: list, data, loss, max_batches: int | None, seed: int
 ) -> dict[int, np.ndarray]:
-    """Mean squared per-example gradients of the layers' kernels over `data`."""
+    """Mean squared per-example gradients of the layers' kernels over `data` (the
+    targets sampled from the model with `seed`, as `estimate_hessian` does)."""
     from tfedge.keras import _obd
 
     if loss is None:
@@ -474,7 +475,7 @@ def _data_curvature(
             f"tensorflow and jax backends. Received backend: {backend!r}. Train the "
             "model with Adam and pass no `hessian_data` to use its second moments."
         )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     sums = [np.zeros(v.shape, np.float64) for v in variables]
     examples = batches = 0
     for x, y in _obd._batches(data, _HESSIAN_BATCH_SIZE):
@@ -630,7 +631,7 @@ def share_weights(
         chosen_layers = [lyr for lyr in candidates if id(lyr) in per_layer]
         if hessian_data is not None:
             importance = _data_curvature(
-                model, chosen_layers, hessian_data, loss, hessian_batches
+                model, chosen_layers, hessian_data, loss, hessian_batches, seed
             )
         else:
             importance = _adam_moments(model, chosen_layers)
