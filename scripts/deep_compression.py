@@ -321,6 +321,17 @@ def run_net(name: str, data_all):
         results[method] = result
         layers += _layer_rows(name, method, result)
         final = tflite_accuracy(tfedge.expand(bytes(result)), x_te, y_te)
+        # Each method's result as soon as it is known: a long run cut short still
+        # leaves its finished rows in the log.
+        logging.info(
+            "%s %s: test accuracy %.4f, %d bytes, %.1fx\n%s",
+            name,
+            method,
+            final,
+            len(result),
+            weight_bytes / len(result),
+            result.table(),
+        )
         if method != "kmeans":
             rows.append(
                 {
