@@ -264,21 +264,25 @@ def _drift_on(plain: bytes, packed: bytes, x: np.ndarray) -> float:
 
 
 def test_representative_data_is_used(tflite_model):
-    """The drift reported is the drift on the samples given (not on generated ones):
-    recomputed here from those samples, and different for other samples."""
+    """The drifts reported are the drifts on the samples given (not on generated ones):
+    the search samples and the held-out ones alternate, each drift recomputed here from
+    its own half, and different for other samples."""
     plain = tflite_model("dense_f32")
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((5, 32)).astype(np.float32)
+    x = rng.standard_normal((6, 32)).astype(np.float32)
     packed = tfedge.compress(plain, bits=3, tolerance=0.99, representative_data=x)
-    ours = _drift_on(plain, bytes(packed), x)
+    ours = _drift_on(plain, bytes(packed), x[0::2])
     assert ours > 0
     assert packed.report.drift == pytest.approx(ours, rel=DRIFT_RTOL)
-    # Other inputs (one large sample): the same packing, another drift.
-    y = np.abs(rng.standard_normal((1, 32))).astype(np.float32) * 10
+    assert packed.report.held_out_drift == pytest.approx(
+        _drift_on(plain, bytes(packed), x[1::2]), rel=DRIFT_RTOL
+    )
+    # Other inputs (two large samples): the same packing, another drift.
+    y = np.abs(rng.standard_normal((2, 32))).astype(np.float32) * 10
     other = tfedge.compress(plain, bits=3, tolerance=0.99, representative_data=y)
     assert bytes(other) == bytes(packed)
     assert other.report.drift == pytest.approx(
-        _drift_on(plain, bytes(packed), y), rel=DRIFT_RTOL
+        _drift_on(plain, bytes(packed), y[0::2]), rel=DRIFT_RTOL
     )
     assert other.report.drift != pytest.approx(ours, rel=DRIFT_RTOL)
 
