@@ -957,3 +957,45 @@ def test_hostile_file_same_verdict(hostile_outcomes, case):
     assert (java is None) == (case.expected("java") == "ok"), java
     if case.same_message and python is not None:
         assert java == python
+
+
+# ---------------------------------------------------------------- appended zip archives
+
+# TFLite Support metadata's associated files, appended to the model as a zip.
+ARCHIVE_FILES = {"labels.txt": b"cat\ndog\n", "notes/empty.txt": b""}
+
+
+@pytest.mark.parametrize("concatenated", [False, True], ids=["written", "concatenated"])
+def test_appended_archive_expands_like_python(
+    java_cp, tflite_model, tmp_path, concatenated
+):
+    """The archive follows the expanded flatbuffer, offsets counted from the file's
+    start, in Java as in Python (whether the input counted them from the file's start,
+    as TFLite Support writes them, or from the archive's own, as `cat` leaves them)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    plain = tflite_model("conv_f32")
+    if not concatenated:
+        buf.write(plain)
+    with zipfile.ZipFile(buf, "a") as z:
+        for name, blob in ARCHIVE_FILES.items():
+            z.writestr(name, blob)
+    data = buf.getvalue() if not concatenated else plain + buf.getvalue()
+    packed = bytes(
+        tfedge.compress(data, lossless=True, min_bytes=MIN_BYTES, progress=False)
+    )
+    (tmp_path / "in.tflite").write_bytes(packed)
+    (err,) = _java.run_batch(
+        java_cp,
+        tmp_path,
+        [("expand", str(tmp_path / "in.tflite"), str(tmp_path / "out.tflite"))],
+    )
+    assert err is None, err
+    java = (tmp_path / "out.tflite").read_bytes()
+    assert _canonical(java) == _canonical(tfedge.expand(packed)) == _canonical(data)
+    with zipfile.ZipFile(io.BytesIO(java)) as z:
+        assert z.testzip() is None
+        assert {i.filename: z.read(i) for i in z.infolist()} == ARCHIVE_FILES
+        assert min(i.header_offset for i in z.infolist()) == java.index(b"PK\x03\x04")

@@ -3,12 +3,16 @@ type."""
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
 from tests.conftest import BUILDERS
 from tfedge.errors import FormatError
 from tfedge.tflite import (
+    ARCHIVE_ATTR,
     TYPES,
     buffer_data,
     opcode_index,
@@ -121,3 +125,94 @@ def test_tensor_array_and_opcodes(tflite_model):
     i = opcode_index(m, "MY_OP")
     assert i == n and opcode_index(m, "MY_OP") == i and opcode_name(m, i) == "MY_OP"
     assert opcode_index(m, "OTHER", add=False) is None
+
+
+# ---------------------------------------------------------------- appended zip archives
+
+
+def _append_zip(data: bytes, files: dict[str, bytes], *, concatenated: bool) -> bytes:
+    """The model with a zip of `files` after it: written into the file as TFLite
+    Support's metadata writer does (offsets from the file's start), or concatenated
+    (offsets from the archive's start)."""
+    buf = io.BytesIO(b"" if concatenated else data)
+    buf.seek(0, 2)
+    with zipfile.ZipFile(buf, "a") as z:
+        for name, blob in files.items():
+            z.writestr(name, blob)
+    return (data if concatenated else b"") + buf.getvalue()
+
+
+def _zip_files(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert z.testzip() is None
+        return {i.filename: z.read(i) for i in z.infolist()}
+
+
+ARCHIVE_FILES = {"labels.txt": b"cat\ndog\n", "empty.txt": b""}
+
+
+@pytest.mark.parametrize("concatenated", [False, True], ids=["written", "concatenated"])
+def test_appended_archive_is_kept_and_moved(tflite_model, concatenated):
+    data = _append_zip(
+        tflite_model("dense_f32"), ARCHIVE_FILES, concatenated=concatenated
+    )
+    model = read(data)
+    assert getattr(model, ARCHIVE_ATTR)[:4] == b"PK\x03\x04"
+    model.description = b"x" * 1000  # the flatbuffer grows: the archive moves
+    again = write(model)
+    assert _zip_files(again) == ARCHIVE_FILES
+    with zipfile.ZipFile(io.BytesIO(again)) as z:
+        # Offsets count from the file's start, as TFLite Support writes them.
+        assert min(i.header_offset for i in z.infolist()) == again.index(b"PK\x03\x04")
+    assert write(read(again)) == again
+
+
+def test_an_empty_appended_archive_is_kept(tflite_model):
+    data = _append_zip(tflite_model("dense_f32"), {}, concatenated=False)
+    again = write(read(data))
+    assert _zip_files(again) == {}
+    # The end record alone, its (empty) directory counted from the file's start.
+    end = len(again) - 22
+    assert again[end:].startswith(b"PK\x05\x06")
+    assert int.from_bytes(again[end + 16 : end + 20], "little") == end
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"", b"PK\x05\x06" + b"\0" * 10, b"PK\x05\x06" + b"\0" * 18 + b"xx"],
+    ids=["none", "short-end-record", "wrong-comment-length"],
+)
+def test_no_archive_without_a_whole_zip(tflite_model, tail):
+    assert getattr(read(tflite_model("dense_f32") + tail), ARCHIVE_ATTR) is None
+
+
+def test_zip64_archive_is_refused(tflite_model):
+    data = _append_zip(tflite_model("dense_f32"), ARCHIVE_FILES, concatenated=False)
+    data = bytearray(data)
+    end = data.rindex(b"PK\x05\x06")
+    data[end + 16 : end + 20] = b"\xff\xff\xff\xff"
+    with pytest.raises(FormatError, match="ZIP64"):
+        read(bytes(data))
+
+
+def test_compress_and_expand_keep_archive_and_metadata_buffers(tflite_model):
+    """Two metadata buffers (a numpy vector with no truth value) and an archive."""
+    import tfedge
+
+    model = read(tflite_model("dense_f32"))
+    first = len(model.buffers)
+    for blob in (b"one", b"two"):
+        buffer = type(model.buffers[0])()
+        buffer.data = np.frombuffer(blob, np.uint8)
+        model.buffers.append(buffer)
+    model.metadataBuffer = np.array([first, first + 1], np.int32)
+    data = _append_zip(write(model), ARCHIVE_FILES, concatenated=False)
+    packed = bytes(tfedge.compress(data, lossless=True, min_bytes=16, progress=False))
+    assert _zip_files(packed) == ARCHIVE_FILES
+    expanded = tfedge.expand(packed)
+    assert write(read(expanded)) == write(read(data))
+    got = read(expanded)
+    assert [bytes(buffer_data(got, int(i))) for i in got.metadataBuffer] == [
+        b"one",
+        b"two",
+    ]

@@ -1,7 +1,8 @@
 """`tfedge demo`: the main job on a built-in example, end to end.
 
 Trains LeNet-300-100 on Fashion-MNIST (the Debian package `dataset-fashion-mnist`) or,
-when that is not installed, a small MLP on scikit-learn's bundled digits; prunes it
+when that is not installed, a small MLP on scikit-learn's bundled digits (or, without
+scikit-learn, on numpy-generated glyphs: `tfedge.datasets.small_images`); prunes it
 inside `model.fit` with tfedge's Keras 3 wrappers; strips the wrappers; packs the
 .tflite with `tfedge.compress`; expands it back; runs the plain, packed-then-expanded
 models in the stock TFLite interpreter on the test set and prints a size/accuracy table.
@@ -19,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _data():
-    from tfedge.datasets import digits, fashion_mnist, has_fashion_mnist
+    from tfedge.datasets import fashion_mnist, has_fashion_mnist, small_images
 
     if has_fashion_mnist():
         return (
@@ -27,7 +28,8 @@ def _data():
             fashion_mnist(),
             (300, 100),
         )
-    return "scikit-learn digits (Fashion-MNIST not installed)", digits(), (64, 32)
+    name, data = small_images()
+    return name, data, (64, 32)
 
 
 def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:

@@ -2,6 +2,7 @@
 TensorFlow."""
 
 from tfedge.tflite._model import (
+    ARCHIVE_ATTR,
     FILE_IDENTIFIER,
     TYPES,
     TensorTypeInfo,
@@ -17,6 +18,7 @@ from tfedge.tflite._model import (
 from tfedge.tflite._schema import schema
 
 __all__ = [
+    "ARCHIVE_ATTR",
     "FILE_IDENTIFIER",
     "TYPES",
     "TensorTypeInfo",

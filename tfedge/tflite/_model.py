@@ -204,68 +204,84 @@ def read(data: bytes | bytearray | memoryview) -> object:
     return model
 
 
-def _zip_entries(data: bytes, end: int) -> tuple[int, int, list[int]] | None:
-    """(central directory offset, size, its entries' positions) of the zip whose end
-    record is at `end`, when that record ends the file and its directory is whole."""
-    if end + _ZIP_END_SIZE > len(data):
+@dataclass(frozen=True)
+class _Zip:
+    """A zip archive at the end of some bytes: where it starts, what its stored offsets
+    are counted from (stored + base = position in the bytes), its end record, stored
+    central directory offset and central directory entries' positions."""
+
+    start: int
+    base: int
+    end: int
+    cd_offset: int
+    entries: tuple[int, ...]
+
+
+def _find_zip(data: bytes, *, appended: bool = True) -> _Zip | None:
+    """The zip archive whose end record ends `data` and whose directory is whole (with
+    `appended`, one that follows at least a flatbuffer header), or None."""
+    end = data.rfind(
+        _ZIP_END, max(0, len(data) - _ZIP_END_SIZE - _ZIP_MAX_COMMENT), len(data)
+    )
+    if end < 0 or end + _ZIP_END_SIZE > len(data):
         return None
     disk, cd_disk, n_disk, n, cd_size, cd_off, comment = struct.unpack_from(
         "<HHHHIIH", data, end + 4
     )
     if end + _ZIP_END_SIZE + comment != len(data) or disk or cd_disk or n_disk != n:
         return None
-    if cd_off + cd_size != end:
+    if 0xFFFFFFFF in (cd_size, cd_off):
+        raise FormatError(_ZIP64, offset=end)
+    # Offsets count from the file's start (TFLite Support's writer) or from the
+    # archive's own (a zip concatenated to the model); the directory tells which.
+    base = end - cd_size - cd_off
+    if base < 0:
         return None
-    entries, pos = [], cd_off
+    entries, starts, pos = [], [cd_off + base], cd_off + base
     for _ in range(n):
-        if data[pos : pos + 4] != _ZIP_CENTRAL or pos + _ZIP_CENTRAL_SIZE > end:
+        if pos + _ZIP_CENTRAL_SIZE > end or data[pos : pos + 4] != _ZIP_CENTRAL:
             return None
-        name, extra, note = struct.unpack_from("<HHH", data, pos + 28)
+        name, extra, note, _, _, _, local = struct.unpack_from(
+            "<HHHHHII", data, pos + 28
+        )
+        if local == 0xFFFFFFFF:
+            raise FormatError(_ZIP64, offset=pos)
         entries.append(pos)
+        starts.append(local + base)
         pos += _ZIP_CENTRAL_SIZE + name + extra + note
-    return (cd_off, cd_size, entries) if pos == end else None
+    start = min(starts)
+    if pos != end or (appended and start < 8):
+        return None
+    if n and data[start : start + 4] != _ZIP_LOCAL:
+        return None
+    return _Zip(start, base, end, cd_off, tuple(entries))
+
+
+_ZIP64 = (
+    "the zip archive appended to this .tflite (its metadata's associated files) is a "
+    "ZIP64 archive, which tfedge cannot carry over; rewrite it as a plain zip with "
+    "TFLite Support's metadata writer"
+)
 
 
 def _appended_archive(data: bytes) -> bytes | None:
     """The zip archive appended to a .tflite file, with offsets counted from its own
     start, or None. TFLite Support's metadata writer appends one holding the associated
-    files (label lists and the like), with offsets counted from the file's start."""
-    end = data.rfind(
-        _ZIP_END, max(0, len(data) - _ZIP_END_SIZE - _ZIP_MAX_COMMENT), len(data)
-    )
-    if end < 0:
-        return None
-    found = _zip_entries(data, end)
-    if found is None:
-        return None
-    cd_off, _, entries = found
-    if 0xFFFFFFFF in (cd_off, *(_u32(data, e + 42) for e in entries)):
-        raise FormatError(
-            "the zip archive appended to this .tflite (its metadata's associated "
-            "files) is a ZIP64 archive, which tfedge cannot carry over; rewrite it as "
-            "a plain zip with TFLite Support's metadata writer",
-            offset=end,
-        )
-    start = min([cd_off, *(_u32(data, e + 42) for e in entries)])
-    if start < 8 or (entries and data[start : start + 4] != _ZIP_LOCAL):
-        return None
-    return _moved_archive(data, start, -start)
+    files (label lists and the like)."""
+    found = _find_zip(data)
+    return None if found is None else _archive_at(data, found, 0)
 
 
-def _u32(data: bytes, pos: int) -> int:
-    return struct.unpack_from("<I", data, pos)[0]
-
-
-def _moved_archive(data: bytes, start: int, delta: int) -> bytes:
-    """`data[start:]`, a zip archive whose offsets count from `data`'s start, with every
-    offset (each entry's local header, the central directory's start) moved by
-    `delta`."""
-    end = data.rfind(_ZIP_END, max(0, len(data) - _ZIP_END_SIZE - _ZIP_MAX_COMMENT))
-    cd_off, _, entries = _zip_entries(data, end)
-    out = bytearray(data[start:])
-    for pos in entries:
-        struct.pack_into("<I", out, pos - start + 42, _u32(data, pos + 42) + delta)
-    struct.pack_into("<I", out, end - start + 16, cd_off + delta)
+def _archive_at(data: bytes, z: _Zip, position: int) -> bytes:
+    """`data[z.start:]` with every offset (each entry's local header, the central
+    directory's start) counted from the start of a file where it begins at
+    `position`."""
+    delta = position - z.start + z.base
+    out = bytearray(data[z.start :])
+    for pos in z.entries:
+        at = pos - z.start + 42
+        struct.pack_into("<I", out, at, struct.unpack_from("<I", out, at)[0] + delta)
+    struct.pack_into("<I", out, z.end - z.start + 16, z.cd_offset + delta)
     return bytes(out)
 
 
@@ -352,7 +368,13 @@ def write(model, *, external_buffers: bool | None = None) -> bytes:
     out = _serialise(model, external_buffers=external_buffers)
     archive = getattr(model, ARCHIVE_ATTR, None)
     if archive:
-        out += _moved_archive(archive, 0, len(out))
+        found = _find_zip(archive, appended=False)
+        if found is None or found.start != 0:
+            raise ValueError(
+                f"Expected the model's `{ARCHIVE_ATTR}` to be a zip archive whose "
+                "offsets count from its own start, as `read` sets it."
+            )
+        out += _archive_at(archive, found, len(out))
     return out
 
 

@@ -17,13 +17,19 @@ final class AppendedArchive {
     private static final int CENTRAL_SIZE = 46;
     private static final int MAX_COMMENT = 0xFFFF;
 
-    private final int start;
-    private final int end;
-    private final int cdOffset;
-    private final int[] entries;
+    private static final String ZIP64 = "the zip archive appended to this .tflite (its "
+            + "metadata's associated files) is a ZIP64 archive, which tfedge cannot carry "
+            + "over; rewrite it as a plain zip with TFLite Support's metadata writer";
 
-    private AppendedArchive(int start, int end, int cdOffset, int[] entries) {
+    private final int start; // where the archive begins in the file
+    private final int base; // stored offset + base = position in the file
+    private final int end; // the end record's position
+    private final int cdOffset; // the stored central directory offset
+    private final int[] entries; // positions of the central directory entries
+
+    private AppendedArchive(int start, int base, int end, int cdOffset, int[] entries) {
         this.start = start;
+        this.base = base;
         this.end = end;
         this.cdOffset = cdOffset;
         this.entries = entries;
@@ -49,39 +55,39 @@ final class AppendedArchive {
         long cdSize = le.getInt(end + 12) & 0xFFFFFFFFL;
         long cdOffset = le.getInt(end + 16) & 0xFFFFFFFFL;
         int comment = le.getShort(end + 20) & 0xFFFF;
-        if (end + END_SIZE + comment != size || disk != 0 || cdDisk != 0 || nDisk != n
-                || cdOffset + cdSize != end) {
+        if (end + END_SIZE + comment != size || disk != 0 || cdDisk != 0 || nDisk != n) {
+            return null;
+        }
+        if (cdSize == 0xFFFFFFFFL || cdOffset == 0xFFFFFFFFL) {
+            throw new TfedgeFormatException(ZIP64, null, end);
+        }
+        // Offsets count from the file's start (TFLite Support's writer) or from the
+        // archive's own (a zip concatenated to the model); the directory tells which.
+        long base = end - cdSize - cdOffset;
+        if (base < 0) {
             return null;
         }
         int[] entries = new int[n];
-        long pos = cdOffset;
-        long first = cdOffset;
-        boolean zip64 = cdOffset == 0xFFFFFFFFL;
+        long pos = cdOffset + base;
+        long first = pos;
         for (int i = 0; i < n; i++) {
             if (pos + CENTRAL_SIZE > end || le.getInt((int) pos) != CENTRAL) {
                 return null;
             }
             entries[i] = (int) pos;
             long local = le.getInt((int) pos + 42) & 0xFFFFFFFFL;
-            zip64 |= local == 0xFFFFFFFFL;
-            first = Math.min(first, local);
+            if (local == 0xFFFFFFFFL) {
+                throw new TfedgeFormatException(ZIP64, null, pos);
+            }
+            first = Math.min(first, local + base);
             pos += CENTRAL_SIZE + (le.getShort((int) pos + 28) & 0xFFFF)
                     + (le.getShort((int) pos + 30) & 0xFFFF)
                     + (le.getShort((int) pos + 32) & 0xFFFF);
         }
-        if (pos != end) {
+        if (pos != end || first < 8 || (n > 0 && le.getInt((int) first) != LOCAL)) {
             return null;
         }
-        if (zip64) {
-            throw new TfedgeFormatException("the zip archive appended to this .tflite (its "
-                    + "metadata's associated files) is a ZIP64 archive, which tfedge cannot "
-                    + "carry over; rewrite it as a plain zip with TFLite Support's metadata "
-                    + "writer", null, end);
-        }
-        if (first < 8 || (n > 0 && le.getInt((int) first) != LOCAL)) {
-            return null;
-        }
-        return new AppendedArchive((int) first, end, (int) cdOffset, entries);
+        return new AppendedArchive((int) first, (int) base, end, (int) cdOffset, entries);
     }
 
     /** Bytes the archive takes. */
@@ -89,16 +95,19 @@ final class AppendedArchive {
         return size - start;
     }
 
-    /** Puts the archive of {@code b[0, size)} into {@code out} at {@code at}, moved there. */
+    /**
+     * Puts the archive of {@code b[0, size)} into {@code out} at {@code at}, its offsets
+     * counted from the start of {@code out} (as TFLite Support's writer counts them).
+     */
     void copyTo(byte[] b, int size, ByteBuffer out, int at) {
         ByteBuffer le = out.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         le.position(at);
         le.put(b, start, size - start);
-        int delta = at - start;
-        ByteBuffer in = ByteBuffer.wrap(b, 0, size).order(ByteOrder.LITTLE_ENDIAN);
+        int delta = at - start + base;
+        int move = at - start; // where a byte of the input lands in the output
         for (int e : entries) {
-            le.putInt(e + delta + 42, in.getInt(e + 42) + delta);
+            le.putInt(e + move + 42, le.getInt(e + move + 42) + delta);
         }
-        le.putInt(end + delta + 16, cdOffset + delta);
+        le.putInt(end + move + 16, cdOffset + delta);
     }
 }
