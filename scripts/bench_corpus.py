@@ -15,8 +15,9 @@ corpus (tests/corpus/manifest.json, fetched by scripts/corpus.py), the size rati
 
 Drift is the metric `tfedge.compress(tolerance=...)` checks, max|y - y_ref| / max|y_ref|
 over the worst output, measured on the same inputs for every tool (generated once per
-model, passed to `compress` as its representative data): float inputs uniform in
-[-1, 1], integer inputs over their whole quantized range. A packed tfedge file is
+model, passed to `compress` as its representative data): float inputs uniform in the
+range the corpus manifest gives for the model (`input_range`; [-1, 1] where it gives
+none), integer inputs over their whole quantized range. A packed tfedge file is
 measured through `tfedge.expand`, i.e. on the bytes it decodes to.
 
 ai-edge-quantizer runs in its own environment (scripts/_aieq_env.sh makes
@@ -94,11 +95,10 @@ COLUMNS = [
     "zstd_weight_bytes",
 ]
 RECIPES = ("int8", "int4")
-# Float inputs are drawn uniformly from [-FLOAT_INPUT_RANGE, FLOAT_INPUT_RANGE]: the
-# range normalised image and audio inputs take (the published models here scale pixels
-# to [-1, 1] or [0, 1] and audio to [-1, 1]), unlike N(0, 1) samples whose tails leave
-# it.
-FLOAT_INPUT_RANGE = 1.0
+# Float inputs are drawn uniformly from the model's own input range (the manifest's
+# `input_range`); where none is known, from this one: the range normalised image and
+# audio inputs take, unlike N(0, 1) samples whose tails leave it.
+DEFAULT_INPUT_RANGE = (-1.0, 1.0)
 # zstd's --long: long-distance matching over a window of 2^27 bytes.
 ZSTD_LEVEL = 19
 ZSTD_LONG_WINDOW_LOG = 27
@@ -226,7 +226,14 @@ def with_builtin_codes(data: bytes) -> bytes:
 class Reference:
     """The original model's outputs on the inputs every tool is measured on."""
 
-    def __init__(self, data: bytes, num_samples: int, seed: int):
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        num_samples: int,
+        seed: int,
+        input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
+    ):
         # Private library functions, used on purpose: the drift must be the one
         # `compress(tolerance=...)` checks, computed by the same code.
         from tfedge.pack._verify import ModelRunner, make_samples
@@ -238,9 +245,9 @@ class Reference:
             for sample in entry_samples:
                 for k, detail in enumerate(entry.inputs):
                     if np.dtype(detail["dtype"]).kind == "f":
-                        sample[k] = rng.uniform(
-                            -FLOAT_INPUT_RANGE, FLOAT_INPUT_RANGE, sample[k].shape
-                        ).astype(sample[k].dtype)
+                        sample[k] = rng.uniform(*input_range, sample[k].shape).astype(
+                            sample[k].dtype
+                        )
         self.keys = [e.key for e in runner.entries]
         self.samples = samples
         self.outputs = runner.run(samples)
@@ -328,6 +335,7 @@ def bench_model(
     python: str | None,
     num_samples: int = 8,
     seed: int = 0,
+    input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
 ):
     """One row (COLUMNS) and the details behind it (notes, extra drifts); `python`
     is ai-edge-quantizer's (None: not run)."""
@@ -361,7 +369,9 @@ def bench_model(
         notes.append(f"tfedge lossless: {_short(e)}")
 
     try:
-        ref = Reference(data, num_samples, seed)
+        ref = Reference(
+            data, num_samples=num_samples, seed=seed, input_range=input_range
+        )
     except Exception as e:  # noqa: BLE001 - a model the stock interpreter cannot run
         notes.append(f"no drift measurable in the stock interpreter: {_short(e)}")
         return row, details
@@ -430,17 +440,32 @@ def bench_model(
 # --- the corpus -------------------------------------------------------------------
 
 
-def corpus_models(models_dir: str | None) -> list[tuple[str, str, str]]:
-    """(name, source, path) of every model to measure."""
+def corpus_models(models_dir: str | None) -> list[tuple[str, str, str, tuple]]:
+    """(name, source, path, float input range) of every model to measure: the pinned
+    corpus (fetched into its cache when missing), or the files of `models_dir`."""
     if models_dir:
         names = sorted(f for f in os.listdir(models_dir) if f.endswith(".tflite"))
         return [
-            (f[: -len(".tflite")], f"file {f}", os.path.join(models_dir, f))
+            (
+                f[: -len(".tflite")],
+                f"file {f}",
+                os.path.join(models_dir, f),
+                DEFAULT_INPUT_RANGE,
+            )
             for f in names
         ]
     import corpus
 
-    return [(m.name, m.source, m.path) for m in corpus.fetch_all()]
+    corpus.fetch(log=lambda msg: print(msg, file=sys.stderr))
+    return [
+        (
+            e["id"],
+            f"{e['package']}=={e['version']}:{e['path']}",
+            str(corpus.model_path(e)),
+            tuple(e.get("input_range") or DEFAULT_INPUT_RANGE),
+        )
+        for e in corpus.models()
+    ]
 
 
 def display(row: dict) -> dict:
@@ -480,7 +505,7 @@ def main(argv):
         + f"; ai-edge-quantizer {banner.get('ai_edge_quantizer', 'not run')}\n"
     )
     rows, details = [], {}
-    for name, source, path in corpus_models(FLAGS.models_dir):
+    for name, source, path, input_range in corpus_models(FLAGS.models_dir):
         if FLAGS.only and name not in FLAGS.only:
             continue
         with open(path, "rb") as f:
@@ -493,6 +518,7 @@ def main(argv):
             python=python,
             num_samples=FLAGS.num_samples,
             seed=FLAGS.seed,
+            input_range=input_range,
         )
         det["seconds"] = time.perf_counter() - t0
         rows.append(row)

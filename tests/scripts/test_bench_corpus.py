@@ -72,10 +72,9 @@ def test_builtin_code_is_filled_from_the_deprecated_field(bench, tflite_model):
 
 def test_reference_inputs_in_range_and_self_drift_zero(bench, tflite_model):
     data = tflite_model("dense_f32")
-    ref = bench.Reference(data, num_samples=4, seed=0)
+    ref = bench.Reference(data, num_samples=4, seed=0, input_range=(0.0, 1.0))
     x = np.concatenate([s[0].ravel() for s in ref.samples[0]])
-    assert np.abs(x).max() <= bench.FLOAT_INPUT_RANGE
-    assert np.abs(x).max() > 0.5 * bench.FLOAT_INPUT_RANGE
+    assert 0.0 <= x.min() < 0.1 and 0.9 < x.max() <= 1.0
     assert len(ref.representative_data()) == 4
     assert ref.drift(data) == 0.0
 
