@@ -373,15 +373,16 @@ def bench_model(
             data, num_samples=num_samples, seed=seed, input_range=input_range
         )
     except Exception as e:  # noqa: BLE001 - a model the stock interpreter cannot run
+        ref = None
         notes.append(f"no drift measurable in the stock interpreter: {_short(e)}")
-        return row, details
 
-    try:
-        out, drift, seconds, report = tfedge_compress(data, ref)
-        row.update(tfedge_lossy=n / len(out), lossy_drift=drift, compress_s=seconds)
-        details["lossy_reported_drift"] = report.drift
-    except Exception as e:  # noqa: BLE001 - reported in the row; other models go on
-        notes.append(f"tfedge lossy: {_short(e)}")
+    if ref is not None:
+        try:
+            out, drift, seconds, report = tfedge_compress(data, ref)
+            row.update(tfedge_lossy=n / len(out), lossy_drift=drift, compress_s=seconds)
+            details["lossy_reported_drift"] = report.drift
+        except Exception as e:  # noqa: BLE001 - reported in the row; others go on
+            notes.append(f"tfedge lossy: {_short(e)}")
 
     if python is None:
         return row, details
@@ -410,6 +411,8 @@ def bench_model(
                 f"ai-edge-quantizer {recipe}: left the float16 weights behind "
                 f"DEQUANTIZE untouched ({w_dtypes['float16']} bytes)"
             )
+        if ref is None:
+            continue
         try:
             q_drift = ref.drift(q)
         except Exception as e:  # noqa: BLE001 - reported in the row; others go on
