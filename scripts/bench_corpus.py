@@ -202,22 +202,32 @@ def concatenated(data: bytes, spans) -> bytes:
     return b"".join(data[start : start + size] for start, size, _ in spans)
 
 
-def with_builtin_codes(data: bytes) -> bytes:
-    """A copy whose operator codes carry `builtin_code` (schema 3a and later) where
-    only `deprecated_builtin_code` was set; `data` itself when nothing is missing."""
-    from tfedge.tflite import read, write
+def for_the_quantizer(data: bytes) -> bytes:
+    """The copy ai-edge-quantizer is given: operator codes carry `builtin_code`
+    (schema 3a and later) where only `deprecated_builtin_code` was set, and tensor
+    names are unique across subgraphs (its ParamsGenerator keys tensors by name;
+    control-flow subgraphs repeat names like "arg0"). Renaming changes no computation:
+    signatures refer to tensors by index. `data` itself when nothing needs changing."""
+    from tfedge.tflite import read, tensor_name, write
 
     model = read(data)
-    missing = [
-        oc
-        for oc in model.operatorCodes or []
-        if oc.builtinCode < oc.deprecatedBuiltinCode
-    ]
-    if not missing:
-        return data
-    for oc in missing:
-        oc.builtinCode = oc.deprecatedBuiltinCode
-    return write(model)
+    changed = False
+    for oc in model.operatorCodes or []:
+        if oc.builtinCode < oc.deprecatedBuiltinCode:
+            oc.builtinCode = oc.deprecatedBuiltinCode
+            changed = True
+    seen: set[str] = set()
+    for si, sg in enumerate(model.subgraphs):
+        for t in sg.tensors or []:
+            name, k = tensor_name(t), 0
+            while name in seen:
+                k += 1
+                name = f"{tensor_name(t)}__{si}_{k}"
+            if k:
+                t.name = name
+                changed = True
+            seen.add(name)
+    return write(model) if changed else data
 
 
 # --- inputs and drift -------------------------------------------------------------
@@ -287,7 +297,7 @@ def aieq_quantize(python: str, data: bytes, recipe: str) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "in.tflite"), os.path.join(tmp, "out.tflite")
         with open(src, "wb") as f:
-            f.write(with_builtin_codes(data))
+            f.write(for_the_quantizer(data))
         proc = subprocess.run(
             [
                 python,

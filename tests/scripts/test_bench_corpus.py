@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from tfedge.tflite import buffer_data, read, write
+from tfedge.tflite import buffer_data, read, tensor_name, write
 
 _SCRIPT = os.path.join(
     os.path.dirname(__file__), os.pardir, os.pardir, "scripts", "bench_corpus.py"
@@ -60,14 +60,26 @@ def test_compressor_sizes_are_their_outputs(bench, tflite_model):
 
 def test_builtin_code_is_filled_from_the_deprecated_field(bench, tflite_model):
     data = tflite_model("dense_f32")
-    assert bench.with_builtin_codes(data) is data
+    assert bench.for_the_quantizer(data) is data
     model = read(data)
     codes = [oc.deprecatedBuiltinCode for oc in model.operatorCodes]
     assert any(codes)
     for oc in model.operatorCodes:
         oc.builtinCode = 0  # as a file written before schema 3a has it
-    fixed = read(bench.with_builtin_codes(write(model)))
+    fixed = read(bench.for_the_quantizer(write(model)))
     assert [oc.builtinCode for oc in fixed.operatorCodes] == codes
+
+
+def test_tensor_names_are_made_unique_across_subgraphs(bench, tflite_model):
+    model = read(tflite_model("two_subgraphs"))
+    for t in model.subgraphs[1].tensors[:2]:
+        t.name = model.subgraphs[0].tensors[0].name  # as control-flow models have
+    data = write(model)
+    fixed = bench.for_the_quantizer(data)
+    renamed = [tensor_name(t) for sg in read(fixed).subgraphs for t in sg.tensors]
+    assert len(set(renamed)) == len(renamed)
+    ref = bench.Reference(data, num_samples=2, seed=0)
+    assert ref.drift(fixed) == 0.0
 
 
 def test_reference_inputs_in_range_and_self_drift_zero(bench, tflite_model):
