@@ -67,6 +67,11 @@ def define_flags() -> None:
         "Benchmark every .tflite in this folder instead of the pinned corpus.",
     )
     flags.DEFINE_bool("aieq", True, "Run ai-edge-quantizer (in its own environment).")
+    flags.DEFINE_bool(
+        "lossy",
+        True,
+        "Run tfedge's lossy mode (--nolossy: every other column, in minutes).",
+    )
     flags.DEFINE_integer("num_samples", 8, "Input samples every drift is measured on.")
     flags.DEFINE_integer("seed", 0, "Seed of the generated inputs.")
 
@@ -346,9 +351,11 @@ def bench_model(
     num_samples: int = 8,
     seed: int = 0,
     input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
+    lossy: bool = True,
 ):
     """One row (COLUMNS) and the details behind it (notes, extra drifts); `python`
-    is ai-edge-quantizer's (None: not run)."""
+    is ai-edge-quantizer's (None: not run); `lossy=False` leaves out every tfedge
+    lossy column."""
     spans = constant_buffers(data)
     weights = concatenated(data, spans)
     n = len(data)
@@ -386,7 +393,9 @@ def bench_model(
         ref = None
         notes.append(f"no drift measurable in the stock interpreter: {_short(e)}")
 
-    if ref is not None:
+    if not lossy:
+        notes.append("tfedge lossy: not run (--nolossy)")
+    elif ref is not None:
         try:
             out, drift, seconds, report = tfedge_compress(data, ref)
             row.update(tfedge_lossy=n / len(out), lossy_drift=drift, compress_s=seconds)
@@ -430,6 +439,8 @@ def bench_model(
             continue
         row[f"aieq_{recipe}_drift"] = q_drift
         key = f"tfedge_at_{recipe}_drift"
+        if not lossy:
+            continue
         if q_drift == 0.0:
             # Held to zero drift, tfedge may only pack losslessly.
             row[key] = lossless_ratio
@@ -532,6 +543,7 @@ def main(argv):
             num_samples=FLAGS.num_samples,
             seed=FLAGS.seed,
             input_range=input_range,
+            lossy=FLAGS.lossy,
         )
         det["seconds"] = time.perf_counter() - t0
         rows.append(row)
