@@ -439,12 +439,12 @@ def bench_model(
             continue
         row[f"aieq_{recipe}_drift"] = q_drift
         key = f"tfedge_at_{recipe}_drift"
-        if not lossy:
-            continue
         if q_drift == 0.0:
             # Held to zero drift, tfedge may only pack losslessly.
             row[key] = lossless_ratio
             notes.append(f"{key}: the recipe's drift is 0, so tfedge lossless")
+            continue
+        if not lossy:
             continue
         if not q_drift < 1.0:
             notes.append(f"{key}: the recipe's drift {q_drift:.3g} is no tolerance")
