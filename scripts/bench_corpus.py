@@ -60,7 +60,9 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The command line (defined when run, not on import, so tests can import this)."""
     flags.DEFINE_string("json", None, "Write the results as JSON to this path.")
-    flags.DEFINE_list("only", [], "Benchmark only these models (names, no .tflite).")
+    flags.DEFINE_list(
+        "only", [], "Benchmark only these models, in this order (names, no .tflite)."
+    )
     flags.DEFINE_string(
         "models_dir",
         None,
@@ -529,9 +531,14 @@ def main(argv):
         + f"; ai-edge-quantizer {banner.get('ai_edge_quantizer', 'not run')}\n"
     )
     rows, details = [], {}
-    for name, source, path, input_range in corpus_models(FLAGS.models_dir):
-        if FLAGS.only and name not in FLAGS.only:
-            continue
+    models = corpus_models(FLAGS.models_dir)
+    if FLAGS.only:
+        unknown = sorted(set(FLAGS.only) - {m[0] for m in models})
+        if unknown:
+            raise app.UsageError(f"--only names unknown models: {', '.join(unknown)}")
+        by_name = {m[0]: m for m in models}
+        models = [by_name[name] for name in FLAGS.only]
+    for name, source, path, input_range in models:
         with open(path, "rb") as f:
             data = f.read()
         t0 = time.perf_counter()
@@ -549,6 +556,10 @@ def main(argv):
         rows.append(row)
         details[name] = det
         print(f"... {name}: {det['seconds']:.0f} s", file=sys.stderr, flush=True)
+        # Written after every model, so that a long run stopped early keeps its rows.
+        _common.write_json(
+            FLAGS.json, {"banner": banner, "rows": rows, "details": details}
+        )
     print(_common.markdown_table([display(r) for r in rows], COLUMNS))
     print(
         "\nRatios are original bytes / output bytes; drift is max|y - y_ref| / "
@@ -558,7 +569,6 @@ def main(argv):
     for name, det in details.items():
         for note in det["notes"]:
             print(f"- {name}: {note}")
-    _common.write_json(FLAGS.json, {"banner": banner, "rows": rows, "details": details})
 
 
 if __name__ == "__main__":
