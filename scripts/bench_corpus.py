@@ -22,7 +22,9 @@ measured through `tfedge.expand`, i.e. on the bytes it decodes to.
 
 ai-edge-quantizer runs in its own environment (scripts/_aieq_env.sh makes
 .venv-aieq once), on a copy of the model whose operator codes carry the newer
-`builtin_code` field (it does not read the deprecated one).
+`builtin_code` field (it does not read the deprecated one) and whose tensor names are
+unique (it keys tensors by name). It leaves float16 weights behind DEQUANTIZE as they
+are; the notes under the table say so per model.
 
 Compressors: gzip is the `gzip` program (Debian essential); xz is Python's `lzma`
 (liblzma, preset 9 | PRESET_EXTREME: the bytes `xz -9e` writes); zstd is the `zstandard`
@@ -30,7 +32,7 @@ package from tfedge's test extras (level 19 with long-distance matching over a 2
 window: `zstd -19 --long`).
 
     .venv/bin/python scripts/bench_corpus.py [--json PATH] [--only NAME,...]
-        [--models_dir DIR] [--noaieq] [--num_samples 8]
+        [--models_dir DIR] [--noaieq] [--nolossy] [--num_samples 8]
 """
 
 from __future__ import annotations
