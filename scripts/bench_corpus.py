@@ -32,7 +32,7 @@ package from tfedge's test extras (level 19 with long-distance matching over a 2
 window: `zstd -19 --long`).
 
     .venv/bin/python scripts/bench_corpus.py [--json PATH] [--only NAME,...]
-        [--models_dir DIR] [--noaieq] [--nolossy] [--num_samples 8]
+        [--models_dir DIR] [--noaieq] [--nolossy] [--num_samples 16]
 """
 
 from __future__ import annotations
@@ -76,7 +76,12 @@ def define_flags() -> None:
         True,
         "Run tfedge's lossy mode (--nolossy: every other column, in minutes).",
     )
-    flags.DEFINE_integer("num_samples", 8, "Input samples every drift is measured on.")
+    flags.DEFINE_integer(
+        "num_samples",
+        16,
+        "compress's search samples; as many again are held out, and every drift is "
+        "measured on both.",
+    )
     flags.DEFINE_integer("seed", 0, "Seed of the generated inputs.")
 
 
@@ -258,7 +263,8 @@ class Reference:
         from tfedge.pack._verify import ModelRunner, make_samples
 
         runner = ModelRunner(data)
-        samples = make_samples(runner, None, num_samples, seed)
+        # compress searches on alternate samples and verifies on the others.
+        samples = make_samples(runner, None, 2 * num_samples, seed)
         rng = np.random.default_rng(seed + 1)
         for entry, entry_samples in zip(runner.entries, samples, strict=True):
             for sample in entry_samples:
@@ -267,6 +273,7 @@ class Reference:
                         sample[k] = rng.uniform(*input_range, sample[k].shape).astype(
                             sample[k].dtype
                         )
+        self.num_samples = num_samples
         self.keys = [e.key for e in runner.entries]
         self.samples = samples
         self.outputs = runner.run(samples)
@@ -333,7 +340,7 @@ def tfedge_compress(data: bytes, ref: Reference, **options):
     packed = tfedge.compress(
         data,
         representative_data=ref.representative_data(),
-        num_samples=len(ref.samples[0]),
+        num_samples=ref.num_samples,
         progress=False,
         **options,
     )
@@ -352,7 +359,7 @@ def bench_model(
     data: bytes,
     *,
     python: str | None,
-    num_samples: int = 8,
+    num_samples: int = 16,
     seed: int = 0,
     input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
     lossy: bool = True,

@@ -87,13 +87,15 @@ def test_reference_inputs_in_range_and_self_drift_zero(bench, tflite_model):
     ref = bench.Reference(data, num_samples=4, seed=0, input_range=(0.0, 1.0))
     x = np.concatenate([s[0].ravel() for s in ref.samples[0]])
     assert 0.0 <= x.min() < 0.1 and 0.9 < x.max() <= 1.0
-    assert len(ref.representative_data()) == 4
+    assert len(ref.representative_data()) == 2 * 4  # search and held-out samples
     assert ref.drift(data) == 0.0
 
 
 def test_a_row_without_the_quantizer(bench, tflite_model):
     data = tflite_model("dense_f32")
-    row, details = bench.bench_model("mlp", "built in code", data, python=None)
+    row, details = bench.bench_model(
+        "mlp", "built in code", data, python=None, num_samples=4
+    )
     assert list(row) == bench.COLUMNS
     assert row["weight_dtype"] == "float32"
     for key in ("gzip", "xz", "zstd", "tfedge_lossless", "tfedge_lossy"):
