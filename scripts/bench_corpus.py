@@ -1,0 +1,585 @@
+"""Published models: tfedge against gzip, xz, zstd and Google's ai-edge-quantizer.
+
+Reproduces issue 16 item 6 and the measure of issue 20: for every model of the pinned
+corpus (tests/corpus/manifest.json, fetched by scripts/corpus.py), the size ratio
+(original bytes / packed bytes) of
+
+- `gzip -9`, `xz -9e` and `zstd -19 --long` on the whole file;
+- tfedge lossless, and tfedge lossy at its default tolerance (with the drift of the
+  written file and the seconds `compress` took);
+- ai-edge-quantizer's weight-only int8 and int4 per-channel recipes on float models,
+  with their drift, and tfedge lossy held to each recipe's drift (`tolerance` set
+  to it);
+- the constant buffers alone: tfedge lossless (packed or carried) against xz and zstd of
+  the same buffers concatenated in file order.
+
+Drift is the metric `tfedge.compress(tolerance=...)` checks, max|y - y_ref| / max|y_ref|
+over the worst output, measured on the same inputs for every tool (generated once per
+model, passed to `compress` as its representative data): float inputs uniform in the
+range the corpus manifest gives for the model (`input_range`; [-1, 1] where it gives
+none), integer inputs over their whole quantized range. A packed tfedge file is
+measured through `tfedge.expand`, i.e. on the bytes it decodes to.
+
+ai-edge-quantizer runs in its own environment (scripts/_aieq_env.sh makes
+.venv-aieq once), on a copy of the model whose operator codes carry the newer
+`builtin_code` field (it does not read the deprecated one) and whose tensor names are
+unique (it keys tensors by name). It leaves float16 weights behind DEQUANTIZE as they
+are; the notes under the table say so per model.
+
+Compressors: gzip is the `gzip` program (Debian essential); xz is Python's `lzma`
+(liblzma, preset 9 | PRESET_EXTREME: the bytes `xz -9e` writes); zstd is the `zstandard`
+package from tfedge's test extras (level 19 with long-distance matching over a 2^27
+window: `zstd -19 --long`).
+
+    .venv/bin/python scripts/bench_corpus.py [--json PATH] [--only NAME,...]
+        [--models_dir DIR] [--noaieq] [--nolossy] [--num_samples 16]
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line (defined when run, not on import, so tests can import this)."""
+    flags.DEFINE_string("json", None, "Write the results as JSON to this path.")
+    flags.DEFINE_list(
+        "only", [], "Benchmark only these models, in this order (names, no .tflite)."
+    )
+    flags.DEFINE_string(
+        "models_dir",
+        None,
+        "Benchmark every .tflite in this folder instead of the pinned corpus.",
+    )
+    flags.DEFINE_bool("aieq", True, "Run ai-edge-quantizer (in its own environment).")
+    flags.DEFINE_bool(
+        "lossy",
+        True,
+        "Run tfedge's lossy mode (--nolossy: every other column, in minutes).",
+    )
+    flags.DEFINE_integer(
+        "num_samples",
+        16,
+        "compress's search samples; as many again are held out, and every drift is "
+        "measured on both.",
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the generated inputs.")
+
+
+# The row of every model: issue 16 item 6's keys, then issue 20's weight-byte keys.
+COLUMNS = [
+    "model",
+    "source",
+    "bytes",
+    "weight_dtype",
+    "gzip",
+    "xz",
+    "zstd",
+    "tfedge_lossless",
+    "tfedge_lossy",
+    "lossy_drift",
+    "aieq_int8",
+    "aieq_int8_drift",
+    "aieq_int4",
+    "aieq_int4_drift",
+    "tfedge_at_int8_drift",
+    "tfedge_at_int4_drift",
+    "compress_s",
+    "lossless_weight_bytes",
+    "xz_weight_bytes",
+    "zstd_weight_bytes",
+]
+RECIPES = ("int8", "int4")
+# Float inputs are drawn uniformly from the model's own input range (the manifest's
+# `input_range`); where none is known, from this one: the range normalised image and
+# audio inputs take, unlike N(0, 1) samples whose tails leave it.
+DEFAULT_INPUT_RANGE = (-1.0, 1.0)
+# zstd's --long: long-distance matching over a window of 2^27 bytes.
+ZSTD_LEVEL = 19
+ZSTD_LONG_WINDOW_LOG = 27
+# The weight dtypes ai-edge-quantizer's weight-only recipes start from.
+FLOAT_DTYPES = ("float32", "float16")
+
+
+# --- general-purpose compressors --------------------------------------------------
+
+
+def gzip_bytes(data: bytes) -> int:
+    """Size of `gzip -9 -n` output (gzip's own deflate, not zlib's: they differ)."""
+    out = subprocess.run(
+        ["gzip", "-9", "-n", "-c"], input=data, capture_output=True, check=True
+    ).stdout
+    return len(out)
+
+
+def xz_bytes(data: bytes) -> int:
+    """Size of `xz -9e` output (the same liblzma preset and container)."""
+    return len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+
+
+def zstd_bytes(data: bytes) -> int:
+    """Size of `zstd -19 --long` output."""
+    import zstandard
+
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL,
+        source_size=len(data),
+        enable_ldm=True,
+        window_log=ZSTD_LONG_WINDOW_LOG,
+    )
+    return len(zstandard.ZstdCompressor(compression_params=params).compress(data))
+
+
+def compressor_versions() -> dict:
+    import zstandard
+
+    gz = subprocess.run(["gzip", "--version"], capture_output=True, text=True)
+    return {
+        "gzip": gz.stdout.splitlines()[0] if gz.stdout else "unknown",
+        "liblzma": getattr(lzma, "__version__", None) or _liblzma_version(),
+        "zstandard": f"{zstandard.__version__} (libzstd "
+        + ".".join(str(v) for v in zstandard.ZSTD_VERSION)
+        + ")",
+    }
+
+
+def _liblzma_version() -> str:
+    xz = shutil.which("xz")
+    if not xz:
+        return "python lzma"
+    out = subprocess.run([xz, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[-1] if out else "python lzma"
+
+
+# --- the model's constant buffers -------------------------------------------------
+
+
+def constant_buffers(data: bytes) -> list[tuple[int, int, str]]:
+    """(file offset, size, dtype name) of every non-empty buffer a tensor refers to,
+    in file order: the weights tfedge's report lists, one entry per buffer."""
+    from tfedge.tflite import TYPES, schema
+
+    s = schema()
+    fb = s.Model.GetRootAs(data, 0)
+    dtypes: dict[int, str] = {}
+    for si in range(fb.SubgraphsLength()):
+        sg = fb.Subgraphs(si)
+        for ti in range(sg.TensorsLength()):
+            t = sg.Tensors(ti)
+            if t.Buffer() > 0 and t.Buffer() not in dtypes:
+                info = TYPES.get(t.Type())
+                dtypes[t.Buffer()] = info.name.lower() if info else str(t.Type())
+    spans = []
+    for b, dtype in dtypes.items():
+        buf = fb.Buffers(b)
+        if buf.Offset() > 1:
+            start, size = buf.Offset(), buf.Size()
+        else:
+            o = buf._tab.Offset(4)  # the `data` field: a [ubyte] vector
+            if not o:
+                continue
+            start, size = buf._tab.Vector(o), buf._tab.VectorLen(o)
+        if size:
+            spans.append((start, size, dtype))
+    return sorted(spans)
+
+
+def weight_dtype(spans: list[tuple[int, int, str]]) -> str:
+    """The dtype holding most weight bytes (int32 biases and shapes count last)."""
+    by = Counter()
+    for _, size, dtype in spans:
+        by[dtype] += size
+    main = [d for d, _ in by.most_common() if d != "int32"]
+    return main[0] if main else (next(iter(by)) if by else "none")
+
+
+def concatenated(data: bytes, spans) -> bytes:
+    return b"".join(data[start : start + size] for start, size, _ in spans)
+
+
+def for_the_quantizer(data: bytes) -> bytes:
+    """The copy ai-edge-quantizer is given: operator codes carry `builtin_code`
+    (schema 3a and later) where only `deprecated_builtin_code` was set, and tensor
+    names are unique across subgraphs (its ParamsGenerator keys tensors by name;
+    control-flow subgraphs repeat names like "arg0"). Renaming changes no computation:
+    signatures refer to tensors by index. `data` itself when nothing needs changing."""
+    from tfedge.tflite import read, tensor_name, write
+
+    model = read(data)
+    changed = False
+    for oc in model.operatorCodes or []:
+        if oc.builtinCode < oc.deprecatedBuiltinCode:
+            oc.builtinCode = oc.deprecatedBuiltinCode
+            changed = True
+    seen: set[str] = set()
+    for si, sg in enumerate(model.subgraphs):
+        for t in sg.tensors or []:
+            name, k = tensor_name(t), 0
+            while name in seen:
+                k += 1
+                name = f"{tensor_name(t)}__{si}_{k}"
+            if k:
+                t.name = name
+                changed = True
+            seen.add(name)
+    return write(model) if changed else data
+
+
+# --- inputs and drift -------------------------------------------------------------
+
+
+class Reference:
+    """The original model's outputs on the inputs every tool is measured on."""
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        num_samples: int,
+        seed: int,
+        input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
+    ):
+        # Private library functions, used on purpose: the drift must be the one
+        # `compress(tolerance=...)` checks, computed by the same code.
+        from tfedge.pack._verify import ModelRunner, make_samples
+
+        runner = ModelRunner(data)
+        # compress searches on alternate samples and verifies on the others.
+        samples = make_samples(runner, None, 2 * num_samples, seed)
+        rng = np.random.default_rng(seed + 1)
+        for entry, entry_samples in zip(runner.entries, samples, strict=True):
+            for sample in entry_samples:
+                for k, detail in enumerate(entry.inputs):
+                    if np.dtype(detail["dtype"]).kind == "f":
+                        sample[k] = rng.uniform(*input_range, sample[k].shape).astype(
+                            sample[k].dtype
+                        )
+        self.num_samples = num_samples
+        self.keys = [e.key for e in runner.entries]
+        self.samples = samples
+        self.outputs = runner.run(samples)
+
+    def representative_data(self):
+        """The samples in the form `compress(representative_data=...)` takes."""
+        if len(self.keys) == 1:
+            return self.samples[0]
+        return dict(zip(self.keys, self.samples, strict=True))
+
+    def drift(self, model_bytes: bytes) -> float:
+        from tfedge.pack._verify import ModelRunner, drift
+
+        return drift(self.outputs, ModelRunner(model_bytes).run(self.samples))
+
+
+# --- the tools --------------------------------------------------------------------
+
+
+def aieq_python() -> str:
+    """The python of ai-edge-quantizer's own environment (made on first use)."""
+    out = subprocess.run(
+        ["bash", os.path.join(HERE, "_aieq_env.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+_VERSION_OF_AIEQ = (
+    "from importlib.metadata import version; print(version('ai-edge-quantizer'))"
+)
+
+
+def aieq_quantize(python: str, data: bytes, recipe: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.tflite"), os.path.join(tmp, "out.tflite")
+        with open(src, "wb") as f:
+            f.write(for_the_quantizer(data))
+        proc = subprocess.run(
+            [
+                python,
+                os.path.join(HERE, "_aieq_quantize.py"),
+                f"--model={src}",
+                f"--out={dst}",
+                f"--recipe={recipe}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"ai-edge-quantizer failed: {last}")
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def tfedge_compress(data: bytes, ref: Reference, **options):
+    """(packed bytes, drift of the bytes it expands to, seconds)."""
+    import tfedge
+
+    t0 = time.perf_counter()
+    packed = tfedge.compress(
+        data,
+        representative_data=ref.representative_data(),
+        num_samples=ref.num_samples,
+        progress=False,
+        **options,
+    )
+    seconds = time.perf_counter() - t0
+    out = bytes(packed)
+    return out, ref.drift(tfedge.expand(out)), seconds, packed.report
+
+
+def _short(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:240]
+
+
+def bench_model(
+    name: str,
+    source: str,
+    data: bytes,
+    *,
+    python: str | None,
+    num_samples: int = 16,
+    seed: int = 0,
+    input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
+    lossy: bool = True,
+):
+    """One row (COLUMNS) and the details behind it (notes, extra drifts); `python`
+    is ai-edge-quantizer's (None: not run); `lossy=False` leaves out every tfedge
+    lossy column."""
+    spans = constant_buffers(data)
+    weights = concatenated(data, spans)
+    n = len(data)
+    row = dict.fromkeys(COLUMNS)
+    row.update(
+        model=name,
+        source=source,
+        bytes=n,
+        weight_dtype=weight_dtype(spans),
+        gzip=n / gzip_bytes(data),
+        xz=n / xz_bytes(data),
+        zstd=n / zstd_bytes(data),
+        xz_weight_bytes=xz_bytes(weights),
+        zstd_weight_bytes=zstd_bytes(weights),
+    )
+    notes: list[str] = []
+    details: dict = {"notes": notes, "weight_bytes": len(weights)}
+
+    import tfedge
+
+    t0 = time.perf_counter()
+    try:
+        lossless = tfedge.compress(data, lossless=True, progress=False)
+        row["tfedge_lossless"] = n / len(lossless)
+        row["lossless_weight_bytes"] = lossless.report.weight_bytes[1]
+        details["lossless_s"] = time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - reported in the row; other models go on
+        notes.append(f"tfedge lossless: {_short(e)}")
+
+    try:
+        ref = Reference(
+            data, num_samples=num_samples, seed=seed, input_range=input_range
+        )
+    except Exception as e:  # noqa: BLE001 - a model the stock interpreter cannot run
+        ref = None
+        notes.append(f"no drift measurable in the stock interpreter: {_short(e)}")
+
+    if not lossy:
+        notes.append("tfedge lossy: not run (--nolossy)")
+    elif ref is not None:
+        try:
+            out, drift, seconds, report = tfedge_compress(data, ref)
+            row.update(tfedge_lossy=n / len(out), lossy_drift=drift, compress_s=seconds)
+            details["lossy_reported_drift"] = report.drift
+        except Exception as e:  # noqa: BLE001 - reported in the row; others go on
+            notes.append(f"tfedge lossy: {_short(e)}")
+
+    if python is None:
+        return row, details
+    if row["weight_dtype"] not in FLOAT_DTYPES:
+        notes.append(
+            f"ai-edge-quantizer: not run ({row['weight_dtype']} weights; its "
+            "weight-only recipes start from float weights)"
+        )
+        return row, details
+    lossless_ratio = row["tfedge_lossless"]
+    for recipe in RECIPES:
+        try:
+            q = aieq_quantize(python, data, recipe)
+        except Exception as e:  # noqa: BLE001 - reported in the row; others go on
+            notes.append(f"ai-edge-quantizer {recipe}: {_short(e)}")
+            continue
+        row[f"aieq_{recipe}"] = n / len(q)
+        q_dtypes = Counter()
+        for _, size, dtype in constant_buffers(q):
+            q_dtypes[dtype] += size
+        w_dtypes = Counter()
+        for _, size, dtype in spans:
+            w_dtypes[dtype] += size
+        if w_dtypes["float16"] and q_dtypes["float16"] == w_dtypes["float16"]:
+            notes.append(
+                f"ai-edge-quantizer {recipe}: left the float16 weights behind "
+                f"DEQUANTIZE untouched ({w_dtypes['float16']} bytes)"
+            )
+        if ref is None:
+            continue
+        try:
+            q_drift = ref.drift(q)
+        except Exception as e:  # noqa: BLE001 - reported in the row; others go on
+            notes.append(f"ai-edge-quantizer {recipe}: drift: {_short(e)}")
+            continue
+        row[f"aieq_{recipe}_drift"] = q_drift
+        key = f"tfedge_at_{recipe}_drift"
+        if q_drift == 0.0:
+            # Held to zero drift, tfedge may only pack losslessly.
+            row[key] = lossless_ratio
+            notes.append(f"{key}: the recipe's drift is 0, so tfedge lossless")
+            continue
+        if not lossy:
+            continue
+        if not q_drift < 1.0:
+            notes.append(f"{key}: the recipe's drift {q_drift:.3g} is no tolerance")
+            continue
+        try:
+            out, drift, seconds, _ = tfedge_compress(data, ref, tolerance=q_drift)
+            row[key] = n / len(out)
+            details[f"{key}_measured"] = drift
+            details[f"{key}_s"] = seconds
+            if drift > q_drift:
+                notes.append(f"{key}: written file drifts {drift:.4g} > {q_drift:.4g}")
+        except Exception as e:  # noqa: BLE001 - reported in the row; others go on
+            notes.append(f"tfedge at the {recipe} drift: {_short(e)}")
+    return row, details
+
+
+# --- the corpus -------------------------------------------------------------------
+
+
+def corpus_models(models_dir: str | None) -> list[tuple[str, str, str, tuple]]:
+    """(name, source, path, float input range) of every model to measure: the pinned
+    corpus (fetched into its cache when missing), or the files of `models_dir`."""
+    if models_dir:
+        names = sorted(f for f in os.listdir(models_dir) if f.endswith(".tflite"))
+        return [
+            (
+                f[: -len(".tflite")],
+                f"file {f}",
+                os.path.join(models_dir, f),
+                DEFAULT_INPUT_RANGE,
+            )
+            for f in names
+        ]
+    import corpus
+
+    corpus.fetch(log=lambda msg: print(msg, file=sys.stderr))
+    return [
+        (
+            e["id"],
+            f"{e['package']}=={e['version']}:{e['path']}",
+            str(corpus.model_path(e)),
+            tuple(e.get("input_range") or DEFAULT_INPUT_RANGE),
+        )
+        for e in corpus.models()
+    ]
+
+
+def display(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if v is None:
+            out[k] = "n/a"
+        elif k == "source":
+            out[k] = v
+        elif k.endswith("drift"):
+            out[k] = f"{v:.3g}"
+        elif isinstance(v, float):
+            out[k] = f"{v:.2f}"
+        else:
+            out[k] = v
+    return out
+
+
+def main(argv):
+    del argv
+    banner = _common.print_banner(
+        "Published models: tfedge against gzip, xz, zstd and ai-edge-quantizer",
+        "scripts/bench_corpus.py",
+    )
+    banner.update(compressor_versions())
+    python = aieq_python() if FLAGS.aieq else None
+    if python:
+        banner["ai_edge_quantizer"] = subprocess.run(
+            [python, "-c", _VERSION_OF_AIEQ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    print(
+        "Compressors: "
+        + ", ".join(f"{k} {banner[k]}" for k in ("gzip", "liblzma", "zstandard"))
+        + f"; ai-edge-quantizer {banner.get('ai_edge_quantizer', 'not run')}\n"
+    )
+    rows, details = [], {}
+    models = corpus_models(FLAGS.models_dir)
+    if FLAGS.only:
+        unknown = sorted(set(FLAGS.only) - {m[0] for m in models})
+        if unknown:
+            raise app.UsageError(f"--only names unknown models: {', '.join(unknown)}")
+        by_name = {m[0]: m for m in models}
+        models = [by_name[name] for name in FLAGS.only]
+    for name, source, path, input_range in models:
+        with open(path, "rb") as f:
+            data = f.read()
+        t0 = time.perf_counter()
+        row, det = bench_model(
+            name,
+            source,
+            data,
+            python=python,
+            num_samples=FLAGS.num_samples,
+            seed=FLAGS.seed,
+            input_range=input_range,
+            lossy=FLAGS.lossy,
+        )
+        det["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        details[name] = det
+        print(f"... {name}: {det['seconds']:.0f} s", file=sys.stderr, flush=True)
+        # Written after every model, so that a long run stopped early keeps its rows.
+        _common.write_json(
+            FLAGS.json, {"banner": banner, "rows": rows, "details": details}
+        )
+    print(_common.markdown_table([display(r) for r in rows], COLUMNS))
+    print(
+        "\nRatios are original bytes / output bytes; drift is max|y - y_ref| / "
+        "max|y_ref| over the worst output on the same generated inputs for every "
+        "tool; `*_weight_bytes` are the constant buffers alone.\n"
+    )
+    for name, det in details.items():
+        for note in det["notes"]:
+            print(f"- {name}: {note}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

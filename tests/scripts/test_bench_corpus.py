@@ -1,0 +1,108 @@
+"""scripts/bench_corpus.py without ai-edge-quantizer: the weight spans it measures, the
+opcode copy it hands the quantizer, the shared inputs and one whole row."""
+
+from __future__ import annotations
+
+import importlib.util
+import lzma
+import os
+
+import numpy as np
+import pytest
+
+from tfedge.tflite import buffer_data, read, tensor_name, write
+
+_SCRIPT = os.path.join(
+    os.path.dirname(__file__), os.pardir, os.pardir, "scripts", "bench_corpus.py"
+)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_corpus", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [("dense_f32", "float32"), ("conv_f16", "float16"), ("conv_int8", "int8")],
+)
+def test_constant_buffers_are_the_tensor_buffers_in_file_order(
+    bench, tflite_model, name, dtype
+):
+    data = tflite_model(name)
+    model = read(data)
+    spans = bench.constant_buffers(data)
+    starts = [s for s, _, _ in spans]
+    assert starts == sorted(starts)
+    used = {
+        t.buffer
+        for sg in model.subgraphs
+        for t in sg.tensors
+        if t.buffer > 0 and buffer_data(model, t.buffer).size
+    }
+    expected = sorted(bytes(buffer_data(model, b)) for b in used)
+    got = sorted(data[s : s + n] for s, n, _ in spans)
+    assert got == expected
+    assert bench.weight_dtype(spans) == dtype
+
+
+def test_compressor_sizes_are_their_outputs(bench, tflite_model):
+    data = tflite_model("dense_f32")
+    assert bench.xz_bytes(data) == len(
+        lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+    )
+    for size in (bench.gzip_bytes(data), bench.zstd_bytes(data)):
+        assert 0 < size < len(data)
+
+
+def test_builtin_code_is_filled_from_the_deprecated_field(bench, tflite_model):
+    data = tflite_model("dense_f32")
+    assert bench.for_the_quantizer(data) is data
+    model = read(data)
+    codes = [oc.deprecatedBuiltinCode for oc in model.operatorCodes]
+    assert any(codes)
+    for oc in model.operatorCodes:
+        oc.builtinCode = 0  # as a file written before schema 3a has it
+    fixed = read(bench.for_the_quantizer(write(model)))
+    assert [oc.builtinCode for oc in fixed.operatorCodes] == codes
+
+
+def test_tensor_names_are_made_unique_across_subgraphs(bench, tflite_model):
+    model = read(tflite_model("two_subgraphs"))
+    for t in model.subgraphs[1].tensors[:2]:
+        t.name = model.subgraphs[0].tensors[0].name  # as control-flow models have
+    data = write(model)
+    fixed = bench.for_the_quantizer(data)
+    renamed = [tensor_name(t) for sg in read(fixed).subgraphs for t in sg.tensors]
+    assert len(set(renamed)) == len(renamed)
+    ref = bench.Reference(data, num_samples=2, seed=0)
+    assert ref.drift(fixed) == 0.0
+
+
+def test_reference_inputs_in_range_and_self_drift_zero(bench, tflite_model):
+    data = tflite_model("dense_f32")
+    ref = bench.Reference(data, num_samples=4, seed=0, input_range=(0.0, 1.0))
+    x = np.concatenate([s[0].ravel() for s in ref.samples[0]])
+    assert 0.0 <= x.min() < 0.1 and 0.9 < x.max() <= 1.0
+    assert len(ref.representative_data()) == 2 * 4  # search and held-out samples
+    assert ref.drift(data) == 0.0
+
+
+def test_a_row_without_the_quantizer(bench, tflite_model):
+    data = tflite_model("dense_f32")
+    row, details = bench.bench_model(
+        "mlp", "built in code", data, python=None, num_samples=4
+    )
+    assert list(row) == bench.COLUMNS
+    assert row["weight_dtype"] == "float32"
+    for key in ("gzip", "xz", "zstd", "tfedge_lossless", "tfedge_lossy"):
+        assert row[key] > 1.0, key
+    assert 0 < row["lossy_drift"] <= 0.02
+    assert row["compress_s"] > 0
+    assert 0 < row["lossless_weight_bytes"] <= details["weight_bytes"]
+    assert 0 < row["xz_weight_bytes"] < details["weight_bytes"]
+    assert all(row[k] is None for k in bench.COLUMNS if "aieq" in k or "_at_" in k)
+    assert details["notes"] == []
