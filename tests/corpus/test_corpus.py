@@ -40,6 +40,8 @@ DEFAULT_TOLERANCE = inspect.signature(tfedge.compress).parameters["tolerance"].d
 HELD_OUT_SEED = 1234
 # Held-out invocations per signature: more than the packer's own check measures.
 HELD_OUT_STEPS = 8
+# The samples given as representative data, apart from the held-out ones.
+REPRESENTATIVE_SEED = 99
 # A lossy tensor whose relative weight error ||w - w'|| / ||w|| reaches this has lost
 # half its energy: the model is destroyed whatever a (possibly blind) output check
 # says. A zeroed kernel has 1.0; 2-bit sharing of Gaussian weights about 0.34.
@@ -182,12 +184,35 @@ def _relative_weight_errors(original: bytes, expanded: bytes) -> dict[str, float
     return errors
 
 
+def _representative_npz(entry: dict, original: bytes, path) -> list[str]:
+    """`--data` for a float model whose file does not say its input range (no TFLite
+    Support metadata): samples from the range its documentation gives, as a user of
+    the model would pass them; [] where the file says it itself (metadata, or integer
+    inputs, whose quantization range tfedge uses)."""
+    it = StockInterpreter(model_content=original)
+    details = it.get_input_details()
+    floats = any(np.dtype(d["dtype"]).kind == "f" for d in details)
+    if "tflite-metadata" in entry["covers"] or not floats:
+        return []
+    rng = np.random.default_rng(REPRESENTATIVE_SEED)
+    for d in details:
+        d["shape"] = [1] + [max(int(n), 1) for n in d["shape"][1:]]
+    samples = [_models.inputs_for(details, entry, rng) for _ in range(32)]
+    arrays = {
+        d["name"]: np.concatenate([s[i] for s in samples])
+        for i, d in enumerate(details)
+    }
+    np.savez(path, **arrays)
+    return ["--data", str(path)]
+
+
 @pytest.mark.corpus_lossy
 def test_default_compress_holds_its_tolerance_or_says_why(entry, tmp_path):
     src, out = tmp_path / "in.tflite", tmp_path / "out.tflite"
     original = _models.model_bytes(entry)
     src.write_bytes(original)
-    r = _cli("compress", str(src), "-o", str(out))
+    data = _representative_npz(entry, original, tmp_path / "data.npz")
+    r = _cli("compress", str(src), "-o", str(out), *data)
     if r.returncode == EXIT_REFUSED:
         assert "tfedge bug" not in r.stderr, r.stderr
         assert "error:" in r.stderr, r.stderr

@@ -38,6 +38,13 @@ MAX_VERIFICATIONS = 8
 # drift: the prediction (per-tensor drifts added in quadrature) is rough, and a first
 # pass saves a verification.
 _FIRST_TRY_FRACTION = 0.8
+# The search accepts a combination only when its drift on the search samples and on the
+# held-out samples is within this fraction of the tolerance; the written file is then
+# checked against the whole tolerance. The drift is a maximum over samples, so it grows
+# with inputs the search never saw: on the published-model corpus (tests/corpus, the
+# corpus_lossy group), inputs drawn afresh from each model's documented range drifted
+# up to 1.7 times what the search measured on its own samples.
+SEARCH_MARGIN = 0.5
 _INITS = ("linear", "density", "random")
 _TARGETS = ("tfedge", "tflm")
 
@@ -241,7 +248,7 @@ def compress(
     if check is not None:
         _measure_sensitivity(check, candidates, progress)
         clock.lap("sensitivity")
-        _search(check, candidates, tolerance, bits, backed_off, notes)
+        _search(check, candidates, tolerance * SEARCH_MARGIN, bits, backed_off, notes)
         clock.lap("search")
 
     job = _Job(
@@ -694,7 +701,8 @@ def _apply(candidates, steps, k: int) -> None:
 
 def _search(check, candidates, tolerance, bits, backed_off, notes) -> None:
     """The longest prefix of the greedy order whose combination passes on the search
-    and the held-out samples, found with at most MAX_VERIFICATIONS verifications: the
+    and the held-out samples (`tolerance` here is the search's target, SEARCH_MARGIN
+    of the user's), found with at most MAX_VERIFICATIONS verifications: the
     first guess from the predicted drift, then guesses recalibrated by what was
     measured, bisecting between the longest prefix that passed and the shortest that
     failed. When those two are one step apart, that step is the culprit: it (and its
@@ -769,7 +777,8 @@ def _search(check, candidates, tolerance, bits, backed_off, notes) -> None:
                 )
     if steps and lo == 0:
         notes.append(
-            f"no lossy coding met the tolerance {tolerance:g} on the samples: every "
+            f"no lossy coding met the search target {tolerance:g} (SEARCH_MARGIN of "
+            "the tolerance) on the samples: every "
             "tensor was packed losslessly"
         )
     notes.append(
