@@ -1,11 +1,12 @@
 """Writes the seed corpus of scripts/fuzz_decoder.sh: real payloads, one file each.
 
 Seeds are payloads produced by tfedge's own packer: every codec combination of
-`tfedge.codecs.encode_payload` on random tensors (per-channel codebooks, format version
-2, over several channel tilings, with no, some or only shared entries, sparse ones with
-filler entries), plus every payload of a small Keras model packed by `tfedge.compress`
-(lossy and lossless, pruned so that the sparse index appears, with a per-channel scaled
-ternary layer for per-channel codebooks). Each file is one mode byte (see
+`tfedge.codecs.encode_payload` on random tensors (fixed-width, Huffman and rANS streams,
+rANS being format version 3; per-channel codebooks, format version 2, over several
+channel tilings, with no, some or only shared entries, sparse ones with filler entries),
+plus every payload of a small Keras model packed by `tfedge.compress` (lossy and
+lossless, pruned so that the sparse index appears, with a per-channel scaled ternary
+layer for per-channel codebooks). Each file is one mode byte (see
 tfedge/runtime/cc/fuzz_decode.cc) then the payload: mode 0 keeps the payload's CRC, mode
 1 lets the harness fix it up.
 
@@ -67,7 +68,7 @@ _ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.u
 def codec_seeds(rng: np.random.Generator):
     for layout in ("dense", "sparse"):
         for kind in ("raw", "codebook"):
-            for coding in ("fixed", "huffman"):
+            for coding in ("fixed", "huffman", "rans"):
                 for es, (etype, dtype) in _ELEMENTS.items():
                     for n in (0, 1, 9, 300, 20000):
                         kw = dict(

@@ -46,6 +46,12 @@ CODECS = [
     ("sparse-channel-fixed", "sparse", "channel_codebook", "fixed", "fixed"),
     ("sparse-channel-huffman", "sparse", "channel_codebook", "huffman", "huffman"),
     ("sparse-channel-mixed", "sparse", "channel_codebook", "fixed", "huffman"),
+    ("dense-raw-rans", "dense", "raw", "rans", "auto"),
+    ("dense-codebook-rans", "dense", "codebook", "rans", "auto"),
+    ("sparse-raw-rans", "sparse", "raw", "rans", "rans"),
+    ("sparse-codebook-rans", "sparse", "codebook", "rans", "huffman"),
+    ("dense-channel-rans", "dense", "channel_codebook", "rans", "auto"),
+    ("sparse-channel-rans", "sparse", "channel_codebook", "rans", "rans"),
 ]
 SEEDS = range(8)
 # Random payloads per seed for the mutation test: enough to reach every check of
@@ -358,7 +364,7 @@ def test_channel_codebook_tilings(channels, run, repeats, es, layout, coding, ze
 # (id, header byte offset, new value, expected error offset)
 HEADER_FAULTS = [
     ("magic", 0, ord("X"), 0),
-    ("version-newer", 4, 3, 4),
+    ("version-newer", 4, 4, 4),
     ("version-zero", 4, 0, 4),
     ("layout", 5, 2, 5),
     ("value-kind", 6, 7, 6),

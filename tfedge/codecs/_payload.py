@@ -29,7 +29,7 @@ from tfedge.codecs._sparse import positions_from_gaps, relative_index
 from tfedge.errors import FormatError
 
 MAGIC = b"TFEP"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER_SIZE = 28
 LAYOUTS = ("dense", "sparse")
 VALUE_KINDS = ("raw", "codebook", "channel_codebook")
@@ -307,7 +307,9 @@ def decode_payload(
         fill = buf[pos : pos + es]
         pos += es
         gaps_at = pos
-        gaps, pos = _streams.decode_stream(buf, pos, name=name, max_count=n)
+        gaps, pos = _streams.decode_stream(
+            buf, pos, name=name, max_count=n, max_version=header.version, max_bits=8
+        )
         positions = positions_from_gaps(gaps, n, name=name, offset=gaps_at)
         stored = positions.size
     else:
@@ -321,7 +323,9 @@ def decode_payload(
             f"{int(buf[pos + 1])}",
             pos + 1,
         )
-    values, pos = _streams.decode_stream(buf, pos, name=name, max_count=expected)
+    values, pos = _streams.decode_stream(
+        buf, pos, name=name, max_count=expected, max_version=header.version, max_bits=8
+    )
     if values.size != expected:
         raise fail(
             f"value stream holds {values.size} symbols, expected {expected}", values_at
@@ -423,7 +427,9 @@ def inspect_payload(
         if size - pos < es:
             raise fail("truncated fill value", pos)
         fill = buf[pos : pos + es].tobytes()
-        gaps = _streams.stream_info(buf, pos + es, name=name)
+        gaps = _streams.stream_info(
+            buf, pos + es, name=name, max_version=header.version, max_bits=8
+        )
         if gaps.count > header.count:
             raise fail(
                 f"stream holds {gaps.count} symbols, more than the {header.count} "
@@ -432,7 +438,9 @@ def inspect_payload(
             )
         stored = gaps.count
         pos = gaps.end
-    values = _streams.stream_info(buf, pos, name=name)
+    values = _streams.stream_info(
+        buf, pos, name=name, max_version=header.version, max_bits=8
+    )
     expected = stored * es if header.value_kind == "raw" else stored
     if header.value_kind == "raw" and values.bits != 8:
         raise fail(
@@ -809,12 +817,22 @@ def _streams_size(p: _Prepared) -> tuple[int, int | None]:
     return best
 
 
-def payload_size(**kwargs) -> int:
-    """Returns the exact byte size of `encode_payload(**kwargs)` without encoding.
+def payload_size(*, estimate: bool = False, **kwargs) -> int:
+    """Returns the exact byte size of `encode_payload(**kwargs)`.
 
-    Takes the same keyword arguments as `encode_payload`.
+    Takes the same keyword arguments as `encode_payload`. Fixed-width and Huffman
+    sizes need no encoding; a rANS stream's exact size depends on the order of its
+    symbols, so when a stream may be rANS coded ("rans" or "auto") the payload is
+    encoded to measure it, unless `estimate` is True: then rANS streams are estimated
+    from their frequencies (to within a few bytes), which is cheap.
     """
     p = _prepare(**_with_defaults(kwargs))
+    may_rans = "rans" in (p.value_coding, p.gap_coding) or "auto" in (
+        p.value_coding,
+        p.gap_coding if p.layout == "sparse" else "fixed",
+    )
+    if may_rans and not estimate:
+        return len(encode_payload(**kwargs))
     streams, _ = _streams_size(p)
     return HEADER_SIZE + p.prefix_size() + streams
 
@@ -881,7 +899,8 @@ def encode_payload(
         index_bits: codebook kind: the index symbol width; None for ceil(log2(K)), >= 1.
         gap_bits: sparse layout: the gap symbol width; None tries 1..8 and keeps the one
             that gives the smallest payload.
-        value_coding: "fixed", "huffman" or "auto" (the smaller) for stream V.
+        value_coding: "fixed", "huffman", "rans" (format version 3) or "auto" (the
+            smallest; rANS makes the payload version 3) for stream V.
         gap_coding: the same for stream G.
         channel_run: per-channel kind: R, the number of consecutive elements of one
             channel; element i belongs to channel (i // R) % C. C x R must divide N.
@@ -920,10 +939,18 @@ def encode_payload(
         parts.append(p.fill_bytes.tobytes())
         parts.append(_streams.encode_stream(gaps, g, p.gap_coding))
         values = p.symbols[stored]
+        streams = [parts[-1]]
     else:
         values = p.symbols
+        streams = []
     parts.append(
         _streams.encode_stream(values.reshape(-1), p.value_bits, p.value_coding)
+    )
+    streams.append(parts[-1])
+    # The lowest version that has the payload's value kind and stream codings.
+    version = max(
+        [_KIND_VERSION[p.value_kind]]
+        + [_streams.CODING_VERSION[_streams.CODING_NAMES[s[0]]] for s in streams]
     )
     body = b"".join(parts)
     if len(body) > _U32_MAX:
@@ -932,7 +959,7 @@ def encode_payload(
         )
     head = _HEADER.pack(
         MAGIC,
-        _KIND_VERSION[p.value_kind],
+        version,
         LAYOUTS.index(p.layout),
         VALUE_KINDS.index(p.value_kind),
         p.element_type,

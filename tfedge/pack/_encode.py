@@ -71,11 +71,23 @@ def _entropy_bytes(
     return total / 8.0 + table_bytes
 
 
+# Candidates encoded to compare exact sizes after ranking by estimated size (rANS
+# sizes are estimated to a few bytes; fixed-width and Huffman sizes are exact).
+_EXACT_FINALISTS = 2
+
+
+def _smallest(options: list[dict]) -> tuple[dict, bytes]:
+    """The option whose payload is smallest, and that payload: options are ranked by
+    their estimated sizes (no encoding), then the best few are encoded and the
+    smallest exact payload wins (the earlier on a tie)."""
+    ranked = sorted(options, key=lambda kw: codecs.payload_size(estimate=True, **kw))
+    finalists = [(kw, codecs.encode_payload(**kw)) for kw in ranked[:_EXACT_FINALISTS]]
+    return min(finalists, key=lambda pair: len(pair[1]))
+
+
 def _encode_smallest(options: list[dict]) -> bytes:
-    """Encodes the option whose exact payload size is smallest (sizes need no
-    encoding)."""
-    best = min(options, key=lambda kw: codecs.payload_size(**kw))
-    return codecs.encode_payload(**best)
+    """Encodes the option whose exact payload size is smallest."""
+    return _smallest(options)[1]
 
 
 def _codebook_options(
@@ -240,8 +252,7 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
         if counts[mode] / n >= _SPARSE_MIN_FILL:
             fill = uniq[mode : mode + 1].view(arr.dtype)
             cands.append(dict(layout="sparse", elements=arr, fill=fill, **common))
-    chosen = min(cands, key=lambda kw: codecs.payload_size(**kw))
-    best = codecs.encode_payload(**chosen)
+    chosen, best = _smallest(cands)
     sparsity = _zero_fraction(arr)
     if id(chosen) in channel_books:
         cb = channel_books[id(chosen)]

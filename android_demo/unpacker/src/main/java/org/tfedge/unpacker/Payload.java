@@ -17,7 +17,7 @@ import java.util.zip.CRC32;
  */
 public final class Payload {
     /** The newest payload format version this reader accepts. */
-    public static final int FORMAT_VERSION = 2;
+    public static final int FORMAT_VERSION = 3;
     /** Header bytes before the body. */
     public static final int HEADER_SIZE = 28;
     /** The bound on the decoded size when nothing smaller is known. */
@@ -437,6 +437,7 @@ public final class Payload {
         long blockSize;
         int[] lengths;
         long[] blockStarts;
+        Rans rans; // rANS only (format version 3)
         int dataAt; // payload offset of the data
         int end; // payload offset just past the stream
 
@@ -462,10 +463,16 @@ public final class Payload {
             s.bits = p.buf[a + 1] & 0xff;
             s.count = le32(p.buf, a + 2);
             s.dataSize = le32(p.buf, a + 6);
-            if (s.coding != CODING_FIXED && s.coding != CODING_HUFFMAN) {
-                throw err("unknown stream coding " + s.coding + " (expected 0 or 1)", name,
+            if (s.coding != CODING_FIXED && s.coding != CODING_HUFFMAN
+                    && s.coding != Rans.CODING_RANS) {
+                throw err("unknown stream coding " + s.coding + " (expected 0, 1 or 2)", name,
                         offset);
             }
+            if (s.coding == Rans.CODING_RANS && p.version < 3) {
+                throw err("a rANS stream needs payload format version 3, this payload says "
+                        + p.version, name, offset);
+            }
+            // A payload's streams hold symbols of at most 8 bits.
             if (s.bits < 1 || s.bits > 8) {
                 throw err("stream symbol width " + s.bits + " is not in [1, 8]", name,
                         offset + 1);
@@ -475,6 +482,19 @@ public final class Payload {
                         + " allowed", name, offset + 2);
             }
             int pos = offset + STREAM_HEADER;
+            if (s.coding == Rans.CODING_RANS) {
+                int[] next = new int[1];
+                s.rans = Rans.parse(p.buf, p.start, size, pos, s.bits, s.count, s.dataSize,
+                        name, next);
+                pos = next[0];
+                if (size - pos < s.dataSize) {
+                    throw err("truncated stream data: " + s.dataSize + " bytes needed, "
+                            + (size - pos) + " present", name, pos);
+                }
+                s.dataAt = pos;
+                s.end = pos + (int) s.dataSize;
+                return s;
+            }
             if (s.coding == CODING_FIXED) {
                 long want = (s.count * s.bits + 7) / 8;
                 if (s.dataSize != want) {
@@ -587,7 +607,9 @@ public final class Payload {
             // The data with 8 zero bytes of padding, so bit windows never leave it.
             byte[] d = Arrays.copyOfRange(p.buf, p.start + dataAt,
                     p.start + dataAt + (int) dataSize + 8);
-            if (coding == CODING_FIXED) {
+            if (coding == Rans.CODING_RANS) {
+                rans.decode(d, dataSize, dataAt, out, o, n, p.tensor);
+            } else if (coding == CODING_FIXED) {
                 decodeFixed(d, out, o, n);
             } else {
                 decodeHuffman(d, out, o, n);
