@@ -2,7 +2,8 @@
 
 Seeds are payloads produced by tfedge's own packer: every codec combination of
 `tfedge.codecs.encode_payload` on random tensors (fixed-width, Huffman and rANS streams,
-rANS being format version 3; per-channel codebooks, format version 2, over several
+rANS being format version 3; byte planes and codebooks past 256 entries, version 3;
+per-channel codebooks, format version 2, over several
 channel tilings, with no, some or only shared entries, sparse ones with filler entries),
 plus every payload of a small Keras model packed by `tfedge.compress` (lossy and
 lossless, pruned so that the sparse index appears, with a per-channel scaled ternary
@@ -300,6 +301,46 @@ def _hostile_payloads():
                 yield f"hostile-{name}-{oi}", bytes(buffer_data(m, buf))
 
 
+def v3_seeds(rng: np.random.Generator):
+    """Format version 3 value kinds: byte planes (every rotation class) and codebooks
+    past 256 entries (9- to 16-bit rANS indices)."""
+    for layout in ("dense", "sparse"):
+        for es, (etype, dtype) in list(_ELEMENTS.items())[1:]:
+            for n in (0, 1, 9, 300, 3000):
+                vals = (rng.geometric(0.01, n) * 977).astype(dtype)
+                if layout == "sparse":
+                    vals[rng.random(n) < 0.7] = 0
+                for rotation in (0, 1, 8 * es - 1):
+                    yield (
+                        f"{layout}-planes-r{rotation}-{es}-{n}",
+                        encode_payload(
+                            element_type=etype,
+                            element_size=es,
+                            count=n,
+                            layout=layout,
+                            value_kind="planes",
+                            elements=vals,
+                            plane_rotation=rotation,
+                        ),
+                    )
+                k = int(rng.choice([257, 1000, 65535]))
+                idx = np.minimum(rng.geometric(4.0 / k, n) - 1, k - 1)
+                if layout == "sparse":
+                    idx[rng.random(n) < 0.7] = 0
+                yield (
+                    f"{layout}-codebook{k}-{es}-{n}",
+                    encode_payload(
+                        element_type=etype,
+                        element_size=es,
+                        count=n,
+                        layout=layout,
+                        value_kind="codebook",
+                        codebook=np.arange(k).astype(dtype),
+                        indices=idx,
+                    ),
+                )
+
+
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("Usage: fuzz_seeds.py OUT_DIR")
@@ -308,6 +349,7 @@ def main(argv):
     seeds = list(codec_seeds(np.random.default_rng(0)))
     seeds += list(channel_seeds(np.random.default_rng(1)))
     seeds += list(_hostile_payloads())
+    seeds += list(v3_seeds(np.random.default_rng(2)))
     if FLAGS.model:
         seeds += list(model_seeds())
     for name, payload in seeds:

@@ -49,6 +49,16 @@ PAYLOAD_CASES = (
         (("dense", "codebook", "huffman"), 2),
         (("sparse", "raw", "fixed"), 8),
         (("sparse", "codebook", "huffman"), 8),
+        # Byte planes (value kind 3, format version 3), each plane its own stream.
+        (("dense", "planes", "rans"), 4),
+        (("sparse", "planes", "auto"), 4),
+        (("dense", "planes", "huffman"), 2),
+        (("sparse", "planes", "fixed"), 8),
+        (("dense", "planes", "auto"), 1),
+        # Codebooks past 256 entries (format version 3): 9- to 16-bit rANS indices.
+        (("dense", "large_codebook", "auto"), 4),
+        (("sparse", "large_codebook", "auto"), 2),
+        (("dense", "large_codebook", "rans"), 8),
     ]
 )
 MODELS = [
@@ -148,6 +158,16 @@ def _reference_payload(case, rng) -> bytes:
     )
     if layout == "sparse":
         common["gap_coding"] = coding
+    if kind == "planes":
+        common["plane_rotation"] = 1 if es > 1 else 3
+    if kind == "large_codebook":
+        k = 1500
+        book = np.unique(rng.integers(-30000, 30000, 3 * k)).astype(dtype)[:k]
+        idx = np.minimum(rng.geometric(0.003, n) - 1, k - 1)
+        if layout == "sparse":
+            idx[rng.random(n) < 0.85] = 0
+        common["value_kind"] = "codebook"
+        return encode_payload(codebook=book, indices=idx, **common)
     if kind == "codebook":
         k = 12
         book = (rng.standard_normal(k) * 20).astype(dtype)

@@ -86,6 +86,28 @@ def write_table(freqs: np.ndarray) -> bytes:
     return _varint(np.array(items, np.int64))
 
 
+def _varint_sizes(values: np.ndarray) -> np.ndarray:
+    return 1 + (values >= 1 << 7) + (values >= 1 << 14)
+
+
+def table_size(freqs: np.ndarray) -> int:
+    """`len(write_table(freqs))`, computed without building it."""
+    f = np.asarray(freqs, np.int64)
+    nz = np.flatnonzero(f)
+    if not nz.size:
+        return 1
+    a = int(nz[-1]) + 1
+    # Runs of absent symbols before each present one: one zero byte and a varint.
+    runs = np.diff(np.concatenate([[-1], nz])) - 1
+    runs = runs[runs > 0]
+    return int(
+        _varint_sizes(np.array([a]))[0]
+        + _varint_sizes(f[nz]).sum()
+        + runs.size
+        + _varint_sizes(runs - 1).sum()
+    )
+
+
 def read_table(
     data: np.ndarray, pos: int, end: int, bits: int, scale_bits: int, name, at
 ) -> np.ndarray:
@@ -218,16 +240,17 @@ def plan(
     low = max(1, math.ceil(math.log2(max(present, 1))))
     for scale in range(low, max(low, DEFAULT_MAX_SCALE_BITS) + 1):
         freqs = quantize_frequencies(c, scale) if count else np.zeros_like(c)
-        table = write_table(freqs)
         bits_cost = _cost_bits(c, freqs, scale) if count else 0.0
-        cost = 8 * len(table) + bits_cost
-        if best is None or cost < best[0]:
-            best = (cost, scale, freqs, table, bits_cost)
+        cost = 8 * table_size(freqs) + bits_cost
+        if best is not None and cost >= best[0]:
+            break  # the table grows faster than the data shrinks from here on
+        best = (cost, scale, freqs, bits_cost)
         # Past the point where the counts are represented exactly, more bits only
         # grow the table.
         if count and (1 << scale) >= 4 * count:
             break
-    _, scale, freqs, table, bits_cost = best
+    _, scale, freqs, bits_cost = best
+    table = write_table(freqs)
     if block_size is None:
         per_block = 8 * (4 + STATE_BYTES * lanes)
         max_blocks = max(1, int(bits_cost * _BLOCK_OVERHEAD_SHARE / per_block))
@@ -237,23 +260,85 @@ def plan(
     return RansPlan(scale, freqs, table, lanes, block_size, bits_cost)
 
 
+def quick_plan(counts: np.ndarray, bits: int, *, block_size: int | None = None):
+    """A cheap stand-in for `plan` when only the size matters roughly (ranking
+    candidates): the order-0 entropy for the data and the table of the counts rounded
+    to 2**12 (or the alphabet's minimum), without quantising exactly."""
+    c = np.asarray(counts, np.int64)[: 1 << bits]
+    count = int(c.sum())
+    lanes = default_lanes(count)
+    present = c > 0
+    npresent = int(present.sum())
+    scale = max(DEFAULT_MAX_SCALE_BITS, math.ceil(math.log2(max(npresent, 1))))
+    if count:
+        p = c[present] / count
+        data_bits = float(-np.sum(c[present] * np.log2(p)))
+        rounded = np.where(
+            present, np.maximum(1, np.round(c * ((1 << scale) / count))), 0
+        )
+    else:
+        data_bits, rounded = 0.0, c
+    size = table_size(rounded.astype(np.int64))
+    if block_size is None:
+        per_block = 8 * (4 + STATE_BYTES * lanes)
+        max_blocks = max(1, int(data_bits * _BLOCK_OVERHEAD_SHARE / per_block))
+        block_size = min(
+            MAX_DEFAULT_BLOCK_SIZE, max(MIN_BLOCK_SIZE, -(-count // max_blocks))
+        )
+    return RansPlan(scale, rounded, b"\0" * size, lanes, block_size, data_bits)
+
+
 def _layout(count: int, lanes: int, block_size: int):
     nblocks = -(-count // block_size) if count else 0
     steps = -(-min(block_size, count) // lanes) if count else 0
     return nblocks, steps
 
 
+# Blocks encoded together by the numpy encoder: its temporaries take about 12 bytes a
+# symbol, so groups of blocks are bounded to about this many symbols.
+_ENCODE_GROUP_SYMBOLS = 1 << 22
+
+
 def rans_encode(symbols: np.ndarray, p: RansPlan) -> tuple[np.ndarray, bytes]:
     """Encodes `symbols` (1-D ints, each with a non-zero frequency) under plan `p`.
 
-    Returns `(block byte offsets of blocks 1.., data)`.
+    Returns `(block byte offsets of blocks 1.., data)`. Vectorised across blocks and
+    lanes: one pass of a few numpy operations per interleaving step, in 32 bits.
     """
     sym = np.asarray(symbols).reshape(-1).astype(np.int64)
     count = sym.size
-    lanes, block, scale = p.lanes, p.block_size, p.scale_bits
+    lanes, block = p.lanes, p.block_size
     nblocks, steps = _layout(count, lanes, block)
     if count == 0:
         return np.zeros(0, np.int64), b""
+    cum_of = (np.cumsum(p.freqs) - p.freqs).astype(np.uint32)
+    freq_of = p.freqs.astype(np.uint32)
+    group = max(1, _ENCODE_GROUP_SYMBOLS // max(1, steps * lanes))
+    parts = []
+    offsets = []
+    at = 0
+    for first in range(0, nblocks, group):
+        last = min(nblocks, first + group)
+        chunk = sym[first * block : min(count, last * block)]
+        states, words, emitted = _encode_blocks(chunk, freq_of, cum_of, p, steps)
+        pos = 0
+        for i in range(last - first):
+            if first + i:
+                offsets.append(at)
+            parts.append(states[i].tobytes())
+            parts.append(words[pos : pos + emitted[i]].tobytes())
+            pos += int(emitted[i])
+            at += STATE_BYTES * lanes + 2 * int(emitted[i])
+    return np.array(offsets, np.int64), b"".join(parts)
+
+
+def _encode_blocks(sym, freq_of, cum_of, p: RansPlan, steps: int):
+    """Encodes consecutive whole blocks (the last may be short): returns each block's
+    final states (nblocks, lanes) u32, every block's words in the decoder's reading
+    order, concatenated, and each block's word count."""
+    count = sym.size
+    lanes, block, scale = p.lanes, p.block_size, p.scale_bits
+    nblocks = -(-count // block)
     per_block = steps * lanes
     # Each symbol's frequency and cumulative frequency laid out (block, step, lane);
     # padding past a block's end has frequency 2**L and cumulative 0, which encodes
@@ -262,52 +347,29 @@ def rans_encode(symbols: np.ndarray, p: RansPlan) -> tuple[np.ndarray, bytes]:
     cum = np.zeros(nblocks * per_block, np.uint32)
     block_of = np.arange(count) // block
     at = block_of * per_block + (np.arange(count) - block_of * block)
-    freq[at] = p.freqs[sym]
-    cum[at] = (np.cumsum(p.freqs) - p.freqs)[sym]
+    freq[at] = freq_of[sym]
+    cum[at] = cum_of[sym]
     freq = freq.reshape(nblocks, steps, lanes)
     cum = cum.reshape(nblocks, steps, lanes)
-    x = np.full((nblocks, lanes), STATE_LOW, np.uint64)
-    emitted = np.zeros(nblocks, np.int64)
-    words, where = [], []
-    shift = np.uint64(32 - scale)
-    scale64 = np.uint64(scale)
+    # Every step's renormalisations and the low 16 bits of the states they shift out;
+    # the decoder reads the word of (step t, lane l) when it decodes that symbol, so
+    # the words, in (step, lane) order per block, are the stream it reads.
+    need_all = np.zeros((nblocks, steps, lanes), bool)
+    word_all = np.zeros((nblocks, steps, lanes), "<u2")
+    x = np.full((nblocks, lanes), STATE_LOW, np.uint32)
+    shift = np.uint32(32 - scale)
+    scale32 = np.uint32(scale)
+    sixteen = np.uint32(16)
     for t in range(steps - 1, -1, -1):
-        f = freq[:, t, :].astype(np.uint64)
-        need = x >= (f << shift)
-        if need.any():
-            # Emitted in descending lane order (the decoder reads them ascending).
-            after = np.cumsum(need[:, ::-1], axis=1)[:, ::-1] - need
-            b, lane = np.nonzero(need)
-            where.append(b * (1 << 40) + emitted[b] + after[b, lane])
-            words.append((x[b, lane] & np.uint64(0xFFFF)).astype(np.uint16))
-            emitted += need.sum(axis=1)
-            x = np.where(need, x >> np.uint64(16), x)
+        f = freq[:, t, :]
+        # x >= f << (32 - L), without the shift overflowing 32 bits at f = 2**L.
+        need = (x >> shift) >= f
+        need_all[:, t, :] = need
+        word_all[:, t, :] = x
+        x = np.where(need, x >> sixteen, x)
         q = x // f
-        x = (q << scale64) + (x - q * f) + cum[:, t, :]
-    parts = []
-    if words:
-        allw = np.concatenate(words)
-        key = np.concatenate(where)
-        b = key >> 40
-        k = key & ((1 << 40) - 1)
-        # The decoder reads block b's words in the reverse of their emission order.
-        pos = np.cumsum(emitted) - emitted
-        out = np.empty(allw.size, "<u2")
-        out[pos[b] + emitted[b] - 1 - k] = allw
-    else:
-        out = np.zeros(0, "<u2")
-        pos = np.zeros(nblocks, np.int64)
-    states = x.astype("<u4")
-    offsets = []
-    at = 0
-    for i in range(nblocks):
-        if i:
-            offsets.append(at)
-        w = out[pos[i] : pos[i] + emitted[i]]
-        parts.append(states[i].tobytes())
-        parts.append(w.tobytes())
-        at += STATE_BYTES * lanes + 2 * int(emitted[i])
-    return np.array(offsets, np.int64), b"".join(parts)
+        x = (q << scale32) + (x - q * f) + cum[:, t, :]
+    return x.astype("<u4"), word_all[need_all], need_all.sum(axis=(1, 2))
 
 
 def slot_table(freqs: np.ndarray, scale_bits: int) -> np.ndarray:

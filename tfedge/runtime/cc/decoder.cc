@@ -995,19 +995,21 @@ struct Codebook {
   }
 };
 
-Status ReadCodebookSize(ByteReader* body, uint16_t* k) {
+Status ReadCodebookSize(ByteReader* body, uint16_t* k, int limit = kMaxCodebook) {
   const int64_t at = static_cast<int64_t>(body->offset());
   TFEDGE_RETURN_IF_ERROR(body->ReadU16("codebook size", k));
-  if (*k < 1 || *k > kMaxCodebook) {
-    return Status::Error(at, "codebook has %u entries, expected 1..%d", *k,
-                         kMaxCodebook);
+  if (*k < 1 || *k > limit) {
+    return Status::Error(at, "codebook has %u entries, expected 1..%d", *k, limit);
   }
   return Status::Ok();
 }
 
-// Value kind 1: u16 K, then K entries.
-Status ReadCodebook(ByteReader* body, size_t es, Codebook* book) {
-  TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k));
+// Value kind 1: u16 K, then K entries. Version 3: up to 65535 entries of elements
+// wider than one byte (their indices then up to 16 bits).
+Status ReadCodebook(ByteReader* body, const Header& h, Codebook* book) {
+  const size_t es = h.element_size;
+  const int limit = h.version >= 3 && es > 1 ? kMaxLargeCodebook : kMaxCodebook;
+  TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k, limit));
   book->shared = book->k;
   return body->Take("codebook entries", static_cast<size_t>(book->k) * es,
                     &book->entries);
@@ -1107,14 +1109,15 @@ Status RawBits(const SymbolReader& s, int64_t at) {
 // Maps codebook indices to elements, one channel run at a time: out[i] = entry idx[i]
 // of channel (i div R) mod C (a shared entry when idx[i] < G), checking idx[i] < K.
 // Index i is read before element i is written, and elements are written in order.
-template <size_t ES>
+template <size_t ES, typename I>
 bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* out,
                 uint64_t* bad) {
-  const uint16_t k = book.k;
+  const uint32_t k = book.k;
   const uint8_t* const shared = book.entries;
   if (book.one_table()) {
     for (uint64_t i = 0; i < n; ++i) {
-      const uint8_t j = idx[i];  // read before element i's bytes may cover it
+      I j;  // read before element i's bytes may cover it
+      std::memcpy(&j, idx + i * sizeof(I), sizeof(I));
       if (j >= k) {
         *bad = i;
         return false;
@@ -1132,7 +1135,8 @@ bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* o
     const uint8_t* own = book.entries + static_cast<size_t>(c) * stride;
     const uint64_t end = n - i < run ? n : i + run;
     for (; i < end; ++i) {
-      const uint8_t j = idx[i];  // read before element i's bytes may cover it
+      I j;  // read before element i's bytes may cover it
+      std::memcpy(&j, idx + i * sizeof(I), sizeof(I));
       if (j >= k) {
         *bad = i;
         return false;
@@ -1145,18 +1149,39 @@ bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* o
   return true;
 }
 
-bool MapIndicesAny(size_t es, const uint8_t* idx, uint64_t n, const Codebook& book,
-                   uint8_t* out, uint64_t* bad) {
+// `wide`: 16-bit little-endian indices (a codebook of more than 256 entries).
+bool MapIndicesAny(size_t es, bool wide, const uint8_t* idx, uint64_t n,
+                   const Codebook& book, uint8_t* out, uint64_t* bad) {
+  if (wide) {
+    switch (es) {
+      case 2:
+        return MapIndices<2, uint16_t>(idx, n, book, out, bad);
+      case 4:
+        return MapIndices<4, uint16_t>(idx, n, book, out, bad);
+      default:
+        return MapIndices<8, uint16_t>(idx, n, book, out, bad);
+    }
+  }
   switch (es) {
     case 1:
-      return MapIndices<1>(idx, n, book, out, bad);
+      return MapIndices<1, uint8_t>(idx, n, book, out, bad);
     case 2:
-      return MapIndices<2>(idx, n, book, out, bad);
+      return MapIndices<2, uint8_t>(idx, n, book, out, bad);
     case 4:
-      return MapIndices<4>(idx, n, book, out, bad);
+      return MapIndices<4, uint8_t>(idx, n, book, out, bad);
     default:
-      return MapIndices<8>(idx, n, book, out, bad);
+      return MapIndices<8, uint8_t>(idx, n, book, out, bad);
   }
+}
+
+// A codebook's index stream: at most 8-bit symbols, 16 past 256 entries.
+Status IndexSymbols(const SymbolReader& s, const Codebook& book, int64_t at) {
+  const int widest = book.k > kMaxCodebook ? 16 : 8;
+  if (s.bits() > widest) {
+    return Status::Error(at + 1, "value stream has %d-bit symbols, at most %d allowed",
+                         s.bits(), widest);
+  }
+  return Status::Ok();
 }
 
 class DenseRawCodec final : public Codec {
@@ -1182,18 +1207,34 @@ class DenseCodebookCodecBase : public Codec {
     const int64_t at = static_cast<int64_t>(body->offset());
     std::unique_ptr<SymbolReader> v;
     TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", n, &v, h.version));
-    TFEDGE_RETURN_IF_ERROR(ByteSymbols(*v, "value", at));
+    TFEDGE_RETURN_IF_ERROR(IndexSymbols(*v, book, at));
     TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", n, at));
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
-    // The N indices go to the last N bytes of the output, then map forward in place:
-    // element i ends at byte (i + 1) * es <= N * (es - 1) + i + 1, where index i + 1
-    // lives, so no index is overwritten before it is read. No scratch memory.
-    uint8_t* idx = out + n * (es - 1);
-    TFEDGE_RETURN_IF_ERROR(v->Read(idx, static_cast<size_t>(n)));
+    // The N indices (w bytes each, w <= es: 16-bit ones only with es >= 2) go to the
+    // last N x w bytes of the output, then map forward in place: element i ends at
+    // byte (i + 1) * es <= N * (es - w) + (i + 1) * w, where index i + 1 starts, so no
+    // index is overwritten before it is read. No scratch memory.
+    const bool wide = v->bits() > 8;
+    const size_t w = wide ? 2 : 1;
+    uint8_t* idx = out + n * (es - w);
+    if (wide) {
+      std::unique_ptr<uint16_t[]> chunk(new (std::nothrow) uint16_t[kChunk]);
+      if (!chunk) return Status::Error(-1, "out of memory");
+      for (uint64_t done = 0; done < n;) {
+        const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, n - done));
+        TFEDGE_RETURN_IF_ERROR(v->Read16(chunk.get(), c));
+        std::memcpy(idx + 2 * done, chunk.get(), 2 * c);  // little-endian hosts
+        done += c;
+      }
+    } else {
+      TFEDGE_RETURN_IF_ERROR(v->Read(idx, static_cast<size_t>(n)));
+    }
     uint64_t bad = 0;
-    if (!MapIndicesAny(es, idx, n, book, out, &bad)) {
+    if (!MapIndicesAny(es, wide, idx, n, book, out, &bad)) {
+      uint32_t j = idx[bad * w];
+      if (wide) j |= static_cast<uint32_t>(idx[bad * w + 1]) << 8;
       return Status::Error(at, "element %llu has codebook index %u, codebook has %u%s",
-                           static_cast<unsigned long long>(bad), idx[bad], book.k,
+                           static_cast<unsigned long long>(bad), j, book.k,
                            PerChannel(book));
     }
     return Status::Ok();
@@ -1204,7 +1245,7 @@ class DenseCodebookCodec final : public DenseCodebookCodecBase {
  public:
   Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
     Codebook book;
-    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &book));
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h, &book));
     return DecodeDense(h, body, book, out);
   }
 };
@@ -1240,7 +1281,12 @@ class SparseCodecBase : public Codec {
     const uint64_t v_count = book ? s : s * es;
     TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", v_count, &v, h.version));
     if (!book) TFEDGE_RETURN_IF_ERROR(RawBits(*v, v_at));
-    TFEDGE_RETURN_IF_ERROR(ByteSymbols(*v, "value", v_at));
+    if (book) {
+      TFEDGE_RETURN_IF_ERROR(IndexSymbols(*v, *book, v_at));
+    } else {
+      TFEDGE_RETURN_IF_ERROR(ByteSymbols(*v, "value", v_at));
+    }
+    const bool wide = v->bits() > 8;
     TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", v_count, v_at));
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
 
@@ -1248,7 +1294,9 @@ class SparseCodecBase : public Codec {
     // Scratch for one chunk of entries: bounded, and at most the entry count.
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, s));
     std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk * (1 + es) + 1]);
-    if (!scratch) return Status::Error(-1, "out of memory");
+    std::unique_ptr<uint16_t[]> wide_vals(wide ? new (std::nothrow) uint16_t[chunk + 1]
+                                               : nullptr);
+    if (!scratch || (wide && !wide_vals)) return Status::Error(-1, "out of memory");
     uint8_t* gaps = scratch.get();
     uint8_t* vals = gaps + chunk;
     const bool channels = book != nullptr && !book->one_table();
@@ -1257,7 +1305,11 @@ class SparseCodecBase : public Codec {
     for (uint64_t done = 0; done < s;) {
       const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, s - done));
       TFEDGE_RETURN_IF_ERROR(g->Read(gaps, c));
-      TFEDGE_RETURN_IF_ERROR(v->Read(vals, book ? c : c * es));
+      if (wide) {
+        TFEDGE_RETURN_IF_ERROR(v->Read16(wide_vals.get(), c));
+      } else {
+        TFEDGE_RETURN_IF_ERROR(v->Read(vals, book ? c : c * es));
+      }
       for (size_t j = 0; j < c; ++j) {
         cursor += static_cast<int64_t>(gaps[j]) + 1;
         if (cursor >= last) {
@@ -1270,17 +1322,18 @@ class SparseCodecBase : public Codec {
         }
         const uint8_t* src;
         if (book) {
-          if (vals[j] >= book->k) {
+          const uint32_t index = wide ? wide_vals[j] : vals[j];
+          if (index >= book->k) {
             return Status::Error(v_at,
                                  "stored entry %llu has codebook index %u, codebook "
                                  "has %u%s",
-                                 static_cast<unsigned long long>(done + j), vals[j],
+                                 static_cast<unsigned long long>(done + j), index,
                                  book->k, PerChannel(*book));
           }
-          uint64_t entry = vals[j];
+          uint64_t entry = index;
           if (channels) {
             entry = book->EntryOf(
-                vals[j], static_cast<uint64_t>(cursor) / book->run % book->channels);
+                index, static_cast<uint64_t>(cursor) / book->run % book->channels);
           }
           src = book->entries + static_cast<size_t>(entry) * es;
         } else {
@@ -1305,7 +1358,7 @@ class SparseCodebookCodec final : public SparseCodecBase {
  public:
   Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
     Codebook book;
-    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &book));
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h, &book));
     return DecodeSparse(h, body, out, &book);
   }
 };
@@ -1320,23 +1373,159 @@ class SparseChannelCodebookCodec final : public SparseCodecBase {
   }
 };
 
+// Value kind 3 (format version 3): the element bits rotated left by R, each byte
+// position b (0 = least significant) its own stream of 8-bit symbols.
+Status ReadRotation(ByteReader* body, size_t es, uint8_t* rotation) {
+  const int64_t at = static_cast<int64_t>(body->offset());
+  TFEDGE_RETURN_IF_ERROR(body->ReadU8("plane rotation", rotation));
+  if (*rotation >= 8 * es) {
+    return Status::Error(at, "plane rotation %u is not in [0, %zu]", *rotation,
+                         8 * es - 1);
+  }
+  return Status::Ok();
+}
+
+// Opens the element-size plane streams of `count` 8-bit symbols each.
+Status OpenPlanes(const Header& h, ByteReader* body, uint64_t count,
+                  std::unique_ptr<SymbolReader>* planes) {
+  for (size_t b = 0; b < h.element_size; ++b) {
+    const int64_t at = static_cast<int64_t>(body->offset());
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "plane", count, &planes[b], h.version));
+    if (planes[b]->bits() != 8) {
+      return Status::Error(at + 1, "plane stream %zu has %d-bit symbols, expected 8", b,
+                           planes[b]->bits());
+    }
+    TFEDGE_RETURN_IF_ERROR(CountIs(*planes[b], "plane", count, at));
+  }
+  return NoTrailing(*body);
+}
+
+// Undoes the rotation of `n` elements in place: element = rotate right by R.
+template <typename U>
+void Unrotate(uint8_t* data, uint64_t n, unsigned r) {
+  constexpr unsigned kBits = 8 * sizeof(U);
+  for (uint64_t i = 0; i < n; ++i) {
+    U u;
+    std::memcpy(&u, data + i * sizeof(U), sizeof(U));  // little-endian hosts
+    u = static_cast<U>((u >> r) | (u << (kBits - r)));
+    std::memcpy(data + i * sizeof(U), &u, sizeof(U));
+  }
+}
+
+void UnrotateAny(uint8_t* data, uint64_t n, size_t es, unsigned r) {
+  if (r == 0) return;
+  switch (es) {
+    case 1:
+      return Unrotate<uint8_t>(data, n, r);
+    case 2:
+      return Unrotate<uint16_t>(data, n, r);
+    case 4:
+      return Unrotate<uint32_t>(data, n, r);
+    default:
+      return Unrotate<uint64_t>(data, n, r);
+  }
+}
+
+// Reads `c` symbols of every plane and interleaves them into c elements at `out`.
+Status ReadPlaneChunk(std::unique_ptr<SymbolReader>* planes, size_t es, size_t c,
+                      uint8_t* scratch, uint8_t* out) {
+  for (size_t b = 0; b < es; ++b) {
+    TFEDGE_RETURN_IF_ERROR(planes[b]->Read(scratch, c));
+    for (size_t i = 0; i < c; ++i) out[i * es + b] = scratch[i];
+  }
+  return Status::Ok();
+}
+
+class DensePlanesCodec final : public Codec {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    const size_t es = h.element_size;
+    const uint64_t n = h.decoded_size / es;
+    uint8_t rotation = 0;
+    TFEDGE_RETURN_IF_ERROR(ReadRotation(body, es, &rotation));
+    std::unique_ptr<SymbolReader> planes[8];
+    TFEDGE_RETURN_IF_ERROR(OpenPlanes(h, body, n, planes));
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, n));
+    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk + 1]);
+    if (!scratch) return Status::Error(-1, "out of memory");
+    for (uint64_t done = 0; done < n;) {
+      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, n - done));
+      TFEDGE_RETURN_IF_ERROR(ReadPlaneChunk(planes, es, c, scratch.get(), out + done * es));
+      done += c;
+    }
+    UnrotateAny(out, n, es, rotation);
+    return Status::Ok();
+  }
+};
+
+class SparsePlanesCodec final : public Codec {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    const size_t es = h.element_size;
+    const uint64_t n = h.decoded_size / es;
+    uint8_t rotation = 0;
+    TFEDGE_RETURN_IF_ERROR(ReadRotation(body, es, &rotation));
+    const uint8_t* fill = nullptr;
+    TFEDGE_RETURN_IF_ERROR(body->Take("fill value", es, &fill));
+    const int64_t g_at = static_cast<int64_t>(body->offset());
+    std::unique_ptr<SymbolReader> g;
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "gap", n, &g, h.version));
+    TFEDGE_RETURN_IF_ERROR(ByteSymbols(*g, "gap", g_at));
+    const uint64_t s = g->count();
+    std::unique_ptr<SymbolReader> planes[8];
+    TFEDGE_RETURN_IF_ERROR(OpenPlanes(h, body, s, planes));
+
+    FillElements(out, n, fill, es);
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, s));
+    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk * (2 + es) + 1]);
+    if (!scratch) return Status::Error(-1, "out of memory");
+    uint8_t* gaps = scratch.get();
+    uint8_t* tmp = gaps + chunk;
+    uint8_t* vals = tmp + chunk;
+    int64_t cursor = -1;
+    const int64_t last = static_cast<int64_t>(n);
+    for (uint64_t done = 0; done < s;) {
+      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, s - done));
+      TFEDGE_RETURN_IF_ERROR(g->Read(gaps, c));
+      TFEDGE_RETURN_IF_ERROR(ReadPlaneChunk(planes, es, c, tmp, vals));
+      UnrotateAny(vals, c, es, rotation);
+      for (size_t j = 0; j < c; ++j) {
+        cursor += static_cast<int64_t>(gaps[j]) + 1;
+        if (cursor >= last) {
+          return Status::Error(g_at,
+                               "stored entry %llu lands at element %lld, past the %llu "
+                               "elements",
+                               static_cast<unsigned long long>(done + j),
+                               static_cast<long long>(cursor),
+                               static_cast<unsigned long long>(n));
+        }
+        std::memcpy(out + static_cast<uint64_t>(cursor) * es, vals + j * es, es);
+      }
+      done += c;
+    }
+    return Status::Ok();
+  }
+};
+
 const DenseRawCodec kDenseRaw;
 const DenseCodebookCodec kDenseCodebook;
 const DenseChannelCodebookCodec kDenseChannelCodebook;
 const SparseRawCodec kSparseRaw;
 const SparseCodebookCodec kSparseCodebook;
 const SparseChannelCodebookCodec kSparseChannelCodebook;
+const DensePlanesCodec kDensePlanes;
+const SparsePlanesCodec kSparsePlanes;
 
 // Indexed by [layout][value kind].
-const Codec* const kCodecs[2][3] = {
-    {&kDenseRaw, &kDenseCodebook, &kDenseChannelCodebook},
-    {&kSparseRaw, &kSparseCodebook, &kSparseChannelCodebook},
+const Codec* const kCodecs[2][4] = {
+    {&kDenseRaw, &kDenseCodebook, &kDenseChannelCodebook, &kDensePlanes},
+    {&kSparseRaw, &kSparseCodebook, &kSparseChannelCodebook, &kSparsePlanes},
 };
 
 }  // namespace
 
 const Codec* CodecFor(uint8_t layout, uint8_t value_kind) {
-  if (layout > kLayoutSparse || value_kind > kValueChannelCodebook) return nullptr;
+  if (layout > kLayoutSparse || value_kind > kValuePlanes) return nullptr;
   return kCodecs[layout][value_kind];
 }
 
@@ -1367,8 +1556,14 @@ Status ParseHeader(const uint8_t* p, size_t n, uint64_t max_decoded, Header* h) 
     return Status::Error(5, "unknown layout %u", h->layout);
   }
   h->value_kind = p[6];
-  if (h->value_kind > kValueChannelCodebook) {
+  if (h->value_kind > kValuePlanes) {
     return Status::Error(6, "unknown value kind %u", h->value_kind);
+  }
+  if (h->value_kind == kValuePlanes && h->version < 3) {
+    return Status::Error(6,
+                         "value kind %u (byte planes) needs payload format version 3, "
+                         "this payload says %u",
+                         h->value_kind, h->version);
   }
   if (h->value_kind == kValueChannelCodebook && h->version < 2) {
     return Status::Error(6,

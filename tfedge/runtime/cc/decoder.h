@@ -10,7 +10,8 @@
 //     FixedWidthReader, HuffmanReader, RansReader (format version 3)
 //   Codec          the interface of a body decoder (section 2.1)
 //     DenseRawCodec, DenseCodebookCodec, DenseChannelCodebookCodec,
-//     SparseRawCodec, SparseCodebookCodec, SparseChannelCodebookCodec
+//     SparseRawCodec, SparseCodebookCodec, SparseChannelCodebookCodec,
+//     DensePlanesCodec, SparsePlanesCodec (format version 3)
 // `DecodePayload` checks the header in the order section 2 lists, then hands the body
 // to the codec chosen from the table `CodecFor(layout, value kind)`.
 #ifndef TFEDGE_RUNTIME_CC_DECODER_H_
@@ -30,7 +31,10 @@ inline constexpr uint8_t kLayoutSparse = 1;
 inline constexpr uint8_t kValueRaw = 0;
 inline constexpr uint8_t kValueCodebook = 1;
 inline constexpr uint8_t kValueChannelCodebook = 2;  // format version 2 and newer
+inline constexpr uint8_t kValuePlanes = 3;           // format version 3 and newer
 inline constexpr int kMaxCodebook = 256;
+// Format version 3: a codebook (value kind 1) of elements wider than one byte.
+inline constexpr int kMaxLargeCodebook = 65535;
 inline constexpr uint8_t kCodingFixed = 0;
 inline constexpr uint8_t kCodingHuffman = 1;
 inline constexpr int kMaxCodeLength = 15;

@@ -163,10 +163,11 @@ final class Rans {
 
     /**
      * Decodes {@code n} symbols from the data {@code d} ({@code dataSize} bytes, payload
-     * offset {@code dataAt}) into {@code out[o, o + n)}.
+     * offset {@code dataAt}) into {@code out[o, o + n)}, or {@code wide[o, o + n)} when
+     * {@code out} is null (symbols wider than 8 bits).
      */
-    void decode(byte[] d, long dataSize, int dataAt, byte[] out, int o, int n, String tensor)
-            throws TfedgeFormatException {
+    void decode(byte[] d, long dataSize, int dataAt, byte[] out, int[] wide, int o, int n,
+            String tensor) throws TfedgeFormatException {
         if (n == 0) {
             return;
         }
@@ -218,7 +219,11 @@ final class Rans {
             for (int i = first, lane = 0; i < last; i++) {
                 long v = xs[lane];
                 int slot = (int) (v & mask);
-                out[o + i] = (byte) slotSym[slot];
+                if (out != null) {
+                    out[o + i] = (byte) slotSym[slot];
+                } else {
+                    wide[o + i] = slotSym[slot];
+                }
                 v = slotFreq[slot] * (v >>> scale) + slotBias[slot];
                 if (v < STATE_LOW) {
                     long w = 0;

@@ -235,11 +235,15 @@ public class PayloadTest {
         p = denseRawFloats();
         p[6] = 7;
         assertError(p, "tensor 'w', byte 6: unknown value kind 7 (0 raw, 1 codebook, "
-                + "2 per-channel codebook)");
+                + "2 per-channel codebook, 3 byte planes)");
+        p = denseRawFloats();
+        p[6] = 4;
+        assertError(p, "tensor 'w', byte 6: unknown value kind 4 (0 raw, 1 codebook, "
+                + "2 per-channel codebook, 3 byte planes)");
         p = denseRawFloats();
         p[6] = 3;
-        assertError(p, "tensor 'w', byte 6: unknown value kind 3 (0 raw, 1 codebook, "
-                + "2 per-channel codebook)");
+        assertError(p, "tensor 'w', byte 6: value kind 3 (planes) needs payload format "
+                + "version 3, this payload says " + p[4]);
         p = denseRawFloats();
         p[8] = 3;
         assertError(p, "tensor 'w', byte 8: element size 3 is not 1, 2, 4 or 8");
