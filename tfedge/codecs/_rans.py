@@ -31,11 +31,11 @@ MAX_BITS = 16
 # Bytes of one lane's state stored at the start of each block.
 STATE_BYTES = 4
 # The default block (symbols) of a multi-block stream is between these, as large as
-# needed for the per-block costs (its offset and states) to take under 0.4% of the
+# needed for the per-block costs (its offset and states) to take under 0.1% of the
 # coded data; the cap bounds the numpy reader's steps (block size / lanes).
-MIN_BLOCK_SIZE = 1 << 15
+MIN_BLOCK_SIZE = 1 << 16
 MAX_DEFAULT_BLOCK_SIZE = 1 << 17
-_BLOCK_OVERHEAD_SHARE = 0.004
+_BLOCK_OVERHEAD_SHARE = 0.001
 # Symbols per lane below which fewer lanes are used (each lane costs 4 bytes a block).
 _SYMBOLS_PER_LANE = 1024
 _DEFAULT_MAX_LANES = 16
