@@ -11,7 +11,12 @@
 3. Load time of a 25M-parameter model: plain load, `tfedge.expand` (native and numpy)
    plus load, and `tfedge.Interpreter` on the packed file.
 
+4. rANS streams (format version 3): native and numpy throughput of rANS payloads of
+   8M symbols (a ternary index stream, skewed bytes, uniform bytes) beside the same
+   symbols Huffman coded. `--rans_only` runs just these rows (no training).
+
 Usage: python scripts/bench_decoder.py [--json PATH] [--big_params 25000000]
+       python scripts/bench_decoder.py --rans_only [--rans_symbols 8000000]
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ _BIG = flags.DEFINE_integer("big_params", 25_000_000, "parameters of the large m
 _INVOKES = flags.DEFINE_integer("invokes", 300, "invokes per latency measurement")
 _EPOCHS = flags.DEFINE_integer(
     "epochs", 1, "training epochs of the Fashion-MNIST models"
+)
+_RANS_ONLY = flags.DEFINE_bool("rans_only", False, "only the rANS throughput rows")
+_RANS_SYMBOLS = flags.DEFINE_integer(
+    "rans_symbols", 8_000_000, "symbols of each rANS throughput payload"
 )
 _SPARSITY = 0.9  # magnitude pruning before packing (Deep Compression's regime)
 
@@ -112,37 +121,15 @@ def _payloads(packed: bytes):
 
 
 def _describe(payload: bytes) -> str:
-    from tfedge.codecs import read_header
+    from tfedge.codecs import inspect_payload
 
-    h = read_header(payload)
-    body = payload[28:]
-    pos = 0
-    if h.value_kind == "codebook":
-        k = int.from_bytes(body[:2], "little")
-        pos = 2 + k * h.element_size
-        kind = f"codebook K={k}"
-    else:
-        kind = "raw"
-    codings = []
-    if h.layout == "sparse":
-        pos += h.element_size
-        codings.append(("G", body[pos], body[pos + 1]))
-        pos = _skip_stream(body, pos)
-    codings.append(("V", body[pos], body[pos + 1]))
-    streams = ", ".join(f"{n} {'huff' if c else 'fixed'}{b}" for n, c, b in codings)
-    return f"{h.layout} {kind}; {streams}"
-
-
-def _skip_stream(body: bytes, pos: int) -> int:
-    coding, bits = body[pos], body[pos + 1]
-    count = int.from_bytes(body[pos + 2 : pos + 6], "little")
-    size = int.from_bytes(body[pos + 6 : pos + 10], "little")
-    pos += 10
-    if coding == 1:
-        block = int.from_bytes(body[pos : pos + 4], "little")
-        blocks = -(-count // block) if count else 0
-        pos += 4 + ((1 << bits) + 1) // 2 + 4 * max(0, blocks - 1)
-    return pos + size
+    info = inspect_payload(payload)
+    kind = f"codebook K={info.k}" if info.k else info.header.value_kind
+    streams = ([("G", info.gaps)] if info.gaps is not None else []) + [
+        ("V", info.values)
+    ]
+    codings = ", ".join(f"{n} {s.coding}{s.bits}" for n, s in streams)
+    return f"{info.header.layout} {kind}; {codings}"
 
 
 def _median_cpu_time(fn, repeats: int) -> float:
@@ -189,6 +176,69 @@ def throughput_rows(model_name: str, packed: bytes, min_bytes: int = 100_000):
                 "memcpy MB/s": mb / t_copy,
             }
         )
+    return rows
+
+
+def _rans_cases(n: int, seed: int = 0) -> dict:
+    """Payload arguments of the rANS rows: symbols of three entropies."""
+    rng = np.random.default_rng(seed)
+    return {
+        "ternary indices (1.18 bits)": dict(
+            value_kind="codebook",
+            codebook=np.array([-1, 0, 1], np.int8),
+            indices=rng.choice(3, n, p=[0.15, 0.7, 0.15]),
+            element_type=9,
+            element_size=1,
+        ),
+        "skewed bytes (6.5 bits)": dict(
+            value_kind="raw",
+            elements=np.minimum(rng.geometric(0.03, n), 255).astype(np.uint8),
+            element_type=3,
+            element_size=1,
+        ),
+        "uniform bytes (8 bits)": dict(
+            value_kind="raw",
+            elements=rng.integers(0, 256, n).astype(np.uint8),
+            element_type=3,
+            element_size=1,
+        ),
+    }
+
+
+def rans_rows(n: int, repeats: int = 7):
+    """Decode throughput of rANS payloads (and the same symbols Huffman coded), MB/s
+    of decoded output per core from CPU time."""
+    from tfedge.codecs import decode_payload, encode_payload, inspect_payload
+    from tfedge.runtime._native import decode_payload_native
+
+    rows = []
+    for name, kw in _rans_cases(n).items():
+        for coding in ("rans", "huffman"):
+            payload = encode_payload(count=n, layout="dense", value_coding=coding, **kw)
+            out = decode_payload_native(payload)
+            assert np.array_equal(out, decode_payload(payload))
+            mb = out.size / 1e6
+            info = inspect_payload(payload).values
+            t_native = _median_cpu_time(
+                lambda p=payload: decode_payload_native(p), repeats
+            )
+            t_numpy = _median_cpu_time(lambda p=payload: decode_payload(p), 3)
+            dst = np.empty_like(out)
+            t_copy = _median_cpu_time(lambda d=dst, o=out: np.copyto(d, o), repeats)
+            rows.append(
+                {
+                    "symbols": name,
+                    "coding": coding
+                    + (
+                        f" L={info.scale_bits} lanes={info.lanes}" if info.lanes else ""
+                    ),
+                    "decoded MB": mb,
+                    "bits/symbol": 8 * len(payload) / n,
+                    "native MB/s": mb / t_native,
+                    "numpy MB/s": mb / t_numpy,
+                    "memcpy MB/s": mb / t_copy,
+                }
+            )
     return rows
 
 
@@ -292,6 +342,12 @@ def main(argv):
         "Decoder: native throughput, invoke latency, 25M-parameter load",
         "python scripts/bench_decoder.py " + " ".join(sys.argv[1:]),
     )
+    rans = rans_rows(_RANS_SYMBOLS.value)
+    print("### rANS decode throughput (MB/s of decoded output per core, CPU time)\n")
+    print(markdown_table(rans))
+    if _RANS_ONLY.value:
+        write_json(_JSON.value, {"banner": banner, "rans": rans})
+        return
     (x_tr, y_tr), (x_te, _y_te) = load_fashion_mnist()
     x_tr = x_tr.astype(np.float32) / 255.0
     x_te = x_te[:1000].astype(np.float32) / 255.0
@@ -355,6 +411,7 @@ def main(argv):
     )
     print(markdown_table(load))
     results["load"] = load
+    results["rans"] = rans
     results["big_model"] = {
         "params": big_params,
         "plain_bytes": len(big_plain),

@@ -1,11 +1,13 @@
 """Writes the seed corpus of scripts/fuzz_decoder.sh: real payloads, one file each.
 
 Seeds are payloads produced by tfedge's own packer: every codec combination of
-`tfedge.codecs.encode_payload` on random tensors (per-channel codebooks, format version
-2, over several channel tilings, with no, some or only shared entries, sparse ones with
-filler entries), plus every payload of a small Keras model packed by `tfedge.compress`
-(lossy and lossless, pruned so that the sparse index appears, with a per-channel scaled
-ternary layer for per-channel codebooks). Each file is one mode byte (see
+`tfedge.codecs.encode_payload` on random tensors (fixed-width, Huffman and rANS streams,
+rANS being format version 3; byte planes and codebooks past 256 entries, version 3;
+per-channel codebooks, format version 2, over several
+channel tilings, with no, some or only shared entries, sparse ones with filler entries),
+plus every payload of a small Keras model packed by `tfedge.compress` (lossy and
+lossless, pruned so that the sparse index appears, with a per-channel scaled ternary
+layer for per-channel codebooks). Each file is one mode byte (see
 tfedge/runtime/cc/fuzz_decode.cc) then the payload: mode 0 keeps the payload's CRC, mode
 1 lets the harness fix it up.
 
@@ -67,7 +69,7 @@ _ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.u
 def codec_seeds(rng: np.random.Generator):
     for layout in ("dense", "sparse"):
         for kind in ("raw", "codebook"):
-            for coding in ("fixed", "huffman"):
+            for coding in ("fixed", "huffman", "rans"):
                 for es, (etype, dtype) in _ELEMENTS.items():
                     for n in (0, 1, 9, 300, 20000):
                         kw = dict(
@@ -299,6 +301,46 @@ def _hostile_payloads():
                 yield f"hostile-{name}-{oi}", bytes(buffer_data(m, buf))
 
 
+def v3_seeds(rng: np.random.Generator):
+    """Format version 3 value kinds: byte planes (every rotation class) and codebooks
+    past 256 entries (9- to 16-bit rANS indices)."""
+    for layout in ("dense", "sparse"):
+        for es, (etype, dtype) in list(_ELEMENTS.items())[1:]:
+            for n in (0, 1, 9, 300, 3000):
+                vals = (rng.geometric(0.01, n) * 977).astype(dtype)
+                if layout == "sparse":
+                    vals[rng.random(n) < 0.7] = 0
+                for rotation in (0, 1, 8 * es - 1):
+                    yield (
+                        f"{layout}-planes-r{rotation}-{es}-{n}",
+                        encode_payload(
+                            element_type=etype,
+                            element_size=es,
+                            count=n,
+                            layout=layout,
+                            value_kind="planes",
+                            elements=vals,
+                            plane_rotation=rotation,
+                        ),
+                    )
+                k = int(rng.choice([257, 1000, 65535]))
+                idx = np.minimum(rng.geometric(4.0 / k, n) - 1, k - 1)
+                if layout == "sparse":
+                    idx[rng.random(n) < 0.7] = 0
+                yield (
+                    f"{layout}-codebook{k}-{es}-{n}",
+                    encode_payload(
+                        element_type=etype,
+                        element_size=es,
+                        count=n,
+                        layout=layout,
+                        value_kind="codebook",
+                        codebook=np.arange(k).astype(dtype),
+                        indices=idx,
+                    ),
+                )
+
+
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("Usage: fuzz_seeds.py OUT_DIR")
@@ -307,6 +349,7 @@ def main(argv):
     seeds = list(codec_seeds(np.random.default_rng(0)))
     seeds += list(channel_seeds(np.random.default_rng(1)))
     seeds += list(_hostile_payloads())
+    seeds += list(v3_seeds(np.random.default_rng(2)))
     if FLAGS.model:
         seeds += list(model_seeds())
     for name, payload in seeds:

@@ -446,12 +446,13 @@ def _payload_rows(
         values = info.values
         stored = (
             values.count
-            if info.codebook is not None
+            if info.codebook is not None or info.planes
             else values.count // info.header.element_size
         )
         if info.codebook is not None:
             value_entropy = _stream_entropy(payload, values, t.name)
         nonzero = n * (1.0 - t.sparsity)
+        value_bytes = sum(s.size for s in info.value_streams)
         layer = _layer_of(t.name, layer_names)
         rows.append(
             LayerRow(
@@ -466,7 +467,7 @@ def _payload_rows(
                     else None
                 ),
                 bits=t.bits,
-                value_bits=8.0 * values.size / max(stored, 1),
+                value_bits=8.0 * value_bytes / max(stored, 1),
                 index_bits=index_bits,
                 coded_index_bits=coded_index,
                 encoding=t.encoding,

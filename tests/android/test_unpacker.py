@@ -33,7 +33,7 @@ CODECS = [
     (layout, kind, coding)
     for layout in ("dense", "sparse")
     for kind in ("raw", "codebook")
-    for coding in ("fixed", "huffman")
+    for coding in ("fixed", "huffman", "rans")
 ]
 # (element type, element size): float32 everywhere, plus the other sizes on some codecs.
 ELEMENTS = {
@@ -49,6 +49,16 @@ PAYLOAD_CASES = (
         (("dense", "codebook", "huffman"), 2),
         (("sparse", "raw", "fixed"), 8),
         (("sparse", "codebook", "huffman"), 8),
+        # Byte planes (value kind 3, format version 3), each plane its own stream.
+        (("dense", "planes", "rans"), 4),
+        (("sparse", "planes", "auto"), 4),
+        (("dense", "planes", "huffman"), 2),
+        (("sparse", "planes", "fixed"), 8),
+        (("dense", "planes", "auto"), 1),
+        # Codebooks past 256 entries (format version 3): 9- to 16-bit rANS indices.
+        (("dense", "large_codebook", "auto"), 4),
+        (("sparse", "large_codebook", "auto"), 2),
+        (("dense", "large_codebook", "rans"), 8),
     ]
 )
 MODELS = [
@@ -148,6 +158,16 @@ def _reference_payload(case, rng) -> bytes:
     )
     if layout == "sparse":
         common["gap_coding"] = coding
+    if kind == "planes":
+        common["plane_rotation"] = 1 if es > 1 else 3
+    if kind == "large_codebook":
+        k = 1500
+        book = np.unique(rng.integers(-30000, 30000, 3 * k)).astype(dtype)[:k]
+        idx = np.minimum(rng.geometric(0.003, n) - 1, k - 1)
+        if layout == "sparse":
+            idx[rng.random(n) < 0.85] = 0
+        common["value_kind"] = "codebook"
+        return encode_payload(codebook=book, indices=idx, **common)
     if kind == "codebook":
         k = 12
         book = (rng.standard_normal(k) * 20).astype(dtype)
@@ -404,10 +424,10 @@ CHANNEL_EDGE_CASES = {
     "kind_2_in_version_1": _hand_payload(
         _chan(2, 2, 2, b"\1\2\3\4") + _fixed([0] * 8, 1), decoded=8, version=1
     ),
-    "version_3": _hand_payload(
-        _chan(1, 1, 1, b"\1") + _fixed([0], 1), decoded=1, version=3
+    "version_4": _hand_payload(
+        _chan(1, 1, 1, b"\1") + _fixed([0], 1), decoded=1, version=4
     ),
-    "unknown_kind_3": _hand_payload(_chan(1, 1, 1, b"\1"), decoded=1, kind=3),
+    "unknown_kind_4": _hand_payload(_chan(1, 1, 1, b"\1"), decoded=1, kind=4),
     "truncated_channel_header": _hand_payload(struct.pack("<HHI", 1, 0, 2), decoded=4),
     "truncated_after_k": _hand_payload(struct.pack("<H", 1), decoded=4),
     "shared_above_k": _hand_payload(
@@ -793,8 +813,9 @@ def test_per_channel_model_expands_like_python(channel_model):
     kernels, report, packed, py, java = channel_model
     encodings = [t.encoding for t in report.tensors]
     assert any("channel_codebook" in e for e in encodings), encodings
-    assert report.format_version == 2
-    assert packed_format_version(read(packed)) == 2
+    # Version 2 for the per-channel codebooks, 3 where a stream is rANS coded.
+    assert report.format_version in (2, 3)
+    assert packed_format_version(read(packed)) == report.format_version
     assert isinstance(java, bytes), java
     assert not list(decode_ops(read(java)))
     assert _canonical(java) == _canonical(py)

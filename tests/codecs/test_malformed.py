@@ -125,10 +125,10 @@ def _dense(**fields):
 HEADER_CASES = {
     "empty": (b"", "truncated payload"),
     "bad_magic": (_dense(magic=b"TFEQ"), "bad magic"),
-    "newer_version": (_dense(version=3), "newer than this reader"),
+    "newer_version": (_dense(version=4), "newer than this reader"),
     "version_zero": (_dense(version=0), "unknown payload format version"),
     "unknown_layout": (_dense(layout=2), "unknown layout"),
-    "unknown_kind": (_dense(kind=3), "unknown value kind"),
+    "unknown_kind": (_dense(kind=4), "unknown value kind"),
     "channel_kind_in_version_1": (_dense(kind=2), "needs payload format version 2"),
     "element_size_3": (_dense(es=3), "element size 3"),
     "reserved": (_dense(reserved=b"\0\1\0"), "reserved"),

@@ -282,7 +282,12 @@ def test_bad_arguments_raise_value_error(args, match):
 BAD_CODEBOOK_ARGS = [
     ("index_range", dict(indices=np.array([0, 1, 2, 3])), r"in \[0, 2\]"),
     ("index_bits", dict(index_bits=1), "2\\*\\*index_bits=2"),
-    ("too_many", dict(codebook=np.zeros(257, np.float32)), "1 to 256"),
+    ("too_many", dict(codebook=np.zeros(65536, np.float32)), "1 to 65535"),
+    (
+        "too_many_bytes",
+        dict(codebook=np.zeros(257, np.int8), element_type=9, element_size=1),
+        "1 to 256",
+    ),
     ("fill_range", dict(layout="sparse", fill=3), r"Expected `fill` in \[0, 2\]"),
 ]
 

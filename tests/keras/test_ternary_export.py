@@ -128,7 +128,8 @@ def test_ternary_convs_with_batchnorm_pack_per_channel_at_two_bits():
         assert row.packed_bytes * 8 <= TERNARY_BITS_PER_WEIGHT * n + 8 * table_bytes, (
             row
         )
-    assert packed.report.format_version == 2
+    # Version 2 for the per-channel codebooks, 3 where a stream is rANS coded.
+    assert packed.report.format_version in (2, 3)
 
 
 def _conv_rows(report, layer_name):

@@ -46,6 +46,19 @@ CODECS = [
     ("sparse-channel-fixed", "sparse", "channel_codebook", "fixed", "fixed"),
     ("sparse-channel-huffman", "sparse", "channel_codebook", "huffman", "huffman"),
     ("sparse-channel-mixed", "sparse", "channel_codebook", "fixed", "huffman"),
+    ("dense-raw-rans", "dense", "raw", "rans", "auto"),
+    ("dense-codebook-rans", "dense", "codebook", "rans", "auto"),
+    ("sparse-raw-rans", "sparse", "raw", "rans", "rans"),
+    ("sparse-codebook-rans", "sparse", "codebook", "rans", "huffman"),
+    ("dense-channel-rans", "dense", "channel_codebook", "rans", "auto"),
+    ("sparse-channel-rans", "sparse", "channel_codebook", "rans", "rans"),
+    ("dense-planes-auto", "dense", "planes", "auto", "auto"),
+    ("dense-planes-huffman", "dense", "planes", "huffman", "auto"),
+    ("sparse-planes-rans", "sparse", "planes", "rans", "rans"),
+    ("sparse-planes-fixed", "sparse", "planes", "fixed", "huffman"),
+    # Codebooks of 257 to 65535 entries (format version 3): 9- to 16-bit indices.
+    ("dense-large-codebook", "dense", "large_codebook", "auto", "auto"),
+    ("sparse-large-codebook", "sparse", "large_codebook", "rans", "huffman"),
 ]
 SEEDS = range(8)
 # Random payloads per seed for the mutation test: enough to reach every check of
@@ -58,7 +71,8 @@ def random_payload(
 ):
     """A payload of a random tensor: size, element size, skew and sparsity vary.
     `shared`: per-channel codebooks only, see `_random_channel_payload`."""
-    es = int(rng.choice(list(_ELEMENTS)))
+    sizes = list(_ELEMENTS)[1:] if kind == "large_codebook" else list(_ELEMENTS)
+    es = int(rng.choice(sizes))
     etype, dtype = _ELEMENTS[es]
     if kind == "channel_codebook":
         if shared is None:
@@ -84,14 +98,21 @@ def random_payload(
         gap_coding=gap_coding,
     )
     skew = rng.geometric(float(rng.choice([0.05, 0.3, 0.9])), n) - 1
-    if kind == "raw":
+    if kind == "planes":
+        kw["plane_rotation"] = int(rng.integers(0, 8 * es))
+    if kind in ("raw", "planes"):
         values = rng.integers(0, np.iinfo(dtype).max, n, dtype=np.uint64, endpoint=True)
         values = np.where(rng.random(n) < 0.5, skew, values).astype(dtype)
         if layout == "sparse":
             values[rng.random(n) >= density] = 0
         kw["elements"] = values
     else:  # codebook
-        k = int(rng.integers(1, 257))
+        large = kind == "large_codebook"
+        kw["value_kind"] = "codebook"
+        k = int(rng.integers(257, 65536) if large else rng.integers(1, 257))
+        skew = (
+            rng.geometric(float(rng.choice([0.0005, 0.01])), n) - 1 if large else skew
+        )
         kw["codebook"] = rng.integers(
             0, np.iinfo(dtype).max, k, dtype=np.uint64
         ).astype(dtype)
@@ -100,7 +121,8 @@ def random_payload(
             idx[rng.random(n) >= density] = 0
         kw["indices"] = idx
         if rng.random() < 0.3:
-            kw["index_bits"] = int(rng.integers(max(1, (k - 1).bit_length()), 9))
+            top = 17 if large else 9
+            kw["index_bits"] = int(rng.integers(max(1, (k - 1).bit_length()), top))
     return encode_payload(**kw)
 
 
@@ -358,7 +380,7 @@ def test_channel_codebook_tilings(channels, run, repeats, es, layout, coding, ze
 # (id, header byte offset, new value, expected error offset)
 HEADER_FAULTS = [
     ("magic", 0, ord("X"), 0),
-    ("version-newer", 4, 3, 4),
+    ("version-newer", 4, 4, 4),
     ("version-zero", 4, 0, 4),
     ("layout", 5, 2, 5),
     ("value-kind", 6, 7, 6),

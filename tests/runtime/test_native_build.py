@@ -28,7 +28,7 @@ def test_library_is_built_when_a_compiler_exists():
     )
     assert _native.native_available()
     # The native reader reads what the numpy reader reads: format version 2.
-    assert _native._library().tfedge_format_version() == FORMAT_VERSION == 2
+    assert _native._library().tfedge_format_version() == FORMAT_VERSION == 3
 
 
 def test_without_the_library_python_still_works(monkeypatch):

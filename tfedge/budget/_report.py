@@ -137,7 +137,10 @@ def _payload_parts(payload) -> dict[str, int]:
         parts["codebooks"] += info.codebook_bytes
     if info.fill is not None:
         parts["codebooks"] += len(info.fill)
-    for key, stream in (("indices", info.gaps), ("weights", info.values)):
+    if info.rotation is not None:
+        parts["headers"] += 1  # the byte-planes kind's rotation byte (version 3)
+    streams = [("indices", info.gaps)] + [("weights", s) for s in info.value_streams]
+    for key, stream in streams:
         if stream is None:
             continue
         parts[key] += stream.data_size

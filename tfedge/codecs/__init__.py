@@ -2,8 +2,9 @@
 
 * `encode_payload` / `decode_payload` / `read_header` / `payload_size` /
   `inspect_payload`: one weight tensor's payload, docs/FORMAT.md section 2.
-* `encode_stream` / `decode_stream` / `stream_size` / `stream_info`: fixed-width or
-  canonical length-limited Huffman symbol streams (section 2.2).
+* `encode_stream` / `decode_stream` / `stream_size` / `stream_info`: fixed-width,
+  canonical length-limited Huffman or interleaved rANS symbol streams (2.2, 2.3).
+* `rotate_left`: the bit rotation of the byte-planes value kind.
 * `pack_bits` / `unpack_bits`: fixed-width bit packing, 1..8 bits, MSB first.
 * `code_lengths` / `canonical_codes` / `check_lengths`: Huffman code construction.
 * `kmeans_1d` / `quantize_error`: 1-D k-means weight sharing (Deep Compression).
@@ -46,6 +47,7 @@ from tfedge.codecs._payload import (
     FORMAT_VERSION,
     HEADER_SIZE,
     MAGIC,
+    MAX_LARGE_CODEBOOK,
     TFLITE_ELEMENT_SIZES,
     PayloadHeader,
     PayloadInfo,
@@ -55,6 +57,7 @@ from tfedge.codecs._payload import (
     inspect_payload,
     payload_size,
     read_header,
+    rotate_left,
 )
 from tfedge.codecs._sparse import positions_from_gaps, relative_index
 from tfedge.codecs._streams import (
@@ -75,6 +78,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "MAX_BLOCK_SIZE",
+    "MAX_LARGE_CODEBOOK",
     "MAX_CODE_LENGTH",
     "PayloadHeader",
     "PayloadInfo",
@@ -106,6 +110,7 @@ __all__ = [
     "rate_distortion",
     "read_header",
     "relative_index",
+    "rotate_left",
     "stream_info",
     "stream_size",
     "stream_size_from_frequencies",

@@ -9,11 +9,12 @@
 8   1  element size (1, 2, 4, 8)
 9   3  reserved, zero
 ```
-Body: [u16 K, K codebook entries] if codebook kind; [u16 K, u16 G, u32 C, u32 R, G
-shared entries, C x (K - G) channel entries] if per-channel codebook kind (version 2);
-[fill element, stream G] if sparse layout; stream V. Decoding checks the header in the
-order the format lists, before it allocates anything, then every stream, every index and
-the absence of trailing bytes.
+Body: [u16 K, K codebook entries] if codebook kind (K > 256: version 3, 16-bit rANS
+indices); [u16 K, u16 G, u32 C, u32 R, G shared entries, C x (K - G) channel entries]
+if per-channel codebook kind (version 2); [u8 R] if byte-planes kind (version 3);
+[fill element, stream G] if sparse layout; stream V, or one stream per byte plane.
+Decoding checks the header in the order the format lists, before it allocates
+anything, then every stream, every index and the absence of trailing bytes.
 """
 
 from __future__ import annotations
@@ -29,14 +30,19 @@ from tfedge.codecs._sparse import positions_from_gaps, relative_index
 from tfedge.errors import FormatError
 
 MAGIC = b"TFEP"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER_SIZE = 28
 LAYOUTS = ("dense", "sparse")
-VALUE_KINDS = ("raw", "codebook", "channel_codebook")
+VALUE_KINDS = ("raw", "codebook", "channel_codebook", "planes")
 # The first payload format version that has each value kind.
-_KIND_VERSION = {"raw": 1, "codebook": 1, "channel_codebook": 2}
+_KIND_VERSION = {"raw": 1, "codebook": 1, "channel_codebook": 2, "planes": 3}
+# Value kinds that store the element bits themselves (no codebook).
+_BIT_KINDS = ("raw", "planes")
 ELEMENT_SIZES = (1, 2, 4, 8)
 MAX_CODEBOOK = 256
+# Format version 3: a codebook (value kind 1) of elements wider than one byte may hold
+# up to this many entries, its indices then up to 16 bits (rANS coded).
+MAX_LARGE_CODEBOOK = 65535
 DEFAULT_MAX_DECODED = 2**31 - 1
 
 # Element sizes of the TFLite tensor types whose size is fixed; a payload may carry any
@@ -142,7 +148,9 @@ def read_header(
         raise fail(f"unknown layout {layout} (0 dense, 1 sparse)", 5)
     if kind >= len(VALUE_KINDS):
         raise fail(
-            f"unknown value kind {kind} (0 raw, 1 codebook, 2 per-channel codebook)", 6
+            f"unknown value kind {kind} (0 raw, 1 codebook, 2 per-channel codebook, "
+            "3 byte planes)",
+            6,
         )
     if version < _KIND_VERSION[VALUE_KINDS[kind]]:
         raise fail(
@@ -217,17 +225,32 @@ class _Codebook:
         return np.where(index < self.shared, index, channel * own + index)
 
 
+def _codebook_limit(version: int, value_kind: str, es: int) -> int:
+    """The most codebook entries a payload of this version, kind and element size may
+    have: 256, or 65535 for a version-3 codebook of multi-byte elements."""
+    if version >= 3 and value_kind == "codebook" and es > 1:
+        return MAX_LARGE_CODEBOOK
+    return MAX_CODEBOOK
+
+
+def _index_bits(codebook) -> int:
+    """The widest index symbols a payload's value stream may have: 8, or 16 with a
+    codebook of more than 256 entries."""
+    return 16 if codebook is not None and codebook.k > MAX_CODEBOOK else 8
+
+
 def _read_codebook(buf, pos: int, header: PayloadHeader, fail) -> _Codebook | None:
-    """Reads and checks the codebook section at `pos` (None for raw payloads)."""
-    if header.value_kind == "raw":
+    """Reads and checks the codebook section at `pos` (None for raw and planes)."""
+    if header.value_kind in _BIT_KINDS:
         return None
     size, es, n = buf.size, header.element_size, header.count
     start = pos
     if size - pos < 2:
         raise fail("truncated codebook size", pos)
     (k,) = struct.unpack_from("<H", buf, pos)
-    if not 1 <= k <= MAX_CODEBOOK:
-        raise fail(f"codebook size {k} is not in [1, {MAX_CODEBOOK}]", pos)
+    limit = _codebook_limit(header.version, header.value_kind, es)
+    if not 1 <= k <= limit:
+        raise fail(f"codebook size {k} is not in [1, {limit}]", pos)
     pos += 2
     shared, channels, run = k, 1, max(n, 1)
     if header.value_kind == "channel_codebook":
@@ -296,6 +319,7 @@ def decode_payload(
 
     codebook = _read_codebook(buf, HEADER_SIZE, header, fail)
     pos = HEADER_SIZE if codebook is None else codebook.end
+    rotation, pos = _read_rotation(buf, pos, header, fail)
 
     positions = None
     fill = None
@@ -307,12 +331,16 @@ def decode_payload(
         fill = buf[pos : pos + es]
         pos += es
         gaps_at = pos
-        gaps, pos = _streams.decode_stream(buf, pos, name=name, max_count=n)
+        gaps, pos = _streams.decode_stream(
+            buf, pos, name=name, max_count=n, max_version=header.version, max_bits=8
+        )
         positions = positions_from_gaps(gaps, n, name=name, offset=gaps_at)
         stored = positions.size
     else:
         stored = n
 
+    if header.value_kind == "planes":
+        return _decode_planes(buf, pos, header, stored, rotation, positions, fill, name)
     expected = stored * es if header.value_kind == "raw" else stored
     values_at = pos
     if header.value_kind == "raw" and size - pos >= 2 and buf[pos + 1] != 8:
@@ -321,7 +349,14 @@ def decode_payload(
             f"{int(buf[pos + 1])}",
             pos + 1,
         )
-    values, pos = _streams.decode_stream(buf, pos, name=name, max_count=expected)
+    values, pos = _streams.decode_stream(
+        buf,
+        pos,
+        name=name,
+        max_count=expected,
+        max_version=header.version,
+        max_bits=_index_bits(codebook),
+    )
     if values.size != expected:
         raise fail(
             f"value stream holds {values.size} symbols, expected {expected}", values_at
@@ -352,6 +387,89 @@ def decode_payload(
     return out.view(np.uint8)
 
 
+def _read_rotation(buf, pos: int, header: PayloadHeader, fail) -> tuple[int, int]:
+    """The planes kind's rotation byte R (0 for other kinds), and the next offset."""
+    if header.value_kind != "planes":
+        return 0, pos
+    if buf.size - pos < 1:
+        raise fail("truncated plane rotation", pos)
+    rotation = int(buf[pos])
+    if rotation >= 8 * header.element_size:
+        raise fail(
+            f"plane rotation {rotation} is not in [0, {8 * header.element_size - 1}]",
+            pos,
+        )
+    return rotation, pos + 1
+
+
+def _plane_streams(buf, pos: int, header: PayloadHeader, stored: int, name, decode):
+    """Reads (decode=True: decodes) the planes kind's element-size streams of `stored`
+    8-bit symbols each; returns (the planes or stream infos, the offset past them)."""
+    out = []
+    for b in range(header.element_size):
+        at = pos
+        if buf.size - pos >= 2 and buf[pos + 1] != 8:
+            raise FormatError(
+                f"plane stream {b} must have 8-bit symbols, this one has "
+                f"{int(buf[pos + 1])}",
+                tensor=name,
+                offset=pos + 1,
+            )
+        if decode:
+            plane, pos = _streams.decode_stream(
+                buf,
+                pos,
+                name=name,
+                max_count=stored,
+                max_version=header.version,
+                max_bits=8,
+            )
+            count = plane.size
+        else:
+            plane = _streams.stream_info(
+                buf, pos, name=name, max_version=header.version, max_bits=8
+            )
+            pos, count = plane.end, plane.count
+        if count != stored:
+            raise FormatError(
+                f"plane stream {b} holds {count} symbols, expected {stored}",
+                tensor=name,
+                offset=at,
+            )
+        out.append(plane)
+    if pos != buf.size:
+        raise FormatError(
+            f"{buf.size - pos} trailing bytes after the plane streams",
+            tensor=name,
+            offset=pos,
+        )
+    return out, pos
+
+
+def rotate_left(u: np.ndarray, r: int) -> np.ndarray:
+    """Rotates each unsigned integer of `u` left by r bits within its width."""
+    if r == 0:
+        return u
+    width = 8 * u.dtype.itemsize
+    return (u << u.dtype.type(r)) | (u >> u.dtype.type(width - r))
+
+
+def _decode_planes(buf, pos, header, stored, rotation, positions, fill, name):
+    es = header.element_size
+    planes, _ = _plane_streams(buf, pos, header, stored, name, decode=True)
+    word = _UINT_BY_SIZE[es]
+    rotated = np.zeros(stored, word)
+    for b, plane in enumerate(planes):
+        rotated |= plane.astype(word) << word(8 * b)
+    elements = rotate_left(rotated, (8 * es - rotation) % (8 * es))
+    if positions is None:
+        return elements.view(np.uint8)
+    out = np.empty(header.count, word)
+    out[:] = np.ascontiguousarray(fill).view(word)[0]
+    out[positions] = elements
+    return out.view(np.uint8)
+
+
 @dataclasses.dataclass(frozen=True)
 class PayloadInfo:
     """A payload's parts, read and validated without decoding its streams."""
@@ -368,12 +486,23 @@ class PayloadInfo:
     shared_entries: int | None = None  # per-channel kind: G
     channels: int | None = None  # per-channel kind: C
     channel_run: int | None = None  # per-channel kind: R
+    rotation: int | None = None  # planes kind: R
+    # Planes kind: every plane stream, least significant byte first (`values` is the
+    # first of them).
+    planes: tuple[_streams.StreamInfo, ...] = ()
+
+    @property
+    def value_streams(self) -> tuple[_streams.StreamInfo, ...]:
+        """The value stream, or the planes kind's plane streams."""
+        return self.planes or (self.values,)
 
     @property
     def encoding(self) -> str:
         """The layout, value kind and stream codings (gap stream first), e.g.
         "sparse/codebook/fixed+huffman"."""
-        streams = [self.gaps, self.values] if self.gaps is not None else [self.values]
+        streams = ([self.gaps] if self.gaps is not None else []) + list(
+            self.value_streams
+        )
         codings = "+".join(stream.coding for stream in streams)
         return f"{self.header.layout}/{self.header.value_kind}/{codings}"
 
@@ -406,7 +535,7 @@ def inspect_payload(
 
     book = _read_codebook(buf, HEADER_SIZE, header, fail)
     fill = gaps = codebook = None
-    pos = HEADER_SIZE
+    rotation, pos = _read_rotation(buf, HEADER_SIZE, header, fail)
     channel_info = {}
     if book is not None:
         codebook = book.entries.copy()
@@ -423,7 +552,9 @@ def inspect_payload(
         if size - pos < es:
             raise fail("truncated fill value", pos)
         fill = buf[pos : pos + es].tobytes()
-        gaps = _streams.stream_info(buf, pos + es, name=name)
+        gaps = _streams.stream_info(
+            buf, pos + es, name=name, max_version=header.version, max_bits=8
+        )
         if gaps.count > header.count:
             raise fail(
                 f"stream holds {gaps.count} symbols, more than the {header.count} "
@@ -432,7 +563,21 @@ def inspect_payload(
             )
         stored = gaps.count
         pos = gaps.end
-    values = _streams.stream_info(buf, pos, name=name)
+    if header.value_kind == "planes":
+        planes, _ = _plane_streams(buf, pos, header, stored, name, decode=False)
+        return PayloadInfo(
+            header,
+            None,
+            fill,
+            gaps,
+            planes[0],
+            0,
+            rotation=rotation,
+            planes=tuple(planes),
+        )
+    values = _streams.stream_info(
+        buf, pos, name=name, max_version=header.version, max_bits=_index_bits(book)
+    )
     expected = stored * es if header.value_kind == "raw" else stored
     if header.value_kind == "raw" and values.bits != 8:
         raise fail(
@@ -506,6 +651,7 @@ class _Prepared:
     value_coding: str
     gap_coding: str
     gap_bits: int | None
+    rotation: int = 0  # planes kind: R
 
     def stored_entries(self) -> np.ndarray:
         """The codebook entries as the payload stores them (shared ones once)."""
@@ -528,6 +674,8 @@ class _Prepared:
             size += 10
         if self.layout == "sparse":
             size += self.element_size
+        if self.value_kind == "planes":
+            size += 1
         return size
 
 
@@ -553,6 +701,7 @@ def _prepare(
     value_coding,
     gap_coding,
     channel_run,
+    plane_rotation=None,
 ) -> _Prepared:
     _check_choice(layout, LAYOUTS, "layout")
     _check_choice(value_kind, VALUE_KINDS, "value_kind")
@@ -594,15 +743,35 @@ def _prepare(
             "`channel_run` applies to value_kind='channel_codebook' only. Received: "
             f"channel_run={channel_run!r}"
         )
+    rotation = 0
+    if value_kind == "planes":
+        rotation = 0 if plane_rotation is None else plane_rotation
+        if isinstance(rotation, bool) or not isinstance(rotation, int | np.integer):
+            raise ValueError(
+                f"Expected an int `plane_rotation`. Received: {plane_rotation!r}"
+            )
+        if not 0 <= rotation < 8 * es:
+            raise ValueError(
+                f"Expected `plane_rotation` in [0, {8 * es - 1}]. Received: "
+                f"plane_rotation={rotation}"
+            )
+        rotation = int(rotation)
+    elif plane_rotation is not None:
+        raise ValueError(
+            "`plane_rotation` applies to value_kind='planes' only. Received: "
+            f"plane_rotation={plane_rotation!r}"
+        )
     channels = 1
-    if value_kind == "raw":
+    if value_kind in _BIT_KINDS:
         if codebook is not None or indices is not None or index_bits is not None:
             raise ValueError(
                 "`codebook`, `indices` and `index_bits` apply to the codebook value "
                 "kinds only."
             )
         if elements is None:
-            raise ValueError("Expected `elements` for value_kind='raw'. Received: None")
+            raise ValueError(
+                f"Expected `elements` for value_kind={value_kind!r}. Received: None"
+            )
         rows = _element_bytes(elements, es, "elements")
         if rows.shape[0] != count:
             raise ValueError(
@@ -643,6 +812,22 @@ def _prepare(
             fill_bytes = fill_bytes.copy()
             positions = np.flatnonzero(keys != fill_key)
             fill_symbols = fill_bytes
+        if rotation:
+            # The planes are bytes of each element rotated left by R.
+            word = _UINT_BY_SIZE[es]
+            symbols = (
+                rotate_left(_as_uint(rows).astype(word), rotation)
+                .astype(f"<u{es}")
+                .view(np.uint8)
+                .reshape(-1, es)
+            )
+            if fill_symbols is not None:
+                fill_symbols = (
+                    rotate_left(_as_uint(fill_symbols.reshape(1, es)), rotation)
+                    .astype(f"<u{es}")
+                    .view(np.uint8)
+                    .reshape(-1)
+                )
     else:
         if elements is not None:
             raise ValueError("`elements` applies to value_kind='raw' only.")
@@ -678,12 +863,28 @@ def _prepare(
                 )
         book = _element_bytes(codebook, es, "codebook")
         k = book.shape[0] // channels
-        if not 1 <= k <= MAX_CODEBOOK:
+        limit = _codebook_limit(3, value_kind, es)
+        if not 1 <= k <= limit:
             raise ValueError(
-                f"Expected 1 to {MAX_CODEBOOK} codebook entries. Received: {k}"
+                f"Expected 1 to {limit} codebook entries (elements of {es} bytes, "
+                f"value_kind={value_kind!r}). Received: {k}"
             )
         value_bits = max(1, (k - 1).bit_length()) if index_bits is None else index_bits
-        value_bits = _bitpack.check_bits(value_bits, "index_bits")
+        if k > MAX_CODEBOOK:
+            # Indices past 8 bits: rANS streams only (format version 3).
+            if value_coding not in ("auto", "rans"):
+                raise ValueError(
+                    f"A codebook of {k} entries needs value_coding 'rans' or 'auto' "
+                    f"(indices of {value_bits} bits). Received: "
+                    f"value_coding={value_coding!r}"
+                )
+            if isinstance(value_bits, bool) or not 9 <= value_bits <= 16:
+                raise ValueError(
+                    f"Expected `index_bits` in [9, 16] for K={k}. Received: "
+                    f"index_bits={value_bits!r}"
+                )
+        else:
+            value_bits = _bitpack.check_bits(value_bits, "index_bits")
         idx = np.asarray(indices).reshape(-1)
         if idx.size != count:
             raise ValueError(
@@ -705,7 +906,7 @@ def _prepare(
                     f"Expected `indices` < 2**index_bits={1 << value_bits}. "
                     f"Received: max index {high}; increase `index_bits`."
                 )
-        symbols = idx.astype(np.uint8)
+        symbols = idx.astype(np.uint8 if value_bits <= 8 else np.uint16)
         fill_bytes = fill_symbols = positions = None
         if layout == "sparse":
             table = _as_uint(book).reshape(channels, k)
@@ -744,7 +945,7 @@ def _prepare(
                     )
                 fill_index = int(fill)
             fill_bytes = book[fill_index].copy()
-            fill_symbols = np.array([fill_index], np.uint8)
+            fill_symbols = np.array([fill_index], symbols.dtype)
             positions = np.flatnonzero(symbols != fill_index)
     return _Prepared(
         element_type=int(element_type),
@@ -768,6 +969,7 @@ def _prepare(
         value_coding=value_coding,
         gap_coding=gap_coding,
         gap_bits=gap_bits,
+        rotation=rotation,
     )
 
 
@@ -784,16 +986,28 @@ def _symbol_freqs(symbols: np.ndarray, bits: int) -> np.ndarray:
     return np.bincount(symbols.reshape(-1), minlength=1 << bits)
 
 
+def _values_size(p: _Prepared, freqs: list[np.ndarray]) -> int:
+    """The value streams' size from their frequencies (one per plane: planes kind)."""
+    return sum(
+        _streams.stream_size_from_frequencies(f, p.value_bits, p.value_coding)
+        for f in freqs
+    )
+
+
+def _value_freqs(p: _Prepared, symbols: np.ndarray) -> list[np.ndarray]:
+    if p.value_kind == "planes":
+        rows = symbols.reshape(-1, p.element_size)
+        return [_symbol_freqs(rows[:, b], 8) for b in range(p.element_size)]
+    return [_symbol_freqs(symbols, p.value_bits)]
+
+
 def _streams_size(p: _Prepared) -> tuple[int, int | None]:
     """Returns (size of the streams, chosen gap width) without building any bytes."""
     if p.layout == "dense":
-        freqs = _symbol_freqs(p.symbols, p.value_bits)
-        return _streams.stream_size_from_frequencies(
-            freqs, p.value_bits, p.value_coding
-        ), None
+        return _values_size(p, _value_freqs(p, p.symbols)), None
     gap = np.diff(p.positions, prepend=-1) - 1
-    base = _symbol_freqs(p.symbols[p.positions], p.value_bits)
-    fill_freqs = _symbol_freqs(p.fill_symbols, p.value_bits)
+    base = _value_freqs(p, p.symbols[p.positions])
+    fill_freqs = _value_freqs(p, p.fill_symbols)
     best = None
     for g in [p.gap_bits] if p.gap_bits is not None else range(1, 9):
         mask = (1 << g) - 1
@@ -801,20 +1015,30 @@ def _streams_size(p: _Prepared) -> tuple[int, int | None]:
         gap_freqs = np.bincount(gap & mask, minlength=1 << g)
         gap_freqs[mask] += fillers
         size = _streams.stream_size_from_frequencies(gap_freqs, g, p.gap_coding)
-        size += _streams.stream_size_from_frequencies(
-            base + fillers * fill_freqs, p.value_bits, p.value_coding
+        size += _values_size(
+            p, [b + fillers * f for b, f in zip(base, fill_freqs, strict=True)]
         )
         if best is None or size < best[0]:
             best = (size, g)
     return best
 
 
-def payload_size(**kwargs) -> int:
-    """Returns the exact byte size of `encode_payload(**kwargs)` without encoding.
+def payload_size(*, estimate: bool = False, **kwargs) -> int:
+    """Returns the exact byte size of `encode_payload(**kwargs)`.
 
-    Takes the same keyword arguments as `encode_payload`.
+    Takes the same keyword arguments as `encode_payload`. Fixed-width and Huffman
+    sizes need no encoding; a rANS stream's exact size depends on the order of its
+    symbols, so when a stream may be rANS coded ("rans" or "auto") the payload is
+    encoded to measure it, unless `estimate` is True: then rANS streams are estimated
+    from their frequencies (to within a few bytes), which is cheap.
     """
     p = _prepare(**_with_defaults(kwargs))
+    may_rans = "rans" in (p.value_coding, p.gap_coding) or "auto" in (
+        p.value_coding,
+        p.gap_coding if p.layout == "sparse" else "fixed",
+    )
+    if may_rans and not estimate:
+        return len(encode_payload(**kwargs))
     streams, _ = _streams_size(p)
     return HEADER_SIZE + p.prefix_size() + streams
 
@@ -834,6 +1058,7 @@ def _with_defaults(kwargs: dict) -> dict:
         value_coding="auto",
         gap_coding="auto",
         channel_run=None,
+        plane_rotation=None,
     )
     unknown = set(kwargs) - set(required) - set(defaults)
     if unknown:
@@ -857,6 +1082,7 @@ def encode_payload(
     value_coding: str = "auto",
     gap_coding: str = "auto",
     channel_run: int | None = None,
+    plane_rotation: int | None = None,
 ) -> bytes:
     """Encodes one tensor as a payload (docs/FORMAT.md, section 2).
 
@@ -868,9 +1094,10 @@ def encode_payload(
             the fill value, addressed by a relative index).
         value_kind: "raw" (the element bytes themselves), "codebook" (indices into a
             codebook of at most 256 entries) or "channel_codebook" (indices into the
-            codebook of the element's channel; format version 2).
-        elements: raw kind: the N elements, any dtype of `element_size` bytes; their
-            little-endian bytes are stored as they are.
+            codebook of the element's channel; format version 2) or "planes" (the
+            element bytes, each byte position its own stream; format version 3).
+        elements: raw and planes kinds: the N elements, any dtype of `element_size`
+            bytes; their little-endian bytes are stored as they are (planes: rotated).
         codebook: codebook kind: the K entries (dtype of `element_size` bytes);
             per-channel kind: a (C, K) array, row c being channel c's entries.
         indices: codebook kinds: the N indices, each < K.
@@ -881,10 +1108,14 @@ def encode_payload(
         index_bits: codebook kind: the index symbol width; None for ceil(log2(K)), >= 1.
         gap_bits: sparse layout: the gap symbol width; None tries 1..8 and keeps the one
             that gives the smallest payload.
-        value_coding: "fixed", "huffman" or "auto" (the smaller) for stream V.
+        value_coding: "fixed", "huffman", "rans" (format version 3) or "auto" (the
+            smallest; rANS makes the payload version 3) for stream V.
         gap_coding: the same for stream G.
         channel_run: per-channel kind: R, the number of consecutive elements of one
             channel; element i belongs to channel (i // R) % C. C x R must divide N.
+        plane_rotation: planes kind: R, the bits each element is rotated left by
+            before its bytes are split into planes (1 puts a float's exponent in its
+            top byte and its sign in the bottom bit); None for 0.
 
     Returns:
         The payload's bytes.
@@ -907,8 +1138,11 @@ def encode_payload(
         value_coding=value_coding,
         gap_coding=gap_coding,
         channel_run=channel_run,
+        plane_rotation=plane_rotation,
     )
     parts = []
+    if p.value_kind == "planes":
+        parts.append(struct.pack("<B", p.rotation))
     if p.codebook is not None:
         parts.append(struct.pack("<H", p.codebook.shape[0] // p.channels))
         if p.value_kind == "channel_codebook":
@@ -920,10 +1154,24 @@ def encode_payload(
         parts.append(p.fill_bytes.tobytes())
         parts.append(_streams.encode_stream(gaps, g, p.gap_coding))
         values = p.symbols[stored]
+        streams = [parts[-1]]
     else:
         values = p.symbols
-    parts.append(
-        _streams.encode_stream(values.reshape(-1), p.value_bits, p.value_coding)
+        streams = []
+    if p.value_kind == "planes":
+        rows = values.reshape(-1, p.element_size)
+        for b in range(p.element_size):
+            parts.append(_streams.encode_stream(rows[:, b], 8, p.value_coding))
+            streams.append(parts[-1])
+    else:
+        parts.append(
+            _streams.encode_stream(values.reshape(-1), p.value_bits, p.value_coding)
+        )
+        streams.append(parts[-1])
+    # The lowest version that has the payload's value kind and stream codings.
+    version = max(
+        [_KIND_VERSION[p.value_kind], 3 if p.value_bits > 8 else 1]
+        + [_streams.CODING_VERSION[_streams.CODING_NAMES[s[0]]] for s in streams]
     )
     body = b"".join(parts)
     if len(body) > _U32_MAX:
@@ -932,7 +1180,7 @@ def encode_payload(
         )
     head = _HEADER.pack(
         MAGIC,
-        _KIND_VERSION[p.value_kind],
+        version,
         LAYOUTS.index(p.layout),
         VALUE_KINDS.index(p.value_kind),
         p.element_type,

@@ -363,6 +363,19 @@ def _write_tfedge(job: _Job) -> Packed:
     packed_model = read(job.data)
     version = insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
     out = write(packed_model)
+    if len(out) >= len(job.data):
+        # The per-tensor overhead estimate can fall short (a buffer shared by several
+        # subgraphs gets a decoder in each): the file must never grow.
+        for cand in job.candidates:
+            if cand.buffer in payloads:
+                cand.drop(
+                    f"no gain: the packed file ({len(out)} bytes) is not smaller than "
+                    f"the original ({len(job.data)} bytes)"
+                )
+                cand.row.encoding, cand.row.packed_bytes = "raw", 0
+        return job.unchanged(
+            "nothing to improve: the model is written through unchanged"
+        )
     expanded = _self_check(out, job.candidates, payloads)
     job.clock.lap("writing")
     return Packed(

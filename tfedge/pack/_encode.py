@@ -32,6 +32,14 @@ LOSSLESS_TYPES = frozenset(
     getattr(schema().TensorType, n)
     for n in ("FLOAT32", "FLOAT16", "INT8", "UINT8", "INT16", "UINT16", "BFLOAT16")
 )
+# Tensor types whose byte planes are also tried rotated left by one bit (the sign to
+# the bottom, the exponent filling the top byte of a float32 or bfloat16).
+_FLOAT_TYPES = frozenset(
+    getattr(schema().TensorType, n)
+    for n in ("FLOAT32", "FLOAT16", "BFLOAT16", "FLOAT64")
+)
+# The most entries of a codebook of format versions 1 and 2.
+_MAX_CODEBOOK = 256
 # Below this fraction of fill elements a sparse layout cannot beat a dense one.
 _SPARSE_MIN_FILL = 0.05
 # Exact zeros above this fraction are treated as pruned: lossy sharing keeps them exact.
@@ -71,11 +79,23 @@ def _entropy_bytes(
     return total / 8.0 + table_bytes
 
 
+# Candidates encoded to compare exact sizes after ranking by estimated size (rANS
+# sizes are estimated to a few bytes; fixed-width and Huffman sizes are exact).
+_EXACT_FINALISTS = 2
+
+
+def _smallest(options: list[dict]) -> tuple[dict, bytes]:
+    """The option whose payload is smallest, and that payload: options are ranked by
+    their estimated sizes (no encoding), then the best few are encoded and the
+    smallest exact payload wins (the earlier on a tie)."""
+    ranked = sorted(options, key=lambda kw: codecs.payload_size(estimate=True, **kw))
+    finalists = [(kw, codecs.encode_payload(**kw)) for kw in ranked[:_EXACT_FINALISTS]]
+    return min(finalists, key=lambda pair: len(pair[1]))
+
+
 def _encode_smallest(options: list[dict]) -> bytes:
-    """Encodes the option whose exact payload size is smallest (sizes need no
-    encoding)."""
-    best = min(options, key=lambda kw: codecs.payload_size(**kw))
-    return codecs.encode_payload(**best)
+    """Encodes the option whose exact payload size is smallest."""
+    return _smallest(options)[1]
 
 
 def _codebook_options(
@@ -221,7 +241,10 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
     cands: list[dict] = []
     uniq, inverse = np.unique(u, return_inverse=True)
     inverse = inverse.reshape(-1)
-    if 0 < uniq.size <= 256:
+    if 0 < uniq.size <= _MAX_CODEBOOK or (
+        size > 1 and uniq.size <= codecs.MAX_LARGE_CODEBOOK
+    ):
+        # Past 256 entries (format version 3): indices of 9 to 16 bits, rANS coded.
         bits = max(1, math.ceil(math.log2(uniq.size)))
         cands += _codebook_options(ttype, arr, uniq.view(arr.dtype), inverse, bits)
     channel_books = {}
@@ -234,14 +257,19 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
                 channel_books[id(option)] = cb
     common = dict(element_type=ttype, element_size=size, count=n, value_kind="raw")
     cands.append(dict(layout="dense", elements=arr, **common))
+    # Byte planes (format version 3): each byte position its own stream; a float's
+    # bits rotated left by one first, so that its exponent fills the top byte.
+    rotations = () if size == 1 else (0, 1) if ttype in _FLOAT_TYPES else (0,)
+    planes = [dict(common, value_kind="planes", plane_rotation=r) for r in rotations]
+    cands += [dict(layout="dense", elements=arr, **kw) for kw in planes]
     if n and uniq.size:
         counts = np.bincount(inverse, minlength=uniq.size)
         mode = int(np.argmax(counts))
         if counts[mode] / n >= _SPARSE_MIN_FILL:
             fill = uniq[mode : mode + 1].view(arr.dtype)
-            cands.append(dict(layout="sparse", elements=arr, fill=fill, **common))
-    chosen = min(cands, key=lambda kw: codecs.payload_size(**kw))
-    best = codecs.encode_payload(**chosen)
+            for kw in [common, *planes]:
+                cands.append(dict(layout="sparse", elements=arr, fill=fill, **kw))
+    chosen, best = _smallest(cands)
     sparsity = _zero_fraction(arr)
     if id(chosen) in channel_books:
         cb = channel_books[id(chosen)]
@@ -251,6 +279,12 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
     elif chosen["value_kind"] == "codebook":
         bits = max(1, math.ceil(math.log2(uniq.size)))
         entropy = _entropy_bytes(inverse, None, uniq.size * size)
+    elif chosen["value_kind"] == "planes":
+        # The floor of byte planes: each plane's order-0 entropy.
+        bits = None
+        rotated = codecs.rotate_left(u, chosen["plane_rotation"])
+        rows = rotated.astype(f"<u{size}").view(np.uint8).reshape(-1, size)
+        entropy = sum(_entropy_bytes(rows[:, b], None, 0) for b in range(size))
     else:
         bits = None
         entropy = _entropy_bytes(arr.view(np.uint8), None, 0)

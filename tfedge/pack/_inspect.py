@@ -131,8 +131,8 @@ class ModelInfo:
             footer = [
                 "coding = layout/values/streams (cb = shared-weight codebook, ch-cb = "
                 "one per output channel,",
-                "huff = Huffman); bits = codebook index width; b/w = packed bits per "
-                "weight",
+                "planes = byte planes, huff = Huffman, rans = rANS); bits = codebook "
+                "index width; b/w = packed bits per weight",
             ]
             lines += ["", render(columns, rows, footer=footer)]
         return "\n".join(lines)

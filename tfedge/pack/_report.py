@@ -9,8 +9,10 @@ from dataclasses import asdict, dataclass, field
 # The text tables' columns, explained once under each table.
 LEGEND = (
     "columns: bytes before, packed after; coding = layout/values/streams: dense or "
-    "sparse; raw, cb (a shared-weight codebook) or ch-cb (one per output channel); "
-    "fixed-width or huff (Huffman) streams; bits = codebook index width; b/w = packed "
+    "sparse; raw, cb (a shared-weight codebook), ch-cb (one per output channel) or "
+    "planes (byte planes); fixed-width, huff (Huffman) or rans (rANS) streams (x*3: "
+    "three x streams); bits = "
+    "codebook index width; b/w = packed "
     "bits per weight; w.err = ||w - w'|| / ||w||, the relative weight error"
 )
 _SHORT_TYPES = {
@@ -203,11 +205,21 @@ class Report:
 
 
 def _short_coding(encoding: str) -> str:
-    return (
+    short = (
         encoding.replace("channel_codebook", "ch-cb")
         .replace("codebook", "cb")
         .replace("huffman", "huff")
     )
+    # Byte planes list one coding per plane: runs of one coding as "fixed*3".
+    head, _, streams = short.rpartition("/")
+    runs: list[list] = []
+    for coding in streams.split("+"):
+        if runs and runs[-1][0] == coding:
+            runs[-1][1] += 1
+        else:
+            runs.append([coding, 1])
+    joined = "+".join(c if n == 1 else f"{c}*{n}" for c, n in runs)
+    return f"{head}/{joined}" if head else joined
 
 
 def _relabel(text: str, names: dict[str, str]) -> str:

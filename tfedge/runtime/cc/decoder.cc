@@ -133,6 +133,18 @@ Status ByteReader::Take(const char* what, size_t n, const uint8_t** out) {
 // ---------------------------------------------------------------------------------
 // Streams (section 2.2)
 
+Status SymbolReader::Read16(uint16_t* out, size_t n) {
+  uint8_t chunk[4096];
+  while (n > 0) {
+    const size_t k = std::min(n, sizeof(chunk));
+    TFEDGE_RETURN_IF_ERROR(Read(chunk, k));
+    for (size_t i = 0; i < k; ++i) out[i] = chunk[i];
+    out += k;
+    n -= k;
+  }
+  return Status::Ok();
+}
+
 namespace {
 
 // Bit k of the data is bit 7 - (k mod 8) of byte k div 8. Returns the 64 bits starting
@@ -438,21 +450,414 @@ class HuffmanReader final : public SymbolReader {
   uint64_t pos_ = 0;
 };
 
+
+// Interleaved rANS (coding 2, format version 3): `lanes` 32-bit states share one
+// stream of 16-bit little-endian words; symbol j of a block is decoded by lane
+// j mod lanes: x = freq(s) * (x >> L) + (x mod 2^L) - cum(s), where s is the symbol
+// whose slot range [cum, cum + freq) holds x mod 2^L, then, if x < 2^16, x = x << 16
+// | next word. A block starts with its lanes' states (u32 each) and must end with
+// every state at 2^16 and its words exactly consumed.
+class RansReader final : public SymbolReader {
+ public:
+  static constexpr uint32_t kLow = 1u << 16;
+
+  RansReader(int bits, uint32_t count, int scale, int lanes, uint32_t block_size,
+             const uint8_t* offsets, const uint8_t* data, size_t size,
+             size_t data_offset)
+      : scale_(scale),
+        lanes_(lanes),
+        block_size_(block_size),
+        offsets_(offsets),
+        data_(data),
+        size_(size),
+        data_offset_(data_offset) {
+    bits_ = bits;
+    count_ = count;
+  }
+
+  // Builds the slot table from the frequencies (already checked to sum to 2^L).
+  Status Init(const uint32_t* freqs, size_t alphabet, size_t table_offset) {
+    const size_t slots = size_t{1} << scale_;
+    try {
+      slot_.assign(slots, 0);
+      sym_.assign(slots, 0);
+    } catch (const std::bad_alloc&) {
+      return Status::Error(static_cast<int64_t>(table_offset),
+                           "out of memory for a rANS table");
+    }
+    // Symbols of at most 8 bits with L <= 12 fit one 32-bit entry per slot:
+    // (freq - 1) << 20 | (slot - cum) << 8 | symbol (one load a symbol).
+    packed_ = bits_ <= 8 && scale_ <= 12;
+    uint32_t cum = 0;
+    for (size_t s = 0; s < alphabet; ++s) {
+      const uint32_t f = freqs[s];
+      for (uint32_t k = 0; k < f; ++k) {
+        // (freq - 1) << 16 | (slot - cum): freq <= 2^16, slot - cum < 2^16.
+        slot_[cum + k] = packed_ ? ((f - 1) << 20) | (k << 8) | static_cast<uint32_t>(s)
+                                 : ((f - 1) << 16) | k;
+        sym_[cum + k] = static_cast<uint16_t>(s);
+      }
+      cum += f;
+    }
+    return Status::Ok();
+  }
+
+  Status Read(uint8_t* out, size_t n) override { return ReadAny(out, n); }
+  Status Read16(uint16_t* out, size_t n) override { return ReadAny(out, n); }
+
+ private:
+  template <typename T>
+  Status ReadAny(T* out, size_t n) {
+    if (n > count_ - produced_) {
+      return Status::Error(static_cast<int64_t>(data_offset_),
+                           "stream has %u symbols, %llu more were needed", count_,
+                           static_cast<unsigned long long>(produced_ + n));
+    }
+    while (n > 0) {
+      if (left_ == 0) TFEDGE_RETURN_IF_ERROR(StartBlock());
+      const size_t k = static_cast<size_t>(std::min<uint64_t>(n, left_));
+      if (packed_) {
+        TFEDGE_RETURN_IF_ERROR((DecodeLanes<T, true>(out, k)));
+      } else {
+        TFEDGE_RETURN_IF_ERROR((DecodeLanes<T, false>(out, k)));
+      }
+      out += k;
+      n -= k;
+      left_ -= k;
+      produced_ += k;
+      if (left_ == 0) TFEDGE_RETURN_IF_ERROR(EndBlock());
+    }
+    return Status::Ok();
+  }
+
+  template <typename T, bool PACKED>
+  Status DecodeLanes(T* out, size_t k) {
+    switch (lanes_) {
+      case 4:
+        return DecodeRun<T, PACKED, 4>(out, k);
+      case 8:
+        return DecodeRun<T, PACKED, 8>(out, k);
+      case 16:
+        return DecodeRun<T, PACKED, 16>(out, k);
+      default:
+        return DecodeRun<T, PACKED, 0>(out, k);
+    }
+  }
+
+  uint64_t BlockStart(uint64_t block) const {
+    return block == 0 ? 0 : LoadLe32(offsets_ + 4 * (block - 1));
+  }
+
+  Status StartBlock() {
+    const uint64_t blocks = (static_cast<uint64_t>(count_) + block_size_ - 1) /
+                            block_size_;
+    const uint64_t begin = BlockStart(block_);
+    const uint64_t end = block_ + 1 < blocks ? BlockStart(block_ + 1) : size_;
+    const uint64_t head = 4u * static_cast<uint64_t>(lanes_);
+    const int64_t at = static_cast<int64_t>(data_offset_ + begin);
+    if (end - begin < head || (end - begin - head) % 2 != 0) {
+      return Status::Error(at,
+                           "rANS block %llu is %llu bytes: %d states of 4 bytes and "
+                           "whole 16-bit words needed",
+                           static_cast<unsigned long long>(block_),
+                           static_cast<unsigned long long>(end - begin), lanes_);
+    }
+    for (int l = 0; l < lanes_; ++l) {
+      x_[l] = LoadLe32(data_ + begin + 4 * l);
+      if (x_[l] < kLow) {
+        return Status::Error(at + 4 * l,
+                             "rANS block %llu lane %d starts in state %u, below 2^16",
+                             static_cast<unsigned long long>(block_), l, x_[l]);
+      }
+    }
+    word_ = data_ + begin + head;
+    end_ = data_ + end;
+    left_ = std::min<uint64_t>(block_size_, count_ - block_ * block_size_);
+    lane_ = 0;
+    return Status::Ok();
+  }
+
+  Status EndBlock() {
+    const int64_t at = static_cast<int64_t>(data_offset_ + BlockStart(block_));
+    if (word_ != end_) {
+      return Status::Error(at, "rANS block %llu leaves %lld bytes of words unread",
+                           static_cast<unsigned long long>(block_),
+                           static_cast<long long>(end_ - word_));
+    }
+    for (int l = 0; l < lanes_; ++l) {
+      if (x_[l] != kLow) {
+        return Status::Error(at,
+                             "rANS block %llu does not end in the initial state "
+                             "(corrupt data)",
+                             static_cast<unsigned long long>(block_));
+      }
+    }
+    ++block_;
+    return Status::Ok();
+  }
+
+  // One symbol of lane state x, before its renormalisation.
+  template <typename T, bool PACKED>
+  static inline void Step(uint32_t& x, const uint32_t* slot, const uint16_t* sym,
+                          uint32_t mask, int scale, T* out) {
+    const uint32_t s = x & mask;
+    const uint32_t e = slot[s];
+    if (PACKED) {
+      *out = static_cast<T>(e & 0xFF);
+      x = ((e >> 20) + 1) * (x >> scale) + ((e >> 8) & 0xFFF);
+    } else {
+      *out = static_cast<T>(sym[s]);
+      x = ((e >> 16) + 1) * (x >> scale) + (e & 0xFFFF);
+    }
+  }
+
+  // Decodes k symbols of the current block (k <= left_). LANES is the lane count when
+  // it is known at compile time (0: lanes_).
+  template <typename T, bool PACKED, int LANES>
+  Status DecodeRun(T* out, size_t k) {
+    const int lanes = LANES ? LANES : lanes_;
+    const uint32_t* slot = slot_.data();
+    const uint16_t* sym = sym_.data();
+    const uint32_t mask = (1u << scale_) - 1;
+    const int scale = scale_;
+    const uint8_t* word = word_;
+    size_t i = 0;
+    // Finish the round the previous call left open, one symbol at a time.
+    while (i < k && lane_ != 0) {
+      TFEDGE_RETURN_IF_ERROR(CheckedStep(x_[lane_], out + i, word));
+      ++i;
+      if (++lane_ == lanes) lane_ = 0;
+    }
+    if (LANES) {
+      // Whole rounds while every lane may take a word without passing the end
+      // (two bytes a lane a round, plus the padding-free load of the last word).
+      uint32_t x[LANES ? LANES : 1];
+      for (int l = 0; l < LANES; ++l) x[l] = x_[l];
+      while (k - i >= static_cast<size_t>(LANES) &&
+             end_ - word >= static_cast<ptrdiff_t>(2 * LANES + 2)) {
+        // Every lane decodes (independent chains), then the lanes that fell below
+        // 2^16 take the next words in lane order: word positions are a prefix sum,
+        // so no load waits for another lane's decode.
+        for (int l = 0; l < LANES; ++l) {
+          Step<T, PACKED>(x[l], slot, sym, mask, scale, out + i + l);
+        }
+        size_t off = 0;
+        for (int l = 0; l < LANES; ++l) {
+          const uint32_t need = x[l] < kLow;
+          const uint32_t w = static_cast<uint32_t>(word[off]) |
+                             (static_cast<uint32_t>(word[off + 1]) << 8);
+          x[l] = (x[l] << (need << 4)) | (w & (0u - need));  // branch-free
+          off += 2 * need;
+        }
+        word += off;
+        i += LANES;
+      }
+      for (int l = 0; l < LANES; ++l) x_[l] = x[l];
+    }
+    for (; i < k; ++i) {
+      TFEDGE_RETURN_IF_ERROR(CheckedStep(x_[lane_], out + i, word));
+      if (++lane_ == lanes) lane_ = 0;
+    }
+    word_ = word;
+    return Status::Ok();
+  }
+
+  template <typename T>
+  Status CheckedStep(uint32_t& x, T* out, const uint8_t*& word) {
+    const uint32_t s = x & ((1u << scale_) - 1);
+    const uint32_t e = slot_[s];
+    *out = static_cast<T>(sym_[s]);
+    x = packed_ ? ((e >> 20) + 1) * (x >> scale_) + ((e >> 8) & 0xFFF)
+                : ((e >> 16) + 1) * (x >> scale_) + (e & 0xFFFF);
+    if (x < kLow) {
+      if (end_ - word < 2) {
+        return Status::Error(static_cast<int64_t>(data_offset_ + (end_ - data_)),
+                             "rANS block %llu reads past its data",
+                             static_cast<unsigned long long>(block_));
+      }
+      x = (x << 16) | word[0] | (static_cast<uint32_t>(word[1]) << 8);
+      word += 2;
+    }
+    return Status::Ok();
+  }
+
+  int scale_;
+  int lanes_;
+  uint32_t block_size_;
+  const uint8_t* offsets_;
+  const uint8_t* data_;
+  size_t size_;
+  size_t data_offset_;
+  std::vector<uint32_t> slot_;
+  std::vector<uint16_t> sym_;
+  bool packed_ = false;
+  uint32_t x_[kMaxRansLanes] = {};
+  const uint8_t* word_ = nullptr;
+  const uint8_t* end_ = nullptr;
+  uint64_t block_ = 0;
+  uint64_t left_ = 0;
+  int lane_ = 0;
+};
+
+// Reads a LEB128 varint of at most 3 bytes.
+Status ReadVarint(ByteReader* r, uint32_t* v) {
+  *v = 0;
+  for (int shift = 0; shift < 21; shift += 7) {
+    uint8_t b = 0;
+    TFEDGE_RETURN_IF_ERROR(r->ReadU8("rANS frequency table", &b));
+    *v |= static_cast<uint32_t>(b & 0x7F) << shift;
+    if (b < 0x80) return Status::Ok();
+  }
+  return Status::Error(static_cast<int64_t>(r->offset()) - 1,
+                       "rANS frequency table varint longer than 3 bytes");
+}
+
+// The frequency table (section 2.2): varint A, then per symbol a varint frequency, a
+// zero followed by a varint count of further absent symbols. Reads exactly `table`.
+Status ReadRansTable(ByteReader table, int bits, int scale, uint32_t count,
+                     std::vector<uint32_t>* freqs) {
+  const int64_t at = static_cast<int64_t>(table.offset());
+  const uint32_t total = 1u << scale;
+  uint32_t a = 0;
+  TFEDGE_RETURN_IF_ERROR(ReadVarint(&table, &a));
+  if (a > (1u << bits)) {
+    return Status::Error(at, "rANS table describes %u symbols, the %d-bit alphabet "
+                         "has %u", a, bits, 1u << bits);
+  }
+  try {
+    freqs->assign(a, 0);
+  } catch (const std::bad_alloc&) {
+    return Status::Error(at, "out of memory for a rANS table");
+  }
+  uint64_t sum = 0;
+  for (uint32_t s = 0; s < a;) {
+    const int64_t item = static_cast<int64_t>(table.offset());
+    uint32_t f = 0;
+    TFEDGE_RETURN_IF_ERROR(ReadVarint(&table, &f));
+    if (f > total) {
+      return Status::Error(item, "rANS frequency %u exceeds the total 2^%d", f, scale);
+    }
+    if (f) {
+      (*freqs)[s++] = f;
+      sum += f;
+      continue;
+    }
+    uint32_t run = 0;
+    TFEDGE_RETURN_IF_ERROR(ReadVarint(&table, &run));
+    if (static_cast<uint64_t>(s) + 1 + run > a) {
+      return Status::Error(item, "rANS table run of %llu absent symbols passes A=%u",
+                           static_cast<unsigned long long>(run) + 1, a);
+    }
+    s += 1 + run;
+  }
+  if (table.remaining() != 0) {
+    return Status::Error(static_cast<int64_t>(table.offset()),
+                         "%zu bytes after the rANS frequency table", table.remaining());
+  }
+  if (a != 0 && sum != total) {
+    return Status::Error(at, "rANS frequencies sum to %llu, expected 2^%d",
+                         static_cast<unsigned long long>(sum), scale);
+  }
+  if (a != 0 && (*freqs)[a - 1] == 0) {
+    return Status::Error(at, "rANS table's last described symbol is absent");
+  }
+  if ((count == 0) != (a == 0)) {
+    return Status::Error(at, "a rANS stream has an empty frequency table exactly when "
+                         "it has 0 symbols");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+namespace {
+
+// The rANS part of a stream (after coding, bits, count and data size).
+Status OpenRans(ByteReader* r, const char* name, int64_t start, int bits,
+                uint32_t count, uint32_t data_size,
+                std::unique_ptr<SymbolReader>* stream) {
+  uint8_t scale = 0, lanes = 0;
+  uint32_t block_size = 0, table_size = 0;
+  const int64_t at = static_cast<int64_t>(r->offset());
+  TFEDGE_RETURN_IF_ERROR(r->ReadU8("rANS scale bits", &scale));
+  TFEDGE_RETURN_IF_ERROR(r->ReadU8("rANS lanes", &lanes));
+  TFEDGE_RETURN_IF_ERROR(r->ReadU32("rANS block size", &block_size));
+  TFEDGE_RETURN_IF_ERROR(r->ReadU32("rANS table size", &table_size));
+  if (scale < 1 || scale > kMaxRansScaleBits) {
+    return Status::Error(at, "%s stream: rANS scale bits %u is not in 1..%d", name,
+                         scale, kMaxRansScaleBits);
+  }
+  if (lanes < 1 || lanes > kMaxRansLanes) {
+    return Status::Error(at + 1, "%s stream: rANS lane count %u is not in 1..%d", name,
+                         lanes, kMaxRansLanes);
+  }
+  if (block_size < 1) {
+    return Status::Error(at + 2, "%s stream: rANS block size is 0", name);
+  }
+  const size_t table_offset = r->offset();
+  const uint8_t* table = nullptr;
+  TFEDGE_RETURN_IF_ERROR(r->Take("rANS frequency table", table_size, &table));
+  std::vector<uint32_t> freqs;
+  TFEDGE_RETURN_IF_ERROR(ReadRansTable(ByteReader(table, table_size, table_offset),
+                                       bits, scale, count, &freqs));
+  const uint64_t blocks =
+      count == 0 ? 0 : (static_cast<uint64_t>(count) + block_size - 1) / block_size;
+  const uint64_t n_offsets = blocks == 0 ? 0 : blocks - 1;
+  const size_t offsets_offset = r->offset();
+  if (n_offsets * 4 > r->remaining()) {
+    return Status::Error(static_cast<int64_t>(offsets_offset),
+                         "truncated: %s stream needs %llu block offsets, %zu bytes "
+                         "left",
+                         name, static_cast<unsigned long long>(n_offsets),
+                         r->remaining());
+  }
+  const uint8_t* offsets = nullptr;
+  TFEDGE_RETURN_IF_ERROR(
+      r->Take("rANS block offsets", static_cast<size_t>(n_offsets * 4), &offsets));
+  uint32_t prev = 0;
+  for (uint64_t i = 0; i < n_offsets; ++i) {
+    const uint32_t o = LoadLe32(offsets + 4 * i);
+    if (o < prev || o > data_size) {
+      return Status::Error(static_cast<int64_t>(offsets_offset + 4 * i),
+                           "%s stream: rANS block %llu starts at byte %u (previous "
+                           "%u, data has %u bytes)",
+                           name, static_cast<unsigned long long>(i + 1), o, prev,
+                           data_size);
+    }
+    prev = o;
+  }
+  const size_t data_offset = r->offset();
+  const uint8_t* data = nullptr;
+  TFEDGE_RETURN_IF_ERROR(r->Take("stream data", data_size, &data));
+  auto* rs = new (std::nothrow) RansReader(bits, count, scale, lanes, block_size,
+                                           offsets, data, data_size, data_offset);
+  if (rs == nullptr) return Status::Error(start, "out of memory");
+  stream->reset(rs);
+  return rs->Init(freqs.data(), freqs.size(), table_offset);
+}
+
 }  // namespace
 
 Status OpenStream(ByteReader* r, const char* name, uint64_t max_count,
-                  std::unique_ptr<SymbolReader>* stream) {
+                  std::unique_ptr<SymbolReader>* stream, uint8_t version) {
   const int64_t start = static_cast<int64_t>(r->offset());
   uint8_t coding = 0, bits = 0;
   uint32_t count = 0, data_size = 0;
   TFEDGE_RETURN_IF_ERROR(r->ReadU8("stream coding", &coding));
-  if (coding != kCodingFixed && coding != kCodingHuffman) {
+  if (coding != kCodingFixed && coding != kCodingHuffman && coding != kCodingRans) {
     return Status::Error(start, "%s stream: unknown coding %u", name, coding);
   }
+  if (coding == kCodingRans && version < 3) {
+    return Status::Error(start,
+                         "%s stream: a rANS stream needs payload format version 3, "
+                         "this payload says %u",
+                         name, version);
+  }
   TFEDGE_RETURN_IF_ERROR(r->ReadU8("stream bits", &bits));
-  if (bits < 1 || bits > 8) {
-    return Status::Error(start + 1, "%s stream: symbol width %u is not in 1..8", name,
-                         bits);
+  const int widest = coding == kCodingRans ? kMaxRansBits : 8;
+  if (bits < 1 || bits > widest) {
+    return Status::Error(start + 1, "%s stream: symbol width %u is not in 1..%d", name,
+                         bits, widest);
   }
   TFEDGE_RETURN_IF_ERROR(r->ReadU32("stream count", &count));
   if (count > max_count) {
@@ -460,6 +865,9 @@ Status OpenStream(ByteReader* r, const char* name, uint64_t max_count,
                          name, count, static_cast<unsigned long long>(max_count));
   }
   TFEDGE_RETURN_IF_ERROR(r->ReadU32("stream data size", &data_size));
+  if (coding == kCodingRans) {
+    return OpenRans(r, name, start, bits, count, data_size, stream);
+  }
   if (coding == kCodingFixed) {
     const uint64_t need = (static_cast<uint64_t>(count) * bits + 7) / 8;
     if (data_size != need) {
@@ -587,19 +995,21 @@ struct Codebook {
   }
 };
 
-Status ReadCodebookSize(ByteReader* body, uint16_t* k) {
+Status ReadCodebookSize(ByteReader* body, uint16_t* k, int limit = kMaxCodebook) {
   const int64_t at = static_cast<int64_t>(body->offset());
   TFEDGE_RETURN_IF_ERROR(body->ReadU16("codebook size", k));
-  if (*k < 1 || *k > kMaxCodebook) {
-    return Status::Error(at, "codebook has %u entries, expected 1..%d", *k,
-                         kMaxCodebook);
+  if (*k < 1 || *k > limit) {
+    return Status::Error(at, "codebook has %u entries, expected 1..%d", *k, limit);
   }
   return Status::Ok();
 }
 
-// Value kind 1: u16 K, then K entries.
-Status ReadCodebook(ByteReader* body, size_t es, Codebook* book) {
-  TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k));
+// Value kind 1: u16 K, then K entries. Version 3: up to 65535 entries of elements
+// wider than one byte (their indices then up to 16 bits).
+Status ReadCodebook(ByteReader* body, const Header& h, Codebook* book) {
+  const size_t es = h.element_size;
+  const int limit = h.version >= 3 && es > 1 ? kMaxLargeCodebook : kMaxCodebook;
+  TFEDGE_RETURN_IF_ERROR(ReadCodebookSize(body, &book->k, limit));
   book->shared = book->k;
   return body->Take("codebook entries", static_cast<size_t>(book->k) * es,
                     &book->entries);
@@ -679,6 +1089,15 @@ Status CountIs(const SymbolReader& s, const char* name, uint64_t expected,
   return Status::Ok();
 }
 
+// Symbols wider than 8 bits are for codebook indices past 256 entries only.
+Status ByteSymbols(const SymbolReader& s, const char* name, int64_t at) {
+  if (s.bits() > 8) {
+    return Status::Error(at + 1, "%s stream has %d-bit symbols, at most 8 allowed here",
+                         name, s.bits());
+  }
+  return Status::Ok();
+}
+
 Status RawBits(const SymbolReader& s, int64_t at) {
   if (s.bits() != 8) {
     return Status::Error(at, "raw value stream has %d-bit symbols, expected 8",
@@ -690,14 +1109,15 @@ Status RawBits(const SymbolReader& s, int64_t at) {
 // Maps codebook indices to elements, one channel run at a time: out[i] = entry idx[i]
 // of channel (i div R) mod C (a shared entry when idx[i] < G), checking idx[i] < K.
 // Index i is read before element i is written, and elements are written in order.
-template <size_t ES>
+template <size_t ES, typename I>
 bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* out,
                 uint64_t* bad) {
-  const uint16_t k = book.k;
+  const uint32_t k = book.k;
   const uint8_t* const shared = book.entries;
   if (book.one_table()) {
     for (uint64_t i = 0; i < n; ++i) {
-      const uint8_t j = idx[i];  // read before element i's bytes may cover it
+      I j;  // read before element i's bytes may cover it
+      std::memcpy(&j, idx + i * sizeof(I), sizeof(I));
       if (j >= k) {
         *bad = i;
         return false;
@@ -715,7 +1135,8 @@ bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* o
     const uint8_t* own = book.entries + static_cast<size_t>(c) * stride;
     const uint64_t end = n - i < run ? n : i + run;
     for (; i < end; ++i) {
-      const uint8_t j = idx[i];  // read before element i's bytes may cover it
+      I j;  // read before element i's bytes may cover it
+      std::memcpy(&j, idx + i * sizeof(I), sizeof(I));
       if (j >= k) {
         *bad = i;
         return false;
@@ -728,18 +1149,39 @@ bool MapIndices(const uint8_t* idx, uint64_t n, const Codebook& book, uint8_t* o
   return true;
 }
 
-bool MapIndicesAny(size_t es, const uint8_t* idx, uint64_t n, const Codebook& book,
-                   uint8_t* out, uint64_t* bad) {
+// `wide`: 16-bit little-endian indices (a codebook of more than 256 entries).
+bool MapIndicesAny(size_t es, bool wide, const uint8_t* idx, uint64_t n,
+                   const Codebook& book, uint8_t* out, uint64_t* bad) {
+  if (wide) {
+    switch (es) {
+      case 2:
+        return MapIndices<2, uint16_t>(idx, n, book, out, bad);
+      case 4:
+        return MapIndices<4, uint16_t>(idx, n, book, out, bad);
+      default:
+        return MapIndices<8, uint16_t>(idx, n, book, out, bad);
+    }
+  }
   switch (es) {
     case 1:
-      return MapIndices<1>(idx, n, book, out, bad);
+      return MapIndices<1, uint8_t>(idx, n, book, out, bad);
     case 2:
-      return MapIndices<2>(idx, n, book, out, bad);
+      return MapIndices<2, uint8_t>(idx, n, book, out, bad);
     case 4:
-      return MapIndices<4>(idx, n, book, out, bad);
+      return MapIndices<4, uint8_t>(idx, n, book, out, bad);
     default:
-      return MapIndices<8>(idx, n, book, out, bad);
+      return MapIndices<8, uint8_t>(idx, n, book, out, bad);
   }
+}
+
+// A codebook's index stream: at most 8-bit symbols, 16 past 256 entries.
+Status IndexSymbols(const SymbolReader& s, const Codebook& book, int64_t at) {
+  const int widest = book.k > kMaxCodebook ? 16 : 8;
+  if (s.bits() > widest) {
+    return Status::Error(at + 1, "value stream has %d-bit symbols, at most %d allowed",
+                         s.bits(), widest);
+  }
+  return Status::Ok();
 }
 
 class DenseRawCodec final : public Codec {
@@ -747,7 +1189,7 @@ class DenseRawCodec final : public Codec {
   Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
     const int64_t at = static_cast<int64_t>(body->offset());
     std::unique_ptr<SymbolReader> v;
-    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", h.decoded_size, &v));
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", h.decoded_size, &v, h.version));
     TFEDGE_RETURN_IF_ERROR(RawBits(*v, at));
     TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", h.decoded_size, at));
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
@@ -764,18 +1206,35 @@ class DenseCodebookCodecBase : public Codec {
     const uint64_t n = h.decoded_size / es;
     const int64_t at = static_cast<int64_t>(body->offset());
     std::unique_ptr<SymbolReader> v;
-    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", n, &v));
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", n, &v, h.version));
+    TFEDGE_RETURN_IF_ERROR(IndexSymbols(*v, book, at));
     TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", n, at));
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
-    // The N indices go to the last N bytes of the output, then map forward in place:
-    // element i ends at byte (i + 1) * es <= N * (es - 1) + i + 1, where index i + 1
-    // lives, so no index is overwritten before it is read. No scratch memory.
-    uint8_t* idx = out + n * (es - 1);
-    TFEDGE_RETURN_IF_ERROR(v->Read(idx, static_cast<size_t>(n)));
+    // The N indices (w bytes each, w <= es: 16-bit ones only with es >= 2) go to the
+    // last N x w bytes of the output, then map forward in place: element i ends at
+    // byte (i + 1) * es <= N * (es - w) + (i + 1) * w, where index i + 1 starts, so no
+    // index is overwritten before it is read. No scratch memory.
+    const bool wide = v->bits() > 8;
+    const size_t w = wide ? 2 : 1;
+    uint8_t* idx = out + n * (es - w);
+    if (wide) {
+      std::unique_ptr<uint16_t[]> chunk(new (std::nothrow) uint16_t[kChunk]);
+      if (!chunk) return Status::Error(-1, "out of memory");
+      for (uint64_t done = 0; done < n;) {
+        const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, n - done));
+        TFEDGE_RETURN_IF_ERROR(v->Read16(chunk.get(), c));
+        std::memcpy(idx + 2 * done, chunk.get(), 2 * c);  // little-endian hosts
+        done += c;
+      }
+    } else {
+      TFEDGE_RETURN_IF_ERROR(v->Read(idx, static_cast<size_t>(n)));
+    }
     uint64_t bad = 0;
-    if (!MapIndicesAny(es, idx, n, book, out, &bad)) {
+    if (!MapIndicesAny(es, wide, idx, n, book, out, &bad)) {
+      uint32_t j = idx[bad * w];
+      if (wide) j |= static_cast<uint32_t>(idx[bad * w + 1]) << 8;
       return Status::Error(at, "element %llu has codebook index %u, codebook has %u%s",
-                           static_cast<unsigned long long>(bad), idx[bad], book.k,
+                           static_cast<unsigned long long>(bad), j, book.k,
                            PerChannel(book));
     }
     return Status::Ok();
@@ -786,7 +1245,7 @@ class DenseCodebookCodec final : public DenseCodebookCodecBase {
  public:
   Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
     Codebook book;
-    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &book));
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h, &book));
     return DecodeDense(h, body, book, out);
   }
 };
@@ -814,13 +1273,20 @@ class SparseCodecBase : public Codec {
     TFEDGE_RETURN_IF_ERROR(body->Take("fill value", es, &fill));
     const int64_t g_at = static_cast<int64_t>(body->offset());
     std::unique_ptr<SymbolReader> g;
-    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "gap", n, &g));
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "gap", n, &g, h.version));
+    TFEDGE_RETURN_IF_ERROR(ByteSymbols(*g, "gap", g_at));
     const uint64_t s = g->count();
     const int64_t v_at = static_cast<int64_t>(body->offset());
     std::unique_ptr<SymbolReader> v;
     const uint64_t v_count = book ? s : s * es;
-    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", v_count, &v));
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "value", v_count, &v, h.version));
     if (!book) TFEDGE_RETURN_IF_ERROR(RawBits(*v, v_at));
+    if (book) {
+      TFEDGE_RETURN_IF_ERROR(IndexSymbols(*v, *book, v_at));
+    } else {
+      TFEDGE_RETURN_IF_ERROR(ByteSymbols(*v, "value", v_at));
+    }
+    const bool wide = v->bits() > 8;
     TFEDGE_RETURN_IF_ERROR(CountIs(*v, "value", v_count, v_at));
     TFEDGE_RETURN_IF_ERROR(NoTrailing(*body));
 
@@ -828,7 +1294,9 @@ class SparseCodecBase : public Codec {
     // Scratch for one chunk of entries: bounded, and at most the entry count.
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, s));
     std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk * (1 + es) + 1]);
-    if (!scratch) return Status::Error(-1, "out of memory");
+    std::unique_ptr<uint16_t[]> wide_vals(wide ? new (std::nothrow) uint16_t[chunk + 1]
+                                               : nullptr);
+    if (!scratch || (wide && !wide_vals)) return Status::Error(-1, "out of memory");
     uint8_t* gaps = scratch.get();
     uint8_t* vals = gaps + chunk;
     const bool channels = book != nullptr && !book->one_table();
@@ -837,7 +1305,11 @@ class SparseCodecBase : public Codec {
     for (uint64_t done = 0; done < s;) {
       const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, s - done));
       TFEDGE_RETURN_IF_ERROR(g->Read(gaps, c));
-      TFEDGE_RETURN_IF_ERROR(v->Read(vals, book ? c : c * es));
+      if (wide) {
+        TFEDGE_RETURN_IF_ERROR(v->Read16(wide_vals.get(), c));
+      } else {
+        TFEDGE_RETURN_IF_ERROR(v->Read(vals, book ? c : c * es));
+      }
       for (size_t j = 0; j < c; ++j) {
         cursor += static_cast<int64_t>(gaps[j]) + 1;
         if (cursor >= last) {
@@ -850,17 +1322,18 @@ class SparseCodecBase : public Codec {
         }
         const uint8_t* src;
         if (book) {
-          if (vals[j] >= book->k) {
+          const uint32_t index = wide ? wide_vals[j] : vals[j];
+          if (index >= book->k) {
             return Status::Error(v_at,
                                  "stored entry %llu has codebook index %u, codebook "
                                  "has %u%s",
-                                 static_cast<unsigned long long>(done + j), vals[j],
+                                 static_cast<unsigned long long>(done + j), index,
                                  book->k, PerChannel(*book));
           }
-          uint64_t entry = vals[j];
+          uint64_t entry = index;
           if (channels) {
             entry = book->EntryOf(
-                vals[j], static_cast<uint64_t>(cursor) / book->run % book->channels);
+                index, static_cast<uint64_t>(cursor) / book->run % book->channels);
           }
           src = book->entries + static_cast<size_t>(entry) * es;
         } else {
@@ -885,7 +1358,7 @@ class SparseCodebookCodec final : public SparseCodecBase {
  public:
   Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
     Codebook book;
-    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h.element_size, &book));
+    TFEDGE_RETURN_IF_ERROR(ReadCodebook(body, h, &book));
     return DecodeSparse(h, body, out, &book);
   }
 };
@@ -900,23 +1373,159 @@ class SparseChannelCodebookCodec final : public SparseCodecBase {
   }
 };
 
+// Value kind 3 (format version 3): the element bits rotated left by R, each byte
+// position b (0 = least significant) its own stream of 8-bit symbols.
+Status ReadRotation(ByteReader* body, size_t es, uint8_t* rotation) {
+  const int64_t at = static_cast<int64_t>(body->offset());
+  TFEDGE_RETURN_IF_ERROR(body->ReadU8("plane rotation", rotation));
+  if (*rotation >= 8 * es) {
+    return Status::Error(at, "plane rotation %u is not in [0, %zu]", *rotation,
+                         8 * es - 1);
+  }
+  return Status::Ok();
+}
+
+// Opens the element-size plane streams of `count` 8-bit symbols each.
+Status OpenPlanes(const Header& h, ByteReader* body, uint64_t count,
+                  std::unique_ptr<SymbolReader>* planes) {
+  for (size_t b = 0; b < h.element_size; ++b) {
+    const int64_t at = static_cast<int64_t>(body->offset());
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "plane", count, &planes[b], h.version));
+    if (planes[b]->bits() != 8) {
+      return Status::Error(at + 1, "plane stream %zu has %d-bit symbols, expected 8", b,
+                           planes[b]->bits());
+    }
+    TFEDGE_RETURN_IF_ERROR(CountIs(*planes[b], "plane", count, at));
+  }
+  return NoTrailing(*body);
+}
+
+// Undoes the rotation of `n` elements in place: element = rotate right by R.
+template <typename U>
+void Unrotate(uint8_t* data, uint64_t n, unsigned r) {
+  constexpr unsigned kBits = 8 * sizeof(U);
+  for (uint64_t i = 0; i < n; ++i) {
+    U u;
+    std::memcpy(&u, data + i * sizeof(U), sizeof(U));  // little-endian hosts
+    u = static_cast<U>((u >> r) | (u << (kBits - r)));
+    std::memcpy(data + i * sizeof(U), &u, sizeof(U));
+  }
+}
+
+void UnrotateAny(uint8_t* data, uint64_t n, size_t es, unsigned r) {
+  if (r == 0) return;
+  switch (es) {
+    case 1:
+      return Unrotate<uint8_t>(data, n, r);
+    case 2:
+      return Unrotate<uint16_t>(data, n, r);
+    case 4:
+      return Unrotate<uint32_t>(data, n, r);
+    default:
+      return Unrotate<uint64_t>(data, n, r);
+  }
+}
+
+// Reads `c` symbols of every plane and interleaves them into c elements at `out`.
+Status ReadPlaneChunk(std::unique_ptr<SymbolReader>* planes, size_t es, size_t c,
+                      uint8_t* scratch, uint8_t* out) {
+  for (size_t b = 0; b < es; ++b) {
+    TFEDGE_RETURN_IF_ERROR(planes[b]->Read(scratch, c));
+    for (size_t i = 0; i < c; ++i) out[i * es + b] = scratch[i];
+  }
+  return Status::Ok();
+}
+
+class DensePlanesCodec final : public Codec {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    const size_t es = h.element_size;
+    const uint64_t n = h.decoded_size / es;
+    uint8_t rotation = 0;
+    TFEDGE_RETURN_IF_ERROR(ReadRotation(body, es, &rotation));
+    std::unique_ptr<SymbolReader> planes[8];
+    TFEDGE_RETURN_IF_ERROR(OpenPlanes(h, body, n, planes));
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, n));
+    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk + 1]);
+    if (!scratch) return Status::Error(-1, "out of memory");
+    for (uint64_t done = 0; done < n;) {
+      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, n - done));
+      TFEDGE_RETURN_IF_ERROR(ReadPlaneChunk(planes, es, c, scratch.get(), out + done * es));
+      done += c;
+    }
+    UnrotateAny(out, n, es, rotation);
+    return Status::Ok();
+  }
+};
+
+class SparsePlanesCodec final : public Codec {
+ public:
+  Status Decode(const Header& h, ByteReader* body, uint8_t* out) const override {
+    const size_t es = h.element_size;
+    const uint64_t n = h.decoded_size / es;
+    uint8_t rotation = 0;
+    TFEDGE_RETURN_IF_ERROR(ReadRotation(body, es, &rotation));
+    const uint8_t* fill = nullptr;
+    TFEDGE_RETURN_IF_ERROR(body->Take("fill value", es, &fill));
+    const int64_t g_at = static_cast<int64_t>(body->offset());
+    std::unique_ptr<SymbolReader> g;
+    TFEDGE_RETURN_IF_ERROR(OpenStream(body, "gap", n, &g, h.version));
+    TFEDGE_RETURN_IF_ERROR(ByteSymbols(*g, "gap", g_at));
+    const uint64_t s = g->count();
+    std::unique_ptr<SymbolReader> planes[8];
+    TFEDGE_RETURN_IF_ERROR(OpenPlanes(h, body, s, planes));
+
+    FillElements(out, n, fill, es);
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, s));
+    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk * (2 + es) + 1]);
+    if (!scratch) return Status::Error(-1, "out of memory");
+    uint8_t* gaps = scratch.get();
+    uint8_t* tmp = gaps + chunk;
+    uint8_t* vals = tmp + chunk;
+    int64_t cursor = -1;
+    const int64_t last = static_cast<int64_t>(n);
+    for (uint64_t done = 0; done < s;) {
+      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, s - done));
+      TFEDGE_RETURN_IF_ERROR(g->Read(gaps, c));
+      TFEDGE_RETURN_IF_ERROR(ReadPlaneChunk(planes, es, c, tmp, vals));
+      UnrotateAny(vals, c, es, rotation);
+      for (size_t j = 0; j < c; ++j) {
+        cursor += static_cast<int64_t>(gaps[j]) + 1;
+        if (cursor >= last) {
+          return Status::Error(g_at,
+                               "stored entry %llu lands at element %lld, past the %llu "
+                               "elements",
+                               static_cast<unsigned long long>(done + j),
+                               static_cast<long long>(cursor),
+                               static_cast<unsigned long long>(n));
+        }
+        std::memcpy(out + static_cast<uint64_t>(cursor) * es, vals + j * es, es);
+      }
+      done += c;
+    }
+    return Status::Ok();
+  }
+};
+
 const DenseRawCodec kDenseRaw;
 const DenseCodebookCodec kDenseCodebook;
 const DenseChannelCodebookCodec kDenseChannelCodebook;
 const SparseRawCodec kSparseRaw;
 const SparseCodebookCodec kSparseCodebook;
 const SparseChannelCodebookCodec kSparseChannelCodebook;
+const DensePlanesCodec kDensePlanes;
+const SparsePlanesCodec kSparsePlanes;
 
 // Indexed by [layout][value kind].
-const Codec* const kCodecs[2][3] = {
-    {&kDenseRaw, &kDenseCodebook, &kDenseChannelCodebook},
-    {&kSparseRaw, &kSparseCodebook, &kSparseChannelCodebook},
+const Codec* const kCodecs[2][4] = {
+    {&kDenseRaw, &kDenseCodebook, &kDenseChannelCodebook, &kDensePlanes},
+    {&kSparseRaw, &kSparseCodebook, &kSparseChannelCodebook, &kSparsePlanes},
 };
 
 }  // namespace
 
 const Codec* CodecFor(uint8_t layout, uint8_t value_kind) {
-  if (layout > kLayoutSparse || value_kind > kValueChannelCodebook) return nullptr;
+  if (layout > kLayoutSparse || value_kind > kValuePlanes) return nullptr;
   return kCodecs[layout][value_kind];
 }
 
@@ -947,8 +1556,14 @@ Status ParseHeader(const uint8_t* p, size_t n, uint64_t max_decoded, Header* h) 
     return Status::Error(5, "unknown layout %u", h->layout);
   }
   h->value_kind = p[6];
-  if (h->value_kind > kValueChannelCodebook) {
+  if (h->value_kind > kValuePlanes) {
     return Status::Error(6, "unknown value kind %u", h->value_kind);
+  }
+  if (h->value_kind == kValuePlanes && h->version < 3) {
+    return Status::Error(6,
+                         "value kind %u (byte planes) needs payload format version 3, "
+                         "this payload says %u",
+                         h->value_kind, h->version);
   }
   if (h->value_kind == kValueChannelCodebook && h->version < 2) {
     return Status::Error(6,

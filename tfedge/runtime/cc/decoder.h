@@ -1,16 +1,17 @@
-// tfedge payload decoder: docs/FORMAT.md section 2, versions 1 and 2.
+// tfedge payload decoder: docs/FORMAT.md section 2, versions 1 to 3.
 //
 // One payload in, the decoded tensor bytes out. Every read is bounds-checked against
 // the payload, every allocation is bounded (by the caller's output buffer, plus a
-// Huffman table of at most 64 KiB), and every malformed input yields a Status naming
+// Huffman table of at most 64 KiB or a rANS table of at most 384 KiB), and every malformed input yields a Status naming
 // the byte offset and the problem. No exceptions cross this interface.
 //
 // Structure (one class per codec behind one interface):
 //   SymbolReader   the interface of a stream of `bits`-bit symbols (section 2.2)
-//     FixedWidthReader, HuffmanReader
+//     FixedWidthReader, HuffmanReader, RansReader (format version 3)
 //   Codec          the interface of a body decoder (section 2.1)
 //     DenseRawCodec, DenseCodebookCodec, DenseChannelCodebookCodec,
-//     SparseRawCodec, SparseCodebookCodec, SparseChannelCodebookCodec
+//     SparseRawCodec, SparseCodebookCodec, SparseChannelCodebookCodec,
+//     DensePlanesCodec, SparsePlanesCodec (format version 3)
 // `DecodePayload` checks the header in the order section 2 lists, then hands the body
 // to the codec chosen from the table `CodecFor(layout, value kind)`.
 #ifndef TFEDGE_RUNTIME_CC_DECODER_H_
@@ -23,17 +24,24 @@
 
 namespace tfedge {
 
-inline constexpr uint8_t kFormatVersion = 2;
+inline constexpr uint8_t kFormatVersion = 3;
 inline constexpr size_t kHeaderSize = 28;
 inline constexpr uint8_t kLayoutDense = 0;
 inline constexpr uint8_t kLayoutSparse = 1;
 inline constexpr uint8_t kValueRaw = 0;
 inline constexpr uint8_t kValueCodebook = 1;
 inline constexpr uint8_t kValueChannelCodebook = 2;  // format version 2 and newer
+inline constexpr uint8_t kValuePlanes = 3;           // format version 3 and newer
 inline constexpr int kMaxCodebook = 256;
+// Format version 3: a codebook (value kind 1) of elements wider than one byte.
+inline constexpr int kMaxLargeCodebook = 65535;
 inline constexpr uint8_t kCodingFixed = 0;
 inline constexpr uint8_t kCodingHuffman = 1;
 inline constexpr int kMaxCodeLength = 15;
+inline constexpr uint8_t kCodingRans = 2;  // format version 3 and newer
+inline constexpr int kMaxRansBits = 16;
+inline constexpr int kMaxRansScaleBits = 16;
+inline constexpr int kMaxRansLanes = 32;
 
 // The outcome of a decoding step: ok, or a message and the payload byte offset where
 // the problem was found (-1 when no single offset applies).
@@ -106,6 +114,8 @@ class SymbolReader {
   // Decodes the next `n` symbols into `out`; fails when fewer than `n` remain or the
   // data is malformed.
   virtual Status Read(uint8_t* out, size_t n) = 0;
+  // The same into 16-bit symbols (streams wider than 8 bits are rANS only).
+  virtual Status Read16(uint16_t* out, size_t n);
 
  protected:
   uint32_t count_ = 0;
@@ -114,9 +124,11 @@ class SymbolReader {
 };
 
 // Parses one stream (section 2.2) at the reader's position and advances past it.
-// `max_count` bounds the symbol count before anything depending on it is read.
+// `max_count` bounds the symbol count before anything depending on it is read;
+// `version` is the payload's format version (rANS needs 3).
 Status OpenStream(ByteReader* reader, const char* name, uint64_t max_count,
-                  std::unique_ptr<SymbolReader>* stream);
+                  std::unique_ptr<SymbolReader>* stream,
+                  uint8_t version = kFormatVersion);
 
 // Decodes one body layout/value-kind combination into `out` (header.decoded_size bytes).
 class Codec {

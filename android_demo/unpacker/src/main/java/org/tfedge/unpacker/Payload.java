@@ -17,7 +17,7 @@ import java.util.zip.CRC32;
  */
 public final class Payload {
     /** The newest payload format version this reader accepts. */
-    public static final int FORMAT_VERSION = 2;
+    public static final int FORMAT_VERSION = 3;
     /** Header bytes before the body. */
     public static final int HEADER_SIZE = 28;
     /** The bound on the decoded size when nothing smaller is known. */
@@ -44,7 +44,11 @@ public final class Payload {
     public static final int KIND_CODEBOOK = 1;
     /** Per-channel codebook indices (format version 2 and newer). */
     public static final int KIND_CHANNEL_CODEBOOK = 2;
+    /** Byte planes of the rotated element bits (format version 3 and newer). */
+    public static final int KIND_PLANES = 3;
     static final int MAX_CODEBOOK = 256;
+    /** Format version 3: a codebook (kind 1) of elements wider than a byte, up to this. */
+    static final int MAX_LARGE_CODEBOOK = 65535;
     static final int CODING_FIXED = 0;
     static final int CODING_HUFFMAN = 1;
     static final int MAX_CODE_LENGTH = 15;
@@ -115,9 +119,10 @@ public final class Payload {
             throw err("unknown layout " + layout + " (0 dense, 1 sparse)", tensor, 5);
         }
         int kind = buf[off + 6] & 0xff;
-        if (kind != KIND_RAW && kind != KIND_CODEBOOK && kind != KIND_CHANNEL_CODEBOOK) {
+        if (kind != KIND_RAW && kind != KIND_CODEBOOK && kind != KIND_CHANNEL_CODEBOOK
+                && kind != KIND_PLANES) {
             throw err("unknown value kind " + kind
-                    + " (0 raw, 1 codebook, 2 per-channel codebook)", tensor, 6);
+                    + " (0 raw, 1 codebook, 2 per-channel codebook, 3 byte planes)", tensor, 6);
         }
         if (version < kindVersion(kind)) {
             throw err("value kind " + kind + " (" + kindName(kind) + ") needs payload format "
@@ -196,13 +201,26 @@ public final class Payload {
         int own = 0;
         int channels = 1;
         int run = Math.max(n, 1);
-        if (valueKind != KIND_RAW) {
+        int rotation = 0;
+        if (valueKind == KIND_PLANES) {
+            if (size - pos < 1) {
+                throw err("truncated plane rotation", tensor, pos);
+            }
+            rotation = buf[start + pos] & 0xff;
+            if (rotation >= 8 * es) {
+                throw err("plane rotation " + rotation + " is not in [0, " + (8 * es - 1) + "]",
+                        tensor, pos);
+            }
+            pos += 1;
+        } else if (valueKind != KIND_RAW) {
             if (size - pos < 2) {
                 throw err("truncated codebook size", tensor, pos);
             }
             k = u16(pos);
-            if (k < 1 || k > MAX_CODEBOOK) {
-                throw err("codebook size " + k + " is not in [1, " + MAX_CODEBOOK + "]", tensor,
+            int limit = version >= 3 && valueKind == KIND_CODEBOOK && es > 1
+                    ? MAX_LARGE_CODEBOOK : MAX_CODEBOOK;
+            if (k < 1 || k > limit) {
+                throw err("codebook size " + k + " is not in [1, " + limit + "]", tensor,
                         pos);
             }
             pos += 2;
@@ -271,15 +289,26 @@ public final class Payload {
             }
             stored = gaps.length;
         }
+        if (valueKind == KIND_PLANES) {
+            return decodePlanes(pos, size, n, stored, rotation, fill, gaps);
+        }
         long expected = valueKind == KIND_RAW ? (long) stored * es : stored;
         int valuesAt = pos;
         if (valueKind == KIND_RAW && size - pos >= 2 && (buf[start + pos + 1] & 0xff) != 8) {
             throw err("a raw value stream must have 8-bit symbols, this one has "
                     + (buf[start + pos + 1] & 0xff), tensor, pos + 1);
         }
-        Stream v = Stream.read(this, pos, size, expected);
-        byte[] values = new byte[(int) v.count];
-        v.decode(values, 0);
+        // Indices past 8 bits (rANS only) when the codebook has more than 256 entries.
+        Stream v = Stream.read(this, pos, size, expected, k > MAX_CODEBOOK ? 16 : 8);
+        byte[] values = null;
+        int[] wide = null;
+        if (v.bits > 8) {
+            wide = new int[(int) v.count];
+            v.decodeWide(wide);
+        } else {
+            values = new byte[(int) v.count];
+            v.decode(values, 0);
+        }
         pos = v.end;
         if (v.count != expected) {
             throw err("value stream holds " + v.count + " symbols, expected " + expected,
@@ -288,9 +317,9 @@ public final class Payload {
         if (pos != size) {
             throw err((size - pos) + " trailing bytes after the value stream", tensor, pos);
         }
-        if (book != null && k < MAX_CODEBOOK) {
+        if (book != null && (k < MAX_CODEBOOK || wide != null)) {
             for (int j = 0; j < v.count; j++) {
-                int s = values[j] & 0xff;
+                int s = wide != null ? wide[j] : values[j] & 0xff;
                 if (s >= k) {
                     throw err("value " + j + " is codebook index " + s + ", but the codebook has "
                             + k + " entries"
@@ -305,7 +334,11 @@ public final class Payload {
         byte[] out = new byte[n * es];
         final int outOff = 0;
         if (layout == LAYOUT_DENSE) {
-            if (own == 0) {
+            if (wide != null) {
+                for (int i = 0; i < n; i++) {
+                    System.arraycopy(book, bookAt + wide[i] * es, out, outOff + i * es, es);
+                }
+            } else if (own == 0) {
                 expandCodebook(values, 0, n, book, bookAt, es, out, outOff, k, 0);
             } else {
                 // Runs of `run` elements, channel 0, 1, ..., channels - 1, 0, ... (C x R
@@ -327,7 +360,7 @@ public final class Payload {
             int at = (int) cursor;
             int dst = outOff + at * es;
             if (book != null) {
-                int entry = values[j] & 0xff;
+                int entry = wide != null ? wide[j] : values[j] & 0xff;
                 if (entry >= shared) {
                     entry += (at / run % channels) * own;
                 }
@@ -339,13 +372,69 @@ public final class Payload {
         return out;
     }
 
+    /**
+     * The planes kind: {@code es} streams of {@code stored} 8-bit symbols, plane b holding
+     * byte b of each stored element's bits rotated left by {@code rotation}.
+     */
+    private byte[] decodePlanes(int pos, int size, int n, int stored, int rotation, byte[] fill,
+            byte[] gaps) throws TfedgeFormatException {
+        final int es = elementSize;
+        byte[][] planes = new byte[es][];
+        for (int b = 0; b < es; b++) {
+            int at = pos;
+            if (size - pos >= 2 && (buf[start + pos + 1] & 0xff) != 8) {
+                throw err("plane stream " + b + " must have 8-bit symbols, this one has "
+                        + (buf[start + pos + 1] & 0xff), tensor, pos + 1);
+            }
+            Stream s = Stream.read(this, pos, size, stored);
+            planes[b] = new byte[(int) s.count];
+            s.decode(planes[b], 0);
+            pos = s.end;
+            if (s.count != stored) {
+                throw err("plane stream " + b + " holds " + s.count + " symbols, expected "
+                        + stored, tensor, at);
+            }
+        }
+        if (pos != size) {
+            throw err((size - pos) + " trailing bytes after the plane streams", tensor, pos);
+        }
+        byte[] out = new byte[n * es];
+        if (fill != null) {
+            fillElements(out, 0, n, fill, es);
+        }
+        final int bits = 8 * es;
+        long cursor = -1;
+        for (int j = 0; j < stored; j++) {
+            long v = 0;
+            for (int b = 0; b < es; b++) {
+                v |= (planes[b][j] & 0xffL) << (8 * b);
+            }
+            if (rotation != 0) {
+                long mask = bits == 64 ? -1L : (1L << bits) - 1;
+                v = ((v >>> rotation) | (v << (bits - rotation))) & mask;
+            }
+            int at = j;
+            if (gaps != null) {
+                cursor += (gaps[j] & 0xff) + 1;
+                at = (int) cursor;
+            }
+            for (int b = 0; b < es; b++) {
+                out[at * es + b] = (byte) (v >>> (8 * b));
+            }
+        }
+        return out;
+    }
+
     /** The first payload format version that has value kind {@code kind}. */
     static int kindVersion(int kind) {
-        return kind == KIND_CHANNEL_CODEBOOK ? 2 : 1;
+        return kind == KIND_PLANES ? 3 : kind == KIND_CHANNEL_CODEBOOK ? 2 : 1;
     }
 
     /** The value kind's name as the numpy reader spells it. */
     static String kindName(int kind) {
+        if (kind == KIND_PLANES) {
+            return "planes";
+        }
         return kind == KIND_RAW ? "raw" : kind == KIND_CODEBOOK ? "codebook" : "channel_codebook";
     }
 
@@ -437,6 +526,7 @@ public final class Payload {
         long blockSize;
         int[] lengths;
         long[] blockStarts;
+        Rans rans; // rANS only (format version 3)
         int dataAt; // payload offset of the data
         int end; // payload offset just past the stream
 
@@ -451,6 +541,12 @@ public final class Payload {
          */
         static Stream read(Payload p, int offset, int size, long maxCount)
                 throws TfedgeFormatException {
+            return read(p, offset, size, maxCount, 8);
+        }
+
+        /** The same, for a stream whose symbols may be up to {@code maxBits} wide. */
+        static Stream read(Payload p, int offset, int size, long maxCount, int maxBits)
+                throws TfedgeFormatException {
             String name = p.tensor;
             Stream s = new Stream(p);
             if (size - offset < STREAM_HEADER) {
@@ -462,19 +558,40 @@ public final class Payload {
             s.bits = p.buf[a + 1] & 0xff;
             s.count = le32(p.buf, a + 2);
             s.dataSize = le32(p.buf, a + 6);
-            if (s.coding != CODING_FIXED && s.coding != CODING_HUFFMAN) {
-                throw err("unknown stream coding " + s.coding + " (expected 0 or 1)", name,
+            if (s.coding != CODING_FIXED && s.coding != CODING_HUFFMAN
+                    && s.coding != Rans.CODING_RANS) {
+                throw err("unknown stream coding " + s.coding + " (expected 0, 1 or 2)", name,
                         offset);
             }
-            if (s.bits < 1 || s.bits > 8) {
-                throw err("stream symbol width " + s.bits + " is not in [1, 8]", name,
-                        offset + 1);
+            if (s.coding == Rans.CODING_RANS && p.version < 3) {
+                throw err("a rANS stream needs payload format version 3, this payload says "
+                        + p.version, name, offset);
+            }
+            // A payload's streams hold symbols of at most 8 bits, 16 for the indices of
+            // a codebook of more than 256 entries (rANS only).
+            int widest = Math.min(s.coding == Rans.CODING_RANS ? Rans.MAX_BITS : 8, maxBits);
+            if (s.bits < 1 || s.bits > widest) {
+                throw err("stream symbol width " + s.bits + " is not in [1, " + widest + "]",
+                        name, offset + 1);
             }
             if (s.count > maxCount) {
                 throw err("stream holds " + s.count + " symbols, more than the " + maxCount
                         + " allowed", name, offset + 2);
             }
             int pos = offset + STREAM_HEADER;
+            if (s.coding == Rans.CODING_RANS) {
+                int[] next = new int[1];
+                s.rans = Rans.parse(p.buf, p.start, size, pos, s.bits, s.count, s.dataSize,
+                        name, next);
+                pos = next[0];
+                if (size - pos < s.dataSize) {
+                    throw err("truncated stream data: " + s.dataSize + " bytes needed, "
+                            + (size - pos) + " present", name, pos);
+                }
+                s.dataAt = pos;
+                s.end = pos + (int) s.dataSize;
+                return s;
+            }
             if (s.coding == CODING_FIXED) {
                 long want = (s.count * s.bits + 7) / 8;
                 if (s.dataSize != want) {
@@ -578,6 +695,16 @@ public final class Payload {
             return null;
         }
 
+        /** Decodes all {@code count} symbols of a stream wider than 8 bits (rANS). */
+        void decodeWide(int[] out) throws TfedgeFormatException {
+            if (count == 0) {
+                return;
+            }
+            byte[] d = Arrays.copyOfRange(p.buf, p.start + dataAt,
+                    p.start + dataAt + (int) dataSize + 8);
+            rans.decode(d, dataSize, dataAt, null, out, 0, (int) count, p.tensor);
+        }
+
         /** Decodes all {@code count} symbols into {@code out[o, o + count)}. */
         void decode(byte[] out, int o) throws TfedgeFormatException {
             int n = (int) count;
@@ -587,7 +714,9 @@ public final class Payload {
             // The data with 8 zero bytes of padding, so bit windows never leave it.
             byte[] d = Arrays.copyOfRange(p.buf, p.start + dataAt,
                     p.start + dataAt + (int) dataSize + 8);
-            if (coding == CODING_FIXED) {
+            if (coding == Rans.CODING_RANS) {
+                rans.decode(d, dataSize, dataAt, out, null, o, n, p.tensor);
+            } else if (coding == CODING_FIXED) {
                 decodeFixed(d, out, o, n);
             } else {
                 decodeHuffman(d, out, o, n);

@@ -211,9 +211,9 @@ public class PayloadTest {
     @Test
     public void newerVersion() {
         byte[] p = denseRawFloats();
-        p[4] = 3;
-        assertError(p, "tensor 'w', byte 4: payload format version 3 is newer than this "
-                + "reader's 2; upgrade tfedge");
+        p[4] = 4;
+        assertError(p, "tensor 'w', byte 4: payload format version 4 is newer than this "
+                + "reader's 3; upgrade tfedge");
         p[4] = 0;
         assertError(p, "tensor 'w', byte 4: unknown payload format version 0");
     }
@@ -235,11 +235,15 @@ public class PayloadTest {
         p = denseRawFloats();
         p[6] = 7;
         assertError(p, "tensor 'w', byte 6: unknown value kind 7 (0 raw, 1 codebook, "
-                + "2 per-channel codebook)");
+                + "2 per-channel codebook, 3 byte planes)");
+        p = denseRawFloats();
+        p[6] = 4;
+        assertError(p, "tensor 'w', byte 6: unknown value kind 4 (0 raw, 1 codebook, "
+                + "2 per-channel codebook, 3 byte planes)");
         p = denseRawFloats();
         p[6] = 3;
-        assertError(p, "tensor 'w', byte 6: unknown value kind 3 (0 raw, 1 codebook, "
-                + "2 per-channel codebook)");
+        assertError(p, "tensor 'w', byte 6: value kind 3 (planes) needs payload format "
+                + "version 3, this payload says " + p[4]);
         p = denseRawFloats();
         p[8] = 3;
         assertError(p, "tensor 'w', byte 8: element size 3 is not 1, 2, 4 or 8");
@@ -305,9 +309,13 @@ public class PayloadTest {
         assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, new byte[] {0, 1, 2}),
                 "tensor 'w', byte 32: truncated stream header: 10 bytes needed, 3 present");
         byte[] s = Payloads.fixedStream(new int[] {0, 1}, 1);
-        s[0] = 2;
+        s[0] = 3;
         assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, s),
-                "tensor 'w', byte 32: unknown stream coding 2 (expected 0 or 1)");
+                "tensor 'w', byte 32: unknown stream coding 3 (expected 0, 1 or 2)");
+        s[0] = 2; // rANS, in a version-1 payload
+        assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, s),
+                "tensor 'w', byte 32: a rANS stream needs payload format version 3, this "
+                + "payload says 1");
         s = Payloads.fixedStream(new int[] {0, 1}, 1);
         s[1] = 9;
         assertError(Payloads.payload(DENSE, BOOK, INT8, 1, 2, book, s),
