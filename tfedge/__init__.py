@@ -47,17 +47,33 @@ _LAZY = {
     "DeepCompressed": ("tfedge._deep_compress", "DeepCompressed"),
 }
 
+# Subpackages reachable as attributes (`tfedge.budget.plan(...)` after `import
+# tfedge`), imported on first use.
+_SUBPACKAGES = (
+    "budget",
+    "codecs",
+    "datasets",
+    "errors",
+    "fixed_point",
+    "keras",
+    "pack",
+    "runtime",
+    "tflite",
+)
+
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tfedge.{name}")
     raise AttributeError(f"module 'tfedge' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))
