@@ -642,6 +642,13 @@ def share_weights(
                 "`loss`, or call it on a model trained with Adam (its second "
                 "moments stand in)."
             )
+    if bits is None or isinstance(bits, int):
+        _kernel_swap.warn_skipped(
+            model,
+            "share_weights",
+            lambda layer: _kernel_swap.kernel_variable(layer) is not None,
+            _kernel_swap.KERNEL_HINT,
+        )
 
     def wrap(original, copy):
         if id(original) not in per_layer:

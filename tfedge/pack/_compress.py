@@ -6,6 +6,7 @@ import heapq
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,6 +156,7 @@ def compress(
     min_bytes: int = 256,
     target: str = "tfedge",
     progress: bool | None = None,
+    converter_options: Mapping[str, object] | None = None,
 ) -> Packed:
     """Packs a model's weights with weight sharing, a sparse index and Huffman coding.
 
@@ -192,6 +194,12 @@ def compress(
         (no Huffman or sparse index; verified in TFLM's interpreter when `tflite-micro`
         is installed).
       progress: show a progress bar (default: when stderr is a terminal).
+      converter_options: for a Keras model or SavedModel, `tf.lite.TFLiteConverter`
+        attributes to set before converting, by name (dotted for nested ones), e.g.
+        `{"target_spec.supported_ops": ["TFLITE_BUILTINS", "SELECT_TF_OPS"],
+        "_experimental_lower_tensor_list_ops": False}` for layers the built-in
+        operations cannot express. A converter failure raises `ConversionError`
+        naming the operations and the fix.
 
     Returns:
       A `Packed` model whose `report` lists every weight buffer.
@@ -215,7 +223,7 @@ def compress(
         )
 
     clock = _Stages()
-    data, notes, keras_model = to_tflite_and_keras(model)
+    data, notes, keras_model = to_tflite_and_keras(model, converter_options)
     original_size = len(data)
     plain = read(data)
     if packed_format_version(plain) is not None or any(True for _ in decode_ops(plain)):
