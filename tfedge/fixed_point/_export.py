@@ -57,10 +57,13 @@ def _code(model, op) -> int:
     return max(oc.builtinCode, oc.deprecatedBuiltinCode)
 
 
-def _tflite_kernel(layer) -> np.ndarray:
-    """The wrapped layer's float kernel in TFLite's layout."""
+def _tflite_kernel(layer, code: int) -> np.ndarray:
+    """The wrapped layer's float kernel in the layout of the TFLite op `code` that the
+    converter chose for it. A Conv2D with one input channel may become a
+    DEPTHWISE_CONV_2D (the JAX export's convolutions do), whose kernel is
+    (1, kh, kw, channels)."""
     k = layer.get_weights()[0]
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
+    if code == _OP.DEPTHWISE_CONV_2D:
         kh, kw, cin, mult = k.shape
         return k.reshape(kh, kw, cin * mult)[None]
     if isinstance(layer, keras.layers.Conv2D):
@@ -92,8 +95,8 @@ def _set_data(model, tensor, codes: np.ndarray, name: str, written: set) -> None
         )
     if tuple(tensor.shape) != codes.shape:
         raise TfedgeError(
-            f"tensor {name!r} has shape {tuple(tensor.shape)} in the converted model, "
-            f"the layer gives {codes.shape}"
+            f"tensor {name!r} has shape {tuple(int(d) for d in tensor.shape)} in the "
+            f"converted model, the layer gives {tuple(int(d) for d in codes.shape)}"
         )
     if tensor.buffer in written:
         model.buffers.append(schema.BufferT())
@@ -251,7 +254,9 @@ def export(result) -> tuple[bytes, float]:
                 model,
                 w,
                 _numeric.to_codes(
-                    _tflite_kernel(layer), rec.weight_bits, rec.weight_fractional_length
+                    _tflite_kernel(layer, code),
+                    rec.weight_bits,
+                    rec.weight_fractional_length,
                 ),
                 f"{rec.name}/kernel",
                 written,
