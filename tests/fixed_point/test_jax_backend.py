@@ -1,8 +1,9 @@
 """`fixed_point.quantize` and its export on the JAX backend (a fresh process).
 
 The JAX export turns a convolution with one input channel into DEPTHWISE_CONV_2D
-(kernel (1, kh, kw, filters)); the exporter writes each kernel in the layout of the op
-the converter chose.
+(kernel (1, kh, kw, filters)), and with an unknown batch size adds biases outside the
+weight ops; the exporter converts with batch 1 on JAX and writes each kernel in the
+layout of the op the converter chose.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ model = keras.Sequential([
     keras.layers.Flatten(),
     keras.layers.Dense(5, name="fc"),
 ])
+rng = np.random.default_rng(1)
+for layer in model.layers:
+    if layer.weights:  # non-zero biases: they must land in the weight ops
+        k, b = layer.get_weights()
+        layer.set_weights([k, rng.normal(0, 0.1, b.shape).astype("float32")])
 x = np.random.default_rng(0).uniform(0, 1, (32, 12, 12, 1)).astype("float32")
 result = fixed_point.quantize(model, x)
 data = bytes(result)
