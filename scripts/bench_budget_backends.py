@@ -8,12 +8,11 @@ then times the conversion to .tflite, `analyze` (options and exact sizes) and
 counts the tensors the planner tunes and the interpreter runs it makes, since a
 backend whose export splits a layer into more weight tensors costs more runs.
 
-Where JAX's extra time comes from (issue 17): the JAX export of a model with an unknown
+Where JAX's extra time came from (issue 17): the JAX export of a model with an unknown
 batch size is a different graph (LeNet-5: 41 operators against 10: shape arithmetic,
-each bias added by BROADCAST_TO + ADD instead of inside the weight op), which converts
-several times slower and runs about twice as slow per interpreter pass; and its [1, n]
-bias tensors were tuned as if they were kernels (one more sensitivity sweep per bias,
-fixed: `weight_matrix_buffers`). The graph itself is the converter's.
+each bias added by BROADCAST_TO + ADD instead of inside the weight op), and its [1, n]
+bias tensors were tuned as if they were kernels, one more sensitivity sweep per bias
+(fixed: `weight_matrix_buffers`). The columns show what is left per phase.
 
     python scripts/bench_budget_backends.py [--json bench_budget_backends.json]
 """
