@@ -95,7 +95,7 @@ def test_generator_is_read_only_as_far_as_needed(tflite_model):
             yield [_X[:1]]
 
     _pack(tflite_model("dense_f32"), endless)
-    assert len(taken) == NUM_SAMPLES
+    assert len(taken) == 2 * NUM_SAMPLES  # search samples, then as many held out
 
 
 # A model with two inputs, one named `x` and one named `input_x`.
