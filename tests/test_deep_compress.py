@@ -7,6 +7,7 @@ is checked without training.
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -96,7 +97,9 @@ def test_stages_run_and_shrink_in_order(result):
     assert result.stage("tfedge").bytes == len(result) == len(bytes(result))
     for s in result.stages:
         assert 0.0 <= s.accuracy <= 1.0
-        assert s.ratio == pytest.approx(result.float_weight_bytes / s.bytes)
+        assert s.ratio == pytest.approx(result.stage("float").bytes / s.bytes)
+        assert s.weight_ratio == pytest.approx(result.float_weight_bytes / s.bytes)
+    assert result.stage("float").ratio == 1.0
     # A linearly separable problem: every stage still classifies well.
     assert result.stage("float").accuracy > 0.7
     assert result.stage("tfedge").accuracy > result.stage("float").accuracy - 0.1
@@ -208,7 +211,7 @@ def from_datasets(trained):
         val,
         sensitivity_sparsities=(0.5, 0.75),
         max_loss=1.0,  # accept every sparsity tried: the choice is then known
-        bits=3,
+        bits=None,  # the paper's bits, fewer where a layer has fewer values
         prune_rounds=1,
         prune_epochs=1,
         share_epochs=1,
@@ -220,13 +223,21 @@ def test_datasets_and_sensitivity_choice(from_datasets):
     assert r.sensitivity is not None
     assert set(r.sensitivity.scores) == {"conv", "fc1", "fc2"}
     assert r.sparsity == {"conv": 0.75, "fc1": 0.75, "fc2": 0.75}
-    assert r.bits == {"conv": 3, "fc1": 3, "fc2": 3}
+    # Default bits: the paper's (8 conv, less 1 for the pruned zero; 5 fc), but
+    # never more than the pruned layer's distinct non-zero weights need. The run
+    # itself checks that share_weights did not warn (warnings are errors).
+    pruned = r.stage_models["pruned"]
+    for name, paper in (("conv", 7), ("fc1", 5), ("fc2", 5)):
+        kernel = np.asarray(pruned.get_layer(name).kernel)
+        distinct = np.unique(kernel[kernel != 0]).size
+        assert r.bits[name] == min(paper, math.ceil(math.log2(distinct))), name
+    assert r.bits["conv"] < 7  # 54 weights, a quarter kept
     sizes = [s.bytes for s in r.stages]
     assert sizes == sorted(sizes, reverse=True)
     for name in ("conv", "fc1", "fc2"):
         kernel = np.asarray(r.model.get_layer(name).kernel)
         assert np.mean(kernel == 0) >= 0.75 - 1.0 / kernel.size
-        assert np.unique(kernel[kernel != 0]).size <= 8
+        assert np.unique(kernel[kernel != 0]).size <= 2 ** r.bits[name]
 
 
 # --- bad input: errors before any training --------------------------------------------
@@ -295,3 +306,13 @@ def test_default_bits_fit_the_codebook_with_the_zero():
     assert pick(conv) == 7 and pick(dense) == 5
     unpruned = _default_bits(set())
     assert unpruned(conv) == 8 and unpruned(dense) == 5
+
+
+def test_default_bits_hold_each_distinct_value_once():
+    from tfedge._deep_compress import _default_bits
+
+    conv = keras.layers.Conv2D(8, 3, name="conv1")
+    conv.build((None, 8, 8, 1))
+    assert _default_bits(set())(conv) == 7  # 72 distinct weights: 7 bits, not 8
+    conv.kernel.assign(np.where(np.arange(72) % 2, 0.5, -0.25).reshape(3, 3, 1, 8))
+    assert _default_bits(set())(conv) == 1

@@ -9,7 +9,7 @@ The public surface:
 - `Interpreter`: the stock TFLite interpreter with the TFEDGE_DECODE op available.
 - `deep_compress(model, train_data, val_data, ...)`: Deep Compression's three stages in
   one call (pruning, trained weight sharing, then `compress`).
-- `TfedgeError`, `FormatError`, `PackError`, `BudgetError`.
+- `TfedgeError`, `FormatError`, `PackError`, `BudgetError`, `ConversionError`.
 
 Training-time wrappers live in `tfedge.keras`; size planning in `tfedge.budget`; dynamic
 fixed point in `tfedge.fixed_point`. Importing `tfedge` imports neither TensorFlow nor
@@ -18,12 +18,19 @@ Keras.
 
 from __future__ import annotations
 
-from tfedge.errors import BudgetError, FormatError, PackError, TfedgeError
+from tfedge.errors import (
+    BudgetError,
+    ConversionError,
+    FormatError,
+    PackError,
+    TfedgeError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BudgetError",
+    "ConversionError",
     "DeepCompressed",
     "FormatError",
     "Interpreter",
@@ -47,17 +54,33 @@ _LAZY = {
     "DeepCompressed": ("tfedge._deep_compress", "DeepCompressed"),
 }
 
+# Subpackages reachable as attributes (`tfedge.budget.plan(...)` after `import
+# tfedge`), imported on first use.
+_SUBPACKAGES = (
+    "budget",
+    "codecs",
+    "datasets",
+    "errors",
+    "fixed_point",
+    "keras",
+    "pack",
+    "runtime",
+    "tflite",
+)
+
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tfedge.{name}")
     raise AttributeError(f"module 'tfedge' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))

@@ -37,3 +37,38 @@ def top1_accuracy(y_true, y_pred) -> float:
         pred = np.argmax(y_pred, axis=-1)
         y_true = np.argmax(y_true, axis=-1)
     return float(np.mean(pred == y_true))
+
+
+def check_tolerance(value, *, lossless: bool = False) -> float:
+    """A drift tolerance as a fraction in (0, 1): a number (0.02) or a string, plain
+    ("0.02") or in percent ("2%"). Zero is refused unless `lossless` (a zero drift is
+    what `lossless=True` asks for)."""
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        if text is not None:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            raise TypeError(type(value).__name__)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            "Expected `tolerance` to be a fraction like 0.02 or a percentage like "
+            f"'2%'. Received: tolerance={value!r}"
+        ) from e
+    if number == 0:
+        if lossless:
+            return 0.0
+        raise ValueError(
+            "Expected `tolerance` > 0. Received: tolerance=0. For output identical "
+            "to the original, pass `lossless=True` (every weight kept bit for bit)."
+        )
+    if not 0 < number < 1:
+        hint = ""
+        if text is not None and not text.endswith("%") and 1 <= number < 100:
+            hint = f" (for {number:g} percent, write '{text}%')"
+        raise ValueError(
+            "Expected `tolerance` between 0 and 1 (a fraction) or '0%' and '100%'. "
+            f"Received: tolerance={value!r}{hint}"
+        )
+    return number

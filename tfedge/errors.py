@@ -32,6 +32,11 @@ class FormatError(TfedgeError):
         super().__init__(prefix + message)
 
 
+class ConversionError(TfedgeError):
+    """TensorFlow Lite's converter could not turn a Keras model or SavedModel into a
+    .tflite file; the message names the operations and layers, and the fix."""
+
+
 class PackError(TfedgeError):
     """Packing failed: a tensor could not be encoded within the requested tolerance."""
 

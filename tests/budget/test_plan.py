@@ -226,3 +226,34 @@ def test_layers_with_the_same_weight_values_keep_their_own_names():
     kernels = [c for c in p.choices if list(c.shape) == [16, 16]]
     assert len(kernels) == 2
     assert {c.layer for c in kernels} == {"twin_a", "twin_b"}
+
+
+def _bias_after_relu_model() -> bytes:
+    """A [1, 128] bias added after a ReLU (as the JAX export adds every bias) and a
+    one-unit Dense whose kernel is [1, 128] in TFLite's layout."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+
+    class BiasAfterRelu(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1 = tf.constant(rng.standard_normal((16, 128)).astype(np.float32))
+            self.b1 = tf.constant(rng.standard_normal((1, 128)).astype(np.float32))
+            self.w2 = tf.constant(rng.standard_normal((128, 1)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 16), tf.float32)])
+        def __call__(self, x):
+            h = tf.nn.relu(tf.matmul(x, self.w1)) + self.b1
+            return tf.matmul(h, self.w2)
+
+    m = BiasAfterRelu()
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [m.__call__.get_concrete_function()], m
+    ).convert()
+
+
+def test_biases_are_never_tuned_however_shaped():
+    p = plan(_bias_after_relu_model(), "1MB", sparsities=(0.5,), bits=(4,))
+    shapes = sorted((tuple(c.shape), c.coding != "lossless") for c in p.choices)
+    # Two [1, 128] tensors: the one-unit kernel is tuned, the ADD's bias is not.
+    assert shapes == [((1, 128), False), ((1, 128), True), ((128, 16), True)]

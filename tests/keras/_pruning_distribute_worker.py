@@ -81,7 +81,8 @@ def fit(model, x, y):
 
 def custom_loop(strategy, model, x, y):
     """A `strategy.run` training loop: Keras 3's `model.fit` itself fails under
-    MultiWorkerMirroredStrategy (PerReplica conversion, keras-team/keras#20585)."""
+    MultiWorkerMirroredStrategy unless `reduce_by_structure` is applied
+    (keras-team/keras#20585)."""
     import keras
 
     loss_fn = keras.losses.SparseCategoricalCrossentropy(
@@ -111,6 +112,35 @@ def custom_loop(strategy, model, x, y):
             step(xb, yb)
 
 
+def reduce_by_structure(strategy) -> None:
+    """The README's workaround for keras-team/keras#20585: Keras 3's TensorFlow
+    trainer calls `strategy.reduce` with a nested batch (its symbolic build) and with
+    `axis=0` on scalar logs; MultiWorkerMirroredStrategy's collective reduce takes one
+    tensor, and no axis for a scalar. Reduce each value on its own."""
+    reduce = strategy.reduce
+
+    def per_value(reduce_op, value, axis=None):
+        def one(v):
+            t = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else v
+            return reduce(reduce_op, v, axis=axis if t.shape.rank else None)
+
+        return tf.nest.map_structure(one, value)
+
+    strategy.reduce = per_value
+
+
+def plain_model():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
 def main(mode: str) -> None:
     x, y = data()
     if mode == "mirrored":
@@ -135,6 +165,20 @@ def main(mode: str) -> None:
             model = build()
         custom_loop(strategy, model, x, y)
         result = {"replicas": strategy.num_replicas_in_sync, "worker": summary(model)}
+        # Keras 3's fit as it is, on a model without tfedge: the upstream failure.
+        with strategy.scope():
+            plain = plain_model()
+        try:
+            fit(plain, x, y)
+            result["plain_fit_error"] = None
+        except ValueError as e:
+            result["plain_fit_error"] = str(e).splitlines()[0][:120]
+        # fit with the wrappers once each value is reduced on its own.
+        reduce_by_structure(strategy)
+        with strategy.scope():
+            fitted = build()
+        fit(fitted, x, y)
+        result["fit"] = summary(fitted)
     else:
         raise SystemExit(f"unknown mode {mode!r}: use mirrored or multiworker")
     print("RESULT " + json.dumps(result))

@@ -6,6 +6,7 @@ running interpreter's own view of the model, for both ai-edge-litert and TensorF
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 import zlib
@@ -362,6 +363,17 @@ def test_model_path(tflite_model, tmp_path):
     interp = Interpreter(model_path=str(path))
     interp.allocate_tensors()
     assert interp.get_output_details()[0]["shape"].tolist() == [1, 10]
+
+
+@pytest.mark.parametrize(
+    "name,words",
+    [("missing.tflite", "does not exist"), (".", "is a directory")],
+    ids=["missing", "directory"],
+)
+def test_model_path_that_is_not_a_file(tmp_path, monkeypatch, name, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"'{re.escape(name)}' {words}"):
+        tfedge.Interpreter(model_path=name)
 
 
 @pytest.mark.parametrize(

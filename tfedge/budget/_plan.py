@@ -271,6 +271,43 @@ def _to_tflite(model) -> tuple[bytes, object | None]:
     return data, keras_model
 
 
+# Operators and the input positions that hold a weight matrix (not a bias).
+_WEIGHT_OPERANDS = {
+    "FULLY_CONNECTED": (1,),
+    "CONV_2D": (1,),
+    "DEPTHWISE_CONV_2D": (1,),
+    "CONV_3D": (1,),
+    "TRANSPOSE_CONV": (1,),
+    "BATCH_MATMUL": (0, 1),
+    "GATHER": (0,),
+    "EMBEDDING_LOOKUP": (1,),
+}
+
+
+def weight_matrix_buffers(model) -> set[int]:
+    """Buffers of the weight tensors the planner tunes: float constants with at least
+    two dimensions larger than 1, or read by an op as its weight matrix (a Dense layer
+    with one unit is [1, n]). Biases are vectors however they are shaped: TensorFlow's
+    export gives [n], the JAX export [1, n] or [1, 1, 1, n] (added by a separate ADD),
+    and tuning those as kernels doubled the planner's interpreter runs on JAX."""
+    from tfedge.tflite import opcode_name
+
+    operands: set[int] = set()
+    shaped: set[int] = set()
+    for sg in model.subgraphs:
+        tensors = sg.tensors or []
+        for t in tensors:
+            shape = [] if t.shape is None else [int(d) for d in t.shape]
+            if t.buffer > 0 and sum(d > 1 for d in shape) >= 2:
+                shaped.add(t.buffer)
+        for op in sg.operators or []:
+            for pos in _WEIGHT_OPERANDS.get(opcode_name(model, op.opcodeIndex), ()):
+                inputs = [] if op.inputs is None else list(op.inputs)
+                if pos < len(inputs) and inputs[pos] >= 0:
+                    operands.add(tensors[int(inputs[pos])].buffer)
+    return shaped | {b for b in operands if b > 0}
+
+
 def _sorted_key(values: np.ndarray) -> tuple[int, bytes]:
     flat = np.asarray(values, np.float32).reshape(-1)
     return flat.size, np.sort(flat).tobytes()
@@ -603,6 +640,7 @@ def analyze(
     tflite, keras_model = _to_tflite(model)
     plain = read(tflite)
     candidates, _ = _compress._candidates(plain, min_bytes, "linear", seed)
+    matrices = weight_matrix_buffers(plain)
 
     keys = _keras_layer_keys(keras_model) if keras_model is not None else {}
     layer_names = sorted({n for names in keys.values() for n in names})
@@ -618,7 +656,7 @@ def analyze(
         taken.add(layer)
         tunable = (
             c.values.dtype in (np.float32, np.float16)
-            and len(c.row.shape) >= 2
+            and c.buffer in matrices
             and bool(np.all(np.isfinite(c.values)))
         )
         tensors.append(
@@ -928,11 +966,12 @@ def floor_bytes(
     plain = read(tflite)
     candidates, _ = _compress._candidates(plain, min_bytes, "linear", 0)
     ev = _Evaluator(tflite, None, None, top1_accuracy, 1)
+    matrices = weight_matrix_buffers(plain)
     replaced = {}
     for c in candidates:
         if (
             c.values.dtype in (np.float32, np.float16)
-            and len(c.row.shape) >= 2
+            and c.buffer in matrices
             and bool(np.all(np.isfinite(c.values)))
         ):
             opts = [

@@ -22,7 +22,14 @@ def packed_size(model, *, bits: int | None = None, min_bytes: int = 256) -> int:
     Returns:
         `len(tfedge.compress(...))` of that model, in bytes.
     """
-    from tfedge.budget._plan import Option, _Evaluator, _pack, _to_tflite, transform
+    from tfedge.budget._plan import (
+        Option,
+        _Evaluator,
+        _pack,
+        _to_tflite,
+        transform,
+        weight_matrix_buffers,
+    )
     from tfedge.pack import _compress
     from tfedge.tflite import read
 
@@ -34,12 +41,14 @@ def packed_size(model, *, bits: int | None = None, min_bytes: int = 256) -> int:
         raise ValueError(f"Expected `bits` in [1, 8] or None. Received: bits={bits!r}")
     tflite, _ = _to_tflite(model)
     if bits is not None:
-        candidates, _ = _compress._candidates(read(tflite), min_bytes, "linear", 0)
+        plain = read(tflite)
+        candidates, _ = _compress._candidates(plain, min_bytes, "linear", 0)
+        matrices = weight_matrix_buffers(plain)
         replaced = {
             c.buffer: transform(c.values, Option(0.0, int(bits)))
             for c in candidates
             if c.values.dtype in (np.float32, np.float16)
-            and len(c.row.shape) >= 2
+            and c.buffer in matrices
             and bool(np.all(np.isfinite(c.values)))
         }
         tflite = _Evaluator(tflite, None, None, None, 1).bytes_with(replaced)

@@ -57,10 +57,13 @@ def _code(model, op) -> int:
     return max(oc.builtinCode, oc.deprecatedBuiltinCode)
 
 
-def _tflite_kernel(layer) -> np.ndarray:
-    """The wrapped layer's float kernel in TFLite's layout."""
+def _tflite_kernel(layer, code: int) -> np.ndarray:
+    """The wrapped layer's float kernel in the layout of the TFLite op `code` that the
+    converter chose for it. A Conv2D with one input channel may become a
+    DEPTHWISE_CONV_2D (the JAX export's convolutions do), whose kernel is
+    (1, kh, kw, channels)."""
     k = layer.get_weights()[0]
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
+    if code == _OP.DEPTHWISE_CONV_2D:
         kh, kw, cin, mult = k.shape
         return k.reshape(kh, kw, cin * mult)[None]
     if isinstance(layer, keras.layers.Conv2D):
@@ -92,8 +95,8 @@ def _set_data(model, tensor, codes: np.ndarray, name: str, written: set) -> None
         )
     if tuple(tensor.shape) != codes.shape:
         raise TfedgeError(
-            f"tensor {name!r} has shape {tuple(tensor.shape)} in the converted model, "
-            f"the layer gives {codes.shape}"
+            f"tensor {name!r} has shape {tuple(int(d) for d in tensor.shape)} in the "
+            f"converted model, the layer gives {tuple(int(d) for d in codes.shape)}"
         )
     if tensor.buffer in written:
         model.buffers.append(schema.BufferT())
@@ -194,6 +197,20 @@ def _add_clamps(model, sg, sources: dict[int, int], bits: int, storage) -> None:
         sg.operators[producer + 1 : producer + 1] = ops
 
 
+def _clone_for_export(model):
+    """A copy of `model` to convert. On the JAX backend its batch size is fixed at 1:
+    the JAX export of a model with an unknown batch size computes shapes at run time
+    and adds biases with BROADCAST_TO + ADD instead of inside the weight ops, which
+    has no fixed-point form; with a static batch the graph is the same op for op as
+    TensorFlow's (a one-channel Conv2D aside, which becomes DEPTHWISE_CONV_2D)."""
+    if keras.backend.backend() != "jax":
+        return keras.models.clone_model(model)
+    shape = tuple(model.inputs[0].shape)
+    return keras.models.clone_model(
+        model, input_tensors=keras.Input(batch_shape=(1, *shape[1:]))
+    )
+
+
 def export(result) -> tuple[bytes, float]:
     """The .tflite bytes and the largest output gap from the simulation, in LSBs."""
     abits = result.activation_bits
@@ -202,7 +219,7 @@ def export(result) -> tuple[bytes, float]:
     wrappers = result._wrappers()
     # Convert a float model that holds the simulation's current weights: the converter
     # drops all-zero biases and folds constants, so its graph must see these values.
-    float_model = keras.models.clone_model(result._float_model)
+    float_model = _clone_for_export(result._float_model)
     float_model.set_weights(result._float_model.get_weights())
     for rec, wrapper in zip(result.layers, wrappers, strict=True):
         float_model.get_layer(rec.name).set_weights(wrapper.layer.get_weights())
@@ -251,7 +268,9 @@ def export(result) -> tuple[bytes, float]:
                 model,
                 w,
                 _numeric.to_codes(
-                    _tflite_kernel(layer), rec.weight_bits, rec.weight_fractional_length
+                    _tflite_kernel(layer, code),
+                    rec.weight_bits,
+                    rec.weight_fractional_length,
                 ),
                 f"{rec.name}/kernel",
                 written,
@@ -322,11 +341,20 @@ def _drift(data: bytes, result) -> float:
     interp = Interpreter(model_content=data)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
-    interp.resize_tensor_input(inp["index"], list(x.shape))
-    interp.allocate_tensors()
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
-    got = interp.get_tensor(out["index"])
+    if int(inp["shape_signature"][0]) == 1:  # a fixed batch: one sample at a time
+        got = []
+        interp.allocate_tensors()
+        for sample in x:
+            interp.set_tensor(inp["index"], sample[None])
+            interp.invoke()
+            got.append(interp.get_tensor(out["index"])[0])
+        got = np.stack(got)
+    else:
+        interp.resize_tensor_input(inp["index"], list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        got = interp.get_tensor(out["index"])
     want = keras.ops.convert_to_numpy(result.model(x, training=False))
     step = 2.0 ** -result.layers[-1].output_fractional_length
     return float(np.max(np.abs(got - want)) / step)

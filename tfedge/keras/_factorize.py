@@ -46,6 +46,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
+from tfedge.keras import _kernel_swap
 from tfedge.keras._lowrank import LowRankConv2D, LowRankDense
 
 __all__ = ["factorize", "multiply_adds", "select_ranks"]
@@ -242,6 +243,14 @@ def _candidate_sites(
                 sites.append(_site(layer))
             except ValueError:
                 continue  # not factorizable: it simply is not a candidate
+        site_ids = {id(site.layer) for site in sites}
+        _kernel_swap.warn_skipped(
+            model,
+            "factorize",
+            lambda layer: id(layer) in site_ids,
+            "It factorizes Dense and Conv2D (groups=1) layers; the speed-up is over "
+            "those alone.",
+        )
         if not sites:
             raise ValueError(
                 f"Model {model.name!r} has no Dense or Conv2D (groups=1) layer to "

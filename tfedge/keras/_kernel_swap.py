@@ -13,11 +13,20 @@ and copying every weight, so that the user's original model is never modified.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterable
 
 import keras
 
 __all__: list[str] = []  # private module
+
+# What the kernel-computing wrappers can wrap, said once for every warning.
+KERNEL_HINT = (
+    "It wraps layers with a `kernel` weight (Dense, EinsumDense, Conv1D/2D/3D and "
+    "their transposed and depthwise forms); recurrent layers (LSTM, GRU) are not "
+    "supported, and a custom layer qualifies when it keeps its weight matrix in "
+    "`self.kernel`."
+)
 
 
 def kernel_variable(layer: keras.layers.Layer) -> keras.Variable | None:
@@ -91,6 +100,44 @@ def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
         else:
             out.append(layer)
     return out
+
+
+def _holds_matrix(layer: keras.layers.Layer) -> bool:
+    """Whether the layer (sublayers included) holds a weight of rank 2 or more: the
+    weights that pruning, sharing and ternary coding are about (biases and
+    normalization scales are vectors)."""
+    return any(len(w.shape) >= 2 for w in layer.weights)
+
+
+def warn_skipped(
+    model: keras.Model,
+    fn: str,
+    supported: Callable[[keras.layers.Layer], bool],
+    hint: str,
+) -> None:
+    """Warns about the layers of `model` (nested models flattened) that hold weight
+    matrices but that `fn` leaves as they are because `supported` rejects them (an
+    LSTM, a custom layer), with their parameter counts."""
+    skipped = [
+        layer
+        for layer in flat_layers(model)
+        if layer.built and _holds_matrix(layer) and not supported(layer)
+    ]
+    if not skipped:
+        return
+    counts = [int(layer.count_params()) for layer in skipped]
+    total = int(model.count_params())
+    left = sum(counts)
+    listed = ", ".join(
+        f"{layer.name!r} ({type(layer).__name__}, {n:,} parameters)"
+        for layer, n in zip(skipped, counts, strict=True)
+    )
+    warnings.warn(
+        f"`{fn}` left {len(skipped)} layer{'s' * (len(skipped) != 1)} as they are: "
+        f"{listed}; {left:,} of the model's {total:,} parameters "
+        f"({100 * left / max(total, 1):.1f}%). {hint}",
+        stacklevel=3,
+    )
 
 
 def check_cloneable(model: keras.Model, fn: str) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
+from tfedge.keras._kernel_swap import warn_skipped
 from tfedge.keras._schedules import PruningSchedule
 
 __all__ = [
@@ -600,6 +601,16 @@ def prune(
             return new
         return PruningWrapper(new, schedule=chosen, criterion=criterion)
 
+    if isinstance(schedule, PruningSchedule):
+        warn_skipped(
+            model,
+            "prune",
+            lambda layer: is_prunable(layer) or isinstance(layer, PruningWrapper),
+            "tfedge prunes "
+            f"{', '.join(sorted(c.__name__ for c in PRUNABLE_WEIGHTS))}; give a "
+            "custom layer's class a `tfedge_prunable_weights()` method returning the "
+            "variables to prune.",
+        )
     pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
     for original, new in copies:
         new.set_weights(original.get_weights())

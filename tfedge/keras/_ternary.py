@@ -332,6 +332,13 @@ def ternarize(
                 else "."
             )
         )
+    if layers is None:
+        _kernel_swap.warn_skipped(
+            model,
+            "ternarize",
+            lambda layer: _kernel_swap.kernel_variable(layer) is not None,
+            _kernel_swap.KERNEL_HINT,
+        )
     for layer in candidates:
         if id(layer) in chosen:
             _check_not_all_zero(

@@ -198,12 +198,16 @@ def _cluster(
         )
     distinct = np.unique(nonzero)
     if distinct.size <= k:
-        if distinct.size < k:
+        # Warned only when fewer bits would hold every value: 2^b clusters for more
+        # than 2^(b-1) values are the fewest there can be.
+        if 2 * distinct.size <= k:
+            needed = max(1, int(np.ceil(np.log2(distinct.size))))
             warnings.warn(
                 f"Layer {layer_name!r} has {distinct.size} distinct non-zero weights, "
                 f"fewer than its {k} clusters: each distinct "
                 f"value becomes its own centroid (exact) and {k - distinct.size} "
-                "centroids stay unused. Give this layer fewer bits to avoid the waste.",
+                f"centroids stay unused. Give this layer {needed} bits to avoid the "
+                "waste.",
                 stacklevel=3,
             )
         centroids = np.full(k, distinct[-1], dtype=np.float32)
@@ -547,7 +551,7 @@ def share_weights(
         values per kernel.
 
     A layer with fewer distinct non-zero weights than 2^bits keeps its exact values (one
-    centroid each, the rest unused) and triggers a warning.
+    centroid each, the rest unused); a warning says so when fewer bits would do.
     """
     init = _check_init(init)
     seed = _check_seed(seed)
@@ -642,6 +646,13 @@ def share_weights(
                 "`loss`, or call it on a model trained with Adam (its second "
                 "moments stand in)."
             )
+    if bits is None or isinstance(bits, int):
+        _kernel_swap.warn_skipped(
+            model,
+            "share_weights",
+            lambda layer: _kernel_swap.kernel_variable(layer) is not None,
+            _kernel_swap.KERNEL_HINT,
+        )
 
     def wrap(original, copy):
         if id(original) not in per_layer:

@@ -6,11 +6,13 @@ import heapq
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from absl import logging
 
+from tfedge._checks import check_tolerance
 from tfedge.errors import PackError
 from tfedge.pack import _encode, _lossy, _tflm, _verify
 from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
@@ -153,7 +155,7 @@ def compress(
     *,
     lossless: bool = False,
     bits: int | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float | str = DEFAULT_TOLERANCE,
     representative_data=None,
     num_samples: int = 16,
     init: str = "linear",
@@ -161,6 +163,7 @@ def compress(
     min_bytes: int = 256,
     target: str = "tfedge",
     progress: bool | None = None,
+    converter_options: Mapping[str, object] | None = None,
 ) -> Packed:
     """Packs a model's weights with weight sharing, a sparse index and Huffman coding.
 
@@ -179,11 +182,16 @@ def compress(
       lossless: keep every weight bit for bit (exact codebooks, sparse index, Huffman).
       bits: sharing bits per lossy tensor (1-8); None chooses per tensor.
       tolerance: the largest allowed output drift, max|y - y_ref| / max|y_ref|, measured
-        in the stock interpreter on the search samples and on held-out samples.
-      representative_data: model inputs to measure drift on (an array batch for one
-        input, or an iterable of samples); alternate samples are held out. Generated
-        in the ranges the model takes when None (int8 inputs over their quantized
-        range, float inputs in the range of their TFLite Support metadata).
+        in the stock interpreter on the search samples and on held-out samples: a
+        fraction (0.02) or a percentage string ("2%"); for zero drift use
+        `lossless=True`.
+      representative_data: model inputs to measure drift on: an array batch, a dict
+        keyed by input name, `(x, y)` (x is taken), an iterable of samples, or
+        TFLite's `representative_dataset` callable (the rules are in
+        tfedge/pack/_samples.py; shapes and dtypes are checked against the model's
+        inputs); alternate samples are held out. Generated in the ranges the model
+        takes when None (int8 inputs over their quantized range, float inputs in the
+        range of their TFLite Support metadata).
       num_samples: how many samples to search on (as many more are held out).
       init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
         "random".
@@ -193,14 +201,17 @@ def compress(
         (no Huffman or sparse index; verified in TFLM's interpreter when `tflite-micro`
         is installed).
       progress: show a progress bar (default: when stderr is a terminal).
+      converter_options: for a Keras model or SavedModel, `tf.lite.TFLiteConverter`
+        attributes to set before converting, by name (dotted for nested ones), e.g.
+        `{"target_spec.supported_ops": ["TFLITE_BUILTINS", "SELECT_TF_OPS"],
+        "_experimental_lower_tensor_list_ops": False}` for layers the built-in
+        operations cannot express. A converter failure raises `ConversionError`
+        naming the operations and the fix.
 
     Returns:
       A `Packed` model whose `report` lists every weight buffer.
     """
-    if not 0 < tolerance < 1:
-        raise ValueError(
-            f"Expected `tolerance` in (0, 1). Received: tolerance={tolerance}"
-        )
+    tolerance = check_tolerance(tolerance, lossless=lossless)
     if target not in _TARGETS:
         raise ValueError(
             f"Expected `target` in {_TARGETS}. Received: target={target!r}"
@@ -219,7 +230,7 @@ def compress(
         )
 
     clock = _Stages()
-    data, notes, keras_model = to_tflite_and_keras(model)
+    data, notes, keras_model = to_tflite_and_keras(model, converter_options)
     original_size = len(data)
     plain = read(data)
     if packed_format_version(plain) is not None or any(True for _ in decode_ops(plain)):

@@ -7,12 +7,13 @@ outputs.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 import numpy as np
 
 from tfedge.errors import TfedgeError
+
+# Representative data in its accepted forms: see tfedge/pack/_samples.py.
+from tfedge.pack._samples import generate as _generate  # noqa: F401 (budget uses it)
+from tfedge.pack._samples import make_samples  # noqa: F401 (compress uses it)
 
 _EPS = 1e-12
 
@@ -113,130 +114,6 @@ def _as_float(y: np.ndarray, detail: dict) -> np.ndarray:
     if y.dtype.kind in "biuf":
         return y.astype(np.float64)
     return y  # strings and the like are compared for equality only
-
-
-def make_samples(
-    runner: ModelRunner, data, num_samples: int, seed: int = 0
-) -> list[list[list[np.ndarray]]]:
-    """Input samples for each of the runner's entries (see `ModelRunner.run`).
-
-    `data` may be None (generate from the input signature), a numpy array holding a
-    batch of samples for a single-input model (split along the first axis), or an
-    iterable whose items are one sample each: an array (single input), a list/tuple of
-    arrays in input order, or a dict keyed by input name. For a model with several
-    signatures, `data` may be a dict {signature key: data}; signatures it does not name
-    get generated inputs. Float data for int8/uint8 inputs is quantized with the input's
-    parameters.
-    """
-    rng = np.random.default_rng(seed)
-    out = []
-    for entry in runner.entries:
-        entry_data = data
-        if entry.key is not None and len(runner.entries) > 1:
-            entry_data = data.get(entry.key) if isinstance(data, dict) else None
-        out.append(_entry_samples(entry.inputs, entry_data, num_samples, rng))
-    return out
-
-
-def _entry_samples(details, data, num_samples: int, rng) -> list[list[np.ndarray]]:
-    if data is None:
-        return [[_generate(d, rng) for d in details] for _ in range(num_samples)]
-    if isinstance(data, np.ndarray):
-        if len(details) != 1:
-            raise ValueError(
-                f"Expected one array per model input ({len(details)} inputs); "
-                "received a single array. Pass an iterable of tuples or dicts instead."
-            )
-        if data.ndim == len(details[0]["shape"]) - 1:
-            data = data[None]
-        items: Iterable = (data[i : i + 1] for i in range(min(len(data), num_samples)))
-    else:
-        items = data
-    samples = []
-    for item in items:
-        if len(samples) >= num_samples:
-            break
-        samples.append(_sample_from(item, details))
-    if not samples:
-        raise ValueError(
-            "Expected at least one representative sample. Received: empty "
-            "`representative_data`."
-        )
-    return samples
-
-
-def _names_input(key, name: str) -> bool:
-    """Whether a sample dict's key names the input `name`: the name itself, or the
-    converter's "serving_default_<key>:<n>" for it (never a mere suffix: key `x` does
-    not feed `input_x`)."""
-    key = str(key)
-    base = re.sub(r":\d+$", "", name)
-    return key in (name, base, base.removeprefix("serving_default_"))
-
-
-def _sample_from(item, details) -> list[np.ndarray]:
-    if isinstance(item, dict):
-        names = {d["name"]: d for d in details}
-        out = []
-        for d in details:
-            key = next((k for k in item if _names_input(k, d["name"])), None)
-            if key is None:
-                raise ValueError(
-                    f"Representative sample has keys {sorted(item)}, but the model's "
-                    f"inputs are {sorted(names)}."
-                )
-            out.append(_fit(np.asarray(item[key]), d))
-        return out
-    if isinstance(item, (list, tuple)):
-        arrays = [np.asarray(a) for a in item]
-    else:
-        arrays = [np.asarray(item)]
-    if len(arrays) != len(details):
-        raise ValueError(
-            f"Representative sample has {len(arrays)} arrays, but the model has "
-            f"{len(details)} inputs."
-        )
-    return [_fit(a, d) for a, d in zip(arrays, details, strict=True)]
-
-
-def _fit(x: np.ndarray, detail: dict) -> np.ndarray:
-    shape = list(detail["shape"])
-    if x.ndim == len(shape) - 1:
-        x = x[None]
-    if x.ndim != len(shape):
-        raise ValueError(
-            f"Representative sample for input {detail['name']!r} has shape "
-            f"{tuple(x.shape)}; the model expects rank {len(shape)} {tuple(shape)}."
-        )
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind in "iu" and x.dtype.kind == "f":
-        scale, zero = detail.get("quantization", (0.0, 0))
-        if scale:
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-    return x.astype(dtype)
-
-
-def _generate(detail: dict, rng: np.random.Generator) -> np.ndarray:
-    shape = [int(s) if s > 0 else 1 for s in detail["shape"]]
-    sig = detail.get("shape_signature")
-    if sig is not None and len(sig) == len(shape):
-        shape = [int(s) if s > 0 else 1 for s in sig]
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.integers(0, 2, shape).astype(dtype)
-    if dtype in (np.int8, np.uint8, np.int16):
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
-    if dtype.kind in "iu":
-        # Index-like inputs (token ids, positions): small non-negative values.
-        return rng.integers(0, 8, shape).astype(dtype)
-    raise ValueError(
-        f"Cannot generate inputs of dtype {dtype} for input {detail['name']!r}: pass "
-        "`representative_data`."
-    )
 
 
 def drift(reference, outputs) -> float:

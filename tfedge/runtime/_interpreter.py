@@ -17,6 +17,7 @@ weight packing (about 2x slower convolutions). scripts/bench_decoder.py measures
 
 from __future__ import annotations
 
+import os
 import re
 
 from ai_edge_litert import interpreter as _litert
@@ -150,6 +151,7 @@ class Interpreter(_litert.Interpreter):
 
     Raises:
         ValueError: not exactly one of `model_path` and `model_content` is given.
+        FileNotFoundError: `model_path` is not a file.
         TfedgeError: the native library was not built (use `tfedge.expand`).
         FormatError: the file is not a well-formed packed model (the checks
             `tfedge.expand` makes before decoding: metadata, decode operators,
@@ -160,7 +162,7 @@ class Interpreter(_litert.Interpreter):
 
     def __init__(
         self,
-        model_path: str | None = None,
+        model_path: str | os.PathLike | None = None,
         model_content: bytes | None = None,
         *,
         num_threads: int | None = None,
@@ -178,6 +180,12 @@ class Interpreter(_litert.Interpreter):
             raise ValueError(
                 f"Expected `num_threads` a positive int or -1. Received: "
                 f"num_threads={num_threads!r}"
+            )
+        if model_path is not None and not os.path.isfile(model_path):
+            what = "is a directory" if os.path.isdir(model_path) else "does not exist"
+            raise FileNotFoundError(
+                f"Model file {os.fspath(model_path)!r} {what}: pass the path of a "
+                ".tflite file, or the model's bytes as `model_content=`."
             )
         if model_content is None:
             with open(model_path, "rb") as f:
