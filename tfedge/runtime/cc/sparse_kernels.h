@@ -1,0 +1,101 @@
+// Sparse FULLY_CONNECTED and 1x1 CONV_2D kernels of the TFEDGE_DECODE delegate.
+//
+// A layer whose weights come from a sparse payload (docs/FORMAT.md section 2, layout 1)
+// and are mostly zero runs here instead of as a dense product (XNNPACK's or TFLite's):
+// the delegate claims the node when the graph is partitioned, and the weights it has
+// just decoded are turned, once, into a compressed sparse row matrix (CSR), or blocked
+// CSR when the nonzeros come in aligned 1x4 or 4x1 blocks (one index per block). A
+// layer stays dense when the sparse product would be slower: see kBreakEvenDensity.
+//
+// Supported (anything else is left to the stock kernels): FULLY_CONNECTED with default
+// weights format, CONV_2D with a [O, 1, 1, I] kernel and stride 1 (the same product per
+// pixel); float32 (input, weights, bias, output) or int8 (int8 input and output, int8
+// weights with zero point 0, per-tensor or per-output-channel scales, int32 bias); fused
+// activation NONE, RELU, RELU_N1_TO_1 or RELU6; any batch (every leading dimension).
+//
+// Results: int8 outputs are bit-exact with TFLite's int8 kernels (the integer sums are
+// exact and the requantization is TFLite's fixed-point multiply, same multipliers);
+// float32 outputs differ from the dense ones by the order of the sums only.
+#ifndef TFEDGE_RUNTIME_CC_SPARSE_KERNELS_H_
+#define TFEDGE_RUNTIME_CC_SPARSE_KERNELS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "tflite_abi.h"
+
+namespace tfedge {
+namespace sparse {
+
+// The largest fraction of the weight matrix the sparse kernel may touch (stored
+// entries, counting each stored block as four) for a layer to run sparse. Measured with
+// `scripts/bench_sparse.py --break-even` (single FULLY_CONNECTED layers, 1 thread,
+// batch 1 and 8, against XNNPACK's dense kernel on the same machine): the sparse kernel
+// is faster below about 0.30 (CSR, batch 1) and 0.35 (1x4/4x1 blocks); at batch 8 the
+// dense GEMM catches up earlier, at about 0.20. The bound is the batch-8 value, so a
+// claimed layer is faster at any batch.
+inline constexpr double kBreakEvenDensity = 0.20;
+
+// The cost of one stored 1x4 or 4x1 block relative to one CSR entry in the inner loop
+// (one index and four products against one index and one gathered product): a layout
+// is chosen by the lowest `entries x cost`.
+inline constexpr double kBlockCost = 2.0;
+
+// TFLite builtin operator codes of the operators the kernels take.
+inline constexpr int32_t kBuiltinConv2d = 3;
+inline constexpr int32_t kBuiltinFullyConnected = 9;
+
+// Whether the delegate should take `node` (a FULLY_CONNECTED or CONV_2D) and run it
+// sparse: its weights are a constant the delegate decoded from a sparse payload
+// (`weights_from_sparse_payload`), everything else is supported, and the weights are
+// sparse enough to be faster than dense.
+bool Claimable(tflite_abi::TfLiteContext* context, const tflite_abi::TfLiteNode* node,
+               const tflite_abi::TfLiteRegistration* reg,
+               bool weights_from_sparse_payload);
+
+struct Op;
+
+// The sparse operators of one delegate kernel (a partition of the graph), in execution
+// order. Tensors they produce that nothing outside the partition reads (the runtime
+// does not allocate them) live in buffers owned here.
+class Partition {
+ public:
+  Partition();
+  ~Partition();
+  Partition(const Partition&) = delete;
+  Partition& operator=(const Partition&) = delete;
+
+  // Builds the sparse operator of node `node_index` (one Claimable accepted), its
+  // sparse matrix included. Reports and fails on anything Claimable would refuse.
+  tflite_abi::TfLiteStatus Add(tflite_abi::TfLiteContext* context, int node_index);
+  bool empty() const { return ops_.empty(); }
+  // Shapes every output (resizing graph tensors when the input shapes changed) and
+  // sizes the scratch buffers. `kernel_node` is the delegate kernel's node.
+  tflite_abi::TfLiteStatus Prepare(tflite_abi::TfLiteContext* context,
+                                   const tflite_abi::TfLiteNode* kernel_node);
+  tflite_abi::TfLiteStatus Invoke(tflite_abi::TfLiteContext* context);
+
+ private:
+  struct Buffer {
+    std::vector<int> dims;
+    std::vector<uint8_t> bytes;
+  };
+  const int* Dims(tflite_abi::TfLiteContext* context, int tensor, int* rank) const;
+  void* Data(tflite_abi::TfLiteContext* context, int tensor);
+
+  std::vector<std::unique_ptr<Op>> ops_;
+  std::map<int, Buffer> internal_;  // tensors only this partition reads
+};
+
+// Sparse layers built and sparse operator runs since the library was loaded, and the
+// time spent in those runs (the operators' own timer, for benchmarks and tests).
+uint64_t LayersBuilt();
+uint64_t OpRuns();
+uint64_t OpNanos();
+
+}  // namespace sparse
+}  // namespace tfedge
+
+#endif  // TFEDGE_RUNTIME_CC_SPARSE_KERNELS_H_
