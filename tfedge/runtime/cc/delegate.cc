@@ -214,6 +214,9 @@ struct DelegateData {
   // Run sparse FULLY_CONNECTED / 1x1 CONV_2D layers with tfedge's sparse kernels
   // (sparse_kernels.h); option "sparse_kernels".
   bool sparse_kernels = true;
+  // Layers whose sparse layout touches at most this fraction of the weights run
+  // sparse (option "sparse_max_density", for measuring the break-even).
+  double sparse_max_density = sparse::kBreakEvenDensity;
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
 
   uint64_t Bound(size_t coded) const {
@@ -580,8 +583,8 @@ TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
                              node->inputs->size <= 3 && node->inputs->data[1] >= 0;
       if (sparse_op) {
         const size_t w = static_cast<size_t>(node->inputs->data[1]);
-        if (sparse::Claimable(context, node, reg,
-                              w < decoded.size() && decoded[w])) {
+        if (sparse::Claimable(context, node, reg, w < decoded.size() && decoded[w],
+                              data->sparse_max_density)) {
           claim.push_back(plan->data[i]);
         }
       }
@@ -638,7 +641,8 @@ extern "C" {
 // persistent, non-constant tensors). "sparse_kernels" = "0" leaves sparse
 // FULLY_CONNECTED / 1x1 CONV_2D layers to the stock dense kernels (default "1": the
 // delegate runs them with its sparse kernels, sparse_kernels.h; needs
-// constant_weights).
+// constant_weights). "sparse_max_density" = a number overrides the break-even density
+// (sparse_kernels.h kBreakEvenDensity), for measuring it.
 TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
     char** keys, char** values, size_t num_options, void (*report_error)(const char*)) {
   auto* data = new (std::nothrow) tfedge::DelegateData;
@@ -654,11 +658,13 @@ TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
       data->trusted = std::strcmp(v, "1") == 0;
     } else if (std::strcmp(k, "sparse_kernels") == 0) {
       data->sparse_kernels = std::strcmp(v, "0") != 0;
+    } else if (std::strcmp(k, "sparse_max_density") == 0) {
+      data->sparse_max_density = std::strtod(v, nullptr);
     } else {
       if (report_error != nullptr) {
         std::string m = std::string("tfedge delegate: unknown option '") + k +
-                        "'; options are 'probe', 'constant_weights', 'trusted' and "
-                        "'sparse_kernels'";
+                        "'; options are 'probe', 'constant_weights', 'trusted', "
+                        "'sparse_kernels' and 'sparse_max_density'";
         report_error(m.c_str());
       }
       delete data;
@@ -698,11 +704,12 @@ TFEDGE_EXPORT uint64_t tfedge_delegate_held_bytes(void) {
   return tfedge::g_held_bytes.load(std::memory_order_relaxed);
 }
 
-// Sparse layers built, sparse operator runs, and nanoseconds spent in those runs, in
-// this process (sparse_kernels.h).
-TFEDGE_EXPORT void tfedge_sparse_stats(uint64_t* layers, uint64_t* runs,
-                                       uint64_t* nanos) {
+// Sparse layers built (and of those, blocked ones), sparse operator runs, and
+// nanoseconds spent in those runs, in this process (sparse_kernels.h).
+TFEDGE_EXPORT void tfedge_sparse_stats(uint64_t* layers, uint64_t* blocked,
+                                       uint64_t* runs, uint64_t* nanos) {
   if (layers != nullptr) *layers = tfedge::sparse::LayersBuilt();
+  if (blocked != nullptr) *blocked = tfedge::sparse::BlockedLayersBuilt();
   if (runs != nullptr) *runs = tfedge::sparse::OpRuns();
   if (nanos != nullptr) *nanos = tfedge::sparse::OpNanos();
 }

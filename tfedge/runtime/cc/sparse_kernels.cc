@@ -43,6 +43,7 @@ bool UseAvx2() {
 }
 
 std::atomic<uint64_t> g_layers{0};
+std::atomic<uint64_t> g_blocked{0};
 std::atomic<uint64_t> g_runs{0};
 std::atomic<uint64_t> g_nanos{0};
 
@@ -86,18 +87,6 @@ struct ConvParams {
 // --- the sparse matrix ----------------------------------------------------------------
 
 enum class Layout { kCsr, kBlock1x4, kBlock4x1 };
-
-const char* LayoutName(Layout l) {
-  switch (l) {
-    case Layout::kCsr:
-      return "CSR";
-    case Layout::kBlock1x4:
-      return "1x4";
-    case Layout::kBlock4x1:
-      return "4x1";
-  }
-  return "?";
-}
 
 struct Plan {
   Layout layout = Layout::kCsr;
@@ -485,8 +474,9 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
 // --- Claimable ----------------------------------------------------------------------
 
 bool Claimable(TfLiteContext* context, const TfLiteNode* node,
-               const TfLiteRegistration* reg, bool weights_from_sparse_payload) {
-  if (!weights_from_sparse_payload) return false;
+               const TfLiteRegistration* reg, bool weights_decoded,
+               double max_density) {
+  if (!weights_decoded) return false;
   NodeInfo info;
   const std::string why = Inspect(context, node, reg, &info);
   if (!why.empty()) return false;
@@ -496,7 +486,7 @@ bool Claimable(TfLiteContext* context, const TfLiteNode* node,
                                         info.rows, info.cols)
                            : ChoosePlan(reinterpret_cast<const float*>(w.data.raw_const),
                                         info.rows, info.cols);
-  return p.cost_density <= kBreakEvenDensity;
+  return p.cost_density <= max_density;
 }
 
 // --- Partition ------------------------------------------------------------------------
@@ -512,16 +502,18 @@ TfLiteStatus Partition::Add(TfLiteContext* context, int node_index) {
   }
   auto op = std::make_unique<Op>();
   op->node_index = node_index;
-  const std::string why = Inspect(context, node, reg, &op->info);
-  const TfLiteTensor& w = context->tensors[op->info.weights];
-  if (!why.empty() || w.data.raw_const == nullptr) {
-    context->ReportError(context,
-                         "TFEDGE_DECODE: tensor '%s': the sparse kernel cannot run node "
-                         "%d (%s)",
-                         w.name ? w.name : "?", node_index,
-                         why.empty() ? "no weights" : why.c_str());
+  std::string why = Inspect(context, node, reg, &op->info);
+  if (why.empty() && context->tensors[op->info.weights].data.raw_const == nullptr) {
+    why = "the weights have no data";
+  }
+  if (!why.empty()) {
+    // Claimable accepted this node when the graph was partitioned: the runtime
+    // changed it since.
+    context->ReportError(context, "%s: node %d: the sparse kernel cannot run it (%s)",
+                         "TFEDGE_DECODE", node_index, why.c_str());
     return kTfLiteError;
   }
+  const TfLiteTensor& w = context->tensors[op->info.weights];
   const NodeInfo& info = op->info;
   if (info.int8) {
     const auto* wq = reinterpret_cast<const int8_t*>(w.data.raw_const);
@@ -572,9 +564,9 @@ TfLiteStatus Partition::Add(TfLiteContext* context, int node_index) {
       op->hi = std::numeric_limits<float>::max();
     }
   }
-  (void)LayoutName;
-  ops_.push_back(std::move(op));
   g_layers.fetch_add(1, std::memory_order_relaxed);
+  if (op->m.layout != Layout::kCsr) g_blocked.fetch_add(1, std::memory_order_relaxed);
+  ops_.push_back(std::move(op));
   return kTfLiteOk;
 }
 
@@ -707,6 +699,7 @@ TfLiteStatus Partition::Invoke(TfLiteContext* context) {
 }
 
 uint64_t LayersBuilt() { return g_layers.load(std::memory_order_relaxed); }
+uint64_t BlockedLayersBuilt() { return g_blocked.load(std::memory_order_relaxed); }
 uint64_t OpRuns() { return g_runs.load(std::memory_order_relaxed); }
 uint64_t OpNanos() { return g_nanos.load(std::memory_order_relaxed); }
 

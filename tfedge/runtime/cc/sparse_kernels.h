@@ -7,6 +7,10 @@
 // CSR when the nonzeros come in aligned 1x4 or 4x1 blocks (one index per block). A
 // layer stays dense when the sparse product would be slower: see kBreakEvenDensity.
 //
+// The payload format needs no change for blocks: a block-pruned kernel's sparse
+// payload stores gaps of zero inside a (1, 4) block, which Huffman codes to about a
+// bit each, and the blocked CSR built here keeps one index per block.
+//
 // Supported (anything else is left to the stock kernels): FULLY_CONNECTED with default
 // weights format, CONV_2D with a [O, 1, 1, I] kernel and stride 1 (the same product per
 // pixel); float32 (input, weights, bias, output) or int8 (int8 input and output, int8
@@ -48,12 +52,14 @@ inline constexpr int32_t kBuiltinConv2d = 3;
 inline constexpr int32_t kBuiltinFullyConnected = 9;
 
 // Whether the delegate should take `node` (a FULLY_CONNECTED or CONV_2D) and run it
-// sparse: its weights are a constant the delegate decoded from a sparse payload
-// (`weights_from_sparse_payload`), everything else is supported, and the weights are
-// sparse enough to be faster than dense.
+// sparse: its weights are a constant the delegate decoded from a payload
+// (`weights_decoded`; any payload layout: a pruned kernel's smallest coding is often a
+// dense codebook whose zero entry Huffman codes to a bit), everything else is
+// supported, and the weights are sparse enough to be faster than dense (the cost
+// density of the chosen layout at most `max_density`).
 bool Claimable(tflite_abi::TfLiteContext* context, const tflite_abi::TfLiteNode* node,
-               const tflite_abi::TfLiteRegistration* reg,
-               bool weights_from_sparse_payload);
+               const tflite_abi::TfLiteRegistration* reg, bool weights_decoded,
+               double max_density = kBreakEvenDensity);
 
 struct Op;
 
@@ -92,6 +98,7 @@ class Partition {
 // Sparse layers built and sparse operator runs since the library was loaded, and the
 // time spent in those runs (the operators' own timer, for benchmarks and tests).
 uint64_t LayersBuilt();
+uint64_t BlockedLayersBuilt();  // of those, with a 1x4 or 4x1 block layout
 uint64_t OpRuns();
 uint64_t OpNanos();
 

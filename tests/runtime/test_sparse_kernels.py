@@ -1,0 +1,231 @@
+"""The delegate's sparse kernels: pruned FULLY_CONNECTED and 1x1 CONV_2D layers of
+packed models run sparse in tfedge.Interpreter, with the stock kernels' results.
+
+The reference is the same packed model with `sparse_kernels=False`: its weights are
+the same constants, run by the stock kernels (XNNPACK, which TFLite applies by
+default), exactly as the expanded model runs.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfedge
+import tfedge.keras
+from tests import tflite_models
+from tfedge.runtime import _native
+from tfedge.runtime._interpreter import Interpreter, load_decode_delegate
+
+pytestmark = [
+    pytest.mark.native,
+    pytest.mark.skipif(
+        not _native.native_available(),
+        reason="the native library is not built (no compiler)",
+    ),
+]
+
+# Float32: the sparse kernel sums the same products in another order (CSR order, four
+# partial sums, FMA), so outputs differ by rounding only: far below 1e-5 of the
+# output's scale (the issue's bound), measured about 3e-7 on these models.
+FLOAT_RTOL = 1e-5
+BATCHES = (1, 3, 8, 11)  # 1, a partial tile, one full tile of 8, a tile and a rest
+
+
+def _representative(shape):
+    rng = np.random.default_rng(0)
+
+    def gen():
+        for _ in range(16):
+            yield [rng.standard_normal((1, *shape)).astype(np.float32)]
+
+    return gen
+
+
+def _int8(model, shape) -> bytes:
+    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = _representative(shape)
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    return c.convert()
+
+
+def _float(model) -> bytes:
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def _mask(model, sparsity, *, bias=0.1, pointwise_only=False):
+    """Zero `sparsity` of each Dense / 1x1 Conv2D kernel at random; a non-zero bias (a
+    zero bias is dropped by the converter, which tests the bias-less path instead)."""
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            continue
+        if not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+            continue
+        if pointwise_only and tuple(layer.kernel_size) != (1, 1):
+            continue
+        k, b = layer.get_weights()
+        layer.set_weights([np.where(rng.random(k.shape) >= sparsity, k, 0), b + bias])
+    return model
+
+
+def mlp(sparsity, bias=0.1):
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential(
+        [
+            keras.Input((128,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(96, activation="relu6"),
+            keras.layers.Dense(10),
+        ]
+    )
+    return _mask(m, sparsity, bias=bias)
+
+
+def pointwise_cnn(sparsity):
+    """1x1 convolutions around a depthwise one (partitions on both sides of XNNPACK)."""
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential(
+        [
+            keras.Input((8, 8, 32)),
+            keras.layers.Conv2D(64, 1, activation="relu"),
+            keras.layers.DepthwiseConv2D(3, padding="same"),
+            keras.layers.Conv2D(48, 1, activation="relu6"),
+        ]
+    )
+    return _mask(m, sparsity)
+
+
+# (id, builder of the plain .tflite, input shape, sparse layers expected)
+CASES = [
+    ("mlp-f32", lambda: _float(mlp(0.95)), (128,), 3),
+    ("mlp-f32-no-bias", lambda: _float(mlp(0.95, bias=0.0)), (128,), 3),
+    ("mlp-int8", lambda: _int8(mlp(0.95), (128,)), (128,), 3),
+    ("pointwise-f32", lambda: _float(pointwise_cnn(0.9)), (8, 8, 32), 2),
+    ("pointwise-int8", lambda: _int8(pointwise_cnn(0.9), (8, 8, 32)), (8, 8, 32), 2),
+    # The sparse models tests/tflite_models.py builds for the other tests.
+    (
+        "tests-dense-pruned",
+        lambda: tflite_models.dense_f32(units=(256, 128), inputs=128, prune=0.9),
+        (128,),
+        3,
+    ),
+    ("tests-dense-f32-pruned", lambda: tflite_models.dense_f32(prune=0.95), (32,), 3),
+]
+
+_PACKED: dict[str, bytes] = {}
+
+
+def _packed(case_id: str) -> bytes:
+    if case_id not in _PACKED:
+        build = next(c[1] for c in CASES if c[0] == case_id)
+        _PACKED[case_id] = bytes(tfedge.compress(build(), lossless=True))
+    return _PACKED[case_id]
+
+
+def _run(interp, x: np.ndarray) -> np.ndarray:
+    inp = interp.get_input_details()[0]
+    if inp["dtype"] == np.int8:
+        scale, zero = inp["quantization"]
+        x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    interp.resize_tensor_input(inp["index"], list(x.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+def _assert_same_result(got: np.ndarray, want: np.ndarray) -> None:
+    if want.dtype == np.int8:
+        np.testing.assert_array_equal(got, want)  # bit-exact
+    else:
+        scale = float(np.max(np.abs(want))) or 1.0
+        assert float(np.max(np.abs(got - want))) <= FLOAT_RTOL * scale
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize(("case_id", "shape", "layers"), [(c[0], c[2], c[3]) for c in CASES])
+def test_sparse_layers_give_the_stock_kernels_results(case_id, shape, layers, batch):
+    packed = _packed(case_id)
+    x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
+    before = _native.sparse_stats()
+    got = _run(Interpreter(model_content=packed, num_threads=1), x)
+    after = _native.sparse_stats()
+    assert after["layers"] - before["layers"] == layers
+    assert after["runs"] - before["runs"] == layers  # one invoke, each layer once
+    want = _run(Interpreter(model_content=packed, num_threads=1, sparse_kernels=False), x)
+    assert _native.sparse_stats()["layers"] == after["layers"]  # none when turned off
+    _assert_same_result(got, want)
+
+
+def test_dense_layers_stay_with_the_stock_kernels():
+    """Unpruned weights are above the break-even density: nothing runs sparse."""
+    packed = bytes(tfedge.compress(_float(mlp(0.0)), lossless=True))
+    before = _native.sparse_stats()["layers"]
+    x = np.ones((1, 128), np.float32)
+    _run(Interpreter(model_content=packed), x)
+    assert _native.sparse_stats()["layers"] == before
+
+
+def test_break_even_bound_is_a_delegate_option():
+    """sparse_max_density lifts the bound (for measuring the break-even): a half-dense
+    layer then runs sparse, still with the dense result."""
+    from ai_edge_litert import interpreter as litert
+
+    packed = bytes(tfedge.compress(_float(mlp(0.5)), lossless=True))
+    x = np.random.default_rng(0).standard_normal((2, 128)).astype(np.float32)
+    before = _native.sparse_stats()["layers"]
+    want = _run(Interpreter(model_content=packed, num_threads=1), x)
+    assert _native.sparse_stats()["layers"] == before  # 50% dense: not worth it
+    forced = litert.Interpreter(
+        model_content=packed,
+        num_threads=1,
+        experimental_delegates=[load_decode_delegate(sparse_max_density="1")],
+    )
+    _assert_same_result(_run(forced, x), want)
+    assert _native.sparse_stats()["layers"] - before == 3
+
+
+@pytest.mark.parametrize("block_size", [(1, 4), (4, 1)])
+@pytest.mark.parametrize("kind", ["f32", "int8"])
+def test_block_pruned_layers_run_blocked(block_size, kind):
+    """tfedge.keras.prune(block_size=...) masks become 1x4 / 4x1 blocked CSR."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(32),
+        ]
+    )
+    pruned = tfedge.keras.prune(
+        model,
+        schedule=tfedge.keras.ConstantSparsity(0.9, begin_step=0),
+        block_size=block_size,
+    )
+    for layer in pruned.layers:
+        layer.prune_now(0.9)
+    plain = tfedge.keras.strip(pruned)
+    for layer in plain.layers:
+        k, b = layer.get_weights()
+        layer.set_weights([k, b + 0.1])
+    tflite = _float(plain) if kind == "f32" else _int8(plain, (64,))
+    packed = bytes(tfedge.compress(tflite, lossless=True))
+    x = np.random.default_rng(0).standard_normal((9, 64)).astype(np.float32)
+    before = _native.sparse_stats()
+    got = _run(Interpreter(model_content=packed, num_threads=1), x)
+    after = _native.sparse_stats()
+    assert after["layers"] - before["layers"] == 2
+    assert after["blocked"] - before["blocked"] == 2
+    want = _run(Interpreter(model_content=packed, num_threads=1, sparse_kernels=False), x)
+    _assert_same_result(got, want)
+
+
+def test_sparse_kernels_option_is_checked():
+    with pytest.raises(ValueError, match="sparse_kernels"):
+        Interpreter(model_content=_packed("mlp-f32"), sparse_kernels="yes")
