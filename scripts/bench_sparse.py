@@ -9,8 +9,9 @@ run, interleaved round by round so that both see the same load:
   the delegate runs the sparse layers with its own CSR / blocked-CSR kernels.
 
 Models, trained on Fashion-MNIST (`apt-get install -y dataset-fashion-mnist`) and pruned
-with `tfedge.keras.prune` (magnitude, one-shot to the target then fine-tuned), with
-`block_size` (1, 1) (unstructured) and (1, 4):
+with `tfedge.keras.prune` (magnitude, one-shot to the target then fine-tuned),
+unstructured (`block_size` (1, 1)) and in blocks ((1, 4) for the MLPs, (4, 1) for the
+CNN):
 
 - LeNet-300-100 (784-300-100-10) at 90/95/98% sparsity;
 - a 4.2M-parameter MLP (784-2048-1280-10) at 90%;
@@ -29,15 +30,16 @@ the dense invoke minus the sparse run's time outside its sparse operators (the s
 graph's softmax and the interpreter's fixed overhead), so both sides lose the same
 overhead; a whole invoke of a ~20 us model is mostly that overhead.
 
-`--break_even`: single 1024x1024 FULLY_CONNECTED layers with random masks at several
-densities, 1 thread, batch 1 and 8, sparse forced on (delegate option
-sparse_max_density=1): dense_us / sparse_us per density; the break-even density in
-tfedge/runtime/cc/sparse_kernels.h (kBreakEvenDensity) comes from this table.
+`--break_even` (instead of the models): single 1024x1024 FULLY_CONNECTED layers with
+random masks at several densities, 1 thread, batch 1 and 8, sparse forced on
+(delegate option sparse_max_density=1): dense_us / sparse_us per density; the
+break-even density in tfedge/runtime/cc/sparse_kernels.h (kBreakEvenDensity) comes
+from this table.
 
 The machine this runs on may be shared: ratios measured in the same run are the
 numbers to read; absolute microseconds move with the load.
 
-Usage: .venv/bin/python scripts/bench_sparse.py [--json PATH] [--quick] [--break_even]
+Usage: .venv/bin/python scripts/bench_sparse.py [--json PATH] [--quick | --break_even]
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the results as JSON to this path.")
 flags.DEFINE_bool("quick", False, "Fewer training examples and invokes (a smoke run).")
-flags.DEFINE_bool("break_even", False, "Also measure the break-even density table.")
+flags.DEFINE_bool(
+    "break_even", False, "Measure the break-even density table instead of the models."
+)
 flags.DEFINE_integer("repeats", 200, "Invokes per timing round.")
 flags.DEFINE_integer("rounds", 5, "Interleaved dense/sparse timing rounds.")
 
@@ -75,7 +79,6 @@ COLUMNS = [
 ]
 THREADS = (1, 2)
 BATCHES = (1, 8)
-BLOCKS = ((1, 1), (1, 4))
 # Predictions of the dense and the sparse run of one model may differ only where two
 # logits tie within float rounding (the sums' order differs): a handful of test images.
 MAX_PREDICTION_DISAGREEMENT = 0.001
@@ -139,11 +142,34 @@ def _pointwise_only(layer):
     return None
 
 
-# name, builder, sparsities, 1x1-only, channels-last input, dense epochs, fine-tune epochs
+# name, builder, sparsities, block sizes, 1x1-only, channels-last input, dense epochs,
+# fine-tune epochs, training examples. Blocks: (1, 4) for the MLPs (batch-1 products
+# load four consecutive inputs at once), (4, 1) for the CNN (each input pixel's value
+# feeds four output channels: four independent multiply-adds per load).
 MODELS = [
-    ("LeNet-300-100", lenet300, (0.90, 0.95, 0.98), False, False, 4, 2),
-    ("MLP-4M", mlp4m, (0.90,), False, False, 2, 1),
-    ("MobileNet-style CNN", mobilenet_style, (0.80, 0.90), True, True, 2, 1),
+    (
+        "LeNet-300-100",
+        lenet300,
+        (0.90, 0.95, 0.98),
+        ((1, 1), (1, 4)),
+        False,
+        False,
+        3,
+        1,
+        None,
+    ),
+    ("MLP-4M", mlp4m, (0.90,), ((1, 1), (1, 4)), False, False, 2, 1, None),
+    (
+        "MobileNet-style CNN",
+        mobilenet_style,
+        (0.80, 0.90),
+        ((1, 1), (4, 1)),
+        True,
+        True,
+        2,
+        1,
+        20000,
+    ),
 ]
 
 
@@ -209,13 +235,18 @@ def _sparse_op_us(interp, x, repeats: int) -> float:
     return statistics.median(per)
 
 
-def bench_model(name, build, sparsities, pointwise, channels_last, epochs, ft, data):
-    import tfedge
+def bench_model(
+    name, build, sparsities, blocks, pointwise, channels_last, epochs, ft, n_train, data
+):
     from ai_edge_litert import interpreter as litert
+
+    import tfedge
     from tfedge.keras import ConstantSparsity
 
     keras = _keras()
     (x_tr, y_tr), (x_te, y_te) = data
+    if n_train:
+        x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
     if channels_last:
         x_tr, x_te = x_tr[..., None], x_te[..., None]
     model = build(keras)
@@ -223,7 +254,7 @@ def bench_model(name, build, sparsities, pointwise, channels_last, epochs, ft, d
     model.fit(x_tr, y_tr, epochs=epochs, batch_size=128, verbose=0)
     rows, layer_time = [], []
     for sparsity in sparsities:
-        for block in BLOCKS:
+        for block in blocks:
             if pointwise:
                 _pointwise_only.sparsity = sparsity
                 schedule = _pointwise_only
@@ -247,7 +278,9 @@ def bench_model(name, build, sparsities, pointwise, channels_last, epochs, ft, d
                 for batch in BATCHES:
                     x = x_te[:batch].astype(np.float32)
                     dense = litert.Interpreter(model_content=plain, num_threads=threads)
-                    sparse = tfedge.Interpreter(model_content=packed, num_threads=threads)
+                    sparse = tfedge.Interpreter(
+                        model_content=packed, num_threads=threads
+                    )
                     t = _interleaved(
                         {"dense": _timer(dense, x), "sparse": _timer(sparse, x)},
                         FLAGS.repeats,
@@ -285,20 +318,25 @@ def bench_model(name, build, sparsities, pointwise, channels_last, epochs, ft, d
 
 
 def break_even_table():
-    import tfedge
     from ai_edge_litert import interpreter as litert
+
+    import tfedge
     from tfedge.runtime._interpreter import load_decode_delegate
 
     keras = _keras()
     rng = np.random.default_rng(0)
     out = []
-    for block in BLOCKS:
+    for block in ((1, 1), (1, 4)):
         for density in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5):
             model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(1024)])
             k, b = model.layers[0].get_weights()
-            keep = rng.random((k.shape[0] // block[1], k.shape[1] // block[0])) < density
+            keep = (
+                rng.random((k.shape[0] // block[1], k.shape[1] // block[0])) < density
+            )
             keep = np.repeat(np.repeat(keep, block[1], 0), block[0], 1)
-            model.layers[0].set_weights([np.where(keep, k, 0).astype(np.float32), b + 1])
+            model.layers[0].set_weights(
+                [np.where(keep, k, 0).astype(np.float32), b + 1]
+            )
             plain = _convert(model)
             packed = bytes(tfedge.compress(plain, lossless=True))
             dense = litert.Interpreter(model_content=plain, num_threads=1)
@@ -331,26 +369,32 @@ def main(argv):
     del argv
     banner = _common.print_banner(
         "Sparse kernels: dense XNNPACK vs tfedge sparse (issue 22)",
-        "scripts/bench_sparse.py" + (" --quick" if FLAGS.quick else ""),
+        "scripts/bench_sparse.py"
+        + (" --quick" if FLAGS.quick else "")
+        + (" --break_even" if FLAGS.break_even else ""),
     )
     if FLAGS.quick:
         FLAGS.repeats, FLAGS.rounds = 20, 2
     payload = {"machine": banner, "rows": [], "layer_time": [], "break_even": []}
     if FLAGS.break_even:
         payload["break_even"] = break_even_table()
+        _common.write_json(FLAGS.json, payload)
+        return
     (x_tr, y_tr), test = _common.load_fashion_mnist()
     if FLAGS.quick:
         x_tr, y_tr = x_tr[:4000], y_tr[:4000]
-    for name, build, sparsities, pointwise, channels_last, epochs, ft in MODELS:
+    for name, build, sparsities, blocks, pointwise, last, epochs, ft, n in MODELS:
         start = time.time()
         rows, layer_time = bench_model(
             name,
             build,
             sparsities[:1] if FLAGS.quick else sparsities,
+            blocks,
             pointwise,
-            channels_last,
+            last,
             1 if FLAGS.quick else epochs,
             1 if FLAGS.quick else ft,
+            n,
             ((x_tr, y_tr), test),
         )
         payload["rows"] += rows

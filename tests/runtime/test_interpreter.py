@@ -193,10 +193,12 @@ def _assert_outputs_close(got, want, steps):
 @pytest.mark.parametrize("case_id", [c[0] for c in CASES])
 def test_outputs_equal_the_expanded_model(tflite_model, case_id):
     """Weights decoded before partitioning are constants: the same kernels (XNNPACK)
-    run on the same bytes as in the expanded model, so outputs are bit-identical."""
+    run on the same bytes as in the expanded model, so outputs are bit-identical.
+    (Pruned layers run by the sparse kernels instead: tests/runtime/
+    test_sparse_kernels.py.)"""
     packed = packed_model(tflite_model, case_id)
     assert list(decode_ops(read(packed))), "the case must pack at least one tensor"
-    interp = Interpreter(model_content=packed, num_threads=1)
+    interp = Interpreter(model_content=packed, num_threads=1, sparse_kernels=False)
     interp.allocate_tensors()
     ref = _expanded_interpreter(packed)
     xs = _inputs(interp)

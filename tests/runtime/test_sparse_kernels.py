@@ -149,7 +149,9 @@ def _assert_same_result(got: np.ndarray, want: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize(("case_id", "shape", "layers"), [(c[0], c[2], c[3]) for c in CASES])
+@pytest.mark.parametrize(
+    ("case_id", "shape", "layers"), [(c[0], c[2], c[3]) for c in CASES]
+)
 def test_sparse_layers_give_the_stock_kernels_results(case_id, shape, layers, batch):
     packed = _packed(case_id)
     x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
@@ -158,7 +160,9 @@ def test_sparse_layers_give_the_stock_kernels_results(case_id, shape, layers, ba
     after = _native.sparse_stats()
     assert after["layers"] - before["layers"] == layers
     assert after["runs"] - before["runs"] == layers  # one invoke, each layer once
-    want = _run(Interpreter(model_content=packed, num_threads=1, sparse_kernels=False), x)
+    want = _run(
+        Interpreter(model_content=packed, num_threads=1, sparse_kernels=False), x
+    )
     assert _native.sparse_stats()["layers"] == after["layers"]  # none when turned off
     _assert_same_result(got, want)
 
@@ -222,7 +226,9 @@ def test_block_pruned_layers_run_blocked(block_size, kind):
     after = _native.sparse_stats()
     assert after["layers"] - before["layers"] == 2
     assert after["blocked"] - before["blocked"] == 2
-    want = _run(Interpreter(model_content=packed, num_threads=1, sparse_kernels=False), x)
+    want = _run(
+        Interpreter(model_content=packed, num_threads=1, sparse_kernels=False), x
+    )
     _assert_same_result(got, want)
 
 

@@ -31,13 +31,22 @@ void CsrTile(const int32_t* start, const Idx* idx, const W* val, int rows,
       for (; j < e; ++j) s0 += static_cast<A>(val[j]) * xt[idx[j]];
       acc[o] = (s0 + s1) + (s2 + s3);
     } else {
-      A s[T] = {};
-      for (int32_t j = b; j < e; ++j) {
+      // Two accumulator sets, so consecutive entries' multiply-adds overlap.
+      A s[T] = {}, u[T] = {};
+      int32_t j = b;
+      for (; j + 2 <= e; j += 2) {
+        const A v0 = static_cast<A>(val[j]), v1 = static_cast<A>(val[j + 1]);
+        const A* x0 = xt + static_cast<size_t>(idx[j]) * T;
+        const A* x1 = xt + static_cast<size_t>(idx[j + 1]) * T;
+        for (int t = 0; t < T; ++t) s[t] += v0 * x0[t];
+        for (int t = 0; t < T; ++t) u[t] += v1 * x1[t];
+      }
+      if (j < e) {
         const A v = static_cast<A>(val[j]);
         const A* x = xt + static_cast<size_t>(idx[j]) * T;
         for (int t = 0; t < T; ++t) s[t] += v * x[t];
       }
-      for (int t = 0; t < T; ++t) acc[static_cast<size_t>(o) * T + t] = s[t];
+      for (int t = 0; t < T; ++t) acc[static_cast<size_t>(o) * T + t] = s[t] + u[t];
     }
   }
 }
@@ -48,16 +57,20 @@ template <typename Idx, typename W, typename A, int T>
 void Block1x4Tile(const int32_t* start, const Idx* idx, const W* val, int rows,
                   const A* __restrict xt, A* __restrict acc) {
   for (int o = 0; o < rows; ++o) {
-    A s[T] = {};
+    // One accumulator set per block column: four independent multiply-add chains.
+    A s0[T] = {}, s1[T] = {}, s2[T] = {}, s3[T] = {};
     for (int32_t j = start[o]; j < start[o + 1]; ++j) {
       const W* v = val + static_cast<size_t>(j) * 4;
       const A v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
       const A* x = xt + static_cast<size_t>(idx[j]) * T;
-      for (int t = 0; t < T; ++t) {
-        s[t] += v0 * x[t] + v1 * x[T + t] + v2 * x[2 * T + t] + v3 * x[3 * T + t];
-      }
+      for (int t = 0; t < T; ++t) s0[t] += v0 * x[t];
+      for (int t = 0; t < T; ++t) s1[t] += v1 * x[T + t];
+      for (int t = 0; t < T; ++t) s2[t] += v2 * x[2 * T + t];
+      for (int t = 0; t < T; ++t) s3[t] += v3 * x[3 * T + t];
     }
-    for (int t = 0; t < T; ++t) acc[static_cast<size_t>(o) * T + t] = s[t];
+    for (int t = 0; t < T; ++t) {
+      acc[static_cast<size_t>(o) * T + t] = (s0[t] + s1[t]) + (s2[t] + s3[t]);
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 namespace tfedge {
 namespace sparse {
@@ -396,7 +397,7 @@ struct Op {
 
 namespace {
 
-constexpr int kTile = 8;
+constexpr int kTile = 16;  // input rows per tile (then 8, then 1)
 
 template <typename W, typename A>
 const W* Values(const Matrix& m);
@@ -452,14 +453,23 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
   A* xt = xt_buf->data();
   A* acc = acc_buf->data();
   int64_t b = 0;
-  for (; b + kTile <= op.batch; b += kTile) {
-    const X* xb = x + b * K;
-    for (int t = 0; t < kTile; ++t) {
-      for (int k = 0; k < K; ++k) xt[static_cast<size_t>(k) * kTile + t] = xb[t * K + k];
+  // Tiles of 16 input rows, then 8, then single rows.
+  auto tiles = [&](auto tile_const) {
+    constexpr int T = decltype(tile_const)::value;
+    for (; b + T <= op.batch; b += T) {
+      const X* xb = x + b * K;
+      for (int t = 0; t < T; ++t) {
+        for (int k = 0; k < K; ++k) xt[static_cast<size_t>(k) * T + t] = xb[t * K + k];
+      }
+      for (int k = K; k < m.kpad; ++k) {
+        for (int t = 0; t < T; ++t) xt[static_cast<size_t>(k) * T + t] = 0;
+      }
+      Tile<W, A, T>(m, val, xt, acc);
+      epilogue(op, acc, T, T, bias, y + b * m.rows);
     }
-    Tile<W, A, kTile>(m, val, xt, acc);
-    epilogue(op, acc, kTile, kTile, bias, y + b * m.rows);
-  }
+  };
+  tiles(std::integral_constant<int, kTile>());
+  tiles(std::integral_constant<int, kTile / 2>());
   for (; b < op.batch; ++b) {
     const X* xb = x + b * K;
     for (int k = 0; k < K; ++k) xt[k] = static_cast<A>(xb[k]);
