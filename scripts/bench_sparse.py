@@ -63,8 +63,8 @@ flags.DEFINE_bool("quick", False, "Fewer training examples and invokes (a smoke 
 flags.DEFINE_bool(
     "break_even", False, "Measure the break-even density table instead of the models."
 )
-flags.DEFINE_integer("repeats", 200, "Invokes per timing round.")
-flags.DEFINE_integer("rounds", 5, "Interleaved dense/sparse timing rounds.")
+flags.DEFINE_integer("repeats", 100, "Invokes per timing round.")
+flags.DEFINE_integer("rounds", 3, "Interleaved dense/sparse timing rounds.")
 
 COLUMNS = [
     "model",
@@ -158,7 +158,7 @@ MODELS = [
         1,
         None,
     ),
-    ("MLP-4M", mlp4m, (0.90,), ((1, 1), (1, 4)), False, False, 2, 1, None),
+    ("MLP-4M", mlp4m, (0.90,), ((1, 1), (1, 4)), False, False, 1, 1, 30000),
     (
         "MobileNet-style CNN",
         mobilenet_style,

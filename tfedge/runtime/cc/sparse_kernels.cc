@@ -20,26 +20,46 @@ using namespace tflite_abi;  // NOLINT: the TFLite names read better unqualified
 
 // --- the inner loops, for the baseline instruction set and for AVX2 + FMA ------------
 
+// The kernels' vector types never cross this file's boundary (internal linkage), so
+// GCC's note that passing them changes the ABI without AVX does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define TFEDGE_SPARSE_VBYTES 32
 namespace generic {
 #include "sparse_gemm_impl.h"
 }  // namespace generic
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define TFEDGE_SPARSE_AVX2 1
+#define TFEDGE_SPARSE_X86 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
 #include "sparse_gemm_impl.h"
 }  // namespace avx2
 #pragma GCC pop_options
+#undef TFEDGE_SPARSE_VBYTES
+#define TFEDGE_SPARSE_VBYTES 64
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+namespace avx512 {
+#include "sparse_gemm_impl.h"
+}  // namespace avx512
+#pragma GCC pop_options
 #endif
+#undef TFEDGE_SPARSE_VBYTES
 
-bool UseAvx2() {
-#ifdef TFEDGE_SPARSE_AVX2
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
+enum class Isa { kGeneric, kAvx2, kAvx512 };
+
+Isa BestIsa() {
+#ifdef TFEDGE_SPARSE_X86
+  static const Isa isa = __builtin_cpu_supports("avx512f")
+                             ? Isa::kAvx512
+                             : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+                                   ? Isa::kAvx2
+                                   : Isa::kGeneric;
+  return isa;
 #else
-  return false;
+  return Isa::kGeneric;
 #endif
 }
 
@@ -214,35 +234,56 @@ void Build(const W* w, int rows, int cols, Layout layout, Matrix* m,
 template <typename W, typename A, int T>
 void Tile(const Matrix& m, const W* val, const A* xt, A* acc) {
   const int32_t* st = m.start.data();
+#if defined(__GNUC__)
+  constexpr bool kVector = T > 1;
+#else
+  constexpr bool kVector = false;
+#endif
 #define TFEDGE_SPARSE_CALL(NS, IDX)                                                 \
-  switch (m.layout) {                                                               \
-    case Layout::kCsr:                                                              \
-      NS::CsrTile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                     \
-      return;                                                                       \
-    case Layout::kBlock1x4:                                                         \
-      NS::Block1x4Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                \
-      return;                                                                       \
-    case Layout::kBlock4x1:                                                         \
-      NS::Block4x1Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                \
-      return;                                                                       \
+  if constexpr (kVector) {                                                          \
+    switch (m.layout) {                                                             \
+      case Layout::kCsr:                                                            \
+        NS::CsrTileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                  \
+        return;                                                                     \
+      case Layout::kBlock1x4:                                                       \
+        NS::Block1x4TileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);             \
+        return;                                                                     \
+      case Layout::kBlock4x1:                                                       \
+        NS::Block4x1TileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);             \
+        return;                                                                     \
+    }                                                                               \
+  } else {                                                                          \
+    switch (m.layout) {                                                             \
+      case Layout::kCsr:                                                            \
+        NS::CsrTile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                   \
+        return;                                                                     \
+      case Layout::kBlock1x4:                                                       \
+        NS::Block1x4Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);              \
+        return;                                                                     \
+      case Layout::kBlock4x1:                                                       \
+        NS::Block4x1Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);              \
+        return;                                                                     \
+    }                                                                               \
   }
+#ifdef TFEDGE_SPARSE_X86
+#define TFEDGE_SPARSE_DISPATCH(IDX)                \
+  if (BestIsa() == Isa::kAvx512) {                 \
+    TFEDGE_SPARSE_CALL(avx512, IDX)                \
+  } else if (BestIsa() == Isa::kAvx2) {            \
+    TFEDGE_SPARSE_CALL(avx2, IDX)                  \
+  }                                                \
+  TFEDGE_SPARSE_CALL(generic, IDX)
+#else
+#define TFEDGE_SPARSE_DISPATCH(IDX) TFEDGE_SPARSE_CALL(generic, IDX)
+#endif
   if (!m.index16.empty() || m.index32.empty()) {
     const uint16_t* idx = m.index16.data();
-#ifdef TFEDGE_SPARSE_AVX2
-    if (UseAvx2()) {
-      TFEDGE_SPARSE_CALL(avx2, uint16_t)
-    }
-#endif
-    TFEDGE_SPARSE_CALL(generic, uint16_t)
+    TFEDGE_SPARSE_DISPATCH(uint16_t)
   } else {
     const int32_t* idx = m.index32.data();
-#ifdef TFEDGE_SPARSE_AVX2
-    if (UseAvx2()) {
-      TFEDGE_SPARSE_CALL(avx2, int32_t)
-    }
-#endif
-    TFEDGE_SPARSE_CALL(generic, int32_t)
+    TFEDGE_SPARSE_DISPATCH(int32_t)
   }
+#undef TFEDGE_SPARSE_DISPATCH
 #undef TFEDGE_SPARSE_CALL
 }
 
