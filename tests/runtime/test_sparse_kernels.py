@@ -8,6 +8,9 @@ default), exactly as the expanded model runs.
 
 from __future__ import annotations
 
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -18,6 +21,8 @@ import tfedge.keras
 from tests import tflite_models
 from tfedge.runtime import _native
 from tfedge.runtime._interpreter import Interpreter, load_decode_delegate
+from tfedge.tflite import read
+from tfedge.tflite._model import buffer_data, opcode_name
 
 pytestmark = [
     pytest.mark.native,
@@ -235,3 +240,99 @@ def test_block_pruned_layers_run_blocked(block_size, kind):
 def test_sparse_kernels_option_is_checked():
     with pytest.raises(ValueError, match="sparse_kernels"):
         Interpreter(model_content=_packed("mlp-f32"), sparse_kernels="yes")
+
+
+# --- the published-model corpus (tests/corpus/manifest.json, scripts/corpus.py) ------
+
+_MANIFEST = os.path.join(os.path.dirname(__file__), "..", "corpus", "manifest.json")
+
+
+def _corpus_entries() -> list[dict]:
+    if not os.path.exists(_MANIFEST):
+        return []
+    with open(_MANIFEST) as f:
+        return json.load(f)["models"]
+
+
+def _corpus_file(entry: dict) -> str:
+    directory = os.environ.get("TFEDGE_CORPUS_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "tfedge", "corpus"
+    )
+    return os.path.join(directory, f"{entry['id']}.tflite")
+
+
+def _sparse_candidates(model_bytes: bytes) -> int:
+    """FULLY_CONNECTED and 1x1 stride-1 CONV_2D operators with constant float32/int8
+    weights: the layers the sparse kernels can take once packed."""
+    model = read(model_bytes)
+    n = 0
+    for sg in model.subgraphs:
+        for op in sg.operators or []:
+            name = opcode_name(model, op.opcodeIndex)
+            if name not in ("FULLY_CONNECTED", "CONV_2D") or len(op.inputs) < 2:
+                continue
+            w = sg.tensors[op.inputs[1]]
+            if w.type not in (0, 9) or buffer_data(model, w.buffer).size == 0:
+                continue
+            if name == "CONV_2D" and tuple(int(d) for d in w.shape[1:3]) != (1, 1):
+                continue
+            n += 1
+    return n
+
+
+def _corpus_inputs(interp, entry: dict, rng) -> list[np.ndarray]:
+    lo, hi = entry.get("input_range", [-1, 1])
+    xs = []
+    for d in interp.get_input_details():
+        shape = [max(int(s), 1) for s in d["shape"]]
+        if np.dtype(d["dtype"]).kind == "f":
+            xs.append(rng.uniform(lo, hi, shape).astype(d["dtype"]))
+        else:
+            info = np.iinfo(d["dtype"])
+            xs.append(rng.integers(info.min, info.max + 1, shape).astype(d["dtype"]))
+    return xs
+
+
+def _corpus_run(interp, xs) -> list[np.ndarray]:
+    interp.allocate_tensors()
+    for d, x in zip(interp.get_input_details(), xs, strict=True):
+        interp.set_tensor(d["index"], x)
+    interp.invoke()
+    outputs = interp.get_output_details()
+    return [np.array(interp.get_tensor(d["index"])) for d in outputs]
+
+
+@pytest.mark.parametrize("entry", _corpus_entries(), ids=lambda e: e["id"])
+def test_corpus_layers_run_sparse_with_the_stock_results(entry):
+    """Published models are not pruned, so no layer is below the break-even density;
+    with the bound lifted (sparse_max_density=1) every packed FULLY_CONNECTED / 1x1
+    CONV_2D runs on the sparse kernels, which must still give the stock results:
+    real shapes, real (per-channel) quantization, real graphs around them."""
+    from ai_edge_litert import interpreter as litert
+
+    path = _corpus_file(entry)
+    if not os.path.exists(path):
+        pytest.skip(f"{entry['id']} is not fetched (scripts/corpus.py)")
+    with open(path, "rb") as f:
+        plain = f.read()
+    if _sparse_candidates(plain) == 0:
+        pytest.skip(
+            f"{entry['id']}: no FULLY_CONNECTED or 1x1 CONV_2D with constant "
+            "float32/int8 weights (float16 weights run behind DEQUANTIZE)"
+        )
+    packed = bytes(tfedge.compress(plain, lossless=True))
+    before = _native.sparse_stats()["layers"]
+    forced = litert.Interpreter(
+        model_content=packed,
+        num_threads=1,
+        experimental_delegates=[load_decode_delegate(sparse_max_density="1")],
+    )
+    if _native.sparse_stats()["layers"] == before:
+        pytest.skip(f"{entry['id']}: tfedge packed none of those layers' weights")
+    stock = Interpreter(model_content=packed, num_threads=1, sparse_kernels=False)
+    xs = _corpus_inputs(stock, entry, np.random.default_rng(0))
+    for got, want in zip(_corpus_run(forced, xs), _corpus_run(stock, xs), strict=True):
+        if want.dtype.kind == "f":
+            _assert_same_result(got, want)
+        else:
+            np.testing.assert_array_equal(got, want)
