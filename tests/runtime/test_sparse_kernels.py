@@ -318,7 +318,7 @@ def test_corpus_layers_run_sparse_with_the_stock_results(entry):
     if _sparse_candidates(plain) == 0:
         pytest.skip(
             f"{entry['id']}: no FULLY_CONNECTED or 1x1 CONV_2D with constant "
-            "float32/int8 weights (float16 weights run behind DEQUANTIZE)"
+            "float32/int8 weights (float16 weights, for one, run behind DEQUANTIZE)"
         )
     packed = bytes(tfedge.compress(plain, lossless=True))
     before = _native.sparse_stats()["layers"]
