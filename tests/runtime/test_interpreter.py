@@ -302,7 +302,8 @@ def test_per_channel_codebooks_run_through_the_delegate(per_channel_models):
     assert 1 in runs and len(runs) == 3, runs  # the depthwise kernel has R = 1
     # Each kernel's zero (its most common value, index 0) is stored once, shared.
     assert all(g >= 1 for _k, g, _c, _r in sections), sections
-    interp = Interpreter(model_content=packed, num_threads=1)
+    # Stock kernels on the decoded weights (the sparse ones: test_sparse_kernels.py).
+    interp = Interpreter(model_content=packed, num_threads=1, sparse_kernels=False)
     interp.allocate_tensors()
     ref = litert.Interpreter(model_content=plain, num_threads=1)
     ref.allocate_tensors()

@@ -33,19 +33,27 @@
 namespace tfedge {
 namespace sparse {
 
-// The largest fraction of the weight matrix the sparse kernel may touch (stored
-// entries, counting each stored block as four) for a layer to run sparse. Measured with
-// `scripts/bench_sparse.py --break-even` (single FULLY_CONNECTED layers, 1 thread,
-// batch 1 and 8, against XNNPACK's dense kernel on the same machine): the sparse kernel
-// is faster below about 0.30 (CSR, batch 1) and 0.35 (1x4/4x1 blocks); at batch 8 the
-// dense GEMM catches up earlier, at about 0.20. The bound is the batch-8 value, so a
-// claimed layer is faster at any batch.
+// Break-even, measured with `scripts/bench_sparse.py --break_even` (one 1024x1024
+// FULLY_CONNECTED layer with random masks, 1 thread, against XNNPACK's dense kernel in
+// the same run; x86-64 with AVX-512, a shared machine, medians):
+//
+//   density                     0.05  0.10  0.15  0.20  0.30  0.40  0.50
+//   CSR, batch 1    speed-up    3.7   2.0   1.07  0.99  0.69  0.50  0.30
+//   CSR, batch 8                5.2   3.2   2.3   2.3   1.18  0.93  0.35
+//   1x4 blocks, batch 1         5.1   3.6   1.9   1.4   0.99  0.89  0.58
+//   1x4 blocks, batch 8         6.6   4.5   2.4   1.9   1.5   1.02  0.74
+//
+// so a layer pays off below about 0.2 density unstructured and 0.3 in blocks at batch 1
+// (later at batch 8). The bound is on the layout's cost per weight: stored CSR entries,
+// or stored blocks x kBlockCost, over rows x cols. A layer above it stays dense, so a
+// claimed layer is not slower at batch 1 (the binding case).
 inline constexpr double kBreakEvenDensity = 0.20;
 
-// The cost of one stored 1x4 or 4x1 block relative to one CSR entry in the inner loop
-// (one index and four products against one index and one gathered product): a layout
-// is chosen by the lowest `entries x cost`.
-inline constexpr double kBlockCost = 2.0;
+// The cost of one stored 1x4 or 4x1 block relative to one CSR entry (one index and four
+// products against one index and one gathered product), from the same table: blocks
+// break even at density 0.3, i.e. 0.3 / 4 blocks per weight x 2.7 = 0.2. A layout is
+// chosen by the lowest entries x cost.
+inline constexpr double kBlockCost = 2.7;
 
 // TFLite builtin operator codes of the operators the kernels take.
 inline constexpr int32_t kBuiltinConv2d = 3;
