@@ -93,11 +93,13 @@ def mlp(sparsity, bias=0.1):
 
 
 def pointwise_cnn(sparsity):
-    """1x1 convolutions around a depthwise one (partitions on both sides of XNNPACK)."""
+    """1x1 convolutions around a depthwise one (partitions on both sides of XNNPACK),
+    over 3 x 3 pixels: a partial 16-row tile at batch 1, and few enough pixels for the
+    general break-even bound (over more, 1x1 convs have a lower one)."""
     keras.utils.set_random_seed(0)
     m = keras.Sequential(
         [
-            keras.Input((8, 8, 32)),
+            keras.Input((3, 3, 32)),
             keras.layers.Conv2D(64, 1, activation="relu"),
             keras.layers.DepthwiseConv2D(3, padding="same"),
             keras.layers.Conv2D(48, 1, activation="relu6"),
@@ -111,8 +113,8 @@ CASES = [
     ("mlp-f32", lambda: _float(mlp(0.95)), (128,), 3),
     ("mlp-f32-no-bias", lambda: _float(mlp(0.95, bias=0.0)), (128,), 3),
     ("mlp-int8", lambda: _int8(mlp(0.95), (128,)), (128,), 3),
-    ("pointwise-f32", lambda: _float(pointwise_cnn(0.9)), (8, 8, 32), 2),
-    ("pointwise-int8", lambda: _int8(pointwise_cnn(0.9), (8, 8, 32)), (8, 8, 32), 2),
+    ("pointwise-f32", lambda: _float(pointwise_cnn(0.9)), (3, 3, 32), 2),
+    ("pointwise-int8", lambda: _int8(pointwise_cnn(0.9), (3, 3, 32)), (3, 3, 32), 2),
     # The sparse models tests/tflite_models.py builds for the other tests.
     (
         "tests-dense-pruned",
@@ -198,6 +200,58 @@ def test_break_even_bound_is_a_delegate_option():
     )
     _assert_same_result(_run(forced, x), want)
     assert _native.sparse_stats()["layers"] - before == 3
+
+
+def pointwise_conv(side, channels, density):
+    """One 1x1 convolution `channels` -> 64 over side x side pixels, `density` kept at
+    random."""
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential(
+        [keras.Input((side, side, channels)), keras.layers.Conv2D(64, 1)]
+    )
+    return _mask(m, 1.0 - density)
+
+
+# (id, pixels per side, input channels, kept fraction, delegate options, runs sparse).
+# sparse_kernels.h: a 1x1 conv over more than kConvManyPixels (16) pixels runs sparse
+# only up to kConvBreakEvenDensity (0.05, measured slower above), and only with at
+# least kConvMinChannels (64) input channels; over few pixels the general bound (0.2)
+# holds; sparse_max_density overrides the measured bounds.
+CONV_BOUND_CASES = [
+    ("many-pixels-dense", 28, 128, 0.1, {}, False),
+    ("few-pixels-sparse", 4, 128, 0.1, {}, True),
+    ("bound-overridden", 28, 128, 0.1, {"sparse_max_density": "0.2"}, True),
+    ("many-pixels-sparser", 28, 128, 0.03, {}, True),
+    ("many-pixels-few-channels", 28, 32, 0.03, {}, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("side", "channels", "density", "options", "sparse"),
+    [c[1:] for c in CONV_BOUND_CASES],
+    ids=[c[0] for c in CONV_BOUND_CASES],
+)
+def test_pointwise_convs_over_many_pixels_have_a_lower_bound(
+    side, channels, density, options, sparse
+):
+    from ai_edge_litert import interpreter as litert
+
+    model = _float(pointwise_conv(side, channels, density))
+    packed = bytes(tfedge.compress(model, lossless=True))
+    x = np.random.default_rng(0).standard_normal((1, side, side, channels))
+    x = x.astype(np.float32)
+    before = _native.sparse_stats()["layers"]
+    it = litert.Interpreter(
+        model_content=packed,
+        num_threads=1,
+        experimental_delegates=[load_decode_delegate(**options)],
+    )
+    got = _run(it, x)
+    assert _native.sparse_stats()["layers"] - before == int(sparse)
+    want = _run(
+        Interpreter(model_content=packed, num_threads=1, sparse_kernels=False), x
+    )
+    _assert_same_result(got, want)
 
 
 @pytest.mark.parametrize("block_size", [(1, 4), (4, 1)])

@@ -215,8 +215,9 @@ struct DelegateData {
   // (sparse_kernels.h); option "sparse_kernels".
   bool sparse_kernels = true;
   // Layers whose sparse layout touches at most this fraction of the weights run
-  // sparse (option "sparse_max_density", for measuring the break-even).
-  double sparse_max_density = sparse::kBreakEvenDensity;
+  // sparse (option "sparse_max_density", for measuring the break-even); negative:
+  // the measured bounds (sparse::DensityBound).
+  double sparse_max_density = -1.0;
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
 
   uint64_t Bound(size_t coded) const {
@@ -641,8 +642,9 @@ extern "C" {
 // persistent, non-constant tensors). "sparse_kernels" = "0" leaves sparse
 // FULLY_CONNECTED / 1x1 CONV_2D layers to the stock dense kernels (default "1": the
 // delegate runs them with its sparse kernels, sparse_kernels.h; needs
-// constant_weights). "sparse_max_density" = a number overrides the break-even density
-// (sparse_kernels.h kBreakEvenDensity), for measuring it.
+// constant_weights). "sparse_max_density" = a number overrides the break-even
+// densities (sparse_kernels.h kBreakEvenDensity, kConvBreakEvenDensity), for
+// measuring them.
 TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
     char** keys, char** values, size_t num_options, void (*report_error)(const char*)) {
   auto* data = new (std::nothrow) tfedge::DelegateData;

@@ -524,6 +524,12 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
 
 // --- Claimable ----------------------------------------------------------------------
 
+double DensityBound(bool conv, int64_t pixels, int channels, double max_density) {
+  if (max_density >= 0) return max_density;
+  if (!conv || pixels <= kConvManyPixels) return kBreakEvenDensity;
+  return channels < kConvMinChannels ? -1.0 : kConvBreakEvenDensity;
+}
+
 bool Claimable(TfLiteContext* context, const TfLiteNode* node,
                const TfLiteRegistration* reg, bool weights_decoded,
                double max_density) {
@@ -537,7 +543,9 @@ bool Claimable(TfLiteContext* context, const TfLiteNode* node,
                                         info.rows, info.cols)
                            : ChoosePlan(reinterpret_cast<const float*>(w.data.raw_const),
                                         info.rows, info.cols);
-  return p.cost_density <= max_density;
+  const TfLiteTensor& in = context->tensors[info.input];
+  const int64_t pixels = info.conv ? NumElements(in.dims) / info.cols : 0;
+  return p.cost_density <= DensityBound(info.conv, pixels, info.cols, max_density);
 }
 
 // --- Partition ------------------------------------------------------------------------
