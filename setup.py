@@ -1,4 +1,5 @@
-"""Build of tfedge's native library: the C++ payload decoder and TFEDGE_DECODE delegate.
+"""Build of tfedge's native library: the C++ payload decoder and TFEDGE_DECODE delegate
+(with its sparse kernels).
 
 Everything else about the package is declared in setup.cfg. The library is a plain
 shared object loaded with ctypes and by TFLite's `load_delegate`; it links against
@@ -19,6 +20,7 @@ _SOURCES = [
     "tfedge/runtime/cc/decoder.cc",
     "tfedge/runtime/cc/c_api.cc",
     "tfedge/runtime/cc/delegate.cc",
+    "tfedge/runtime/cc/sparse_kernels.cc",
 ]
 
 _COMPILE_ARGS = (
@@ -42,6 +44,8 @@ setup(
                 "tfedge/runtime/cc/decoder.h",
                 "tfedge/runtime/cc/c_api.h",
                 "tfedge/runtime/cc/tflite_abi.h",
+                "tfedge/runtime/cc/sparse_kernels.h",
+                "tfedge/runtime/cc/sparse_gemm_impl.h",
             ],
             language="c++",
             extra_compile_args=_COMPILE_ARGS,

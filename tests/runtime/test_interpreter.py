@@ -194,10 +194,12 @@ def _assert_outputs_close(got, want, steps):
 @pytest.mark.parametrize("case_id", [c[0] for c in CASES])
 def test_outputs_equal_the_expanded_model(tflite_model, case_id):
     """Weights decoded before partitioning are constants: the same kernels (XNNPACK)
-    run on the same bytes as in the expanded model, so outputs are bit-identical."""
+    run on the same bytes as in the expanded model, so outputs are bit-identical.
+    (Pruned layers run by the sparse kernels instead: tests/runtime/
+    test_sparse_kernels.py.)"""
     packed = packed_model(tflite_model, case_id)
     assert list(decode_ops(read(packed))), "the case must pack at least one tensor"
-    interp = Interpreter(model_content=packed, num_threads=1)
+    interp = Interpreter(model_content=packed, num_threads=1, sparse_kernels=False)
     interp.allocate_tensors()
     ref = _expanded_interpreter(packed)
     xs = _inputs(interp)
@@ -305,7 +307,8 @@ def test_per_channel_codebooks_run_through_the_delegate(per_channel_models):
     assert 1 in runs and len(runs) == 3, runs  # the depthwise kernel has R = 1
     # Each kernel's zero (its most common value, index 0) is stored once, shared.
     assert all(g >= 1 for _k, g, _c, _r in sections), sections
-    interp = Interpreter(model_content=packed, num_threads=1)
+    # Stock kernels on the decoded weights (the sparse ones: test_sparse_kernels.py).
+    interp = Interpreter(model_content=packed, num_threads=1, sparse_kernels=False)
     interp.allocate_tensors()
     ref = litert.Interpreter(model_content=plain, num_threads=1)
     ref.allocate_tensors()

@@ -13,6 +13,13 @@ from the layer itself: a custom layer declares them with a method
 
 returning trainable variables of that layer (called once the layer is built). Biases are
 never pruned by default: they are few and pruning them costs accuracy.
+
+`block_size=(1, 4)` or `(4, 1)` prunes whole blocks instead of single weights, so that
+the bundled delegate's sparse kernels (tfedge/runtime/cc/sparse_kernels.h) can use
+vector loads and keep one index per block. Blocks are stated in TFLite's `[out, in]`
+terms of a fully-connected (or `[out, h, w, in]` convolution) kernel: `(1, 4)` is four
+consecutive inputs of one output unit, `(4, 1)` four output units of one input. In a
+Keras kernel `[..., in, out]` that is 4 along axis -2, or 4 along axis -1.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from tfedge.keras._kernel_swap import warn_skipped
 from tfedge.keras._schedules import PruningSchedule
 
 __all__ = [
+    "BLOCK_SIZES",
     "CRITERIA",
     "PRUNABLE_WEIGHTS",
     "PruningWrapper",
@@ -39,6 +47,8 @@ __all__ = [
 ]
 
 CRITERIA = ("magnitude", "obd")
+# Block shapes the sparse kernels run with vector loads; (1, 1) prunes single weights.
+BLOCK_SIZES = ((1, 1), (1, 4), (4, 1))
 
 # Stock Keras layers and the names of the weights that pruning zeroes. Read, never
 # changed: custom layers use the `tfedge_prunable_weights()` protocol instead.
@@ -163,6 +173,10 @@ class PruningWrapper(keras.layers.Wrapper):
         layer: the layer to prune (`PRUNABLE_WEIGHTS` or `tfedge_prunable_weights`).
         schedule: a `PruningSchedule`.
         criterion: "magnitude" (|w|) or "obd" (h * w**2 / 2).
+        block_size: `(1, 1)` (single weights), `(1, 4)` or `(4, 1)` (see the module
+            doc): whole blocks are kept or pruned; a block's score is the L2 norm of
+            its weights ("magnitude") or the sum of its saliencies ("obd"). Blocks at
+            a ragged edge are partial.
         **kwargs: base layer arguments; `name` defaults to the wrapped layer's name.
     """
 
@@ -171,6 +185,7 @@ class PruningWrapper(keras.layers.Wrapper):
         layer: keras.layers.Layer,
         schedule: PruningSchedule,
         criterion: str = "magnitude",
+        block_size: tuple[int, int] = (1, 1),
         **kwargs,
     ):
         if isinstance(layer, PruningWrapper):
@@ -196,10 +211,12 @@ class PruningWrapper(keras.layers.Wrapper):
             raise ValueError(
                 f"Expected `criterion` in {CRITERIA}. Received: criterion={criterion!r}"
             )
+        block_size = _check_block_size(block_size)
         kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
         self.schedule = schedule
         self.criterion = criterion
+        self.block_size = block_size
         self._inner_takes_training = (
             "training" in inspect.signature(layer.call).parameters
         )
@@ -216,6 +233,16 @@ class PruningWrapper(keras.layers.Wrapper):
                 f"Layer {self.layer.name!r} declared no prunable weights; nothing "
                 "to prune."
             )
+        if self.block_size != (1, 1):
+            for v in targets:
+                if len(v.shape) < 2:
+                    raise ValueError(
+                        f"Layer {self.layer.name!r}: weight {v.name!r} of shape "
+                        f"{tuple(v.shape)} has no [in, out] axes to prune in blocks "
+                        f"of {self.block_size}. Use block_size=(1, 1) for this layer "
+                        "(a dict or callable `schedule` leaves it to another "
+                        "`prune` call)."
+                    )
         inner = list(self.layer.trainable_variables)
         self._target_index = tuple(
             next(i for i, t in enumerate(inner) if t is v) for v in targets
@@ -284,6 +311,8 @@ class PruningWrapper(keras.layers.Wrapper):
         return ops.convert_to_tensor(self.hessians[i]) * ops.square(w) * 0.5
 
     def _new_mask(self, w, i, sparsity):
+        if self.block_size != (1, 1):
+            return self._new_block_mask(w, i, sparsity)
         saliency = ops.reshape(self._saliency(w, i), (-1,))
         n = int(np.prod(w.shape))
         keep = ops.maximum(ops.round(float(n) * (1.0 - sparsity)), 1.0)
@@ -291,6 +320,29 @@ class PruningWrapper(keras.layers.Wrapper):
         rank = ops.argsort(ops.argsort(saliency))
         mask = ops.cast(ops.greater_equal(ops.cast(rank, "float32"), n_prune), w.dtype)
         return ops.reshape(mask, w.shape)
+
+    def _new_block_mask(self, w, i, sparsity):
+        """Keeps the blocks of highest score: axis -2 (inputs) in runs of
+        block_size[1], axis -1 (outputs) in runs of block_size[0]."""
+        shape = tuple(int(d) for d in w.shape)
+        rows, cols = shape[-2], shape[-1]
+        bi, bo = self.block_size[1], self.block_size[0]
+        nr, nc = -(-rows // bi), -(-cols // bo)
+        saliency = self._saliency(w, i)
+        if self.criterion == "magnitude":
+            saliency = ops.square(saliency)  # block score: the L2 norm (squared)
+        lead = int(np.prod(shape[:-2]))
+        saliency = ops.reshape(saliency, (lead, rows, cols))
+        saliency = ops.pad(saliency, ((0, 0), (0, nr * bi - rows), (0, nc * bo - cols)))
+        scores = ops.sum(ops.reshape(saliency, (lead, nr, bi, nc, bo)), axis=(2, 4))
+        n = lead * nr * nc
+        keep = ops.maximum(ops.round(float(n) * (1.0 - sparsity)), 1.0)
+        rank = ops.argsort(ops.argsort(ops.reshape(scores, (-1,))))
+        kept = ops.greater_equal(ops.cast(rank, "float32"), float(n) - keep)
+        kept = ops.reshape(ops.cast(kept, w.dtype), (lead, nr, nc))
+        mask = ops.repeat(ops.repeat(kept, bi, axis=1), bo, axis=2)
+        mask = mask[:, :rows, :cols]
+        return ops.reshape(mask, shape)
 
     def _maybe_update_mask(self, should, sparsity, v, mask, i):
         """Recompute `mask` when `should` is true; the ranking work stays in the branch.
@@ -410,6 +462,7 @@ class PruningWrapper(keras.layers.Wrapper):
         config = super().get_config()
         config["schedule"] = keras.saving.serialize_keras_object(self.schedule)
         config["criterion"] = self.criterion
+        config["block_size"] = list(self.block_size)
         return config
 
     @classmethod
@@ -421,6 +474,8 @@ class PruningWrapper(keras.layers.Wrapper):
         schedule = keras.saving.deserialize_keras_object(
             config.pop("schedule"), custom_objects=custom_objects
         )
+        if "block_size" in config:
+            config["block_size"] = tuple(config["block_size"])
         return cls(layer, schedule=schedule, **config)
 
 
@@ -431,6 +486,20 @@ ScheduleSpec = (
     | Mapping[str, PruningSchedule]
     | Callable[[keras.layers.Layer], PruningSchedule | None]
 )
+
+
+def _check_block_size(block_size) -> tuple[int, int]:
+    try:
+        value = tuple(int(b) for b in block_size)
+    except (TypeError, ValueError):
+        value = None
+    if value not in BLOCK_SIZES or any(isinstance(b, bool) for b in block_size):
+        raise ValueError(
+            f"Expected `block_size` one of {list(BLOCK_SIZES)}: (1, 4) keeps blocks of "
+            "four consecutive inputs of one output unit, (4, 1) of four outputs of one "
+            f"input. Received: block_size={block_size!r}"
+        )
+    return value
 
 
 def _all_layers(model) -> list:
@@ -512,6 +581,7 @@ def prune(
     hessian_data=None,
     loss=None,
     hessian_method: str = "gauss_newton",
+    block_size: tuple[int, int] = (1, 1),
 ):
     """Wrap the prunable layers of a model (or one layer) in `PruningWrapper`s.
 
@@ -540,6 +610,11 @@ def prune(
         loss: for "obd": the training loss (a name, `keras.losses.Loss` or callable).
         hessian_method: for "obd": how `estimate_hessian` estimates h,
             "gauss_newton" or "empirical_fisher".
+        block_size: `(1, 1)` prunes single weights; `(1, 4)` or `(4, 1)` prunes
+            blocks (four consecutive inputs of one output unit, or four outputs of
+            one input, in TFLite's `[out, in]` kernel terms), scored by their L2
+            norm ("magnitude") or summed saliency ("obd"), so the bundled delegate's
+            sparse kernels run them with vector loads (see `tfedge.Interpreter`).
 
     Returns:
         The pruned model, or the `PruningWrapper` around the given layer.
@@ -548,6 +623,7 @@ def prune(
         raise ValueError(
             f"Expected `criterion` in {CRITERIA}. Received: criterion={criterion!r}"
         )
+    block_size = _check_block_size(block_size)
     if not isinstance(model_or_layer, keras.Model):
         if not isinstance(model_or_layer, keras.layers.Layer):
             raise ValueError(
@@ -564,7 +640,9 @@ def prune(
         picked = _resolver(schedule, keras.Sequential([layer]))(layer)
         if picked is None:
             raise ValueError(_not_prunable_message(layer))
-        return PruningWrapper(layer, schedule=picked, criterion=criterion)
+        return PruningWrapper(
+            layer, schedule=picked, criterion=criterion, block_size=block_size
+        )
 
     model = model_or_layer
     if not _is_graph_model(model):
@@ -599,7 +677,9 @@ def prune(
             if layer.weights and not isinstance(layer, keras.Model):
                 skipped.append(layer.name)
             return new
-        return PruningWrapper(new, schedule=chosen, criterion=criterion)
+        return PruningWrapper(
+            new, schedule=chosen, criterion=criterion, block_size=block_size
+        )
 
     if isinstance(schedule, PruningSchedule):
         warn_skipped(

@@ -7,6 +7,13 @@ when the interpreter is built, into a constant weight tensor (before XNNPACK loo
 the graph). Packed files then run as they are, with the expanded model's kernels and
 outputs. A malformed payload is reported by `allocate_tensors()`.
 
+Layers whose weights come from a sparse payload (pruned FULLY_CONNECTED and 1x1
+CONV_2D kernels, float32 or int8) run with the delegate's own sparse kernels when they
+are sparse enough to beat the dense ones (`sparse_kernels=True`, the default; the
+break-even density is measured in tfedge/runtime/cc/sparse_kernels.h). int8 outputs are
+bit-exact with TFLite's int8 kernels; float32 ones differ from the dense kernels' by the
+order of the sums (about 1e-7 relative).
+
 With the delegate option constant_weights=0 the weights are decoded in Prepare into
 persistent tensors instead; consumers then see non-constant weights and lose XNNPACK's
 weight packing (about 2x slower convolutions). scripts/bench_decoder.py measures both.
@@ -47,8 +54,9 @@ def load_decode_delegate(**options: str):
 
     Options (strings): `constant_weights="0"` decodes in Prepare into persistent,
     non-constant tensors instead of constants; `trusted="1"` lifts the resource bound
-    on decoded sizes (docs/FORMAT.md, "Resource bound"); `probe="1"` records the graph
-    for the struct-layout test.
+    on decoded sizes (docs/FORMAT.md, "Resource bound"); `sparse_kernels="0"` leaves
+    sparse layers to the stock dense kernels (default "1"); `probe="1"` records the
+    graph for the struct-layout test.
 
     The returned object goes into `experimental_delegates=[...]` of the ai_edge_litert
     interpreter. (TensorFlow's `tf.lite.experimental.load_delegate` can load the same
@@ -142,12 +150,20 @@ class Interpreter(_litert.Interpreter):
     the stock interpreter's API (`get_input_details`, `set_tensor`, `invoke`,
     `get_signature_runner`, ...). Plain models run too.
 
+    Pruned layers (FULLY_CONNECTED and 1x1 CONV_2D whose weights are sparse payloads)
+    run with tfedge's sparse kernels where they are faster than dense: int8 outputs
+    are bit-exact with the stock kernels, float32 outputs equal up to the order of
+    the sums.
+
     Args:
         model_path: a `.tflite` file (packed or plain).
         model_content: the model's bytes, instead of `model_path`.
         num_threads: threads for the interpreter's kernels; None for the default.
         trusted: lift the resource bound on decoded sizes (docs/FORMAT.md, "Resource
             bound") for a file whose source you trust.
+        sparse_kernels: run sparse layers with the delegate's sparse kernels (True,
+            the default); False runs every layer with the stock dense kernels, as
+            the expanded model would.
 
     Raises:
         ValueError: not exactly one of `model_path` and `model_content` is given.
@@ -167,6 +183,7 @@ class Interpreter(_litert.Interpreter):
         *,
         num_threads: int | None = None,
         trusted: bool = False,
+        sparse_kernels: bool = True,
     ):
         if (model_path is None) == (model_content is None):
             raise ValueError(
@@ -187,13 +204,21 @@ class Interpreter(_litert.Interpreter):
                 f"Model file {os.fspath(model_path)!r} {what}: pass the path of a "
                 ".tflite file, or the model's bytes as `model_content=`."
             )
+        if not isinstance(sparse_kernels, bool):
+            raise ValueError(
+                f"Expected `sparse_kernels` True or False. Received: "
+                f"sparse_kernels={sparse_kernels!r}"
+            )
         if model_content is None:
             with open(model_path, "rb") as f:
                 model_content = f.read()
             model_path = None
         model_content = bytes(model_content)
         # Kept alive as long as the interpreter that uses it.
-        self._tfedge_delegate = load_decode_delegate(trusted="1" if trusted else "0")
+        self._tfedge_delegate = load_decode_delegate(
+            trusted="1" if trusted else "0",
+            sparse_kernels="1" if sparse_kernels else "0",
+        )
         _check_file(model_content, trusted=trusted)
         try:
             super().__init__(

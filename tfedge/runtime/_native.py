@@ -79,6 +79,9 @@ def _load(path: str) -> ctypes.CDLL:
     lib.tfedge_delegate_decode_count.argtypes = []
     lib.tfedge_delegate_held_bytes.restype = ctypes.c_uint64
     lib.tfedge_delegate_held_bytes.argtypes = []
+    u64p = ctypes.POINTER(ctypes.c_uint64)
+    lib.tfedge_sparse_stats.restype = None
+    lib.tfedge_sparse_stats.argtypes = [u64p, u64p, u64p, u64p]
     return lib
 
 
@@ -209,6 +212,16 @@ def delegate_held_bytes() -> int:
     """Bytes of weights the delegate decoded at partitioning time and still holds
     (they go with the interpreter that uses them)."""
     return int(_library().tfedge_delegate_held_bytes())
+
+
+def sparse_stats() -> dict[str, int]:
+    """The delegate's sparse kernels in this process: `layers` built (`blocked`: of
+    those, with a 1x4 or 4x1 block layout), operator `runs`, and `nanos` spent in
+    those runs (their own timer)."""
+    keys = ("layers", "blocked", "runs", "nanos")
+    values = [ctypes.c_uint64(0) for _ in keys]
+    _library().tfedge_sparse_stats(*(ctypes.byref(v) for v in values))
+    return dict(zip(keys, (int(v.value) for v in values), strict=True))
 
 
 def _message(err) -> str:

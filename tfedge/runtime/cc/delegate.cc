@@ -40,6 +40,7 @@
 
 #include "c_api.h"
 #include "decoder.h"
+#include "sparse_kernels.h"
 #include "tflite_abi.h"
 
 namespace tfedge {
@@ -210,6 +211,13 @@ struct DelegateData {
   bool constant_weights = true;
   // Lift the resource bound on decoded sizes.
   bool trusted = false;
+  // Run sparse FULLY_CONNECTED / 1x1 CONV_2D layers with tfedge's sparse kernels
+  // (sparse_kernels.h); option "sparse_kernels".
+  bool sparse_kernels = true;
+  // Layers whose sparse layout touches at most this fraction of the weights run
+  // sparse (option "sparse_max_density", for measuring the break-even); negative:
+  // the measured bounds (sparse::DensityBound).
+  double sparse_max_density = -1.0;
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
 
   uint64_t Bound(size_t coded) const {
@@ -223,6 +231,8 @@ struct KernelState {
   std::shared_ptr<Shared> shared;  // null when the kernel has no delegate data
   // This kernel's early-decoded weights, by tensor index.
   std::map<int, Early> early;
+  sparse::Partition sparse;  // the claimed sparse layers, in execution order
+  bool sparse_failed = false;
 
   const void* EarlyBuffer(int tensor, int node) const {
     auto it = early.find(tensor);
@@ -263,7 +273,13 @@ void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
     TfLiteNode* node = nullptr;
     TfLiteRegistration* reg = nullptr;
     if (context->GetNodeAndRegistration(context, d.node_index, &node, &reg) ==
-        kTfLiteOk) {
+            kTfLiteOk &&
+        reg != nullptr && reg->builtin_code != kBuiltinCustom) {
+      // A sparse layer the delegate claimed (see DelegatePrepare).
+      state->sparse_failed |= state->sparse.Add(context, d.node_index) != kTfLiteOk;
+      continue;
+    }
+    if (node != nullptr) {
       d.n_inputs = node->inputs ? node->inputs->size : 0;
       d.n_outputs = node->outputs ? node->outputs->size : 0;
       if (d.n_inputs > 0) d.payload = node->inputs->data[0];
@@ -447,7 +463,8 @@ TfLiteStatus KernelPrepare(TfLiteContext* context, TfLiteNode* node) {
   for (DecodeNode& d : state->nodes) {
     if (PrepareOne(context, &d, state) != kTfLiteOk) return kTfLiteError;
   }
-  return kTfLiteOk;
+  if (state->sparse_failed) return kTfLiteError;
+  return state->sparse.empty() ? kTfLiteOk : state->sparse.Prepare(context, node);
 }
 
 TfLiteStatus KernelInvoke(TfLiteContext* context, TfLiteNode* node) {
@@ -465,7 +482,7 @@ TfLiteStatus KernelInvoke(TfLiteContext* context, TfLiteNode* node) {
     g_decode_count.fetch_add(1, std::memory_order_relaxed);
     d.decoded_at = out->data.raw;
   }
-  return kTfLiteOk;
+  return state->sparse.empty() ? kTfLiteOk : state->sparse.Invoke(context);
 }
 
 // --- the delegate ---------------------------------------------------------------------
@@ -480,32 +497,32 @@ struct PaddedDelegate {
 // weight tensor a read-only constant (kTfLiteMmapRo), before any other delegate
 // (XNNPACK is applied at the first allocate_tensors) looks at the graph: consumers then
 // see constant weights and keep their constant-weight fast paths. Anything unusual is
-// left to the kernel's Prepare, which reports it.
-void DecodeEarly(TfLiteContext* context, DelegateData* data, int node_index,
+// left to the kernel's Prepare, which reports it. Returns whether it decoded.
+bool DecodeEarly(TfLiteContext* context, DelegateData* data, int node_index,
                  const TfLiteNode* node) {
-  if (node->inputs->size != 1 || node->outputs->size != 1) return;
+  if (node->inputs->size != 1 || node->outputs->size != 1) return false;
   const int output = node->outputs->data[0];
   const TfLiteTensor* in = &context->tensors[node->inputs->data[0]];
   TfLiteTensor* out = &context->tensors[output];
   if (in->type != kTfLiteUInt8 || in->allocation_type != kTfLiteMmapRo ||
       in->data.raw_const == nullptr || out->allocation_type != kTfLiteArenaRw ||
       out->data.raw != nullptr || out->bytes == 0 || out->bytes > data->Bound(in->bytes)) {
-    return;
+    return false;
   }
   const auto* payload = reinterpret_cast<const uint8_t*>(in->data.raw_const);
   Header h;
   if (!ParseHeader(payload, in->bytes, out->bytes, &h).ok() ||
       h.decoded_size != out->bytes || RuntimeType(h.element_type) != out->type) {
-    return;
+    return false;
   }
   // TFLite aligns tensor data to 64 bytes; so do we.
   const size_t size = (out->bytes + 63) / 64 * 64;
   std::unique_ptr<uint8_t, FreeDeleter> buffer(
       static_cast<uint8_t*>(std::aligned_alloc(64, size)));
-  if (!buffer) return;
+  if (!buffer) return false;
   if (!DecodePayload(payload, in->bytes, out->bytes, buffer.get(), out->bytes, nullptr)
            .ok()) {
-    return;
+    return false;
   }
   g_decode_count.fetch_add(1, std::memory_order_relaxed);
   g_held_bytes.fetch_add(size, std::memory_order_relaxed);
@@ -522,6 +539,7 @@ void DecodeEarly(TfLiteContext* context, DelegateData* data, int node_index,
   e.bytes = size;
   e.node = node_index;
   shared.producer[{context, output}] = node_index;
+  return true;
 }
 
 bool IsDecodeOp(const TfLiteRegistration* reg) {
@@ -550,6 +568,7 @@ TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
   }
   if (data != nullptr && data->probe) WriteProbe(context, plan);
   std::vector<int> claim;
+  std::vector<bool> decoded;  // by tensor: decoded above (DecodeEarly)
   for (int i = 0; i < plan->size; ++i) {
     TfLiteNode* node = nullptr;
     TfLiteRegistration* reg = nullptr;
@@ -557,14 +576,31 @@ TfLiteStatus DelegatePrepare(TfLiteContext* context, TfLiteDelegate* delegate) {
         kTfLiteOk) {
       return LayoutError(context, "GetNodeAndRegistration failed");
     }
-    if (!IsDecodeOp(reg)) continue;
+    if (!IsDecodeOp(reg)) {
+      const bool sparse_op = data != nullptr && data->sparse_kernels && reg != nullptr &&
+                             (reg->builtin_code == sparse::kBuiltinFullyConnected ||
+                              reg->builtin_code == sparse::kBuiltinConv2d) &&
+                             node->inputs != nullptr && node->inputs->size >= 2 &&
+                             node->inputs->size <= 3 && node->inputs->data[1] >= 0;
+      if (sparse_op) {
+        const size_t w = static_cast<size_t>(node->inputs->data[1]);
+        if (sparse::Claimable(context, node, reg, w < decoded.size() && decoded[w],
+                              data->sparse_max_density)) {
+          claim.push_back(plan->data[i]);
+        }
+      }
+      continue;
+    }
     if (!PlausibleArray(node->inputs, context->tensors_size) ||
         !PlausibleArray(node->outputs, context->tensors_size)) {
       return LayoutError(context, "a TFEDGE_DECODE node has implausible tensor lists");
     }
     claim.push_back(plan->data[i]);
     if (data != nullptr && data->constant_weights) {
-      DecodeEarly(context, data, plan->data[i], node);
+      if (DecodeEarly(context, data, plan->data[i], node)) {
+        decoded.resize(context->tensors_size, false);
+        decoded[node->outputs->data[0]] = true;
+      }
     }
   }
   if (claim.empty()) return kTfLiteOk;
@@ -603,7 +639,12 @@ extern "C" {
 // Options: "probe" = "1" records the graph as the delegate saw it (for the layout
 // pin test; see tfedge_delegate_probe_report). "constant_weights" = "0" turns off the
 // decoding at graph-partitioning time (weights are then decoded in Prepare into
-// persistent, non-constant tensors).
+// persistent, non-constant tensors). "sparse_kernels" = "0" leaves sparse
+// FULLY_CONNECTED / 1x1 CONV_2D layers to the stock dense kernels (default "1": the
+// delegate runs them with its sparse kernels, sparse_kernels.h; needs
+// constant_weights). "sparse_max_density" = a number overrides the break-even
+// densities (sparse_kernels.h kBreakEvenDensity, kConvBreakEvenDensity), for
+// measuring them.
 TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
     char** keys, char** values, size_t num_options, void (*report_error)(const char*)) {
   auto* data = new (std::nothrow) tfedge::DelegateData;
@@ -617,10 +658,15 @@ TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
       data->constant_weights = std::strcmp(v, "0") != 0;
     } else if (std::strcmp(k, "trusted") == 0) {
       data->trusted = std::strcmp(v, "1") == 0;
+    } else if (std::strcmp(k, "sparse_kernels") == 0) {
+      data->sparse_kernels = std::strcmp(v, "0") != 0;
+    } else if (std::strcmp(k, "sparse_max_density") == 0) {
+      data->sparse_max_density = std::strtod(v, nullptr);
     } else {
       if (report_error != nullptr) {
         std::string m = std::string("tfedge delegate: unknown option '") + k +
-                        "'; options are 'probe', 'constant_weights' and 'trusted'";
+                        "'; options are 'probe', 'constant_weights', 'trusted', "
+                        "'sparse_kernels' and 'sparse_max_density'";
         report_error(m.c_str());
       }
       delete data;
@@ -658,6 +704,16 @@ TFEDGE_EXPORT size_t tfedge_delegate_probe_report(char* buf, size_t len) {
 // pending a kernel); they are freed with the interpreter that uses them.
 TFEDGE_EXPORT uint64_t tfedge_delegate_held_bytes(void) {
   return tfedge::g_held_bytes.load(std::memory_order_relaxed);
+}
+
+// Sparse layers built (and of those, blocked ones), sparse operator runs, and
+// nanoseconds spent in those runs, in this process (sparse_kernels.h).
+TFEDGE_EXPORT void tfedge_sparse_stats(uint64_t* layers, uint64_t* blocked,
+                                       uint64_t* runs, uint64_t* nanos) {
+  if (layers != nullptr) *layers = tfedge::sparse::LayersBuilt();
+  if (blocked != nullptr) *blocked = tfedge::sparse::BlockedLayersBuilt();
+  if (runs != nullptr) *runs = tfedge::sparse::OpRuns();
+  if (nanos != nullptr) *nanos = tfedge::sparse::OpNanos();
 }
 
 // The number of payloads the TFEDGE_DECODE kernel has decoded in this process.
