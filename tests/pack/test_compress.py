@@ -128,8 +128,10 @@ def test_lossy_float_model_ratio(tflite_model):
     original = tflite_model("conv_f32")
     packed = tfedge.compress(original)
     assert len(original) / len(bytes(packed)) >= LOSSY_FILE_RATIO
-    rows = [t for t in packed.report.tensors if t.packed]
-    assert rows and all(t.bits and t.bits <= 8 for t in rows)
+    # Shared tensors take 8 bits or fewer; the search may keep others exact (packed
+    # losslessly, no `bits`) to stay within its margin of the tolerance.
+    shared = [t for t in packed.report.tensors if t.packed and t.bits]
+    assert shared and all(t.bits <= 8 for t in shared)
 
 
 def test_pruned_weights_shrink_losslessly(tflite_model):

@@ -17,6 +17,10 @@ pytest.importorskip(
 # Lossy TFLM output of the float conv model: 4-7 bit LUT indices (no Huffman, no sparse
 # index: TFLM decodes neither) give about 5x on its float32 weights, 3x on the file.
 TFLM_FILE_RATIO = 2.5
+# At the default tolerance (its search target, SEARCH_MARGIN of it, is 1%) the search
+# kept the conv model's kernels exact (measured: 1.005x); 4% gives the search the 2%
+# target these checks were written for.
+TFLM_TOLERANCE = 0.04
 
 
 def _tflm_outputs(model: bytes, samples):
@@ -35,7 +39,7 @@ def _ops(model: bytes) -> list[str]:
 @pytest.mark.parametrize("name", ["dense_f32", "conv_f32", "conv_int8"])
 def test_lossy_tflm_runs_in_tflm_within_tolerance(tflite_model, name):
     original = tflite_model(name)
-    packed = tfedge.compress(original, target="tflm")
+    packed = tfedge.compress(original, target="tflm", tolerance=TFLM_TOLERANCE)
     out = bytes(packed)
     assert "TFLM_DECODE" in _ops(out)
     samples = _samples(original)
@@ -45,15 +49,16 @@ def test_lossy_tflm_runs_in_tflm_within_tolerance(tflite_model, name):
     err = max(
         float(np.max(np.abs(g[0] - w[0]))) for g, w in zip(got, want, strict=True)
     )
-    # Measured on new samples (the report's drift used others): allow 2x.
-    assert err / scale <= 2 * packed.report.tolerance
+    # Measured on new samples (the report's drift used others): the search kept
+    # SEARCH_MARGIN of the tolerance in reserve for them.
+    assert err / scale <= packed.report.tolerance
     assert any("verified in TFLM's interpreter" in n for n in packed.report.notes)
     assert packed.report.tflm_scratch_bytes > 0
 
 
 def test_tflm_ratio(tflite_model):
     original = tflite_model("conv_f32")
-    packed = tfedge.compress(original, target="tflm")
+    packed = tfedge.compress(original, target="tflm", tolerance=TFLM_TOLERANCE)
     assert len(original) / len(bytes(packed)) >= TFLM_FILE_RATIO
     assert all(t.bits <= 7 for t in packed.report.tensors if t.packed)
 
