@@ -31,18 +31,22 @@ def load_fashion_mnist(channels_last: bool = False):
     return (x_tr, y_tr), (x_te, y_te)
 
 
+def mlp(keras, hidden: tuple[int, ...], name: str):
+    """A 28x28 -> 10 classifier: ReLU layers of the `hidden` widths (fc1, fc2, ...),
+    then a linear output layer."""
+    dense = [
+        keras.layers.Dense(w, activation="relu", name=f"fc{i}")
+        for i, w in enumerate(hidden, 1)
+    ]
+    out = keras.layers.Dense(10, name=f"fc{len(hidden) + 1}")
+    return keras.Sequential(
+        [keras.Input((28, 28)), keras.layers.Flatten(), *dense, out], name=name
+    )
+
+
 def lenet300(keras):
     """LeNet-300-100 (Deep Compression table 2): 784-300-100-10 fully connected."""
-    return keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(300, activation="relu", name="fc1"),
-            keras.layers.Dense(100, activation="relu", name="fc2"),
-            keras.layers.Dense(10, name="fc3"),
-        ],
-        name="lenet300",
-    )
+    return mlp(keras, (300, 100), "lenet300")
 
 
 def lenet5(keras):

@@ -97,16 +97,7 @@ def lenet300(keras):
 
 def mlp4m(keras):
     """784-2048-1280-10: 4.2M weights."""
-    return keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(2048, activation="relu", name="fc1"),
-            keras.layers.Dense(1280, activation="relu", name="fc2"),
-            keras.layers.Dense(10, name="fc3"),
-        ],
-        name="mlp4m",
-    )
+    return _common.mlp(keras, (2048, 1280), "mlp4m")
 
 
 def mobilenet_style(keras):
