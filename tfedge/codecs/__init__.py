@@ -5,6 +5,8 @@
 * `encode_stream` / `decode_stream` / `stream_size` / `stream_info`: fixed-width,
   canonical length-limited Huffman or interleaved rANS symbol streams (2.2, 2.3).
 * `rotate_left`: the bit rotation of the byte-planes value kind.
+* `MAX_CODEBOOK` / `MAX_LARGE_CODEBOOK`: the most codebook entries (256; 65535 for a
+  format-version-3 codebook of multi-byte elements).
 * `pack_bits` / `unpack_bits`: fixed-width bit packing, 1..8 bits, MSB first.
 * `code_lengths` / `canonical_codes` / `check_lengths`: Huffman code construction.
 * `kmeans_1d` / `quantize_error`: 1-D k-means weight sharing (Deep Compression).
@@ -20,12 +22,23 @@ from __future__ import annotations
 
 from tfedge.codecs._bitpack import pack_bits, unpack_bits
 from tfedge.codecs._crc import crc32
+from tfedge.codecs._decode import decode_payload
 from tfedge.codecs._ecsq import (
     RateDistortion,
     ecsq_1d,
     ecsq_search,
     rate_distortion,
     weighted_kmeans_1d,
+)
+from tfedge.codecs._encode import encode_payload, payload_size
+from tfedge.codecs._header import (
+    DEFAULT_MAX_DECODED,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    MAGIC,
+    TFLITE_ELEMENT_SIZES,
+    PayloadHeader,
+    read_header,
 )
 from tfedge.codecs._huffman import (
     MAX_CODE_LENGTH,
@@ -35,6 +48,9 @@ from tfedge.codecs._huffman import (
     huffman_decode,
     huffman_encode,
 )
+from tfedge.codecs._inspect import PayloadInfo, inspect_payload
+from tfedge.codecs._kind_bits import rotate_left
+from tfedge.codecs._kind_codebook import MAX_CODEBOOK, MAX_LARGE_CODEBOOK
 from tfedge.codecs._kmeans import QuantizeError, kmeans_1d, quantize_error
 from tfedge.codecs._limits import (
     EXPANSION_FLOOR,
@@ -42,29 +58,13 @@ from tfedge.codecs._limits import (
     MAX_BLOCK_SIZE,
     decoded_bound,
 )
-from tfedge.codecs._payload import (
-    DEFAULT_MAX_DECODED,
-    FORMAT_VERSION,
-    HEADER_SIZE,
-    MAGIC,
-    MAX_LARGE_CODEBOOK,
-    TFLITE_ELEMENT_SIZES,
-    PayloadHeader,
-    PayloadInfo,
-    decode_payload,
-    encode_payload,
-    entropy_bits,
-    inspect_payload,
-    payload_size,
-    read_header,
-    rotate_left,
-)
 from tfedge.codecs._sparse import positions_from_gaps, relative_index
 from tfedge.codecs._streams import (
     StreamInfo,
     decode_stream,
     default_block_size,
     encode_stream,
+    entropy_bits,
     stream_info,
     stream_size,
     stream_size_from_frequencies,
@@ -78,6 +78,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "MAX_BLOCK_SIZE",
+    "MAX_CODEBOOK",
     "MAX_LARGE_CODEBOOK",
     "MAX_CODE_LENGTH",
     "PayloadHeader",

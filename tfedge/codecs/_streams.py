@@ -629,3 +629,25 @@ def decode_stream(
             offset=info.data_offset,
         )
     return symbols, info.end
+
+
+def entropy_bits(symbols: np.ndarray, alphabet: int | None = None) -> float:
+    """Returns the Shannon entropy of `symbols` in bits per symbol (0 when empty).
+
+    Args:
+        symbols: non-negative integers.
+        alphabet: the alphabet size, when larger than max(symbols) + 1 (it does not
+            change the entropy; it only validates the symbols against it).
+    """
+    sym = np.asarray(symbols).reshape(-1)
+    if sym.size == 0:
+        return 0.0
+    if not np.issubdtype(sym.dtype, np.integer) or sym.min() < 0:
+        raise ValueError("Expected non-negative integer `symbols`.")
+    if alphabet is not None and sym.max() >= alphabet:
+        raise ValueError(
+            f"Expected `symbols` < alphabet={alphabet}. Received: max {int(sym.max())}"
+        )
+    counts = np.bincount(sym, minlength=alphabet or 0)
+    p = counts[counts > 0] / sym.size
+    return float(max(0.0, -np.sum(p * np.log2(p))))

@@ -38,8 +38,6 @@ _FLOAT_TYPES = frozenset(
     getattr(schema().TensorType, n)
     for n in ("FLOAT32", "FLOAT16", "BFLOAT16", "FLOAT64")
 )
-# The most entries of a codebook of format versions 1 and 2.
-_MAX_CODEBOOK = 256
 # Below this fraction of fill elements a sparse layout cannot beat a dense one.
 _SPARSE_MIN_FILL = 0.05
 # Exact zeros above this fraction are treated as pruned: lossy sharing keeps them exact.
@@ -126,7 +124,7 @@ def _codebook_options(
     return options
 
 
-def few_distinct(arr: np.ndarray, limit: int = 256) -> bool:
+def few_distinct(arr: np.ndarray, limit: int = codecs.MAX_CODEBOOK) -> bool:
     """Whether `arr` may have at most `limit` distinct values (a cheap sample check
     first)."""
     head = _uint_view(arr[:4096])
@@ -165,7 +163,9 @@ def _channel_layouts(shape, n: int) -> list[tuple[int, int]]:
     return layouts
 
 
-def channel_codebook(arr: np.ndarray, channels: int, run: int, limit: int = 256):
+def channel_codebook(
+    arr: np.ndarray, channels: int, run: int, limit: int = codecs.MAX_CODEBOOK
+):
     """Exact per-channel codebooks of `arr` (1-D) for `channels` channels of
     `run`-element runs, or None when a channel has more than `limit` distinct values (or
     the elements are wider than 4 bytes)."""
@@ -241,7 +241,7 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
     cands: list[dict] = []
     uniq, inverse = np.unique(u, return_inverse=True)
     inverse = inverse.reshape(-1)
-    if 0 < uniq.size <= _MAX_CODEBOOK or (
+    if 0 < uniq.size <= codecs.MAX_CODEBOOK or (
         size > 1 and uniq.size <= codecs.MAX_LARGE_CODEBOOK
     ):
         # Past 256 entries (format version 3): indices of 9 to 16 bits, rANS coded.

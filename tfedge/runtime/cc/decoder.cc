@@ -772,6 +772,41 @@ Status ReadRansTable(ByteReader table, int bits, int scale, uint32_t count,
 
 namespace {
 
+// The block offsets of a Huffman or rANS stream of `count` symbols in blocks of
+// `block_size` symbols (`what` in truncation errors): ceil(count / block_size) - 1
+// u32 offsets of blocks 1, 2, ..., ascending and at most `limit`, the data's size in
+// `unit`s (bits for Huffman, bytes for rANS), so every block starts inside the data.
+// `block` names a block in errors, which give the offending offset's byte offset.
+Status ReadBlockOffsets(ByteReader* r, const char* name, const char* what,
+                        const char* block, const char* unit, uint32_t count,
+                        uint32_t block_size, uint64_t limit, const uint8_t** offsets) {
+  const uint64_t blocks =
+      count == 0 ? 0 : (static_cast<uint64_t>(count) + block_size - 1) / block_size;
+  const uint64_t n_offsets = blocks == 0 ? 0 : blocks - 1;
+  const size_t offsets_offset = r->offset();
+  if (n_offsets * 4 > r->remaining()) {
+    return Status::Error(static_cast<int64_t>(offsets_offset),
+                         "truncated: %s stream needs %llu block offsets, %zu bytes "
+                         "left",
+                         name, static_cast<unsigned long long>(n_offsets),
+                         r->remaining());
+  }
+  TFEDGE_RETURN_IF_ERROR(r->Take(what, static_cast<size_t>(n_offsets * 4), offsets));
+  uint32_t prev = 0;
+  for (uint64_t i = 0; i < n_offsets; ++i) {
+    const uint32_t o = LoadLe32(*offsets + 4 * i);
+    if (o < prev || o > limit) {
+      return Status::Error(static_cast<int64_t>(offsets_offset + 4 * i),
+                           "%s stream: %s %llu starts at %s %u (previous %u, data has "
+                           "%llu %ss)",
+                           name, block, static_cast<unsigned long long>(i + 1), unit,
+                           o, prev, static_cast<unsigned long long>(limit), unit);
+    }
+    prev = o;
+  }
+  return Status::Ok();
+}
+
 // The rANS part of a stream (after coding, bits, count and data size).
 Status OpenRans(ByteReader* r, const char* name, int64_t start, int bits,
                 uint32_t count, uint32_t data_size,
@@ -800,32 +835,10 @@ Status OpenRans(ByteReader* r, const char* name, int64_t start, int bits,
   std::vector<uint32_t> freqs;
   TFEDGE_RETURN_IF_ERROR(ReadRansTable(ByteReader(table, table_size, table_offset),
                                        bits, scale, count, &freqs));
-  const uint64_t blocks =
-      count == 0 ? 0 : (static_cast<uint64_t>(count) + block_size - 1) / block_size;
-  const uint64_t n_offsets = blocks == 0 ? 0 : blocks - 1;
-  const size_t offsets_offset = r->offset();
-  if (n_offsets * 4 > r->remaining()) {
-    return Status::Error(static_cast<int64_t>(offsets_offset),
-                         "truncated: %s stream needs %llu block offsets, %zu bytes "
-                         "left",
-                         name, static_cast<unsigned long long>(n_offsets),
-                         r->remaining());
-  }
   const uint8_t* offsets = nullptr;
-  TFEDGE_RETURN_IF_ERROR(
-      r->Take("rANS block offsets", static_cast<size_t>(n_offsets * 4), &offsets));
-  uint32_t prev = 0;
-  for (uint64_t i = 0; i < n_offsets; ++i) {
-    const uint32_t o = LoadLe32(offsets + 4 * i);
-    if (o < prev || o > data_size) {
-      return Status::Error(static_cast<int64_t>(offsets_offset + 4 * i),
-                           "%s stream: rANS block %llu starts at byte %u (previous "
-                           "%u, data has %u bytes)",
-                           name, static_cast<unsigned long long>(i + 1), o, prev,
-                           data_size);
-    }
-    prev = o;
-  }
+  TFEDGE_RETURN_IF_ERROR(ReadBlockOffsets(r, name, "rANS block offsets", "rANS block",
+                                          "byte", count, block_size, data_size,
+                                          &offsets));
   const size_t data_offset = r->offset();
   const uint8_t* data = nullptr;
   TFEDGE_RETURN_IF_ERROR(r->Take("stream data", data_size, &data));
@@ -906,33 +919,11 @@ Status OpenStream(ByteReader* r, const char* name, uint64_t max_count,
                            "(every code takes at least one bit)",
                            name, count, data_size);
     }
-    const uint64_t blocks =
-        count == 0 ? 0 : (static_cast<uint64_t>(count) + block_size - 1) / block_size;
-    const uint64_t n_offsets = blocks == 0 ? 0 : blocks - 1;
-    const size_t offsets_offset = r->offset();
-    if (n_offsets * 4 > r->remaining()) {
-      return Status::Error(static_cast<int64_t>(offsets_offset),
-                           "truncated: %s stream needs %llu block offsets, %zu bytes "
-                           "left",
-                           name, static_cast<unsigned long long>(n_offsets),
-                           r->remaining());
-    }
     const uint8_t* offsets = nullptr;
-    TFEDGE_RETURN_IF_ERROR(
-        r->Take("Huffman block offsets", static_cast<size_t>(n_offsets * 4), &offsets));
-    uint32_t prev = 0;
-    const uint64_t data_bits = static_cast<uint64_t>(data_size) * 8;
-    for (uint64_t i = 0; i < n_offsets; ++i) {
-      const uint32_t o = LoadLe32(offsets + 4 * i);
-      if (o < prev || o > data_bits) {
-        return Status::Error(static_cast<int64_t>(offsets_offset + 4 * i),
-                             "%s stream: block %llu starts at bit %u (previous %u, "
-                             "data has %llu bits)",
-                             name, static_cast<unsigned long long>(i + 1), o, prev,
-                             static_cast<unsigned long long>(data_bits));
-      }
-      prev = o;
-    }
+    TFEDGE_RETURN_IF_ERROR(ReadBlockOffsets(r, name, "Huffman block offsets", "block",
+                                            "bit", count, block_size,
+                                            static_cast<uint64_t>(data_size) * 8,
+                                            &offsets));
     const size_t data_offset = r->offset();
     const uint8_t* data = nullptr;
     TFEDGE_RETURN_IF_ERROR(r->Take("stream data", data_size, &data));
