@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from tfedge._checks import check_int, top1_accuracy
+from tfedge._checks import check_int, check_sharing_bits, top1_accuracy
 from tfedge._progress import resolve_verbose, stage
 from tfedge.errors import PackError
 from tfedge.pack._verify import tflite_metric
@@ -940,8 +940,6 @@ def _check_sparsity(sparsity: SparsitySpec, prunable: list[str]) -> dict | None:
 def _check_bits(bits, names: list[str]) -> None:
     """Validates an int or dict `bits` before any training (`share_weights` does it
     again, after pruning)."""
-    from tfedge.keras._weight_sharing import _check_bits as check
-
     if bits is None or callable(bits):
         return
     if isinstance(bits, Mapping):
@@ -951,9 +949,9 @@ def _check_bits(bits, names: list[str]) -> None:
                     f"`bits` names layer {name!r}, which is not in the model. Layers: "
                     f"{names}"
                 )
-            check(b, f"bits[{name!r}]")
+            check_sharing_bits(b, f"bits[{name!r}]")
         return
-    check(bits)
+    check_sharing_bits(bits)
 
 
 def _check_float_closed(value, name: str) -> float:
