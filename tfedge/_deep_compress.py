@@ -398,7 +398,7 @@ def _fixed_width_bytes(values: np.ndarray, ttype: int) -> int:
                 )
             )
         )
-    if uniq.size <= 256:
+    if uniq.size <= codecs.MAX_CODEBOOK:
         book = dict(
             value_kind="codebook", codebook=uniq.view(values.dtype), indices=inverse
         )
@@ -596,8 +596,9 @@ def deep_compress(
         prune_epochs: epochs of pruning and retraining in all (>= 1).
         bits: weight-sharing bits as in `tfedge.keras.share_weights`: None for the
             paper's 8 for convolutions and 5 for the rest, except 7 for a pruned
-            convolution (the packed codebook holds at most 256 values, and a pruned
-            layer's holds its zero too); an int; a dict; a callable.
+            convolution (8-bit, Huffman-coded indices address at most 256 values,
+            and a pruned layer's codebook holds its zero too), and fewer for a layer
+            with fewer distinct non-zero weights; an int; a dict; a callable.
         init: centroid initialisation, "linear" (the paper's), "density" or "random"
             (not for "hessian" and "ecsq").
         method: how the shared values are chosen before fine-tuning, as in
@@ -859,23 +860,23 @@ def deep_compress(
     )
 
 
-# The packed format's codebook holds at most 256 entries, and a pruned layer's
-# codebook also holds its zero: 2^8 shared values plus zero would not fit (and would
-# be stored raw).
-_MAX_CODEBOOK = 256
-
-
 def _default_bits(pruned_layers: set[str]) -> Callable:
     """The paper's bits (8 conv, 5 fc), 7 for a pruned layer whose 2^8 values + 0 would
-    not fit the format's codebook, and fewer for a layer with fewer distinct non-zero
-    weights than that: just enough bits to hold each of them (so that no centroid
-    is wasted, and share_weights has nothing to warn about)."""
+    not fit a codebook of 8-bit indices, and fewer for a layer with fewer distinct
+    non-zero weights than that: just enough bits to hold each of them (so that no
+    centroid is wasted, and share_weights has nothing to warn about).
+
+    A pruned layer's codebook also holds its zero. Past `codecs.MAX_CODEBOOK` (256)
+    entries the indices take 9 bits or more, which only rANS codes (format version
+    3): no Huffman coding, the paper's third stage, for that layer.
+    """
+    from tfedge.codecs import MAX_CODEBOOK
     from tfedge.keras._kernel_swap import kernel_variable, to_numpy
     from tfedge.keras._weight_sharing import default_bits
 
     def pick(layer) -> int:
         b = default_bits(layer)
-        if layer.name in pruned_layers and 2**b + 1 > _MAX_CODEBOOK:
+        if layer.name in pruned_layers and 2**b + 1 > MAX_CODEBOOK:
             b -= 1
         kernel = kernel_variable(layer)
         if kernel is not None:
