@@ -25,31 +25,23 @@ size and accuracy. Sizes of the intermediate stages follow the paper's accountin
 "pruned" stores the surviving float32 values with a fixed-width relative index, "shared"
 stores fixed-width codebook indices with the same index; both are exact payload sizes of
 tfedge's format (fixed-width streams) in a file with the same graph as the final one.
+
+The modules, one per concept, in the pipeline's order: `_options` (the arguments,
+checked before any training), `_training` (data, compiling, fitting, measuring and
+converting each stage's model), `_prune`, `_share` and `_pack` (the three stages),
+`_report` (the stages' sizes and the per-tensor rows), `_result` (what is returned) and
+`_pipeline` (`deep_compress` itself, the stages in order).
 """
 
-from tfedge._deep_compress._pipeline import (
-    DEFAULT_MAX_LOSS as DEFAULT_MAX_LOSS,
+# The defaults and types of `deep_compress`'s signature stay attributes of this module,
+# as they were of the single module it was.
+from tfedge._deep_compress._options import OptimizerSpec, SparsitySpec  # noqa: F401
+from tfedge._deep_compress._pipeline import deep_compress
+from tfedge._deep_compress._prune import (  # noqa: F401
+    DEFAULT_MAX_LOSS,
+    SENSITIVITY_SPARSITIES,
 )
-from tfedge._deep_compress._pipeline import (
-    HESSIAN_BATCHES as HESSIAN_BATCHES,
-)
-from tfedge._deep_compress._pipeline import (
-    SENSITIVITY_SPARSITIES as SENSITIVITY_SPARSITIES,
-)
-from tfedge._deep_compress._pipeline import (
-    DeepCompressed,
-    LayerRow,
-    Stage,
-    deep_compress,
-)
-from tfedge._deep_compress._pipeline import (
-    OptimizerSpec as OptimizerSpec,
-)
-from tfedge._deep_compress._pipeline import (
-    SparsitySpec as SparsitySpec,
-)
-from tfedge._deep_compress._pipeline import (
-    _default_bits as _default_bits,
-)
+from tfedge._deep_compress._result import DeepCompressed, LayerRow, Stage
+from tfedge._deep_compress._share import HESSIAN_BATCHES  # noqa: F401
 
 __all__ = ["DeepCompressed", "LayerRow", "Stage", "deep_compress"]
