@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tfedge._deep_compress._result import STAGE_NAMES, LayerRow, Stage
+from tfedge._deep_compress._training import sublayers
 from tfedge.errors import PackError
 
 __all__ = ["layer_rows", "stage_rows", "weight_bytes"]
@@ -47,8 +48,6 @@ def stage_rows(snapshots, packed, packed_accuracy: float) -> list[Stage]:
 def layer_rows(packed, model, shared_bits: dict[str, int]) -> list[LayerRow]:
     """One `LayerRow` per packed tensor of `packed`, the file of the final `model`
     whose layers were shared with `shared_bits` (layer name: bits)."""
-    from tfedge._deep_compress._training import sublayers
-
     return _payload_rows(
         bytes(packed),
         packed.report,

@@ -18,6 +18,7 @@ import numpy as np
 
 from tfedge._deep_compress._prune import pruned_layers
 from tfedge._deep_compress._training import sublayers
+from tfedge.codecs import MAX_CODEBOOK
 
 __all__ = ["HESSIAN_BATCHES", "share"]
 
@@ -75,23 +76,23 @@ def share(pruned, targets: dict[str, float], options, training):
     return tk.strip(sharing), chosen_bits
 
 
-def _default_bits(pruned_layers: set[str]) -> Callable:
-    """The paper's bits (8 conv, 5 fc), 7 for a pruned layer whose 2^8 values + 0 would
-    not fit a codebook of 8-bit indices, and fewer for a layer with fewer distinct
-    non-zero weights than that: just enough bits to hold each of them (so that no
-    centroid is wasted, and share_weights has nothing to warn about).
+def _default_bits(pruned: set[str]) -> Callable:
+    """`bits` for `share_weights` given the `pruned` layers' names: the paper's bits
+    (8 conv, 5 fc), 7 for a pruned layer whose 2^8 values + 0 would not fit a codebook
+    of 8-bit indices, and fewer for a layer with fewer distinct non-zero weights than
+    that: just enough bits to hold each of them (so that no centroid is wasted, and
+    share_weights has nothing to warn about).
 
     A pruned layer's codebook also holds its zero. Past `codecs.MAX_CODEBOOK` (256)
     entries the indices take 9 bits or more, which only rANS codes (format version
     3): no Huffman coding, the paper's third stage, for that layer.
     """
-    from tfedge.codecs import MAX_CODEBOOK
     from tfedge.keras._kernel_swap import kernel_variable, to_numpy
     from tfedge.keras._weight_sharing import default_bits
 
     def pick(layer) -> int:
         b = default_bits(layer)
-        if layer.name in pruned_layers and 2**b + 1 > MAX_CODEBOOK:
+        if layer.name in pruned and 2**b + 1 > MAX_CODEBOOK:
             b -= 1
         kernel = kernel_variable(layer)
         if kernel is not None:
