@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import tfedge
-from tfedge._checks import check_tolerance
+from tfedge._checks import check_sharing_bits, check_tolerance
 
 # (written, read as)
 TOLERANCES = [
@@ -62,3 +62,19 @@ def test_bad_tolerance_through_compress(tflite_model, written, words):
 def test_zero_tolerance_is_fine_when_lossless(tflite_model):
     packed = tfedge.compress(tflite_model("dense_f32"), tolerance=0, lossless=True)
     assert packed.report.lossless
+
+
+# (written, read as, or None for an error): weight-sharing bits, shared by
+# `tfedge.keras.share_weights` and `tfedge.deep_compress`.
+SHARING_BITS = [(1, 1), (5, 5), (8, 8), (0, None), (9, None), (True, None), (4.0, None)]
+
+
+@pytest.mark.parametrize(
+    "written,value", SHARING_BITS, ids=[repr(b) for b, _ in SHARING_BITS]
+)
+def test_sharing_bits(written, value):
+    if value is None:
+        with pytest.raises(ValueError, match=r"`bits\['fc'\]` to be an integer in"):
+            check_sharing_bits(written, "bits['fc']")
+    else:
+        assert check_sharing_bits(written) == value

@@ -297,7 +297,7 @@ def test_model_without_prunable_layer():
 
 
 def test_default_bits_fit_the_codebook_with_the_zero():
-    from tfedge._deep_compress import _default_bits
+    from tfedge._deep_compress._share import _default_bits
 
     conv = keras.layers.Conv2D(4, 3, name="c")
     dense = keras.layers.Dense(4, name="d")
@@ -309,7 +309,7 @@ def test_default_bits_fit_the_codebook_with_the_zero():
 
 
 def test_default_bits_hold_each_distinct_value_once():
-    from tfedge._deep_compress import _default_bits
+    from tfedge._deep_compress._share import _default_bits
 
     conv = keras.layers.Conv2D(8, 3, name="conv1")
     conv.build((None, 8, 8, 1))

@@ -23,6 +23,26 @@ def check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+# Weight-sharing bits: 2^bits shared values per layer, indices of at most one byte.
+MIN_SHARING_BITS, MAX_SHARING_BITS = 1, 8
+
+
+def check_sharing_bits(bits, where: str = "bits") -> int:
+    """Weight-sharing `bits` (2^bits shared values per layer) as an int, or a
+    Keras-style ValueError naming `where` when it is not an integer in [1, 8]."""
+    if (
+        isinstance(bits, bool)
+        or not isinstance(bits, numbers.Integral)
+        or not MIN_SHARING_BITS <= int(bits) <= MAX_SHARING_BITS
+    ):
+        raise ValueError(
+            f"Expected `{where}` to be an integer in [{MIN_SHARING_BITS}, "
+            f"{MAX_SHARING_BITS}] (2^bits shared values per layer). "
+            f"Received: {where}={bits!r}"
+        )
+    return int(bits)
+
+
 def top1_accuracy(y_true, y_pred) -> float:
     """Top-1 accuracy of predictions against integer labels, one-hot labels, or (for a
     single output column) binary labels with a decision at 0."""

@@ -43,6 +43,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfedge._checks import MAX_SHARING_BITS, check_sharing_bits
 from tfedge.keras import _kernel_swap
 
 __all__ = [
@@ -66,7 +67,6 @@ _CONV_TYPES = (
     keras.layers.Conv3DTranspose,
 )
 _INITS = ("linear", "density", "random")
-_MIN_BITS, _MAX_BITS = 1, 8
 METHODS = ("kmeans", "hessian", "ecsq")
 # The entropy target of `method="ecsq", rate=None`: this many bits below the
 # fixed-width index, and never below _MIN_TARGET_BITS.
@@ -88,19 +88,6 @@ def default_bits(layer: keras.layers.Layer) -> int:
         if isinstance(layer, _CONV_TYPES)
         else DEFAULT_BITS["dense"]
     )
-
-
-def _check_bits(bits, where: str = "bits") -> int:
-    if (
-        isinstance(bits, bool)
-        or not isinstance(bits, numbers.Integral)
-        or not _MIN_BITS <= int(bits) <= _MAX_BITS
-    ):
-        raise ValueError(
-            f"Expected `{where}` to be an integer in [{_MIN_BITS}, {_MAX_BITS}] "
-            f"(2^bits shared values per layer). Received: {where}={bits!r}"
-        )
-    return int(bits)
 
 
 def _check_init(init) -> str:
@@ -134,12 +121,12 @@ def _check_method(method, rate, target_bits, init):
         if (
             isinstance(target_bits, bool)
             or not isinstance(target_bits, numbers.Real)
-            or not 0 < target_bits <= _MAX_BITS
+            or not 0 < target_bits <= MAX_SHARING_BITS
         ):
             raise ValueError(
-                f"Expected `target_bits` to be None or a number in (0, {_MAX_BITS}] "
-                "(index entropy per non-zero weight). Received: "
-                f"target_bits={target_bits!r}"
+                "Expected `target_bits` to be None or a number in "
+                f"(0, {MAX_SHARING_BITS}] (index entropy per non-zero weight). "
+                f"Received: target_bits={target_bits!r}"
             )
         target_bits = float(target_bits)
     if method != "ecsq" and (rate is not None or target_bits is not None):
@@ -302,7 +289,7 @@ class WeightSharingWrapper(keras.layers.Wrapper):
                 "Expected `layer` to be a Keras layer with a kernel. Received: "
                 f"layer={layer!r}"
             )
-        self.bits = _check_bits(bits)
+        self.bits = check_sharing_bits(bits)
         self.init = _check_init(init)
         self.seed = _check_seed(seed)
         self.method, self.rate, self.target_bits = _check_method(
@@ -573,9 +560,11 @@ def share_weights(
     options = dict(init=init, seed=seed, method=method, rate=rate)
     options["target_bits"] = target_bits
     if isinstance(bits, Mapping):
-        bits = {name: _check_bits(b, f"bits[{name!r}]") for name, b in bits.items()}
+        bits = {
+            name: check_sharing_bits(b, f"bits[{name!r}]") for name, b in bits.items()
+        }
     elif bits is not None and not callable(bits):
-        bits = _check_bits(bits)
+        bits = check_sharing_bits(bits)
 
     if isinstance(model_or_layer, keras.layers.Layer) and not isinstance(
         model_or_layer, keras.Model
@@ -614,7 +603,7 @@ def share_weights(
         for layer in candidates:
             b = bits(layer)
             if b is not None:
-                per_layer[id(layer)] = _check_bits(b, f"bits({layer.name!r})")
+                per_layer[id(layer)] = check_sharing_bits(b, f"bits({layer.name!r})")
     else:
         per_layer = {
             id(lyr): default_bits(lyr) if bits is None else bits for lyr in candidates
