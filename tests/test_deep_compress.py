@@ -252,7 +252,10 @@ BAD_INPUT = {
     ),
     "train_not_tuple": (lambda m: dict(train_data=_XY[0]), "tuple \\(x, y\\)"),
     "sparsity_one": (lambda m: dict(sparsity=1.0), "sparsity"),
-    "sparsity_unknown_layer": (lambda m: dict(sparsity={"nope": 0.5}), "'nope'"),
+    "sparsity_unknown_layer": (
+        lambda m: dict(sparsity={"nope": 0.5}),
+        "'nope'.*Prunable layers: \\['",
+    ),
     "bits_nine": (lambda m: dict(bits=9), "bits"),
     "bits_unknown_layer": (lambda m: dict(bits={"nope": 4}), "'nope'"),
     "sparsity_all_zero": (lambda m: dict(sparsity=0.0), "prunes no layer"),

@@ -187,7 +187,7 @@ def _check_sparsity(sparsity: SparsitySpec, prunable: list[str]) -> dict | None:
             if name not in prunable:
                 raise ValueError(
                     f"`sparsity` names layer {name!r}, which is not a prunable layer "
-                    "of the model. Prunable layers: {prunable}"
+                    f"of the model. Prunable layers: {prunable}"
                 )
             out[name] = _check_float_closed(s, f"sparsity[{name!r}]")
         return out
