@@ -1,16 +1,20 @@
 """Shared by the scripts in this folder (never imported by the library).
 
-Real data loading, the paper's reference models, the machine/version banner every table
-prints, markdown tables and --json output.
+Real data loading, the paper's reference models, how they are compiled, converted and
+scored, the command line and machine/version banner every table prints, markdown tables
+and --json output.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -65,6 +69,55 @@ def lenet5(keras):
         ],
         name="lenet5",
     )
+
+
+def compile_classifier(keras, model, lr=1e-3, *, metrics=("accuracy",), **kwargs):
+    """Compiles a logits classifier as every script trains one: Adam at `lr` (a float
+    or a schedule), sparse categorical cross-entropy from logits, `metrics`; further
+    keyword arguments go to `compile` (`steps_per_execution`). Returns the model."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=list(metrics) or None,
+        **kwargs,
+    )
+    return model
+
+
+def accuracy(model, x, y, batch_size: int = 500) -> float:
+    """Top-1 accuracy of a Keras logits classifier on (x, y)."""
+    logits = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    return float(np.mean(np.argmax(logits, axis=1) == y))
+
+
+def convert_quiet(converter) -> bytes:
+    """converter.convert(), whose SavedModel signature printout is kept off the
+    tables."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def to_tflite(model, int8_from=None) -> bytes:
+    """The .tflite of a Keras model by the stock converter, quietly: float, or with
+    `int8_from` (float inputs, one representative sample per row) full-integer int8
+    post-training quantization."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8_from is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [np.asarray(int8_from[i : i + 1], np.float32)]
+            for i in range(len(int8_from))
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return convert_quiet(converter)
+
+
+def command_line() -> str:
+    """How this script was run, for the banner: `python scripts/NAME.py ARGS`."""
+    name = os.path.basename(sys.argv[0])
+    return " ".join(["python", f"scripts/{name}", *sys.argv[1:]])
 
 
 def machine_banner() -> dict:

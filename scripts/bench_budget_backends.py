@@ -45,7 +45,7 @@ def _child(backend: str) -> dict:
     """One backend's row (runs in a process whose KERAS_BACKEND is `backend`)."""
     import keras
     import numpy as np
-    from _common import lenet5, load_fashion_mnist
+    from _common import compile_classifier, lenet5, load_fashion_mnist
 
     from tfedge.budget import _plan, analyze
 
@@ -57,10 +57,7 @@ def _child(backend: str) -> dict:
     train = order[FLAGS.val_images : FLAGS.val_images + FLAGS.train_images]
     keras.utils.set_random_seed(0)
     model = lenet5(keras)
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    compile_classifier(keras, model, metrics=())
     model.fit(x[train], y[train], epochs=1, batch_size=128, verbose=0)
 
     t0 = time.perf_counter()

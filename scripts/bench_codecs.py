@@ -211,9 +211,7 @@ def trained_weights() -> dict[str, dict[str, np.ndarray]]:
     ):
         (x, y), _ = _common.load_fashion_mnist(channels_last=channels)
         model = build(keras)
-        model.compile(
-            "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        )
+        _common.compile_classifier(keras, model, metrics=())
         model.fit(x, y, batch_size=128, epochs=FLAGS.epochs, verbose=0)
         out[name] = {
             layer.name: layer.get_weights()[0]

@@ -21,8 +21,6 @@ Usage: python scripts/bench_decoder.py [--json PATH] [--big_params 25000000]
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
 import time
@@ -32,12 +30,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 from _common import (
+    compile_classifier,
     lenet5,
     lenet300,
     load_fashion_mnist,
     markdown_table,
     median_time,
     print_banner,
+    to_tflite,
     write_json,
 )
 from absl import app, flags, logging
@@ -66,24 +66,12 @@ def _prune(model, sparsity: float) -> None:
             layer.set_weights(weights)
 
 
-def _convert(model) -> bytes:
-    import tensorflow as tf
-
-    # The converter prints its SavedModel signature; keep the tables clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
 def _trained(build, x, y, channels_last=False):
     import keras
 
     keras.utils.set_random_seed(0)
     model = build(keras)
-    model.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    compile_classifier(keras, model)
     model.fit(x, y, epochs=_EPOCHS.value, batch_size=128, verbose=0)
     return model
 
@@ -363,13 +351,13 @@ def main(argv):
         m = _trained(build, xs[0], y_tr)
         if name == "LeNet-300-100":
             # Unpruned too, lossy (dense codebook) and lossless (raw bytes, Huffman).
-            dense = _convert(m)
+            dense = to_tflite(m)
             unpruned["shared"] = bytes(tfedge.compress(dense, progress=False))
             unpruned["lossless"] = bytes(
                 tfedge.compress(dense, lossless=True, progress=False)
             )
         _prune(m, _SPARSITY)
-        plain = _convert(m)
+        plain = to_tflite(m)
         packed = bytes(
             tfedge.compress(plain, representative_data=xs[1][:64], progress=False)
         )
@@ -379,7 +367,7 @@ def main(argv):
     big = _big_model(_BIG.value)
     _prune(big, _SPARSITY)
     big_params = big.count_params()
-    big_plain = _convert(big)
+    big_plain = to_tflite(big)
     t0 = time.perf_counter()
     big_packed = bytes(tfedge.compress(big_plain, progress=False))
     pack_seconds = time.perf_counter() - t0

@@ -77,22 +77,14 @@ def time_fit(keras, tk, data, steps_per_epoch):
     keras.utils.set_random_seed(0)
     plain = _common.lenet300(keras)
     spe = FLAGS.steps_per_execution
-    plain.compile(
-        "adam",
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        steps_per_execution=spe,
-    )
+    _common.compile_classifier(keras, plain, metrics=(), steps_per_execution=spe)
 
     keras.utils.set_random_seed(0)
     ours = tk.prune(
         _common.lenet300(keras),
         schedule=tk.PolynomialDecay(0.0, 0.9, 0, end, frequency=frequency),
     )
-    ours.compile(
-        "adam",
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        steps_per_execution=spe,
-    )
+    _common.compile_classifier(keras, ours, metrics=(), steps_per_execution=spe)
 
     import tensorflow_model_optimization as tfmot
     import tf_keras
@@ -177,12 +169,6 @@ def allocate(tk, table, counts: dict, target: float) -> dict:
     return chosen
 
 
-def accuracy(model, x, y) -> float:
-    return float(
-        np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == y)
-    )
-
-
 def accuracy_runs(keras, tk, data, steps_per_epoch):
     (x, y), (x_test, y_test) = data
     n_val = min(5000, len(x) // 6)
@@ -193,7 +179,7 @@ def accuracy_runs(keras, tk, data, steps_per_epoch):
     dense = _common.lenet300(keras)
     dense.compile(keras.optimizers.Adam(1e-3), loss)
     dense.fit(x_tr, y_tr, batch_size=FLAGS.batch, epochs=FLAGS.dense_epochs, verbose=0)
-    dense_acc = accuracy(dense, x_test, y_test)
+    dense_acc = _common.accuracy(dense, x_test, y_test, 1024)
     counts = {
         name: dense.get_layer(name).kernel.shape[0]
         * dense.get_layer(name).kernel.shape[1]
@@ -233,7 +219,7 @@ def accuracy_runs(keras, tk, data, steps_per_epoch):
                 for w in one_shot.layers:
                     if isinstance(w, tk.PruningWrapper):
                         w.prune_now(per_layer[w.name])
-                shot_acc = accuracy(one_shot, x_test, y_test)
+                shot_acc = _common.accuracy(one_shot, x_test, y_test, 1024)
                 keras.utils.set_random_seed(0)
                 model = tk.prune(dense, schedule=schedule, criterion=criterion, **extra)
                 model.compile(keras.optimizers.Adam(5e-4), loss)
@@ -257,7 +243,7 @@ def accuracy_runs(keras, tk, data, steps_per_epoch):
                         "fc1/fc2/fc3": "/".join(f"{per_layer[n]:.3f}" for n in counts),
                         "weights kept": sum(counts.values()) - zeros,
                         "one-shot acc": shot_acc,
-                        "retrained acc": accuracy(plain, x_test, y_test),
+                        "retrained acc": _common.accuracy(plain, x_test, y_test, 1024),
                     }
                 )
     return dense_acc, rows, tables
@@ -269,10 +255,9 @@ def main(argv):
 
     import tfedge.keras as tk
 
-    command = "python " + " ".join(sys.argv)
     banner = _common.print_banner(
         "Pruning in model.fit: fit time and LeNet-300-100 accuracy (Fashion-MNIST)",
-        command,
+        _common.command_line(),
     )
     (x, y), (x_test, y_test) = _common.load_fashion_mnist()
     if FLAGS.quick:

@@ -170,14 +170,6 @@ def _convert(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def _compile(model, keras):
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-
-
 def _predict(interp, x, batch=500) -> np.ndarray:
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     preds = []
@@ -241,7 +233,7 @@ def bench_model(
     if channels_last:
         x_tr, x_te = x_tr[..., None], x_te[..., None]
     model = build(keras)
-    _compile(model, keras)
+    _common.compile_classifier(keras, model)
     model.fit(x_tr, y_tr, epochs=epochs, batch_size=128, verbose=0)
     rows, layer_time = [], []
     for sparsity in sparsities:
@@ -252,7 +244,7 @@ def bench_model(
             else:
                 schedule = ConstantSparsity(sparsity, begin_step=0, frequency=10**9)
             pruned = tfedge.keras.prune(model, schedule=schedule, block_size=block)
-            _compile(pruned, keras)
+            _common.compile_classifier(keras, pruned)
             pruned.fit(x_tr, y_tr, epochs=ft, batch_size=128, verbose=0)
             plain = _convert(tfedge.keras.strip(pruned))
             packed = bytes(tfedge.compress(plain, lossless=True))

@@ -19,8 +19,6 @@ Usage:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import subprocess
@@ -34,10 +32,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 from _common import (
+    compile_classifier,
     lenet300,
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    to_tflite,
     write_json,
 )
 from absl import app, flags, logging
@@ -50,13 +50,6 @@ _SPARSITY = 0.9  # magnitude pruning before packing (Deep Compression's regime)
 
 ROOT = Path(__file__).resolve().parents[1]
 JAVA_SOURCES = ROOT / "android_demo" / "unpacker" / "src" / "main" / "java"
-
-
-def _convert(model) -> bytes:
-    import tensorflow as tf
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def _prune(model, sparsity: float) -> None:
@@ -75,10 +68,7 @@ def _lenet(x, y):
 
     keras.utils.set_random_seed(0)
     model = lenet300(keras)
-    model.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    compile_classifier(keras, model, metrics=())
     model.fit(x, y, epochs=_EPOCHS.value, batch_size=128, verbose=0)
     return model
 
@@ -107,12 +97,12 @@ def _files(work: Path) -> dict[str, Path]:
     x_tr = x_tr.astype(np.float32) / 255.0
     logging.info("training LeNet-300-100 on Fashion-MNIST")
     lenet = _lenet(x_tr, y_tr)
-    dense_plain = _convert(lenet)
+    dense_plain = to_tflite(lenet)
     _prune(lenet, _SPARSITY)
-    pruned_plain = _convert(lenet)
+    pruned_plain = to_tflite(lenet)
     big = _big_mlp(_BIG.value)
     _prune(big, _SPARSITY)
-    big_plain = _convert(big)
+    big_plain = to_tflite(big)
     calib = x_tr[:8]
     variants = {
         "lenet300-pruned10%": lambda: tfedge.compress(

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
+    compile_classifier,
     lenet5,
     lenet300,
     load_fashion_mnist,
@@ -87,11 +88,7 @@ def main(argv):
         val, train = order[: FLAGS.val_images], order[FLAGS.val_images :]
         keras.utils.set_random_seed(FLAGS.seed)
         model = build(keras)
-        model.compile(
-            keras.optimizers.Adam(1e-3),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
+        compile_classifier(keras, model)
         t0 = time.time()
         model.fit(
             x_tr[train],

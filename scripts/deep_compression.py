@@ -42,9 +42,7 @@ across thread schedules, so accuracies move by about 0.1-0.3 points between runs
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
 import os
 import sys
 import time
@@ -54,12 +52,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
+    command_line,
+    compile_classifier,
+    convert_quiet,
     lenet5,
     lenet300,
     load_fashion_mnist,
     markdown_table,
     print_banner,
     tflite_accuracy,
+    to_tflite,
     write_json,
 )
 from absl import app, flags, logging  # noqa: E402
@@ -129,30 +131,15 @@ def parse_sparsity(text: str) -> dict[str, float] | None:
     return out
 
 
-def convert_quiet(converter) -> bytes:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
-
-
 def gzip9(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
 def int8_ptq(model, x_train) -> bytes:
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(FLAGS.seed)
-    calib = x_train[rng.choice(len(x_train), 200, replace=False)]
-
-    def representative():
-        for i in range(len(calib)):
-            yield [calib[i : i + 1].astype(np.float32)]
-
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return convert_quiet(conv)
+    return to_tflite(
+        model, int8_from=x_train[rng.choice(len(x_train), 200, replace=False)]
+    )
 
 
 def tf_keras_copy(model, builder):
@@ -261,7 +248,6 @@ def deep_compress(*args, **kwargs):
 
 def run_net(name: str, data_all):
     import keras
-    import tensorflow as tf
 
     import tfedge
 
@@ -276,21 +262,16 @@ def run_net(name: str, data_all):
 
     keras.utils.set_random_seed(FLAGS.seed)
     model = builder(keras)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    compile_classifier(keras, model)
     t0 = time.perf_counter()
     model.fit(x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0)
     logging.info("%s: float trained in %.0f s", name, time.perf_counter() - t0)
     weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in model.weights)
 
-    float_tflite = convert_quiet(tf.lite.TFLiteConverter.from_keras_model(model))
+    float_tflite = to_tflite(model)
 
     def keras_acc(m) -> float:
-        pred = m.predict(x_te, batch_size=1000, verbose=0)
-        return float(np.mean(np.argmax(pred, axis=1) == y_te))
+        return accuracy(m, x_te, y_te, batch_size=1000)
 
     rows = []
     extra = []
@@ -467,10 +448,9 @@ def main(argv):
     for m in FLAGS.methods:
         if m not in METHODS:
             raise app.UsageError(f"Unknown method {m!r}; choose from {list(METHODS)}")
-    command = "python scripts/deep_compression.py " + " ".join(sys.argv[1:])
     banner = print_banner(
         "Deep Compression on Fashion-MNIST: tfedge vs tfmot vs int8 PTQ",
-        command.strip(),
+        command_line(),
     )
     (x_tr, y_tr), (x_te, y_te) = load_fashion_mnist()
     x_tr = x_tr.astype(np.float32)

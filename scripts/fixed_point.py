@@ -20,8 +20,6 @@ LeNet-5 (Caffe's, as in Deep Compression) and the VGG-style net of scripts/lowra
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
 import time
@@ -32,11 +30,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
+    accuracy,
+    command_line,
+    compile_classifier,
     lenet5,
     load_fashion_mnist,
     markdown_table,
     print_banner,
     tflite_accuracy,
+    to_tflite,
     write_json,
 )
 from absl import app, flags, logging  # noqa: E402
@@ -83,27 +85,15 @@ def vgg6(keras, width: int = 16):
     )
 
 
-def keras_accuracy(keras, model, x, y) -> float:
-    logits = keras.ops.convert_to_numpy(model.predict(x, batch_size=500, verbose=0))
-    return float(np.mean(logits.argmax(1) == y))
-
-
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def convert(tf, model, representative=None) -> bytes:
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if representative is not None:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: (
-            [representative[i : i + 1]] for i in range(len(representative))
-        )
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    # The converter prints the SavedModel it writes and warns about Keras 3 captures.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+def convert(model, representative=None) -> bytes:
+    """`_common.to_tflite`; the converter also warns about Keras 3 captures."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return conv.convert()
+        return to_tflite(model, int8_from=representative)
 
 
 def packed_size(content: bytes) -> int:
@@ -112,7 +102,7 @@ def packed_size(content: bytes) -> int:
     return len(tfedge.compress(content, lossless=True, progress=False))
 
 
-def run_model(name, keras, tf, data, rng) -> list[dict]:
+def run_model(name, keras, data, rng) -> list[dict]:
     import tfedge.fixed_point as fp
 
     (x_tr, y_tr), (x_te, y_te) = data
@@ -121,17 +111,14 @@ def run_model(name, keras, tf, data, rng) -> list[dict]:
         model, epochs, n_train = lenet5(keras), FLAGS.epochs, len(x_tr)
     else:
         model, epochs, n_train = vgg6(keras), FLAGS.vgg_epochs, FLAGS.vgg_train_images
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    compile_classifier(keras, model, metrics=())
     t0 = time.perf_counter()
     model.fit(x_tr[:n_train], y_tr[:n_train], batch_size=128, epochs=epochs, verbose=0)
     progress(f"{name}: trained {epochs} epochs in {time.perf_counter() - t0:.0f} s")
     calib = x_tr[rng.choice(len(x_tr), FLAGS.calibration, replace=False)]
 
-    float_acc = keras_accuracy(keras, model, x_te, y_te)
-    float_tfl = convert(tf, model)
+    float_acc = accuracy(model, x_te, y_te)
+    float_tfl = convert(model)
     rows = [
         dict(
             model=name,
@@ -158,7 +145,7 @@ def run_model(name, keras, tf, data, rng) -> list[dict]:
             mode=mode,
         )
         content = bytes(result)
-        sim_acc = keras_accuracy(keras, result.model, x_te, y_te)
+        sim_acc = accuracy(result.model, x_te, y_te)
         tfl_acc = tflite_accuracy(content, x_te, y_te)
         progress(
             f"{name} {mode} {wc}/{wf}: {time.perf_counter() - t0:.1f} s\n"
@@ -182,7 +169,7 @@ def run_model(name, keras, tf, data, rng) -> list[dict]:
                 ),
             )
         )
-    ptq = convert(tf, model, calib[:200])
+    ptq = convert(model, calib[:200])
     ptq_acc = tflite_accuracy(ptq, x_te, y_te)
     rows.append(
         dict(
@@ -208,9 +195,8 @@ def main(argv):
     # TensorFlow's converter logs every SavedModel step at INFO through absl.
     logging.set_verbosity(logging.WARNING)
     import keras
-    import tensorflow as tf
 
-    command = "python scripts/fixed_point.py " + " ".join(sys.argv[1:])
+    command = command_line()
     banner = print_banner(
         "Dynamic fixed point (Qiu et al. 2016) on Fashion-MNIST", command
     )
@@ -219,7 +205,7 @@ def main(argv):
     rows = []
     t0 = time.perf_counter()
     for name in FLAGS.models:
-        rows += run_model(name, keras, tf, ((x_tr, y_tr), (x_te, y_te)), rng)
+        rows += run_model(name, keras, ((x_tr, y_tr), (x_te, y_te)), rng)
     columns = [
         "model",
         "method",

@@ -1,7 +1,8 @@
 """Writes the seed corpus of scripts/fuzz_decoder.sh: real payloads, one file each.
 
 Seeds are payloads produced by tfedge's own packer: every codec combination of
-`tfedge.codecs.encode_payload` on random tensors (fixed-width, Huffman and rANS streams,
+`tfedge.codecs.encode_payload` on random tensors (the generator of tests/_payloads.py
+that tests/runtime/test_native.py uses; fixed-width, Huffman and rANS streams,
 rANS being format version 3; byte planes and codebooks past 256 entries, version 3;
 per-channel codebooks, format version 2, over several
 channel tilings, with no, some or only shared entries, sparse ones with filler entries),
@@ -38,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 from absl import app, flags
 
-from tfedge.codecs import encode_payload
+from tests._payloads import ELEMENTS, SHARED_MODES, payload_spans, random_payload
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("model", True, "also pack a small Keras model (needs TensorFlow)")
@@ -63,38 +64,27 @@ _BOUNDARY_U32 = (
     0xFFFFFFFF,
 )
 
-_ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.uint64)}
-
 
 def codec_seeds(rng: np.random.Generator):
+    """Every layout, value kind (raw, codebook), coding and element size, over a few
+    tensor sizes."""
     for layout in ("dense", "sparse"):
         for kind in ("raw", "codebook"):
             for coding in ("fixed", "huffman", "rans"):
-                for es, (etype, dtype) in _ELEMENTS.items():
+                for es in ELEMENTS:
                     for n in (0, 1, 9, 300, 20000):
-                        kw = dict(
-                            element_type=etype,
-                            element_size=es,
-                            count=n,
-                            layout=layout,
-                            value_kind=kind,
-                            value_coding=coding,
-                            gap_coding=coding,
+                        yield (
+                            f"{layout}-{kind}-{coding}-{es}-{n}",
+                            random_payload(
+                                rng,
+                                layout,
+                                kind,
+                                coding,
+                                coding,
+                                element_size=es,
+                                count=n,
+                            ),
                         )
-                        skew = rng.geometric(0.3, n) - 1
-                        if kind == "raw":
-                            vals = skew.astype(dtype)
-                            if layout == "sparse":
-                                vals[rng.random(n) < 0.8] = 0
-                            kw["elements"] = vals
-                        else:
-                            k = int(rng.integers(1, 40))
-                            kw["codebook"] = rng.integers(0, 200, k).astype(dtype)
-                            idx = np.minimum(skew, k - 1)
-                            if layout == "sparse":
-                                idx[rng.random(n) < 0.8] = 0
-                            kw["indices"] = idx
-                        yield f"{layout}-{kind}-{coding}-{es}-{n}", encode_payload(**kw)
 
 
 # (channels, run) per element count: one channel, runs of one element (depthwise),
@@ -108,69 +98,44 @@ _TILINGS = {
 }
 
 
-# How a seed's per-channel codebook shares entries (the writer stores its leading
-# columns that are equal in every channel once, as the G shared entries): the fill
-# first (G >= 1), the fill last with a first column that differs (G = 0 with several
-# channels), every column equal (G = K).
-_SHARING = ("first", "last", "all")
-
-
-def _channel_book(rng, dtype, channels: int, k: int, sharing: str):
-    """A (channels, k) codebook and the index of its fill (equal in every channel)."""
-    book = rng.integers(0, 200, (channels, k)).astype(dtype)
-    if sharing == "all":
-        book[:] = book[0]
-        return book, 0
-    fill = 0 if sharing == "first" or k == 1 else k - 1
-    if fill != 0 and channels > 1:
-        book[1, 0] = book[0, 0] + 1  # the first column differs: G = 0
-    book[:, fill] = 0
-    return book, fill
-
-
 def channel_seeds(rng: np.random.Generator):
-    """Per-channel codebook payloads (value kind 2, format version 2), with no, some
-    and only shared entries."""
+    """Per-channel codebook payloads (value kind 2, format version 2; rANS, version
+    3) over the tilings above, taking the numbers of shared entries in turn (one
+    channel shares them all)."""
     variant = 0
     for layout in ("dense", "sparse"):
-        for coding in ("fixed", "huffman"):
-            for es, (etype, dtype) in _ELEMENTS.items():
+        for coding in ("fixed", "huffman", "rans"):
+            for es in ELEMENTS:
                 for n, tilings in _TILINGS.items():
                     for channels, run in tilings:
-                        sharing = _SHARING[variant % len(_SHARING)]
+                        shared = SHARED_MODES[variant % len(SHARED_MODES)]
                         variant += 1
-                        k = int(rng.integers(1, 20))
-                        book, fill = _channel_book(rng, dtype, channels, k, sharing)
-                        idx = np.minimum(rng.geometric(0.3, n) - 1, k - 1)
-                        kw = dict(
-                            element_type=etype,
-                            element_size=es,
-                            count=n,
-                            layout=layout,
-                            value_kind="channel_codebook",
-                            codebook=book,
-                            indices=idx,
-                            channel_run=run,
-                            value_coding=coding,
-                            gap_coding=coding,
-                        )
-                        if layout == "sparse":
-                            idx[rng.random(n) < 0.8] = fill
-                            # A narrow gap stream: filler entries in every channel.
-                            kw.update(fill=fill, gap_bits=int(rng.integers(1, 4)))
+                        if channels == 1:
+                            shared = "all"
+                        tiling = (channels, run, n // (channels * run))
                         name = (
                             f"{layout}-channel-{coding}-{es}-{n}-{channels}x{run}-"
-                            f"{sharing}"
+                            f"{shared}"
                         )
-                        yield name, encode_payload(**kw)
+                        yield (
+                            name,
+                            random_payload(
+                                rng,
+                                layout,
+                                "channel_codebook",
+                                coding,
+                                coding,
+                                shared,
+                                element_size=es,
+                                tiling=tiling,
+                            ),
+                        )
 
 
 def model_seeds():
     import keras
 
     import tfedge
-    from tfedge.pack._graph import decode_ops
-    from tfedge.tflite import buffer_data, read
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -197,14 +162,9 @@ def model_seeds():
         # The converter prints its SavedModel signature; keep the log readable.
         with contextlib.redirect_stdout(io.StringIO()):
             packed = bytes(tfedge.compress(model, progress=False, **options))
-        m = read(packed)
-        for si, _oi, p, w in decode_ops(m):
-            sg = m.subgraphs[si]
-            name = sg.tensors[w].name.decode().replace("/", "_")
-            yield (
-                f"model-{'-'.join(options) or 'default'}-{name}",
-                bytes(buffer_data(m, sg.tensors[p].buffer)),
-            )
+        for name, start, end in payload_spans(packed):
+            name = name.replace("/", "_")
+            yield f"model-{'-'.join(options) or 'default'}-{name}", packed[start:end]
 
 
 def _root_tables(data: bytes) -> list[int]:
@@ -305,38 +265,24 @@ def v3_seeds(rng: np.random.Generator):
     """Format version 3 value kinds: byte planes (every rotation class) and codebooks
     past 256 entries (9- to 16-bit rANS indices)."""
     for layout in ("dense", "sparse"):
-        for es, (etype, dtype) in list(_ELEMENTS.items())[1:]:
+        for es in list(ELEMENTS)[1:]:
             for n in (0, 1, 9, 300, 3000):
-                vals = (rng.geometric(0.01, n) * 977).astype(dtype)
-                if layout == "sparse":
-                    vals[rng.random(n) < 0.7] = 0
                 for rotation in (0, 1, 8 * es - 1):
                     yield (
                         f"{layout}-planes-r{rotation}-{es}-{n}",
-                        encode_payload(
-                            element_type=etype,
+                        random_payload(
+                            rng,
+                            layout,
+                            "planes",
                             element_size=es,
                             count=n,
-                            layout=layout,
-                            value_kind="planes",
-                            elements=vals,
                             plane_rotation=rotation,
                         ),
                     )
-                k = int(rng.choice([257, 1000, 65535]))
-                idx = np.minimum(rng.geometric(4.0 / k, n) - 1, k - 1)
-                if layout == "sparse":
-                    idx[rng.random(n) < 0.7] = 0
                 yield (
-                    f"{layout}-codebook{k}-{es}-{n}",
-                    encode_payload(
-                        element_type=etype,
-                        element_size=es,
-                        count=n,
-                        layout=layout,
-                        value_kind="codebook",
-                        codebook=np.arange(k).astype(dtype),
-                        indices=idx,
+                    f"{layout}-large_codebook-{es}-{n}",
+                    random_payload(
+                        rng, layout, "large_codebook", element_size=es, count=n
                     ),
                 )
 

@@ -19,8 +19,6 @@ of many invokes at 1 and 2 threads, all models measured interleaved in one run.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import statistics
 import sys
@@ -34,9 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
+    accuracy,
+    command_line,
+    compile_classifier,
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    to_tflite,
     write_json,
 )
 from absl import app, flags, logging  # noqa: E402
@@ -87,26 +89,6 @@ def vgg(keras, width: int):
     )
 
 
-def compile_model(keras, model, lr: float):
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def accuracy(model, x, y) -> float:
-    logits = model.predict(x, batch_size=500, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=1) == y))
-
-
-def to_tflite(tf, model) -> bytes:
-    # The converter prints the exported signature to stdout; keep the table clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
 def latencies(contents: dict[str, bytes], threads: int, x, rounds: int, block: int):
     """Median seconds of one invoke of each model, measured in shuffled turns.
 
@@ -140,13 +122,12 @@ def latencies(contents: dict[str, bytes], threads: int, x, rounds: int, block: i
 def main(argv):
     del argv
     import keras
-    import tensorflow as tf
 
     from tfedge.keras import factorize, multiply_adds, select_ranks
 
-    command = "python scripts/lowrank.py " + " ".join(sys.argv[1:])
+    command = command_line()
     banner = print_banner(
-        "Low-rank factorization (Zhang et al. 2015) on Fashion-MNIST", command.strip()
+        "Low-rank factorization (Zhang et al. 2015) on Fashion-MNIST", command
     )
     targets = [float(t) for t in FLAGS.targets]
     keras.utils.set_random_seed(FLAGS.seed)
@@ -158,7 +139,7 @@ def main(argv):
     calib = x_train[rng.choice(len(x_train), FLAGS.calibration, replace=False)]
 
     started = time.time()
-    original = compile_model(keras, vgg(keras, FLAGS.width), 1e-3)
+    original = compile_classifier(keras, vgg(keras, FLAGS.width), 1e-3)
     original.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=128, verbose=0)
     base_macs = sum(multiply_adds(original).values())
     base_acc = accuracy(original, x_test, y_test)
@@ -173,7 +154,7 @@ def main(argv):
     # acc_loss_pts measures the factorization, not the fine-tuning.
     baseline = keras.models.clone_model(original)
     baseline.set_weights(original.get_weights())
-    compile_model(keras, baseline, FLAGS.finetune_lr)
+    compile_classifier(keras, baseline, FLAGS.finetune_lr)
     baseline.fit(
         x_tune, y_tune, epochs=FLAGS.finetune_epochs, batch_size=128, verbose=0
     )
@@ -212,7 +193,7 @@ def main(argv):
             solve_s = time.time() - t0
             macs = sum(multiply_adds(model).values())
             acc = accuracy(model, x_test, y_test)
-            compile_model(keras, model, FLAGS.finetune_lr)
+            compile_classifier(keras, model, FLAGS.finetune_lr)
             model.fit(
                 x_tune, y_tune, epochs=FLAGS.finetune_epochs, batch_size=128, verbose=0
             )
@@ -239,7 +220,7 @@ def main(argv):
                 time.time() - started,
             )
 
-    contents = {name: to_tflite(tf, m) for name, m in models.items()}
+    contents = {name: to_tflite(m) for name, m in models.items()}
     sample = x_test[:1]
     for name, content in contents.items():
         interpreter = Interpreter(model_content=content)

@@ -37,11 +37,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
+    command_line,
+    compile_classifier,
     lenet5,
     load_fashion_mnist,
     markdown_table,
     print_banner,
     tflite_accuracy,
+    to_tflite,
     write_json,
 )
 from absl import app, flags, logging  # noqa: E402
@@ -135,27 +138,12 @@ def packed_kernel(report, layer: str) -> dict:
 
 def compile_model(keras, model, lr: float, steps: int):
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
-    model.compile(
-        keras.optimizers.Adam(schedule),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
+    return compile_classifier(keras, model, schedule)
 
 
 def quiet():
     """TFLite conversion prints the saved artifact's signature to stdout."""
     return contextlib.redirect_stdout(io.StringIO())
-
-
-def to_tflite(tf, model, int8_from=None) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8_from is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([x[None]] for x in int8_from)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with quiet():
-        return converter.convert()
 
 
 def weight_bytes(data: bytes) -> int:
@@ -166,7 +154,7 @@ def weight_bytes(data: bytes) -> int:
     return int(sum(buffer_data(model, i).size for i in range(len(model.buffers))))
 
 
-def run_model(name, data, tf, keras, tfedge):
+def run_model(name, data, keras, tfedge):
     (x_tr, y_tr), (x_te, y_te) = data
     limit = FLAGS.train_images if name == "lenet5" else FLAGS.resnet_train_images
     x_tr, y_tr = x_tr[:limit], y_tr[:limit]
@@ -183,8 +171,8 @@ def run_model(name, data, tf, keras, tfedge):
         int(np.prod(w.shape)) for w in model.weights if "moving" not in w.path
     )
 
-    float_tflite = to_tflite(tf, model)
-    int8_tflite = to_tflite(tf, model, int8_from=x_tr[:200])
+    float_tflite = to_tflite(model)
+    int8_tflite = to_tflite(model, int8_from=x_tr[:200])
 
     t0 = time.perf_counter()
     tern = tfedge.keras.ternarize(model, threshold=FLAGS.threshold)
@@ -256,7 +244,7 @@ def run_model(name, data, tf, keras, tfedge):
         len(int8_tflite),
         weight_bytes(int8_tflite),
     )
-    plain_tflite = to_tflite(tf, plain)
+    plain_tflite = to_tflite(plain)
     row(
         f"ternary t={FLAGS.threshold:g} .tflite",
         tflite_accuracy(plain_tflite, x_te, y_te),
@@ -291,18 +279,17 @@ def run_model(name, data, tf, keras, tfedge):
 def main(argv):
     del argv
     import keras
-    import tensorflow as tf
 
     import tfedge
     import tfedge.keras  # noqa: F401
 
-    command = "python scripts/ternary.py " + " ".join(sys.argv[1:])
+    command = command_line()
     banner = print_banner("Trained ternary quantization on Fashion-MNIST", command)
     data = load_fashion_mnist(channels_last=True)
     rows, layers, extras = [], [], []
     t0 = time.perf_counter()
     for name in FLAGS.models:
-        r, lay, extra = run_model(name, data, tf, keras, tfedge)
+        r, lay, extra = run_model(name, data, keras, tfedge)
         rows += r
         layers += lay
         extras.append(extra)

@@ -40,11 +40,7 @@ def _train(name, build, channels):
     keras.utils.set_random_seed(0)
     (x, y), (xt, yt) = _common.load_fashion_mnist(channels_last=channels)
     model = build(keras)
-    model.compile(
-        "adam",
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    _common.compile_classifier(keras, model)
     model.fit(x, y, batch_size=128, epochs=FLAGS.epochs, verbose=0)
     return model, x, xt[: FLAGS.test], yt[: FLAGS.test]
 
@@ -139,7 +135,8 @@ def main(argv):
     import tfedge
 
     banner = _common.print_banner(
-        "TFLite Micro: tfedge target='tflm' vs TFLM's own tool", "scripts/tflm.py"
+        "TFLite Micro: tfedge target='tflm' vs TFLM's own tool",
+        _common.command_line(),
     )
     rows = []
     for name, build, channels in (

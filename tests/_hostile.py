@@ -16,13 +16,14 @@ tests/android/test_unpacker.py the Java unpacker, and scripts/fuzz_seeds.py
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import struct
-import zlib
 from collections.abc import Callable
 
 import numpy as np
 
+from tests._payloads import build, fixed_stream
 from tfedge.codecs import MAX_BLOCK_SIZE, code_lengths, encode_payload, huffman_encode
 from tfedge.pack._graph import DECODE_OP, insert_decoders
 from tfedge.tflite import opcode_index, schema, write
@@ -151,14 +152,6 @@ def valid() -> bytes:
     return write(packed_model())
 
 
-def reseal(p: bytearray | bytes) -> bytes:
-    """Sets a payload's body size and CRC to match its bytes."""
-    p = bytearray(p)
-    struct.pack_into("<I", p, 20, len(p) - 28)
-    struct.pack_into("<I", p, 24, zlib.crc32(bytes(p[28:]), zlib.crc32(bytes(p[:24]))))
-    return bytes(p)
-
-
 def _with_metadata(raw: bytes) -> bytes:
     m = packed_model()
     meta = next(x for x in m.metadata if x.name == "tfedge")
@@ -282,23 +275,13 @@ def huge_tensor_small_payload() -> bytes:
     return write(m)
 
 
-def _fixed_stream(symbols, bits: int) -> bytes:
-    acc = "".join(format(int(v), f"0{bits}b") for v in symbols)
-    acc += "0" * (-len(acc) % 8)
-    data = bytes(int(acc[i : i + 8], 2) for i in range(0, len(acc), 8))
-    return struct.pack("<BBII", 0, bits, len(symbols), len(data)) + data
-
-
-def _payload(body: bytes, *, decoded: int, layout=0, kind=0, etype=0, es=4) -> bytes:
-    head = b"TFEP" + struct.pack(
-        "<BBBBB3sQII", 1, layout, kind, etype, es, b"\0\0\0", decoded, 0, 0
-    )
-    return reseal(head + body)
+# Version 1 payloads of float32 elements unless a case says otherwise.
+_payload = functools.partial(build, etype=0, es=4)
 
 
 def _sparse_all_fill(n: int) -> bytes:
     """A sparse raw float32 payload of n elements, none stored: all the fill (0.0)."""
-    body = struct.pack("<f", 0.0) + _fixed_stream([], 1) + _fixed_stream([], 8)
+    body = struct.pack("<f", 0.0) + fixed_stream([], 1) + fixed_stream([], 8)
     return _payload(body, decoded=4 * n, layout=1)
 
 

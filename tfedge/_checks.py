@@ -59,18 +59,25 @@ def top1_accuracy(y_true, y_pred) -> float:
     return float(np.mean(pred == y_true))
 
 
+def tolerance_number(value) -> float:
+    """The fraction a drift tolerance stands for, unchecked: a real number as it is, a
+    string plain ("0.02") or in percent ("2%", "2 %"). Raises TypeError or ValueError
+    for anything else; `check_tolerance` and the CLI's `--tolerance` word the error."""
+    if isinstance(value, str):
+        text = value.strip()
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(type(value).__name__)
+
+
 def check_tolerance(value, *, lossless: bool = False) -> float:
     """A drift tolerance as a fraction in (0, 1): a number (0.02) or a string, plain
     ("0.02") or in percent ("2%"). Zero is refused unless `lossless` (a zero drift is
     what `lossless=True` asks for)."""
     text = value.strip() if isinstance(value, str) else None
     try:
-        if text is not None:
-            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-            number = float(value)
-        else:
-            raise TypeError(type(value).__name__)
+        number = tolerance_number(value)
     except (TypeError, ValueError) as e:
         raise ValueError(
             "Expected `tolerance` to be a fraction like 0.02 or a percentage like "

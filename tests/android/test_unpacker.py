@@ -13,14 +13,15 @@ Every test but the JUnit items needs only a JDK; they skip, with the reason, onl
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
-import zlib
 
 import numpy as np
 import pytest
 
 import tfedge
+from tests._payloads import build, channel_section, fixed_stream, payload_spans, reseal
 from tests.android import _java
 from tfedge.codecs import decode_payload, encode_payload, inspect_payload
 from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
@@ -185,14 +186,6 @@ def _reference_payload(case, rng) -> bytes:
     return encode_payload(elements=values, **common)
 
 
-def _reseal(p: bytearray) -> bytes:
-    """Sets the body size and CRC to match the bytes (so deeper checks are reached)."""
-    struct.pack_into("<I", p, 20, len(p) - 28)
-    crc = zlib.crc32(bytes(p[28:]), zlib.crc32(bytes(p[:24])))
-    struct.pack_into("<I", p, 24, crc)
-    return bytes(p)
-
-
 def _mutations(payload: bytes, rng) -> list[bytes]:
     out = [payload[:n] for n in (0, 10, 27, 28, len(payload) - 1)]
     for _ in range(MUTATIONS_PER_PAYLOAD):
@@ -203,7 +196,7 @@ def _mutations(payload: bytes, rng) -> list[bytes]:
             p[int(rng.integers(0, limit))] = int(rng.integers(0, 256))
         if rng.random() < 0.2:
             p += bytes(rng.integers(0, 256, int(rng.integers(1, 4)), dtype=np.uint8))
-        out.append(_reseal(p) if rng.random() < 0.85 else bytes(p))
+        out.append(reseal(p) if rng.random() < 0.85 else bytes(p))
     return out
 
 
@@ -354,147 +347,152 @@ def _channel_payload(case, rng) -> tuple[bytes, int]:
     return encode_payload(**common), int(np.count_nonzero(idx != zero_at))
 
 
-def _hand_payload(
-    body: bytes, *, decoded: int, version=2, layout=0, kind=2, etype=9, es=1
-) -> bytes:
-    head = b"TFEP" + struct.pack(
-        "<BBBBB3sQII", version, layout, kind, etype, es, b"\0\0\0", decoded, 0, 0
-    )
-    return _reseal(bytearray(head + body))
-
-
-def _fixed(symbols, bits) -> bytes:
-    acc = "".join(format(s, f"0{bits}b") for s in symbols)
-    acc += "0" * (-len(acc) % 8)
-    data = bytes(int(acc[i : i + 8], 2) for i in range(0, len(acc), 8))
-    return struct.pack("<BBII", 0, bits, len(symbols), len(data)) + data
-
-
-def _chan(k, c, r, entries=b"", shared=0) -> bytes:
-    """A per-channel codebook section: K, G (`shared`), C, R and the stored entries (G
-    shared ones, then each channel's K - G own ones)."""
-    return struct.pack("<HHII", k, shared, c, r) + bytes(entries)
+# Value kind 2 over int8 elements in format version 2, unless a case says otherwise.
+_hand_payload = functools.partial(build, version=2, kind=2, etype=9, es=1)
 
 
 # Hand-built kind-2 payloads: malformed ones (Java must give numpy's message) and edge
 # cases that decode.
 CHANNEL_EDGE_CASES = {
     "hand_built": _hand_payload(
-        _chan(2, 2, 2, b"\x0a\x0b\x14\x15") + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        channel_section(2, 2, 2, b"\x0a\x0b\x14\x15")
+        + fixed_stream([0, 1, 0, 1, 1, 1, 0, 0], 1),
         decoded=8,
     ),
     # One shared entry (index 0 = 7 in both channels), one own entry per channel.
     "hand_built_one_shared": _hand_payload(
-        _chan(2, 2, 2, b"\x07\x0b\x15", shared=1) + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        channel_section(2, 2, 2, b"\x07\x0b\x15", shared=1)
+        + fixed_stream([0, 1, 0, 1, 1, 1, 0, 0], 1),
         decoded=8,
     ),
     # Every entry shared: stored once for the 3 channels.
     "hand_built_all_shared": _hand_payload(
-        _chan(2, 3, 1, b"\x0a\x0b", shared=2) + _fixed([0, 1, 1, 0, 1, 0], 1),
+        channel_section(2, 3, 1, b"\x0a\x0b", shared=2)
+        + fixed_stream([0, 1, 1, 0, 1, 0], 1),
         decoded=6,
     ),
     # Sparse, fill 7 (the shared entry): stored entries at 1 (channel 0), 3 (channel 1).
     "sparse_one_shared": _hand_payload(
-        _chan(2, 2, 2, b"\x07\x0b\x15", shared=1)
+        channel_section(2, 2, 2, b"\x07\x0b\x15", shared=1)
         + b"\x07"
-        + _fixed([1, 1], 2)
-        + _fixed([1, 1], 1),
+        + fixed_stream([1, 1], 2)
+        + fixed_stream([1, 1], 1),
         decoded=8,
         layout=1,
     ),
     # Sparse, G = 0: the fill (index 0) is each channel's own 0.
     "sparse_no_shared": _hand_payload(
-        _chan(2, 2, 2, b"\0\5\0\7")
+        channel_section(2, 2, 2, b"\0\5\0\7")
         + b"\0"
-        + _fixed([1, 0, 4], 3)
-        + _fixed([1, 1, 1], 1),
+        + fixed_stream([1, 0, 4], 3)
+        + fixed_stream([1, 1, 1], 1),
         decoded=8,
         layout=1,
     ),
     "empty_tensor_any_tiling": _hand_payload(
-        _chan(1, 3, 0xFFFFFFFF, b"\1\2\3") + _fixed([], 1), decoded=0
+        channel_section(1, 3, 0xFFFFFFFF, b"\1\2\3") + fixed_stream([], 1), decoded=0
     ),
     # G = K: only the K shared entries are stored, whatever C is.
     "empty_tensor_all_shared": _hand_payload(
-        _chan(2, 2**32 - 1, 2**32 - 1, bytes(16), shared=2) + _fixed([], 1),
+        channel_section(2, 2**32 - 1, 2**32 - 1, bytes(16), shared=2)
+        + fixed_stream([], 1),
         decoded=0,
         etype=4,
         es=8,
     ),
     "kind_2_in_version_1": _hand_payload(
-        _chan(2, 2, 2, b"\1\2\3\4") + _fixed([0] * 8, 1), decoded=8, version=1
+        channel_section(2, 2, 2, b"\1\2\3\4") + fixed_stream([0] * 8, 1),
+        decoded=8,
+        version=1,
     ),
     "version_4": _hand_payload(
-        _chan(1, 1, 1, b"\1") + _fixed([0], 1), decoded=1, version=4
+        channel_section(1, 1, 1, b"\1") + fixed_stream([0], 1), decoded=1, version=4
     ),
-    "unknown_kind_4": _hand_payload(_chan(1, 1, 1, b"\1"), decoded=1, kind=4),
+    "unknown_kind_4": _hand_payload(channel_section(1, 1, 1, b"\1"), decoded=1, kind=4),
     "truncated_channel_header": _hand_payload(struct.pack("<HHI", 1, 0, 2), decoded=4),
     "truncated_after_k": _hand_payload(struct.pack("<H", 1), decoded=4),
     "shared_above_k": _hand_payload(
-        _chan(2, 2, 2, b"\1\2\3", shared=3) + _fixed([0] * 4, 1), decoded=4
+        channel_section(2, 2, 2, b"\1\2\3", shared=3) + fixed_stream([0] * 4, 1),
+        decoded=4,
     ),
     # G > K is checked before C and R.
     "shared_above_k_zero_channels": _hand_payload(
-        _chan(1, 0, 0, shared=0xFFFF) + _fixed([0] * 4, 1), decoded=4
+        channel_section(1, 0, 0, shared=0xFFFF) + fixed_stream([0] * 4, 1), decoded=4
     ),
     "all_shared_zero_channels": _hand_payload(
-        _chan(1, 0, 1, b"\1", shared=1) + _fixed([0] * 4, 1), decoded=4
+        channel_section(1, 0, 1, b"\1", shared=1) + fixed_stream([0] * 4, 1), decoded=4
     ),
     "all_shared_not_tiling": _hand_payload(
-        _chan(1, 3, 1, b"\1", shared=1) + _fixed([0] * 4, 1), decoded=4
+        channel_section(1, 3, 1, b"\1", shared=1) + fixed_stream([0] * 4, 1), decoded=4
     ),
-    "k_0": _hand_payload(_chan(0, 1, 1) + _fixed([0] * 4, 1), decoded=4),
-    "k_257": _hand_payload(_chan(257, 1, 1, b"\1"), decoded=4),
-    "zero_channels": _hand_payload(_chan(1, 0, 1) + _fixed([0] * 4, 1), decoded=4),
-    "zero_run": _hand_payload(_chan(1, 2, 0, b"\1\2") + _fixed([0] * 4, 1), decoded=4),
+    "k_0": _hand_payload(
+        channel_section(0, 1, 1) + fixed_stream([0] * 4, 1), decoded=4
+    ),
+    "k_257": _hand_payload(channel_section(257, 1, 1, b"\1"), decoded=4),
+    "zero_channels": _hand_payload(
+        channel_section(1, 0, 1) + fixed_stream([0] * 4, 1), decoded=4
+    ),
+    "zero_run": _hand_payload(
+        channel_section(1, 2, 0, b"\1\2") + fixed_stream([0] * 4, 1), decoded=4
+    ),
     "not_tiling": _hand_payload(
-        _chan(1, 3, 1, b"\1\2\3") + _fixed([0] * 4, 1), decoded=4
+        channel_section(1, 3, 1, b"\1\2\3") + fixed_stream([0] * 4, 1), decoded=4
     ),
     "run_too_long": _hand_payload(
-        _chan(1, 2, 3, b"\1\2") + _fixed([0] * 4, 1), decoded=4
+        channel_section(1, 2, 3, b"\1\2") + fixed_stream([0] * 4, 1), decoded=4
     ),
-    "channels_2^31": _hand_payload(_chan(1, 2**31, 1), decoded=4),
-    "run_2^31+2": _hand_payload(_chan(1, 2, 2**31 + 2), decoded=4),
-    "both_2^32-1": _hand_payload(_chan(1, 2**32 - 1, 2**32 - 1), decoded=4),
-    "product_2^32": _hand_payload(_chan(1, 65536, 65536), decoded=2**20),
-    "entries_2^32_bytes": _hand_payload(_chan(256, 2**24, 1, b"\1\2"), decoded=2**24),
+    "channels_2^31": _hand_payload(channel_section(1, 2**31, 1), decoded=4),
+    "run_2^31+2": _hand_payload(channel_section(1, 2, 2**31 + 2), decoded=4),
+    "both_2^32-1": _hand_payload(channel_section(1, 2**32 - 1, 2**32 - 1), decoded=4),
+    "product_2^32": _hand_payload(channel_section(1, 65536, 65536), decoded=2**20),
+    "entries_2^32_bytes": _hand_payload(
+        channel_section(256, 2**24, 1, b"\1\2"), decoded=2**24
+    ),
     "entries_2^43_bytes": _hand_payload(
-        _chan(256, 2**32 - 1, 2**32 - 1), decoded=0, etype=4, es=8
+        channel_section(256, 2**32 - 1, 2**32 - 1), decoded=0, etype=4, es=8
     ),
-    "truncated_entries": _hand_payload(_chan(2, 2, 2, b"\1\2\3"), decoded=4),
+    "truncated_entries": _hand_payload(channel_section(2, 2, 2, b"\1\2\3"), decoded=4),
     "truncated_shared_entries": _hand_payload(
-        _chan(2, 2, 2, b"\1\2", shared=1), decoded=4
+        channel_section(2, 2, 2, b"\1\2", shared=1), decoded=4
     ),
     "entries_2^24_channels_one_shared": _hand_payload(
-        _chan(256, 2**24, 1, b"\1\2", shared=1), decoded=2**24
+        channel_section(256, 2**24, 1, b"\1\2", shared=1), decoded=2**24
     ),
     "entries_all_shared_2^32-1_channels": _hand_payload(
-        _chan(256, 2**32 - 1, 2**32 - 1, shared=256), decoded=0, etype=4, es=8
+        channel_section(256, 2**32 - 1, 2**32 - 1, shared=256), decoded=0, etype=4, es=8
     ),
     "index_beyond_k": _hand_payload(
-        _chan(2, 2, 2, b"\1\2\3\4") + _fixed([0, 1, 2, 0], 2), decoded=4
+        channel_section(2, 2, 2, b"\1\2\3\4") + fixed_stream([0, 1, 2, 0], 2), decoded=4
     ),
     "index_beyond_k_one_shared": _hand_payload(
-        _chan(2, 2, 2, b"\1\2\3", shared=1) + _fixed([0, 1, 2, 0], 2), decoded=4
+        channel_section(2, 2, 2, b"\1\2\3", shared=1) + fixed_stream([0, 1, 2, 0], 2),
+        decoded=4,
     ),
     "index_beyond_k_one_channel": _hand_payload(
-        _chan(2, 1, 4, b"\1\2") + _fixed([0, 1, 3, 0], 2), decoded=4
+        channel_section(2, 1, 4, b"\1\2") + fixed_stream([0, 1, 3, 0], 2), decoded=4
     ),
     "index_beyond_k_one_channel_all_shared": _hand_payload(
-        _chan(2, 1, 4, b"\1\2", shared=2) + _fixed([0, 1, 3, 0], 2), decoded=4
+        channel_section(2, 1, 4, b"\1\2", shared=2) + fixed_stream([0, 1, 3, 0], 2),
+        decoded=4,
     ),
     "sparse_index_beyond_k": _hand_payload(
-        _chan(2, 2, 2, b"\0\2\0\4") + b"\0" + _fixed([1, 1], 2) + _fixed([1, 3], 2),
+        channel_section(2, 2, 2, b"\0\2\0\4")
+        + b"\0"
+        + fixed_stream([1, 1], 2)
+        + fixed_stream([1, 3], 2),
         decoded=4,
         layout=1,
     ),
     "sparse_cursor_past_end": _hand_payload(
-        _chan(2, 2, 2, b"\0\2\0\4") + b"\0" + _fixed([1, 3], 2) + _fixed([1, 1], 2),
+        channel_section(2, 2, 2, b"\0\2\0\4")
+        + b"\0"
+        + fixed_stream([1, 3], 2)
+        + fixed_stream([1, 1], 2),
         decoded=4,
         layout=1,
     ),
     "trailing_bytes": _hand_payload(
-        _chan(1, 2, 2, b"\1\2") + _fixed([0] * 4, 1) + b"\0", decoded=4
+        channel_section(1, 2, 2, b"\1\2") + fixed_stream([0] * 4, 1) + b"\0", decoded=4
     ),
 }
 CHANNEL_EDGE_OK = {
@@ -839,18 +837,6 @@ def test_per_channel_model_expands_like_python(channel_model):
 # ---------------------------------------------------------------- corrupted files
 
 
-def _payload_spans(packed: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each payload inside the file, in operator order."""
-    model = read(packed)
-    spans = []
-    for si, _oi, p, _w in decode_ops(model):
-        payload = bytes(buffer_data(model, model.subgraphs[si].tensors[p].buffer))
-        start = packed.find(payload)
-        assert start > 0
-        spans.append((start, start + len(payload)))
-    return spans
-
-
 def _python_error(data: bytes) -> str | None:
     """The numpy reference's error (tfedge.expand would prefer the native decoder)."""
     try:
@@ -863,7 +849,7 @@ def _python_error(data: bytes) -> str | None:
 @pytest.fixture(scope="session")
 def corrupted_outcomes(java_cp, expanded_models, tmp_path_factory):
     _, packed, _, _ = expanded_models[("conv_f32", "compress-lossy")]
-    spans = _payload_spans(packed)
+    spans = [(start, end) for _, start, end in payload_spans(packed)]
     assert len(spans) >= 2
     start, end = spans[0]
     variants = {}
@@ -880,7 +866,7 @@ def corrupted_outcomes(java_cp, expanded_models, tmp_path_factory):
     bad = bytearray(packed)
     inner = bytearray(packed[start:end])
     inner[28:30] = b"\x00\x00"  # codebook size 0, or stream coding 0 with 0-bit symbols
-    bad[start:end] = _reseal(inner)
+    bad[start:end] = reseal(inner)
     variants["payload-resealed"] = bytes(bad)
     # Two bad payloads: both readers report the first operator's (a body error) rather
     # than the last one's (a header error), since each decodes operator by operator.

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
+from tests._payloads import reseal
 from tfedge.codecs import (
-    crc32,
     decode_payload,
     encode_payload,
     inspect_payload,
@@ -66,18 +66,11 @@ def test_round_trip(k, dtype, etype, layout):
     assert info.values.bits == (k - 1).bit_length()
 
 
-def _reseal(p) -> bytes:
-    p = bytearray(p)
-    struct.pack_into("<I", p, 20, len(p) - 28)
-    struct.pack_into("<I", p, 24, crc32(bytes(p[28:]), crc32(bytes(p[:24]))))
-    return bytes(p)
-
-
 def test_version_2_payloads_keep_256_entries():
     payload = bytearray(encode_payload(**_kw(300, np.float32, 0, "dense")))
     payload[4] = 2
     with pytest.raises(FormatError, match=r"codebook size 300 is not in \[1, 256\]"):
-        decode_payload(_reseal(payload))
+        decode_payload(reseal(payload))
 
 
 def test_one_byte_elements_keep_256_entries():
@@ -85,7 +78,7 @@ def test_one_byte_elements_keep_256_entries():
     payload[8] = 1  # element size 1: 300 entries are more than a byte has values
     payload[12:20] = struct.pack("<Q", 40_000)
     with pytest.raises(FormatError, match=r"codebook size 300 is not in \[1, 256\]"):
-        decode_payload(_reseal(payload))
+        decode_payload(reseal(payload))
 
 
 def test_index_past_k_is_malformed():
@@ -99,7 +92,7 @@ def test_index_past_k_is_malformed():
     with pytest.raises(
         FormatError, match="codebook index 298, but the codebook has 298"
     ):
-        decode_payload(_reseal(payload))
+        decode_payload(reseal(payload))
 
 
 @pytest.mark.parametrize("coding", ["fixed", "huffman"])

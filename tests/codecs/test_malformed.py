@@ -3,51 +3,13 @@ MemoryError), names the tensor, and is caught before any large allocation."""
 
 import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
 
-from tfedge.codecs import decode_payload, encode_payload, encode_stream, read_header
+from tests._payloads import build, channel_section, fix_crc, fixed_stream
+from tfedge.codecs import decode_payload, encode_payload, read_header
 from tfedge.errors import FormatError
-
-
-def _build(
-    body,
-    *,
-    magic=b"TFEP",
-    version=1,
-    layout=0,
-    kind=0,
-    etype=3,
-    es=1,
-    reserved=b"\0\0\0",
-    decoded,
-    body_size=None,
-    crc=None,
-):
-    """A payload with these header fields; the CRC is correct unless given."""
-    body_size = len(body) if body_size is None else body_size
-    head = struct.pack(
-        "<4sBBBBB3sQI",
-        magic,
-        version,
-        layout,
-        kind,
-        etype,
-        es,
-        reserved,
-        decoded,
-        body_size,
-    )
-    crc = zlib.crc32(head + body) & 0xFFFFFFFF if crc is None else crc
-    return head + struct.pack("<I", crc) + body
-
-
-def _fix_crc(payload):
-    payload = bytes(payload)
-    crc = zlib.crc32(payload[:24] + payload[28:]) & 0xFFFFFFFF
-    return payload[:24] + struct.pack("<I", crc) + payload[28:]
 
 
 def _real_payload():
@@ -66,10 +28,6 @@ def _real_payload():
         value_coding="huffman",
         gap_coding="huffman",
     )
-
-
-def _fixed(symbols, bits):
-    return encode_stream(np.array(symbols, np.int64), bits, "fixed")
 
 
 def _raises(payload, match=None, **kwargs):
@@ -108,18 +66,18 @@ def test_mutations_with_a_valid_crc_never_escape_as_other_errors():
         for at in rng.integers(28, len(payload), rng.integers(1, 4)):
             corrupt[at] = rng.integers(0, 256)
         try:
-            out = decode_payload(_fix_crc(corrupt), name="w", expected_size=1200)
+            out = decode_payload(fix_crc(corrupt), name="w", expected_size=1200)
         except FormatError:
             continue
         assert out.size == 1200  # a mutation that stays well-formed decodes fully
 
 
-DENSE_RAW_BODY = _fixed([1, 2, 3], 8)
+DENSE_RAW_BODY = fixed_stream([1, 2, 3], 8)
 
 
 def _dense(**fields):
     """The valid dense raw payload of bytes 1, 2, 3, with some header fields changed."""
-    return _build(DENSE_RAW_BODY, **{"decoded": 3, **fields})
+    return build(DENSE_RAW_BODY, **{"decoded": 3, **fields})
 
 
 HEADER_CASES = {
@@ -165,10 +123,10 @@ def test_expected_size_is_the_bound():
 
 
 BOMBS = {
-    "fixed_stream": _build(
+    "fixed_stream": build(
         b"\x00\x08" + struct.pack("<II", 2**31 - 1, 2**31 - 1), decoded=2**31 - 1
     ),
-    "huffman_stream": _build(
+    "huffman_stream": build(
         b"\x01\x08"
         + struct.pack("<III", 2**31 - 1, 1, 1)
         + b"\x10"
@@ -176,12 +134,12 @@ BOMBS = {
         + b"\0",
         decoded=2**31 - 1,
     ),
-    "sparse_gaps": _build(
+    "sparse_gaps": build(
         b"\0" + b"\x00\x08" + struct.pack("<II", 2**31 - 1, 2**31 - 1),
         layout=1,
         decoded=2**31 - 1,
     ),
-    "huffman_block_size": _build(
+    "huffman_block_size": build(
         b"\x01\x01" + struct.pack("<III", 2**30, 2**27, 2**32 - 1) + b"\x11",
         decoded=2**31 - 1,
     ),
@@ -207,12 +165,12 @@ def _book(k, entries=None):
 BODY_CASES = {
     "codebook_size_zero": (
         dict(kind=1, decoded=1),
-        _book(0) + _fixed([0], 1),
+        _book(0) + fixed_stream([0], 1),
         "codebook size 0",
     ),
     "codebook_size_257": (
         dict(kind=1, decoded=1),
-        _book(257, bytes(257)) + _fixed([0], 1),
+        _book(257, bytes(257)) + fixed_stream([0], 1),
         "codebook size 257",
     ),
     "codebook_truncated": (
@@ -227,7 +185,7 @@ BODY_CASES = {
     ),
     "index_not_below_k": (
         dict(kind=1, decoded=4),
-        _book(3) + _fixed([0, 1, 3, 2], 2),
+        _book(3) + fixed_stream([0, 1, 3, 2], 2),
         "codebook index 3",
     ),
     "fill_truncated": (
@@ -237,28 +195,32 @@ BODY_CASES = {
     ),
     "cursor_past_end": (
         dict(layout=1, decoded=4),
-        b"\0" + _fixed([1, 2], 2) + _fixed([7, 7], 8),
+        b"\0" + fixed_stream([1, 2], 2) + fixed_stream([7, 7], 8),
         "past the 4",
     ),
     "more_gaps_than_elements": (
         dict(layout=1, decoded=2),
-        b"\0" + _fixed([0, 0, 0], 1) + _fixed([7] * 3, 8),
+        b"\0" + fixed_stream([0, 0, 0], 1) + fixed_stream([7] * 3, 8),
         "more than the 2 allowed",
     ),
     "values_fewer_than_entries": (
         dict(layout=1, decoded=4),
-        b"\0" + _fixed([0, 1], 1) + _fixed([7], 8),
+        b"\0" + fixed_stream([0, 1], 1) + fixed_stream([7], 8),
         "holds 1 symbols, expected 2",
     ),
     "values_more_than_elements": (
         dict(decoded=2),
-        _fixed([1, 2, 3], 8),
+        fixed_stream([1, 2, 3], 8),
         "more than the 2",
     ),
-    "raw_values_not_8_bit": (dict(decoded=3), _fixed([1, 2, 3], 4), "8-bit symbols"),
+    "raw_values_not_8_bit": (
+        dict(decoded=3),
+        fixed_stream([1, 2, 3], 4),
+        "8-bit symbols",
+    ),
     "trailing_bytes": (
         dict(decoded=3),
-        _fixed([1, 2, 3], 8) + b"\0",
+        fixed_stream([1, 2, 3], 8) + b"\0",
         "1 trailing bytes",
     ),
     "missing_value_stream": (
@@ -292,20 +254,20 @@ BODY_CASES = {
     "fields, body, match", BODY_CASES.values(), ids=BODY_CASES.keys()
 )
 def test_bad_bodies(fields, body, match):
-    _raises(_build(body, **fields), match)
+    _raises(build(body, **fields), match)
 
 
 def test_well_formed_hand_built_bodies_decode():
     # The builders above make valid payloads when nothing is broken.
     assert decode_payload(
-        _build(_book(3) + _fixed([0, 1, 2, 2], 2), kind=1, decoded=4)
+        build(_book(3) + fixed_stream([0, 1, 2, 2], 2), kind=1, decoded=4)
     ).tolist() == [0, 1, 2, 2]
-    sparse = _build(
-        b"\x09" + _fixed([1, 1], 2) + _fixed([7, 8], 8), layout=1, decoded=4
+    sparse = build(
+        b"\x09" + fixed_stream([1, 1], 2) + fixed_stream([7, 8], 8), layout=1, decoded=4
     )
     assert decode_payload(sparse).tolist() == [9, 7, 9, 8]
     one = b"\x01\x08" + struct.pack("<III", 2, 1, 16) + b"\x10" + bytes(127) + b"\x00"
-    assert decode_payload(_build(one, decoded=2)).tolist() == [
+    assert decode_payload(build(one, decoded=2)).tolist() == [
         0,
         0,
     ]  # symbol 0, code "0"
@@ -313,25 +275,37 @@ def test_well_formed_hand_built_bodies_decode():
 
 def _channel(k, channels, run, entries, values, *, decoded, es=1, shared=0):
     """A version-2 dense per-channel-codebook payload of uint8 elements."""
-    body = struct.pack("<HHII", k, shared, channels, run) + bytes(entries)
-    return _build(body + values, version=2, kind=2, es=es, decoded=decoded)
+    body = channel_section(k, channels, run, entries, shared=shared)
+    return build(body + values, version=2, kind=2, es=es, decoded=decoded)
 
 
 CHANNEL_CASES = {
-    "zero_channels": (_channel(1, 0, 1, b"", _fixed([0] * 4, 1), decoded=4), ">= 1"),
-    "zero_run": (_channel(1, 2, 0, b"\1\2", _fixed([0] * 4, 1), decoded=4), ">= 1"),
-    "not_tiling": (_channel(1, 3, 1, b"\1\2\3", _fixed([0] * 4, 1), decoded=4), "tile"),
-    "run_too_long": (_channel(1, 2, 3, b"\1\2", _fixed([0] * 4, 1), decoded=4), "tile"),
+    "zero_channels": (
+        _channel(1, 0, 1, b"", fixed_stream([0] * 4, 1), decoded=4),
+        ">= 1",
+    ),
+    "zero_run": (
+        _channel(1, 2, 0, b"\1\2", fixed_stream([0] * 4, 1), decoded=4),
+        ">= 1",
+    ),
+    "not_tiling": (
+        _channel(1, 3, 1, b"\1\2\3", fixed_stream([0] * 4, 1), decoded=4),
+        "tile",
+    ),
+    "run_too_long": (
+        _channel(1, 2, 3, b"\1\2", fixed_stream([0] * 4, 1), decoded=4),
+        "tile",
+    ),
     "huge_channels": (
         _channel(1, 0xFFFFFFFF, 0xFFFFFFFF, b"", b"", decoded=4),
         "tile",
     ),
     "shared_above_k": (
-        _channel(2, 2, 2, b"\1\2\3", _fixed([0] * 4, 1), decoded=4, shared=3),
+        _channel(2, 2, 2, b"\1\2\3", fixed_stream([0] * 4, 1), decoded=4, shared=3),
         "3 shared entries, more than the K=2",
     ),
     "truncated_header": (
-        _build(struct.pack("<HHI", 1, 0, 2), version=2, kind=2, decoded=4),
+        build(struct.pack("<HHI", 1, 0, 2), version=2, kind=2, decoded=4),
         "truncated shared entry count, channel count",
     ),
     "truncated_entries": (
@@ -343,7 +317,7 @@ CHANNEL_CASES = {
         "truncated codebook: 3 bytes needed, 2 present",
     ),
     "index_beyond_k": (
-        _channel(2, 2, 2, b"\1\2\3\4", _fixed([0, 1, 2, 0], 2), decoded=4),
+        _channel(2, 2, 2, b"\1\2\3\4", fixed_stream([0, 1, 2, 0], 2), decoded=4),
         "codebook index 2, but the codebook has 2 entries per channel",
     ),
 }
@@ -359,7 +333,12 @@ def test_bad_per_channel_codebooks(payload, match):
 def test_a_hand_built_per_channel_payload_decodes():
     # 2 channels of runs of 2 over 8 elements: channels 0 0 1 1 0 0 1 1.
     payload = _channel(
-        2, 2, 2, b"\x0a\x0b\x14\x15", _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+        2,
+        2,
+        2,
+        b"\x0a\x0b\x14\x15",
+        fixed_stream([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        decoded=8,
     )
     assert decode_payload(payload).tolist() == [10, 11, 20, 21, 11, 11, 20, 20]
     # One shared entry (index 0 = 7 in both channels), one own entry per channel.
@@ -368,7 +347,7 @@ def test_a_hand_built_per_channel_payload_decodes():
         2,
         2,
         b"\x07\x0b\x15",
-        _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+        fixed_stream([0, 1, 0, 1, 1, 1, 0, 0], 1),
         decoded=8,
         shared=1,
     )

@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 
+from tests._payloads import reseal
 from tfedge.codecs import (
     crc32,
     decode_payload,
@@ -97,12 +98,6 @@ def test_rotation_is_a_rotation():
     np.testing.assert_array_equal(rotate_left(rotate_left(u, 31), 1), u)
 
 
-def _reseal(p: bytearray) -> bytes:
-    struct.pack_into("<I", p, 20, len(p) - 28)
-    struct.pack_into("<I", p, 24, crc32(bytes(p[28:]), crc32(bytes(p[:24]))))
-    return bytes(p)
-
-
 def _payload(layout="dense"):
     x = _values(np.float32, 300, layout, 3)
     return bytearray(
@@ -122,26 +117,26 @@ def _payload(layout="dense"):
 
 def _set(p, at, value):
     p[at] = value
-    return _reseal(p)
+    return reseal(p)
 
 
 MALFORMED = {
     "rotation-32": (lambda: _set(_payload(), 28, 32), "plane rotation 32"),
-    "no-rotation": (lambda: _reseal(_payload()[:28]), "truncated plane rotation"),
+    "no-rotation": (lambda: reseal(_payload()[:28]), "truncated plane rotation"),
     "plane-width-7": (
         lambda: _set(_payload(), 30, 7),
         "plane stream 0 must have 8-bit",
     ),
     "plane-count": (
-        lambda: _reseal(_payload()[:29] + encode_stream(np.zeros(5, int), 8, "fixed")),
+        lambda: reseal(_payload()[:29] + encode_stream(np.zeros(5, int), 8, "fixed")),
         "plane stream 0 holds 5 symbols, expected 300",
     ),
     "missing-plane": (
-        lambda: _reseal(_payload()[: 29 + 3 * (10 + 300)]),
+        lambda: reseal(_payload()[: 29 + 3 * (10 + 300)]),
         "truncated stream header",
     ),
     "trailing": (
-        lambda: _reseal(_payload() + b"\0"),
+        lambda: reseal(_payload() + b"\0"),
         "1 trailing bytes after the plane streams",
     ),
     "version-2": (lambda: _set(_payload(), 4, 2), "needs payload format version 3"),

@@ -8,14 +8,7 @@ layout of the op the converter chose.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
-import pytest
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests._backends import run_on_backend
 
 _CHECK = """
 import keras
@@ -46,16 +39,4 @@ print("ok", len(data))
 
 
 def test_quantize_and_export_on_jax():
-    pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_CHECK)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0 and proc.stdout.strip().startswith("ok"), (
-        proc.stdout + proc.stderr[-3000:]
-    )
+    run_on_backend("jax", _CHECK)

@@ -13,14 +13,14 @@ import sys
 
 import pytest
 
+from tests._backends import backend_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 @pytest.mark.parametrize("backend", ["jax"])
 def test_core_pruning_tests_pass_under(backend):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    env.setdefault("JAX_PLATFORMS", "cpu")
     proc = subprocess.run(
         [
             sys.executable,
@@ -33,7 +33,7 @@ def test_core_pruning_tests_pass_under(backend):
         ],
         capture_output=True,
         text=True,
-        env=env,
+        env=backend_env(backend),
         cwd=ROOT,
         timeout=1200,
     )

@@ -21,6 +21,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests._backends import backend_env
+
 WORKER = os.path.join(os.path.dirname(__file__), "_pruning_distribute_worker.py")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,10 +33,9 @@ TIMEOUT_S = 600
 
 
 def _env(**extra) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    env.pop("TF_CONFIG", None)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
+    env = backend_env("tensorflow", **extra)
+    if "TF_CONFIG" not in extra:
+        env.pop("TF_CONFIG", None)
     return env
 
 

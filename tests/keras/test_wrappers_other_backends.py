@@ -7,14 +7,7 @@ child process (~10 s of imports); it runs by default, as the JAX pruning tests d
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
-import pytest
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests._backends import run_on_backend
 
 _CHECK = """
 import numpy as np
@@ -69,16 +62,4 @@ print("ok")
 
 
 def test_wrappers_train_and_strip_on_jax():
-    pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_CHECK)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
-        proc.stdout + proc.stderr
-    )
+    run_on_backend("jax", _CHECK)

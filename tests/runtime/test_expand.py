@@ -9,27 +9,15 @@ import numpy as np
 import pytest
 
 import tfedge
+from tests._payloads import payload_spans
 from tfedge.codecs import decode_payload
 from tfedge.pack._graph import decode_ops
-from tfedge.tflite import buffer_data, read, write
+from tfedge.tflite import read, write
 
 
 @pytest.fixture(scope="module")
 def packed(tflite_model) -> bytes:
     return bytes(tfedge.compress(tflite_model("conv_f32")))
-
-
-def _payload_spans(data: bytes) -> list[tuple[str, int, int]]:
-    """(tensor name, start, end) of each payload's bytes inside the file."""
-    model = read(data)
-    spans = []
-    for si, _oi, p, w in decode_ops(model):
-        payload = bytes(buffer_data(model, model.subgraphs[si].tensors[p].buffer))
-        start = data.find(payload)
-        assert start > 0
-        name = model.subgraphs[si].tensors[w].name.decode()
-        spans.append((name, start, start + len(payload)))
-    return spans
 
 
 def test_plain_model_is_returned_as_is(tflite_model):
@@ -45,7 +33,7 @@ def test_expanded_has_no_decoder(packed):
 
 @pytest.mark.parametrize("where", ["header", "middle", "last"])
 def test_flipped_payload_byte_names_the_tensor(packed, where):
-    name, start, end = _payload_spans(packed)[0]
+    name, start, end = payload_spans(packed)[0]
     pos = {"header": start + 12, "middle": (start + end) // 2, "last": end - 1}[where]
     bad = bytearray(packed)
     bad[pos] ^= 0x5A
@@ -54,7 +42,7 @@ def test_flipped_payload_byte_names_the_tensor(packed, where):
 
 
 def test_every_payload_byte_flip_is_caught(packed):
-    name, start, end = _payload_spans(packed)[-1]
+    name, start, end = payload_spans(packed)[-1]
     for pos in range(start, end, max(1, (end - start) // 200)):
         bad = bytearray(packed)
         bad[pos] ^= 0xFF
@@ -90,7 +78,7 @@ def _mutant(packed: bytes, rng, spans=None) -> bytes:
 
 
 def test_random_flips_in_payloads_are_all_caught(packed):
-    spans = [(start, end) for _, start, end in _payload_spans(packed)]
+    spans = [(start, end) for _, start, end in payload_spans(packed)]
     rng = np.random.default_rng(0)
     for _ in range(FLIP_MUTANTS):
         with pytest.raises(tfedge.FormatError):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 from ai_edge_litert import interpreter as litert
 
 import tfedge
+from tests._payloads import fix_crc, payload_spans
 from tfedge.codecs import encode_payload
 from tfedge.errors import FormatError, TfedgeError
 from tfedge.pack._graph import decode_ops, insert_decoders
@@ -300,7 +300,7 @@ def test_per_channel_codebooks_run_through_the_delegate(per_channel_models):
     # The body starts with u16 K, u16 G, u32 C, u32 R.
     sections = [
         struct.unpack_from("<HHII", packed, start + 28)
-        for _name, start, _size in _payload_spans(packed)
+        for _name, start, _end in payload_spans(packed)
         if packed[start + 6] == 2
     ]
     runs = {run for _k, _g, _c, run in sections}
@@ -334,16 +334,14 @@ def test_per_channel_codebooks_run_through_the_delegate(per_channel_models):
 def test_per_channel_payload_that_does_not_tile_fails_prepare(per_channel_models):
     _plain, packed = per_channel_models
     packed = bytes(packed)
-    spans = [sp for sp in _payload_spans(packed) if packed[sp[1] + 6] == 2]
+    spans = [sp for sp in payload_spans(packed) if packed[sp[1] + 6] == 2]
     assert spans, "the model must have a per-channel codebook payload"
-    name, start, size = spans[0]
+    name, start, end = spans[0]
     bad = bytearray(packed)
     channels_at = start + 28 + 4  # u32 C follows u16 K and u16 G at the body's start
     channels = struct.unpack_from("<I", bad, channels_at)[0]
     struct.pack_into("<I", bad, channels_at, channels + 1)
-    body = bytes(bad[start + 28 : start + size])
-    crc = zlib.crc32(body, zlib.crc32(bad[start : start + 24]))
-    struct.pack_into("<I", bad, start + 24, crc)
+    bad[start:end] = fix_crc(bad[start:end])
     err = _expect_prepare_error(bytes(bad), "do not tile")
     assert err.tensor == name
     assert err.offset == 32  # where C is
@@ -408,20 +406,6 @@ def test_helper_passes_plain_models(tflite_model):
 # --- bad payloads fail Prepare with a message naming the tensor and the problem -----
 
 
-def _payload_spans(data: bytes):
-    model = read(data)
-    spans = []
-    for si, _oi, p, w in decode_ops(model):
-        buf = model.buffers[model.subgraphs[si].tensors[p].buffer].data
-        payload = np.asarray(buf, np.uint8).tobytes()
-        start = data.find(payload)
-        assert start > 0
-        spans.append(
-            (model.subgraphs[si].tensors[w].name.decode(), start, len(payload))
-        )
-    return spans
-
-
 def _expect_prepare_error(model_bytes: bytes, match: str):
     interp = Interpreter(model_content=model_bytes)
     with pytest.raises(FormatError, match=match) as err:
@@ -446,17 +430,17 @@ def _expect_prepare_error(model_bytes: bytes, match: str):
 )
 def test_flipped_payload_byte(tflite_model, where, problem):
     packed = packed_model(tflite_model, "conv-shared")
-    name, start, size = _payload_spans(packed)[0]
+    name, start, end = payload_spans(packed)[0]
     bad = bytearray(packed)
-    bad[start + (where % size)] ^= 0x5A
+    bad[start + (where % (end - start))] ^= 0x5A
     err = _expect_prepare_error(bytes(bad), problem)
     assert err.tensor == name
 
 
 def test_every_payload_byte_flip_is_caught(tflite_model):
     packed = packed_model(tflite_model, "dense-shared")
-    _name, start, size = _payload_spans(packed)[-1]
-    for pos in range(start, start + size, max(1, size // 40)):
+    _name, start, end = payload_spans(packed)[-1]
+    for pos in range(start, end, max(1, (end - start) // 40)):
         bad = bytearray(packed)
         bad[pos] ^= 0xFF
         with pytest.raises(FormatError):
@@ -621,11 +605,12 @@ def test_expand_native_and_numpy_give_identical_files(tflite_model, case_id):
 
 def test_signature_runner_reports_bad_payloads(tflite_model):
     packed = bytes(tfedge.compress(tflite_model("two_signatures"), progress=False))
-    _name, start, size = _payload_spans(packed)[-1]
+    spans = payload_spans(packed)
+    _name, start, end = spans[-1]
     bad = bytearray(packed)
-    bad[start + size // 2] ^= 0x5A
+    bad[start + (end - start) // 2] ^= 0x5A
     # Payloads of a weight shared by both signatures share one buffer.
-    names = {name for name, begin, _ in _payload_spans(packed) if begin == start}
+    names = {name for name, begin, _ in spans if begin == start}
     interp = Interpreter(model_content=bytes(bad))
     for key in interp.get_signature_list():
         runner = interp.get_signature_runner(key)

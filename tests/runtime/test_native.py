@@ -9,11 +9,19 @@ import zlib
 import numpy as np
 import pytest
 
+from tests._payloads import (
+    ELEMENTS,
+    SHARED_MODES,
+    build,
+    channel_section,
+    fix_crc,
+    fixed_stream,
+    random_payload,
+    reseal,
+)
 from tfedge.codecs import (
-    crc32,
     decode_payload,
     encode_payload,
-    encode_stream,
     inspect_payload,
 )
 from tfedge.errors import FormatError
@@ -26,9 +34,6 @@ pytestmark = [
         not native_available(), reason="the native library is not built (no compiler)"
     ),
 ]
-
-# element size -> (TFLite TensorType, numpy dtype of the element bits)
-_ELEMENTS = {1: (9, np.uint8), 2: (1, np.uint16), 4: (0, np.uint32), 8: (4, np.uint64)}
 
 # (id, layout, value kind, value coding, gap coding)
 CODECS = [
@@ -66,156 +71,11 @@ SEEDS = range(8)
 MUTATIONS_PER_SEED = 80
 
 
-def random_payload(
-    rng: np.random.Generator, layout, kind, value_coding, gap_coding, shared=None
-):
-    """A payload of a random tensor: size, element size, skew and sparsity vary.
-    `shared`: per-channel codebooks only, see `_random_channel_payload`."""
-    sizes = list(_ELEMENTS)[1:] if kind == "large_codebook" else list(_ELEMENTS)
-    es = int(rng.choice(sizes))
-    etype, dtype = _ELEMENTS[es]
-    if kind == "channel_codebook":
-        if shared is None:
-            shared = SHARED_MODES[int(rng.integers(len(SHARED_MODES)))]
-        return _random_channel_payload(
-            rng, es, layout, value_coding, gap_coding, shared
-        )
-    # Up to 70,000 elements: Huffman streams of many 4096-symbol blocks, which the
-    # native decoder decodes four at a time, with a shorter tail block.
-    n = int(
-        rng.choice(
-            [0, 1, 7, int(rng.integers(2, 5000)), int(rng.integers(16384, 70000))]
-        )
-    )
-    density = float(rng.choice([0.02, 0.2, 0.7]))
-    kw = dict(
-        element_type=etype,
-        element_size=es,
-        count=n,
-        layout=layout,
-        value_kind=kind,
-        value_coding=value_coding,
-        gap_coding=gap_coding,
-    )
-    skew = rng.geometric(float(rng.choice([0.05, 0.3, 0.9])), n) - 1
-    if kind == "planes":
-        kw["plane_rotation"] = int(rng.integers(0, 8 * es))
-    if kind in ("raw", "planes"):
-        values = rng.integers(0, np.iinfo(dtype).max, n, dtype=np.uint64, endpoint=True)
-        values = np.where(rng.random(n) < 0.5, skew, values).astype(dtype)
-        if layout == "sparse":
-            values[rng.random(n) >= density] = 0
-        kw["elements"] = values
-    else:  # codebook
-        large = kind == "large_codebook"
-        kw["value_kind"] = "codebook"
-        k = int(rng.integers(257, 65536) if large else rng.integers(1, 257))
-        skew = (
-            rng.geometric(float(rng.choice([0.0005, 0.01])), n) - 1 if large else skew
-        )
-        kw["codebook"] = rng.integers(
-            0, np.iinfo(dtype).max, k, dtype=np.uint64
-        ).astype(dtype)
-        idx = np.minimum(skew, k - 1)
-        if layout == "sparse":
-            idx[rng.random(n) >= density] = 0
-        kw["indices"] = idx
-        if rng.random() < 0.3:
-            top = 17 if large else 9
-            kw["index_bits"] = int(rng.integers(max(1, (k - 1).bit_length()), top))
-    return encode_payload(**kw)
-
-
-def _random_tiling(rng: np.random.Generator) -> tuple[int, int, int]:
-    """(C, R, repeats): one channel, runs of one element (a depthwise kernel) or both
-    above one; N = C x R x repeats is up to about 70,000 elements, or 0."""
-    c = int(rng.choice([1, int(rng.integers(2, 9)), int(rng.integers(9, 300))]))
-    r = int(rng.choice([1, int(rng.integers(2, 40)), int(rng.integers(40, 240))]))
-    most = max(1, 70000 // (c * r))
-    repeats = int(rng.choice([0, 1, int(rng.integers(1, most + 1))]))
-    return c, r, repeats
-
-
-# How many leading codebook columns a random per-channel codebook has equal in every
-# channel, which the writer stores once as the G shared entries: G = 0, G = 1,
-# 2 <= G < K, G = K.
-SHARED_MODES = ("none", "one", "some", "all")
-
-
-def _random_channel_payload(rng, es, layout, value_coding, gap_coding, shared):
-    """A per-channel codebook payload of a random tiling whose codebook has G shared
-    entries as `shared` says (checked); sparse ones often with a narrow gap stream, so
-    that filler entries occur (in whatever channel they land). The sparse fill is a
-    column equal in every channel: a shared entry, or with G = 0 an own entry that
-    happens to be the same in every channel."""
-    etype, dtype = _ELEMENTS[es]
-    c, r, repeats = _random_tiling(rng)
-    # One channel shares every entry (G = K), so "all" is mostly several channels; and
-    # fewer empty tensors than the tiling draws, which would leave the entries unread.
-    while (c == 1 and (shared != "all" or rng.random() < 0.7)) or (
-        repeats == 0 and rng.random() < 0.7
-    ):
-        c, r, repeats = _random_tiling(rng)
-    n = c * r * repeats
-    least = {"none": 2 if layout == "sparse" else 1, "one": 2, "some": 3, "all": 1}
-    k = int(rng.integers(least[shared], 257))
-    if shared == "none":
-        g = 0
-    elif shared == "one":
-        g = 1
-    elif shared == "some":
-        g = int(rng.integers(2, k))
-    else:
-        g = k
-    book = rng.integers(0, np.iinfo(dtype).max, (c, k), dtype=np.uint64).astype(dtype)
-    book[:, :g] = book[0, :g]  # the leading G columns: equal in every channel
-    if g < k:
-        book[1, g] = book[0, g] ^ dtype(1)  # column G: not
-    fill = None
-    if layout == "sparse":
-        # A shared entry, else (G = 0) a later column made equal in every channel.
-        fill = int(rng.integers(0, g)) if g else int(rng.integers(1, k))
-        book[:, fill] = book[0, fill]
-    skew = rng.geometric(float(rng.choice([0.05, 0.3, 0.9])), n) - 1
-    idx = np.minimum(skew, k - 1)
-    kw = dict(
-        element_type=etype,
-        element_size=es,
-        count=n,
-        layout=layout,
-        value_kind="channel_codebook",
-        codebook=book,
-        indices=idx,
-        channel_run=r,
-        value_coding=value_coding,
-        gap_coding=gap_coding,
-    )
-    if layout == "sparse":
-        idx[rng.random(n) >= float(rng.choice([0.02, 0.2, 0.7]))] = fill
-        kw["fill"] = fill
-        if rng.random() < 0.5:
-            kw["gap_bits"] = int(rng.integers(1, 4))
-    if rng.random() < 0.3:
-        kw["index_bits"] = int(rng.integers(max(1, (k - 1).bit_length()), 9))
-    payload = encode_payload(**kw)
-    info = inspect_payload(payload)
-    assert (info.k, info.shared_entries, info.channels) == (k, g, c), shared
-    return payload
-
-
 def _outcome(decode, payload: bytes):
     try:
         return decode(payload).tobytes()
     except FormatError as e:
         return ("FormatError", e.tensor)
-
-
-def _refresh_crc(payload: bytearray) -> bytearray:
-    """Recomputes the CRC so that a mutation reaches the body checks behind it."""
-    if len(payload) >= 28:
-        crc = crc32(bytes(payload[28:]), crc32(bytes(payload[:24])))
-        payload[24:28] = struct.pack("<I", crc)
-    return payload
 
 
 @pytest.mark.parametrize(
@@ -260,11 +120,9 @@ def test_mutated_payloads_agree_with_numpy(seed):
         else:  # append
             data += bytes(rng.integers(0, 256, int(rng.integers(1, 5)), dtype=np.uint8))
         if rng.random() < 0.8:
-            data = _refresh_crc(data)
-            if op == 2 or op == 3:
-                if len(data) >= 28:
-                    data[20:24] = struct.pack("<I", len(data) - 28)
-                    data = _refresh_crc(data)
+            # After a cut or an append, the body size too when a header is left.
+            resize = op in (2, 3) and len(data) >= 28
+            data = bytearray(reseal(data) if resize else fix_crc(data))
         ref = _outcome(lambda p: decode_payload(p, name="w"), bytes(data))
         got = _outcome(lambda p: decode_payload_native(p, name="w"), bytes(data))
         assert got == ref, f"mutation {i} (op {op}) disagrees"
@@ -274,13 +132,13 @@ def test_mutated_payloads_agree_with_numpy(seed):
     assert 0 < refused < agreed
 
 
-@pytest.mark.parametrize("es", sorted(_ELEMENTS))
+@pytest.mark.parametrize("es", sorted(ELEMENTS))
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 @pytest.mark.parametrize("kind", ["raw", "codebook", "channel_codebook"])
 def test_many_huffman_blocks(es, layout, kind):
     """Streams of 4096-symbol blocks: groups of four, then a short tail, then errors."""
     rng = np.random.default_rng(es)
-    etype, dtype = _ELEMENTS[es]
+    etype, dtype = ELEMENTS[es]
     n = 4096 * 9 + 123
     kw = dict(
         element_type=etype,
@@ -314,7 +172,7 @@ def test_many_huffman_blocks(es, layout, kind):
     for back in (1, 3, 40, 400):
         bad = bytearray(payload)
         bad[-back] ^= 0xA5
-        bad = bytes(_refresh_crc(bad))
+        bad = fix_crc(bad)
         assert _outcome(decode_payload_native, bad) == _outcome(decode_payload, bad)
 
 
@@ -343,7 +201,7 @@ def test_channel_codebook_tilings(channels, run, repeats, es, layout, coding, ze
     zero first is a shared entry (G = 1); last, an own entry of every channel (G = 0),
     the sparse fill nonetheless. One channel shares everything (G = K)."""
     rng = np.random.default_rng(channels * 1000 + run)
-    etype, dtype = _ELEMENTS[es]
+    etype, dtype = ELEMENTS[es]
     n = channels * run * repeats
     book = rng.integers(1, np.iinfo(dtype).max, (channels, 3), dtype=np.uint64)
     book = book.astype(dtype)
@@ -420,42 +278,41 @@ def test_header_faults_name_tensor_and_offset(at, value, offset):
 
 def _channel_payload(body: bytes, *, decoded, layout=0, version=2, es=1) -> bytes:
     """A payload of value kind 2 (uint8 elements unless `es` says otherwise)."""
-    etype = _ELEMENTS[es][0]
-    head = b"TFEP" + bytes([version, layout, 2, etype, es, 0, 0, 0])
-    head += struct.pack("<QI", decoded, len(body))
-    return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
-
-
-def _channel_body(k, channels, run, entries=b"", *, shared=0) -> bytes:
-    """K, G (`shared`), C, R, then the G shared and C x (K - G) own entries."""
-    return struct.pack("<HHII", k, shared, channels, run) + bytes(entries)
-
-
-def _fixed(symbols, bits) -> bytes:
-    return encode_stream(np.array(symbols, np.int64), bits, "fixed")
+    etype = ELEMENTS[es][0]
+    return build(
+        body,
+        decoded=decoded,
+        version=version,
+        layout=layout,
+        kind=2,
+        etype=etype,
+        es=es,
+    )
 
 
 # 2 channels of runs of 2 over 8 uint8 elements: channels 0 0 1 1 0 0 1 1.
-_GOOD_CHANNEL_BODY = _channel_body(2, 2, 2, b"\x0a\x0b\x14\x15")
+_GOOD_CHANNEL_BODY = channel_section(2, 2, 2, b"\x0a\x0b\x14\x15")
 # The same tiling with index 0 shared (7 in both channels), index 1 own (11, 21).
-_SHARED_CHANNEL_BODY = _channel_body(2, 2, 2, b"\x07\x0b\x15", shared=1)
-_FOUR_ZEROS = _fixed([0] * 4, 1)  # a value stream of 4 one-bit indices
+_SHARED_CHANNEL_BODY = channel_section(2, 2, 2, b"\x07\x0b\x15", shared=1)
+_FOUR_ZEROS = fixed_stream([0] * 4, 1)  # a value stream of 4 one-bit indices
 
 # (id, payload, the native error, matched against its message)
 CHANNEL_FAULTS = [
     (
         "kind-2-in-version-1",
-        _channel_payload(_GOOD_CHANNEL_BODY + _fixed([0] * 8, 1), decoded=8, version=1),
+        _channel_payload(
+            _GOOD_CHANNEL_BODY + fixed_stream([0] * 8, 1), decoded=8, version=1
+        ),
         "needs payload format version 2, this payload says 1",
     ),
     (
         "k-zero",
-        _channel_payload(_channel_body(0, 1, 1) + _FOUR_ZEROS, decoded=4),
+        _channel_payload(channel_section(0, 1, 1) + _FOUR_ZEROS, decoded=4),
         "codebook has 0 entries, expected 1..256",
     ),
     (
         "k-257",
-        _channel_payload(_channel_body(257, 1, 1, bytes(257)), decoded=4),
+        _channel_payload(channel_section(257, 1, 1, bytes(257)), decoded=4),
         "codebook has 257 entries",
     ),
     (
@@ -473,56 +330,56 @@ CHANNEL_FAULTS = [
     (
         "shared-above-k",
         _channel_payload(
-            _channel_body(2, 2, 2, b"\1\2\3", shared=3) + _FOUR_ZEROS, decoded=4
+            channel_section(2, 2, 2, b"\1\2\3", shared=3) + _FOUR_ZEROS, decoded=4
         ),
         "3 shared entries, more than the K=2 entries",
     ),
     (
         # G > K is refused before C and R are looked at.
         "shared-above-k-and-zero-channels",
-        _channel_payload(_channel_body(1, 0, 0, shared=0xFFFF), decoded=4),
+        _channel_payload(channel_section(1, 0, 0, shared=0xFFFF), decoded=4),
         "65535 shared entries, more than the K=1 entries",
     ),
     (
         "zero-channels",
-        _channel_payload(_channel_body(1, 0, 1) + _FOUR_ZEROS, decoded=4),
+        _channel_payload(channel_section(1, 0, 1) + _FOUR_ZEROS, decoded=4),
         "channel count 0 and channel run 1 must both be >= 1",
     ),
     (
         "zero-run",
-        _channel_payload(_channel_body(1, 2, 0, b"\1\2") + _FOUR_ZEROS, decoded=4),
+        _channel_payload(channel_section(1, 2, 0, b"\1\2") + _FOUR_ZEROS, decoded=4),
         "channel count 2 and channel run 0 must both be >= 1",
     ),
     (
         "not-tiling",
-        _channel_payload(_channel_body(1, 3, 1, b"\1\2\3") + _FOUR_ZEROS, decoded=4),
+        _channel_payload(channel_section(1, 3, 1, b"\1\2\3") + _FOUR_ZEROS, decoded=4),
         "3 channels of 1 elements do not tile the tensor's 4 elements",
     ),
     (
         "run-too-long",
-        _channel_payload(_channel_body(1, 2, 3, b"\1\2") + _FOUR_ZEROS, decoded=4),
+        _channel_payload(channel_section(1, 2, 3, b"\1\2") + _FOUR_ZEROS, decoded=4),
         "2 channels of 3 elements do not tile",
     ),
     (
         "u32-max-channels-and-run",
-        _channel_payload(_channel_body(1, 0xFFFFFFFF, 0xFFFFFFFF), decoded=4),
+        _channel_payload(channel_section(1, 0xFFFFFFFF, 0xFFFFFFFF), decoded=4),
         "4294967295 channels of 4294967295 elements do not tile",
     ),
     (
         # C x R = 2^32 + 2^16 wraps to 2^16 in 32 bits, which would divide N = 2^16.
         "u32-wrapping-product",
-        _channel_payload(_channel_body(1, 0x10000, 0x10001), decoded=0x10000),
+        _channel_payload(channel_section(1, 0x10000, 0x10001), decoded=0x10000),
         "65536 channels of 65537 elements do not tile",
     ),
     (
         "truncated-entries",
-        _channel_payload(_channel_body(2, 2, 2, b"\1\2\3"), decoded=4),
+        _channel_payload(channel_section(2, 2, 2, b"\1\2\3"), decoded=4),
         "per-channel codebook entries need 4 bytes, 3 left",
     ),
     (
         # G + C x (K - G) = 1 + 2 x 1 entries.
         "truncated-shared-entries",
-        _channel_payload(_channel_body(2, 2, 2, b"\1\2", shared=1), decoded=4),
+        _channel_payload(channel_section(2, 2, 2, b"\1\2", shared=1), decoded=4),
         "per-channel codebook entries need 3 bytes, 2 left (1 shared entries, 2 "
         "channels of 1 own entries)",
     ),
@@ -530,7 +387,7 @@ CHANNEL_FAULTS = [
         # Every entry shared: K entries, however many channels.
         "truncated-all-shared-entries",
         _channel_payload(
-            _channel_body(256, 0xFFFFFFFF, 1, bytes(2047), shared=256),
+            channel_section(256, 0xFFFFFFFF, 1, bytes(2047), shared=256),
             decoded=0,
             es=8,
         ),
@@ -539,24 +396,26 @@ CHANNEL_FAULTS = [
     (
         # N = 0 tiles with anything; C x K x element size = 2^43 - 2^11 bytes.
         "entries-size-past-32-bits",
-        _channel_payload(_channel_body(256, 0xFFFFFFFF, 1), decoded=0, es=8),
+        _channel_payload(channel_section(256, 0xFFFFFFFF, 1), decoded=0, es=8),
         "entries need 8796093020160 bytes, 0 left",
     ),
     (
         "dense-index-beyond-k",
-        _channel_payload(_GOOD_CHANNEL_BODY + _fixed([0, 1, 2, 0], 2), decoded=4),
+        _channel_payload(_GOOD_CHANNEL_BODY + fixed_stream([0, 1, 2, 0], 2), decoded=4),
         "element 2 has codebook index 2, codebook has 2 entries per channel",
     ),
     (
         # Index K is past the last own entry, not the first entry of the next channel.
         "dense-index-k-with-shared",
-        _channel_payload(_SHARED_CHANNEL_BODY + _fixed([0, 1, 2, 0], 2), decoded=4),
+        _channel_payload(
+            _SHARED_CHANNEL_BODY + fixed_stream([0, 1, 2, 0], 2), decoded=4
+        ),
         "element 2 has codebook index 2, codebook has 2 entries per channel",
     ),
     (
         "dense-index-beyond-k-all-shared",
         _channel_payload(
-            _channel_body(2, 2, 2, b"\1\2", shared=2) + _fixed([1, 0, 1, 3], 2),
+            channel_section(2, 2, 2, b"\1\2", shared=2) + fixed_stream([1, 0, 1, 3], 2),
             decoded=4,
         ),
         "element 3 has codebook index 3, codebook has 2 entries per channel",
@@ -564,7 +423,10 @@ CHANNEL_FAULTS = [
     (
         "sparse-index-beyond-k",
         _channel_payload(
-            _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([1, 2], 2) + _fixed([1, 3], 2),
+            _GOOD_CHANNEL_BODY
+            + b"\x0a"
+            + fixed_stream([1, 2], 2)
+            + fixed_stream([1, 3], 2),
             decoded=8,
             layout=1,
         ),
@@ -573,7 +435,10 @@ CHANNEL_FAULTS = [
     (
         "sparse-cursor-past-end",
         _channel_payload(
-            _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([3, 5], 3) + _fixed([1, 1], 1),
+            _GOOD_CHANNEL_BODY
+            + b"\x0a"
+            + fixed_stream([3, 5], 3)
+            + fixed_stream([1, 1], 1),
             decoded=8,
             layout=1,
         ),
@@ -581,7 +446,9 @@ CHANNEL_FAULTS = [
     ),
     (
         "trailing-bytes",
-        _channel_payload(_GOOD_CHANNEL_BODY + _fixed([0] * 8, 1) + b"\0", decoded=8),
+        _channel_payload(
+            _GOOD_CHANNEL_BODY + fixed_stream([0] * 8, 1) + b"\0", decoded=8
+        ),
         "1 trailing bytes",
     ),
 ]
@@ -605,7 +472,7 @@ HAND_BUILT_CHANNEL_PAYLOADS = [
     (
         "dense",
         _channel_payload(
-            _GOOD_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+            _GOOD_CHANNEL_BODY + fixed_stream([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
         ),
         [10, 11, 20, 21, 11, 11, 20, 20],
     ),
@@ -613,7 +480,10 @@ HAND_BUILT_CHANNEL_PAYLOADS = [
         # Stored entries at elements 1, 4 (channel 0) and 6 (channel 1); fill 10.
         "sparse",
         _channel_payload(
-            _GOOD_CHANNEL_BODY + b"\x0a" + _fixed([1, 2, 1], 2) + _fixed([1, 1, 1], 1),
+            _GOOD_CHANNEL_BODY
+            + b"\x0a"
+            + fixed_stream([1, 2, 1], 2)
+            + fixed_stream([1, 1, 1], 1),
             decoded=8,
             layout=1,
         ),
@@ -623,7 +493,7 @@ HAND_BUILT_CHANNEL_PAYLOADS = [
         # One shared entry: index 0 is 7 in both channels, index 1 is 11 or 21.
         "dense-shared",
         _channel_payload(
-            _SHARED_CHANNEL_BODY + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
+            _SHARED_CHANNEL_BODY + fixed_stream([0, 1, 0, 1, 1, 1, 0, 0], 1), decoded=8
         ),
         [7, 11, 7, 21, 11, 11, 7, 7],
     ),
@@ -633,8 +503,8 @@ HAND_BUILT_CHANNEL_PAYLOADS = [
         _channel_payload(
             _SHARED_CHANNEL_BODY
             + b"\x09"
-            + _fixed([1, 2, 1], 2)
-            + _fixed([1, 0, 1], 1),
+            + fixed_stream([1, 2, 1], 2)
+            + fixed_stream([1, 0, 1], 1),
             decoded=8,
             layout=1,
         ),
@@ -644,8 +514,8 @@ HAND_BUILT_CHANNEL_PAYLOADS = [
         # Every entry shared (G = K): K entries stored once for both channels.
         "all-shared",
         _channel_payload(
-            _channel_body(2, 2, 2, b"\x05\x06", shared=2)
-            + _fixed([0, 1, 0, 1, 1, 1, 0, 0], 1),
+            channel_section(2, 2, 2, b"\x05\x06", shared=2)
+            + fixed_stream([0, 1, 0, 1, 1, 1, 0, 0], 1),
             decoded=8,
         ),
         [5, 6, 5, 6, 6, 6, 5, 5],
@@ -654,8 +524,8 @@ HAND_BUILT_CHANNEL_PAYLOADS = [
         # 16-bit elements, 3 channels of runs of 1, K = 3, G = 2: own entries 30 + c.
         "uint16",
         _channel_payload(
-            _channel_body(3, 3, 1, struct.pack("<5H", 100, 200, 30, 31, 32), shared=2)
-            + _fixed([2, 2, 2, 0, 1, 2], 2),
+            channel_section(3, 3, 1, struct.pack("<5H", 100, 200, 30, 31, 32), shared=2)
+            + fixed_stream([2, 2, 2, 0, 1, 2], 2),
             decoded=12,
             es=2,
         ),
@@ -664,7 +534,9 @@ HAND_BUILT_CHANNEL_PAYLOADS = [
     (
         # Zero elements tile with any C and R, given their entries.
         "empty",
-        _channel_payload(_channel_body(1, 3, 5, b"\1\2\3") + _fixed([], 1), decoded=0),
+        _channel_payload(
+            channel_section(1, 3, 5, b"\1\2\3") + fixed_stream([], 1), decoded=0
+        ),
         [],
     ),
 ]
@@ -719,7 +591,7 @@ def test_decompression_bomb_is_refused_before_allocating():
         )
     )
     payload[12:20] = struct.pack("<Q", 2**62)  # claims 4 EiB of zeros
-    payload = _refresh_crc(payload)
+    payload = fix_crc(payload)
     with pytest.raises(FormatError, match="exceeds the bound"):
         decode_payload_native(bytes(payload))
     with pytest.raises(FormatError, match="exceeds the bound of 8 bytes"):
@@ -751,10 +623,7 @@ def test_invalid_huffman_table_is_refused():
     lengths[0] = 0x11
     lengths[1] = 0x10
     body += lengths + b"\x00"
-    header = bytearray(b"TFEP" + bytes([1, 0, 0, 3, 1, 0, 0, 0]))
-    header += struct.pack("<QI", 4, len(body))
-    header += struct.pack("<I", zlib.crc32(bytes(body), zlib.crc32(bytes(header))))
-    payload = bytes(header + body)
+    payload = build(bytes(body), decoded=4)  # version 1, dense raw uint8
     with pytest.raises(FormatError, match="prefix code"):
         decode_payload_native(payload, name="t")
     with pytest.raises(FormatError):

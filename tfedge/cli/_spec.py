@@ -14,21 +14,19 @@ from dataclasses import dataclass, field
 
 from absl import flags
 
+from tfedge._checks import tolerance_number
+
 WIDTH = 79  # help text wraps here, as git's and pip's do
 
 
 def parse_tolerance(text: str) -> float:
     """ "0.02", "2%" or "2 %" -> 0.02; the value must lie in (0, 1)."""
-    s = str(text).strip()
-    percent = s.endswith("%")
     try:
-        value = float(s[:-1].strip() if percent else s)
+        value = tolerance_number(str(text))
     except ValueError:
         raise ValueError(
             f"expected a fraction such as 0.02 or a percentage such as 2%, got {text!r}"
         ) from None
-    if percent:
-        value /= 100.0
     if not 0.0 < value < 1.0:
         raise ValueError(
             f"expected a value in (0, 1) (e.g. 0.02 or 2%), got {text!r}; "
