@@ -337,8 +337,7 @@ def main(argv):
         write_json(_JSON.value, {"banner": banner, "rans": rans})
         return
     (x_tr, y_tr), (x_te, _y_te) = load_fashion_mnist()
-    x_tr = x_tr.astype(np.float32) / 255.0
-    x_te = x_te[:1000].astype(np.float32) / 255.0
+    x_te = x_te[:1000]
     results = {"banner": banner}
 
     logging.info("training LeNet-300-100 and LeNet-5 on Fashion-MNIST")

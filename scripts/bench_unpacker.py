@@ -94,7 +94,6 @@ def _files(work: Path) -> dict[str, Path]:
     import tfedge
 
     (x_tr, y_tr), _ = load_fashion_mnist()
-    x_tr = x_tr.astype(np.float32) / 255.0
     logging.info("training LeNet-300-100 on Fashion-MNIST")
     lenet = _lenet(x_tr, y_tr)
     dense_plain = to_tflite(lenet)

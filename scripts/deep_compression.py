@@ -453,10 +453,6 @@ def main(argv):
         command_line(),
     )
     (x_tr, y_tr), (x_te, y_te) = load_fashion_mnist()
-    x_tr = x_tr.astype(np.float32)
-    x_te = x_te.astype(np.float32)
-    if x_tr.max() > 1.5:
-        x_tr, x_te = x_tr / 255.0, x_te / 255.0
     rows, extra, layers, choices = [], [], [], {}
     start = time.perf_counter()
     for name in FLAGS.models:
