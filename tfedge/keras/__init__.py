@@ -75,6 +75,15 @@ __all__ += [
 ]
 
 # --- size budget ----------------------------------------------------------------------
-from tfedge.budget._callback import SizeBudget  # noqa: E402
-
+# `SizeBudget` lives in `tfedge.budget` (a layer above this package, see
+# docs/ARCHITECTURE.md) and is re-exported here on first use.
 __all__ += ["SizeBudget"]
+
+
+def __getattr__(name: str):
+    if name == "SizeBudget":
+        from tfedge.budget import SizeBudget
+
+        globals()[name] = SizeBudget
+        return SizeBudget
+    raise AttributeError(f"module 'tfedge.keras' has no attribute {name!r}")

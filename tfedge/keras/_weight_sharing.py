@@ -44,6 +44,7 @@ import numpy as np
 from keras import ops
 
 from tfedge._checks import MAX_SHARING_BITS, check_sharing_bits
+from tfedge._layers import walk_layers
 from tfedge.keras import _kernel_swap
 
 __all__ = [
@@ -589,7 +590,7 @@ def share_weights(
     _kernel_swap.check_no_other_wrappers(model, WeightSharingWrapper, "share_weights")
     candidates = [
         layer
-        for layer in _kernel_swap.flat_layers(model)
+        for layer in walk_layers(model, include_models=False)
         if _kernel_swap.kernel_variable(layer) is not None
         and not isinstance(layer, WeightSharingWrapper)
     ]
