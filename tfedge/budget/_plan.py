@@ -72,7 +72,7 @@ class Plan:
     _min_bytes: int = dataclasses.field(repr=False, default=256)
 
     @property
-    def accuracypacked_cost(self) -> float:
+    def accuracy_cost(self) -> float:
         return self.baseline - self.measured
 
     @property
