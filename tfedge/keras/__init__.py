@@ -79,6 +79,12 @@ __all__ += [
 # instead of this package's private modules; they may change with tfedge.
 from tfedge.keras._kernel_swap import kernel_variable as kernel_variable  # noqa: E402
 from tfedge.keras._kernel_swap import to_numpy as to_numpy  # noqa: E402
+from tfedge.keras._weight_sharing import (  # noqa: E402
+    HESSIAN_BATCH_SIZE as HESSIAN_BATCH_SIZE,
+)
+from tfedge.keras._weight_sharing import (  # noqa: E402
+    check_sharing_method as check_sharing_method,
+)
 from tfedge.keras._weight_sharing import default_bits as default_bits  # noqa: E402
 
 # --- size budget ----------------------------------------------------------------------
