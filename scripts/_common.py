@@ -23,7 +23,7 @@ from tfedge.datasets import fashion_mnist
 
 # Top-1 accuracy of a .tflite in the stock interpreter, in batches (int8 inputs
 # quantized).
-from tfedge.pack._verify import tflite_metric as tflite_accuracy  # noqa: F401
+from tfedge.pack import tflite_metric as tflite_accuracy  # noqa: F401
 
 
 def load_fashion_mnist(channels_last: bool = False):

@@ -260,7 +260,7 @@ class Reference:
     ):
         # Private library functions, used on purpose: the drift must be the one
         # `compress(tolerance=...)` checks, computed by the same code.
-        from tfedge.pack._verify import ModelRunner, make_samples
+        from tfedge.pack import ModelRunner, make_samples
 
         runner = ModelRunner(data)
         # compress searches on alternate samples and verifies on the others.
@@ -285,7 +285,7 @@ class Reference:
         return dict(zip(self.keys, self.samples, strict=True))
 
     def drift(self, model_bytes: bytes) -> float:
-        from tfedge.pack._verify import ModelRunner, drift
+        from tfedge.pack import ModelRunner, drift
 
         return drift(self.outputs, ModelRunner(model_bytes).run(self.samples))
 

@@ -96,8 +96,7 @@ def _big_model(params: int):
 
 
 def _payloads(packed: bytes):
-    from tfedge.pack._graph import decode_ops
-    from tfedge.tflite import buffer_data, read
+    from tfedge.tflite import buffer_data, decode_ops, read
 
     model = read(packed)
     for si, _oi, p, w in decode_ops(model):

@@ -63,8 +63,7 @@ def _pruned(data: bytes) -> bytes:
 def _ratios(packed: bytes) -> list[tuple[str, int, int]]:
     """(tensor, coded bytes, decoded bytes) of every payload."""
     from tfedge.codecs import read_header
-    from tfedge.pack._graph import decode_ops
-    from tfedge.tflite import buffer_data, read, tensor_name
+    from tfedge.tflite import buffer_data, decode_ops, read, tensor_name
 
     model = read(packed)
     out = []

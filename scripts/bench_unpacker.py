@@ -254,8 +254,7 @@ def main(argv):
 
 
 def _count_payloads(data: bytes) -> int:
-    from tfedge.pack._graph import decode_ops
-    from tfedge.tflite import read
+    from tfedge.tflite import decode_ops, read
 
     return sum(1 for _ in decode_ops(read(data)))
 

@@ -246,8 +246,7 @@ def forged_flatbuffers(rng: np.random.Generator, mutants: int):
 def _hostile_payloads():
     """The payloads inside the hostile files, as payload seeds."""
     from tfedge.errors import FormatError
-    from tfedge.pack._graph import decode_ops
-    from tfedge.tflite import buffer_data, read
+    from tfedge.tflite import buffer_data, decode_ops, read
 
     for name, data in forged_flatbuffers(np.random.default_rng(0), 0):
         try:

@@ -25,8 +25,7 @@ import numpy as np
 
 from tests._payloads import build, fixed_stream
 from tfedge.codecs import MAX_BLOCK_SIZE, code_lengths, encode_payload, huffman_encode
-from tfedge.pack._graph import DECODE_OP, insert_decoders
-from tfedge.tflite import opcode_index, schema, write
+from tfedge.tflite import DECODE_OP, insert_decoders, opcode_index, schema, write
 
 SEED = 0
 READERS = ("numpy", "native", "interpreter", "java")
@@ -60,9 +59,9 @@ class Case:
 
 
 def _buffer(data: bytes | None):
-    from tfedge.tflite._model import _aligned_buffer_class
+    from tfedge.tflite import aligned_buffer_class
 
-    b = _aligned_buffer_class()()
+    b = aligned_buffer_class()()
     b.data = None if data is None else np.frombuffer(bytes(data), np.uint8)
     b.offset = b.size = 0
     return b

@@ -104,8 +104,7 @@ def reseal(payload: bytes | bytearray) -> bytes:
 def payload_spans(data: bytes) -> list[tuple[str, int, int]]:
     """(weight tensor name, start, end) of each payload inside a packed .tflite, in
     operator order."""
-    from tfedge.pack._graph import decode_ops
-    from tfedge.tflite import buffer_data, read
+    from tfedge.tflite import buffer_data, decode_ops, read
 
     model = read(data)
     spans = []

@@ -18,7 +18,7 @@ import pytest
 
 import tfedge
 from tfedge._deep_compress import deep_compress
-from tfedge.pack._verify import interpreter_class
+from tfedge.pack import interpreter_class
 
 # Given sparsities and bits of the array run. Bits are small because the layers are:
 # share_weights warns when a layer has fewer distinct weights than 2^bits.

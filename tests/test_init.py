@@ -16,6 +16,7 @@ SUBPACKAGES = [
     ("pack", "compress"),
     ("runtime", "expand"),
     ("codecs", "encode_payload"),
+    ("convert", "to_tflite"),
     ("tflite", "read"),
 ]
 

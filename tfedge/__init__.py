@@ -11,13 +11,15 @@ The public surface:
   one call (pruning, trained weight sharing, then `compress`).
 - `TfedgeError`, `FormatError`, `PackError`, `BudgetError`, `ConversionError`.
 
-Training-time wrappers live in `tfedge.keras`; size planning in `tfedge.budget`; dynamic
-fixed point in `tfedge.fixed_point`. Importing `tfedge` imports neither TensorFlow nor
-Keras.
+Training-time wrappers live in `tfedge.keras`; conversion to .tflite in
+`tfedge.convert`; size planning in `tfedge.budget`; dynamic fixed point in
+`tfedge.fixed_point`; docs/ARCHITECTURE.md gives the layers and what each imports.
+Importing `tfedge` imports neither TensorFlow nor Keras.
 """
 
 from __future__ import annotations
 
+from tfedge._version import __version__
 from tfedge.errors import (
     BudgetError,
     ConversionError,
@@ -25,8 +27,6 @@ from tfedge.errors import (
     PackError,
     TfedgeError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BudgetError",
@@ -46,7 +46,7 @@ __all__ = [
 # Public names that pull in heavier modules are resolved on first use, so that
 # `import tfedge` stays cheap and never imports TensorFlow.
 _LAZY = {
-    "compress": ("tfedge.pack", "compress"),
+    "compress": ("tfedge.convert", "compress"),
     "Packed": ("tfedge.pack", "Packed"),
     "expand": ("tfedge.runtime", "expand"),
     "Interpreter": ("tfedge.runtime", "Interpreter"),
@@ -59,6 +59,7 @@ _LAZY = {
 _SUBPACKAGES = (
     "budget",
     "codecs",
+    "convert",
     "datasets",
     "errors",
     "fixed_point",

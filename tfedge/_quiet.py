@@ -26,6 +26,7 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 
 # Lines that tfedge's own use of TensorFlow and LiteRT prints and that say nothing to a
 # tfedge user. Each is matched at the start of a line.
@@ -190,38 +191,15 @@ def _pump(read_end: int, out_fd: int) -> None:
 _absorbed: set[type] = set()
 
 
-def absorb_delegate_notice(interpreter_class: type) -> type:
-    """Returns `interpreter_class` after running, once per class and process, a one-op
-    model in it without output: LiteRT prints `INFO: Created TensorFlow Lite XNNPACK
-    delegate for CPU.` at the first interpreter it gives the delegate to, and the
-    interpreters tfedge runs to check its own work should not make the user see it."""
+def absorb_delegate_notice(interpreter_class: type, probe: Callable[[], bytes]) -> type:
+    """Returns `interpreter_class` after running, once per class and process, the
+    model `probe()` returns (one op is enough) in it without output: LiteRT prints
+    `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` at the first interpreter
+    it gives the delegate to, and the interpreters tfedge runs to check its own work
+    should not make the user see it."""
     if interpreter_class in _absorbed or not _enabled:
         return interpreter_class
     _absorbed.add(interpreter_class)
     with quiet_tf():
-        interpreter_class(model_content=_one_op_model()).allocate_tensors()
+        interpreter_class(model_content=probe()).allocate_tensors()
     return interpreter_class
-
-
-def _one_op_model() -> bytes:
-    """y = x + x on one float: the smallest model the default delegate takes."""
-    from tfedge.tflite import schema, write
-
-    s = schema()
-    model = s.ModelT()
-    model.version = 3
-    model.buffers = [s.BufferT(), s.BufferT(), s.BufferT()]
-    tensors = []
-    for i, name in enumerate((b"x", b"y")):
-        t = s.TensorT()
-        t.shape, t.type, t.buffer, t.name = [1], s.TensorType.FLOAT32, i + 1, name
-        tensors.append(t)
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.ADD
-    code.version = 1
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 0], [1]
-    sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
-    model.operatorCodes, model.subgraphs = [code], [sg]
-    return write(model)

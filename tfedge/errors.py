@@ -41,5 +41,7 @@ class PackError(TfedgeError):
     """Packing failed: a tensor could not be encoded within the requested tolerance."""
 
 
-class BudgetError(TfedgeError):
-    """A size budget cannot be met."""
+class BudgetError(TfedgeError, ValueError):
+    """A size budget cannot be met: it is below the smallest file the model reaches
+    (`tfedge.budget.plan`, `Analysis.plan`). A `ValueError` too, as an impossible
+    argument, so that code catching `ValueError` catches it."""

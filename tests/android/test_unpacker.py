@@ -24,8 +24,15 @@ import tfedge
 from tests._payloads import build, channel_section, fixed_stream, payload_spans, reseal
 from tests.android import _java
 from tfedge.codecs import decode_payload, encode_payload, inspect_payload
-from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
-from tfedge.tflite import TYPES, buffer_data, read, write
+from tfedge.tflite import (
+    TYPES,
+    buffer_data,
+    decode_ops,
+    insert_decoders,
+    packed_format_version,
+    read,
+    write,
+)
 
 SEED = 0
 # Mutated copies of each reference payload whose outcome (bytes or message) is compared.

@@ -9,7 +9,7 @@ import pytest
 
 import tfedge
 from tfedge.budget import Option, Plan, analyze, floor_bytes, plan, transform
-from tfedge.pack._verify import interpreter_class
+from tfedge.pack import interpreter_class
 
 # Small option grids keep each plan() under a second on the tiny model.
 FAST = dict(sparsities=(0.5, 0.9), bits=(4, 2), curve_points=3)
@@ -101,8 +101,11 @@ def test_budget_at_the_floor_fits(tiny):
 
 def test_budget_below_floor_raises_with_the_floor(tiny):
     _, data, eval_data = tiny
-    with pytest.raises(ValueError, match="floor") as info:
+    with pytest.raises(tfedge.BudgetError, match="floor") as info:
         plan(data, "1KB", eval_data, **FAST)
+    # A ValueError too: callers that caught ValueError before BudgetError see the same.
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, tfedge.TfedgeError)
     floor = int(re.search(r"floor of (\d+) bytes", str(info.value)).group(1))
     assert floor > 1000
     # The default grid reaches at most as low as floor_bytes' ternary/2-bit at 98%.
@@ -187,7 +190,9 @@ def test_analysis_plans_several_budgets_with_one_sensitivity_run(tiny):
     # Only the finalists of the second budget run, no second sensitivity sweep.
     assert analysis._evaluator.runs - runs <= 4
     assert tight.predicted_bytes <= analysis.floor_bytes + 500 < loose.predicted_bytes
-    with pytest.raises(ValueError, match=f"floor of {analysis.floor_bytes} bytes"):
+    with pytest.raises(
+        tfedge.BudgetError, match=f"floor of {analysis.floor_bytes} bytes"
+    ):
         analysis.plan(analysis.floor_bytes - 1)
 
 

@@ -196,11 +196,10 @@ def _support_metadata(mean: float, std: float) -> bytes:
 
 
 def _with_metadata(model_bytes: bytes, meta: bytes) -> bytes:
-    from tfedge.pack._graph import _new_buffer
-    from tfedge.tflite import schema
+    from tfedge.tflite import new_buffer, schema
 
     model = read(model_bytes)
-    model.buffers.append(_new_buffer(meta))
+    model.buffers.append(new_buffer(meta))
     m = schema().MetadataT()
     m.name = "TFLITE_METADATA"
     m.buffer = len(model.buffers) - 1

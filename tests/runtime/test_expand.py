@@ -11,8 +11,7 @@ import pytest
 import tfedge
 from tests._payloads import payload_spans
 from tfedge.codecs import decode_payload
-from tfedge.pack._graph import decode_ops
-from tfedge.tflite import read, write
+from tfedge.tflite import decode_ops, read, write
 
 
 @pytest.fixture(scope="module")

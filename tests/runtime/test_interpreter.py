@@ -18,14 +18,13 @@ import tfedge
 from tests._payloads import fix_crc, payload_spans
 from tfedge.codecs import encode_payload
 from tfedge.errors import FormatError, TfedgeError
-from tfedge.pack._graph import decode_ops, insert_decoders
 from tfedge.runtime import _native
 from tfedge.runtime._interpreter import (
     Interpreter,
     allocate_tensors,
     load_decode_delegate,
 )
-from tfedge.tflite import read, write
+from tfedge.tflite import decode_ops, insert_decoders, read, write
 
 pytestmark = [
     pytest.mark.native,

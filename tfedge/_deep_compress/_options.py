@@ -110,9 +110,9 @@ def check_options(
             "Expected `init` in ['linear', 'density', 'random']. "
             f"Received: init={init!r}"
         )
-    from tfedge.keras._weight_sharing import _check_method
+    from tfedge.keras import check_sharing_method
 
-    _check_method(method, rate, target_bits, init)
+    check_sharing_method(method, rate, target_bits, init)
     if metric == "accuracy":
         metric_fn = top1_accuracy
     elif callable(metric):

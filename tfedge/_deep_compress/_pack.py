@@ -9,7 +9,7 @@ bit.
 from __future__ import annotations
 
 from tfedge._progress import stage
-from tfedge.pack._verify import tflite_metric
+from tfedge.pack import tflite_metric
 
 __all__ = ["pack"]
 
@@ -17,13 +17,12 @@ __all__ = ["pack"]
 def pack(tflite: bytes, options, training) -> tuple[object, float]:
     """`tflite` packed losslessly, and the metric of its expansion on the validation
     data in the stock interpreter."""
-    import tfedge
+    from tfedge.convert import compress
+    from tfedge.runtime import expand
 
     with stage("deep_compress: packing", verbose=options.verbose):
-        packed = tfedge.compress(
-            tflite, lossless=True, seed=options.seed, progress=False
-        )
+        packed = compress(tflite, lossless=True, seed=options.seed, progress=False)
     accuracy = tflite_metric(
-        tfedge.expand(bytes(packed)), training.x_val, training.y_val, options.metric
+        expand(bytes(packed)), training.x_val, training.y_val, options.metric
     )
     return packed, accuracy

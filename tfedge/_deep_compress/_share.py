@@ -36,10 +36,9 @@ def share(pruned, targets: dict[str, float], options, training):
     codebook for a pruned layer's zero.
     """
     import tfedge.keras as tk
-    from tfedge.keras._weight_sharing import _HESSIAN_BATCH_SIZE
 
     curvature = {}
-    curvature_examples = HESSIAN_BATCHES * _HESSIAN_BATCH_SIZE
+    curvature_examples = HESSIAN_BATCHES * tk.HESSIAN_BATCH_SIZE
     train = training.train
     if options.method != "kmeans":
         curvature = dict(
@@ -87,8 +86,7 @@ def _default_bits(pruned: set[str]) -> Callable:
     entries the indices take 9 bits or more, which only rANS codes (format version
     3): no Huffman coding, the paper's third stage, for that layer.
     """
-    from tfedge.keras._kernel_swap import kernel_variable, to_numpy
-    from tfedge.keras._weight_sharing import default_bits
+    from tfedge.keras import default_bits, kernel_variable, to_numpy
 
     def pick(layer) -> int:
         b = default_bits(layer)

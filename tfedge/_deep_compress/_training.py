@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from absl import logging
 
+from tfedge._layers import walk_layers
 from tfedge._progress import stage
+from tfedge.convert import to_tflite
 
 if TYPE_CHECKING:
     from tfedge._deep_compress._options import Options
@@ -21,14 +23,11 @@ __all__ = [
     "Training",
     "prunable_layers",
     "sublayers",
-    "to_tflite",
 ]
 
 
 def sublayers(model) -> list:
-    from tfedge.keras._kernel_swap import flat_layers
-
-    return flat_layers(model)
+    return walk_layers(model, include_models=False)
 
 
 def prunable_layers(model) -> list:
@@ -171,7 +170,7 @@ class Training:
     def measure(self, name: str, model) -> Snapshot:
         """Stage `name`'s snapshot: `model`, its validation metric and its .tflite."""
         accuracy = self.evaluate(model)
-        snapshot = Snapshot(model, accuracy, to_tflite(model))
+        snapshot = Snapshot(model, accuracy, to_tflite(model)[0])
         logging.info("deep_compress: %s accuracy %.4f", name, accuracy)
         return snapshot
 
@@ -196,13 +195,3 @@ def _default_loss(model, y: np.ndarray):
     if y.ndim >= 2 and y.shape[-1] > 1:
         return keras.losses.CategoricalCrossentropy(from_logits=not softmax)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
-
-
-def to_tflite(model) -> bytes:
-    import tensorflow as tf
-
-    from tfedge._quiet import quiet_tf
-
-    # The Keras exporter prints the traced signature; the library never prints.
-    with quiet_tf():
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()

@@ -11,26 +11,18 @@
   overhead; `plot_breakdown` and `plot_tradeoff` draw it (matplotlib).
 * `parse_size("200KB")`: byte counts from strings with units.
 
-The training callback that projects the packed size each epoch is
-`tfedge.keras.SizeBudget`.
+* `SizeBudget`: the training callback that projects the packed size each epoch (also
+  reachable as `tfedge.keras.SizeBudget`).
 """
 
 from __future__ import annotations
 
-from tfedge.budget._plan import (
-    DEFAULT_BITS,
-    DEFAULT_SPARSITIES,
-    Analysis,
-    LayerChoice,
-    Option,
-    Plan,
-    analyze,
-    floor_bytes,
-    plan,
-    transform,
-)
+from tfedge.budget._analyze import analyze, floor_bytes, plan
+from tfedge.budget._options import DEFAULT_BITS, DEFAULT_SPARSITIES, Option, transform
+from tfedge.budget._plan import LayerChoice, Plan
 from tfedge.budget._plot import plot_breakdown, plot_tradeoff
 from tfedge.budget._report import PARTS, Breakdown, LayerBytes, breakdown
+from tfedge.budget._search import Analysis
 from tfedge.budget._size import packed_size
 from tfedge.budget._units import parse_size
 
@@ -44,6 +36,7 @@ __all__ = [
     "LayerChoice",
     "Option",
     "Plan",
+    "SizeBudget",
     "analyze",
     "breakdown",
     "floor_bytes",
@@ -54,3 +47,14 @@ __all__ = [
     "plot_tradeoff",
     "transform",
 ]
+
+
+def __getattr__(name: str):
+    # The callback imports Keras: resolved on first use, so that planning a .tflite
+    # does not import Keras.
+    if name == "SizeBudget":
+        from tfedge.budget._callback import SizeBudget
+
+        globals()[name] = SizeBudget
+        return SizeBudget
+    raise AttributeError(f"module 'tfedge.budget' has no attribute {name!r}")

@@ -119,7 +119,7 @@ class SizeBudget(keras.callbacks.Callback):
         self._over = 0
         if not self.check_floor:
             return
-        from tfedge.budget._plan import floor_bytes
+        from tfedge.budget._analyze import floor_bytes
 
         self.floor_bytes = floor_bytes(self.model)
         if self.floor_bytes > self.budget_bytes:

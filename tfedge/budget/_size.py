@@ -22,15 +22,15 @@ def packed_size(model, *, bits: int | None = None, min_bytes: int = 256) -> int:
     Returns:
         `len(tfedge.compress(...))` of that model, in bytes.
     """
-    from tfedge.budget._plan import (
+    from tfedge.budget._evaluator import Evaluator
+    from tfedge.budget._options import (
         Option,
-        _Evaluator,
-        _pack,
-        _to_tflite,
+        pack_lossless,
         transform,
         weight_matrix_buffers,
     )
-    from tfedge.pack import _compress
+    from tfedge.convert import to_plain_tflite
+    from tfedge.pack import weight_candidates
     from tfedge.tflite import read
 
     if bits is not None and (
@@ -39,10 +39,10 @@ def packed_size(model, *, bits: int | None = None, min_bytes: int = 256) -> int:
         or not 1 <= bits <= 8
     ):
         raise ValueError(f"Expected `bits` in [1, 8] or None. Received: bits={bits!r}")
-    tflite, _ = _to_tflite(model)
+    tflite, _, _ = to_plain_tflite(model)
     if bits is not None:
         plain = read(tflite)
-        candidates, _ = _compress._candidates(plain, min_bytes, "linear", 0)
+        candidates, _ = weight_candidates(plain, min_bytes, "linear", 0)
         matrices = weight_matrix_buffers(plain)
         replaced = {
             c.buffer: transform(c.values, Option(0.0, int(bits)))
@@ -51,5 +51,5 @@ def packed_size(model, *, bits: int | None = None, min_bytes: int = 256) -> int:
             and c.buffer in matrices
             and bool(np.all(np.isfinite(c.values)))
         }
-        tflite = _Evaluator(tflite, None, None, None, 1).bytes_with(replaced)
-    return len(_pack(tflite, min_bytes))
+        tflite = Evaluator(tflite, None, None, None, 1).bytes_with(replaced)
+    return len(pack_lossless(tflite, min_bytes))

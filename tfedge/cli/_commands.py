@@ -63,7 +63,8 @@ def _warn(command: str, text: str) -> None:
 
 
 def run_compress(fv, args: list[str]) -> None:
-    from tfedge.pack import DEFAULT_TOLERANCE, compress
+    from tfedge.convert import compress
+    from tfedge.pack import DEFAULT_TOLERANCE
 
     if fv.lossless and fv["tolerance"].present:
         raise UsageError("--tolerance does not apply with --lossless (nothing is lost)")
@@ -187,7 +188,7 @@ EXPAND = Command(
 
 
 def run_inspect(fv, args: list[str]) -> None:
-    from tfedge.pack._inspect import inspect_model
+    from tfedge.pack import inspect_model
 
     with open(args[0], "rb") as f:
         info = inspect_model(f.read())

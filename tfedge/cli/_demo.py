@@ -36,10 +36,11 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    import tfedge
     import tfedge.keras as tk
     from tfedge._quiet import quiet_tf
-    from tfedge.pack._verify import tflite_metric
+    from tfedge.convert import compress
+    from tfedge.pack import tflite_metric
+    from tfedge.runtime import expand
 
     keras.utils.set_random_seed(0)
     name, ((x_tr, y_tr), (x_te, y_te)), units = _data()
@@ -105,16 +106,16 @@ def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
         )
 
     row("float32 .tflite (stock converter)", float_tflite, float_tflite)
-    lossless = tfedge.compress(float_tflite, lossless=True)
-    row("float32, tfedge lossless", bytes(lossless), tfedge.expand(lossless))
-    shared = tfedge.compress(float_tflite, representative_data=calib)
-    row("float32, tfedge shared+Huffman", bytes(shared), tfedge.expand(shared))
+    lossless = compress(float_tflite, lossless=True)
+    row("float32, tfedge lossless", bytes(lossless), expand(lossless))
+    shared = compress(float_tflite, representative_data=calib)
+    row("float32, tfedge shared+Huffman", bytes(shared), expand(shared))
     row(
         f"pruned {sparsity:.0%} .tflite (stock converter)", pruned_tflite, pruned_tflite
     )
     # The Keras model (not its .tflite) so that the report names layers: fc1.kernel.
-    packed = tfedge.compress(stripped, representative_data=calib)
-    row(f"pruned {sparsity:.0%}, tfedge packed", bytes(packed), tfedge.expand(packed))
+    packed = compress(stripped, representative_data=calib)
+    row(f"pruned {sparsity:.0%}, tfedge packed", bytes(packed), expand(packed))
 
     from tfedge._table import Column, render
 

@@ -26,14 +26,9 @@ HELP_FLAGS = ("-h", "--help", "-help", "--helpfull", "-?")
 
 def version() -> str:
     """tfedge's version from the installed package's metadata."""
-    from importlib import metadata
+    from tfedge._version import __version__
 
-    try:
-        return metadata.version("tfedge")
-    except metadata.PackageNotFoundError:
-        import tfedge
-
-        return tfedge.__version__
+    return __version__
 
 
 def overview() -> str:

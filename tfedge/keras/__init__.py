@@ -74,7 +74,29 @@ __all__ += [
     "select_ranks",
 ]
 
-# --- size budget ----------------------------------------------------------------------
-from tfedge.budget._callback import SizeBudget  # noqa: E402
+# --- the internal API ---------------------------------------------------------------
+# Not public (not in __all__): the names tfedge's upper layers (deep_compress) use
+# instead of this package's private modules; they may change with tfedge.
+from tfedge.keras._kernel_swap import kernel_variable as kernel_variable  # noqa: E402
+from tfedge.keras._kernel_swap import to_numpy as to_numpy  # noqa: E402
+from tfedge.keras._weight_sharing import (  # noqa: E402
+    HESSIAN_BATCH_SIZE as HESSIAN_BATCH_SIZE,
+)
+from tfedge.keras._weight_sharing import (  # noqa: E402
+    check_sharing_method as check_sharing_method,
+)
+from tfedge.keras._weight_sharing import default_bits as default_bits  # noqa: E402
 
+# --- size budget ----------------------------------------------------------------------
+# `SizeBudget` lives in `tfedge.budget` (a layer above this package, see
+# docs/ARCHITECTURE.md) and is re-exported here on first use.
 __all__ += ["SizeBudget"]
+
+
+def __getattr__(name: str):
+    if name == "SizeBudget":
+        from tfedge.budget import SizeBudget
+
+        globals()[name] = SizeBudget
+        return SizeBudget
+    raise AttributeError(f"module 'tfedge.keras' has no attribute {name!r}")

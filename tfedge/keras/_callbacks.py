@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from absl import logging
 
-from tfedge.keras._prune import PruningWrapper, _all_layers
+from tfedge._layers import walk_layers
+from tfedge.keras._prune import PruningWrapper
 
 __all__ = ["PruningLogger"]
 
@@ -31,7 +32,7 @@ class PruningLogger(keras.callbacks.Callback):
         self.log_every_epoch = log_every_epoch
 
     def _wrappers(self) -> list[PruningWrapper]:
-        return [x for x in _all_layers(self.model) if isinstance(x, PruningWrapper)]
+        return [x for x in walk_layers(self.model) if isinstance(x, PruningWrapper)]
 
     def on_train_begin(self, logs=None):
         if not self._wrappers():

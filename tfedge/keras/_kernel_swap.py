@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 
 import keras
 
+from tfedge._layers import walk_layers
+
 __all__: list[str] = []  # private module
 
 # What the kernel-computing wrappers can wrap, said once for every warning.
@@ -91,17 +93,6 @@ def copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     return new
 
 
-def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The model's layers in order, nested Sequential/functional models flattened."""
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.extend(flat_layers(layer))
-        else:
-            out.append(layer)
-    return out
-
-
 def _holds_matrix(layer: keras.layers.Layer) -> bool:
     """Whether the layer (sublayers included) holds a weight of rank 2 or more: the
     weights that pruning, sharing and ternary coding are about (biases and
@@ -120,7 +111,7 @@ def warn_skipped(
     LSTM, a custom layer), with their parameter counts."""
     skipped = [
         layer
-        for layer in flat_layers(model)
+        for layer in walk_layers(model, include_models=False)
         if layer.built and _holds_matrix(layer) and not supported(layer)
     ]
     if not skipped:
@@ -163,7 +154,7 @@ def check_cloneable(model: keras.Model, fn: str) -> None:
 def check_no_other_wrappers(model: keras.Model, own: type, fn: str) -> None:
     """Refuses a model holding another tfedge wrapper (one with `tfedge_strip`): its
     layer has no kernel of its own, so it would silently be left out."""
-    for layer in flat_layers(model):
+    for layer in walk_layers(model, include_models=False):
         if callable(getattr(layer, "tfedge_strip", None)) and not isinstance(
             layer, own
         ):
@@ -200,7 +191,7 @@ def select_layers(
             f"layers={layers!r}. Use layers=[{layers!r}]."
         )
     names = list(layers)
-    by_name = {layer.name: layer for layer in flat_layers(model)}
+    by_name = {layer.name: layer for layer in walk_layers(model, include_models=False)}
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ValueError(

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfedge.keras._prune import PruningWrapper, _all_layers
+from tfedge._layers import walk_layers
 
 __all__ = ["estimate_hessian"]
 
@@ -208,11 +208,7 @@ def estimate_hessian(
     Returns:
         `{layer name: mean of h}` over the estimated layers, for logging.
     """
-    wrappers = [
-        layer
-        for layer in _all_layers(model)
-        if isinstance(layer, PruningWrapper) and layer.criterion == "obd"
-    ]
+    wrappers = [layer for layer in walk_layers(model) if _obd_wrapper(layer)]
     if not wrappers:
         raise ValueError(
             f"Model {model.name!r} has no layer pruned with criterion='obd'; prune "
@@ -277,3 +273,10 @@ def estimate_hessian(
         w._hessian_ready = True
         out[w.name] = float(np.mean(means))
     return out
+
+
+def _obd_wrapper(layer) -> bool:
+    """A `PruningWrapper` with criterion "obd": it holds the `hessians` this module
+    writes. (Recognised by those attributes: `_prune` imports this module, so this
+    module does not import `_prune`.)"""
+    return getattr(layer, "criterion", None) == "obd" and hasattr(layer, "hessians")

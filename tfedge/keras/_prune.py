@@ -33,7 +33,9 @@ import numpy as np
 from absl import logging
 from keras import ops
 
+from tfedge._layers import walk_layers
 from tfedge.keras._kernel_swap import warn_skipped
+from tfedge.keras._obd import estimate_hessian
 from tfedge.keras._schedules import PruningSchedule
 
 __all__ = [
@@ -502,15 +504,6 @@ def _check_block_size(block_size) -> tuple[int, int]:
     return value
 
 
-def _all_layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if isinstance(layer, keras.Model):
-            out.extend(_all_layers(layer))
-    return out
-
-
 def _is_graph_model(model) -> bool:
     if isinstance(model, keras.Sequential):
         return True
@@ -530,7 +523,7 @@ def _resolver(schedule: ScheduleSpec, model) -> Callable:
 
         return pick
     if isinstance(schedule, Mapping):
-        names = {layer.name: layer for layer in _all_layers(model)}
+        names = {layer.name: layer for layer in walk_layers(model)}
         for name, value in schedule.items():
             if name not in names:
                 raise ValueError(
@@ -652,7 +645,7 @@ def prune(
             "are created instead: `self.fc = tfedge.keras.prune("
             "keras.layers.Dense(10), schedule=...)`."
         )
-    for layer in _all_layers(model):
+    for layer in walk_layers(model):
         if isinstance(layer, PruningWrapper):
             raise ValueError(
                 f"Model {model.name!r} is already pruned: layer {layer.name!r} is a "
@@ -696,14 +689,12 @@ def prune(
         new.set_weights(original.get_weights())
     if skipped:
         logging.info("tfedge.keras.prune: left dense (not pruned): %s", skipped)
-    if not any(isinstance(x, PruningWrapper) for x in _all_layers(pruned)):
+    if not any(isinstance(x, PruningWrapper) for x in walk_layers(pruned)):
         raise ValueError(
             f"Model {model.name!r} has no layer to prune (the schedule picked none). "
             f"Prunable layer types: {sorted(c.__name__ for c in PRUNABLE_WEIGHTS)}, "
             "or any layer with a `tfedge_prunable_weights()` method."
         )
     if criterion == "obd":
-        from tfedge.keras._obd import estimate_hessian
-
         estimate_hessian(pruned, hessian_data, loss=loss, method=hessian_method)
     return pruned

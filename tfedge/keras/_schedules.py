@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from tfedge._checks import check_int
+
 __all__ = ["ConstantSparsity", "IterativePruning", "PolynomialDecay", "PruningSchedule"]
 
 
@@ -35,20 +37,11 @@ def _check_sparsity(value: float, name: str) -> float:
     return float(value)
 
 
-def _check_int(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"Expected `{name}` to be an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-    return value
-
-
 def _check_steps(
     begin_step: int, end_step: int, frequency: int, *, allow_forever: bool
 ):
-    _check_int(begin_step, "begin_step", 0)
-    _check_int(frequency, "frequency", 1)
+    check_int(begin_step, "begin_step", 0)
+    check_int(frequency, "frequency", 1)
     if isinstance(end_step, bool) or not isinstance(end_step, int):
         raise ValueError(
             f"Expected `end_step` to be an integer. Received: {end_step!r}"
@@ -271,8 +264,8 @@ class IterativePruning(PruningSchedule):
                 f"Received: sparsities={list(sparsities)}"
             )
         self.sparsities = values
-        self.round_steps = _check_int(round_steps, "round_steps", 1)
-        self.begin_step = _check_int(begin_step, "begin_step", 0)
+        self.round_steps = check_int(round_steps, "round_steps", 1)
+        self.begin_step = check_int(begin_step, "begin_step", 0)
 
     @property
     def final_sparsity(self) -> float:

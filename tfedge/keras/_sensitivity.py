@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 import keras
 
 from tfedge._checks import top1_accuracy
+from tfedge._layers import walk_layers
 from tfedge._progress import progress, resolve_verbose
-from tfedge.keras._prune import PruningWrapper, _all_layers, prune
+from tfedge.keras._prune import PruningWrapper, prune
 from tfedge.keras._schedules import ConstantSparsity
 
 __all__ = ["SensitivityTable", "choose_sparsity", "plot_sensitivity", "sensitivity"]
@@ -139,7 +140,7 @@ def sensitivity(
         loss=loss,
         hessian_method=hessian_method,
     )
-    wrappers = [x for x in _all_layers(probe) if isinstance(x, PruningWrapper)]
+    wrappers = [x for x in walk_layers(probe) if isinstance(x, PruningWrapper)]
     x, y = eval_data
 
     def evaluate() -> float:

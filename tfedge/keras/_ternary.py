@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfedge._layers import walk_layers
 from tfedge.keras import _kernel_swap
 
 __all__ = ["TernaryWrapper", "ternarize", "ternary_kernel"]
@@ -314,7 +315,7 @@ def ternarize(
     _kernel_swap.check_no_other_wrappers(model, TernaryWrapper, "ternarize")
     candidates = [
         layer
-        for layer in _kernel_swap.flat_layers(model)
+        for layer in walk_layers(model, include_models=False)
         if _kernel_swap.kernel_variable(layer) is not None
         and not isinstance(layer, TernaryWrapper)
     ]

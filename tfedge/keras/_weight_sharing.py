@@ -44,6 +44,7 @@ import numpy as np
 from keras import ops
 
 from tfedge._checks import MAX_SHARING_BITS, check_sharing_bits
+from tfedge._layers import walk_layers
 from tfedge.keras import _kernel_swap
 
 __all__ = [
@@ -73,7 +74,7 @@ METHODS = ("kmeans", "hessian", "ecsq")
 _TARGET_BELOW_BITS = 2
 _MIN_TARGET_BITS = 1.0
 # Examples per gradient batch when estimating the curvature from `hessian_data` arrays.
-_HESSIAN_BATCH_SIZE = 32
+HESSIAN_BATCH_SIZE = 32
 
 
 def default_target_bits(bits: int) -> float:
@@ -99,7 +100,9 @@ def _check_init(init) -> str:
     return init
 
 
-def _check_method(method, rate, target_bits, init):
+def check_sharing_method(method, rate, target_bits, init):
+    """(method, rate, target_bits) checked against each other and `init`, as
+    `share_weights` and `deep_compress` take them."""
     if method not in METHODS:
         raise ValueError(
             f"Expected `method` to be one of {list(METHODS)}. Received: "
@@ -292,7 +295,7 @@ class WeightSharingWrapper(keras.layers.Wrapper):
         self.bits = check_sharing_bits(bits)
         self.init = _check_init(init)
         self.seed = _check_seed(seed)
-        self.method, self.rate, self.target_bits = _check_method(
+        self.method, self.rate, self.target_bits = check_sharing_method(
             method, rate, target_bits, init
         )
         self._importance = (
@@ -469,7 +472,7 @@ def _data_curvature(
     rng = np.random.default_rng(seed)
     sums = [np.zeros(v.shape, np.float64) for v in variables]
     examples = batches = 0
-    for x, y in _obd._batches(data, _HESSIAN_BATCH_SIZE):
+    for x, y in _obd._batches(data, HESSIAN_BATCH_SIZE):
         if max_batches is not None and batches >= max_batches:
             break
         n = int(np.shape(x)[0])
@@ -542,7 +545,7 @@ def share_weights(
     """
     init = _check_init(init)
     seed = _check_seed(seed)
-    method, rate, target_bits = _check_method(method, rate, target_bits, init)
+    method, rate, target_bits = check_sharing_method(method, rate, target_bits, init)
     if hessian_batches is not None and (
         isinstance(hessian_batches, bool)
         or not isinstance(hessian_batches, numbers.Integral)
@@ -589,7 +592,7 @@ def share_weights(
     _kernel_swap.check_no_other_wrappers(model, WeightSharingWrapper, "share_weights")
     candidates = [
         layer
-        for layer in _kernel_swap.flat_layers(model)
+        for layer in walk_layers(model, include_models=False)
         if _kernel_swap.kernel_variable(layer) is not None
         and not isinstance(layer, WeightSharingWrapper)
     ]

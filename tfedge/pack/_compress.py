@@ -6,7 +6,6 @@ import heapq
 import os
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,11 +14,19 @@ from absl import logging
 from tfedge._checks import check_tolerance
 from tfedge.errors import PackError
 from tfedge.pack import _encode, _lossy, _tflm, _verify
-from tfedge.pack._graph import decode_ops, insert_decoders, packed_format_version
 from tfedge.pack._names import name_rows
 from tfedge.pack._report import Report, TensorReport
-from tfedge.pack._source import to_tflite_and_keras
-from tfedge.tflite import TYPES, buffer_data, read, schema, tensor_name, write
+from tfedge.tflite import (
+    TYPES,
+    buffer_data,
+    decode_ops,
+    insert_decoders,
+    packed_format_version,
+    read,
+    schema,
+    tensor_name,
+    write,
+)
 
 # Default output tolerance: the largest output may move by 2% of its own range. Tight
 # enough that class scores keep their order on the representative inputs in practice,
@@ -150,67 +157,18 @@ class _Candidate:
         return self.sensitivity.get(option.kind, 0.0) * option.weight_error
 
 
-def compress(
-    model,
+def check_options(
     *,
-    lossless: bool = False,
-    bits: int | None = None,
-    tolerance: float | str = DEFAULT_TOLERANCE,
-    representative_data=None,
-    num_samples: int = 16,
-    init: str = "linear",
-    seed: int = 0,
-    min_bytes: int = 256,
-    target: str = "tfedge",
-    progress: bool | None = None,
-    converter_options: Mapping[str, object] | None = None,
-) -> Packed:
-    """Packs a model's weights with weight sharing, a sparse index and Huffman coding.
-
-    Lossy mode measures how far the outputs drift when each tensor alone is shared
-    (its sensitivity), chooses bits per tensor for the most bytes saved per unit of
-    drift, and verifies the combination on the search samples and on held-out
-    samples; the values measured are exactly those the file decodes to. Biases and
-    tensors under `_lossy.LOSSY_MIN_ELEMENTS` elements stay exact, and no tensor's own
-    weight error passes `_lossy.MAX_WEIGHT_ERROR`. When the outputs do not move across
-    the samples the check is blind: the model is packed losslessly and a warning asks
-    for `representative_data`.
-
-    Args:
-      model: .tflite bytes or path, a SavedModel directory, a `.keras` path, or a
-        Keras 3 or tf_keras model (tfedge wrappers are stripped first).
-      lossless: keep every weight bit for bit (exact codebooks, sparse index, Huffman).
-      bits: sharing bits per lossy tensor (1-8); None chooses per tensor.
-      tolerance: the largest allowed output drift, max|y - y_ref| / max|y_ref|, measured
-        in the stock interpreter on the search samples and on held-out samples: a
-        fraction (0.02) or a percentage string ("2%"); for zero drift use
-        `lossless=True`.
-      representative_data: model inputs to measure drift on: an array batch, a dict
-        keyed by input name, `(x, y)` (x is taken), an iterable of samples, or
-        TFLite's `representative_dataset` callable (the rules are in
-        tfedge/pack/_samples.py; shapes and dtypes are checked against the model's
-        inputs); alternate samples are held out. Generated in the ranges the model
-        takes when None (int8 inputs over their quantized range, float inputs in the
-        range of their TFLite Support metadata).
-      num_samples: how many samples to search on (as many more are held out).
-      init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
-        "random".
-      min_bytes: weight buffers smaller than this stay raw.
-      target: "tfedge" (TFEDGE_DECODE payloads, docs/FORMAT.md), or "tflm": look-up
-        tables with 1-7 bit indices that TFLite Micro's own TFLM_DECODE kernel decodes
-        (no Huffman or sparse index; verified in TFLM's interpreter when `tflite-micro`
-        is installed).
-      progress: show a progress bar (default: when stderr is a terminal).
-      converter_options: for a Keras model or SavedModel, `tf.lite.TFLiteConverter`
-        attributes to set before converting, by name (dotted for nested ones), e.g.
-        `{"target_spec.supported_ops": ["TFLITE_BUILTINS", "SELECT_TF_OPS"],
-        "_experimental_lower_tensor_list_ops": False}` for layers the built-in
-        operations cannot express. A converter failure raises `ConversionError`
-        naming the operations and the fix.
-
-    Returns:
-      A `Packed` model whose `report` lists every weight buffer.
-    """
+    lossless: bool,
+    bits: int | None,
+    tolerance: float | str,
+    init: str,
+    num_samples: int,
+    target: str,
+) -> tuple[float, int]:
+    """`compress`'s options checked: (the tolerance as a fraction, the largest
+    `bits` the target takes). `tfedge.compress` calls it before converting a model,
+    so that a wrong option fails before a slow conversion."""
     tolerance = check_tolerance(tolerance, lossless=lossless)
     if target not in _TARGETS:
         raise ValueError(
@@ -228,20 +186,69 @@ def compress(
         raise ValueError(
             f"Expected `num_samples` >= 1. Received: num_samples={num_samples}"
         )
+    return tolerance, max_bits
 
-    clock = _Stages()
-    data, notes, keras_model = to_tflite_and_keras(model, converter_options)
-    original_size = len(data)
+
+def plain_tflite(data: bytes) -> tuple[bytes, bool]:
+    """(the .tflite `data` with any tfedge packing expanded, whether it was packed)."""
+    data, _, was_packed = _read_plain(data)
+    return data, was_packed
+
+
+def _read_plain(data: bytes):
+    """(plain .tflite bytes, their model, whether `data` was packed by tfedge)."""
     plain = read(data)
-    if packed_format_version(plain) is not None or any(True for _ in decode_ops(plain)):
-        from tfedge.runtime import expand
+    if packed_format_version(plain) is None and not any(
+        True for _ in decode_ops(plain)
+    ):
+        return data, plain, False
+    from tfedge.runtime import expand
 
-        data = expand(data)
-        plain = read(data)
+    data = expand(data)
+    return data, read(data), True
+
+
+def compress_tflite(
+    data: bytes,
+    *,
+    keras_model=None,
+    notes: list[str] | None = None,
+    clock: Stages | None = None,
+    lossless: bool = False,
+    bits: int | None = None,
+    tolerance: float | str = DEFAULT_TOLERANCE,
+    representative_data=None,
+    num_samples: int = 16,
+    init: str = "linear",
+    seed: int = 0,
+    min_bytes: int = 256,
+    target: str = "tfedge",
+    progress: bool | None = None,
+) -> Packed:
+    """`tfedge.compress` (documented there) on .tflite bytes: `tfedge.convert` turns
+    what the user hands `tfedge.compress` into these bytes and calls this.
+
+    `keras_model`, the Keras model converted (None for a .tflite), names the report's
+    rows by layer; `notes` are the conversion's notes, `clock` the stage timer started
+    before it.
+    """
+    tolerance, max_bits = check_options(
+        lossless=lossless,
+        bits=bits,
+        tolerance=tolerance,
+        init=init,
+        num_samples=num_samples,
+        target=target,
+    )
+    clock = clock or Stages()
+    notes = [] if notes is None else notes
+    original_size = len(data)
+    data, plain, was_packed = _read_plain(data)
+    if was_packed:
         notes.append("input was already packed by tfedge: expanded, then packed again")
     clock.lap("reading")
 
-    candidates, rows = _candidates(plain, min_bytes, init, seed)
+    candidates, rows = weight_candidates(plain, min_bytes, init, seed)
     name_rows(plain, rows, keras_model)
     for cand in _progress(candidates, "encoding", progress):
         cand.lossless  # noqa: B018 - encode now, inside the progress bar
@@ -280,7 +287,7 @@ def compress(
     return _write_tfedge(job)
 
 
-class _Stages:
+class Stages:
     """Wall and CPU seconds of each stage of one compress call."""
 
     def __init__(self):
@@ -309,7 +316,7 @@ class _Job:
     check: _DriftCheck | None
     backed_off: list[str]
     notes: list[str]
-    clock: _Stages
+    clock: Stages
 
     def report(
         self, packed_bytes: int, packed: set[int], written=None, **extra
@@ -369,7 +376,7 @@ def _write_tfedge(job: _Job) -> Packed:
             "nothing to improve: the model is written through unchanged"
         )
 
-    from tfedge import __version__
+    from tfedge._version import __version__
 
     packed_model = read(job.data)
     version = insert_decoders(packed_model, payloads, producer=f"tfedge {__version__}")
@@ -394,7 +401,7 @@ def _write_tfedge(job: _Job) -> Packed:
     )
 
 
-def _candidates(
+def weight_candidates(
     model, min_bytes: int, init: str, seed: int
 ) -> tuple[list[_Candidate], list[TensorReport]]:
     """One row per weight buffer; a candidate for each buffer tfedge may pack."""

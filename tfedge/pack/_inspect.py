@@ -10,8 +10,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfedge._table import MAX_WIDTH
-from tfedge.pack._graph import decode_ops, packed_format_version
-from tfedge.tflite import TYPES, buffer_data, opcode_name, read, tensor_name
+from tfedge.tflite import (
+    TYPES,
+    buffer_data,
+    decode_ops,
+    opcode_name,
+    packed_format_version,
+    read,
+    tensor_name,
+)
 
 
 @dataclass
@@ -169,7 +176,7 @@ def _specs(model, si: int, indices) -> list[TensorSpec]:
 def inspect_model(data: bytes) -> ModelInfo:
     """What a .tflite holds; raises FormatError for any file that is not a
     well-formed model (never another exception)."""
-    from tfedge.pack._checks import foreign_errors_as_format_errors
+    from tfedge.tflite import foreign_errors_as_format_errors
 
     with foreign_errors_as_format_errors():
         return _inspect_model(data)

@@ -66,7 +66,10 @@ def make_samples(
         inputs = _inputs_of(entry)
         if entry_data is None:
             out.append(
-                [[generate(d, rng) for d in entry.inputs] for _ in range(num_samples)]
+                [
+                    [generate_sample(d, rng) for d in entry.inputs]
+                    for _ in range(num_samples)
+                ]
             )
         else:
             out.append(_collect(inputs, entry_data, num_samples))
@@ -386,7 +389,7 @@ def _check(x: np.ndarray, given: tuple, inp: _Input, where: str) -> np.ndarray:
     return x.astype(dtype)
 
 
-def generate(detail: dict, rng: np.random.Generator) -> np.ndarray:
+def generate_sample(detail: dict, rng: np.random.Generator) -> np.ndarray:
     """One generated sample for an input (standard normal floats, full-range int8,
     small non-negative ids)."""
     shape = [int(s) if s > 0 else 1 for s in detail["shape"]]

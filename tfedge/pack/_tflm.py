@@ -124,15 +124,15 @@ def insert_tflm_decoders(model, encodings: dict[int, LutEncoding]) -> int:
     """Rewrites each buffer's tensors into TFLM's LUT layout; returns the decode scratch
     bytes (the largest total of decoded tensors alive at once, i.e. per decode
     operator)."""
-    from tfedge.pack._graph import _new_buffer
+    from tfedge.tflite import new_buffer
 
     s = schema()
     op_code = opcode_index(model, DECODE_OP)
     enc_buffer, anc_buffer = {}, {}
     for b_index, enc in encodings.items():
-        model.buffers.append(_new_buffer(enc.encoded))
+        model.buffers.append(new_buffer(enc.encoded))
         enc_buffer[b_index] = len(model.buffers) - 1
-        model.buffers.append(_new_buffer(enc.ancillary))
+        model.buffers.append(new_buffer(enc.ancillary))
         anc_buffer[b_index] = len(model.buffers) - 1
     scratch = 0
     for sg in model.subgraphs:

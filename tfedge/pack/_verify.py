@@ -12,8 +12,11 @@ import numpy as np
 from tfedge.errors import TfedgeError
 
 # Representative data in its accepted forms: see tfedge/pack/_samples.py.
-from tfedge.pack._samples import generate as _generate  # noqa: F401 (budget uses it)
-from tfedge.pack._samples import make_samples  # noqa: F401 (compress uses it)
+from tfedge.pack._samples import (
+    generate_sample,
+    make_samples,  # noqa: F401 (compress uses it)
+)
+from tfedge.tflite import schema, write
 
 _EPS = 1e-12
 
@@ -25,18 +28,40 @@ def interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        return absorb_delegate_notice(Interpreter)
+        return absorb_delegate_notice(Interpreter, _one_op_model)
     except ImportError:
         pass
     try:
         import tensorflow as tf
 
-        return absorb_delegate_notice(tf.lite.Interpreter)
+        return absorb_delegate_notice(tf.lite.Interpreter, _one_op_model)
     except ImportError as e:
         raise TfedgeError(
             "No TFLite interpreter: install `ai-edge-litert` "
             "(pip install ai-edge-litert) or TensorFlow."
         ) from e
+
+
+def _one_op_model() -> bytes:
+    """y = x + x on one float: the smallest model the default delegate takes."""
+    s = schema()
+    model = s.ModelT()
+    model.version = 3
+    model.buffers = [s.BufferT(), s.BufferT(), s.BufferT()]
+    tensors = []
+    for i, name in enumerate((b"x", b"y")):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer, t.name = [1], s.TensorType.FLOAT32, i + 1, name
+        tensors.append(t)
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.ADD
+    code.version = 1
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 0], [1]
+    sg = s.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
+    model.operatorCodes, model.subgraphs = [code], [sg]
+    return write(model)
 
 
 class _Entry:
@@ -281,7 +306,7 @@ def _generate_in(
     and uniform in [-1, 1] on alternate samples; other dtypes as `_generate`."""
     dtype = np.dtype(detail["dtype"])
     if dtype.kind != "f":
-        return _generate(detail, rng)
+        return generate_sample(detail, rng)
     shape = [int(s) if s > 0 else 1 for s in detail["shape"]]
     sig = detail.get("shape_signature")
     if sig is not None and len(sig) == len(shape):

@@ -6,13 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from tfedge.errors import FormatError
-from tfedge.pack._checks import (
+from tfedge.tflite import (
+    TYPES,
+    buffer_data,
     check_decode_buffers,
     check_unshared_size,
     foreign_errors_as_format_errors,
+    read,
     tensor_bytes,
+    tensor_name,
+    write,
 )
-from tfedge.tflite import TYPES, buffer_data, read, tensor_name, write
 
 # Decoded tensors are bounded by their own byte size; this bounds the rest.
 MAX_DECODED = 2**31 - 1
@@ -56,7 +60,7 @@ def read_packed(data: bytes, *, trusted: bool = False):
     before decoding anything (docs/FORMAT.md, "Hostile files"). A job is
     (subgraph, payload tensor, weight tensor, tensor bytes, decoded-size bound)."""
     from tfedge.codecs import FORMAT_VERSION
-    from tfedge.pack._graph import decode_ops, packed_format_version
+    from tfedge.tflite import decode_ops, packed_format_version
 
     model = read(data)
     version = packed_format_version(model)
@@ -100,7 +104,7 @@ def _job(model, op, trusted: bool):
 
 
 def _expand(data: bytes, decode, *, trusted: bool) -> bytes:
-    from tfedge.pack._graph import remove_decoders
+    from tfedge.tflite import remove_decoders
 
     model, version, jobs = read_packed(data, trusted=trusted)
     if version is None and not jobs:

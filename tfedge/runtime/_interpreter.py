@@ -101,8 +101,8 @@ def _translate(error: RuntimeError) -> Exception:
 def _check_file(data: bytes, *, trusted: bool) -> None:
     """The file-level checks of `tfedge.expand` (the delegate sees tensors, not the
     file: its metadata, buffers and shared objects)."""
-    from tfedge.pack._checks import foreign_errors_as_format_errors
     from tfedge.runtime._expand import read_packed
+    from tfedge.tflite import foreign_errors_as_format_errors
 
     with foreign_errors_as_format_errors():
         read_packed(data, trusted=trusted)

@@ -1,11 +1,19 @@
 """Flatbuffer I/O for .tflite files: read, edit and write; no policy and no
-TensorFlow."""
+TensorFlow.
+
+Besides plain models, the packed graph (docs/FORMAT.md section 1): the TFEDGE_DECODE
+operator surgery both ways (`insert_decoders`, `remove_decoders`, `decode_ops`), the
+`tfedge` metadata entry with the format version (`packed_format_version`), and the
+file-level checks every reader of a packed model makes (`check_decode_buffers`,
+`check_unshared_size`, `foreign_errors_as_format_errors`).
+"""
 
 from tfedge.tflite._model import (
     ARCHIVE_ATTR,
     FILE_IDENTIFIER,
     TYPES,
     TensorTypeInfo,
+    aligned_buffer_class,
     buffer_data,
     custom_code,
     opcode_index,
@@ -15,20 +23,59 @@ from tfedge.tflite._model import (
     tensor_name,
     write,
 )
+from tfedge.tflite._packed import (
+    DECODE_OP,
+    METADATA_NAME,
+    PAYLOAD_SUFFIX,
+    decode_ops,
+    insert_decoders,
+    new_buffer,
+    packed_format_version,
+    remove_decoders,
+)
+from tfedge.tflite._packed_checks import (
+    MAX_METADATA_DEPTH,
+    MAX_UNSHARED_GROWTH,
+    UNSHARED_SLACK,
+    check_decode_buffers,
+    check_unshared_size,
+    foreign_errors_as_format_errors,
+    metadata_format_version,
+    tensor_bytes,
+    unshared_size,
+)
 from tfedge.tflite._schema import schema
 
 __all__ = [
     "ARCHIVE_ATTR",
+    "DECODE_OP",
     "FILE_IDENTIFIER",
+    "MAX_METADATA_DEPTH",
+    "MAX_UNSHARED_GROWTH",
+    "METADATA_NAME",
+    "PAYLOAD_SUFFIX",
     "TYPES",
+    "UNSHARED_SLACK",
     "TensorTypeInfo",
+    "aligned_buffer_class",
     "buffer_data",
+    "check_decode_buffers",
+    "check_unshared_size",
     "custom_code",
+    "decode_ops",
+    "foreign_errors_as_format_errors",
+    "insert_decoders",
+    "metadata_format_version",
+    "new_buffer",
     "opcode_index",
     "opcode_name",
+    "packed_format_version",
     "read",
+    "remove_decoders",
     "schema",
     "tensor_array",
+    "tensor_bytes",
     "tensor_name",
+    "unshared_size",
     "write",
 ]

@@ -100,7 +100,9 @@ TYPES: dict[int, TensorTypeInfo] = _types()
 
 
 @functools.cache
-def _aligned_buffer_class():
+def aligned_buffer_class():
+    """The schema's BufferT subclass that writes its data 16-byte aligned (what
+    `write` uses for every buffer; new buffers made with it stay aligned)."""
     base = schema().BufferT
 
     class AlignedBufferT(base):
@@ -171,7 +173,7 @@ def read(data: bytes | bytearray | memoryview) -> object:
             f"corrupted or truncated .tflite flatbuffer ({type(e).__name__}: {e})"
         ) from e
     _check_structure(model, data)
-    aligned = _aligned_buffer_class()
+    aligned = aligned_buffer_class()
     buffers = []
     for i, b in enumerate(model.buffers or []):
         nb = aligned()

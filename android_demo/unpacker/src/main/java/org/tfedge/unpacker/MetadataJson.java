@@ -7,7 +7,7 @@ import java.nio.charset.CodingErrorAction;
 
 /**
  * The {@code tfedge} metadata entry's {@code format_version}, read as the Python reader
- * reads it (tfedge/pack/_checks.py, docs/FORMAT.md "Hostile files"): the bytes must be UTF-8
+ * reads it (tfedge/tflite/_packed_checks.py, docs/FORMAT.md "Hostile files"): the bytes must be UTF-8
  * JSON (RFC 8259, as Python's {@code json} module parses it), nested at most {@link
  * #MAX_DEPTH} deep, whose top level is an object with exactly one {@code format_version}
  * member, an integer &gt;= 1. The same problems give the same messages.

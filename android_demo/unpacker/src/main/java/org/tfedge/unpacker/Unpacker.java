@@ -34,7 +34,7 @@ public final class Unpacker {
     static final String DECODE_OP = "TFEDGE_DECODE";
     static final String METADATA_NAME = "tfedge";
     static final int CUSTOM = 32;
-    /** See tfedge/pack/_checks.py: MAX_UNSHARED_GROWTH and UNSHARED_SLACK. */
+    /** See tfedge/tflite/_packed_checks.py: MAX_UNSHARED_GROWTH and UNSHARED_SLACK. */
     static final long MAX_UNSHARED_GROWTH = 8;
     static final long UNSHARED_SLACK = 1 << 16;
     /** The largest output: one direct ByteBuffer, less a margin for alignment. */
@@ -567,7 +567,7 @@ public final class Unpacker {
         }
         // A well-formed file grows by padding and unshared vtables only; objects referenced
         // many times (possible only in a forged file) would multiply, so they are refused
-        // (tfedge/pack/_checks.py makes the same check).
+        // (tfedge/tflite/_packed_checks.py makes the same check).
         long limit = MAX_UNSHARED_GROWTH * r.size + UNSHARED_SLACK;
         if (counter.total - decoded > limit) {
             throw r.bad("the expanded model would take over " + limit + " bytes besides its "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tfedge
-from tfedge.pack._source import SELECT_TF_OPS_OPTIONS
+from tfedge.convert import SELECT_TF_OPS_OPTIONS
 
 
 def _lstm(batch_size=None) -> keras.Model:

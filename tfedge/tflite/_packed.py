@@ -1,7 +1,10 @@
 """Model surgery for the packed format (docs/FORMAT.md section 1), both ways.
 
 `insert_decoders` turns chosen weight buffers into payload tensors plus TFEDGE_DECODE
-ops; `remove_decoders` undoes it given the decoded bytes. No policy, no codecs here.
+ops and writes the `tfedge` metadata entry (the format version); `remove_decoders`
+undoes it given the decoded bytes; `decode_ops` and `packed_format_version` read a
+packed graph. `tfedge.pack` writes with it, `tfedge.runtime` reads with it. No policy,
+no codecs here.
 """
 
 from __future__ import annotations
@@ -11,17 +14,23 @@ import json
 import numpy as np
 
 from tfedge.errors import FormatError
-from tfedge.tflite import opcode_index, schema, tensor_name
+from tfedge.tflite._model import (
+    aligned_buffer_class,
+    buffer_data,
+    opcode_index,
+    tensor_name,
+)
+from tfedge.tflite._packed_checks import metadata_format_version
+from tfedge.tflite._schema import schema
 
 DECODE_OP = "TFEDGE_DECODE"
 METADATA_NAME = "tfedge"
 PAYLOAD_SUFFIX = "/tfedge_payload"
 
 
-def _new_buffer(data: np.ndarray | bytes | None):
-    from tfedge.tflite._model import _aligned_buffer_class
-
-    b = _aligned_buffer_class()()
+def new_buffer(data: np.ndarray | bytes | None):
+    """A buffer object holding `data` (None: empty), written 16-byte aligned."""
+    b = aligned_buffer_class()()
     b.data = None if data is None else np.frombuffer(bytes(data), np.uint8)
     b.offset = b.size = 0
     return b
@@ -34,7 +43,7 @@ def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> int:
     op_index = opcode_index(model, DECODE_OP)
     payload_buffer: dict[int, int] = {}
     for b_index, payload in payloads.items():
-        model.buffers.append(_new_buffer(payload))
+        model.buffers.append(new_buffer(payload))
         payload_buffer[b_index] = len(model.buffers) - 1
     for sg in model.subgraphs:
         decoders = []
@@ -61,7 +70,7 @@ def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> int:
     meta_buffer = json.dumps(
         {"format_version": int(version), "producer": producer}, sort_keys=True
     ).encode()
-    model.buffers.append(_new_buffer(meta_buffer))
+    model.buffers.append(new_buffer(meta_buffer))
     m = s.MetadataT()
     m.name = METADATA_NAME
     m.buffer = len(model.buffers) - 1
@@ -73,9 +82,6 @@ def packed_format_version(model) -> int | None:
     """The `tfedge` metadata's format version, or None for a model tfedge did not
     pack (the first entry of that name counts; see `metadata_format_version` for what
     it must hold)."""
-    from tfedge.pack._checks import metadata_format_version
-    from tfedge.tflite import buffer_data
-
     for m in model.metadata or []:
         if tensor_name(m) == METADATA_NAME:
             return metadata_format_version(bytes(buffer_data(model, m.buffer)))

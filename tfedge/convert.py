@@ -1,4 +1,8 @@
-"""Turn what the user hands `compress` into .tflite bytes.
+"""Keras model, `.keras` file, SavedModel or .tflite bytes -> .tflite bytes: the one
+place tfedge converts, and `compress`, which converts and then packs.
+
+Layer 4 of docs/ARCHITECTURE.md: it uses `tfedge.keras` (stripping) and `tfedge.pack`
+(packing .tflite bytes); `tfedge.budget` and `tfedge.deep_compress` convert through it.
 
 Accepted: .tflite bytes, a path to a .tflite file, a path to a SavedModel directory, a
 path to a `.keras` file, a Keras 3 model, or a tf_keras (Keras 2) model such as one
@@ -16,7 +20,16 @@ import os
 import re
 from collections.abc import Mapping
 
+from tfedge._layers import is_keras_model, walk_layers
 from tfedge.errors import ConversionError, FormatError
+from tfedge.pack import (
+    DEFAULT_TOLERANCE,
+    Packed,
+    Stages,
+    check_options,
+    compress_tflite,
+    plain_tflite,
+)
 
 # Converter operation sets by name, for `converter_options`' supported_ops.
 _OPS_SETS = ("TFLITE_BUILTINS", "TFLITE_BUILTINS_INT8", "SELECT_TF_OPS")
@@ -29,6 +42,91 @@ SELECT_TF_OPS_OPTIONS = {
 # fused["Name:", "model/layer/node@function"].
 _TF_OP = re.compile(r"'tf\.(\w+)'")
 _LOCATION = re.compile(r'fused\["(\w+):", "([^"@]+)')
+
+
+def compress(
+    model,
+    *,
+    lossless: bool = False,
+    bits: int | None = None,
+    tolerance: float | str = DEFAULT_TOLERANCE,
+    representative_data=None,
+    num_samples: int = 16,
+    init: str = "linear",
+    seed: int = 0,
+    min_bytes: int = 256,
+    target: str = "tfedge",
+    progress: bool | None = None,
+    converter_options: Mapping[str, object] | None = None,
+) -> Packed:
+    """Packs a model's weights with weight sharing, a sparse index and Huffman coding.
+
+    Lossy mode measures how far the outputs drift when each tensor alone is shared
+    (its sensitivity), chooses bits per tensor for the most bytes saved per unit of
+    drift, and verifies the combination on the search samples and on held-out
+    samples; the values measured are exactly those the file decodes to. Biases and
+    tensors under `_lossy.LOSSY_MIN_ELEMENTS` elements stay exact, and no tensor's own
+    weight error passes `_lossy.MAX_WEIGHT_ERROR`. When the outputs do not move across
+    the samples the check is blind: the model is packed losslessly and a warning asks
+    for `representative_data`.
+
+    Args:
+      model: .tflite bytes or path, a SavedModel directory, a `.keras` path, or a
+        Keras 3 or tf_keras model (tfedge wrappers are stripped first).
+      lossless: keep every weight bit for bit (exact codebooks, sparse index, Huffman).
+      bits: sharing bits per lossy tensor (1-8); None chooses per tensor.
+      tolerance: the largest allowed output drift, max|y - y_ref| / max|y_ref|, measured
+        in the stock interpreter on the search samples and on held-out samples: a
+        fraction (0.02) or a percentage string ("2%"); for zero drift use
+        `lossless=True`.
+      representative_data: model inputs to measure drift on: an array batch, a dict
+        keyed by input name, `(x, y)` (x is taken), an iterable of samples, or
+        TFLite's `representative_dataset` callable (the rules are in
+        tfedge/pack/_samples.py; shapes and dtypes are checked against the model's
+        inputs); alternate samples are held out. Generated in the ranges the model
+        takes when None (int8 inputs over their quantized range, float inputs in the
+        range of their TFLite Support metadata).
+      num_samples: how many samples to search on (as many more are held out).
+      init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
+        "random".
+      min_bytes: weight buffers smaller than this stay raw.
+      target: "tfedge" (TFEDGE_DECODE payloads, docs/FORMAT.md), or "tflm": look-up
+        tables with 1-7 bit indices that TFLite Micro's own TFLM_DECODE kernel decodes
+        (no Huffman or sparse index; verified in TFLM's interpreter when `tflite-micro`
+        is installed).
+      progress: show a progress bar (default: when stderr is a terminal).
+      converter_options: for a Keras model or SavedModel, `tf.lite.TFLiteConverter`
+        attributes to set before converting, by name (dotted for nested ones), e.g.
+        `{"target_spec.supported_ops": ["TFLITE_BUILTINS", "SELECT_TF_OPS"],
+        "_experimental_lower_tensor_list_ops": False}` for layers the built-in
+        operations cannot express. A converter failure raises `ConversionError`
+        naming the operations and the fix.
+
+    Returns:
+      A `Packed` model whose `report` lists every weight buffer.
+    """
+    options = dict(
+        lossless=lossless,
+        bits=bits,
+        tolerance=tolerance,
+        init=init,
+        num_samples=num_samples,
+        target=target,
+    )
+    check_options(**options)
+    clock = Stages()
+    data, notes, keras_model = to_tflite_and_keras(model, converter_options)
+    return compress_tflite(
+        data,
+        keras_model=keras_model,
+        notes=notes,
+        clock=clock,
+        representative_data=representative_data,
+        seed=seed,
+        min_bytes=min_bytes,
+        progress=progress,
+        **options,
+    )
 
 
 def to_tflite(model, converter_options=None) -> tuple[bytes, list[str]]:
@@ -79,7 +177,7 @@ def to_tflite_and_keras(
         _no_options(converter_options, f"the .tflite file {path}")
         with open(path, "rb") as f:
             return f.read(), notes, None
-    if _is_keras_model(model):
+    if is_keras_model(model):
         return _from_keras(model, notes, converter_options)
     raise TypeError(
         "Expected a .tflite path or bytes, a SavedModel directory, a .keras file, "
@@ -87,14 +185,16 @@ def to_tflite_and_keras(
     )
 
 
-def _is_keras_model(obj) -> bool:
-    mro = [f"{c.__module__}.{c.__name__}" for c in type(obj).__mro__]
-    return any(
-        name.startswith(("keras.", "tf_keras.", "keras.src."))
-        and name.endswith(".Model")
-        or name.endswith("engine.training.Model")
-        for name in mro
-    )
+def to_plain_tflite(
+    model, converter_options=None
+) -> tuple[bytes, list[str], object | None]:
+    """As `to_tflite_and_keras`, with a model that tfedge packed expanded back to a
+    plain .tflite (what the planners measure)."""
+    data, notes, keras_model = to_tflite_and_keras(model, converter_options)
+    data, was_packed = plain_tflite(data)
+    if was_packed:
+        notes.append("input was already packed by tfedge: expanded")
+    return data, notes, keras_model
 
 
 def _no_options(options, what: str) -> None:
@@ -109,7 +209,7 @@ def _no_options(options, what: str) -> None:
 def _from_keras(
     model, notes: list[str], converter_options=None
 ) -> tuple[bytes, list[str], object]:
-    if any(hasattr(layer, "tfedge_strip") for layer in _all_layers(model)):
+    if any(hasattr(layer, "tfedge_strip") for layer in walk_layers(model)):
         from tfedge.keras import strip
 
         model = strip(model)
@@ -211,11 +311,3 @@ def _explain(message: str, options) -> str:
         f"`tfedge.compress(model, converter_options={SELECT_TF_OPS_OPTIONS!r})`"
     )
     return text + " Fix: " + "; ".join(fixes) + "."
-
-
-def _all_layers(model):
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        yield layer
-        stack.extend(getattr(layer, "layers", []) or [])
