@@ -25,7 +25,8 @@ interpreter (the packed one after `tfedge.expand`):
   with the k-means of weight sharing replaced by Hessian-weighted k-means or by
   entropy-constrained scalar quantization (Choi et al. 2017; `deep_compress(method=)`;
   ECSQ's lambda searched per layer to an index entropy of --ecsq_target_bits, default
-  bits - 2 per kept weight); the packed file;
+  bits - 2 per kept weight); the packed file; --block_size=1,4 prunes blocks of four
+  consecutive inputs instead of single weights in every row of tfedge's pipeline;
 - tfmot: in the same run, from the same float weights (copied into a tf_keras model):
   90% pruning (PolynomialDecay), sparsity-preserving clustering with 16 clusters, then
   (variant "+CQAT") cluster- and sparsity-preserving quantization-aware training, int8
@@ -100,6 +101,13 @@ flags.DEFINE_float(
     "ecsq_target_bits",
     None,
     "ECSQ: index entropy per kept weight (every layer); default bits - 2 per layer.",
+)
+flags.DEFINE_list(
+    "block_size",
+    ["1", "1"],
+    "tfedge pruning granularity, deep_compress(block_size=): 1,1 single weights; 1,4 "
+    "blocks of four consecutive inputs of one unit (one long gap and three zero gaps "
+    "per block in the relative index, so fewer index bits per kept weight).",
 )
 flags.DEFINE_integer("tfmot_prune_epochs", 4, "tfmot pruning epochs.")
 flags.DEFINE_integer("tfmot_cluster_epochs", 1, "tfmot clustering epochs.")
@@ -292,6 +300,7 @@ def run_net(name: str, data_all):
             seed=FLAGS.seed,
             method=method,
             target_bits=FLAGS.ecsq_target_bits if method == "ecsq" else None,
+            block_size=tuple(int(b) for b in FLAGS.block_size),
         )
         logging.info(
             "%s: deep_compress(method=%r) in %.0f s",

@@ -240,6 +240,29 @@ def test_datasets_and_sensitivity_choice(from_datasets):
         assert np.unique(kernel[kernel != 0]).size <= 2 ** r.bits[name]
 
 
+def test_block_size_prunes_whole_blocks(trained):
+    """(1, 4): each output unit's inputs in runs of four, all zero or all kept, in the
+    packed file's own order (a TFLite kernel is [out, in], the Keras one [in, out])."""
+    block = deep_compress(
+        trained,
+        _data(512, 1),
+        _data(256, 2),
+        sparsity={"fc1": 0.75},
+        bits={"fc1": 3, "fc2": 3, "conv": 3},
+        block_size=(1, 4),
+        prune_rounds=1,
+        prune_epochs=1,
+        share_epochs=0,
+        batch_size=64,
+        verbose=0,
+    )
+    kernel = np.asarray(block.model.get_layer("fc1").kernel)
+    blocks = (kernel.T.reshape(kernel.shape[1], -1, 4) != 0).sum(axis=-1)
+    assert set(np.unique(blocks)) <= {0, 4}, np.unique(blocks)
+    assert np.mean(kernel == 0) >= 0.75 - 4.0 / kernel.size
+    assert block.sparsity["fc1"] == 0.75
+
+
 # --- bad input: errors before any training --------------------------------------------
 
 _XY = _data(32, 4)
@@ -260,6 +283,7 @@ BAD_INPUT = {
     "bits_unknown_layer": (lambda m: dict(bits={"nope": 4}), "'nope'"),
     "sparsity_all_zero": (lambda m: dict(sparsity=0.0), "prunes no layer"),
     "prune_rounds_zero": (lambda m: dict(prune_rounds=0), "prune_rounds"),
+    "block_size": (lambda m: dict(block_size=(1, 8)), "block_size"),
     "max_loss_negative": (lambda m: dict(max_loss=-0.1), "max_loss"),
     "init": (lambda m: dict(init="kmeans++"), "init"),
     "metric": (lambda m: dict(metric="top5"), "metric"),

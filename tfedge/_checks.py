@@ -99,3 +99,25 @@ def check_tolerance(value, *, lossless: bool = False) -> float:
             f"Received: tolerance={value!r}{hint}"
         )
     return number
+
+
+# Pruning block shapes the sparse kernels run with vector loads: (1, 4) is four
+# consecutive inputs of one output unit, (4, 1) four outputs of one input; (1, 1)
+# prunes single weights.
+BLOCK_SIZES = ((1, 1), (1, 4), (4, 1))
+
+
+def check_block_size(block_size) -> tuple[int, int]:
+    """`block_size` as a tuple of ints, or a ValueError when it is not one of
+    `BLOCK_SIZES`."""
+    try:
+        value = tuple(int(b) for b in block_size)
+    except (TypeError, ValueError):
+        value = None
+    if value not in BLOCK_SIZES or any(isinstance(b, bool) for b in block_size):
+        raise ValueError(
+            f"Expected `block_size` one of {list(BLOCK_SIZES)}: (1, 4) keeps blocks of "
+            "four consecutive inputs of one output unit, (4, 1) of four outputs of one "
+            f"input. Received: block_size={block_size!r}"
+        )
+    return value

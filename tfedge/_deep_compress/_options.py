@@ -6,7 +6,12 @@ import dataclasses
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 
-from tfedge._checks import check_int, check_sharing_bits, top1_accuracy
+from tfedge._checks import (
+    check_block_size,
+    check_int,
+    check_sharing_bits,
+    top1_accuracy,
+)
 from tfedge._deep_compress._training import prunable_layers, sublayers
 from tfedge._progress import resolve_verbose
 
@@ -31,6 +36,7 @@ class Options:
     prunable: list[str]
     max_loss: float
     sensitivity_sparsities: Sequence[float]
+    block_size: tuple[int, int]
     prune_rounds: int
     prune_epochs: int
     bits: object
@@ -57,6 +63,7 @@ def check_options(
     sparsity,
     max_loss,
     sensitivity_sparsities,
+    block_size,
     prune_rounds,
     prune_epochs,
     bits,
@@ -89,6 +96,7 @@ def check_options(
         raise ValueError(
             f"Model {model.name!r} is not built or has no weights: train it first."
         )
+    block_size = check_block_size(block_size)
     prune_rounds = check_int(prune_rounds, "prune_rounds", 1)
     prune_epochs = check_int(prune_epochs, "prune_epochs", 1)
     share_epochs = check_int(share_epochs, "share_epochs", 0)
@@ -145,6 +153,7 @@ def check_options(
         prunable=prunable,
         max_loss=max_loss,
         sensitivity_sparsities=sensitivity_sparsities,
+        block_size=block_size,
         prune_rounds=prune_rounds,
         prune_epochs=prune_epochs,
         bits=bits,

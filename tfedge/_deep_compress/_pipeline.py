@@ -28,6 +28,7 @@ def deep_compress(
     sparsity: SparsitySpec = None,
     max_loss: float = DEFAULT_MAX_LOSS,
     sensitivity_sparsities: Sequence[float] = SENSITIVITY_SPARSITIES,
+    block_size: tuple[int, int] = (1, 1),
     prune_rounds: int = 3,
     prune_epochs: int = 3,
     bits=None,
@@ -61,6 +62,12 @@ def deep_compress(
         max_loss: for the sensitivity choice: the one-shot metric drop allowed per
             layer (absolute, 0.02 = two points of accuracy).
         sensitivity_sparsities: the sparsities the analysis tries, increasing.
+        block_size: the pruning granularity, as in `tfedge.keras.prune`: (1, 1) single
+            weights; (1, 4) blocks of four consecutive inputs of one output unit
+            (four neighbours in the packed tensor's order, so the relative index
+            holds one long gap and three zeros per block, which the entropy coder
+            makes cheap: fewer index bits per kept weight, and the sparse kernels'
+            vector loads); (4, 1) four outputs of one input.
         prune_rounds: iterative pruning rounds. Each round removes the same fraction
             of the weights still left (kept fraction (1 - s) ** (i / rounds) after
             round i), then retrains; the last round, at the target, retrains twice as
@@ -113,6 +120,7 @@ def deep_compress(
         sparsity=sparsity,
         max_loss=max_loss,
         sensitivity_sparsities=sensitivity_sparsities,
+        block_size=block_size,
         prune_rounds=prune_rounds,
         prune_epochs=prune_epochs,
         bits=bits,

@@ -74,7 +74,7 @@ def prune(model, targets: dict[str, float], options, training):
         )
         for name, s in pruned_layers(targets).items()
     }
-    pruning = tk.prune(model, schedule=schedules)
+    pruning = tk.prune(model, schedule=schedules, block_size=options.block_size)
     training.fit(
         pruning,
         "prune",

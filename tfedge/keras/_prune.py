@@ -33,6 +33,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
+from tfedge._checks import BLOCK_SIZES, check_block_size
 from tfedge._layers import walk_layers
 from tfedge.keras._kernel_swap import warn_skipped
 from tfedge.keras._obd import estimate_hessian
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 CRITERIA = ("magnitude", "obd")
-# Block shapes the sparse kernels run with vector loads; (1, 1) prunes single weights.
-BLOCK_SIZES = ((1, 1), (1, 4), (4, 1))
 
 # Stock Keras layers and the names of the weights that pruning zeroes. Read, never
 # changed: custom layers use the `tfedge_prunable_weights()` protocol instead.
@@ -213,7 +212,7 @@ class PruningWrapper(keras.layers.Wrapper):
             raise ValueError(
                 f"Expected `criterion` in {CRITERIA}. Received: criterion={criterion!r}"
             )
-        block_size = _check_block_size(block_size)
+        block_size = check_block_size(block_size)
         kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
         self.schedule = schedule
@@ -490,20 +489,6 @@ ScheduleSpec = (
 )
 
 
-def _check_block_size(block_size) -> tuple[int, int]:
-    try:
-        value = tuple(int(b) for b in block_size)
-    except (TypeError, ValueError):
-        value = None
-    if value not in BLOCK_SIZES or any(isinstance(b, bool) for b in block_size):
-        raise ValueError(
-            f"Expected `block_size` one of {list(BLOCK_SIZES)}: (1, 4) keeps blocks of "
-            "four consecutive inputs of one output unit, (4, 1) of four outputs of one "
-            f"input. Received: block_size={block_size!r}"
-        )
-    return value
-
-
 def _is_graph_model(model) -> bool:
     if isinstance(model, keras.Sequential):
         return True
@@ -616,7 +601,7 @@ def prune(
         raise ValueError(
             f"Expected `criterion` in {CRITERIA}. Received: criterion={criterion!r}"
         )
-    block_size = _check_block_size(block_size)
+    block_size = check_block_size(block_size)
     if not isinstance(model_or_layer, keras.Model):
         if not isinstance(model_or_layer, keras.layers.Layer):
             raise ValueError(
