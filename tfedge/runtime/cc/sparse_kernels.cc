@@ -234,36 +234,17 @@ void Build(const W* w, int rows, int cols, Layout layout, Matrix* m,
 template <typename W, typename A, int T>
 void Tile(const Matrix& m, const W* val, const A* xt, A* acc) {
   const int32_t* st = m.start.data();
-#if defined(__GNUC__)
-  constexpr bool kVector = T > 1;
-#else
-  constexpr bool kVector = false;
-#endif
-#define TFEDGE_SPARSE_CALL(NS, IDX)                                                 \
-  if constexpr (kVector) {                                                          \
-    switch (m.layout) {                                                             \
-      case Layout::kCsr:                                                            \
-        NS::CsrTileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                  \
-        return;                                                                     \
-      case Layout::kBlock1x4:                                                       \
-        NS::Block1x4TileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);             \
-        return;                                                                     \
-      case Layout::kBlock4x1:                                                       \
-        NS::Block4x1TileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);             \
-        return;                                                                     \
-    }                                                                               \
-  } else {                                                                          \
-    switch (m.layout) {                                                             \
-      case Layout::kCsr:                                                            \
-        NS::CsrTile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                   \
-        return;                                                                     \
-      case Layout::kBlock1x4:                                                       \
-        NS::Block1x4Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);              \
-        return;                                                                     \
-      case Layout::kBlock4x1:                                                       \
-        NS::Block4x1Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);              \
-        return;                                                                     \
-    }                                                                               \
+#define TFEDGE_SPARSE_CALL(NS, IDX)                                    \
+  switch (m.layout) {                                                  \
+    case Layout::kCsr:                                                 \
+      NS::CsrTile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);        \
+      return;                                                          \
+    case Layout::kBlock1x4:                                            \
+      NS::Block1x4Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);   \
+      return;                                                          \
+    case Layout::kBlock4x1:                                            \
+      NS::Block4x1Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);   \
+      return;                                                          \
   }
 #ifdef TFEDGE_SPARSE_X86
 #define TFEDGE_SPARSE_DISPATCH(IDX)                \
