@@ -48,8 +48,6 @@ namespace avx512 {
 #endif
 #undef TFEDGE_SPARSE_VBYTES
 
-enum class Isa { kGeneric, kAvx2, kAvx512 };
-
 Isa BestIsa() {
 #ifdef TFEDGE_SPARSE_X86
   static const Isa isa = __builtin_cpu_supports("avx512f")
@@ -232,7 +230,7 @@ void Build(const W* w, int rows, int cols, Layout layout, Matrix* m,
 
 // One tile product: picks the layout, index width and instruction set.
 template <typename W, typename A, int T>
-void Tile(const Matrix& m, const W* val, const A* xt, A* acc) {
+void Tile(Isa isa, const Matrix& m, const W* val, const A* xt, A* acc) {
   const int32_t* st = m.start.data();
 #define TFEDGE_SPARSE_CALL(NS, IDX)                                    \
   switch (m.layout) {                                                  \
@@ -248,13 +246,14 @@ void Tile(const Matrix& m, const W* val, const A* xt, A* acc) {
   }
 #ifdef TFEDGE_SPARSE_X86
 #define TFEDGE_SPARSE_DISPATCH(IDX)                \
-  if (BestIsa() == Isa::kAvx512) {                 \
+  if (isa == Isa::kAvx512) {                       \
     TFEDGE_SPARSE_CALL(avx512, IDX)                \
-  } else if (BestIsa() == Isa::kAvx2) {            \
+  } else if (isa == Isa::kAvx2) {                  \
     TFEDGE_SPARSE_CALL(avx2, IDX)                  \
   }                                                \
   TFEDGE_SPARSE_CALL(generic, IDX)
 #else
+  (void)isa;
 #define TFEDGE_SPARSE_DISPATCH(IDX) TFEDGE_SPARSE_CALL(generic, IDX)
 #endif
   if (!m.index16.empty() || m.index32.empty()) {
@@ -402,6 +401,7 @@ std::string Inspect(TfLiteContext* context, const TfLiteNode* node,
 
 struct Op {
   int node_index = -1;
+  Isa isa = Isa::kGeneric;  // the instruction set its products run with
   NodeInfo info;
   Matrix m;
   int rows_pad = 0;  // output rows rounded up to 4 (the 4x1 accumulators)
@@ -486,7 +486,7 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
       for (int k = K; k < m.kpad; ++k) {
         for (int t = 0; t < T; ++t) xt[static_cast<size_t>(k) * T + t] = 0;
       }
-      Tile<W, A, T>(m, val, xt, acc);
+      Tile<W, A, T>(op.isa, m, val, xt, acc);
       epilogue(op, acc, T, T, bias, y + b * m.rows);
     }
   };
@@ -496,7 +496,7 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
     const X* xb = x + b * K;
     for (int k = 0; k < K; ++k) xt[k] = static_cast<A>(xb[k]);
     for (int k = K; k < m.kpad; ++k) xt[k] = 0;
-    Tile<W, A, 1>(m, val, xt, acc);
+    Tile<W, A, 1>(op.isa, m, val, xt, acc);
     epilogue(op, acc, 1, 1, bias, y + b * m.rows);
   }
 }
@@ -504,6 +504,36 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
 }  // namespace
 
 // --- Claimable ----------------------------------------------------------------------
+
+bool IsaSupported(Isa isa) {
+  if (isa == Isa::kAuto || isa == Isa::kGeneric) return true;
+#ifdef TFEDGE_SPARSE_X86
+  if (isa == Isa::kAvx2) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return isa == Isa::kAvx512 && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool ParseIsa(const char* name, Isa* isa) {
+  static const struct {
+    const char* name;
+    Isa isa;
+  } kNames[] = {{"auto", Isa::kAuto},
+                {"generic", Isa::kGeneric},
+                {"avx2", Isa::kAvx2},
+                {"avx512", Isa::kAvx512}};
+  for (const auto& n : kNames) {
+    if (name != nullptr && std::strcmp(name, n.name) == 0) {
+      *isa = n.isa;
+      return true;
+    }
+  }
+  return false;
+}
 
 double DensityBound(bool conv, int64_t pixels, int channels, double max_density) {
   if (max_density >= 0) return max_density;
@@ -542,6 +572,7 @@ TfLiteStatus Partition::Add(TfLiteContext* context, int node_index) {
   }
   auto op = std::make_unique<Op>();
   op->node_index = node_index;
+  op->isa = isa_ == Isa::kAuto ? BestIsa() : isa_;
   std::string why = Inspect(context, node, reg, &op->info);
   if (why.empty() && context->tensors[op->info.weights].data.raw_const == nullptr) {
     why = "the weights have no data";

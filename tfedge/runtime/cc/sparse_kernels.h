@@ -90,6 +90,16 @@ inline constexpr int kConvMinChannels = 64;
 // never sparse, under kConvMinChannels input channels); else kBreakEvenDensity.
 double DensityBound(bool conv, int64_t pixels, int channels, double max_density);
 
+// The instruction sets the inner loops (sparse_gemm_impl.h) are built for: the
+// baseline one ("generic"), and on x86-64 with GCC AVX2 + FMA ("avx2") and AVX-512
+// ("avx512"). kAuto, the default, picks the best the CPU has; the delegate option
+// "sparse_isa" forces one, so that tests can check every path the CPU runs.
+enum class Isa : int { kAuto = -1, kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+// Whether this build has `isa` and the CPU runs it (kAuto and kGeneric always).
+bool IsaSupported(Isa isa);
+// "auto", "generic", "avx2" or "avx512"; false for anything else.
+bool ParseIsa(const char* name, Isa* isa);
+
 // TFLite builtin operator codes of the operators the kernels take.
 inline constexpr int32_t kBuiltinConv2d = 3;
 inline constexpr int32_t kBuiltinFullyConnected = 9;
@@ -121,6 +131,9 @@ class Partition {
   // sparse matrix included. Reports and fails on anything Claimable would refuse.
   tflite_abi::TfLiteStatus Add(tflite_abi::TfLiteContext* context, int node_index);
   bool empty() const { return ops_.empty(); }
+  // The instruction set of the operators Add builds from now on (kAuto: the best
+  // the CPU has; the caller checks IsaSupported).
+  void set_isa(Isa isa) { isa_ = isa; }
   // Shapes every output (resizing graph tensors when the input shapes changed) and
   // sizes the scratch buffers. `kernel_node` is the delegate kernel's node.
   tflite_abi::TfLiteStatus Prepare(tflite_abi::TfLiteContext* context,
@@ -136,6 +149,7 @@ class Partition {
   void* Data(tflite_abi::TfLiteContext* context, int tensor);
 
   std::vector<std::unique_ptr<Op>> ops_;
+  Isa isa_ = Isa::kAuto;
   std::map<int, Buffer> internal_;  // tensors only this partition reads
 };
 
