@@ -15,8 +15,8 @@
 // as N = T / kLanes values of Lanes<A, T>::V, explicit vectors (GCC and Clang vector
 // extensions) of up to TFEDGE_SPARSE_VBYTES bytes when T > 1, plain scalars when
 // T = 1 (or without vector extensions). Independent accumulator chains let
-// consecutive multiply-adds overlap: CSR keeps kChains partial sums (four for a single
-// row, two for a tile), blocks one per block column or row. The order of float sums
+// consecutive multiply-adds overlap: CSR keeps kChains partial sums (four when a row's
+// sum is one register, two when it is several), blocks one per block column or row. The order of float sums
 // differs from the dense kernel's, within the float tolerance.
 
 // Scalar lanes: one value per register (T = 1, or no vector extensions).
@@ -57,8 +57,9 @@ void CsrTile(const int32_t* start, const Idx* idx, const W* val, int rows,
   using V = typename L::V;
   constexpr int N = T / L::kLanes;
   static_assert(N * L::kLanes == T, "a tile is a whole number of vectors");
-  // A single row has only its own sum to add to: four chains hide the add latency.
-  constexpr int kChains = T == 1 ? 4 : 2;
+  // Four independent chains hide the multiply-add latency when a row's sum is one
+  // register (a single row, or a tile that fills one vector); two when it is several.
+  constexpr int kChains = N >= 2 ? 2 : 4;
   for (int o = 0; o < rows; ++o) {
     const int32_t b = start[o], e = start[o + 1];
     V s[kChains][N] = {};
@@ -144,3 +145,107 @@ void Block4x1Tile(const int32_t* start, const Idx* idx, const W* val, int rows,
     }
   }
 }
+
+// --- float tiles in and out: the transposes -----------------------------------------
+//
+// A tile enters as T input rows of K values (row-major, as the tensor holds them) and
+// is packed transposed, [kpad][T]; its sums leave as [rows][T] and are stored, with
+// bias and activation, as T output rows. Over many rows with few nonzeros (1x1 convs)
+// these transposes cost as much as the products, so with GCC they go 8 x 8 values at
+// a time through vector shuffles; the rest (and other compilers) element by element.
+// The float results are the same either way (only copies, one add, one clamp).
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define TFEDGE_SPARSE_SHUFFLE 1
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+
+inline F8 LoadF8(const float* p) {
+  F8 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void StoreF8(float* p, F8 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+
+// c[j][i] = r[i][j]: unpack within 128-bit halves, pairwise shuffle, swap halves.
+inline void Transpose8(const F8 r[8], F8 c[8]) {
+  const I8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+  const I8 s44 = {0, 1, 8, 9, 4, 5, 12, 13}, see = {2, 3, 10, 11, 6, 7, 14, 15};
+  const I8 p20 = {0, 1, 2, 3, 8, 9, 10, 11}, p31 = {4, 5, 6, 7, 12, 13, 14, 15};
+  F8 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+    t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+  }
+  for (int h = 0; h < 2; ++h) {  // rows 0-3, then 4-7
+    const F8* th = t + 4 * h;
+    u[4 * h + 0] = __builtin_shuffle(th[0], th[2], s44);
+    u[4 * h + 1] = __builtin_shuffle(th[0], th[2], see);
+    u[4 * h + 2] = __builtin_shuffle(th[1], th[3], s44);
+    u[4 * h + 3] = __builtin_shuffle(th[1], th[3], see);
+  }
+  for (int j = 0; j < 4; ++j) {
+    c[j] = __builtin_shuffle(u[j], u[4 + j], p20);
+    c[j + 4] = __builtin_shuffle(u[j], u[4 + j], p31);
+  }
+}
+#endif
+
+// xt[k][t] = xb[t][k] for k < K, 0 for K <= k < kpad.
+template <int T>
+void PackTileF(const float* __restrict xb, int K, int kpad, float* __restrict xt) {
+  int k = 0;
+#ifdef TFEDGE_SPARSE_SHUFFLE
+  if constexpr (T % 8 == 0) {
+    for (; k + 8 <= K; k += 8) {
+      for (int t0 = 0; t0 < T; t0 += 8) {
+        F8 r[8], c[8];
+        for (int i = 0; i < 8; ++i) r[i] = LoadF8(xb + static_cast<size_t>(t0 + i) * K + k);
+        Transpose8(r, c);
+        for (int i = 0; i < 8; ++i) StoreF8(xt + static_cast<size_t>(k + i) * T + t0, c[i]);
+      }
+    }
+  }
+#endif
+  for (; k < K; ++k) {
+    for (int t = 0; t < T; ++t) xt[static_cast<size_t>(k) * T + t] = xb[t * K + k];
+  }
+  for (; k < kpad; ++k) {
+    for (int t = 0; t < T; ++t) xt[static_cast<size_t>(k) * T + t] = 0.0f;
+  }
+}
+
+// y[t][o] = min(max(acc[o][t] + bias[o], lo), hi) for the T rows of a tile.
+template <int T>
+void StoreTileF(const float* __restrict acc, int rows, const float* bias, float lo,
+                float hi, float* __restrict y) {
+  int o = 0;
+#ifdef TFEDGE_SPARSE_SHUFFLE
+  if constexpr (T % 8 == 0) {
+    const F8 lov = F8{} + lo, hiv = F8{} + hi;
+    for (; o + 8 <= rows; o += 8) {
+      const F8 b = bias != nullptr ? LoadF8(bias + o) : F8{};
+      for (int t0 = 0; t0 < T; t0 += 8) {
+        F8 r[8], c[8];
+        for (int i = 0; i < 8; ++i) r[i] = LoadF8(acc + static_cast<size_t>(o + i) * T + t0);
+        Transpose8(r, c);
+        for (int i = 0; i < 8; ++i) {
+          F8 v = bias != nullptr ? c[i] + b : c[i];
+          v = v < lov ? lov : v;  // std::max(v, lo)
+          v = hiv < v ? hiv : v;  // std::min(v, hi)
+          StoreF8(y + static_cast<size_t>(t0 + i) * rows + o, v);
+        }
+      }
+    }
+  }
+#endif
+  for (int t = 0; t < T; ++t) {
+    float* yr = y + static_cast<size_t>(t) * rows;
+    for (int oo = o; oo < rows; ++oo) {
+      float v = acc[static_cast<size_t>(oo) * T + t];
+      if (bias != nullptr) v += bias[oo];
+      yr[oo] = std::min(std::max(v, lo), hi);
+    }
+  }
+}
+#undef TFEDGE_SPARSE_SHUFFLE

@@ -465,6 +465,22 @@ void EpilogueQ(const Op& op, const int32_t* acc, int tile, int n, const int32_t*
   }
 }
 
+// Calls NS::CALL for the namespace of instruction set `isa`.
+#ifdef TFEDGE_SPARSE_X86
+#define DISPATCH_ISA(isa, CALL)       \
+  do {                                \
+    if ((isa) == Isa::kAvx512) {      \
+      avx512::CALL;                   \
+    } else if ((isa) == Isa::kAvx2) { \
+      avx2::CALL;                     \
+    } else {                          \
+      generic::CALL;                  \
+    }                                 \
+  } while (0)
+#else
+#define DISPATCH_ISA(isa, CALL) generic::CALL
+#endif
+
 // y[batch][rows] = x[batch][cols] * W^T, tile by tile.
 template <typename W, typename A, typename X, typename B, typename Y, typename Epi>
 void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
@@ -480,6 +496,12 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
     constexpr int T = decltype(tile_const)::value;
     for (; b + T <= op.batch; b += T) {
       const X* xb = x + b * K;
+      if constexpr (std::is_same_v<X, float>) {
+        DISPATCH_ISA(op.isa, PackTileF<T>(xb, K, m.kpad, xt));
+        Tile<W, A, T>(op.isa, m, val, xt, acc);
+        DISPATCH_ISA(op.isa, StoreTileF<T>(acc, m.rows, bias, op.lo, op.hi, y + b * m.rows));
+        continue;
+      }
       for (int t = 0; t < T; ++t) {
         for (int k = 0; k < K; ++k) xt[static_cast<size_t>(k) * T + t] = xb[t * K + k];
       }
