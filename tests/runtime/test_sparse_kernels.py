@@ -36,8 +36,8 @@ pytestmark = [
 # partial sums, FMA), so outputs differ by rounding only: far below 1e-5 of the
 # output's scale (the issue's bound), measured about 3e-7 on these models.
 FLOAT_RTOL = 1e-5
-# 1, a partial tile, one full tile of 8, a tile of 8 and a rest, 16 + 8 + 3 rows
-BATCHES = (1, 3, 8, 11, 27)
+# 1, a partial tile, one full tile of 8, a tile of 8 and a rest, 32 + 16 + 8 + 3 rows
+BATCHES = (1, 3, 8, 11, 59)
 # The kernels' instruction sets: "auto" (the public default, the best the CPU has)
 # and each one forced through the delegate option `sparse_isa`.
 ISAS = _native.SPARSE_ISAS
@@ -310,8 +310,8 @@ def test_block_pruned_layers_run_blocked(block_size, kind, isa):
         tflite = _float(plain) if kind == "f32" else _int8(plain, (64,))
         _BLOCKED[block_size, kind] = bytes(tfedge.compress(tflite, lossless=True))
     packed = _BLOCKED[block_size, kind]
-    # 16 + 8 + 3 rows: every tile height
-    x = np.random.default_rng(0).standard_normal((27, 64)).astype(np.float32)
+    # 32 + 16 + 8 + 3 rows: every tile height
+    x = np.random.default_rng(0).standard_normal((59, 64)).astype(np.float32)
     before = _native.sparse_stats()
     got = _run(_sparse_interpreter(packed, isa), x)
     after = _native.sparse_stats()

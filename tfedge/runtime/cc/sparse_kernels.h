@@ -75,8 +75,8 @@ inline constexpr double kBlockCost = 2.7;
 // under the 0.2 where the 784-pixel one breaks even, and not with fewer than
 // kConvMinChannels input channels (the fewest measured).
 inline constexpr double kConvBreakEvenDensity = 0.15;
-// More than one 16-row tile of the sparse kernels (fully-connected layers, measured
-// up to batch 8 above, keep kBreakEvenDensity).
+// Over at most 16 pixels (batch x height x width) a 1x1 conv is a fully-connected
+// layer at a small batch and keeps kBreakEvenDensity (measured up to batch 8 above).
 inline constexpr int64_t kConvManyPixels = 16;
 inline constexpr int kConvMinChannels = 32;
 
