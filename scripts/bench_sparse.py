@@ -80,7 +80,7 @@ flags.DEFINE_bool(
 flags.DEFINE_integer("repeats", 100, "Invokes per timing round.")
 flags.DEFINE_integer("rounds", 3, "Interleaved dense/sparse timing rounds.")
 flags.DEFINE_string(
-    "models", None, "Only the models whose name contains this (e.g. LeNet, CNN)."
+    "models", None, "Only the models with a word starting so (e.g. LeNet, MLP, CNN)."
 )
 
 COLUMNS = [
@@ -532,7 +532,8 @@ def main(argv):
     if FLAGS.quick:
         x_tr, y_tr = x_tr[:4000], y_tr[:4000]
     for name, build, sparsities, blocks, pointwise, last, epochs, ft, n in MODELS:
-        if FLAGS.models and FLAGS.models.lower() not in name.lower():
+        words = name.lower().split()
+        if FLAGS.models and not any(w.startswith(FLAGS.models.lower()) for w in words):
             continue
         start = time.time()
         rows, layer_time, profile = bench_model(
