@@ -15,31 +15,45 @@ CNN):
 
 - LeNet-300-100 (784-300-100-10) at 90/95/98% sparsity;
 - a 4.2M-parameter MLP (784-2048-1280-10) at 90%;
-- a MobileNet-style CNN (3x3 stem, depthwise 3x3 + 1x1 blocks) with only its 1x1
-  convolutions pruned, at 80/90%.
+- a MobileNet-style CNN (3x3 stem, depthwise 3x3 + 1x1 blocks, batch normalisation
+  and ReLU after every convolution; 2 epochs on 8000 training images) with only its
+  1x1 convolutions pruned, at 80/90%.
 
-Rows (`--json PATH` writes {"rows": [...], "layer_time": [...], "break_even": [...]}):
-`model, sparsity, block, threads, batch, dense_us, sparse_us, speedup, accuracy`:
-invoke latency medians (median over rounds of the median of `--repeats` invokes),
-speedup = dense_us / sparse_us, accuracy = top-1 test accuracy of the pruned model
-(the sparse run's; the script checks that the dense run of the same model agrees).
+Rows (`--json PATH` writes {"rows", "layer_time", "cnn_profile", "break_even"}):
+`model, sparsity, block, threads, batch, dense_us, sparse_us, speedup, accuracy,
+dense_accuracy`: invoke latency medians (median over rounds of the median of
+`--repeats` invokes), speedup = dense_us / sparse_us; accuracy = top-1 test accuracy of
+the pruned model run sparse (tfedge.Interpreter), dense_accuracy = the same pruned
+model run dense (its plain .tflite, XNNPACK); the script stops if the two runs'
+predictions disagree on more than MAX_PREDICTION_DISAGREEMENT of the test set.
 
-`layer_time` (LeNet-300-100, 1 thread, batch 1): the fully-connected layers' own time.
-Sparse: the sparse operators' own timer (tfedge.runtime._native.sparse_stats). Dense:
-the dense invoke minus the sparse run's time outside its sparse operators (the same
-graph's softmax and the interpreter's fixed overhead), so both sides lose the same
-overhead; a whole invoke of a ~20 us model is mostly that overhead.
+`layer_time` (LeNet-300-100, 1 thread, batch 1): the fully-connected layers' own
+time, which a whole invoke of a ~20 us model hides under the interpreter's fixed
+overhead. The pruned model's three FULLY_CONNECTED layers (same weights, fused ReLUs)
+are rebuilt as a model of their chain alone, once and as FC_COPIES parallel copies
+(one input, FC_COPIES outputs); the layers' time is the slope, (invoke with
+FC_COPIES copies - invoke with one) / (FC_COPIES - 1), measured the same way dense
+(XNNPACK) and sparse (tfedge.Interpreter), so every fixed cost cancels on both sides.
+`sparse_timer_us` is the sparse operators' own timer (tfedge.runtime._native.
+sparse_stats) on the one-copy model, a check of the slope; `invoke_speedup` is the
+whole model's batch-1 invoke (its row in `rows`).
 
-`--break_even` (instead of the models): single 1024x1024 FULLY_CONNECTED layers with
-random masks at several densities, 1 thread, batch 1 and 8, sparse forced on
-(delegate option sparse_max_density=1): dense_us / sparse_us per density; the
-break-even density in tfedge/runtime/cc/sparse_kernels.h (kBreakEvenDensity) comes
+`cnn_profile` (the CNN, 1 thread, batch 1): how much of the dense invoke the 1x1
+convolutions are, hence the most any 1x1 kernel can give end to end (Amdahl): see
+pointwise_share.
+
+`--break_even` (instead of the models): single 1024x1024 FULLY_CONNECTED layers
+(batch 1 and 8) and single 1x1 convolutions of the CNN's shapes (batch 1) with random
+masks at several densities, 1 thread, sparse forced on (delegate option
+sparse_max_density=1): dense_us / sparse_us per density; the break-even densities in
+tfedge/runtime/cc/sparse_kernels.h (kBreakEvenDensity, kConvBreakEvenDensity) come
 from this table.
 
 The machine this runs on may be shared: ratios measured in the same run are the
 numbers to read; absolute microseconds move with the load.
 
 Usage: .venv/bin/python scripts/bench_sparse.py [--json PATH] [--quick | --break_even]
+       [--models NAME]
 """
 
 from __future__ import annotations
@@ -65,6 +79,9 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_integer("repeats", 100, "Invokes per timing round.")
 flags.DEFINE_integer("rounds", 3, "Interleaved dense/sparse timing rounds.")
+flags.DEFINE_string(
+    "models", None, "Only the models with a word starting so (e.g. LeNet, MLP, CNN)."
+)
 
 COLUMNS = [
     "model",
@@ -76,12 +93,16 @@ COLUMNS = [
     "sparse_us",
     "speedup",
     "accuracy",
+    "dense_accuracy",
 ]
 THREADS = (1, 2)
 BATCHES = (1, 8)
 # Predictions of the dense and the sparse run of one model may differ only where two
 # logits tie within float rounding (the sums' order differs): a handful of test images.
 MAX_PREDICTION_DISAGREEMENT = 0.001
+# Parallel copies of LeNet-300-100's FC chain in the layer-time models: enough that
+# the slope (several us per copy sparse) stands above the invoke's jitter.
+FC_COPIES = 9
 
 
 def _keras():
@@ -101,20 +122,35 @@ def mlp4m(keras):
 
 
 def mobilenet_style(keras):
-    """A 3x3 stem then MobileNet blocks (depthwise 3x3 + ReLU, 1x1 conv + ReLU)."""
-    layers = [
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="stem"),
-    ]
+    """A 3x3 stem then MobileNet blocks (depthwise 3x3, 1x1 conv), each convolution
+    followed by batch normalisation and ReLU (the converter folds both into the
+    convolution: pruned zeros stay zero). Momentum 0.9: with the default 0.99 the
+    moving statistics of a few hundred training steps are still far from the data's,
+    and the trained model ran at chance."""
+
+    def conv_bn(layer, name):
+        return [
+            layer,
+            keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn"),
+            keras.layers.ReLU(name=f"{name}_relu"),
+        ]
+
+    layers = [keras.Input((28, 28, 1))]
+    layers += conv_bn(
+        keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem"), "stem"
+    )
     for i, (stride, width) in enumerate(
         [(1, 64), (2, 128), (1, 128), (2, 256), (1, 256)]
     ):
-        layers += [
+        layers += conv_bn(
             keras.layers.DepthwiseConv2D(
-                3, strides=stride, padding="same", activation="relu", name=f"dw{i}"
+                3, strides=stride, padding="same", use_bias=False, name=f"dw{i}"
             ),
-            keras.layers.Conv2D(width, 1, activation="relu", name=f"pw{i}"),
-        ]
+            f"dw{i}",
+        )
+        layers += conv_bn(
+            keras.layers.Conv2D(width, 1, use_bias=False, name=f"pw{i}"), f"pw{i}"
+        )
     layers += [
         keras.layers.GlobalAveragePooling2D(),
         keras.layers.Dense(10, name="logits"),
@@ -159,7 +195,7 @@ MODELS = [
         True,
         2,
         1,
-        20000,
+        8000,
     ),
 ]
 
@@ -218,6 +254,88 @@ def _sparse_op_us(interp, x, repeats: int) -> float:
     return statistics.median(per)
 
 
+def _fc_chain(keras, stripped, copies: int) -> bytes:
+    """The Dense layers of `stripped` (same weights and activations) as a model of
+    their chain alone, `copies` times in parallel on one input."""
+    dense = [
+        layer for layer in stripped.layers if isinstance(layer, keras.layers.Dense)
+    ]
+    inp = keras.Input((dense[0].get_weights()[0].shape[0],))
+    outputs = []
+    for c in range(copies):
+        h = inp
+        for layer in dense:
+            clone = keras.layers.Dense(
+                layer.units, activation=layer.activation, name=f"{layer.name}_{c}"
+            )
+            h = clone(h)
+            # Each copy's bias a little different: the converter merges identical
+            # operators on one input (measured: 9 identical copies ran as one).
+            kernel, bias = layer.get_weights()
+            clone.set_weights([kernel, bias + np.float32(1e-3 * c)])
+        outputs.append(h)
+    return _convert(keras.Model(inp, outputs))
+
+
+def fc_layer_time(keras, stripped, x) -> dict:
+    """The FC layers' own time per invoke (us), dense XNNPACK and tfedge sparse, 1
+    thread: the slope over FC_COPIES parallel copies of the chain (module doc)."""
+    from ai_edge_litert import interpreter as litert
+
+    import tfedge
+
+    x = x.reshape(len(x), -1)
+    fns, sparse_one = {}, None
+    for copies in (1, FC_COPIES):
+        plain = _fc_chain(keras, stripped, copies)
+        packed = bytes(tfedge.compress(plain, lossless=True))
+        dense = litert.Interpreter(model_content=plain, num_threads=1)
+        sparse = tfedge.Interpreter(model_content=packed, num_threads=1)
+        fns[f"dense{copies}"] = _timer(dense, x)
+        fns[f"sparse{copies}"] = _timer(sparse, x)
+        if copies == 1:
+            sparse_one = sparse
+    t = _interleaved(fns, FLAGS.repeats * 2, FLAGS.rounds)
+    dense_fc = (t[f"dense{FC_COPIES}"] - t["dense1"]) / (FC_COPIES - 1)
+    sparse_fc = (t[f"sparse{FC_COPIES}"] - t["sparse1"]) / (FC_COPIES - 1)
+    timer = _sparse_op_us(sparse_one, x, FLAGS.repeats * FLAGS.rounds)
+    return {
+        "dense_fc_us": dense_fc,
+        "sparse_fc_us": sparse_fc,
+        "fc_speedup": dense_fc / sparse_fc,
+        "sparse_timer_us": timer,
+        "dense_chain_invoke_us": t["dense1"],
+        "sparse_chain_invoke_us": t["sparse1"],
+    }
+
+
+def pointwise_share(plain, packed, x, dense_us) -> dict:
+    """The Amdahl bound of the CNN: every 1x1 conv forced sparse (sparse_max_density
+    =1), the invoke minus the sparse operators' own time is what sparse kernels cannot
+    touch (depthwise and stem convs, pooling, the logits, the fixed overhead), the
+    same ops as in the dense run; `amdahl_bound` = dense_us / that."""
+    from ai_edge_litert import interpreter as litert
+
+    from tfedge.runtime._interpreter import load_decode_delegate
+
+    forced = litert.Interpreter(
+        model_content=packed,
+        num_threads=1,
+        experimental_delegates=[load_decode_delegate(sparse_max_density="1")],
+    )
+    t = _interleaved({"forced": _timer(forced, x)}, FLAGS.repeats, FLAGS.rounds)
+    op_us = _sparse_op_us(forced, x, FLAGS.repeats * FLAGS.rounds)
+    other = t["forced"] - op_us
+    return {
+        "dense_us": dense_us,
+        "forced_sparse_us": t["forced"],
+        "forced_pointwise_us": op_us,
+        "other_us": other,
+        "pointwise_share": (dense_us - other) / dense_us,
+        "amdahl_bound": dense_us / other,
+    }
+
+
 def bench_model(
     name, build, sparsities, blocks, pointwise, channels_last, epochs, ft, n_train, data
 ):
@@ -235,7 +353,7 @@ def bench_model(
     model = build(keras)
     _common.compile_classifier(keras, model)
     model.fit(x_tr, y_tr, epochs=epochs, batch_size=128, verbose=0)
-    rows, layer_time = [], []
+    rows, layer_time, profile = [], [], []
     for sparsity in sparsities:
         for block in blocks:
             if pointwise:
@@ -257,6 +375,7 @@ def bench_model(
                     f"{disagree:.2%} of the test set"
                 )
             accuracy = float(np.mean(sparse_pred == y_te))
+            dense_accuracy = float(np.mean(dense_pred == y_te))
             for threads in THREADS:
                 for batch in BATCHES:
                     x = x_te[:batch].astype(np.float32)
@@ -279,48 +398,46 @@ def bench_model(
                         "sparse_us": t["sparse"],
                         "speedup": t["dense"] / t["sparse"],
                         "accuracy": accuracy,
+                        "dense_accuracy": dense_accuracy,
                     }
                     rows.append(row)
                     print(_common.markdown_table([row], COLUMNS).splitlines()[-1])
                     if name == "LeNet-300-100" and threads == 1 and batch == 1:
-                        op_us = _sparse_op_us(sparse, x, FLAGS.repeats * FLAGS.rounds)
-                        outside = t["sparse"] - op_us
-                        dense_fc = t["dense"] - outside
+                        fc = fc_layer_time(keras, tfedge.keras.strip(pruned), x)
                         layer_time.append(
                             {
                                 "model": name,
                                 "sparsity": sparsity,
                                 "block": row["block"],
-                                "dense_fc_us": dense_fc,
-                                "sparse_fc_us": op_us,
-                                "fc_speedup": dense_fc / op_us,
+                                **fc,
                                 "invoke_speedup": row["speedup"],
+                                "accuracy": accuracy,
                             }
                         )
-    return rows, layer_time
+                    if pointwise and threads == 1 and batch == 1:
+                        profile.append(
+                            {
+                                "model": name,
+                                "sparsity": sparsity,
+                                "block": row["block"],
+                                **pointwise_share(plain, packed, x, t["dense"]),
+                            }
+                        )
+    return rows, layer_time, profile
 
 
-def break_even_table():
+def _break_even_rows(label, build, shape, densities, blocks, batches):
+    """dense_us / sparse_us of one-layer models `build(mask)` at each density."""
     from ai_edge_litert import interpreter as litert
 
     import tfedge
     from tfedge.runtime._interpreter import load_decode_delegate
 
-    keras = _keras()
     rng = np.random.default_rng(0)
     out = []
-    for block in ((1, 1), (1, 4)):
-        for density in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5):
-            model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(1024)])
-            k, b = model.layers[0].get_weights()
-            keep = (
-                rng.random((k.shape[0] // block[1], k.shape[1] // block[0])) < density
-            )
-            keep = np.repeat(np.repeat(keep, block[1], 0), block[0], 1)
-            model.layers[0].set_weights(
-                [np.where(keep, k, 0).astype(np.float32), b + 1]
-            )
-            plain = _convert(model)
+    for block in blocks:
+        for density in densities:
+            plain = _convert(build(rng, density, block))
             packed = bytes(tfedge.compress(plain, lossless=True))
             dense = litert.Interpreter(model_content=plain, num_threads=1)
             # Sparse at any density: the delegate's break-even bound lifted.
@@ -328,14 +445,15 @@ def break_even_table():
             sparse = litert.Interpreter(
                 model_content=packed, experimental_delegates=[forced], num_threads=1
             )
-            for batch in BATCHES:
-                x = rng.standard_normal((batch, 1024)).astype(np.float32)
+            for batch in batches:
+                x = rng.standard_normal((batch, *shape)).astype(np.float32)
                 t = _interleaved(
                     {"dense": _timer(dense, x), "sparse": _timer(sparse, x)},
                     FLAGS.repeats,
                     FLAGS.rounds,
                 )
                 row = {
+                    "layer": label,
                     "block": f"{block[0]}x{block[1]}",
                     "density": density,
                     "batch": batch,
@@ -348,17 +466,64 @@ def break_even_table():
     return out
 
 
+def _masked(keras, layer, inputs, rng, density, block):
+    """A one-layer model whose kernel keeps `density` of its blocks at random; block
+    (a, b) is a outputs x b inputs of TFLite's [out, in] weights."""
+    model = keras.Sequential([keras.Input(inputs), layer])
+    k, b = model.layers[0].get_weights()
+    k2 = k.reshape(-1, k.shape[-1])  # [in, out]
+    keep = rng.random((k2.shape[0] // block[1], k2.shape[1] // block[0])) < density
+    keep = np.repeat(np.repeat(keep, block[1], 0), block[0], 1)
+    model.layers[0].set_weights([np.where(keep, k2, 0).reshape(k.shape), b + 1])
+    return model
+
+
+def break_even_table():
+    keras = _keras()
+    out = _break_even_rows(
+        "FC 1024x1024",
+        lambda rng, d, blk: _masked(
+            keras, keras.layers.Dense(1024), (1024,), rng, d, blk
+        ),
+        (1024,),
+        (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
+        ((1, 1), (1, 4)),
+        BATCHES,
+    )
+    # 1x1 convolutions over many pixels (sparse_kernels.h kConvBreakEvenDensity): the
+    # CNN's shapes, batch 1.
+    for side, cin, cout in ((7, 256, 256), (14, 128, 128), (28, 32, 64)):
+        out += _break_even_rows(
+            f"1x1 conv {side}x{side}x{cin}->{cout}",
+            lambda rng, d, blk, cin=cin, cout=cout, side=side: _masked(
+                keras, keras.layers.Conv2D(cout, 1), (side, side, cin), rng, d, blk
+            ),
+            (side, side, cin),
+            (0.05, 0.1, 0.15, 0.2, 0.3),
+            ((1, 1), (4, 1)),
+            (1,),
+        )
+    return out
+
+
 def main(argv):
     del argv
     banner = _common.print_banner(
         "Sparse kernels: dense XNNPACK vs tfedge sparse (issue 22)",
         "scripts/bench_sparse.py"
         + (" --quick" if FLAGS.quick else "")
-        + (" --break_even" if FLAGS.break_even else ""),
+        + (" --break_even" if FLAGS.break_even else "")
+        + (f" --models {FLAGS.models}" if FLAGS.models else ""),
     )
     if FLAGS.quick:
         FLAGS.repeats, FLAGS.rounds = 20, 2
-    payload = {"machine": banner, "rows": [], "layer_time": [], "break_even": []}
+    payload = {
+        "machine": banner,
+        "rows": [],
+        "layer_time": [],
+        "cnn_profile": [],
+        "break_even": [],
+    }
     if FLAGS.break_even:
         payload["break_even"] = break_even_table()
         _common.write_json(FLAGS.json, payload)
@@ -367,8 +532,11 @@ def main(argv):
     if FLAGS.quick:
         x_tr, y_tr = x_tr[:4000], y_tr[:4000]
     for name, build, sparsities, blocks, pointwise, last, epochs, ft, n in MODELS:
+        words = name.lower().split()
+        if FLAGS.models and not any(w.startswith(FLAGS.models.lower()) for w in words):
+            continue
         start = time.time()
-        rows, layer_time = bench_model(
+        rows, layer_time, profile = bench_model(
             name,
             build,
             sparsities[:1] if FLAGS.quick else sparsities,
@@ -382,12 +550,14 @@ def main(argv):
         )
         payload["rows"] += rows
         payload["layer_time"] += layer_time
+        payload["cnn_profile"] += profile
         print(f"({name}: {time.time() - start:.0f} s)")
     print()
     print(_common.markdown_table(payload["rows"], COLUMNS))
-    if payload["layer_time"]:
-        print()
-        print(_common.markdown_table(payload["layer_time"]))
+    for key in ("layer_time", "cnn_profile"):
+        if payload[key]:
+            print()
+            print(_common.markdown_table(payload[key]))
     _common.write_json(FLAGS.json, payload)
 
 

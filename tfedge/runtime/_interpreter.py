@@ -56,7 +56,10 @@ def load_decode_delegate(**options: str):
     non-constant tensors instead of constants; `trusted="1"` lifts the resource bound
     on decoded sizes (docs/FORMAT.md, "Resource bound"); `sparse_kernels="0"` leaves
     sparse layers to the stock dense kernels (default "1"); `probe="1"` records the
-    graph for the struct-layout test.
+    graph for the struct-layout test; `sparse_max_density="x"` overrides the sparse
+    kernels' break-even densities and `sparse_isa="avx512"|"avx2"|"generic"` forces
+    their instruction set (both for benchmarks and tests; `sparse_isa` fails to load
+    where `tfedge.runtime._native.sparse_isa_supported` says no).
 
     The returned object goes into `experimental_delegates=[...]` of the ai_edge_litert
     interpreter. (TensorFlow's `tf.lite.experimental.load_delegate` can load the same

@@ -82,6 +82,8 @@ def _load(path: str) -> ctypes.CDLL:
     u64p = ctypes.POINTER(ctypes.c_uint64)
     lib.tfedge_sparse_stats.restype = None
     lib.tfedge_sparse_stats.argtypes = [u64p, u64p, u64p, u64p]
+    lib.tfedge_sparse_isa_supported.restype = ctypes.c_int
+    lib.tfedge_sparse_isa_supported.argtypes = [ctypes.c_char_p]
     return lib
 
 
@@ -222,6 +224,25 @@ def sparse_stats() -> dict[str, int]:
     values = [ctypes.c_uint64(0) for _ in keys]
     _library().tfedge_sparse_stats(*(ctypes.byref(v) for v in values))
     return dict(zip(keys, (int(v.value) for v in values), strict=True))
+
+
+SPARSE_ISAS = ("auto", "avx512", "avx2", "generic")
+
+
+def sparse_isa_supported(name: str) -> bool:
+    """Whether the sparse kernels' instruction set `name` (one of SPARSE_ISAS) is in
+    this build and runs on this CPU: the values the delegate option `sparse_isa`
+    accepts here (for tests of every code path; "auto", the default, picks the best).
+
+    Raises:
+        ValueError: `name` is not one of SPARSE_ISAS.
+    """
+    supported = _library().tfedge_sparse_isa_supported(name.encode("ascii"))
+    if supported < 0:
+        raise ValueError(
+            f"Expected `name` one of {SPARSE_ISAS}. Received: name={name!r}"
+        )
+    return supported == 1
 
 
 def _message(err) -> str:

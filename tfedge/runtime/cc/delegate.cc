@@ -218,6 +218,9 @@ struct DelegateData {
   // sparse (option "sparse_max_density", for measuring the break-even); negative:
   // the measured bounds (sparse::DensityBound).
   double sparse_max_density = -1.0;
+  // The sparse kernels' instruction set (option "sparse_isa", for tests of every code
+  // path; sparse::Isa).
+  sparse::Isa sparse_isa = sparse::Isa::kAuto;
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
 
   uint64_t Bound(size_t coded) const {
@@ -265,6 +268,7 @@ void* KernelInit(TfLiteContext* context, const char* buffer, size_t) {
     const auto* data = static_cast<const DelegateData*>(params->delegate->data_);
     state->trusted = data->trusted;
     state->shared = data->shared;
+    state->sparse.set_isa(data->sparse_isa);
   }
   const TfLiteIntArray* nodes = params->nodes_to_replace;
   for (int i = 0; i < nodes->size; ++i) {
@@ -644,7 +648,9 @@ extern "C" {
 // delegate runs them with its sparse kernels, sparse_kernels.h; needs
 // constant_weights). "sparse_max_density" = a number overrides the break-even
 // densities (sparse_kernels.h kBreakEvenDensity, kConvBreakEvenDensity), for
-// measuring them.
+// measuring them. "sparse_isa" = "auto" (default: the best the CPU has), "avx512",
+// "avx2" or "generic" forces the sparse kernels' instruction set, for tests of every
+// code path (creation fails when the CPU lacks it; tfedge_sparse_isa_supported).
 TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
     char** keys, char** values, size_t num_options, void (*report_error)(const char*)) {
   auto* data = new (std::nothrow) tfedge::DelegateData;
@@ -662,11 +668,24 @@ TFEDGE_EXPORT tfedge::tflite_abi::TfLiteDelegate* tflite_plugin_create_delegate(
       data->sparse_kernels = std::strcmp(v, "0") != 0;
     } else if (std::strcmp(k, "sparse_max_density") == 0) {
       data->sparse_max_density = std::strtod(v, nullptr);
+    } else if (std::strcmp(k, "sparse_isa") == 0) {
+      if (!tfedge::sparse::ParseIsa(v, &data->sparse_isa) ||
+          !tfedge::sparse::IsaSupported(data->sparse_isa)) {
+        if (report_error != nullptr) {
+          std::string m = std::string("tfedge delegate: sparse_isa '") + v +
+                          "' is not one this build and CPU run; options are 'auto', "
+                          "'generic', 'avx2' and 'avx512' "
+                          "(tfedge_sparse_isa_supported tells which run here)";
+          report_error(m.c_str());
+        }
+        delete data;
+        return nullptr;
+      }
     } else {
       if (report_error != nullptr) {
         std::string m = std::string("tfedge delegate: unknown option '") + k +
                         "'; options are 'probe', 'constant_weights', 'trusted', "
-                        "'sparse_kernels' and 'sparse_max_density'";
+                        "'sparse_kernels', 'sparse_max_density' and 'sparse_isa'";
         report_error(m.c_str());
       }
       delete data;
@@ -704,6 +723,14 @@ TFEDGE_EXPORT size_t tfedge_delegate_probe_report(char* buf, size_t len) {
 // pending a kernel); they are freed with the interpreter that uses them.
 TFEDGE_EXPORT uint64_t tfedge_delegate_held_bytes(void) {
   return tfedge::g_held_bytes.load(std::memory_order_relaxed);
+}
+
+// 1 when the sparse kernels' instruction set `name` ("auto", "generic", "avx2",
+// "avx512") is in this build and runs on this CPU, 0 when not, -1 for an unknown name.
+TFEDGE_EXPORT int tfedge_sparse_isa_supported(const char* name) {
+  tfedge::sparse::Isa isa;
+  if (!tfedge::sparse::ParseIsa(name, &isa)) return -1;
+  return tfedge::sparse::IsaSupported(isa) ? 1 : 0;
 }
 
 // Sparse layers built (and of those, blocked ones), sparse operator runs, and

@@ -11,102 +11,35 @@
 // (rows rounded up to 4 for the 4x1 layout). A is float (float32 weights) or int32
 // (int8 weights, whose zero point is 0, so the products need no offset here).
 //
-// For T = 1 the loops are scalar (the compiler may vectorize the 1x4 block), the CSR
-// loop keeping four partial sums to hide the add latency. For T = 8 and 16 (with GCC or
-// Clang) the T lanes are explicit vectors held in registers, with independent
-// accumulators so consecutive multiply-adds overlap. The order of float sums differs
-// from the dense kernel's, within the float tolerance.
+// One loop body per layout serves every tile height: the T lanes of a tile are held
+// as N = T / kLanes values of Lanes<A, T>::V, explicit vectors (GCC and Clang vector
+// extensions) of up to TFEDGE_SPARSE_VBYTES bytes when T > 1, plain scalars when
+// T = 1 (or without vector extensions). Independent accumulator chains let
+// consecutive multiply-adds overlap: CSR keeps kChains partial sums (four when a row's
+// sum is one register, two when it is several), blocks one per block column or row. The order of float sums
+// differs from the dense kernel's, within the float tolerance.
 
-
-template <typename Idx, typename W, typename A, int T>
-void CsrTile(const int32_t* start, const Idx* idx, const W* val, int rows,
-             const A* __restrict xt, A* __restrict acc) {
-  for (int o = 0; o < rows; ++o) {
-    const int32_t b = start[o], e = start[o + 1];
-    if constexpr (T == 1) {
-      A s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      int32_t j = b;
-      for (; j + 4 <= e; j += 4) {
-        s0 += static_cast<A>(val[j]) * xt[idx[j]];
-        s1 += static_cast<A>(val[j + 1]) * xt[idx[j + 1]];
-        s2 += static_cast<A>(val[j + 2]) * xt[idx[j + 2]];
-        s3 += static_cast<A>(val[j + 3]) * xt[idx[j + 3]];
-      }
-      for (; j < e; ++j) s0 += static_cast<A>(val[j]) * xt[idx[j]];
-      acc[o] = (s0 + s1) + (s2 + s3);
-    } else {
-      // Two accumulator sets, so consecutive entries' multiply-adds overlap.
-      A s[T] = {}, u[T] = {};
-      int32_t j = b;
-      for (; j + 2 <= e; j += 2) {
-        const A v0 = static_cast<A>(val[j]), v1 = static_cast<A>(val[j + 1]);
-        const A* x0 = xt + static_cast<size_t>(idx[j]) * T;
-        const A* x1 = xt + static_cast<size_t>(idx[j + 1]) * T;
-        for (int t = 0; t < T; ++t) s[t] += v0 * x0[t];
-        for (int t = 0; t < T; ++t) u[t] += v1 * x1[t];
-      }
-      if (j < e) {
-        const A v = static_cast<A>(val[j]);
-        const A* x = xt + static_cast<size_t>(idx[j]) * T;
-        for (int t = 0; t < T; ++t) s[t] += v * x[t];
-      }
-      for (int t = 0; t < T; ++t) acc[static_cast<size_t>(o) * T + t] = s[t] + u[t];
-    }
-  }
-}
-
-// 1x4 blocks: each stored block is four consecutive inputs (columns c..c+3) of one
-// output row; one index per block.
-template <typename Idx, typename W, typename A, int T>
-void Block1x4Tile(const int32_t* start, const Idx* idx, const W* val, int rows,
-                  const A* __restrict xt, A* __restrict acc) {
-  for (int o = 0; o < rows; ++o) {
-    // One accumulator set per block column: four independent multiply-add chains.
-    A s0[T] = {}, s1[T] = {}, s2[T] = {}, s3[T] = {};
-    for (int32_t j = start[o]; j < start[o + 1]; ++j) {
-      const W* v = val + static_cast<size_t>(j) * 4;
-      const A v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
-      const A* x = xt + static_cast<size_t>(idx[j]) * T;
-      for (int t = 0; t < T; ++t) s0[t] += v0 * x[t];
-      for (int t = 0; t < T; ++t) s1[t] += v1 * x[T + t];
-      for (int t = 0; t < T; ++t) s2[t] += v2 * x[2 * T + t];
-      for (int t = 0; t < T; ++t) s3[t] += v3 * x[3 * T + t];
-    }
-    for (int t = 0; t < T; ++t) {
-      acc[static_cast<size_t>(o) * T + t] = (s0[t] + s1[t]) + (s2[t] + s3[t]);
-    }
-  }
-}
-
-// 4x1 blocks: each stored block is one input column of four consecutive output rows
-// (4g..4g+3); `start` runs over groups of four rows, one index per block.
-template <typename Idx, typename W, typename A, int T>
-void Block4x1Tile(const int32_t* start, const Idx* idx, const W* val, int rows,
-                  const A* __restrict xt, A* __restrict acc) {
-  const int groups = (rows + 3) / 4;
-  for (int g = 0; g < groups; ++g) {
-    A s[4][T] = {};
-    for (int32_t j = start[g]; j < start[g + 1]; ++j) {
-      const W* v = val + static_cast<size_t>(j) * 4;
-      const A* x = xt + static_cast<size_t>(idx[j]) * T;
-      for (int r = 0; r < 4; ++r) {
-        const A vr = v[r];
-        for (int t = 0; t < T; ++t) s[r][t] += vr * x[t];
-      }
-    }
-    for (int r = 0; r < 4; ++r) {
-      for (int t = 0; t < T; ++t) acc[(static_cast<size_t>(g) * 4 + r) * T + t] = s[r][t];
-    }
-  }
-}
+// Scalar lanes: one value per register (T = 1, or no vector extensions).
+template <typename A, int T, bool kVector = (T > 1)>
+struct Lanes {
+  using V = A;
+  static constexpr int kLanes = 1;
+  static V Load(const A* p) { return *p; }
+  static void Store(A* p, V v) { *p = v; }
+  static V Splat(A a) { return a; }
+};
 
 #if defined(__GNUC__)
-// Vectors of TFEDGE_SPARSE_VBYTES bytes (set by the includer): 32 (8 floats or int32s:
-// one AVX2 register, two SSE2 ones) or 64 (one AVX-512 register).
-template <typename A>
-struct Lanes {
-  typedef A V __attribute__((vector_size(TFEDGE_SPARSE_VBYTES)));
-  static constexpr int kLanes = TFEDGE_SPARSE_VBYTES / sizeof(A);
+// Vectors of TFEDGE_SPARSE_VBYTES bytes (set by the includer: 32, 8 floats or int32s,
+// one AVX2 register or two SSE2 ones; 64, one AVX-512 register), narrower when the
+// tile holds fewer values than one such vector.
+template <typename A, int T>
+struct Lanes<A, T, true> {
+  static constexpr int kBytes = T * static_cast<int>(sizeof(A)) < TFEDGE_SPARSE_VBYTES
+                                    ? T * static_cast<int>(sizeof(A))
+                                    : TFEDGE_SPARSE_VBYTES;
+  typedef A V __attribute__((vector_size(kBytes)));
+  static constexpr int kLanes = kBytes / static_cast<int>(sizeof(A));
   static V Load(const A* p) {
     V v;
     __builtin_memcpy(&v, p, sizeof(v));
@@ -115,50 +48,56 @@ struct Lanes {
   static void Store(A* p, V v) { __builtin_memcpy(p, &v, sizeof(v)); }
   static V Splat(A a) { return V{} + a; }
 };
+#endif
 
 template <typename Idx, typename W, typename A, int T>
-void CsrTileV(const int32_t* start, const Idx* idx, const W* val, int rows,
-              const A* __restrict xt, A* __restrict acc) {
-  using L = Lanes<A>;
+void CsrTile(const int32_t* start, const Idx* idx, const W* val, int rows,
+             const A* __restrict xt, A* __restrict acc) {
+  using L = Lanes<A, T>;
   using V = typename L::V;
   constexpr int N = T / L::kLanes;
-  if constexpr (T % L::kLanes != 0) {  // fewer rows than one vector holds
-    CsrTile<Idx, W, A, T>(start, idx, val, rows, xt, acc);
-    return;
-  }
+  static_assert(N * L::kLanes == T, "a tile is a whole number of vectors");
+  // Four independent chains hide the multiply-add latency when a row's sum is one
+  // register (a single row, or a tile that fills one vector); two when it is several.
+  constexpr int kChains = N >= 2 ? 2 : 4;
   for (int o = 0; o < rows; ++o) {
     const int32_t b = start[o], e = start[o + 1];
-    V s[N] = {}, u[N] = {};
+    V s[kChains][N] = {};
     int32_t j = b;
-    for (; j + 2 <= e; j += 2) {
-      const V v0 = L::Splat(static_cast<A>(val[j]));
-      const V v1 = L::Splat(static_cast<A>(val[j + 1]));
-      const A* x0 = xt + static_cast<size_t>(idx[j]) * T;
-      const A* x1 = xt + static_cast<size_t>(idx[j + 1]) * T;
-      for (int n = 0; n < N; ++n) s[n] += v0 * L::Load(x0 + n * L::kLanes);
-      for (int n = 0; n < N; ++n) u[n] += v1 * L::Load(x1 + n * L::kLanes);
+    for (; j + kChains <= e; j += kChains) {
+      for (int c = 0; c < kChains; ++c) {
+        const V v = L::Splat(static_cast<A>(val[j + c]));
+        const A* x = xt + static_cast<size_t>(idx[j + c]) * T;
+        for (int n = 0; n < N; ++n) s[c][n] += v * L::Load(x + n * L::kLanes);
+      }
     }
-    if (j < e) {
+    for (; j < e; ++j) {
       const V v = L::Splat(static_cast<A>(val[j]));
       const A* x = xt + static_cast<size_t>(idx[j]) * T;
-      for (int n = 0; n < N; ++n) s[n] += v * L::Load(x + n * L::kLanes);
+      for (int n = 0; n < N; ++n) s[0][n] += v * L::Load(x + n * L::kLanes);
     }
     for (int n = 0; n < N; ++n) {
-      L::Store(acc + static_cast<size_t>(o) * T + n * L::kLanes, s[n] + u[n]);
+      V sum;
+      if constexpr (kChains == 4) {
+        sum = (s[0][n] + s[1][n]) + (s[2][n] + s[3][n]);
+      } else {
+        sum = s[0][n] + s[1][n];
+      }
+      L::Store(acc + static_cast<size_t>(o) * T + n * L::kLanes, sum);
     }
   }
 }
 
+// 1x4 blocks: each stored block is four consecutive inputs (columns c..c+3) of one
+// output row; one index per block. One accumulator set per block column: four
+// independent multiply-add chains.
 template <typename Idx, typename W, typename A, int T>
-void Block1x4TileV(const int32_t* start, const Idx* idx, const W* val, int rows,
-                   const A* __restrict xt, A* __restrict acc) {
-  using L = Lanes<A>;
+void Block1x4Tile(const int32_t* start, const Idx* idx, const W* val, int rows,
+                  const A* __restrict xt, A* __restrict acc) {
+  using L = Lanes<A, T>;
   using V = typename L::V;
   constexpr int N = T / L::kLanes;
-  if constexpr (T % L::kLanes != 0) {  // fewer rows than one vector holds
-    Block1x4Tile<Idx, W, A, T>(start, idx, val, rows, xt, acc);
-    return;
-  }
+  static_assert(N * L::kLanes == T, "a tile is a whole number of vectors");
   for (int o = 0; o < rows; ++o) {
     V s[4][N] = {};
     for (int32_t j = start[o]; j < start[o + 1]; ++j) {
@@ -176,16 +115,16 @@ void Block1x4TileV(const int32_t* start, const Idx* idx, const W* val, int rows,
   }
 }
 
+// 4x1 blocks: each stored block is one input column of four consecutive output rows
+// (4g..4g+3); `start` runs over groups of four rows, one index per block. Each loaded
+// input feeds four independent multiply-adds.
 template <typename Idx, typename W, typename A, int T>
-void Block4x1TileV(const int32_t* start, const Idx* idx, const W* val, int rows,
-                   const A* __restrict xt, A* __restrict acc) {
-  using L = Lanes<A>;
+void Block4x1Tile(const int32_t* start, const Idx* idx, const W* val, int rows,
+                  const A* __restrict xt, A* __restrict acc) {
+  using L = Lanes<A, T>;
   using V = typename L::V;
   constexpr int N = T / L::kLanes;
-  if constexpr (T % L::kLanes != 0) {  // fewer rows than one vector holds
-    Block4x1Tile<Idx, W, A, T>(start, idx, val, rows, xt, acc);
-    return;
-  }
+  static_assert(N * L::kLanes == T, "a tile is a whole number of vectors");
   const int groups = (rows + 3) / 4;
   for (int g = 0; g < groups; ++g) {
     V s[4][N] = {};
@@ -206,4 +145,107 @@ void Block4x1TileV(const int32_t* start, const Idx* idx, const W* val, int rows,
     }
   }
 }
+
+// --- float tiles in and out: the transposes -----------------------------------------
+//
+// A tile enters as T input rows of K values (row-major, as the tensor holds them) and
+// is packed transposed, [kpad][T]; its sums leave as [rows][T] and are stored, with
+// bias and activation, as T output rows. Over many rows with few nonzeros (1x1 convs)
+// these transposes cost as much as the products, so with GCC they go 8 x 8 values at
+// a time through vector shuffles; the rest (and other compilers) element by element.
+// The float results are the same either way (only copies, one add, one clamp).
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define TFEDGE_SPARSE_SHUFFLE 1
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+
+inline F8 LoadF8(const float* p) {
+  F8 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void StoreF8(float* p, F8 v) { __builtin_memcpy(p, &v, sizeof(v)); }
+
+// c[j][i] = r[i][j]: unpack within 128-bit halves, pairwise shuffle, swap halves.
+inline void Transpose8(const F8 r[8], F8 c[8]) {
+  const I8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+  const I8 s44 = {0, 1, 8, 9, 4, 5, 12, 13}, see = {2, 3, 10, 11, 6, 7, 14, 15};
+  const I8 p20 = {0, 1, 2, 3, 8, 9, 10, 11}, p31 = {4, 5, 6, 7, 12, 13, 14, 15};
+  F8 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+    t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+  }
+  for (int h = 0; h < 2; ++h) {  // rows 0-3, then 4-7
+    const F8* th = t + 4 * h;
+    u[4 * h + 0] = __builtin_shuffle(th[0], th[2], s44);
+    u[4 * h + 1] = __builtin_shuffle(th[0], th[2], see);
+    u[4 * h + 2] = __builtin_shuffle(th[1], th[3], s44);
+    u[4 * h + 3] = __builtin_shuffle(th[1], th[3], see);
+  }
+  for (int j = 0; j < 4; ++j) {
+    c[j] = __builtin_shuffle(u[j], u[4 + j], p20);
+    c[j + 4] = __builtin_shuffle(u[j], u[4 + j], p31);
+  }
+}
 #endif
+
+// xt[k][t] = xb[t][k] for k < K, 0 for K <= k < kpad.
+template <int T>
+void PackTileF(const float* __restrict xb, int K, int kpad, float* __restrict xt) {
+  int k = 0;
+#ifdef TFEDGE_SPARSE_SHUFFLE
+  if constexpr (T % 8 == 0) {
+    for (; k + 8 <= K; k += 8) {
+      for (int t0 = 0; t0 < T; t0 += 8) {
+        F8 r[8], c[8];
+        for (int i = 0; i < 8; ++i) r[i] = LoadF8(xb + static_cast<size_t>(t0 + i) * K + k);
+        Transpose8(r, c);
+        for (int i = 0; i < 8; ++i) StoreF8(xt + static_cast<size_t>(k + i) * T + t0, c[i]);
+      }
+    }
+  }
+#endif
+  for (; k < K; ++k) {
+    for (int t = 0; t < T; ++t) xt[static_cast<size_t>(k) * T + t] = xb[t * K + k];
+  }
+  for (; k < kpad; ++k) {
+    for (int t = 0; t < T; ++t) xt[static_cast<size_t>(k) * T + t] = 0.0f;
+  }
+}
+
+// y[t][o] = min(max(acc[o][t] + bias[o], lo), hi) for the T rows of a tile.
+template <int T>
+void StoreTileF(const float* __restrict acc, int rows, const float* bias, float lo,
+                float hi, float* __restrict y) {
+  int o = 0;
+#ifdef TFEDGE_SPARSE_SHUFFLE
+  if constexpr (T % 8 == 0) {
+    const F8 lov = F8{} + lo, hiv = F8{} + hi;
+    for (; o + 8 <= rows; o += 8) {
+      const F8 b = bias != nullptr ? LoadF8(bias + o) : F8{};
+      for (int t0 = 0; t0 < T; t0 += 8) {
+        F8 r[8], c[8];
+        for (int i = 0; i < 8; ++i) r[i] = LoadF8(acc + static_cast<size_t>(o + i) * T + t0);
+        Transpose8(r, c);
+        for (int i = 0; i < 8; ++i) {
+          F8 v = bias != nullptr ? c[i] + b : c[i];
+          v = v < lov ? lov : v;  // std::max(v, lo)
+          v = hiv < v ? hiv : v;  // std::min(v, hi)
+          StoreF8(y + static_cast<size_t>(t0 + i) * rows + o, v);
+        }
+      }
+    }
+  }
+#endif
+  for (int t = 0; t < T; ++t) {
+    float* yr = y + static_cast<size_t>(t) * rows;
+    for (int oo = o; oo < rows; ++oo) {
+      float v = acc[static_cast<size_t>(oo) * T + t];
+      if (bias != nullptr) v += bias[oo];
+      yr[oo] = std::min(std::max(v, lo), hi);
+    }
+  }
+}
+#undef TFEDGE_SPARSE_SHUFFLE

@@ -48,8 +48,6 @@ namespace avx512 {
 #endif
 #undef TFEDGE_SPARSE_VBYTES
 
-enum class Isa { kGeneric, kAvx2, kAvx512 };
-
 Isa BestIsa() {
 #ifdef TFEDGE_SPARSE_X86
   static const Isa isa = __builtin_cpu_supports("avx512f")
@@ -232,48 +230,30 @@ void Build(const W* w, int rows, int cols, Layout layout, Matrix* m,
 
 // One tile product: picks the layout, index width and instruction set.
 template <typename W, typename A, int T>
-void Tile(const Matrix& m, const W* val, const A* xt, A* acc) {
+void Tile(Isa isa, const Matrix& m, const W* val, const A* xt, A* acc) {
   const int32_t* st = m.start.data();
-#if defined(__GNUC__)
-  constexpr bool kVector = T > 1;
-#else
-  constexpr bool kVector = false;
-#endif
-#define TFEDGE_SPARSE_CALL(NS, IDX)                                                 \
-  if constexpr (kVector) {                                                          \
-    switch (m.layout) {                                                             \
-      case Layout::kCsr:                                                            \
-        NS::CsrTileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                  \
-        return;                                                                     \
-      case Layout::kBlock1x4:                                                       \
-        NS::Block1x4TileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);             \
-        return;                                                                     \
-      case Layout::kBlock4x1:                                                       \
-        NS::Block4x1TileV<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);             \
-        return;                                                                     \
-    }                                                                               \
-  } else {                                                                          \
-    switch (m.layout) {                                                             \
-      case Layout::kCsr:                                                            \
-        NS::CsrTile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);                   \
-        return;                                                                     \
-      case Layout::kBlock1x4:                                                       \
-        NS::Block1x4Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);              \
-        return;                                                                     \
-      case Layout::kBlock4x1:                                                       \
-        NS::Block4x1Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);              \
-        return;                                                                     \
-    }                                                                               \
+#define TFEDGE_SPARSE_CALL(NS, IDX)                                    \
+  switch (m.layout) {                                                  \
+    case Layout::kCsr:                                                 \
+      NS::CsrTile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);        \
+      return;                                                          \
+    case Layout::kBlock1x4:                                            \
+      NS::Block1x4Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);   \
+      return;                                                          \
+    case Layout::kBlock4x1:                                            \
+      NS::Block4x1Tile<IDX, W, A, T>(st, idx, val, m.rows, xt, acc);   \
+      return;                                                          \
   }
 #ifdef TFEDGE_SPARSE_X86
 #define TFEDGE_SPARSE_DISPATCH(IDX)                \
-  if (BestIsa() == Isa::kAvx512) {                 \
+  if (isa == Isa::kAvx512) {                       \
     TFEDGE_SPARSE_CALL(avx512, IDX)                \
-  } else if (BestIsa() == Isa::kAvx2) {            \
+  } else if (isa == Isa::kAvx2) {                  \
     TFEDGE_SPARSE_CALL(avx2, IDX)                  \
   }                                                \
   TFEDGE_SPARSE_CALL(generic, IDX)
 #else
+  (void)isa;
 #define TFEDGE_SPARSE_DISPATCH(IDX) TFEDGE_SPARSE_CALL(generic, IDX)
 #endif
   if (!m.index16.empty() || m.index32.empty()) {
@@ -421,6 +401,7 @@ std::string Inspect(TfLiteContext* context, const TfLiteNode* node,
 
 struct Op {
   int node_index = -1;
+  Isa isa = Isa::kGeneric;  // the instruction set its products run with
   NodeInfo info;
   Matrix m;
   int rows_pad = 0;  // output rows rounded up to 4 (the 4x1 accumulators)
@@ -438,7 +419,9 @@ struct Op {
 
 namespace {
 
-constexpr int kTile = 16;  // input rows per tile (then 8, then 1)
+// Input rows per tile (then 16, 8 and 1): each stored weight (one index, one value)
+// then feeds 32 rows, two AVX-512 vectors of products (1x1 convs over many pixels).
+constexpr int kTile = 32;
 
 template <typename W, typename A>
 const W* Values(const Matrix& m);
@@ -484,6 +467,22 @@ void EpilogueQ(const Op& op, const int32_t* acc, int tile, int n, const int32_t*
   }
 }
 
+// Calls NS::CALL for the namespace of instruction set `isa`.
+#ifdef TFEDGE_SPARSE_X86
+#define DISPATCH_ISA(isa, CALL)       \
+  do {                                \
+    if ((isa) == Isa::kAvx512) {      \
+      avx512::CALL;                   \
+    } else if ((isa) == Isa::kAvx2) { \
+      avx2::CALL;                     \
+    } else {                          \
+      generic::CALL;                  \
+    }                                 \
+  } while (0)
+#else
+#define DISPATCH_ISA(isa, CALL) generic::CALL
+#endif
+
 // y[batch][rows] = x[batch][cols] * W^T, tile by tile.
 template <typename W, typename A, typename X, typename B, typename Y, typename Epi>
 void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
@@ -494,28 +493,35 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
   A* xt = xt_buf->data();
   A* acc = acc_buf->data();
   int64_t b = 0;
-  // Tiles of 16 input rows, then 8, then single rows.
+  // Tiles of 32 input rows, then 16, 8, then single rows.
   auto tiles = [&](auto tile_const) {
     constexpr int T = decltype(tile_const)::value;
     for (; b + T <= op.batch; b += T) {
       const X* xb = x + b * K;
+      if constexpr (std::is_same_v<X, float>) {
+        DISPATCH_ISA(op.isa, PackTileF<T>(xb, K, m.kpad, xt));
+        Tile<W, A, T>(op.isa, m, val, xt, acc);
+        DISPATCH_ISA(op.isa, StoreTileF<T>(acc, m.rows, bias, op.lo, op.hi, y + b * m.rows));
+        continue;
+      }
       for (int t = 0; t < T; ++t) {
         for (int k = 0; k < K; ++k) xt[static_cast<size_t>(k) * T + t] = xb[t * K + k];
       }
       for (int k = K; k < m.kpad; ++k) {
         for (int t = 0; t < T; ++t) xt[static_cast<size_t>(k) * T + t] = 0;
       }
-      Tile<W, A, T>(m, val, xt, acc);
+      Tile<W, A, T>(op.isa, m, val, xt, acc);
       epilogue(op, acc, T, T, bias, y + b * m.rows);
     }
   };
   tiles(std::integral_constant<int, kTile>());
   tiles(std::integral_constant<int, kTile / 2>());
+  tiles(std::integral_constant<int, kTile / 4>());
   for (; b < op.batch; ++b) {
     const X* xb = x + b * K;
     for (int k = 0; k < K; ++k) xt[k] = static_cast<A>(xb[k]);
     for (int k = K; k < m.kpad; ++k) xt[k] = 0;
-    Tile<W, A, 1>(m, val, xt, acc);
+    Tile<W, A, 1>(op.isa, m, val, xt, acc);
     epilogue(op, acc, 1, 1, bias, y + b * m.rows);
   }
 }
@@ -523,6 +529,36 @@ void Run(const Op& op, const X* x, const B* bias, Y* y, std::vector<A>* xt_buf,
 }  // namespace
 
 // --- Claimable ----------------------------------------------------------------------
+
+bool IsaSupported(Isa isa) {
+  if (isa == Isa::kAuto || isa == Isa::kGeneric) return true;
+#ifdef TFEDGE_SPARSE_X86
+  if (isa == Isa::kAvx2) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return isa == Isa::kAvx512 && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool ParseIsa(const char* name, Isa* isa) {
+  static const struct {
+    const char* name;
+    Isa isa;
+  } kNames[] = {{"auto", Isa::kAuto},
+                {"generic", Isa::kGeneric},
+                {"avx2", Isa::kAvx2},
+                {"avx512", Isa::kAvx512}};
+  for (const auto& n : kNames) {
+    if (name != nullptr && std::strcmp(name, n.name) == 0) {
+      *isa = n.isa;
+      return true;
+    }
+  }
+  return false;
+}
 
 double DensityBound(bool conv, int64_t pixels, int channels, double max_density) {
   if (max_density >= 0) return max_density;
@@ -561,6 +597,7 @@ TfLiteStatus Partition::Add(TfLiteContext* context, int node_index) {
   }
   auto op = std::make_unique<Op>();
   op->node_index = node_index;
+  op->isa = isa_ == Isa::kAuto ? BestIsa() : isa_;
   std::string why = Inspect(context, node, reg, &op->info);
   if (why.empty() && context->tensors[op->info.weights].data.raw_const == nullptr) {
     why = "the weights have no data";

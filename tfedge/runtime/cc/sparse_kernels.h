@@ -55,40 +55,46 @@ inline constexpr double kBreakEvenDensity = 0.20;
 // chosen by the lowest entries x cost.
 inline constexpr double kBlockCost = 2.7;
 
-// 1x1 CONV_2D layers over many pixels break even later: there the dense kernel is a
-// large GEMM, XNNPACK's best case, and the sparse kernel pays a cost per pixel that
-// does not shrink with the density. Measured: the MobileNet-style CNN of
-// `scripts/bench_sparse.py` (1x1 convs over 49 to 784 pixels), 80% pruned (density
-// 0.2, under kBreakEvenDensity), ran 0.75x (CSR) and 0.86x (4x1 blocks) of dense at
-// batch 1, 1 thread; then single random-mask 1x1 convs, float32, batch 1, 1 thread,
-// sparse_max_density=1, interleaved medians on the same loaded machine (a quick
-// check, speed-up = dense / sparse):
+// 1x1 CONV_2D layers over many pixels are XNNPACK's best case (a large dense GEMM),
+// and the sparse kernel pays a cost per pixel that does not shrink with the density
+// (packing each tile of pixels transposed, storing the outputs back): single
+// random-mask 1x1 convs of the MobileNet-style CNN of `scripts/bench_sparse.py`,
+// float32, batch 1, 1 thread, sparse_max_density=1, interleaved medians on a loaded
+// machine, speed-up = dense / sparse, CSR (32-pixel tiles, 8x8 vector transposes in
+// and out; before those, 16-pixel tiles and element-wise transposes gave 1.05x, 1.45x
+// and 0.59x at density 0.1, and the bound here was 0.05, none under 64 channels):
 //
-//   pixels  channels       density  0.05  0.10  0.15  0.20
-//   49      256 -> 256     CSR      1.33  0.99  0.78  0.65
-//   49      256 -> 256     4x1      3.5   1.37  1.24  1.04
-//   196     128 -> 128     CSR      0.96  0.71  0.59  0.53
-//   196     128 -> 128     4x1      1.13  0.97  0.45  0.79
-//   784      32 ->  64     CSR      0.16  0.37  0.17  0.37
-//   784      32 ->  64     4x1      0.43  0.45  0.42  0.41
+//   pixels  channels     density 0.1   0.2
+//   49      256 -> 256           1.99  1.28
+//   196     128 -> 128           1.79  1.12
+//   784      32 ->  64           1.55  0.98
 //
-// (4x1 rows: density of kept blocks, whose cost density is 2.7 / 4 = 0.68 x that)
+// (`scripts/bench_sparse.py --break_even` measures the full table, with 4x1 blocks)
 // so over more than kConvManyPixels pixels (batch x height x width, as shaped when the
-// graph is partitioned) a 1x1 conv runs sparse only up to cost density 0.05 (about
-// break-even at 196 pixels; it gives up some speed-up at 49), and not at all with
-// fewer than kConvMinChannels input channels (32 channels over 784 pixels was slower
-// at every density; 64 lies between the measured 32 and 128).
-inline constexpr double kConvBreakEvenDensity = 0.05;
-// More than one 16-row tile of the sparse kernels (fully-connected layers, measured
-// up to batch 8 above, keep kBreakEvenDensity).
+// graph is partitioned) a 1x1 conv runs sparse up to cost density 0.15, a margin
+// under the 0.2 where the 784-pixel one breaks even, and not with fewer than
+// kConvMinChannels input channels (the fewest measured).
+inline constexpr double kConvBreakEvenDensity = 0.15;
+// Over at most 16 pixels (batch x height x width) a 1x1 conv is a fully-connected
+// layer at a small batch and keeps kBreakEvenDensity (measured up to batch 8 above).
 inline constexpr int64_t kConvManyPixels = 16;
-inline constexpr int kConvMinChannels = 64;
+inline constexpr int kConvMinChannels = 32;
 
 // The cost-density bound of a layer: `max_density` when it is given (>= 0, the
 // delegate's "sparse_max_density" option, which overrides the measured bounds); else,
 // for a 1x1 conv over more than kConvManyPixels pixels, kConvBreakEvenDensity (or -1,
 // never sparse, under kConvMinChannels input channels); else kBreakEvenDensity.
 double DensityBound(bool conv, int64_t pixels, int channels, double max_density);
+
+// The instruction sets the inner loops (sparse_gemm_impl.h) are built for: the
+// baseline one ("generic"), and on x86-64 with GCC AVX2 + FMA ("avx2") and AVX-512
+// ("avx512"). kAuto, the default, picks the best the CPU has; the delegate option
+// "sparse_isa" forces one, so that tests can check every path the CPU runs.
+enum class Isa : int { kAuto = -1, kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+// Whether this build has `isa` and the CPU runs it (kAuto and kGeneric always).
+bool IsaSupported(Isa isa);
+// "auto", "generic", "avx2" or "avx512"; false for anything else.
+bool ParseIsa(const char* name, Isa* isa);
 
 // TFLite builtin operator codes of the operators the kernels take.
 inline constexpr int32_t kBuiltinConv2d = 3;
@@ -121,6 +127,9 @@ class Partition {
   // sparse matrix included. Reports and fails on anything Claimable would refuse.
   tflite_abi::TfLiteStatus Add(tflite_abi::TfLiteContext* context, int node_index);
   bool empty() const { return ops_.empty(); }
+  // The instruction set of the operators Add builds from now on (kAuto: the best
+  // the CPU has; the caller checks IsaSupported).
+  void set_isa(Isa isa) { isa_ = isa; }
   // Shapes every output (resizing graph tensors when the input shapes changed) and
   // sizes the scratch buffers. `kernel_node` is the delegate kernel's node.
   tflite_abi::TfLiteStatus Prepare(tflite_abi::TfLiteContext* context,
@@ -136,6 +145,7 @@ class Partition {
   void* Data(tflite_abi::TfLiteContext* context, int tensor);
 
   std::vector<std::unique_ptr<Op>> ops_;
+  Isa isa_ = Isa::kAuto;
   std::map<int, Buffer> internal_;  // tensors only this partition reads
 };
 
