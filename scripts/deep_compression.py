@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
+    accuracy,
     command_line,
     compile_classifier,
     convert_quiet,
@@ -333,7 +334,7 @@ def run_net(name: str, data_all):
                 }
             )
             continue
-        accuracy = {
+        stage_accuracy = {
             "float": tflite_accuracy(float_tflite, x_te, y_te),
             "pruned": keras_acc(result.stage_models["pruned"]),
             "shared": keras_acc(result.stage_models["shared"]),
@@ -344,7 +345,7 @@ def run_net(name: str, data_all):
                 {
                     "model": name,
                     "method": stage.name,
-                    "accuracy": accuracy[stage.name],
+                    "accuracy": stage_accuracy[stage.name],
                     "bytes": stage.bytes,
                     "ratio": weight_bytes / stage.bytes,
                 }
