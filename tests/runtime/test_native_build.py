@@ -42,3 +42,20 @@ def test_without_the_library_python_still_works(monkeypatch):
 
     with pytest.raises(TfedgeError, match=r"tfedge\.expand"):
         Interpreter(model_content=b"TFL3")
+
+
+def test_a_library_from_another_build_is_named_not_taken_for_a_corrupt_file(
+    monkeypatch,
+):
+    # A shared library without tfedge's C API (here the C library itself) stands in
+    # for a native decoder built from older sources: expand falls back to the numpy
+    # reader, and asking for the native one says to rebuild.
+    import ctypes.util
+
+    libc = ctypes.util.find_library("c")
+    if libc is None:
+        pytest.skip("no C library to load by name on this machine")
+    monkeypatch.setattr(_native, "native_library_path", lambda: libc)
+    assert not _native.native_available()
+    with pytest.raises(OSError, match="another build of tfedge.*rebuild"):
+        _native._library()

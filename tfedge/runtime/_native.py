@@ -47,6 +47,20 @@ def native_library_path() -> str | None:
 @functools.cache
 def _load(path: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(path)
+    try:
+        _declare(lib)
+    except AttributeError as e:
+        # A library built from other sources than this Python code (a source tree
+        # whose C++ changed since its last build): not this package's decoder.
+        raise OSError(
+            f"tfedge's native library {path} is from another build of tfedge ({e}); "
+            "rebuild it (pip install -e . or python setup.py build_ext --inplace)"
+        ) from e
+    return lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """Declares the C API's signatures (AttributeError when a symbol is missing)."""
     u8p = ctypes.POINTER(ctypes.c_uint8)
     lib.tfedge_format_version.restype = ctypes.c_int
     lib.tfedge_format_version.argtypes = []
@@ -84,7 +98,6 @@ def _load(path: str) -> ctypes.CDLL:
     lib.tfedge_sparse_stats.argtypes = [u64p, u64p, u64p, u64p]
     lib.tfedge_sparse_isa_supported.restype = ctypes.c_int
     lib.tfedge_sparse_isa_supported.argtypes = [ctypes.c_char_p]
-    return lib
 
 
 def _library() -> ctypes.CDLL:
