@@ -51,7 +51,10 @@ def _convert(
 def dense_model(units=(64, 32), inputs=32, outputs=10, prune: float = 0.0):
     """An MLP; with `prune`, that fraction of each kernel is set to exactly zero."""
     keras = _keras()
-    layers = [keras.Input((inputs,))]
+    # Named: an unnamed input takes Keras' next automatic name (keras_tensor,
+    # keras_tensor_2, ...), which depends on how many tensors the process made before,
+    # and tests address the converted model's input by name.
+    layers = [keras.Input((inputs,), name="keras_tensor")]
     layers += [
         keras.layers.Dense(u, activation="relu", name=f"fc{i}")
         for i, u in enumerate(units)
