@@ -64,19 +64,29 @@ void CsrTile(const int32_t* start, const Idx* idx, const W* val, int rows,
     const int32_t b = start[o], e = start[o + 1];
     V s[kChains][N] = {};
     int32_t j = b;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if constexpr (T == 1 && kChains == 4 && sizeof(Idx) == 2) {
-      // One row at a time is bound by loads (index, value, input per weight): four
-      // 16-bit indices come in one 64-bit load and are taken apart by shifts, which
-      // leaves about two loads per weight. The sums are the same chains as below.
+      // One row at a time is bound by loads (index, value and input per weight):
+      // here four 16-bit indices come in one 64-bit load, four values in one vector
+      // load, and the four chains are the lanes of one vector (measured about 1.0
+      // cycle per weight against 1.4-1.5). Lane c is chain c below: the same sums.
+      using V4 = typename Lanes<A, 4>::V;
+      V4 s4 = {};
       for (; j + 4 <= e; j += 4) {
         uint64_t q;
         std::memcpy(&q, idx + j, sizeof(q));
-        for (int c = 0; c < 4; ++c) {
-          const size_t k = static_cast<size_t>((q >> (16 * c)) & 0xffffu);
-          s[c][0] += static_cast<A>(val[j + c]) * xt[k];
+        V4 w;
+        if constexpr (std::is_same_v<W, A>) {
+          std::memcpy(&w, val + j, sizeof(w));
+        } else {
+          w = V4{static_cast<A>(val[j]), static_cast<A>(val[j + 1]),
+                 static_cast<A>(val[j + 2]), static_cast<A>(val[j + 3])};
         }
+        const V4 x = {xt[q & 0xffffu], xt[(q >> 16) & 0xffffu], xt[(q >> 32) & 0xffffu],
+                      xt[q >> 48]};
+        s4 += w * x;
       }
+      for (int c = 0; c < 4; ++c) s[c][0] = s4[c];
     }
 #endif
     for (; j + kChains <= e; j += kChains) {
