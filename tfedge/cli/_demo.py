@@ -29,7 +29,9 @@ def _data():
             (300, 100),
         )
     name, data = small_images()
-    return name, data, (64, 32)
+    # Wide enough that 90% pruning leaves each class enough weights: measured on the
+    # digits, (64, 32) fell from 0.96 to 0.47 pruned, (256, 128) from 0.98 to 0.97.
+    return name, data, (256, 128)
 
 
 def run_demo(epochs: int | None = None, sparsity: float = 0.9) -> list[dict]:
