@@ -527,11 +527,7 @@ def _lossy_options(
                     break
                 options.append(opt)
         if method == "ecsq" and max_bits == 8:
-            for error in _lossy.ECSQ_ERRORS:
-                opt = _lossy.ecsq_option(cand.ttype, cand.values, error)
-                if opt is None or opt.weight_error > _lossy.MAX_WEIGHT_ERROR:
-                    break
-                options.append(opt)
+            options += _lossy.ecsq_options(cand.ttype, cand.values, options)
     options = [o for o in options if cand.cost(o) < base]
     # Keep each kind's Pareto front (fewer bytes must cost more weight error); kinds
     # are compared later by their measured drift.

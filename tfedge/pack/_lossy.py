@@ -70,12 +70,19 @@ ECSQ_ERRORS = (0.02, 0.03, 0.045, 0.065, 0.09, 0.13, 0.18)
 # assigned once with the code lengths found. 16,384 quantiles estimate each of up to
 # 256 cells' probability to about 1/64 of a bit of code length where it matters.
 _ECSQ_SAMPLE = 16384
+# An ECSQ point is sized exactly (an rANS encoding, the costly part) only when its
+# estimated dense payload, less this many bytes (the estimate's error is a few bytes
+# per stream), is smaller than every k-means option of no more weight error.
+_ESTIMATE_SLACK_BYTES = 16
 # The most ECSQ iterations (assignment, then code lengths and centroids) per lambda;
 # from the uniform start they settle in 10-20.
 _ECSQ_ITERATIONS = 20
 
 
-# The option kind of ECSQ codebooks ...
+# The option kind of ECSQ codebooks: "tensor", as k-means per-tensor codebooks, so
+# that the two compete on one front and share one sensitivity probe (one codebook per
+# tensor spreads the error alike). A kind of its own costs a probe per tensor and
+# gave no better file on mediapipe-hand_recrop (2.43x either way).
 ECSQ_KIND = "tensor"
 
 
@@ -411,3 +418,28 @@ def ecsq_option(ttype: int, values: np.ndarray, error: float) -> Option | None:
     if shared is None:
         return None
     return shared_option(ttype, values, shared, f"ecsq {error:g}", ECSQ_KIND)
+
+
+def ecsq_options(ttype: int, values: np.ndarray, rivals: list[Option]) -> list[Option]:
+    """The points of the ECSQ rate ladder (`ECSQ_ERRORS`, stopping past
+    MAX_WEIGHT_ERROR) that no option of `rivals` of the same kind dominates: each is
+    sized first by the coder's estimate, and dropped when a rival is no larger at no
+    more weight error (it would leave the front anyway); the others are sized
+    exactly."""
+    rivals = [o for o in rivals if o.kind == ECSQ_KIND]
+    out = []
+    for error in ECSQ_ERRORS:
+        shared = ecsq_share(values, error)
+        if shared is None or shared.weight_error > MAX_WEIGHT_ERROR:
+            break
+        dense = _encode._codebook_options(
+            ttype, values, shared.codebook, shared.indices, None
+        )[0]
+        estimate = codecs.payload_size(estimate=True, **dense) - _ESTIMATE_SLACK_BYTES
+        if any(
+            r.weight_error <= shared.weight_error and r.payload_bytes <= estimate
+            for r in rivals
+        ):
+            continue
+        out.append(shared_option(ttype, values, shared, f"ecsq {error:g}", ECSQ_KIND))
+    return out
