@@ -142,25 +142,41 @@ def test_iteration_matches_codecs_ecsq():
     np.testing.assert_allclose(np.sort(centroids), np.sort(want[used]), atol=1e-6)
 
 
+# Output drift allowed on the Keras model: its Laplacian kernels drift 0.011-0.012
+# at 8-bit k-means each, so the default 0.02 leaves the search no step below 8 bits;
+# at 0.1 it takes 6-7 bits or the ECSQ points near them.
+KERAS_TOLERANCE = 0.1
+
+
 def _keras_model() -> bytes:
+    """An MLP whose kernels are Laplacian (heavy-tailed, as trained kernels are;
+    on uniform random-init weights a uniform quantizer is already k-means'
+    optimum and ECSQ has nothing to gain)."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
-            keras.Input((64,)),
-            keras.layers.Dense(128, activation="relu", name="fc1"),
-            keras.layers.Dense(64, activation="relu", name="fc2"),
+            keras.Input((128,)),
+            keras.layers.Dense(256, activation="relu", name="fc1"),
+            keras.layers.Dense(128, activation="relu", name="fc2"),
             keras.layers.Dense(10, name="out"),
         ]
     )
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        k, b = layer.get_weights()
+        k = rng.laplace(size=k.shape) / np.sqrt(k.shape[0])
+        layer.set_weights([k.astype(np.float32), b])
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def test_compress_with_ecsq_picks_them_and_holds_its_tolerance():
     data = _keras_model()
-    packed = tfedge.compress(data, method="ecsq", progress=False)
+    packed = tfedge.compress(
+        data, method="ecsq", tolerance=KERAS_TOLERANCE, progress=False
+    )
     r = packed.report
     assert r.drift is not None and r.drift == r.search_drift <= r.tolerance
     assert r.held_out_drift is not None and r.held_out_drift <= r.tolerance
@@ -168,11 +184,16 @@ def test_compress_with_ecsq_picks_them_and_holds_its_tolerance():
     assert any(q.startswith("ecsq") for q in chosen), chosen
     for t in r.tensors:
         assert t.weight_error <= _lossy.MAX_WEIGHT_ERROR, t
-    # The file expands to the values the search measured (compress checks it too).
-    assert len(tfedge.expand(bytes(packed))) == len(data)
+    # The report's drift is that of the written file (compress expands it and
+    # checks every tensor against the values the search measured).
+    assert len(packed) < len(data)
     # k-means alone never reports an ECSQ coding.
-    kmeans = tfedge.compress(data, method="kmeans", progress=False).report
-    assert not any(t.quantizer.startswith("ecsq") for t in kmeans.tensors)
+    kmeans = tfedge.compress(
+        data, method="kmeans", tolerance=KERAS_TOLERANCE, progress=False
+    ).report
+    assert kmeans.tensors and not any(
+        t.quantizer.startswith("ecsq") for t in kmeans.tensors
+    )
 
 
 @pytest.mark.parametrize(
