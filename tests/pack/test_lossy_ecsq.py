@@ -6,6 +6,7 @@ Keras model and on a published model and holds its tolerance."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -252,3 +253,27 @@ def test_ladder_points_a_rival_dominates_are_not_sized():
     # A rival exact and smaller than any payload leaves nothing to size.
     free = _lossy.Option("free", 1, 0, 0.0, values.view(np.uint8))
     assert _lossy.ecsq_options(ttype, values, [free]) == []
+
+
+def test_cli_compress_method_ecsq(tmp_path):
+    from tests.cli.test_main import run_cli
+
+    model, out, report = (tmp_path / f for f in ("m.tflite", "p.tflite", "r.json"))
+    model.write_bytes(_keras_model())
+    r = run_cli(
+        "compress",
+        str(model),
+        "-o",
+        str(out),
+        "--method",
+        "ecsq",
+        "--tolerance",
+        str(KERAS_TOLERANCE),
+        "--report",
+        str(report),
+    )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(report.read_text())["tensors"]
+    assert any(t["quantizer"].startswith("ecsq") for t in rows)
+    r = run_cli("compress", str(model), "-o", str(out), "--method", "lloyd")
+    assert r.returncode == 1 and "--method" in r.stderr
