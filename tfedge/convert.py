@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from tfedge._layers import is_keras_model, walk_layers
 from tfedge.errors import ConversionError, FormatError
 from tfedge.pack import (
+    DEFAULT_METHOD,
     DEFAULT_TOLERANCE,
     Packed,
     Stages,
@@ -56,6 +57,7 @@ def compress(
     seed: int = 0,
     min_bytes: int = 256,
     target: str = "tfedge",
+    method: str = DEFAULT_METHOD,
     progress: bool | None = None,
     converter_options: Mapping[str, object] | None = None,
 ) -> Packed:
@@ -94,6 +96,13 @@ def compress(
         tables with 1-7 bit indices that TFLite Micro's own TFLM_DECODE kernel decodes
         (no Huffman or sparse index; verified in TFLM's interpreter when `tflite-micro`
         is installed).
+      method: the lossy candidates of each tensor. "kmeans": k-means codebooks at
+        1-8 bits, per tensor and per channel (Deep Compression). "ecsq": those and a
+        ladder of entropy-constrained scalar quantizations (Choi, El-Khamy and Lee
+        2017): per tensor, the assignment minimising squared error plus lambda times
+        each index's code length, at lambdas aimed at relative weight errors
+        0.02-0.18, each sized with the real stream coder; the search picks per
+        tensor. Needs bits=None and target="tfedge".
       progress: show a progress bar (default: when stderr is a terminal).
       converter_options: for a Keras model or SavedModel, `tf.lite.TFLiteConverter`
         attributes to set before converting, by name (dotted for nested ones), e.g.
@@ -112,6 +121,7 @@ def compress(
         init=init,
         num_samples=num_samples,
         target=target,
+        method=method,
     )
     check_options(**options)
     clock = Stages()

@@ -1,7 +1,8 @@
 """tfedge.budget: plan a model into a byte budget and report where the bytes go.
 
 * `plan(model, budget_bytes, eval_data, ...) -> Plan`: per-layer sparsity, sharing bits
-  and ternary coding chosen from measured per-layer sensitivity and exact packed sizes;
+  and ternary coding (with `ecsq=True`, entropy-constrained quantization too) chosen
+  from measured per-layer sensitivity and exact packed sizes;
   `Plan.apply()` returns the `tfedge.Packed` model, of exactly `Plan.predicted_bytes`.
   `analyze(model, eval_data) -> Analysis` measures once; `Analysis.plan(budget)` then
   plans any number of budgets.
@@ -18,7 +19,13 @@
 from __future__ import annotations
 
 from tfedge.budget._analyze import analyze, floor_bytes, plan
-from tfedge.budget._options import DEFAULT_BITS, DEFAULT_SPARSITIES, Option, transform
+from tfedge.budget._options import (
+    DEFAULT_BITS,
+    DEFAULT_ECSQ_ERRORS,
+    DEFAULT_SPARSITIES,
+    Option,
+    transform,
+)
 from tfedge.budget._plan import LayerChoice, Plan
 from tfedge.budget._plot import plot_breakdown, plot_tradeoff
 from tfedge.budget._report import PARTS, Breakdown, LayerBytes, breakdown
@@ -28,6 +35,7 @@ from tfedge.budget._units import parse_size
 
 __all__ = [
     "DEFAULT_BITS",
+    "DEFAULT_ECSQ_ERRORS",
     "DEFAULT_SPARSITIES",
     "PARTS",
     "Analysis",

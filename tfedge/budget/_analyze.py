@@ -8,6 +8,8 @@ How it works, on the model's .tflite (so every measurement is of the deployed gr
    ("float"), shared by k-means with 2^bits clusters (Deep Compression; pruned zeros
    stay zero) or made ternary {-Wn, 0, +Wp} with Wp, Wn the mean magnitudes of each sign
    (Zhu et al. 2016 without training: the pruned fraction plays the threshold).
+   With `ecsq=True`, also entropy-constrained scalar quantization (Choi, El-Khamy and
+   Lee 2017) at a few rates: the converter's `method="ecsq"` candidates.
    Biases and other constants are packed losslessly, as `compress(lossless=True)` does.
 2. Exact sizes. Each option's transformed values are encoded with the packer's own
    lossless encoder, the one `compress(lossless=True)` then runs on them: the payload
@@ -37,6 +39,7 @@ from tfedge._checks import check_int, top1_accuracy
 from tfedge.budget._evaluator import Evaluator, check_eval_data, eval_arrays
 from tfedge.budget._options import (
     DEFAULT_BITS,
+    DEFAULT_ECSQ_ERRORS,
     DEFAULT_SPARSITIES,
     Option,
     check_bits,
@@ -115,6 +118,7 @@ def plan(
     sparsities: Sequence[float] = DEFAULT_SPARSITIES,
     bits: Sequence[int] = DEFAULT_BITS,
     ternary: bool | Sequence[str] = True,
+    ecsq: bool = False,
     layers: Sequence[str] | None = None,
     metric: str | Callable = "accuracy",
     batch_size: int = 1024,
@@ -139,6 +143,11 @@ def plan(
         bits: k-means sharing widths tried, in [1, 8].
         ternary: whether kernels may be made ternary: True (all), False (none) or the
             layer (or tensor) names that may.
+        ecsq: also try entropy-constrained scalar quantization (Choi et al. 2017;
+            `tfedge.compress(method="ecsq")`'s candidates) at each sparsity, aimed at
+            the relative weight errors `DEFAULT_ECSQ_ERRORS`: codebooks of as many
+            entries as the rate gives, which the packer's entropy coder makes
+            smaller than k-means at the same error on large kernels.
         layers: layer (or tensor) names the planner tunes; None tunes every float
             kernel. Other tensors are packed losslessly.
         metric: "accuracy", or a callable `(y_true, y_pred) -> float`, higher better.
@@ -171,6 +180,7 @@ def plan(
         sparsities=sparsities,
         bits=bits,
         ternary=ternary,
+        ecsq=ecsq,
         layers=layers,
         metric=metric,
         batch_size=batch_size,
@@ -188,6 +198,7 @@ def analyze(
     sparsities: Sequence[float] = DEFAULT_SPARSITIES,
     bits: Sequence[int] = DEFAULT_BITS,
     ternary: bool | Sequence[str] = True,
+    ecsq: bool = False,
     layers: Sequence[str] | None = None,
     metric: str | Callable = "accuracy",
     batch_size: int = 1024,
@@ -220,6 +231,8 @@ def analyze(
             "Expected `ternary` True, False or a list of layer names. "
             f"Received: ternary={ternary!r}"
         )
+    if not isinstance(ecsq, bool):
+        raise ValueError(f"Expected `ecsq` True or False. Received: ecsq={ecsq!r}")
     if eval_data is not None:
         check_eval_data(eval_data)
 
@@ -296,6 +309,8 @@ def analyze(
             opts = [Option(s)] + [Option(s, b) for b in bits]
             if allow_ternary:
                 opts.append(Option(s, ternary=True))
+            if ecsq:
+                opts += [Option(s, ecsq=e) for e in DEFAULT_ECSQ_ERRORS]
             for opt in opts:
                 values = transform(t.values, opt, seed=seed)
                 payload = len(encode_lossless(t.ttype, values, t.shape).payload)

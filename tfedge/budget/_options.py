@@ -8,7 +8,13 @@ import numbers
 
 import numpy as np
 
-from tfedge.pack import GRAPH_OVERHEAD_BYTES, compress_tflite, share
+from tfedge.pack import (
+    ECSQ_ERRORS,
+    GRAPH_OVERHEAD_BYTES,
+    compress_tflite,
+    ecsq_share,
+    share,
+)
 from tfedge.tflite import opcode_name
 
 # Sparsities tried per kernel (fraction of weights pruned by magnitude). 0 keeps every
@@ -21,18 +27,30 @@ DEFAULT_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 DEFAULT_BITS = (8, 6, 5, 4, 3, 2)
 
 
+# ECSQ points tried per kernel and sparsity with `ecsq=True`: every other point of the
+# converter's rate ladder (relative weight errors 0.02-0.18, about 7 to 3 bits of
+# k-means), so that each sparsity costs four more sensitivity runs, not seven.
+DEFAULT_ECSQ_ERRORS = ECSQ_ERRORS[::2]
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """How a kernel is coded: prune to `sparsity`, then float, `bits`-bit or ternary."""
+    """How a kernel is coded: prune to `sparsity`, then float, `bits`-bit k-means,
+    ternary, or `ecsq`: entropy-constrained scalar quantization (Choi et al. 2017)
+    aimed at that relative weight error (`tfedge.compress(method="ecsq")`'s rate
+    ladder)."""
 
     sparsity: float
     bits: int | None = None
     ternary: bool = False
+    ecsq: float | None = None
 
     @property
     def coding(self) -> str:
         if self.ternary:
             return "ternary"
+        if self.ecsq is not None:
+            return f"ecsq {self.ecsq:g}"
         return "float" if self.bits is None else f"{self.bits}-bit"
 
     def __str__(self) -> str:
@@ -118,6 +136,9 @@ def transform(values: np.ndarray, option: Option, *, seed: int = 0) -> np.ndarra
         if neg.any():
             out[neg] = v[neg].astype(np.float64).mean()
         return out
+    if option.ecsq is not None:
+        shared = ecsq_share(v, option.ecsq)
+        return v if shared is None else shared.codebook[shared.indices]
     if option.bits is not None:
         shared = share(v, option.bits, seed=seed)
         return shared.codebook[shared.indices]

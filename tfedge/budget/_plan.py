@@ -18,7 +18,9 @@ class LayerChoice:
         layer: the Keras layer it belongs to (when known).
         shape: the tensor's shape.
         sparsity, coding, bits, ternary: the chosen option (coding "float", "<b>-bit",
-            "ternary", or "lossless" for tensors the planner does not tune).
+            "ternary", "ecsq <e>" for entropy-constrained quantization aimed at
+            relative weight error e, or "lossless" for tensors the planner does not
+            tune).
         bytes_before: the tensor's raw bytes.
         bytes_after: its exact payload bytes (raw bytes when it is not packed).
         loss: metric drop measured with this tensor alone changed.

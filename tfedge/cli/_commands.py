@@ -79,6 +79,7 @@ def run_compress(fv, args: list[str]) -> None:
         tolerance=fv.tolerance if fv.tolerance is not None else DEFAULT_TOLERANCE,
         representative_data=data,
         target=fv.target,
+        method=fv.method,
         progress=None,
     )
     packed.save(fv.output)
@@ -136,6 +137,15 @@ COMPRESS = Command(
             default="tfedge",
             metavar="tfedge|tflm",
             choices=("tfedge", "tflm"),
+        ),
+        Option(
+            "method",
+            "enum",
+            "lossy candidates per tensor: kmeans: k-means codebooks; ecsq: those "
+            "and entropy-constrained quantization at several rates",
+            default="kmeans",
+            metavar="kmeans|ecsq",
+            choices=("kmeans", "ecsq"),
         ),
         Option(
             "report",

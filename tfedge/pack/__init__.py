@@ -10,10 +10,10 @@ that tfedge's upper layers (`tfedge.convert`, `tfedge.budget`, `tfedge.deep_comp
 not public and may change with tfedge.
 """
 
-from tfedge.pack._compress import DEFAULT_TOLERANCE, Packed
-
 # --- the internal API -------------------------------------------------------------
 # compress on .tflite bytes, its option checks and stage clock (tfedge.convert)
+from tfedge.pack._compress import DEFAULT_METHOD as DEFAULT_METHOD
+from tfedge.pack._compress import DEFAULT_TOLERANCE, Packed
 from tfedge.pack._compress import GRAPH_OVERHEAD_BYTES as GRAPH_OVERHEAD_BYTES
 from tfedge.pack._compress import Stages as Stages
 from tfedge.pack._compress import check_options as check_options
@@ -27,6 +27,10 @@ from tfedge.pack._encode import share as share
 
 # inspecting a packed file (tfedge.cli)
 from tfedge.pack._inspect import inspect_model as inspect_model
+
+# the ECSQ rate ladder of the lossy candidates (tfedge.budget)
+from tfedge.pack._lossy import ECSQ_ERRORS as ECSQ_ERRORS
+from tfedge.pack._lossy import ecsq_share as ecsq_share
 
 # Keras names of converted tensors (tfedge.budget)
 from tfedge.pack._names import keras_weight_owners as keras_weight_owners

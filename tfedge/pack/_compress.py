@@ -56,6 +56,11 @@ _FIRST_TRY_FRACTION = 0.8
 SEARCH_MARGIN = 0.5
 _INITS = ("linear", "density", "random")
 _TARGETS = ("tfedge", "tflm")
+# `method`: the candidates of each lossy tensor. "kmeans": k-means codebooks at each
+# bit width (per tensor and per channel); "ecsq": those and the ECSQ rate ladder
+# (`_lossy.ECSQ_ERRORS`), the search choosing per tensor.
+METHODS = ("kmeans", "ecsq")
+DEFAULT_METHOD = "kmeans"
 
 
 class Packed:
@@ -165,6 +170,7 @@ def check_options(
     init: str,
     num_samples: int,
     target: str,
+    method: str = DEFAULT_METHOD,
 ) -> tuple[float, int]:
     """`compress`'s options checked: (the tolerance as a fraction, the largest
     `bits` the target takes). `tfedge.compress` calls it before converting a model,
@@ -182,6 +188,15 @@ def check_options(
         )
     if init not in _INITS:
         raise ValueError(f"Expected `init` in {_INITS}. Received: init={init!r}")
+    if method not in METHODS:
+        raise ValueError(f"Expected `method` in {METHODS}. Received: method={method!r}")
+    if method == "ecsq" and (bits is not None or target == "tflm"):
+        raise ValueError(
+            "Expected `method='ecsq'` with bits=None and target='tfedge': ECSQ "
+            "codebooks have as many entries as their rate gives and need the entropy "
+            f"coder. Received: bits={bits!r}, target={target!r}. Pass "
+            "method='kmeans' for fixed bits or TFLM tables"
+        )
     if num_samples < 1:
         raise ValueError(
             f"Expected `num_samples` >= 1. Received: num_samples={num_samples}"
@@ -223,6 +238,7 @@ def compress_tflite(
     seed: int = 0,
     min_bytes: int = 256,
     target: str = "tfedge",
+    method: str = DEFAULT_METHOD,
     progress: bool | None = None,
 ) -> Packed:
     """`tfedge.compress` (documented there) on .tflite bytes: `tfedge.convert` turns
@@ -239,6 +255,7 @@ def compress_tflite(
         init=init,
         num_samples=num_samples,
         target=target,
+        method=method,
     )
     clock = clock or Stages()
     notes = [] if notes is None else notes
@@ -253,7 +270,7 @@ def compress_tflite(
     for cand in _progress(candidates, "encoding", progress):
         cand.lossless  # noqa: B018 - encode now, inside the progress bar
         if not lossless and cand.ttype in _encode.LOSSY_TYPES:
-            _lossy_options(cand, bits, max_bits)
+            _lossy_options(cand, bits, max_bits, method)
     clock.lap("encoding")
 
     check = None
@@ -370,6 +387,7 @@ def _write_tfedge(job: _Job) -> Packed:
             continue
         payloads[cand.buffer] = enc.payload
         _fill_row(cand.row, enc)
+        cand.row.quantizer = "" if cand.option is None else cand.option.label
     job.clock.lap("writing")
     if not payloads:
         return job.unchanged(
@@ -465,12 +483,15 @@ def _skip_reason(model, refs, t, raw, info, produced, min_bytes) -> str:
     return ""
 
 
-def _lossy_options(cand: _Candidate, bits: int | None, max_bits: int) -> None:
+def _lossy_options(
+    cand: _Candidate, bits: int | None, max_bits: int, method: str = DEFAULT_METHOD
+) -> None:
     """The lossy options that write fewer bytes than the exact tensor: the explicit
     `bits` (for every tensor), or every bit width (per tensor, and per channel) whose
-    own weight error is within `_lossy.MAX_WEIGHT_ERROR`; then biases (fewer than two
-    dimensions over 1) and tensors under `_lossy.LOSSY_MIN_ELEMENTS` elements stay
-    exact."""
+    own weight error is within `_lossy.MAX_WEIGHT_ERROR`, and with method="ecsq" each
+    point of the ECSQ rate ladder within it (per-tensor codebooks, compared with the
+    k-means ones on bytes and weight error); then biases (fewer than two dimensions
+    over 1) and tensors under `_lossy.LOSSY_MIN_ELEMENTS` elements stay exact."""
     if not np.all(np.isfinite(cand.values)):
         cand.row.reason = "non-finite weights: packed losslessly"
         return
@@ -505,11 +526,13 @@ def _lossy_options(cand: _Candidate, bits: int | None, max_bits: int) -> None:
                 if opt.weight_error > _lossy.MAX_WEIGHT_ERROR:
                     break
                 options.append(opt)
+        if method == "ecsq" and max_bits == 8:
+            options += _lossy.ecsq_options(cand.ttype, cand.values, options)
     options = [o for o in options if cand.cost(o) < base]
     # Keep each kind's Pareto front (fewer bytes must cost more weight error); kinds
     # are compared later by their measured drift.
     front: list[_lossy.Option] = []
-    for kind in ("tensor", "channel"):
+    for kind in dict.fromkeys(("tensor", "channel", _lossy.ECSQ_KIND)):
         mine = sorted(
             (o for o in options if o.kind == kind),
             key=lambda o: (-o.payload_bytes, o.weight_error),

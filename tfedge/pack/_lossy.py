@@ -2,7 +2,11 @@
 exact values its payload decodes to (what the drift search measures is written).
 
 Numpy only. Two kinds of option, at 1-8 bits:
-- per-tensor sharing: one k-means codebook for the tensor (Deep Compression stage 2);
+- per-tensor sharing: one k-means codebook for the tensor (Deep Compression stage 2),
+  or (`ecsq_option`) one codebook from entropy-constrained scalar quantization (Choi,
+  El-Khamy and Lee 2017): the assignment minimising squared error plus lambda times
+  each index's code length, on a ladder of lambdas (`ECSQ_ERRORS`), each point sized
+  by the real stream coder, tables included;
 - per-channel scaled sharing: each output channel (the first axis of a [O, ...] kernel,
   the last of a depthwise [1, H, W, C] one) is divided by its largest magnitude, the
   scaled values share one k-means codebook, and each channel's codebook is that codebook
@@ -51,6 +55,35 @@ CHANNEL_MAX_BITS = 8
 # this many times the median channel's: with ranges alike, the per-tensor codebook
 # gives each channel as many levels without the tables.
 CHANNEL_MIN_SPREAD = 1.5
+
+
+# ECSQ rate ladder (`ecsq_option`): the relative weight errors aimed at, one option
+# each. At relative error e the high-rate distortion-rate curve D(R) ~ 2**(-2R) has
+# slope dD/dR = -2 ln 2 * D, so lambda = 2 ln 2 * e**2 (in units of the weights' mean
+# square per bit) sits where one more bit buys what it costs, and the uniform start
+# has step sqrt(12) * e * rms (uniform error of that step: e * rms). From 0.02 (about
+# 7-bit k-means) up to just under MAX_WEIGHT_ERROR, ratios about 1.4 apart: finer than
+# the integer bit widths of k-means, so the search can fill its tolerance.
+ECSQ_ERRORS = (0.02, 0.03, 0.045, 0.065, 0.09, 0.13, 0.18)
+# The ECSQ iterations run on at most this many values (evenly spaced quantiles of the
+# tensor, so the distribution and its tails are kept); the whole tensor is then
+# assigned once with the code lengths found. 16,384 quantiles estimate each of up to
+# 256 cells' probability to about 1/64 of a bit of code length where it matters.
+_ECSQ_SAMPLE = 16384
+# An ECSQ point is sized exactly (an rANS encoding, the costly part) only when its
+# estimated dense payload, less this many bytes (the estimate's error is a few bytes
+# per stream), is smaller than every k-means option of no more weight error.
+_ESTIMATE_SLACK_BYTES = 16
+# The most ECSQ iterations (assignment, then code lengths and centroids) per lambda;
+# from the uniform start they settle in 10-20.
+_ECSQ_ITERATIONS = 20
+
+
+# The option kind of ECSQ codebooks: "tensor", as k-means per-tensor codebooks, so
+# that the two compete on one front and share one sensitivity probe (one codebook per
+# tensor spreads the error alike). A kind of its own costs a probe per tensor and
+# gave no better file on mediapipe-hand_recrop (2.43x either way).
+ECSQ_KIND = "tensor"
 
 
 @dataclass
@@ -120,8 +153,15 @@ def _smallest(options: list[dict]) -> tuple[dict, int]:
     return options[i], sizes[i]
 
 
-def shared_option(ttype: int, values: np.ndarray, shared: _encode.Shared) -> Option:
-    """Per-tensor sharing: the smallest layout of one k-means assignment."""
+def shared_option(
+    ttype: int,
+    values: np.ndarray,
+    shared: _encode.Shared,
+    label: str | None = None,
+    kind: str = "tensor",
+) -> Option:
+    """Per-tensor sharing: the smallest layout of one codebook assignment (k-means,
+    or ECSQ with its `label`)."""
     codebook, indices = shared.codebook, shared.indices
     index_bits = max(1, math.ceil(math.log2(max(codebook.size, 1))))
     layouts = _encode._codebook_options(ttype, values, codebook, indices, index_bits)
@@ -130,11 +170,12 @@ def shared_option(ttype: int, values: np.ndarray, shared: _encode.Shared) -> Opt
     )
     decoded = np.ascontiguousarray(codebook[indices])
     return Option(
-        f"{shared.bits} bits",
+        label or f"{shared.bits} bits",
         index_bits,
         size,
         shared.weight_error,
         decoded.view(np.uint8).reshape(-1),
+        kind=kind,
         _kwargs=kwargs,
         sparsity=float(np.mean(decoded == 0)) if decoded.size else 0.0,
         entropy_bytes=_encode._entropy_bytes(
@@ -254,3 +295,151 @@ def _nearest(u: np.ndarray, channel: np.ndarray, book: np.ndarray) -> np.ndarray
     mids = (book[:, 1:] + book[:, :-1]) / 2 + 4.0 * np.arange(book.shape[0])[:, None]
     found = np.searchsorted(mids.reshape(-1), u + 4.0 * channel, side="right")
     return found - channel * (k - 1)
+
+
+def ecsq_share(values: np.ndarray, error: float) -> _encode.Shared | None:
+    """ECSQ of a float tensor aimed at relative weight error `error` (see
+    `ECSQ_ERRORS`): `codecs.ecsq_1d`'s iteration (uniform start of step
+    sqrt(12) * error * rms, cost (v - c)**2 / var + lambda * (-log2 p); here with an
+    exact interval assignment, O(n log k) instead of O(n k)) on quantiles of the
+    tensor, then every value assigned by that same cost with the code lengths
+    found, and each centroid moved to its members' mean. Exact zeros stay exact when
+    they are pruned weights (at least `_encode._PRUNED_MIN_ZEROS`), as in k-means
+    sharing. None when the tensor is not float or has nothing to quantize."""
+    if values.dtype.kind != "f" or not values.size:
+        return None
+    v = values.astype(np.float64)
+    zeros = v == 0.0
+    keep_zero = zeros.mean() >= _encode._PRUNED_MIN_ZEROS
+    live = v[~zeros] if keep_zero else v
+    if live.size < 2:
+        return None
+    mean_square = float(np.mean(np.square(live)))
+    variance = float(np.var(live))
+    if variance <= 0 or mean_square <= 0:
+        return None
+    step = math.sqrt(12.0 * mean_square) * error
+    most = codecs.MAX_CODEBOOK - (1 if keep_zero else 0)
+    k = int(min(most, max(2, math.ceil((live.max() - live.min()) / step) + 1)))
+    # lambda in ecsq_1d's units: distortion relative to the variance.
+    rate = 2.0 * math.log(2.0) * error * error * mean_square / variance
+    ordered = np.sort(live)
+    if ordered.size > _ECSQ_SAMPLE:
+        picks = ((np.arange(_ECSQ_SAMPLE) + 0.5) * ordered.size / _ECSQ_SAMPLE).astype(
+            np.int64
+        )
+        sample = ordered[picks]
+    else:
+        sample = ordered
+    centroids, lengths = _ecsq_iterate(sample, k, rate * variance)
+    cells = _envelope_assign(live, centroids, rate * variance * lengths)
+    keep = np.bincount(cells, minlength=centroids.size) > 0
+    centroids = centroids[keep]
+    cells = (np.cumsum(keep) - 1)[cells]
+    # Each centroid to its members' mean (the assignment is unchanged by it), in the
+    # tensor's dtype; rounding can merge two, so the codebook is made canonical.
+    members = np.bincount(cells, minlength=centroids.size)
+    sums = np.bincount(cells, weights=live, minlength=members.size)
+    book = sums / members
+    if keep_zero:
+        book = np.concatenate([[0.0], book])
+        indices = np.zeros(v.size, np.int64)
+        indices[~zeros] = cells + 1
+    else:
+        indices = cells
+    codebook = book.astype(values.dtype)
+    uniq, remap = np.unique(_encode._uint_view(codebook), return_inverse=True)
+    codebook = uniq.view(values.dtype)
+    indices = remap.reshape(-1)[indices]
+    decoded = codebook[indices]
+    bits = max(1, math.ceil(math.log2(max(codebook.size, 2))))
+    return _encode.Shared(bits, codebook, indices, _relative_error(decoded, values))
+
+
+def _ecsq_iterate(
+    values: np.ndarray, k: int, weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`codecs.ecsq_1d`'s iteration with unit importances, in the units of the values:
+    from k evenly spaced centroids, assign each value to the cell minimising
+    (v - c_j)**2 + weight * (-log2 p_j) (exactly, by `_envelope_assign`), then set
+    p_j to the cells' fractions and c_j to their means; a cell that empties is gone.
+    Stops when no label changes. Returns (centroids, code lengths) of the live cells.
+    """
+    centroids = np.linspace(values.min(), values.max(), k)
+    lengths = np.zeros(k)
+    labels = None
+    for _ in range(_ECSQ_ITERATIONS):
+        new = _envelope_assign(values, centroids, weight * lengths)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        counts = np.bincount(new, minlength=centroids.size)
+        keep = counts > 0
+        sums = np.bincount(new, weights=values, minlength=centroids.size)
+        centroids = sums[keep] / counts[keep]
+        lengths = -np.log2(counts[keep] / values.size)
+        labels = (np.cumsum(keep) - 1)[new]
+    return centroids, lengths
+
+
+def _envelope_assign(
+    values: np.ndarray, centroids: np.ndarray, penalty: np.ndarray
+) -> np.ndarray:
+    """argmin_j (v - c_j)**2 + penalty_j for every value, exactly: the costs are
+    parabolas of one curvature, so each cell is an interval, found on the lower
+    envelope of the lines -2 c_j v + c_j**2 + penalty_j (a convex hull over the
+    centroids in ascending order), then one search per value. `centroids` need not be
+    sorted; the result indexes them."""
+    order = np.argsort(centroids, kind="stable")
+    c = centroids[order]
+    q = c * c + penalty[order]
+    hull: list[int] = []  # positions in `order`, slopes -2c falling
+
+    def crossing(a: int, b: int) -> float:
+        # v where line b (larger c) starts to be below line a.
+        return (q[b] - q[a]) / (2.0 * (c[b] - c[a]))
+
+    for j in range(c.size):
+        if hull and c[hull[-1]] == c[j]:
+            if q[j] >= q[hull[-1]]:
+                continue
+            hull.pop()
+        while len(hull) >= 2 and crossing(hull[-2], j) <= crossing(hull[-2], hull[-1]):
+            hull.pop()
+        hull.append(j)
+    bounds = np.array([crossing(a, b) for a, b in zip(hull, hull[1:], strict=False)])
+    cell = np.searchsorted(bounds, values, side="right")
+    return order[np.asarray(hull, np.int64)][cell]
+
+
+def ecsq_option(ttype: int, values: np.ndarray, error: float) -> Option | None:
+    """The ECSQ point of the rate ladder aimed at relative weight error `error`, as a
+    per-tensor codebook option (None when `ecsq_share` gives none)."""
+    shared = ecsq_share(values, error)
+    if shared is None:
+        return None
+    return shared_option(ttype, values, shared, f"ecsq {error:g}", ECSQ_KIND)
+
+
+def ecsq_options(ttype: int, values: np.ndarray, rivals: list[Option]) -> list[Option]:
+    """The points of the ECSQ rate ladder (`ECSQ_ERRORS`, stopping past
+    MAX_WEIGHT_ERROR) that no option of `rivals` of the same kind dominates: each is
+    sized first by the coder's estimate, and dropped when a rival is no larger at no
+    more weight error (it would leave the front anyway); the others are sized
+    exactly."""
+    rivals = [o for o in rivals if o.kind == ECSQ_KIND]
+    out = []
+    for error in ECSQ_ERRORS:
+        shared = ecsq_share(values, error)
+        if shared is None or shared.weight_error > MAX_WEIGHT_ERROR:
+            break
+        dense = _encode._codebook_options(
+            ttype, values, shared.codebook, shared.indices, None
+        )[0]
+        estimate = codecs.payload_size(estimate=True, **dense) - _ESTIMATE_SLACK_BYTES
+        if any(
+            r.weight_error <= shared.weight_error and r.payload_bytes <= estimate
+            for r in rivals
+        ):
+            continue
+        out.append(shared_option(ttype, values, shared, f"ecsq {error:g}", ECSQ_KIND))
+    return out

@@ -35,6 +35,9 @@ class TensorReport:
     the codebook index width (None for raw values). `sparsity` is the fraction of
     elements that are zero. `entropy_bytes` is the Shannon floor of the coded symbol
     streams plus the codebook. `weight_error` is ||w - w'|| / ||w|| (0 when lossless).
+    `quantizer` names the lossy coding chosen ("5 bits", "4 bits/channel" for k-means
+    codebooks, "ecsq 0.045" for the ECSQ point aimed at that weight error; "" when
+    exact).
     """
 
     subgraph: int
@@ -51,6 +54,7 @@ class TensorReport:
     weight_error: float = 0.0
     reason: str = ""
     keras_name: str = ""  # "fc1.kernel" when the source was a Keras model
+    quantizer: str = ""
 
     @property
     def label(self) -> str:
