@@ -116,6 +116,15 @@ class SymbolReader {
   virtual Status Read(uint8_t* out, size_t n) = 0;
   // The same into 16-bit symbols (streams wider than 8 bits are rANS only).
   virtual Status Read16(uint16_t* out, size_t n);
+  // From now on Read writes values[s] for symbol s, when the stream can only give
+  // symbols below `k` and does this at no cost (a rANS stream of at most 8-bit
+  // symbols whose table has none >= k): returns true. Otherwise nothing changes and
+  // false is returned.
+  virtual bool MapSymbols(const uint8_t* values, uint32_t k) {
+    (void)values;
+    (void)k;
+    return false;
+  }
 
  protected:
   uint32_t count_ = 0;
