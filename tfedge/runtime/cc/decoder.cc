@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -509,12 +510,16 @@ constexpr RansShuffle MakeRansShuffle() {
 
 constexpr RansShuffle kRansShuffle = MakeRansShuffle();
 
-bool HasAvx2() {
+// The AVX2 rounds run when the CPU has AVX2 and the environment variable
+// TFEDGE_NO_SIMD is unset or empty (set, it selects the scalar rounds, which tests
+// compare against; read when a stream is opened).
+bool UseAvx2() {
   static const bool has = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
   }();
-  return has;
+  const char* off = std::getenv("TFEDGE_NO_SIMD");
+  return has && (off == nullptr || off[0] == '\0');
 }
 
 // The table entries of 8 slots. (One load each: AVX2 gathers are slower on CPUs
@@ -633,6 +638,9 @@ class RansReader final : public SymbolReader {
     // Symbols of at most 8 bits with L <= 12 fit one 32-bit entry per slot:
     // (freq - 1) << 20 | (slot - cum) << 8 | symbol (one load a symbol).
     packed_ = bits_ <= 8 && scale_ <= 12;
+#if TFEDGE_RANS_AVX2
+    avx2_ = UseAvx2();
+#endif
     alphabet_ = alphabet;
     uint32_t cum = 0;
     for (size_t s = 0; s < alphabet; ++s) {
@@ -789,7 +797,7 @@ class RansReader final : public SymbolReader {
       if (++lane_ == lanes) lane_ = 0;
     }
 #if TFEDGE_RANS_AVX2
-    if (LANES % kRansVectorLanes == 0 && LANES >= kRansVectorLanes && HasAvx2()) {
+    if (LANES % kRansVectorLanes == 0 && LANES >= kRansVectorLanes && avx2_) {
       constexpr int kV = LANES / kRansVectorLanes > 0 ? LANES / kRansVectorLanes : 1;
       i += LANES * RansRoundsAvx2<T, PACKED, kV>(x_, slot, sym, scale, out + i,
                                                   (k - i) / LANES, &word, end_);
@@ -859,6 +867,7 @@ class RansReader final : public SymbolReader {
   std::vector<uint16_t> sym_;
   bool packed_ = false;
   size_t alphabet_ = 0;  // A
+  bool avx2_ = false;
   uint32_t x_[kMaxRansLanes] = {};
   const uint8_t* word_ = nullptr;
   const uint8_t* end_ = nullptr;
