@@ -1,4 +1,5 @@
-"""The native rANS decoder's fast paths against the numpy reader.
+"""The native rANS decoder's fast paths against the numpy reader (and the CRC-32 that
+guards every payload, which the CPU's carry-less multiplies compute where it has them).
 
 The C++ reader decodes whole rounds of a block (one symbol of every lane) without
 per-symbol bounds checks while the block has two bytes a lane left, with AVX2 for 8,
@@ -13,6 +14,7 @@ on corrupted data.
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -20,7 +22,11 @@ import pytest
 from tests._payloads import build, reseal
 from tfedge.codecs import decode_payload, encode_stream
 from tfedge.errors import FormatError
-from tfedge.runtime._native import decode_payload_native, native_available
+from tfedge.runtime._native import (
+    crc32_native,
+    decode_payload_native,
+    native_available,
+)
 
 pytestmark = [
     pytest.mark.native,
@@ -282,3 +288,17 @@ def test_corrupted_streams_agree_with_numpy(rounds, lanes):
         assert _outcome(decode_payload_native, payload) == _outcome(
             decode_payload, payload
         )
+
+
+# Lengths around the carry-less CRC's steps: under 64 bytes (tables only), whole and
+# partial 16- and 64-byte chunks.
+CRC_LENGTHS = [0, 1, 15, 16, 63, 64, 65, 79, 80, 127, 128, 129, 191, 1000, 10_007]
+
+
+@pytest.mark.parametrize("n", CRC_LENGTHS)
+def test_crc32_matches_zlib(rounds, n):
+    data = np.random.default_rng(n).integers(0, 256, n + 3, dtype=np.uint8).tobytes()
+    for start in (0, 3):  # unaligned too
+        chunk = data[start : start + n]
+        assert crc32_native(chunk) == zlib.crc32(chunk)
+        assert crc32_native(chunk, 0x1234_5678) == zlib.crc32(chunk, 0x1234_5678)

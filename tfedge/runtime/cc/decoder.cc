@@ -12,10 +12,10 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && \
     (defined(__GNUC__) || defined(__clang__)) && !defined(TFEDGE_NO_SIMD)
-#define TFEDGE_RANS_AVX2 1
+#define TFEDGE_X86_SIMD 1
 #include <immintrin.h>
 #else
-#define TFEDGE_RANS_AVX2 0
+#define TFEDGE_X86_SIMD 0
 #endif
 
 namespace tfedge {
@@ -34,7 +34,8 @@ Status Status::Error(int64_t offset, const char* format, ...) {
 }
 
 // ---------------------------------------------------------------------------------
-// CRC-32, slicing by 8 (tables computed at compile time).
+// CRC-32: carry-less multiplies where the CPU has them, else slicing by 8 (tables
+// computed at compile time).
 
 namespace {
 
@@ -82,8 +83,10 @@ inline uint64_t LoadBe64(const uint8_t* p) {
 
 }  // namespace
 
-uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
-  uint32_t c = ~crc;
+namespace {
+
+// Byte-wise CRC-32 of `data` from the register `c` (not complemented), slicing by 8.
+uint32_t Crc32Tables(uint32_t c, const uint8_t* data, size_t n) {
   while (n >= 8) {
     const uint32_t lo = LoadLe32(data) ^ c;
     const uint32_t hi = LoadLe32(data + 4);
@@ -95,7 +98,72 @@ uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
     n -= 8;
   }
   while (n--) c = kCrc.t[0][(c ^ *data++) & 0xFF] ^ (c >> 8);
-  return ~c;
+  return c;
+}
+
+#if TFEDGE_X86_SIMD
+
+// True when the CPU multiplies carry-less (PCLMULQDQ) and TFEDGE_NO_SIMD is unset.
+bool UseClmul() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+  }();
+  const char* off = std::getenv("TFEDGE_NO_SIMD");
+  return has && (off == nullptr || off[0] == '\0');
+}
+
+// CRC-32 by folding 16-byte chunks with carry-less multiplies (n >= 64). In the
+// reflected bit order a 16-byte little-endian chunk is the polynomial H x^64 + L with
+// H in its low 8 bytes; A x^k + B is congruent mod P to the next chunk B xor
+// H (x^(k+32) mod P) x^32 xor L (x^(k-32) mod P) x^32, each a 64 x 33-bit product
+// (the constants are x^(j-32) mod P bit-reversed over 33 bits, so that the product
+// lands reflected in 128 bits). Four accumulators fold by 512 bits, then combine into
+// one, which with the last n mod 16 bytes goes through the tables (a register
+// congruent to the data's polynomial gives the same CRC).
+#define TFEDGE_CLMUL __attribute__((target("pclmul,sse4.1")))
+
+TFEDGE_CLMUL inline __m128i Load128(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+
+TFEDGE_CLMUL inline __m128i Fold(__m128i x, __m128i k, __m128i next) {
+  const __m128i h = _mm_clmulepi64_si128(x, k, 0x00);  // H: the low 8 bytes
+  const __m128i l = _mm_clmulepi64_si128(x, k, 0x11);
+  return _mm_xor_si128(_mm_xor_si128(h, l), next);
+}
+
+TFEDGE_CLMUL uint32_t Crc32Clmul(uint32_t c, const uint8_t* data, size_t n) {
+  // Folding by k bits: (low: x^(k+32) mod P, high: x^(k-32) mod P), reflected over
+  // 33 bits.
+  const __m128i k512 = _mm_set_epi64x(0x1c6e41596, 0x154442bd4);
+  const __m128i k128 = _mm_set_epi64x(0x0ccaa009e, 0x1751997d0);
+  __m128i x0 = _mm_xor_si128(Load128(data), _mm_cvtsi32_si128(static_cast<int>(c)));
+  __m128i x1 = Load128(data + 16), x2 = Load128(data + 32), x3 = Load128(data + 48);
+  data += 64;
+  n -= 64;
+  for (; n >= 64; data += 64, n -= 64) {
+    x0 = Fold(x0, k512, Load128(data));
+    x1 = Fold(x1, k512, Load128(data + 16));
+    x2 = Fold(x2, k512, Load128(data + 32));
+    x3 = Fold(x3, k512, Load128(data + 48));
+  }
+  __m128i x = Fold(Fold(Fold(x0, k128, x1), k128, x2), k128, x3);
+  for (; n >= 16; data += 16, n -= 16) x = Fold(x, k128, Load128(data));
+  alignas(16) uint8_t rest[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(rest), x);
+  return Crc32Tables(Crc32Tables(0, rest, 16), data, n);
+}
+
+#endif  // TFEDGE_X86_SIMD
+
+}  // namespace
+
+uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
+#if TFEDGE_X86_SIMD
+  if (n >= 64 && UseClmul()) return ~Crc32Clmul(~crc, data, n);
+#endif
+  return ~Crc32Tables(~crc, data, n);
 }
 
 // ---------------------------------------------------------------------------------
@@ -482,7 +550,7 @@ class HuffmanReader final : public SymbolReader {
 // Lanes a vector of the AVX2 rounds.
 constexpr int kRansVectorLanes = 8;
 
-#if TFEDGE_RANS_AVX2
+#if TFEDGE_X86_SIMD
 
 // For each mask m of the 8 lanes of a vector that take a word: the byte shuffle that
 // moves word p (the p-th set bit of m) of the 16 bytes after the word pointer into
@@ -605,7 +673,7 @@ __attribute__((target("avx2,popcnt"))) size_t RansRoundsAvx2(
   return r;
 }
 
-#endif  // TFEDGE_RANS_AVX2
+#endif  // TFEDGE_X86_SIMD
 
 class RansReader final : public SymbolReader {
  public:
@@ -638,7 +706,7 @@ class RansReader final : public SymbolReader {
     // Symbols of at most 8 bits with L <= 12 fit one 32-bit entry per slot:
     // (freq - 1) << 20 | (slot - cum) << 8 | symbol (one load a symbol).
     packed_ = bits_ <= 8 && scale_ <= 12;
-#if TFEDGE_RANS_AVX2
+#if TFEDGE_X86_SIMD
     avx2_ = UseAvx2();
 #endif
     alphabet_ = alphabet;
@@ -796,7 +864,7 @@ class RansReader final : public SymbolReader {
       ++i;
       if (++lane_ == lanes) lane_ = 0;
     }
-#if TFEDGE_RANS_AVX2
+#if TFEDGE_X86_SIMD
     if (LANES % kRansVectorLanes == 0 && LANES >= kRansVectorLanes && avx2_) {
       constexpr int kV = LANES / kRansVectorLanes > 0 ? LANES / kRansVectorLanes : 1;
       i += LANES * RansRoundsAvx2<T, PACKED, kV>(x_, slot, sym, scale, out + i,
