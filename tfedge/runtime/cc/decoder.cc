@@ -540,21 +540,23 @@ class HuffmanReader final : public SymbolReader {
 // per-symbol checks while the block has at least two bytes a lane left, which is
 // every word a round can take; the last rounds of a block and a round split between
 // two reads are stepped one symbol at a time with the bounds check. Rounds of 8, 16
-// or 32 lanes use AVX2 where the CPU has it (8 lanes a vector: a gather of the slot
-// entries, the renormalisation words expanded into the lanes that take them by one
-// byte shuffle), scalar code elsewhere. A state is >= 2^16 before every step (checked
+// or 32 lanes use AVX2 where the CPU has it (8 lanes a vector: the slot entries
+// loaded one by one, since a gather is several times slower on CPUs with the gather
+// data sampling mitigation; the renormalisation words moved into the lanes that take
+// them by one byte shuffle), scalar code elsewhere. A state is >= 2^16 before every step (checked
 // at the block start; a step from x >= 2^16 gives x >= 1 and a renormalisation then
 // x >= 2^16), so the slot x mod 2^L always indexes the table, and
 // f * (x >> L) + (slot - cum) <= f * 2^(32 - L) - 1 fits 32 bits.
 
+#if TFEDGE_X86_SIMD
+
 // Lanes a vector of the AVX2 rounds.
 constexpr int kRansVectorLanes = 8;
 
-#if TFEDGE_X86_SIMD
-
 // For each mask m of the 8 lanes of a vector that take a word: the byte shuffle that
-// moves word p (the p-th set bit of m) of the 16 bytes after the word pointer into
-// lane p's low 16 bits (both 128-bit halves hold the same 16 bytes), zeros elsewhere.
+// moves word p of the 16 bytes after the word pointer into the low 16 bits of the
+// lane of m's p-th set bit (both 128-bit halves hold the same 16 bytes), zeros
+// elsewhere.
 struct RansShuffle {
   alignas(32) uint8_t m[256][32];
 };
@@ -590,8 +592,7 @@ bool UseAvx2() {
   return has && (off == nullptr || off[0] == '\0');
 }
 
-// The table entries of 8 slots. (One load each: AVX2 gathers are slower on CPUs
-// with the gather data sampling mitigation.)
+// The table entries of 8 slots, one load each (not a gather: see above).
 template <typename E>
 __attribute__((target("avx2"))) inline __m256i Lookup8(const E* table, __m256i slots) {
   alignas(32) uint32_t s[8];
@@ -652,8 +653,9 @@ __attribute__((target("avx2,popcnt"))) size_t RansRoundsAvx2(
           static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
       const __m256i words = _mm256_broadcastsi128_si256(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(word)));
-      const __m256i w = _mm256_shuffle_epi8(
-          words, _mm256_load_si256(reinterpret_cast<const __m256i*>(kRansShuffle.m[m])));
+      const __m256i to_lanes =
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(kRansShuffle.m[m]));
+      const __m256i w = _mm256_shuffle_epi8(words, to_lanes);
       x[v] = _mm256_or_si256(_mm256_sllv_epi32(xv, _mm256_and_si256(need, sixteen)), w);
       word += 2 * __builtin_popcount(m);
       const __m128i y16 =
@@ -935,7 +937,9 @@ class RansReader final : public SymbolReader {
   std::vector<uint16_t> sym_;
   bool packed_ = false;
   size_t alphabet_ = 0;  // A
+#if TFEDGE_X86_SIMD
   bool avx2_ = false;
+#endif
   uint32_t x_[kMaxRansLanes] = {};
   const uint8_t* word_ = nullptr;
   const uint8_t* end_ = nullptr;
