@@ -375,10 +375,16 @@ def main(argv):
     load_before = os.getloadavg()
     rans = rans_rows(_RANS_SYMBOLS.value)
     load = {"before": load_before, "after": os.getloadavg()}
+    # TFEDGE_NO_SIMD set: the native decoder's scalar rounds and table CRC.
+    scalar = bool(os.environ.get("TFEDGE_NO_SIMD"))
+    load["native_simd"] = not scalar
     print(
         "### rANS decode throughput (MB/s of decoded output per core, CPU time; "
-        "load average {:.2f} before, {:.2f} after, on {} cores)\n".format(
-            load_before[0], load["after"][0], os.cpu_count()
+        "load average {:.2f} before, {:.2f} after, on {} cores{})\n".format(
+            load_before[0],
+            load["after"][0],
+            os.cpu_count(),
+            "; TFEDGE_NO_SIMD: scalar native code" if scalar else "",
         )
     )
     print(markdown_table(rans))
