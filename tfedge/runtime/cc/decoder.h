@@ -7,7 +7,10 @@
 //
 // Structure (one class per codec behind one interface):
 //   SymbolReader   the interface of a stream of `bits`-bit symbols (section 2.2)
-//     FixedWidthReader, HuffmanReader, RansReader (format version 3)
+//     FixedWidthReader, HuffmanReader, RansReader (format version 3; AVX2 rounds
+//     on x86 CPUs that have it when built by GCC or Clang, scalar code elsewhere
+//     or when the environment variable TFEDGE_NO_SIMD is set, which also turns
+//     off the carry-less CRC)
 //   Codec          the interface of a body decoder (section 2.1)
 //     DenseRawCodec, DenseCodebookCodec, DenseChannelCodebookCodec,
 //     SparseRawCodec, SparseCodebookCodec, SparseChannelCodebookCodec,
