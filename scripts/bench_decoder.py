@@ -11,9 +11,12 @@
 3. Load time of a 25M-parameter model: plain load, `tfedge.expand` (native and numpy)
    plus load, and `tfedge.Interpreter` on the packed file.
 
-4. rANS streams (format version 3): native and numpy throughput of rANS payloads of
-   8M symbols (a ternary index stream, skewed bytes, uniform bytes) beside the same
-   symbols Huffman coded. `--rans_only` runs just these rows (no training).
+4. rANS streams (format version 3): native and numpy throughput of rANS payloads
+   decoding to 8 MB (a skewed ternary index stream, skewed bytes, uniform bytes,
+   float32 weights as byte planes, 16-bit indices of a 4,000-entry float32 codebook)
+   beside the same symbols Huffman coded where Huffman can code them, and a memcpy of
+   the decoded bytes in the same run; the load average is printed beside them.
+   `--rans_only` runs just these rows (no training).
 
 Usage: python scripts/bench_decoder.py [--json PATH] [--big_params 25000000]
        python scripts/bench_decoder.py --rans_only [--rans_symbols 8000000]
@@ -167,45 +170,86 @@ def throughput_rows(model_name: str, packed: bytes, min_bytes: int = 100_000):
 
 
 def _rans_cases(n: int, seed: int = 0) -> dict:
-    """Payload arguments of the rANS rows: symbols of three entropies."""
+    """Payload arguments of the rANS rows, each decoding to about `n` bytes, and the
+    codings each is measured with (Huffman cannot code 16-bit symbols)."""
     rng = np.random.default_rng(seed)
+    both = ("rans", "huffman")
+    k = 4000  # distinct float32 values, past the 256-entry limit of 8-bit indices
     return {
-        "ternary indices (1.18 bits)": dict(
-            value_kind="codebook",
-            codebook=np.array([-1, 0, 1], np.int8),
-            indices=rng.choice(3, n, p=[0.15, 0.7, 0.15]),
-            element_type=9,
-            element_size=1,
+        "skewed ternary indices (1.18 bits)": (
+            both,
+            dict(
+                count=n,
+                value_kind="codebook",
+                codebook=np.array([-1, 0, 1], np.int8),
+                indices=rng.choice(3, n, p=[0.15, 0.7, 0.15]),
+                element_type=9,
+                element_size=1,
+            ),
         ),
-        "skewed bytes (6.5 bits)": dict(
-            value_kind="raw",
-            elements=np.minimum(rng.geometric(0.03, n), 255).astype(np.uint8),
-            element_type=3,
-            element_size=1,
+        "skewed bytes (6.5 bits)": (
+            both,
+            dict(
+                count=n,
+                value_kind="raw",
+                elements=np.minimum(rng.geometric(0.03, n), 255).astype(np.uint8),
+                element_type=3,
+                element_size=1,
+            ),
         ),
-        "uniform bytes (8 bits)": dict(
-            value_kind="raw",
-            elements=rng.integers(0, 256, n).astype(np.uint8),
-            element_type=3,
-            element_size=1,
+        "uniform bytes (8 bits)": (
+            both,
+            dict(
+                count=n,
+                value_kind="raw",
+                elements=rng.integers(0, 256, n).astype(np.uint8),
+                element_type=3,
+                element_size=1,
+            ),
+        ),
+        "float32 byte planes (N(0, 0.05) weights)": (
+            both,
+            dict(
+                count=n // 4,
+                value_kind="planes",
+                elements=rng.normal(0, 0.05, n // 4).astype(np.float32),
+                plane_rotation=1,
+                element_type=0,
+                element_size=4,
+            ),
+        ),
+        f"16-bit codebook indices (K={k} float32)": (
+            ("rans",),
+            dict(
+                count=n // 4,
+                value_kind="codebook",
+                codebook=np.sort(rng.normal(0, 1, k)).astype(np.float32),
+                indices=np.clip(
+                    np.round(rng.normal(k / 2, k / 8, n // 4)), 0, k - 1
+                ).astype(np.int64),
+                element_type=0,
+                element_size=4,
+            ),
         ),
     }
 
 
-def rans_rows(n: int, repeats: int = 7):
+def rans_rows(n: int, repeats: int = 11):
     """Decode throughput of rANS payloads (and the same symbols Huffman coded), MB/s
-    of decoded output per core from CPU time."""
+    of decoded output per core from CPU time (median of `repeats` calls), beside a
+    memcpy of the decoded bytes measured in the same run."""
     from tfedge.codecs import decode_payload, encode_payload, inspect_payload
     from tfedge.runtime._native import decode_payload_native
 
     rows = []
-    for name, kw in _rans_cases(n).items():
-        for coding in ("rans", "huffman"):
-            payload = encode_payload(count=n, layout="dense", value_coding=coding, **kw)
+    for name, (codings, kw) in _rans_cases(n).items():
+        for coding in codings:
+            payload = encode_payload(layout="dense", value_coding=coding, **kw)
             out = decode_payload_native(payload)
             assert np.array_equal(out, decode_payload(payload))
             mb = out.size / 1e6
-            info = inspect_payload(payload).values
+            streams = inspect_payload(payload).value_streams
+            lanes = {(s.scale_bits, s.lanes) for s in streams if s.lanes}
             t_native = _median_cpu_time(
                 lambda p=payload: decode_payload_native(p), repeats
             )
@@ -216,12 +260,11 @@ def rans_rows(n: int, repeats: int = 7):
                 {
                     "symbols": name,
                     "coding": coding
-                    + (
-                        f" L={info.scale_bits} lanes={info.lanes}" if info.lanes else ""
-                    ),
+                    + "".join(f" L={b} lanes={la}" for b, la in sorted(lanes)),
                     "decoded MB": mb,
-                    "bits/symbol": 8 * len(payload) / n,
+                    "bits/symbol": 8 * len(payload) / sum(s.count for s in streams),
                     "native MB/s": mb / t_native,
+                    "native / memcpy": t_copy / t_native,
                     "numpy MB/s": mb / t_numpy,
                     "memcpy MB/s": mb / t_copy,
                 }
@@ -329,11 +372,24 @@ def main(argv):
         "Decoder: native throughput, invoke latency, 25M-parameter load",
         "python scripts/bench_decoder.py " + " ".join(sys.argv[1:]),
     )
+    load_before = os.getloadavg()
     rans = rans_rows(_RANS_SYMBOLS.value)
-    print("### rANS decode throughput (MB/s of decoded output per core, CPU time)\n")
+    load = {"before": load_before, "after": os.getloadavg()}
+    # TFEDGE_NO_SIMD set: the native decoder's scalar rounds and table CRC.
+    scalar = bool(os.environ.get("TFEDGE_NO_SIMD"))
+    load["native_simd"] = not scalar
+    print(
+        "### rANS decode throughput (MB/s of decoded output per core, CPU time; "
+        "load average {:.2f} before, {:.2f} after, on {} cores{})\n".format(
+            load_before[0],
+            load["after"][0],
+            os.cpu_count(),
+            "; TFEDGE_NO_SIMD: scalar native code" if scalar else "",
+        )
+    )
     print(markdown_table(rans))
     if _RANS_ONLY.value:
-        write_json(_JSON.value, {"banner": banner, "rans": rans})
+        write_json(_JSON.value, {"banner": banner, "rans": rans, "rans_load": load})
         return
     (x_tr, y_tr), (x_te, _y_te) = load_fashion_mnist()
     x_te = x_te[:1000]
@@ -398,6 +454,7 @@ def main(argv):
     print(markdown_table(load))
     results["load"] = load
     results["rans"] = rans
+    results["rans_load"] = load
     results["big_model"] = {
         "params": big_params,
         "plain_bytes": len(big_plain),

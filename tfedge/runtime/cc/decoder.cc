@@ -5,9 +5,18 @@
 #include <array>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
+
+#if (defined(__x86_64__) || defined(__i386__)) && \
+    (defined(__GNUC__) || defined(__clang__)) && !defined(TFEDGE_NO_SIMD)
+#define TFEDGE_X86_SIMD 1
+#include <immintrin.h>
+#else
+#define TFEDGE_X86_SIMD 0
+#endif
 
 namespace tfedge {
 
@@ -25,7 +34,8 @@ Status Status::Error(int64_t offset, const char* format, ...) {
 }
 
 // ---------------------------------------------------------------------------------
-// CRC-32, slicing by 8 (tables computed at compile time).
+// CRC-32: carry-less multiplies where the CPU has them, else slicing by 8 (tables
+// computed at compile time).
 
 namespace {
 
@@ -73,8 +83,10 @@ inline uint64_t LoadBe64(const uint8_t* p) {
 
 }  // namespace
 
-uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
-  uint32_t c = ~crc;
+namespace {
+
+// Byte-wise CRC-32 of `data` from the register `c` (not complemented), slicing by 8.
+uint32_t Crc32Tables(uint32_t c, const uint8_t* data, size_t n) {
   while (n >= 8) {
     const uint32_t lo = LoadLe32(data) ^ c;
     const uint32_t hi = LoadLe32(data + 4);
@@ -86,7 +98,72 @@ uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
     n -= 8;
   }
   while (n--) c = kCrc.t[0][(c ^ *data++) & 0xFF] ^ (c >> 8);
-  return ~c;
+  return c;
+}
+
+#if TFEDGE_X86_SIMD
+
+// True when the CPU multiplies carry-less (PCLMULQDQ) and TFEDGE_NO_SIMD is unset.
+bool UseClmul() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+  }();
+  const char* off = std::getenv("TFEDGE_NO_SIMD");
+  return has && (off == nullptr || off[0] == '\0');
+}
+
+// CRC-32 by folding 16-byte chunks with carry-less multiplies (n >= 64). In the
+// reflected bit order a 16-byte little-endian chunk is the polynomial H x^64 + L with
+// H in its low 8 bytes; A x^k + B is congruent mod P to the next chunk B xor
+// H (x^(k+32) mod P) x^32 xor L (x^(k-32) mod P) x^32, each a 64 x 33-bit product
+// (the constants are x^(j-32) mod P bit-reversed over 33 bits, so that the product
+// lands reflected in 128 bits). Four accumulators fold by 512 bits, then combine into
+// one, which with the last n mod 16 bytes goes through the tables (a register
+// congruent to the data's polynomial gives the same CRC).
+#define TFEDGE_CLMUL __attribute__((target("pclmul,sse4.1")))
+
+TFEDGE_CLMUL inline __m128i Load128(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+
+TFEDGE_CLMUL inline __m128i Fold(__m128i x, __m128i k, __m128i next) {
+  const __m128i h = _mm_clmulepi64_si128(x, k, 0x00);  // H: the low 8 bytes
+  const __m128i l = _mm_clmulepi64_si128(x, k, 0x11);
+  return _mm_xor_si128(_mm_xor_si128(h, l), next);
+}
+
+TFEDGE_CLMUL uint32_t Crc32Clmul(uint32_t c, const uint8_t* data, size_t n) {
+  // Folding by k bits: (low: x^(k+32) mod P, high: x^(k-32) mod P), reflected over
+  // 33 bits.
+  const __m128i k512 = _mm_set_epi64x(0x1c6e41596, 0x154442bd4);
+  const __m128i k128 = _mm_set_epi64x(0x0ccaa009e, 0x1751997d0);
+  __m128i x0 = _mm_xor_si128(Load128(data), _mm_cvtsi32_si128(static_cast<int>(c)));
+  __m128i x1 = Load128(data + 16), x2 = Load128(data + 32), x3 = Load128(data + 48);
+  data += 64;
+  n -= 64;
+  for (; n >= 64; data += 64, n -= 64) {
+    x0 = Fold(x0, k512, Load128(data));
+    x1 = Fold(x1, k512, Load128(data + 16));
+    x2 = Fold(x2, k512, Load128(data + 32));
+    x3 = Fold(x3, k512, Load128(data + 48));
+  }
+  __m128i x = Fold(Fold(Fold(x0, k128, x1), k128, x2), k128, x3);
+  for (; n >= 16; data += 16, n -= 16) x = Fold(x, k128, Load128(data));
+  alignas(16) uint8_t rest[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(rest), x);
+  return Crc32Tables(Crc32Tables(0, rest, 16), data, n);
+}
+
+#endif  // TFEDGE_X86_SIMD
+
+}  // namespace
+
+uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
+#if TFEDGE_X86_SIMD
+  if (n >= 64 && UseClmul()) return ~Crc32Clmul(~crc, data, n);
+#endif
+  return ~Crc32Tables(~crc, data, n);
 }
 
 // ---------------------------------------------------------------------------------
@@ -457,6 +534,149 @@ class HuffmanReader final : public SymbolReader {
 // whose slot range [cum, cum + freq) holds x mod 2^L, then, if x < 2^16, x = x << 16
 // | next word. A block starts with its lanes' states (u32 each) and must end with
 // every state at 2^16 and its words exactly consumed.
+//
+// Speed: one table entry per slot gives the symbol, its frequency and slot - cum
+// (no search); a block's whole rounds (one symbol of every lane) run without
+// per-symbol checks while the block has at least two bytes a lane left, which is
+// every word a round can take; the last rounds of a block and a round split between
+// two reads are stepped one symbol at a time with the bounds check. Rounds of 8, 16
+// or 32 lanes use AVX2 where the CPU has it (8 lanes a vector: the slot entries
+// loaded one by one, since a gather is several times slower on CPUs with the gather
+// data sampling mitigation; the renormalisation words moved into the lanes that take
+// them by one byte shuffle), scalar code elsewhere. A state is >= 2^16 before every step (checked
+// at the block start; a step from x >= 2^16 gives x >= 1 and a renormalisation then
+// x >= 2^16), so the slot x mod 2^L always indexes the table, and
+// f * (x >> L) + (slot - cum) <= f * 2^(32 - L) - 1 fits 32 bits.
+
+#if TFEDGE_X86_SIMD
+
+// Lanes a vector of the AVX2 rounds.
+constexpr int kRansVectorLanes = 8;
+
+// For each mask m of the 8 lanes of a vector that take a word: the byte shuffle that
+// moves word p of the 16 bytes after the word pointer into the low 16 bits of the
+// lane of m's p-th set bit (both 128-bit halves hold the same 16 bytes), zeros
+// elsewhere.
+struct RansShuffle {
+  alignas(32) uint8_t m[256][32];
+};
+
+constexpr RansShuffle MakeRansShuffle() {
+  RansShuffle t{};
+  for (int m = 0; m < 256; ++m) {
+    int p = 0;
+    for (int l = 0; l < kRansVectorLanes; ++l) {
+      uint8_t* e = t.m[m] + 4 * l;
+      const bool take = (m >> l) & 1;
+      e[0] = take ? static_cast<uint8_t>(2 * p) : 0x80;
+      e[1] = take ? static_cast<uint8_t>(2 * p + 1) : 0x80;
+      e[2] = 0x80;
+      e[3] = 0x80;
+      p += take;
+    }
+  }
+  return t;
+}
+
+constexpr RansShuffle kRansShuffle = MakeRansShuffle();
+
+// The AVX2 rounds run when the CPU has AVX2 and the environment variable
+// TFEDGE_NO_SIMD is unset or empty (set, it selects the scalar rounds, which tests
+// compare against; read when a stream is opened).
+bool UseAvx2() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  }();
+  const char* off = std::getenv("TFEDGE_NO_SIMD");
+  return has && (off == nullptr || off[0] == '\0');
+}
+
+// The table entries of 8 slots, one load each (not a gather: see above).
+template <typename E>
+__attribute__((target("avx2"))) inline __m256i Lookup8(const E* table, __m256i slots) {
+  alignas(32) uint32_t s[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(s), slots);
+  __m128i lo = _mm_cvtsi32_si128(static_cast<int>(table[s[0]]));
+  __m128i hi = _mm_cvtsi32_si128(static_cast<int>(table[s[4]]));
+  lo = _mm_insert_epi32(lo, static_cast<int>(table[s[1]]), 1);
+  hi = _mm_insert_epi32(hi, static_cast<int>(table[s[5]]), 1);
+  lo = _mm_insert_epi32(lo, static_cast<int>(table[s[2]]), 2);
+  hi = _mm_insert_epi32(hi, static_cast<int>(table[s[6]]), 2);
+  lo = _mm_insert_epi32(lo, static_cast<int>(table[s[3]]), 3);
+  hi = _mm_insert_epi32(hi, static_cast<int>(table[s[7]]), 3);
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+// Whole rounds of 8 x V lanes, at most `rounds`, while the block has at least 2 bytes
+// a lane left (`end` - word): vector v's 16-byte load starts at most 16 v bytes
+// after the round's first word, so it ends within the block. Returns the rounds done;
+// advances *word_io and the states.
+template <typename T, bool PACKED, int V>
+__attribute__((target("avx2,popcnt"))) size_t RansRoundsAvx2(
+    uint32_t* state, const uint32_t* slot, const uint16_t* sym, int scale, T* out,
+    size_t rounds, const uint8_t** word_io, const uint8_t* end) {
+  constexpr int kLanes = kRansVectorLanes * V;
+  __m256i x[V];
+  for (int v = 0; v < V; ++v) {
+    x[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 8 * v));
+  }
+  const __m256i mask = _mm256_set1_epi32(static_cast<int>((1u << scale) - 1));
+  const __m128i shift = _mm_cvtsi32_si128(scale);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i sixteen = _mm256_set1_epi32(16);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i low8 = _mm256_set1_epi32(0xFF);
+  const __m256i low12 = _mm256_set1_epi32(0xFFF);
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+  const uint8_t* word = *word_io;
+  size_t r = 0;
+  for (; r < rounds && end - word >= 2 * kLanes; ++r) {
+    for (int v = 0; v < V; ++v) {
+      const __m256i s = _mm256_and_si256(x[v], mask);
+      const __m256i e = Lookup8(slot, s);
+      __m256i f, bias, y;
+      if (PACKED) {
+        f = _mm256_add_epi32(_mm256_srli_epi32(e, 20), one);
+        bias = _mm256_and_si256(_mm256_srli_epi32(e, 8), low12);
+        y = _mm256_and_si256(e, low8);
+      } else {
+        f = _mm256_add_epi32(_mm256_srli_epi32(e, 16), one);
+        bias = _mm256_and_si256(e, low16);
+        y = Lookup8(sym, s);
+      }
+      __m256i xv =
+          _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srl_epi32(x[v], shift)), bias);
+      // Lanes below 2^16 take the next words, in lane order.
+      const __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(xv, 16), zero);
+      const unsigned m =
+          static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
+      const __m256i words = _mm256_broadcastsi128_si256(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(word)));
+      const __m256i to_lanes =
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(kRansShuffle.m[m]));
+      const __m256i w = _mm256_shuffle_epi8(words, to_lanes);
+      x[v] = _mm256_or_si256(_mm256_sllv_epi32(xv, _mm256_and_si256(need, sixteen)), w);
+      word += 2 * __builtin_popcount(m);
+      const __m128i y16 =
+          _mm_packus_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+      T* o = out + r * kLanes + kRansVectorLanes * v;
+      if (sizeof(T) == 1) {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o), _mm_packus_epi16(y16, y16));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o), y16);
+      }
+    }
+  }
+  for (int v = 0; v < V; ++v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 8 * v), x[v]);
+  }
+  *word_io = word;
+  return r;
+}
+
+#endif  // TFEDGE_X86_SIMD
+
 class RansReader final : public SymbolReader {
  public:
   static constexpr uint32_t kLow = 1u << 16;
@@ -488,6 +708,10 @@ class RansReader final : public SymbolReader {
     // Symbols of at most 8 bits with L <= 12 fit one 32-bit entry per slot:
     // (freq - 1) << 20 | (slot - cum) << 8 | symbol (one load a symbol).
     packed_ = bits_ <= 8 && scale_ <= 12;
+#if TFEDGE_X86_SIMD
+    avx2_ = UseAvx2();
+#endif
+    alphabet_ = alphabet;
     uint32_t cum = 0;
     for (size_t s = 0; s < alphabet; ++s) {
       const uint32_t f = freqs[s];
@@ -504,6 +728,18 @@ class RansReader final : public SymbolReader {
 
   Status Read(uint8_t* out, size_t n) override { return ReadAny(out, n); }
   Status Read16(uint16_t* out, size_t n) override { return ReadAny(out, n); }
+
+  // The symbols' values go into the slot table (every symbol a slot holds is below
+  // A <= k: the table's last described symbol, A - 1, is present).
+  bool MapSymbols(const uint8_t* values, uint32_t k) override {
+    if (bits_ > 8 || alphabet_ > k) return false;
+    for (size_t i = 0; i < slot_.size(); ++i) {
+      const uint8_t v = values[sym_[i]];
+      sym_[i] = v;
+      if (packed_) slot_[i] = (slot_[i] & ~0xFFu) | v;
+    }
+    return true;
+  }
 
  private:
   template <typename T>
@@ -539,6 +775,8 @@ class RansReader final : public SymbolReader {
         return DecodeRun<T, PACKED, 8>(out, k);
       case 16:
         return DecodeRun<T, PACKED, 16>(out, k);
+      case 32:
+        return DecodeRun<T, PACKED, 32>(out, k);
       default:
         return DecodeRun<T, PACKED, 0>(out, k);
     }
@@ -628,6 +866,13 @@ class RansReader final : public SymbolReader {
       ++i;
       if (++lane_ == lanes) lane_ = 0;
     }
+#if TFEDGE_X86_SIMD
+    if (LANES % kRansVectorLanes == 0 && LANES >= kRansVectorLanes && avx2_) {
+      constexpr int kV = LANES / kRansVectorLanes > 0 ? LANES / kRansVectorLanes : 1;
+      i += LANES * RansRoundsAvx2<T, PACKED, kV>(x_, slot, sym, scale, out + i,
+                                                  (k - i) / LANES, &word, end_);
+    }
+#endif
     if (LANES) {
       // Whole rounds while every lane may take a word without passing the end
       // (two bytes a lane a round, plus the padding-free load of the last word).
@@ -691,6 +936,10 @@ class RansReader final : public SymbolReader {
   std::vector<uint32_t> slot_;
   std::vector<uint16_t> sym_;
   bool packed_ = false;
+  size_t alphabet_ = 0;  // A
+#if TFEDGE_X86_SIMD
+  bool avx2_ = false;
+#endif
   uint32_t x_[kMaxRansLanes] = {};
   const uint8_t* word_ = nullptr;
   const uint8_t* end_ = nullptr;
@@ -698,6 +947,7 @@ class RansReader final : public SymbolReader {
   uint64_t left_ = 0;
   int lane_ = 0;
 };
+
 
 // Reads a LEB128 varint of at most 3 bytes.
 Status ReadVarint(ByteReader* r, uint32_t* v) {
@@ -1206,6 +1456,11 @@ class DenseCodebookCodecBase : public Codec {
     // byte (i + 1) * es <= N * (es - w) + (i + 1) * w, where index i + 1 starts, so no
     // index is overwritten before it is read. No scratch memory.
     const bool wide = v->bits() > 8;
+    // One-byte entries of one table whose every index the stream can give is valid:
+    // the stream writes the entries itself.
+    if (es == 1 && book.one_table() && v->MapSymbols(book.entries, book.k)) {
+      return v->Read(out, static_cast<size_t>(n));
+    }
     const size_t w = wide ? 2 : 1;
     uint8_t* idx = out + n * (es - w);
     if (wide) {
@@ -1391,38 +1646,46 @@ Status OpenPlanes(const Header& h, ByteReader* body, uint64_t count,
   return NoTrailing(*body);
 }
 
-// Undoes the rotation of `n` elements in place: element = rotate right by R.
+// Elements a chunk of the planes codecs: every plane's symbols of a chunk stay in
+// cache (es x 16 KiB) until they are interleaved.
+constexpr size_t kPlaneChunk = 1 << 14;
+
+// Interleaves `c` symbols of each plane (plane b at planes + b x c) into c elements
+// at `out`, rotating each right by R: element = (P_0 | P_1 << 8 | ...) rotr R.
 template <typename U>
-void Unrotate(uint8_t* data, uint64_t n, unsigned r) {
+void InterleavePlanes(const uint8_t* planes, size_t c, unsigned r, uint8_t* out) {
   constexpr unsigned kBits = 8 * sizeof(U);
-  for (uint64_t i = 0; i < n; ++i) {
-    U u;
-    std::memcpy(&u, data + i * sizeof(U), sizeof(U));  // little-endian hosts
-    u = static_cast<U>((u >> r) | (u << (kBits - r)));
-    std::memcpy(data + i * sizeof(U), &u, sizeof(U));
+  const unsigned left = (kBits - r) % kBits;  // no shift by kBits when r = 0
+  for (size_t i = 0; i < c; ++i) {
+    U u = 0;
+    for (size_t b = 0; b < sizeof(U); ++b) {
+      u |= static_cast<U>(static_cast<U>(planes[b * c + i]) << (8 * b));
+    }
+    u = static_cast<U>((u >> r) | (u << left));
+    std::memcpy(out + i * sizeof(U), &u, sizeof(U));  // little-endian hosts
   }
 }
 
-void UnrotateAny(uint8_t* data, uint64_t n, size_t es, unsigned r) {
-  if (r == 0) return;
+// Reads `c` symbols of every plane into `scratch` (es x c bytes) and interleaves
+// them into c elements at `out`, undoing the rotation R.
+Status ReadPlaneChunk(std::unique_ptr<SymbolReader>* planes, size_t es, size_t c,
+                      unsigned r, uint8_t* scratch, uint8_t* out) {
+  for (size_t b = 0; b < es; ++b) {
+    TFEDGE_RETURN_IF_ERROR(planes[b]->Read(scratch + b * c, c));
+  }
   switch (es) {
     case 1:
-      return Unrotate<uint8_t>(data, n, r);
+      InterleavePlanes<uint8_t>(scratch, c, r, out);
+      break;
     case 2:
-      return Unrotate<uint16_t>(data, n, r);
+      InterleavePlanes<uint16_t>(scratch, c, r, out);
+      break;
     case 4:
-      return Unrotate<uint32_t>(data, n, r);
+      InterleavePlanes<uint32_t>(scratch, c, r, out);
+      break;
     default:
-      return Unrotate<uint64_t>(data, n, r);
-  }
-}
-
-// Reads `c` symbols of every plane and interleaves them into c elements at `out`.
-Status ReadPlaneChunk(std::unique_ptr<SymbolReader>* planes, size_t es, size_t c,
-                      uint8_t* scratch, uint8_t* out) {
-  for (size_t b = 0; b < es; ++b) {
-    TFEDGE_RETURN_IF_ERROR(planes[b]->Read(scratch, c));
-    for (size_t i = 0; i < c; ++i) out[i * es + b] = scratch[i];
+      InterleavePlanes<uint64_t>(scratch, c, r, out);
+      break;
   }
   return Status::Ok();
 }
@@ -1436,15 +1699,15 @@ class DensePlanesCodec final : public Codec {
     TFEDGE_RETURN_IF_ERROR(ReadRotation(body, es, &rotation));
     std::unique_ptr<SymbolReader> planes[8];
     TFEDGE_RETURN_IF_ERROR(OpenPlanes(h, body, n, planes));
-    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, n));
-    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk + 1]);
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kPlaneChunk, n));
+    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk * es + 1]);
     if (!scratch) return Status::Error(-1, "out of memory");
     for (uint64_t done = 0; done < n;) {
-      const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, n - done));
-      TFEDGE_RETURN_IF_ERROR(ReadPlaneChunk(planes, es, c, scratch.get(), out + done * es));
+      const size_t c = static_cast<size_t>(std::min<uint64_t>(kPlaneChunk, n - done));
+      TFEDGE_RETURN_IF_ERROR(
+          ReadPlaneChunk(planes, es, c, rotation, scratch.get(), out + done * es));
       done += c;
     }
-    UnrotateAny(out, n, es, rotation);
     return Status::Ok();
   }
 };
@@ -1468,18 +1731,19 @@ class SparsePlanesCodec final : public Codec {
 
     FillElements(out, n, fill, es);
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kChunk, s));
-    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow) uint8_t[chunk * (2 + es) + 1]);
+    // Gaps, the planes' symbols and the elements of one chunk.
+    std::unique_ptr<uint8_t[]> scratch(new (std::nothrow)
+                                           uint8_t[chunk * (1 + 2 * es) + 1]);
     if (!scratch) return Status::Error(-1, "out of memory");
     uint8_t* gaps = scratch.get();
     uint8_t* tmp = gaps + chunk;
-    uint8_t* vals = tmp + chunk;
+    uint8_t* vals = tmp + chunk * es;
     int64_t cursor = -1;
     const int64_t last = static_cast<int64_t>(n);
     for (uint64_t done = 0; done < s;) {
       const size_t c = static_cast<size_t>(std::min<uint64_t>(kChunk, s - done));
       TFEDGE_RETURN_IF_ERROR(g->Read(gaps, c));
-      TFEDGE_RETURN_IF_ERROR(ReadPlaneChunk(planes, es, c, tmp, vals));
-      UnrotateAny(vals, c, es, rotation);
+      TFEDGE_RETURN_IF_ERROR(ReadPlaneChunk(planes, es, c, rotation, tmp, vals));
       for (size_t j = 0; j < c; ++j) {
         cursor += static_cast<int64_t>(gaps[j]) + 1;
         if (cursor >= last) {

@@ -7,7 +7,10 @@
 //
 // Structure (one class per codec behind one interface):
 //   SymbolReader   the interface of a stream of `bits`-bit symbols (section 2.2)
-//     FixedWidthReader, HuffmanReader, RansReader (format version 3)
+//     FixedWidthReader, HuffmanReader, RansReader (format version 3; AVX2 rounds
+//     on x86 CPUs that have it when built by GCC or Clang, scalar code elsewhere
+//     or when the environment variable TFEDGE_NO_SIMD is set, which also turns
+//     off the carry-less CRC)
 //   Codec          the interface of a body decoder (section 2.1)
 //     DenseRawCodec, DenseCodebookCodec, DenseChannelCodebookCodec,
 //     SparseRawCodec, SparseCodebookCodec, SparseChannelCodebookCodec,
@@ -116,6 +119,15 @@ class SymbolReader {
   virtual Status Read(uint8_t* out, size_t n) = 0;
   // The same into 16-bit symbols (streams wider than 8 bits are rANS only).
   virtual Status Read16(uint16_t* out, size_t n);
+  // From now on Read writes values[s] for symbol s, when the stream can only give
+  // symbols below `k` and does this at no cost (a rANS stream of at most 8-bit
+  // symbols whose table has none >= k): returns true. Otherwise nothing changes and
+  // false is returned.
+  virtual bool MapSymbols(const uint8_t* values, uint32_t k) {
+    (void)values;
+    (void)k;
+    return false;
+  }
 
  protected:
   uint32_t count_ = 0;
