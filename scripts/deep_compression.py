@@ -34,11 +34,21 @@ interpreter (the packed one after `tfedge.expand`):
 - tflite-int8: TFLite full-integer post-training quantization of the float model (the
   plain .tflite file; its gzip -9 size is shown too).
 
-Bytes are whole files; the ratio is the float32 weights (4 x parameters) over the bytes.
+`--models=resnet20` adds the ResNet-20 of scripts/ternary.py (trained the same way:
+batch norms, cosine-decayed learning rate, --resnet_epochs on the first
+--resnet_train_images images), its batch norms then folded into the convolutions before
+`deep_compress`, so
+that the shared values are the .tflite's values (the converter would fold them anyway,
+scaling each output channel's values apart); its per-layer sparsities are
+--resnet20_sparsity ('*' for every layer not named).
+
+Bytes are whole files; the ratio is the float32 weights (4 x parameters) over the bytes
+(for the ResNet, the folded model's parameters: kernels and one bias per channel).
 The float model's training is seeded, but TensorFlow on CPU is not bit-reproducible
 across thread schedules, so accuracies move by about 0.1-0.3 points between runs.
 
     python scripts/deep_compression.py [--json deep_compression.json]
+        [--models lenet300,lenet5,resnet20]
 """
 
 from __future__ import annotations
