@@ -37,10 +37,9 @@ interpreter (the packed one after `tfedge.expand`):
 `--models=resnet20` adds the ResNet-20 of scripts/ternary.py (trained the same way:
 batch norms, cosine-decayed learning rate, --resnet_epochs on the first
 --resnet_train_images images), its batch norms then folded into the convolutions before
-`deep_compress`, so
-that the shared values are the .tflite's values (the converter would fold them anyway,
-scaling each output channel's values apart); its per-layer sparsities are
---resnet20_sparsity ('*' for every layer not named).
+`deep_compress`, so that the shared values are the .tflite's values (the converter would
+fold them anyway, scaling each output channel's values apart); its per-layer sparsities
+are --resnet20_sparsity ('*' for every layer not named).
 
 Bytes are whole files; the ratio is the float32 weights (4 x parameters) over the bytes
 (for the ResNet, the folded model's parameters: kernels and one bias per channel).
