@@ -101,6 +101,9 @@ flags.DEFINE_integer("prune_epochs", 6, "tfedge pruning + retraining epochs.")
 flags.DEFINE_integer("prune_rounds", 3, "tfedge iterative pruning rounds.")
 flags.DEFINE_integer("share_epochs", 2, "tfedge centroid fine-tuning epochs.")
 flags.DEFINE_float(
+    "prune_learning_rate", 5e-4, "tfedge pruning + retraining learning rate (Adam)."
+)
+flags.DEFINE_float(
     "share_learning_rate", 1e-4, "tfedge centroid fine-tuning learning rate (Adam)."
 )
 flags.DEFINE_float(
@@ -386,6 +389,7 @@ def run_net(name: str, data_all):
             prune_rounds=FLAGS.prune_rounds,
             prune_epochs=FLAGS.prune_epochs,
             share_epochs=FLAGS.share_epochs,
+            prune_learning_rate=FLAGS.prune_learning_rate,
             share_learning_rate=FLAGS.share_learning_rate,
             batch_size=FLAGS.batch_size,
             seed=FLAGS.seed,
