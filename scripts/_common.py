@@ -71,6 +71,78 @@ def lenet5(keras):
     )
 
 
+def resnet(keras, depth: int, *, batch_norm: bool = True):
+    """ResNet-(6n+2) for 28x28x1 (He et al.'s CIFAR family): 16/32/64 filters, batch
+    normalisation after every convolution, 1x1 projection shortcuts where the shape
+    changes.
+
+    `batch_norm=False` builds the same graph with each batch normalisation folded into
+    the convolution before it: no BatchNormalization layers, convolutions with a bias
+    (`fold_batch_norm` copies a trained model's weights into it). Layer names are the
+    same in both.
+    """
+    if (depth - 2) % 6 or depth < 8:
+        raise ValueError(f"Expected a depth 6n+2 >= 8 (20, 32, ...). Received: {depth}")
+    n = (depth - 2) // 6
+    L = keras.layers
+
+    def conv_bn(x, filters, kernel, stride, name, relu=True):
+        x = L.Conv2D(
+            filters,
+            kernel,
+            strides=stride,
+            padding="same",
+            use_bias=not batch_norm,
+            kernel_initializer="he_normal",
+            name=name,
+        )(x)
+        if batch_norm:
+            # momentum 0.9: moving statistics that keep up with a short training run
+            x = L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return L.ReLU(name=f"{name}_relu")(x) if relu else x
+
+    inputs = keras.Input((28, 28, 1))
+    x = conv_bn(inputs, 16, 3, 1, "conv1")
+    for stage, filters in enumerate((16, 32, 64), start=1):
+        for block in range(n):
+            stride = 2 if stage > 1 and block == 0 else 1
+            name = f"s{stage}b{block}"
+            y = conv_bn(x, filters, 3, stride, f"{name}_c1")
+            y = conv_bn(y, filters, 3, 1, f"{name}_c2", relu=False)
+            if stride != 1 or x.shape[-1] != filters:
+                x = conv_bn(x, filters, 1, stride, f"{name}_proj", relu=False)
+            x = L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    outputs = L.Dense(10, name="fc")(x)
+    return keras.Model(inputs, outputs, name=f"resnet{depth}")
+
+
+def fold_batch_norm(model, folded):
+    """Copies `model`'s weights into `folded` (the same network built without batch
+    normalisation, e.g. `resnet(..., batch_norm=False)`), each convolution followed
+    by a BatchNormalization layer `<name>_bn` scaled by it in inference mode:
+    kernel * gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps), as
+    the TFLite converter folds it. Returns `folded`."""
+    names = {layer.name for layer in model.layers}
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        source = model.get_layer(layer.name)
+        weights = [np.asarray(w) for w in source.get_weights()]
+        if f"{layer.name}_bn" not in names:
+            layer.set_weights(weights)
+            continue
+        bn = model.get_layer(f"{layer.name}_bn")
+        gamma, beta, mean, var = (np.asarray(w) for w in bn.get_weights())
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        kernel = weights[0] * scale
+        bias = beta - mean * scale
+        if len(weights) > 1:
+            bias = bias + weights[1] * scale
+        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return folded
+
+
 def compile_classifier(keras, model, lr=1e-3, *, metrics=("accuracy",), **kwargs):
     """Compiles a logits classifier as every script trains one: Adam at `lr` (a float
     or a schedule), sparse categorical cross-entropy from logits, `metrics`; further

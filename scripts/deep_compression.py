@@ -34,11 +34,20 @@ interpreter (the packed one after `tfedge.expand`):
 - tflite-int8: TFLite full-integer post-training quantization of the float model (the
   plain .tflite file; its gzip -9 size is shown too).
 
-Bytes are whole files; the ratio is the float32 weights (4 x parameters) over the bytes.
+`--models=resnet20` adds the ResNet-20 of scripts/ternary.py (trained the same way:
+batch norms, cosine-decayed learning rate, --resnet_epochs on the first
+--resnet_train_images images), its batch norms then folded into the convolutions before
+`deep_compress`, so that the shared values are the .tflite's values (the converter would
+fold them anyway, scaling each output channel's values apart); its per-layer sparsities
+are --resnet20_sparsity ('*' for every layer not named).
+
+Bytes are whole files; the ratio is the float32 weights (4 x parameters) over the bytes
+(for the ResNet, the folded model's parameters: kernels and one bias per channel).
 The float model's training is seeded, but TensorFlow on CPU is not bit-reproducible
 across thread schedules, so accuracies move by about 0.1-0.3 points between runs.
 
     python scripts/deep_compression.py [--json deep_compression.json]
+        [--models lenet300,lenet5,resnet20]
 """
 
 from __future__ import annotations
@@ -57,11 +66,13 @@ from _common import (  # noqa: E402
     command_line,
     compile_classifier,
     convert_quiet,
+    fold_batch_norm,
     lenet5,
     lenet300,
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    resnet,
     tflite_accuracy,
     to_tflite,
     write_json,
@@ -70,11 +81,31 @@ from absl import app, flags, logging  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the rows (and per-layer rows, banner) here.")
-flags.DEFINE_list("models", ["lenet300", "lenet5"], "Networks: lenet300, lenet5.")
-flags.DEFINE_integer("epochs", 6, "Float training epochs.")
+flags.DEFINE_list(
+    "models", ["lenet300", "lenet5"], "Networks: lenet300, lenet5, resnet20."
+)
+flags.DEFINE_integer("epochs", 6, "Float training epochs of the LeNets.")
+flags.DEFINE_integer(
+    "resnet_epochs",
+    3,
+    "Float training epochs of the ResNet (cosine-decayed learning rate, as in "
+    "scripts/ternary.py).",
+)
+flags.DEFINE_integer(
+    "resnet_train_images",
+    20000,
+    "Training images for the ResNet (the first ones; the validation images are the "
+    "last --val_images, as for the LeNets).",
+)
 flags.DEFINE_integer("prune_epochs", 6, "tfedge pruning + retraining epochs.")
 flags.DEFINE_integer("prune_rounds", 3, "tfedge iterative pruning rounds.")
 flags.DEFINE_integer("share_epochs", 2, "tfedge centroid fine-tuning epochs.")
+flags.DEFINE_float(
+    "prune_learning_rate", 5e-4, "tfedge pruning + retraining learning rate (Adam)."
+)
+flags.DEFINE_float(
+    "share_learning_rate", 1e-4, "tfedge centroid fine-tuning learning rate (Adam)."
+)
 flags.DEFINE_float(
     "max_loss",
     0.03,
@@ -91,6 +122,13 @@ flags.DEFINE_string(
     "lenet5_sparsity",
     "conv1=0.5,conv2=0.9,fc1=0.96,fc2=0.8",
     "Per-layer sparsity of LeNet-5; empty: chosen by sensitivity analysis.",
+)
+flags.DEFINE_string(
+    "resnet20_sparsity",
+    "*=0.9,conv1=0.5,fc=0.5",
+    "Per-layer sparsity of the ResNet-20 (its batch norms folded into the "
+    "convolutions); '*' stands for every prunable layer not named; empty: chosen by "
+    "sensitivity analysis.",
 )
 flags.DEFINE_list(
     "methods",
@@ -119,7 +157,20 @@ flags.DEFINE_integer("val_images", 5000, "Training images held out for validatio
 flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
 
-NETS = {"lenet300": (lenet300, False), "lenet5": (lenet5, True)}
+
+def resnet20(keras):
+    """The ResNet-20 of scripts/ternary.py with its batch norms folded into the
+    convolutions (the float model is trained with them, then folded): the shared
+    values of a kernel are then its values in the .tflite, one codebook per tensor,
+    where the converter's folding would scale them per output channel."""
+    return resnet(keras, 20, batch_norm=False)
+
+
+NETS = {
+    "lenet300": (lenet300, False),
+    "lenet5": (lenet5, True),
+    "resnet20": (resnet20, True),
+}
 METHODS = ("kmeans", "hessian", "ecsq")
 # The JSON row of the tfmot pipeline is its smallest variant whose accuracy is within
 # this of the float model (the issue's "no accuracy loss" budget); else its most
@@ -127,8 +178,9 @@ METHODS = ("kmeans", "hessian", "ecsq")
 ACCURACY_BUDGET = 0.005
 
 
-def parse_sparsity(text: str) -> dict[str, float] | None:
-    """'fc1=0.95,fc2=0.9' -> {'fc1': 0.95, 'fc2': 0.9}; '' -> None (sensitivity)."""
+def parse_sparsity(text: str, layers: list[str]) -> dict[str, float] | None:
+    """'fc1=0.95,fc2=0.9' -> {'fc1': 0.95, 'fc2': 0.9}; '' -> None (sensitivity);
+    '*=0.9,fc=0.5' gives every one of `layers` not named 0.9."""
     if not text.strip():
         return None
     out = {}
@@ -137,7 +189,43 @@ def parse_sparsity(text: str) -> dict[str, float] | None:
         if not sep:
             raise app.UsageError(f"Expected layer=sparsity, got {item!r}")
         out[name.strip()] = float(value)
+    default = out.pop("*", None)
+    if default is not None:
+        out = {name: out.get(name, default) for name in layers} | out
     return out
+
+
+def prunable(model) -> list[str]:
+    """Names of the model's Dense and convolution layers."""
+    import keras
+
+    kinds = (keras.layers.Dense, keras.layers.Conv2D)
+    return [layer.name for layer in model.layers if isinstance(layer, kinds)]
+
+
+def train_float(keras, name: str, builder, x_tr, y_tr):
+    """The trained float model: the LeNets at a constant learning rate for --epochs;
+    the ResNet as in scripts/ternary.py (batch norms, cosine decay, --resnet_epochs on
+    --resnet_train_images), then its batch norms folded into a `builder` model."""
+    keras.utils.set_random_seed(FLAGS.seed)
+    if name != "resnet20":
+        model = builder(keras)
+        compile_classifier(keras, model)
+        model.fit(
+            x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0
+        )
+        return model
+    steps = -(-len(x_tr) // FLAGS.batch_size) * FLAGS.resnet_epochs
+    trained = resnet(keras, 20)
+    compile_classifier(
+        keras, trained, keras.optimizers.schedules.CosineDecay(1e-3, steps)
+    )
+    trained.fit(
+        x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.resnet_epochs, verbose=0
+    )
+    model = fold_batch_norm(trained, builder(keras))
+    compile_classifier(keras, model)
+    return model
 
 
 def gzip9(data: bytes) -> int:
@@ -267,13 +355,15 @@ def run_net(name: str, data_all):
     n_val = FLAGS.val_images
     x_tr, y_tr = x_all[:-n_val], y_all[:-n_val]
     x_val, y_val = x_all[-n_val:], y_all[-n_val:]
+    if name == "resnet20":
+        x_tr, y_tr = (
+            x_tr[: FLAGS.resnet_train_images],
+            y_tr[: FLAGS.resnet_train_images],
+        )
     steps = int(np.ceil(len(x_tr) / FLAGS.batch_size))
 
-    keras.utils.set_random_seed(FLAGS.seed)
-    model = builder(keras)
-    compile_classifier(keras, model)
     t0 = time.perf_counter()
-    model.fit(x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0)
+    model = train_float(keras, name, builder, x_tr, y_tr)
     logging.info("%s: float trained in %.0f s", name, time.perf_counter() - t0)
     weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in model.weights)
 
@@ -292,11 +382,15 @@ def run_net(name: str, data_all):
             model,
             (x_tr, y_tr),
             (x_val, y_val),
-            sparsity=parse_sparsity(getattr(FLAGS, f"{name}_sparsity")),
+            sparsity=parse_sparsity(
+                getattr(FLAGS, f"{name}_sparsity"), prunable(model)
+            ),
             max_loss=FLAGS.max_loss,
             prune_rounds=FLAGS.prune_rounds,
             prune_epochs=FLAGS.prune_epochs,
             share_epochs=FLAGS.share_epochs,
+            prune_learning_rate=FLAGS.prune_learning_rate,
+            share_learning_rate=FLAGS.share_learning_rate,
             batch_size=FLAGS.batch_size,
             seed=FLAGS.seed,
             method=method,

@@ -43,6 +43,7 @@ from _common import (  # noqa: E402
     load_fashion_mnist,
     markdown_table,
     print_banner,
+    resnet,
     tflite_accuracy,
     to_tflite,
     write_json,
@@ -65,45 +66,6 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
-
-
-def resnet(keras, depth: int):
-    """ResNet-(6n+2) for 28x28x1 (He et al.'s CIFAR family): 16/32/64 filters, batch
-    normalisation after every convolution, 1x1 projection shortcuts where the shape
-    changes."""
-    if (depth - 2) % 6 or depth < 8:
-        raise ValueError(f"Expected a depth 6n+2 >= 8 (20, 32, ...). Received: {depth}")
-    n = (depth - 2) // 6
-    L = keras.layers
-
-    def conv_bn(x, filters, kernel, stride, name, relu=True):
-        x = L.Conv2D(
-            filters,
-            kernel,
-            strides=stride,
-            padding="same",
-            use_bias=False,
-            kernel_initializer="he_normal",
-            name=name,
-        )(x)
-        # momentum 0.9: moving statistics that keep up with a short training run
-        x = L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
-        return L.ReLU(name=f"{name}_relu")(x) if relu else x
-
-    inputs = keras.Input((28, 28, 1))
-    x = conv_bn(inputs, 16, 3, 1, "conv1")
-    for stage, filters in enumerate((16, 32, 64), start=1):
-        for block in range(n):
-            stride = 2 if stage > 1 and block == 0 else 1
-            name = f"s{stage}b{block}"
-            y = conv_bn(x, filters, 3, stride, f"{name}_c1")
-            y = conv_bn(y, filters, 3, 1, f"{name}_c2", relu=False)
-            if stride != 1 or x.shape[-1] != filters:
-                x = conv_bn(x, filters, 1, stride, f"{name}_proj", relu=False)
-            x = L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
-    x = L.GlobalAveragePooling2D(name="pool")(x)
-    outputs = L.Dense(10, name="fc")(x)
-    return keras.Model(inputs, outputs, name=f"resnet{depth}")
 
 
 def resnet_depth(name: str) -> int | None:
