@@ -16,7 +16,6 @@ from tfedge.errors import PackError
 from tfedge.pack import _encode, _lossy, _tflm, _verify
 from tfedge.pack._names import name_rows
 from tfedge.pack._report import Report, TensorReport
-from tfedge.tflite._densify import densify_sources, index_bytes
 from tfedge.tflite import (
     TYPES,
     buffer_data,
@@ -28,6 +27,7 @@ from tfedge.tflite import (
     tensor_name,
     write,
 )
+from tfedge.tflite._densify import densify_sources, index_bytes
 
 # Default output tolerance: the largest output may move by 2% of its own range. Tight
 # enough that class scores keep their order on the representative inputs in practice,

@@ -74,7 +74,10 @@ def check_sparsity(t, shape: list[int], *, packed: bool) -> str:
     for i, d in enumerate(dims):
         if d.format == DENSE:
             if int(d.denseSize) != shape[i]:
-                return f"dimension {i} is dense of size {d.denseSize}, shape has {shape[i]}"
+                return (
+                    f"dimension {i} is dense of size {d.denseSize}, shape has "
+                    f"{shape[i]}"
+                )
             if d.arraySegmentsType or d.arrayIndicesType:
                 return f"dimension {i} is dense but has index vectors"
         elif d.format == SPARSE_CSR:
