@@ -544,12 +544,15 @@ CASES = [
         "format_version 99 (newer)",
         _meta(b'{"format_version": 99}'),
         "error",
+        # Each names its own newest version: 4 in Python, 3 in the Java unpacker.
+        same_message=False,
     ),
     Case(
         "metadata_version_2^70",
         "format_version 2^70 (newer, past 64 bits)",
         _meta(json.dumps({"format_version": 2**70}).encode()),
         "error",
+        same_message=False,  # as for version 99
     ),
     Case(
         "metadata_not_json",
@@ -657,7 +660,7 @@ CASES = [
     Case(
         "densify_options_truncated",
         "a densify decoder with 3 bytes of custom options",
-        _densify_forged(_set_options(b"\\x01\\x00\\x00")),
+        _densify_forged(_set_options(b"\x01\x00\x00")),
         "error",
         same_message=False,  # the Java unpacker refuses format version 4 first
     ),
@@ -701,7 +704,14 @@ CASES = [
         "a densify decoder in a file of format version 3",
         _densify_forged(_version_3),
         "error",
-        same_message=False,  # the Java unpacker refuses format version 4 first
+        same_message=False,
+        differences={
+            "java": (
+                "ok",
+                "a version-3 reader knows no densify decoders: it decodes D as an "
+                "ordinary weight (the file claims a version it does not have)",
+            )
+        },
     ),
     Case(
         "densify_payload_truncated",
