@@ -64,13 +64,6 @@ def lossless(entry: dict) -> tuple[bytes, bytes]:
     return _LOSSLESS[entry["id"]]
 
 
-def packed_version(entry: dict) -> int:
-    """The format version of the model's lossless packing (0: not packed)."""
-    from tfedge.tflite import packed_format_version
-
-    return packed_format_version(read(lossless(entry)[0])) or 0
-
-
 def canonical(data: bytes) -> bytes:
     """The model re-serialised by tfedge's writer: equal for equal content."""
     return write(read(data))

@@ -47,8 +47,6 @@ REPRESENTATIVE_SEED = 99
 # half its energy: the model is destroyed whatever a (possibly blind) output check
 # says. A zeroed kernel has 1.0; 2-bit sharing of Gaussian weights about 0.34.
 WEIGHT_ERROR_LIMIT = 0.5
-# The newest file format version the Java unpacker reads (docs/FORMAT.md section 4).
-JAVA_FORMAT_VERSION = 3
 # Generous for a cold TensorFlow import plus packing a 6 MB model on a loaded machine.
 CLI_TIMEOUT_S = 600
 # The CLI's exit status when tfedge refuses (a named reason), and on success.
@@ -153,11 +151,6 @@ def java_expanded(tmp_path_factory) -> dict[str, bytes | str]:
 
 def test_java_unpacker_expands_like_python(entry, java_expanded):
     java = java_expanded[entry["id"]]
-    if _models.packed_version(entry) >= JAVA_FORMAT_VERSION + 1:
-        # DENSIFY-sparse tensors (docs/FORMAT.md section 1.1) are not in the Java
-        # unpacker yet: it must refuse the file by its version, nothing else.
-        assert isinstance(java, str) and "newer than this" in java, java
-        pytest.xfail("the Java unpacker reads files up to format version 3")
     assert isinstance(java, bytes), f"the Java unpacker failed: {java}"
     _, expanded = _models.lossless(entry)
     assert _models.canonical(java) == _models.canonical(expanded)
