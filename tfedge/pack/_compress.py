@@ -269,7 +269,10 @@ def compress_tflite(
         notes.append("input was already packed by tfedge: expanded, then packed again")
     clock.lap("reading")
 
-    candidates, rows = weight_candidates(plain, min_bytes, init, seed, densify=True)
+    # TFLM has no densify decoder: its DENSIFY tensors stay as they are.
+    candidates, rows = weight_candidates(
+        plain, min_bytes, init, seed, densify=target == "tfedge"
+    )
     name_rows(plain, rows, keras_model)
     for cand in _progress(candidates, "encoding", progress):
         cand.lossless  # noqa: B018 - encode now, inside the progress bar
@@ -461,6 +464,7 @@ def weight_candidates(
             # of its values and index (tfedge/tflite/_densify.py).
             dense, why = densify[b_index]
             if dense is None or t.type not in _encode.LOSSLESS_TYPES:
+                why = why or f"{row.dtype} tensors are carried through"
                 row.reason = f"already sparse (DENSIFY), carried through: {why}"
                 continue
             row.original_bytes += index_bytes(t)
