@@ -458,6 +458,11 @@ def _no_densify_code(m, sg) -> None:
     m.operatorCodes[1].builtinCode = m.operatorCodes[1].deprecatedBuiltinCode = 9
 
 
+def _rank_17(m, sg) -> None:
+    for t in (sg.tensors[1], sg.tensors[3]):
+        t.shape = np.asarray([1] * 15 + [OUT, IN], np.int32)
+
+
 def _dense_dim_wrong(m, sg) -> None:
     sg.tensors[1].sparsity.dimMetadata[0].denseSize = OUT + 1
 
@@ -680,6 +685,12 @@ CASES = [
         "densify_shape_mismatch",
         "a sparse tensor of another shape than its dense tensor",
         _densify_forged(_shape_mismatch),
+        "error",
+    ),
+    Case(
+        "densify_rank_17",
+        "a sparse tensor of 17 dimensions (over the 16 readers rebuild)",
+        _densify_forged(_rank_17),
         "error",
     ),
     Case(

@@ -31,6 +31,10 @@ DENSE, SPARSE_CSR = 0, 1
 INDEX_DTYPES = {1: np.dtype("<i4"), 2: np.dtype("<u2"), 3: np.dtype("u1")}
 # The file format version of a model with a densify decoder (docs/FORMAT.md section 4).
 DENSIFY_FORMAT_VERSION = 4
+# The most dimensions of a sparse tensor tfedge rebuilds: each sparse dimension costs a
+# pass over the dense tensor, so a forged rank must not multiply the work (TFLite's
+# kernels take at most 6 dimensions; real sparse tensors have 1 to 4).
+MAX_SPARSE_RANK = 16
 
 
 def densify_options(sparse_index: int) -> np.ndarray:
@@ -63,6 +67,8 @@ def check_sparsity(t, shape: list[int], *, packed: bool) -> str:
     if sp is None:
         return "has no sparsity table"
     rank = len(shape)
+    if rank > MAX_SPARSE_RANK:
+        return f"has rank {rank}, over the {MAX_SPARSE_RANK} dimensions tfedge rebuilds"
     order = [] if sp.traversalOrder is None else [int(v) for v in sp.traversalOrder]
     if order != list(range(rank)):
         return f"traversal order {order} is not the identity of rank {rank}"

@@ -12,6 +12,8 @@ final class Densify {
     static final int DENSE = 0;
     static final int SPARSE_CSR = 1;
     static final int BUILTIN_DENSIFY = 124;
+    /** See MAX_SPARSE_RANK in tfedge/tflite/_densify.py. */
+    static final int MAX_SPARSE_RANK = 16;
 
     /** One densify decoder: its sparse tensor S and what expand writes back. */
     static final class Target {
@@ -54,6 +56,10 @@ final class Densify {
             return "has no sparsity table";
         }
         int rank = t.shape.length;
+        if (rank > MAX_SPARSE_RANK) {
+            return "has rank " + rank + ", over the " + MAX_SPARSE_RANK
+                    + " dimensions tfedge rebuilds";
+        }
         int order = r.fieldRef(sp, 0);
         int nOrder = order == 0 ? 0 : r.vectorLength(order, 4);
         boolean identity = nOrder == rank;
