@@ -358,6 +358,119 @@ def no_metadata() -> bytes:
 _META = "the 'tfedge' metadata entry"
 
 
+# ------------------------------------------------------------- DENSIFY-sparse weights
+# The weights as TFLite's own sparse tensor (dense rows, CSR columns with uint8
+# vectors) and a DENSIFY operator, packed as the dense tensor's payload
+# (docs/FORMAT.md section 1.1).
+
+
+def densify_weights() -> np.ndarray:
+    w = weights()
+    w[:, ::2] = 0  # half the columns pruned
+    return w
+
+
+def densify_plain_model():
+    """The model object: x -> FULLY_CONNECTED(DENSIFY(sparse kernel)) -> y."""
+    s = schema()
+    m = plain_model()
+    oc = s.OperatorCodeT()
+    oc.builtinCode = oc.deprecatedBuiltinCode = s.BuiltinOperator.DENSIFY
+    oc.version = 1
+    m.operatorCodes.append(oc)
+    w = densify_weights()
+    rows, cols = np.nonzero(w)
+    m.buffers[1] = _buffer(w[rows, cols].tobytes())
+    m.buffers.append(_buffer(None))
+    sg = m.subgraphs[0]
+    sparse = sg.tensors[1]
+    sparse.name = "dense/kernel_sparse"
+    sp = s.SparsityParametersT()
+    sp.traversalOrder = np.asarray([0, 1], np.int32)
+    d0, d1 = s.DimensionMetadataT(), s.DimensionMetadataT()
+    d0.format, d0.denseSize = 0, OUT
+    d1.format = 1
+    d1.arraySegmentsType = d1.arrayIndicesType = s.SparseIndexVector.Uint8Vector
+    d1.arraySegments, d1.arrayIndices = s.Uint8VectorT(), s.Uint8VectorT()
+    counts = np.bincount(rows, minlength=OUT)
+    d1.arraySegments.values = np.concatenate([[0], np.cumsum(counts)]).astype(np.uint8)
+    d1.arrayIndices.values = cols.astype(np.uint8)
+    sp.dimMetadata = [d0, d1]
+    sparse.sparsity = sp
+    sg.tensors.append(_tensor("dense/kernel", [OUT, IN], len(m.buffers) - 1))
+    dens = s.OperatorT()
+    dens.opcodeIndex = 1
+    dens.inputs = np.asarray([1], np.int32)
+    dens.outputs = np.asarray([3], np.int32)
+    sg.operators[0].inputs = np.asarray([0, 3, -1], np.int32)
+    sg.operators.insert(0, dens)
+    return m
+
+
+def densify_packed_model(payload: bytes | None = None):
+    m = densify_plain_model()
+    insert_decoders(m, {1: payload or codebook_payload(densify_weights())}, "tests")
+    return m
+
+
+def densify_valid() -> bytes:
+    return write(densify_packed_model())
+
+
+def _densify_forged(forge: Callable) -> Callable[[], bytes]:
+    def build() -> bytes:
+        m = densify_packed_model()
+        forge(m, m.subgraphs[0])
+        return write(m)
+
+    return build
+
+
+def _set_options(raw: bytes) -> Callable:
+    def forge(m, sg) -> None:
+        sg.operators[0].customOptions = np.frombuffer(raw, np.uint8)
+
+    return forge
+
+
+def _index_not_empty(m, sg) -> None:
+    sg.tensors[1].sparsity.dimMetadata[1].arrayIndices.values = np.asarray(
+        [1, 2], np.uint8
+    )
+
+
+def _shape_mismatch(m, sg) -> None:
+    sg.tensors[1].shape = np.asarray([OUT, IN + 1], np.int32)
+
+
+def _version_3(m, sg) -> None:
+    meta = next(x for x in m.metadata if x.name == "tfedge")
+    m.buffers[meta.buffer] = _buffer(b'{"format_version": 3}')
+
+
+def _payload_truncated(m, sg) -> None:
+    p = sg.tensors[sg.operators[0].inputs[0]]
+    m.buffers[p.buffer] = _buffer(bytes(m.buffers[p.buffer].data[:-7]))
+    p.shape = np.asarray([m.buffers[p.buffer].data.size], np.int32)
+
+
+def _no_densify_code(m, sg) -> None:
+    m.operatorCodes[1].builtinCode = m.operatorCodes[1].deprecatedBuiltinCode = 9
+
+
+def _rank_17(m, sg) -> None:
+    for t in (sg.tensors[1], sg.tensors[3]):
+        t.shape = np.asarray([1] * 15 + [OUT, IN], np.int32)
+
+
+def _dense_dim_wrong(m, sg) -> None:
+    sg.tensors[1].sparsity.dimMetadata[0].denseSize = OUT + 1
+
+
+def _sparse_buffer_holds_data(m, sg) -> None:
+    m.buffers[1] = _buffer(b"\x01\x02\x03\x04")
+
+
 def _meta(obj_text: bytes) -> Callable[[], bytes]:
     return lambda: _with_metadata(obj_text)
 
@@ -537,6 +650,78 @@ CASES = [
         shared_inputs_vector,
         "error",
         same_message=True,
+    ),
+    Case(
+        "densify_valid",
+        "a DENSIFY-sparse kernel packed as its dense tensor (format version 4)",
+        densify_valid,
+        "ok",
+    ),
+    Case(
+        "densify_options_truncated",
+        "a densify decoder with 3 bytes of custom options",
+        _densify_forged(_set_options(b"\x01\x00\x00")),
+        "error",
+    ),
+    Case(
+        "densify_target_out_of_range",
+        "a densify decoder naming sparse tensor 999",
+        _densify_forged(_set_options(struct.pack("<I", 999))),
+        "error",
+    ),
+    Case(
+        "densify_target_is_output",
+        "a densify decoder naming its own output as the sparse tensor",
+        _densify_forged(_set_options(struct.pack("<I", 3))),
+        "error",
+    ),
+    Case(
+        "densify_index_not_empty",
+        "a sparse tensor whose index vector still holds entries",
+        _densify_forged(_index_not_empty),
+        "error",
+    ),
+    Case(
+        "densify_shape_mismatch",
+        "a sparse tensor of another shape than its dense tensor",
+        _densify_forged(_shape_mismatch),
+        "error",
+    ),
+    Case(
+        "densify_rank_17",
+        "a sparse tensor of 17 dimensions (over the 16 readers rebuild)",
+        _densify_forged(_rank_17),
+        "error",
+    ),
+    Case(
+        "densify_dense_dim_wrong",
+        "a dense dimension whose dense_size is not the shape's",
+        _densify_forged(_dense_dim_wrong),
+        "error",
+    ),
+    Case(
+        "densify_version_3",
+        "a densify decoder in a file of format version 3",
+        _densify_forged(_version_3),
+        "error",
+    ),
+    Case(
+        "densify_payload_truncated",
+        "the dense tensor's payload cut short by 7 bytes",
+        _densify_forged(_payload_truncated),
+        "error",
+    ),
+    Case(
+        "densify_no_densify_code",
+        "no DENSIFY operator code left to restore",
+        _densify_forged(_no_densify_code),
+        "error",
+    ),
+    Case(
+        "densify_sparse_buffer_holds_data",
+        "the sparse tensor's buffer is not empty",
+        _densify_forged(_sparse_buffer_holds_data),
+        "error",
     ),
     Case(
         "truncated",

@@ -27,6 +27,7 @@ from tfedge.tflite import (
     tensor_name,
     write,
 )
+from tfedge.tflite._densify import densify_sources, index_bytes
 
 # Default output tolerance: the largest output may move by 2% of its own range. Tight
 # enough that class scores keep their order on the representative inputs in practice,
@@ -114,6 +115,9 @@ class _Candidate:
     # Measured drift per unit of relative weight error, per option kind (per-tensor
     # and per-channel codebooks spread their error over the channels differently).
     sensitivity: dict[str, float] = field(default_factory=dict)
+    # A DENSIFY-sparse tensor's stored values (its index is in the flatbuffer): packed
+    # as its dense tensor, losslessly only.
+    densify: np.ndarray | None = None
 
     @property
     def lossless(self) -> _encode.Encoded:
@@ -265,11 +269,14 @@ def compress_tflite(
         notes.append("input was already packed by tfedge: expanded, then packed again")
     clock.lap("reading")
 
-    candidates, rows = weight_candidates(plain, min_bytes, init, seed)
+    # TFLM has no densify decoder: its DENSIFY tensors stay as they are.
+    candidates, rows = weight_candidates(
+        plain, min_bytes, init, seed, densify=target == "tfedge"
+    )
     name_rows(plain, rows, keras_model)
     for cand in _progress(candidates, "encoding", progress):
         cand.lossless  # noqa: B018 - encode now, inside the progress bar
-        if not lossless and cand.ttype in _encode.LOSSY_TYPES:
+        if not lossless and cand.ttype in _encode.LOSSY_TYPES and cand.densify is None:
             _lossy_options(cand, bits, max_bits, method)
     clock.lap("encoding")
 
@@ -420,9 +427,10 @@ def _write_tfedge(job: _Job) -> Packed:
 
 
 def weight_candidates(
-    model, min_bytes: int, init: str, seed: int
+    model, min_bytes: int, init: str, seed: int, *, densify: bool = False
 ) -> tuple[list[_Candidate], list[TensorReport]]:
-    """One row per weight buffer; a candidate for each buffer tfedge may pack."""
+    """One row per weight buffer; a candidate for each buffer tfedge may pack
+    (`densify`: DENSIFY-sparse tensors too, as their dense tensors, exact only)."""
     users: dict[int, list[tuple[int, int]]] = {}
     produced: set[tuple[int, int]] = set()
     for si, sg in enumerate(model.subgraphs):
@@ -434,6 +442,7 @@ def weight_candidates(
                 produced.add((si, int(o)))
         for i in np.asarray(sg.inputs if sg.inputs is not None else [], np.int64):
             produced.add((si, int(i)))
+    densify = densify_sources(model) if densify else {}
     rows, cands = [], []
     for b_index in sorted(users):
         refs = users[b_index]
@@ -450,6 +459,19 @@ def weight_candidates(
             original_bytes=int(raw.size),
         )
         rows.append(row)
+        if t.sparsity is not None and b_index in densify:
+            # A DENSIFY-sparse tensor: packed as its dense tensor, exactly, in place
+            # of its values and index (tfedge/tflite/_densify.py).
+            dense, why = densify[b_index]
+            if dense is None or t.type not in _encode.LOSSLESS_TYPES:
+                why = why or f"{row.dtype} tensors are carried through"
+                row.reason = f"already sparse (DENSIFY), carried through: {why}"
+                continue
+            row.original_bytes += index_bytes(t)
+            values = _encode.element_array(t.type, dense)
+            cands.append(_Candidate(b_index, t.type, values, row, init=init, seed=seed))
+            cands[-1].densify = raw
+            continue
         reason = _skip_reason(model, refs, t, raw, info, produced, min_bytes)
         if reason:
             row.reason = reason
@@ -562,6 +584,8 @@ class _Patcher:
         try:
             m = schema().Model.GetRootAs(self.data, 0)
             for c in candidates:
+                if c.densify is not None:  # never replaced: exact only
+                    continue
                 b = m.Buffers(c.buffer)
                 o = b._tab.Offset(4)
                 start = b._tab.Vector(o) if o else int(b.Offset())
@@ -946,7 +970,8 @@ def _self_check(
         if c.buffer not in payloads:
             continue
         got = buffer_data(expanded, c.buffer)
-        if not np.array_equal(got, c.choice.decoded):
+        want = c.choice.decoded if c.densify is None else c.densify
+        if not np.array_equal(got, want):
             raise PackError(
                 f"tensor {c.row.name!r}: the packed payload does not expand to the "
                 "values that were verified (a tfedge bug; please report it)"

@@ -17,9 +17,17 @@ from tfedge.tflite import (
     tensor_name,
     write,
 )
+from tfedge.tflite._densify import (
+    DENSIFY_FORMAT_VERSION,
+    densify_opcode,
+    restore_sparse,
+)
 
 # Decoded tensors are bounded by their own byte size; this bounds the rest.
 MAX_DECODED = 2**31 - 1
+# The newest file format version this reader accepts: the payloads' (FORMAT_VERSION of
+# tfedge.codecs), or 4 for a file with densify decoders (docs/FORMAT.md section 4).
+FILE_FORMAT_VERSION = DENSIFY_FORMAT_VERSION
 
 
 def _decoder():
@@ -58,23 +66,29 @@ def expand(packed, *, decoder=None, trusted: bool = False) -> bytes:
 def read_packed(data: bytes, *, trusted: bool = False):
     """(model, format version or None, decode jobs): the checks every reader makes
     before decoding anything (docs/FORMAT.md, "Hostile files"). A job is
-    (subgraph, payload tensor, weight tensor, tensor bytes, decoded-size bound)."""
-    from tfedge.codecs import FORMAT_VERSION
+    (subgraph, payload tensor, weight tensor, tensor bytes, decoded-size bound,
+    sparse tensor of a densify decoder or None)."""
     from tfedge.tflite import decode_ops, packed_format_version
+    from tfedge.tflite._densify import check_densify_ops
 
     model = read(data)
     version = packed_format_version(model)
     ops = list(decode_ops(model))
     if version is None and not ops:
         return model, None, []
-    if version is not None and version > FORMAT_VERSION:
+    if version is not None and version > FILE_FORMAT_VERSION:
         raise FormatError(
             f"packed format version {version} is newer than this tfedge reads "
-            f"({FORMAT_VERSION}): upgrade tfedge"
+            f"({FILE_FORMAT_VERSION}): upgrade tfedge"
         )
     check_decode_buffers(model, ops)
+    targets = check_densify_ops(model, ops, version)
     check_unshared_size(model, len(data))
-    return model, version, [_job(model, op, trusted) for op in ops]
+    return (
+        model,
+        version,
+        [_job(model, op, trusted) + (targets.get(op[:2]),) for op in ops],
+    )
 
 
 def _job(model, op, trusted: bool):
@@ -110,7 +124,7 @@ def _expand(data: bytes, decode, *, trusted: bool) -> bytes:
     if version is None and not jobs:
         return data
     decoded: dict[int, np.ndarray] = {}
-    for si, p_index, w_index, expected, bound in jobs:
+    for si, p_index, w_index, expected, bound, sparse in jobs:
         sg = model.subgraphs[si]
         payload_t, weight_t = sg.tensors[p_index], sg.tensors[w_index]
         name = tensor_name(weight_t)
@@ -120,6 +134,10 @@ def _expand(data: bytes, decode, *, trusted: bool) -> bytes:
             np.uint8,
         )
         _check_header_type(payload, weight_t.type, name)
+        if sparse is not None:
+            # A densify decoder: the sparse tensor's values and index come back.
+            decoded[sg.tensors[sparse].buffer] = restore_sparse(model, sg, sparse, out)
+            continue
         previous = decoded.get(weight_t.buffer)
         if previous is not None and not np.array_equal(previous, out):
             raise FormatError(
@@ -128,7 +146,7 @@ def _expand(data: bytes, decode, *, trusted: bool) -> bytes:
                 tensor=name,
             )
         decoded[weight_t.buffer] = out
-    remove_decoders(model, decoded)
+    remove_decoders(model, decoded, densify_opcode(model))
     return write(model)
 
 

@@ -14,6 +14,13 @@ import json
 import numpy as np
 
 from tfedge.errors import FormatError
+from tfedge.tflite._densify import (
+    DENSIFY_FORMAT_VERSION,
+    densify_op,
+    densify_options,
+    densify_target,
+    strip_index,
+)
 from tfedge.tflite._model import (
     aligned_buffer_class,
     buffer_data,
@@ -38,17 +45,46 @@ def new_buffer(data: np.ndarray | bytes | None):
 
 def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> int:
     """Replace each buffer in `payloads` (buffer index -> payload) by decode
-    operators; returns the format version written to the metadata."""
+    operators; returns the format version written to the metadata.
+
+    A buffer of a DENSIFY-sparse tensor S (tfedge.tflite._densify) has a payload of
+    the dense tensor D: its DENSIFY operator becomes, in place, a decoder of D that
+    names S (docs/FORMAT.md section 1.1)."""
     s = schema()
     op_index = opcode_index(model, DECODE_OP)
     payload_buffer: dict[int, int] = {}
     for b_index, payload in payloads.items():
         model.buffers.append(new_buffer(payload))
         payload_buffer[b_index] = len(model.buffers) - 1
+    densified = False
+    for sg in model.subgraphs:
+        for oi, op in enumerate(list(sg.operators or [])):
+            code = model.operatorCodes[op.opcodeIndex]
+            if (
+                max(code.builtinCode, code.deprecatedBuiltinCode)
+                != s.BuiltinOperator.DENSIFY
+            ):
+                continue
+            s_index = int(np.asarray(op.inputs).reshape(-1)[0])
+            d_index = int(np.asarray(op.outputs).reshape(-1)[0])
+            sparse_t = sg.tensors[s_index]
+            if sparse_t.sparsity is None or sparse_t.buffer not in payload_buffer:
+                continue
+            p = s.TensorT()
+            p.name = tensor_name(sg.tensors[d_index]) + PAYLOAD_SUFFIX
+            p.type = s.TensorType.UINT8
+            p.shape = np.asarray([len(payloads[sparse_t.buffer])], np.int32)
+            p.buffer = payload_buffer[sparse_t.buffer]
+            sg.tensors.append(p)
+            decoder = densify_op(op_index, len(sg.tensors) - 1, d_index)
+            decoder.customOptions = densify_options(s_index)
+            sg.operators[oi] = decoder
+            strip_index(sparse_t)
+            densified = True
     for sg in model.subgraphs:
         decoders = []
         for t_index, t in enumerate(list(sg.tensors)):
-            if t.buffer not in payload_buffer:
+            if t.buffer not in payload_buffer or t.sparsity is not None:
                 continue
             p = s.TensorT()
             p.name = tensor_name(t) + PAYLOAD_SUFFIX
@@ -67,6 +103,8 @@ def insert_decoders(model, payloads: dict[int, bytes], producer: str) -> int:
     # The file's version is its newest payload's (byte 4), so that files without any
     # version-2 feature stay readable by version-1 readers (docs/FORMAT.md, section 1).
     version = max((payload[4] for payload in payloads.values()), default=1)
+    if densified:
+        version = max(version, DENSIFY_FORMAT_VERSION)
     meta_buffer = json.dumps(
         {"format_version": int(version), "producer": producer}, sort_keys=True
     ).encode()
@@ -108,8 +146,13 @@ def decode_ops(model):
             yield si, oi, ins[0], outs[0]
 
 
-def remove_decoders(model, decoded: dict[int, np.ndarray]) -> None:
-    """Undo `insert_decoders`: `decoded` maps weight buffer index -> decoded bytes."""
+def remove_decoders(
+    model, decoded: dict[int, np.ndarray], densify_opcode: int | None = None
+) -> None:
+    """Undo `insert_decoders`: `decoded` maps weight buffer index -> decoded bytes
+    (for a densify decoder: the sparse tensor's buffer -> its stored values, its index
+    already restored); densify decoders become DENSIFY operators of
+    `densify_opcode` again."""
     op_index = opcode_index(model, DECODE_OP, add=False)
     for b_index, data in decoded.items():
         model.buffers[b_index].data = np.asarray(data, np.uint8).reshape(-1)
@@ -120,6 +163,10 @@ def remove_decoders(model, decoded: dict[int, np.ndarray]) -> None:
         for op in sg.operators or []:
             if op.opcodeIndex == op_index:
                 payload_tensors.add(int(np.asarray(op.inputs).reshape(-1)[0]))
+                target = densify_target(op)
+                if target is not None:
+                    out = int(np.asarray(op.outputs).reshape(-1)[0])
+                    keep_ops.append(densify_op(densify_opcode, target, out))
             else:
                 keep_ops.append(op)
         sg.operators = keep_ops

@@ -30,7 +30,7 @@ public final class Unpacker {
      * The newest {@code tfedge} metadata format version this reader accepts: a file's version
      * is the highest of its payloads' (docs/FORMAT.md section 1), so it is the payloads'.
      */
-    public static final int FORMAT_VERSION = Payload.FORMAT_VERSION;
+    public static final int FORMAT_VERSION = Densify.FORMAT_VERSION;
     static final String DECODE_OP = "TFEDGE_DECODE";
     static final String METADATA_NAME = "tfedge";
     static final int CUSTOM = 32;
@@ -58,6 +58,16 @@ public final class Unpacker {
     private int signatureSubgraph = -1;
     private long decodeNanos;
     private boolean trusted;
+    /** Densify decoders by (subgraph << 32 | operator) and by (subgraph << 32 | tensor S). */
+    private final Map<Long, Densify.Target> densifyOps = new HashMap<Long, Densify.Target>();
+    private final Map<Long, Densify.Target> densifyTensors =
+            new HashMap<Long, Densify.Target>();
+    private int densifyCode = -1;
+    /** While a densify decoder's sparse tensor is copied: it, and the dimension. */
+    private Densify.Target restoring;
+    private int restoringDim = -1;
+    /** Decoded buffer index -> the bytes its data takes (set by write()). */
+    private final Map<Integer, Integer> decodedSizes = new HashMap<Integer, Integer>();
 
     /** One TFEDGE_DECODE operator: its payload and the weight tensor it produces. */
     private static final class Decode {
@@ -67,6 +77,11 @@ public final class Unpacker {
         int[] shape;
         int[] data; // {start, length} of the payload in the file
         Payload payload; // set once its header has been checked
+        Densify.Target densify; // a densify decoder's sparse tensor, else null
+    }
+
+    private static long key(int subgraph, int index) {
+        return ((long) subgraph << 32) | (index & 0xffffffffL);
     }
 
     private Unpacker(byte[] file, int size) throws TfedgeFormatException {
@@ -146,7 +161,9 @@ public final class Unpacker {
                             + DECODE_OP + " must have one input and one output, has "
                             + in.length + " and " + out.length);
                 }
-                ops.add(new int[] {s, o, in[0], out[0]});
+                int co = r.fieldRef(op, 5);
+                ops.add(new int[] {s, o, in[0], out[0], co == 0 ? 0 : r.vectorLength(co, 1),
+                        co});
             }
         }
         packed = version != null || !ops.isEmpty();
@@ -160,6 +177,8 @@ public final class Unpacker {
         }
 
         checkDecodeBuffers(subgraphs, nBuffers, ops);
+        checkDensify(subgraphs, nBuffers, codes, nCodes, ops,
+                version == null ? -1 : Integer.parseInt(version));
 
         // What to remove and renumber. The payloads are checked and decoded by write().
         boolean[] dropBuffer = new boolean[nBuffers];
@@ -191,8 +210,13 @@ public final class Unpacker {
             dec.weightBuffer = (int) r.fieldU32(wt, 2, 0);
             dec.shape = intVector(r.fieldRef(wt, 0));
             dec.data = bufferData(buffers, (int) r.fieldU32(pt, 2, 0));
+            dec.densify = densifyOps.get(key(d[0], d[1]));
+            if (dec.densify != null) {
+                // The decoded D goes back into S's values and index; D's buffer stays empty.
+                dec.weightBuffer = dec.densify.sparseBuffer;
+            }
             decodes.add(dec);
-            removedOps.get(d[0])[d[1]] = true;
+            removedOps.get(d[0])[d[1]] = dec.densify == null;
             dropTensors.get(d[0])[d[2]] = true;
             dropBuffer[(int) r.fieldU32(pt, 2, 0)] = true;
             if (!decodedBuffers.containsKey(dec.weightBuffer)) {
@@ -241,7 +265,8 @@ public final class Unpacker {
                 int opv = r.fieldRef(r.vectorTable(subgraphs, s), 3);
                 boolean[] dropO = removedOps.get(s);
                 for (int o = 0; o < dropO.length; o++) {
-                    if (!dropO[o] && r.fieldU32(r.vectorTable(opv, o), 0, 0) == decodeCode) {
+                    if (!dropO[o] && !densifyOps.containsKey(key(s, o))
+                            && r.fieldU32(r.vectorTable(opv, o), 0, 0) == decodeCode) {
                         dropCode[decodeCode] = false;
                     }
                 }
@@ -550,12 +575,16 @@ public final class Unpacker {
                         + d.payload.elementType + ", but the tensor has type " + d.tensorType
                         + " (" + Schema.tensorTypeName(d.tensorType) + ")", d.name, 7);
             }
+            if (d.densify != null) {
+                out = Densify.restore(d.densify, out, Schema.tensorTypeSize(d.tensorType));
+            }
             byte[] previous = data.get(d.weightBuffer);
             if (previous != null && !Arrays.equals(previous, out)) {
                 throw new TfedgeFormatException("two payloads decode to different data for "
                         + "shared buffer " + d.weightBuffer, d.name, -1);
             }
             data.put(d.weightBuffer, out);
+            decodedSizes.put(d.weightBuffer, out.length);
         }
         decodeNanos = System.nanoTime() - t0;
 
@@ -690,7 +719,15 @@ public final class Unpacker {
                                 + member + " is unknown to this unpacker (a newer schema)",
                                 null, src);
                     }
-                    at = copyTable(s, child, memberType);
+                    if (type == Schema.DIMENSION_METADATA && restoring != null
+                            && restoringDim >= 0) {
+                        // The emptied index vector of a densify decoder's sparse tensor.
+                        at = writeIndexVector(s, member, id == 3
+                                ? restoring.segments[restoringDim]
+                                : restoring.indices[restoringDim]);
+                    } else {
+                        at = copyTable(s, child, memberType);
+                    }
                     break;
             }
             s.putI32(t + fo, at - (t + fo));
@@ -830,8 +867,19 @@ public final class Unpacker {
             if (type == Schema.MODEL && id == 2) {
                 subgraph = i;
                 pos = copyTable(s, elem, elemType);
+            } else if (type == Schema.SUBGRAPH && id == 3
+                    && densifyOps.containsKey(key(subgraph, i))) {
+                pos = writeDensifyOp(s, densifyOps.get(key(subgraph, i)));
+            } else if (type == Schema.SUBGRAPH && id == 0) {
+                restoring = densifyTensors.get(key(subgraph, i));
+                pos = copyTable(s, elem, elemType);
+                restoring = null;
+            } else if (type == Schema.SPARSITY && id == 2 && restoring != null) {
+                restoringDim = i;
+                pos = copyTable(s, elem, elemType);
+                restoringDim = -1;
             } else if (type == Schema.MODEL && id == 4 && decodedBuffers.containsKey(i)) {
-                pos = writeDecodedBuffer(s, i, decodedBuffers.get(i).payload);
+                pos = writeDecodedBuffer(s, i, decodedSizes.get(i));
             } else {
                 pos = copyTable(s, elem, elemType);
             }
@@ -841,8 +889,157 @@ public final class Unpacker {
         return at;
     }
 
+    /** A DENSIFY operator (input S, output D, no options) in place of a densify decoder. */
+    private int writeDensifyOp(Sink s, Densify.Target t) {
+        int[] tensors = tensorMaps.get(subgraph);
+        s.align(2, 0);
+        int vt = s.pos;
+        s.u16(10); // vtable size: three fields
+        s.u16(16); // table size: soffset + opcode_index + inputs + outputs
+        s.u16(4);
+        s.u16(8);
+        s.u16(12);
+        s.align(4, 0);
+        int t0 = s.pos;
+        s.i32(t0 - vt);
+        s.i32(opcodeMap[densifyCode]);
+        s.zeros(8);
+        int in = s.pos;
+        s.i32(1);
+        s.i32(tensors[t.sparse]);
+        int out = s.pos;
+        s.i32(1);
+        s.i32(tensors[t.dense]);
+        s.putI32(t0 + 8, in - (t0 + 8));
+        s.putI32(t0 + 12, out - (t0 + 12));
+        return t0;
+    }
+
+    /** A new Int32Vector, Uint16Vector or Uint8Vector table (union member kind) of v. */
+    private int writeIndexVector(Sink s, int kind, int[] v) {
+        int es = Densify.vectorElementSize(kind);
+        s.align(2, 0);
+        int vt = s.pos;
+        s.u16(6);
+        s.u16(8);
+        s.u16(4);
+        s.align(4, 0);
+        int t0 = s.pos;
+        s.i32(t0 - vt);
+        s.zeros(4);
+        int vec = s.pos;
+        s.i32(v.length);
+        byte[] bytes = new byte[v.length * es];
+        for (int i = 0; i < v.length; i++) {
+            for (int k = 0; k < es; k++) {
+                bytes[i * es + k] = (byte) (v[i] >>> (8 * k));
+            }
+        }
+        s.write(bytes, 0, bytes.length);
+        s.putI32(t0 + 4, vec - (t0 + 4));
+        return t0;
+    }
+
+    /**
+     * The static checks of every densify decoder (docs/FORMAT.md section 1.1), in the order
+     * and words of tfedge/tflite/_densify.py's check_densify_ops.
+     */
+    private void checkDensify(int subgraphs, int nBuffers, int codes, int nCodes,
+            List<int[]> ops, int version) throws TfedgeFormatException {
+        Map<Long, Integer> refs = null;
+        for (int[] d : ops) {
+            if (d[4] == 0) {
+                continue;
+            }
+            int sg = r.vectorTable(subgraphs, d[0]);
+            int tensors = r.fieldRef(sg, 0);
+            int nTensors = tensors == 0 ? 0 : r.vectorLength(tensors, 4);
+            String name = r.fieldString(r.vectorTable(tensors, d[3]), 3);
+            name = name == null ? "" : name;
+            String where = "subgraph " + d[0] + " operator " + d[1] + ": the densify decoder";
+            if (d[4] != Densify.OPTIONS_SIZE) {
+                throw new TfedgeFormatException(where + " has " + d[4] + " bytes of custom "
+                        + "options; a densify decoder's are " + Densify.OPTIONS_SIZE
+                        + " (the sparse tensor's index)", name, -1);
+            }
+            if (version < Densify.FORMAT_VERSION) {
+                throw new TfedgeFormatException(where + " is in a file of format version "
+                        + (version < 0 ? "None" : "" + version) + "; densify decoders need "
+                        + "version " + Densify.FORMAT_VERSION, name, -1);
+            }
+            long target = r.u32(d[5] + 4);
+            if (target >= nTensors || target == d[2] || target == d[3]) {
+                throw new TfedgeFormatException(where + " names sparse tensor " + target
+                        + ", which is not another tensor of the subgraph (" + nTensors
+                        + " tensors)", name, -1);
+            }
+            if (densifyTensors.containsKey(key(d[0], (int) target))) {
+                throw new TfedgeFormatException(where + " names sparse tensor " + target
+                        + ", which another decoder names", name, -1);
+            }
+            Densify.Target t = new Densify.Target();
+            t.subgraph = d[0];
+            t.op = d[1];
+            t.sparse = (int) target;
+            t.dense = d[3];
+            int st = r.vectorTable(tensors, t.sparse);
+            int dt = r.vectorTable(tensors, t.dense);
+            t.sparseName = r.fieldString(st, 3);
+            t.sparseName = t.sparseName == null ? "" : t.sparseName;
+            t.shape = intVector(r.fieldRef(st, 0));
+            int[] denseShape = intVector(r.fieldRef(dt, 0));
+            int sType = r.fieldU8(st, 1, 0);
+            int dType = r.fieldU8(dt, 1, 0);
+            if (sType != dType || !Arrays.equals(t.shape, denseShape)) {
+                throw new TfedgeFormatException(where + ": the sparse tensor has type "
+                        + sType + " and shape " + pyList(t.shape) + ", its dense tensor '"
+                        + name + "' type " + dType + " and shape " + pyList(denseShape)
+                        + "; they must be equal", t.sparseName, -1);
+            }
+            String why = Densify.check(r, r.fieldRef(st, 6), t);
+            if (why != null) {
+                throw new TfedgeFormatException(where + ": the sparse tensor " + why,
+                        t.sparseName, -1);
+            }
+            if (refs == null) {
+                refs = new HashMap<Long, Integer>();
+                for (int s2 = 0; s2 < r.vectorLength(subgraphs, 4); s2++) {
+                    int tv = r.fieldRef(r.vectorTable(subgraphs, s2), 0);
+                    for (int i = 0; tv != 0 && i < r.vectorLength(tv, 4); i++) {
+                        long b = r.fieldU32(r.vectorTable(tv, i), 2, 0);
+                        refs.put(b, refs.containsKey(b) ? refs.get(b) + 1 : 1);
+                    }
+                }
+            }
+            long b = r.fieldU32(st, 2, 0);
+            int buffers = r.fieldRef(model, 4);
+            if (b < 1 || b >= nBuffers || refs.get(b) != 1
+                    || bufferData(buffers, (int) b)[1] != 0) {
+                throw new TfedgeFormatException(where + ": the sparse tensor's buffer " + b
+                        + " must be an empty buffer of its own (1 .. " + (nBuffers - 1)
+                        + ") to take its values", t.sparseName, -1);
+            }
+            t.sparseBuffer = (int) b;
+            if (densifyCode < 0) {
+                for (int i = 0; i < nCodes && densifyCode < 0; i++) {
+                    int c = r.vectorTable(codes, i);
+                    int builtin = Math.max(r.fieldI32(c, 3, 0), (byte) r.fieldU8(c, 0, 0));
+                    if (builtin == Densify.BUILTIN_DENSIFY) {
+                        densifyCode = i;
+                    }
+                }
+            }
+            if (densifyCode < 0) {
+                throw new TfedgeFormatException(where + ": the model has no DENSIFY operator "
+                        + "code to restore", t.sparseName, -1);
+            }
+            densifyOps.put(key(d[0], d[1]), t);
+            densifyTensors.put(key(d[0], t.sparse), t);
+        }
+    }
+
     /** A new Buffer table for a decoded weight; its data is placed, not written, here. */
-    private int writeDecodedBuffer(Sink s, int index, Payload p) {
+    private int writeDecodedBuffer(Sink s, int index, int n) {
         s.align(2, 0);
         int vt = s.pos;
         s.u16(6); // vtable size: one field
@@ -852,7 +1049,6 @@ public final class Unpacker {
         int t = s.pos;
         s.i32(t - vt);
         s.zeros(4);
-        int n = (int) p.decodedSize;
         s.align(16, 12);
         int vec = s.pos;
         s.i32(n);

@@ -241,8 +241,8 @@ public class UnpackerTest {
     @Test
     public void newerFormatVersion() {
         Spec s = new Spec();
-        s.metadataJson = "{\"format_version\": 4}";
-        assertError(build(s), "packed format version 4 is newer than this tfedge reads (3): "
+        s.metadataJson = "{\"format_version\": 5}";
+        assertError(build(s), "packed format version 5 is newer than this tfedge reads (4): "
                 + "upgrade tfedge");
     }
 
