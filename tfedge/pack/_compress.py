@@ -295,7 +295,7 @@ def compress_tflite(
         )
         clock.lap("samples")
     if check is not None:
-        _measure_sensitivity(check, candidates, progress)
+        _measure_sensitivity(check, candidates, tolerance, progress)
         clock.lap("sensitivity")
         _search(check, candidates, tolerance, bits, backed_off, notes)
         clock.lap("search")
@@ -706,24 +706,31 @@ class _DriftCheck:
         return drift, held
 
 
-def _measure_sensitivity(check: _DriftCheck, candidates, progress) -> None:
-    """Each lossy tensor's drift, measured per option kind with that tensor alone at
-    its finest and at its coarsest option of the kind (the prediction interpolates
-    between them by weight error). Drift is far from proportional to weight error on
-    real models (a constant-Q filter bank of basic-pitch drifts 0.15 at 8 bits and 0.29
-    at 3, 36 times the error): a single point at the coarsest option predicted the
-    finest ones 20 times too low, and the search spent its verifications finding
-    out."""
+def _measure_sensitivity(
+    check: _DriftCheck, candidates, tolerance: float, progress
+) -> None:
+    """Each lossy tensor's drift, measured per option kind with that tensor alone: at
+    its finest option of the kind, then at the coarsest one whose drift, extrapolated
+    in proportion to weight error from the finest, is within the tolerance (the
+    prediction interpolates between the points by weight error). Drift is far from
+    proportional to weight error on real models (a constant-Q filter bank of
+    basic-pitch drifts 0.15 at 8 bits and 0.29 at 3, 36 times the error): one point at
+    the coarsest option predicted the finest ones 20 times too low, and the search spent
+    its verifications finding out. A tensor whose finest option already drifts past
+    the tolerance costs one run per kind."""
     lossy = [c for c in candidates if c.options]
     for c in _progress(lossy, "sensitivity", progress):
         by_kind: dict[str, list[_lossy.Option]] = {}
         for o in c.options:  # ascending weight error
             by_kind.setdefault(o.kind, []).append(o)
         for kind, opts in by_kind.items():
-            ends = [opts[0]] if len(opts) == 1 else [opts[0], opts[-1]]
-            c.sensitivity[kind] = [
-                (o.weight_error, check.probe_drift(c, o)) for o in ends
-            ]
+            finest = opts[0]
+            points = [(finest.weight_error, check.probe_drift(c, finest))]
+            c.sensitivity[kind] = points
+            within = [o for o in opts[1:] if c.predicted(o) <= tolerance]
+            if within:
+                o = within[-1]
+                points.append((o.weight_error, check.probe_drift(c, o)))
 
 
 def _steps(candidates) -> list[tuple[_Candidate, _lossy.Option, float]]:
