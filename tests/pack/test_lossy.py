@@ -69,17 +69,17 @@ def test_search_keeps_the_measured_growth_in_reserve(tflite_model, name):
     r = tfedge.compress(tflite_model(name)).report
     s, h = r.search_drift, r.held_out_drift
     assert s is not None and h is not None
-    # The largest drift measured, times its growth to samples the search never saw,
-    # is within SEARCH_MARGIN of the tolerance; so the held-out drift itself is.
-    assert max(s, h) * _growth(s, h) <= SEARCH_MARGIN * r.tolerance
+    # The largest drift measured, times its growth to samples the search never saw
+    # (at least 1 / SEARCH_MARGIN), is within the tolerance; so the held-out drift is.
+    assert max(s, h) * max(_growth(s, h), 1 / SEARCH_MARGIN) <= r.tolerance
     assert any("growth" in n for n in r.notes), r.notes
 
 
 # (search drift, held-out drift or None, the drift the search holds to the tolerance)
 JUDGED = [
-    (0.01, 0.01, 0.01 / SEARCH_MARGIN),  # no growth: the fixed reserve only
+    (0.01, 0.01, 0.01 / SEARCH_MARGIN),  # no growth: the fixed reserve
     (0.02, 0.01, 0.02 / SEARCH_MARGIN),  # held-out lower: the search drift
-    (0.01, 0.02, 0.04 / SEARCH_MARGIN),  # doubled on unseen samples: doubled again
+    (0.01, 0.02, 0.04),  # doubled on unseen samples: more than the fixed reserve
     (0.0, 0.0, 0.0),
     (0.0, 0.01, np.inf),  # exact on the search samples only: no growth measurable
     (0.01, None, 0.01 / UNHELD_MARGIN),  # nothing held out
