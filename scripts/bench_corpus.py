@@ -32,11 +32,12 @@ package from tfedge's test extras (level 19 with long-distance matching over a 2
 window: `zstd -19 --long`).
 
     .venv/bin/python scripts/bench_corpus.py [--json PATH] [--only NAME,...]
-        [--models_dir DIR] [--noaieq] [--nolossy] [--num_samples 16]
+        [--models_dir DIR] [--noaieq | --aieq_from JSON] [--nolossy] [--num_samples 16]
 """
 
 from __future__ import annotations
 
+import json
 import lzma
 import os
 import shutil
@@ -83,6 +84,15 @@ def define_flags() -> None:
         "measured on both.",
     )
     flags.DEFINE_integer("seed", 0, "Seed of the generated inputs.")
+    flags.DEFINE_string(
+        "aieq_from",
+        None,
+        "Take ai-edge-quantizer's columns (ratios and drifts) from this earlier "
+        "--json output instead of running it (implies --noaieq): the drifts are on "
+        "the same inputs when --seed and --num_samples are the same, so tfedge's "
+        "columns at the recipes' drifts can be remeasured without the quantizer's "
+        "environment.",
+    )
 
 
 # The row of every model: issue 16 item 6's keys, then issue 20's weight-byte keys.
@@ -363,10 +373,12 @@ def bench_model(
     seed: int = 0,
     input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
     lossy: bool = True,
+    aieq_row: dict | None = None,
 ):
     """One row (COLUMNS) and the details behind it (notes, extra drifts); `python`
-    is ai-edge-quantizer's (None: not run); `lossy=False` leaves out every tfedge
-    lossy column."""
+    is ai-edge-quantizer's (None: not run, unless `aieq_row`, an earlier run's row of
+    this model, gives its columns); `lossy=False` leaves out every tfedge lossy
+    column."""
     spans = constant_buffers(data)
     weights = concatenated(data, spans)
     n = len(data)
@@ -411,10 +423,12 @@ def bench_model(
             out, drift, seconds, report = tfedge_compress(data, ref)
             row.update(tfedge_lossy=n / len(out), lossy_drift=drift, compress_s=seconds)
             details["lossy_reported_drift"] = report.drift
+            details["lossy_held_out_drift"] = report.held_out_drift
+            details["lossy_stage_seconds"] = report.stage_seconds
         except Exception as e:  # noqa: BLE001 - reported in the row; others go on
             notes.append(f"tfedge lossy: {_short(e)}")
 
-    if python is None:
+    if python is None and aieq_row is None:
         return row, details
     if row["weight_dtype"] not in FLOAT_DTYPES:
         notes.append(
@@ -424,31 +438,16 @@ def bench_model(
         return row, details
     lossless_ratio = row["tfedge_lossless"]
     for recipe in RECIPES:
-        try:
-            q = aieq_quantize(python, data, recipe)
-        except Exception as e:  # noqa: BLE001 - reported in the row; others go on
-            notes.append(f"ai-edge-quantizer {recipe}: {_short(e)}")
-            continue
-        row[f"aieq_{recipe}"] = n / len(q)
-        q_dtypes = Counter()
-        for _, size, dtype in constant_buffers(q):
-            q_dtypes[dtype] += size
-        w_dtypes = Counter()
-        for _, size, dtype in spans:
-            w_dtypes[dtype] += size
-        if w_dtypes["float16"] and q_dtypes["float16"] == w_dtypes["float16"]:
-            notes.append(
-                f"ai-edge-quantizer {recipe}: left the float16 weights behind "
-                f"DEQUANTIZE untouched ({w_dtypes['float16']} bytes)"
-            )
-        if ref is None:
-            continue
-        try:
-            q_drift = ref.drift(q)
-        except Exception as e:  # noqa: BLE001 - reported in the row; others go on
-            notes.append(f"ai-edge-quantizer {recipe}: drift: {_short(e)}")
-            continue
-        row[f"aieq_{recipe}_drift"] = q_drift
+        if python is None:
+            row[f"aieq_{recipe}"] = aieq_row.get(f"aieq_{recipe}")
+            q_drift = aieq_row.get(f"aieq_{recipe}_drift")
+            if ref is None or q_drift is None:
+                continue
+            row[f"aieq_{recipe}_drift"] = q_drift
+        else:
+            q_drift = _run_aieq(python, data, recipe, spans, ref, row, notes)
+            if q_drift is None:
+                continue
         key = f"tfedge_at_{recipe}_drift"
         if q_drift == 0.0:
             # Held to zero drift, tfedge may only pack losslessly.
@@ -470,6 +469,37 @@ def bench_model(
         except Exception as e:  # noqa: BLE001 - reported in the row; others go on
             notes.append(f"tfedge at the {recipe} drift: {_short(e)}")
     return row, details
+
+
+def _run_aieq(python, data, recipe, spans, ref, row, notes) -> float | None:
+    """ai-edge-quantizer's `recipe` on `data`: fills its row columns and returns its
+    drift (None when it failed or cannot be measured)."""
+    try:
+        q = aieq_quantize(python, data, recipe)
+    except Exception as e:  # noqa: BLE001 - reported in the row; others go on
+        notes.append(f"ai-edge-quantizer {recipe}: {_short(e)}")
+        return None
+    row[f"aieq_{recipe}"] = len(data) / len(q)
+    q_dtypes = Counter()
+    for _, size, dtype in constant_buffers(q):
+        q_dtypes[dtype] += size
+    w_dtypes = Counter()
+    for _, size, dtype in spans:
+        w_dtypes[dtype] += size
+    if w_dtypes["float16"] and q_dtypes["float16"] == w_dtypes["float16"]:
+        notes.append(
+            f"ai-edge-quantizer {recipe}: left the float16 weights behind "
+            f"DEQUANTIZE untouched ({w_dtypes['float16']} bytes)"
+        )
+    if ref is None:
+        return None
+    try:
+        q_drift = ref.drift(q)
+    except Exception as e:  # noqa: BLE001 - reported in the row; others go on
+        notes.append(f"ai-edge-quantizer {recipe}: drift: {_short(e)}")
+        return None
+    row[f"aieq_{recipe}_drift"] = q_drift
+    return q_drift
 
 
 # --- the corpus -------------------------------------------------------------------
@@ -526,7 +556,16 @@ def main(argv):
         "scripts/bench_corpus.py",
     )
     banner.update(compressor_versions())
-    python = aieq_python() if FLAGS.aieq else None
+    earlier = None
+    if FLAGS.aieq_from:
+        with open(FLAGS.aieq_from) as f:
+            prior = json.load(f)
+        earlier = {r["model"]: r for r in prior["rows"]}
+        banner["ai_edge_quantizer"] = (
+            f"{prior['banner'].get('ai_edge_quantizer', 'unknown')} (columns from "
+            f"{FLAGS.aieq_from}, measured {prior['banner'].get('date', '?')})"
+        )
+    python = aieq_python() if FLAGS.aieq and earlier is None else None
     if python:
         banner["ai_edge_quantizer"] = subprocess.run(
             [python, "-c", _VERSION_OF_AIEQ],
@@ -560,6 +599,7 @@ def main(argv):
             seed=FLAGS.seed,
             input_range=input_range,
             lossy=FLAGS.lossy,
+            aieq_row=None if earlier is None else earlier.get(name),
         )
         det["seconds"] = time.perf_counter() - t0
         rows.append(row)

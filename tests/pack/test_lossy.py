@@ -14,6 +14,8 @@ import pytest
 import tfedge
 from tests.pack.test_compress import MODELS
 from tfedge.pack import _lossy
+from tfedge.pack._compress import SEARCH_MARGIN, UNHELD_MARGIN, _Candidate, _judged
+from tfedge.pack._report import TensorReport
 from tfedge.pack._verify import ModelRunner, drift, make_sample_sets
 from tfedge.tflite import read, write
 
@@ -56,6 +58,62 @@ def test_written_drift_is_the_searched_drift(tflite_model, name):
     assert r.drift == r.search_drift
     assert r.drift <= r.tolerance
     assert r.held_out_drift is not None and r.held_out_drift <= r.tolerance
+
+
+def _growth(search: float, held: float) -> float:
+    return max(1.0, held / search) if search > 0 else (1.0 if held == 0 else np.inf)
+
+
+@pytest.mark.parametrize("name", ["dense_f32", "conv_f32"])
+def test_search_keeps_the_measured_growth_in_reserve(tflite_model, name):
+    r = tfedge.compress(tflite_model(name)).report
+    s, h = r.search_drift, r.held_out_drift
+    assert s is not None and h is not None
+    # The largest drift measured, times its growth to samples the search never saw
+    # (at least 1 / SEARCH_MARGIN), is within the tolerance; so the held-out drift is.
+    assert max(s, h) * max(_growth(s, h), 1 / SEARCH_MARGIN) <= r.tolerance
+    assert any("growth" in n for n in r.notes), r.notes
+
+
+# (search drift, held-out drift or None, the drift the search holds to the tolerance)
+JUDGED = [
+    (0.01, 0.01, 0.01 / SEARCH_MARGIN),  # no growth: the fixed reserve
+    (0.02, 0.01, 0.02 / SEARCH_MARGIN),  # held-out lower: the search drift
+    (0.01, 0.02, 0.04),  # doubled on unseen samples: more than the fixed reserve
+    (0.0, 0.0, 0.0),
+    (0.0, 0.01, np.inf),  # exact on the search samples only: no growth measurable
+    (0.01, None, 0.01 / UNHELD_MARGIN),  # nothing held out
+]
+
+
+@pytest.mark.parametrize(("search", "held", "judged"), JUDGED)
+def test_judged_drift(search, held, judged):
+    assert _judged(search, held) == pytest.approx(judged)
+
+
+def _option(kind: str, weight_error: float) -> _lossy.Option:
+    return _lossy.Option("x", 4, 1, weight_error, np.zeros(1, np.uint8), kind=kind)
+
+
+# (measured (weight error, drift) points, an option's weight error, its prediction)
+PREDICTED = [
+    ([(0.01, 0.1)], 0.005, 0.05),  # below the finest: proportional
+    ([(0.01, 0.1)], 0.02, 0.2),  # one point: proportional beyond it too
+    ([(0.01, 0.1), (0.1, 0.2)], 0.055, 0.15),  # between two points: linear
+    ([(0.01, 0.1), (0.1, 0.2)], 0.2, 0.4),  # past the coarsest: proportional to it
+]
+
+
+@pytest.mark.parametrize(("points", "weight_error", "want"), PREDICTED)
+def test_predicted_drift_interpolates_measured_points(points, weight_error, want):
+    row = TensorReport(
+        subgraph=0, tensor=0, name="w", shape=[4], dtype="FLOAT32", original_bytes=16
+    )
+    cand = _Candidate(1, 0, np.zeros(4, np.float32), row)
+    cand.sensitivity["tensor"] = points
+    assert cand.predicted(_option("tensor", weight_error)) == pytest.approx(want)
+    assert cand.predicted(_option("channel", weight_error)) == 0.0  # not measured
+    assert cand.predicted(None) == 0.0
 
 
 def test_weight_error_bounded_and_small_tensors_exact(tflite_model):

@@ -106,3 +106,19 @@ def test_a_row_without_the_quantizer(bench, tflite_model):
     assert 0 < row["xz_weight_bytes"] < details["weight_bytes"]
     assert all(row[k] is None for k in bench.COLUMNS if "aieq" in k or "_at_" in k)
     assert details["notes"] == []
+
+
+def test_a_row_with_the_quantizer_columns_of_an_earlier_run(bench, tflite_model):
+    """--aieq_from: the recipe columns come from the earlier row, and tfedge is held to
+    each recipe's drift on the same inputs."""
+    data = tflite_model("dense_f32")
+    earlier = {"aieq_int8": 3.5, "aieq_int8_drift": 0.01}
+    earlier.update(aieq_int4=6.0, aieq_int4_drift=0.0)
+    row, details = bench.bench_model(
+        "mlp", "built in code", data, python=None, num_samples=4, aieq_row=earlier
+    )
+    assert row["aieq_int8"] == 3.5 and row["aieq_int8_drift"] == 0.01
+    assert row["tfedge_at_int8_drift"] > 1.0
+    assert details["tfedge_at_int8_drift_measured"] <= 0.01
+    # Held to zero drift: lossless.
+    assert row["tfedge_at_int4_drift"] == row["tfedge_lossless"]
