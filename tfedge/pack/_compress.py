@@ -20,6 +20,8 @@ from tfedge.tflite import (
     TYPES,
     buffer_data,
     decode_ops,
+    densify_sources,
+    index_bytes,
     insert_decoders,
     packed_format_version,
     read,
@@ -27,7 +29,6 @@ from tfedge.tflite import (
     tensor_name,
     write,
 )
-from tfedge.tflite._densify import densify_sources, index_bytes
 
 # Default output tolerance: the largest output may move by 2% of its own range. Tight
 # enough that class scores keep their order on the representative inputs in practice,

@@ -7,20 +7,18 @@ import numpy as np
 
 from tfedge.errors import FormatError
 from tfedge.tflite import (
+    DENSIFY_FORMAT_VERSION,
     TYPES,
     buffer_data,
     check_decode_buffers,
     check_unshared_size,
+    densify_opcode,
     foreign_errors_as_format_errors,
     read,
+    restore_sparse,
     tensor_bytes,
     tensor_name,
     write,
-)
-from tfedge.tflite._densify import (
-    DENSIFY_FORMAT_VERSION,
-    densify_opcode,
-    restore_sparse,
 )
 
 # Decoded tensors are bounded by their own byte size; this bounds the rest.
@@ -68,8 +66,7 @@ def read_packed(data: bytes, *, trusted: bool = False):
     before decoding anything (docs/FORMAT.md, "Hostile files"). A job is
     (subgraph, payload tensor, weight tensor, tensor bytes, decoded-size bound,
     sparse tensor of a densify decoder or None)."""
-    from tfedge.tflite import decode_ops, packed_format_version
-    from tfedge.tflite._densify import check_densify_ops
+    from tfedge.tflite import check_densify_ops, decode_ops, packed_format_version
 
     model = read(data)
     version = packed_format_version(model)

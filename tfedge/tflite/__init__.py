@@ -3,11 +3,21 @@ TensorFlow.
 
 Besides plain models, the packed graph (docs/FORMAT.md section 1): the TFEDGE_DECODE
 operator surgery both ways (`insert_decoders`, `remove_decoders`, `decode_ops`), the
+DENSIFY-sparse tensors packed as their dense tensors and restored (`densify_sources`,
+`restore_sparse`), the
 `tfedge` metadata entry with the format version (`packed_format_version`), and the
 file-level checks every reader of a packed model makes (`check_decode_buffers`,
 `check_unshared_size`, `foreign_errors_as_format_errors`).
 """
 
+from tfedge.tflite._densify import (
+    DENSIFY_FORMAT_VERSION,
+    check_densify_ops,
+    densify_opcode,
+    densify_sources,
+    index_bytes,
+    restore_sparse,
+)
 from tfedge.tflite._model import (
     ARCHIVE_ATTR,
     FILE_IDENTIFIER,
@@ -49,6 +59,7 @@ from tfedge.tflite._schema import schema
 __all__ = [
     "ARCHIVE_ATTR",
     "DECODE_OP",
+    "DENSIFY_FORMAT_VERSION",
     "FILE_IDENTIFIER",
     "MAX_METADATA_DEPTH",
     "MAX_UNSHARED_GROWTH",
@@ -60,10 +71,14 @@ __all__ = [
     "aligned_buffer_class",
     "buffer_data",
     "check_decode_buffers",
+    "check_densify_ops",
     "check_unshared_size",
     "custom_code",
     "decode_ops",
+    "densify_opcode",
+    "densify_sources",
     "foreign_errors_as_format_errors",
+    "index_bytes",
     "insert_decoders",
     "metadata_format_version",
     "new_buffer",
@@ -72,6 +87,7 @@ __all__ = [
     "packed_format_version",
     "read",
     "remove_decoders",
+    "restore_sparse",
     "schema",
     "tensor_array",
     "tensor_bytes",
