@@ -72,6 +72,33 @@ def fixed_stream(symbols, bits: int) -> bytes:
     return struct.pack("<BBII", 0, bits, len(symbols), len(data)) + data
 
 
+def rans_reference_encode(symbols, freqs, scale: int, lanes: int, block: int):
+    """A plain per-symbol rANS encoder written from docs/FORMAT.md 2.3, one block at
+    a time, for any frequency table: (block offsets, stream data). The reference the
+    vectorised encoder must match byte for byte, and the maker of tables that encoder
+    never writes."""
+    cum = np.cumsum(freqs) - freqs
+    out = b""
+    offsets = []
+    for start in range(0, len(symbols), block):
+        chunk = [int(s) for s in symbols[start : start + block]]
+        x = [1 << 16] * lanes
+        words = []
+        for j in range(len(chunk) - 1, -1, -1):
+            lane, s = j % lanes, chunk[j]
+            f = int(freqs[s])
+            if x[lane] >= f << (32 - scale):
+                words.append(x[lane] & 0xFFFF)
+                x[lane] >>= 16
+            x[lane] = (x[lane] // f << scale) + x[lane] % f + int(cum[s])
+        if start:
+            offsets.append(len(out))
+        out += struct.pack(f"<{lanes}I", *x) + struct.pack(
+            f"<{len(words)}H", *words[::-1]
+        )
+    return offsets, out
+
+
 def channel_section(k: int, channels: int, run: int, entries=b"", *, shared=0) -> bytes:
     """A per-channel codebook section (value kind 2): K, G (`shared`), C, R, then the
     stored entries (the G shared ones, then each channel's K - G own ones)."""

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from tests._payloads import fix_crc
+from tests._payloads import fix_crc, rans_reference_encode
 from tfedge.codecs import (
     _rans,
     decode_payload,
@@ -79,37 +79,12 @@ def test_round_trip_and_exact_size(kind, n, bits, lanes, block):
     assert int(info.frequencies.sum()) == (1 << info.scale_bits if n else 0)
 
 
-def _scalar_encode(symbols, freqs, scale, lanes, block):
-    """A plain per-symbol rANS encoder written from docs/FORMAT.md, one block at a
-    time: the reference the vectorised encoder must match byte for byte."""
-    cum = np.cumsum(freqs) - freqs
-    out = b""
-    offsets = []
-    for start in range(0, len(symbols), block):
-        chunk = [int(s) for s in symbols[start : start + block]]
-        x = [1 << 16] * lanes
-        words = []
-        for j in range(len(chunk) - 1, -1, -1):
-            lane, s = j % lanes, chunk[j]
-            f = int(freqs[s])
-            if x[lane] >= f << (32 - scale):
-                words.append(x[lane] & 0xFFFF)
-                x[lane] >>= 16
-            x[lane] = (x[lane] // f << scale) + x[lane] % f + int(cum[s])
-        if start:
-            offsets.append(len(out))
-        out += struct.pack(f"<{lanes}I", *x) + struct.pack(
-            f"<{len(words)}H", *words[::-1]
-        )
-    return offsets, out
-
-
 @pytest.mark.parametrize("lanes, block", [(1, 4096), (4, 1000), (3, 777), (16, 2048)])
 def test_exact_bytes_match_a_scalar_coder(lanes, block):
     symbols = _symbols("skewed", 5000, 6, lanes)
     buf = encode_stream(symbols, 6, "rans", block, lanes=lanes)
     info = stream_info(buf)
-    offsets, data = _scalar_encode(
+    offsets, data = rans_reference_encode(
         symbols, info.frequencies, info.scale_bits, lanes, block
     )
     header = struct.pack("<BBII", 2, 6, 5000, len(data)) + struct.pack(

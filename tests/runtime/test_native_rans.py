@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 import pytest
 
-from tests._payloads import build, reseal
+from tests._payloads import build, rans_reference_encode, reseal
 from tfedge.codecs import decode_payload, encode_stream
 from tfedge.errors import FormatError
 from tfedge.runtime._native import (
@@ -95,23 +95,7 @@ def _table(freqs) -> bytes:
 def _hand_stream(symbols, bits, freqs, scale, lanes, block) -> bytes:
     """A rANS stream of any frequency table, written from docs/FORMAT.md 2.3 one symbol
     at a time (the encoder under test never writes such tables)."""
-    cum = np.cumsum(freqs) - freqs
-    data, offsets = b"", []
-    for start in range(0, len(symbols), block):
-        chunk = [int(s) for s in symbols[start : start + block]]
-        x = [1 << 16] * lanes
-        words = []
-        for j in range(len(chunk) - 1, -1, -1):
-            lane, s = j % lanes, chunk[j]
-            f = int(freqs[s])
-            if x[lane] >= f << (32 - scale):
-                words.append(x[lane] & 0xFFFF)
-                x[lane] >>= 16
-            x[lane] = (x[lane] // f << scale) + x[lane] % f + int(cum[s])
-        if start:
-            offsets.append(len(data))
-        data += struct.pack(f"<{lanes}I", *x)
-        data += struct.pack(f"<{len(words)}H", *words[::-1])
+    offsets, data = rans_reference_encode(symbols, freqs, scale, lanes, block)
     table = _table(freqs)
     return (
         struct.pack("<BBII", 2, bits, len(symbols), len(data))
