@@ -122,3 +122,26 @@ def test_a_row_with_the_quantizer_columns_of_an_earlier_run(bench, tflite_model)
     assert details["tfedge_at_int8_drift_measured"] <= 0.01
     # Held to zero drift: lossless.
     assert row["tfedge_at_int4_drift"] == row["tfedge_lossless"]
+
+
+def test_densify_index_counts_on_both_sides(bench, tflite_model):
+    """A DENSIFY tensor's index is in the tables, not its buffer: xz and zstd get it
+    after the buffers, and tfedge's weight bytes hold it in its payload (or, carried,
+    in its tables)."""
+    import tfedge
+
+    data = tflite_model("densify")
+    index = bench.sparsity_index(data)
+    assert index  # the fixture's sparse tensor has index vectors
+    weights = bench.concatenated(data, bench.constant_buffers(data)) + index
+    row, details = bench.bench_model(
+        "densify", "built in code", data, python=None, num_samples=4, lossy=False
+    )
+    assert details["weight_bytes"] == len(weights)
+    assert row["xz_weight_bytes"] == bench.xz_bytes(weights)
+    packed = tfedge.compress(data, lossless=True, progress=False)
+    # The kernel's index goes into its payload; the small bias tensor is carried (no
+    # gain), its index still in the tables, and counted there.
+    carried = bench.sparsity_index(bytes(packed))
+    assert 0 < len(carried) < len(index)
+    assert row["lossless_weight_bytes"] == packed.report.weight_bytes[1] + len(carried)
