@@ -229,32 +229,15 @@ def concatenated(data: bytes, spans) -> bytes:
     return b"".join(data[start : start + size] for start, size, _ in spans)
 
 
-# Element types of the sparsity index vectors (the schema's SparseIndexVector union:
-# Int32Vector, Uint16Vector, Uint8Vector), little-endian as stored.
-_INDEX_DTYPES = {1: "<i4", 2: "<u2", 3: "u1"}
-
-
 def sparsity_index(data: bytes) -> bytes:
     """The index vectors (array_segments, array_indices) of every sparse tensor's
     table, concatenated in tensor order: the part of a DENSIFY-sparse weight that is
     not in its buffer."""
-    from tfedge.tflite import read
+    from tfedge.tflite import index_data, read
 
-    parts = []
-    for sg in read(data).subgraphs or []:
-        for t in sg.tensors or []:
-            if t.sparsity is None:
-                continue
-            for d in t.sparsity.dimMetadata or []:
-                for kind, vec in (
-                    (d.arraySegmentsType, d.arraySegments),
-                    (d.arrayIndicesType, d.arrayIndices),
-                ):
-                    if vec is None or getattr(vec, "values", None) is None:
-                        continue
-                    values = np.asarray(vec.values).reshape(-1)
-                    parts.append(values.astype(_INDEX_DTYPES[kind]).tobytes())
-    return b"".join(parts)
+    return b"".join(
+        index_data(t) for sg in read(data).subgraphs or [] for t in sg.tensors or []
+    )
 
 
 def for_the_quantizer(data: bytes) -> bytes:

@@ -16,6 +16,7 @@ from tfedge.tflite._densify import (
     densify_opcode,
     densify_sources,
     index_bytes,
+    index_data,
     restore_sparse,
 )
 from tfedge.tflite._model import (
@@ -79,6 +80,7 @@ __all__ = [
     "densify_sources",
     "foreign_errors_as_format_errors",
     "index_bytes",
+    "index_data",
     "insert_decoders",
     "metadata_format_version",
     "new_buffer",

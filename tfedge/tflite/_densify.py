@@ -395,12 +395,20 @@ def check_densify_ops(model, ops, version: int | None) -> dict[tuple[int, int], 
     return out
 
 
-def index_bytes(t) -> int:
-    """Bytes of tensor `t`'s sparsity index vectors."""
-    return sum(
-        int(np.asarray(vec.values).nbytes)
-        for d in t.sparsity.dimMetadata
+def index_data(t) -> bytes:
+    """Tensor `t`'s sparsity index vectors as the tables store them (each in its
+    vector's element type, little-endian), in dimension order; empty without them."""
+    if t.sparsity is None:
+        return b""
+    return b"".join(
+        np.asarray(vec.values).reshape(-1).astype(INDEX_DTYPES[kind]).tobytes()
+        for d in t.sparsity.dimMetadata or []
         if d.format == SPARSE_CSR
-        for _w, _k, vec in _vectors(d)
+        for _w, kind, vec in _vectors(d)
         if vec is not None and vec.values is not None
     )
+
+
+def index_bytes(t) -> int:
+    """Bytes of tensor `t`'s sparsity index vectors."""
+    return len(index_data(t))
