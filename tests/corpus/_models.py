@@ -8,33 +8,22 @@ nothing is skipped for want of the corpus.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tfedge
+from tests._scripts import load_script
 from tfedge.tflite import ARCHIVE_ATTR, buffer_data, read, tensor_name, write
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = 0
 # Invocations per run: the streaming wake-word models keep state in variables, so a
 # few steps in a row also compare what the state does.
 STEPS = 3
 
 
-def _load_fetcher():
-    spec = importlib.util.spec_from_file_location(
-        "tfedge_corpus_fetcher", ROOT / "scripts" / "corpus.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetcher = _load_fetcher()
+fetcher = load_script("corpus.py", "tfedge_corpus_fetcher")
 MODELS: list[dict] = fetcher.models()
 IDS = [e["id"] for e in MODELS]
 _BYTES: dict[str, bytes] = {}

@@ -3,26 +3,18 @@ opcode copy it hands the quantizer, the shared inputs and one whole row."""
 
 from __future__ import annotations
 
-import importlib.util
 import lzma
-import os
 
 import numpy as np
 import pytest
 
+from tests._scripts import load_script
 from tfedge.tflite import buffer_data, read, tensor_name, write
-
-_SCRIPT = os.path.join(
-    os.path.dirname(__file__), os.pardir, os.pardir, "scripts", "bench_corpus.py"
-)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_corpus", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_corpus.py", "bench_corpus")
 
 
 @pytest.mark.parametrize(

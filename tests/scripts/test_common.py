@@ -3,15 +3,11 @@ convolutions (what scripts/deep_compression.py hands `deep_compress`)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
-_SCRIPT = os.path.join(
-    os.path.dirname(__file__), os.pardir, os.pardir, "scripts", "_common.py"
-)
+from tests._scripts import load_script
+
 # Folding reorders float32 products and sums (kernel * scale before the convolution
 # instead of after it, through 20 layers): relative differences of a few 1e-6 per
 # layer; 1e-4 of the logits' scale is far below any change of a prediction.
@@ -20,10 +16,7 @@ FOLD_RTOL = 1e-4
 
 @pytest.fixture(scope="module")
 def common():
-    spec = importlib.util.spec_from_file_location("_common", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("_common.py", "_common")
 
 
 def test_fold_batch_norm_computes_the_same_function(common):
