@@ -19,6 +19,7 @@ from setuptools import Extension, setup
 _SOURCES = [
     "tfedge/runtime/cc/decoder.cc",
     "tfedge/runtime/cc/c_api.cc",
+    "tfedge/runtime/cc/rans_encode.cc",
     "tfedge/runtime/cc/delegate.cc",
     "tfedge/runtime/cc/sparse_kernels.cc",
 ]

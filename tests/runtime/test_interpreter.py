@@ -15,6 +15,7 @@ import pytest
 from ai_edge_litert import interpreter as litert
 
 import tfedge
+from tests._native import NATIVE
 from tests._payloads import fix_crc, payload_spans
 from tfedge.codecs import encode_payload
 from tfedge.errors import FormatError, TfedgeError
@@ -26,13 +27,7 @@ from tfedge.runtime._interpreter import (
 )
 from tfedge.tflite import decode_ops, insert_decoders, read, write
 
-pytestmark = [
-    pytest.mark.native,
-    pytest.mark.skipif(
-        not _native.native_available(),
-        reason="the native library is not built (no compiler)",
-    ),
-]
+pytestmark = NATIVE
 
 # Float outputs: the consumers of decoded weights see non-constant weights, so they run
 # other kernels (no XNNPACK weight packing) than the expanded model, and sum in another

@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
+from tests._native import NATIVE
 from tests._payloads import (
     ELEMENTS,
     SHARED_MODES,
@@ -26,14 +27,9 @@ from tfedge.codecs import (
 )
 from tfedge.errors import FormatError
 from tfedge.runtime import _native
-from tfedge.runtime._native import decode_payload_native, native_available
+from tfedge.runtime._native import decode_payload_native
 
-pytestmark = [
-    pytest.mark.native,
-    pytest.mark.skipif(
-        not native_available(), reason="the native library is not built (no compiler)"
-    ),
-]
+pytestmark = NATIVE
 
 # (id, layout, value kind, value coding, gap coding)
 CODECS = [

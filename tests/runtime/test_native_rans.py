@@ -19,21 +19,16 @@ import zlib
 import numpy as np
 import pytest
 
+from tests._native import NATIVE
 from tests._payloads import build, rans_reference_encode, reseal
 from tfedge.codecs import decode_payload, encode_stream
 from tfedge.errors import FormatError
 from tfedge.runtime._native import (
     crc32_native,
     decode_payload_native,
-    native_available,
 )
 
-pytestmark = [
-    pytest.mark.native,
-    pytest.mark.skipif(
-        not native_available(), reason="the native library is not built (no compiler)"
-    ),
-]
+pytestmark = NATIVE
 
 ROUNDS = ("simd", "scalar")
 

@@ -19,18 +19,13 @@ import tensorflow as tf
 import tfedge
 import tfedge.keras
 from tests import tflite_models
+from tests._native import NATIVE
 from tfedge.runtime import _native
 from tfedge.runtime._interpreter import Interpreter, load_decode_delegate
 from tfedge.tflite import read
 from tfedge.tflite._model import buffer_data, opcode_name
 
-pytestmark = [
-    pytest.mark.native,
-    pytest.mark.skipif(
-        not _native.native_available(),
-        reason="the native library is not built (no compiler)",
-    ),
-]
+pytestmark = NATIVE
 
 # Float32: the sparse kernel sums the same products in another order (CSR order, four
 # partial sums, FMA), so outputs differ by rounding only: far below 1e-5 of the

@@ -14,6 +14,8 @@
   k-means and entropy-constrained scalar quantization (Choi et al. 2017).
 * `relative_index` / `positions_from_gaps`: the sparse relative index with fillers.
 * `crc32`, `entropy_bits`.
+* `set_rans_encoder`: a faster rANS encoder with the numpy one's bytes (the native
+  library's, installed by `tfedge.runtime.use_native_rans_encoder`).
 * `decoded_bound`, `EXPANSION_RATIO`, `EXPANSION_FLOOR`, `MAX_BLOCK_SIZE`: the
   readers' resource bound.
 """
@@ -58,6 +60,7 @@ from tfedge.codecs._limits import (
     MAX_BLOCK_SIZE,
     decoded_bound,
 )
+from tfedge.codecs._rans import set_rans_encoder
 from tfedge.codecs._sparse import positions_from_gaps, relative_index
 from tfedge.codecs._streams import (
     StreamInfo,
@@ -112,6 +115,7 @@ __all__ = [
     "read_header",
     "relative_index",
     "rotate_left",
+    "set_rans_encoder",
     "stream_info",
     "stream_size",
     "stream_size_from_frequencies",

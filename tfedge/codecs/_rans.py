@@ -299,12 +299,34 @@ def _layout(count: int, lanes: int, block_size: int):
 _ENCODE_GROUP_SYMBOLS = 1 << 22
 
 
+# A faster encoder with `rans_encode`'s contract and bytes, `fn(symbols, plan)`, or None
+# for numpy's; tfedge.runtime installs the native library's (`set_rans_encoder`).
+_accelerated = None
+
+
+def set_rans_encoder(fn):
+    """Makes `fn(symbols, plan) -> (block offsets, data)` encode every rANS stream
+    instead of the numpy encoder (None: numpy again); returns the previous one. `fn`
+    must give the numpy encoder's bytes: tfedge.runtime tests its native one so."""
+    global _accelerated
+    previous, _accelerated = _accelerated, fn
+    return previous
+
+
 def rans_encode(symbols: np.ndarray, p: RansPlan) -> tuple[np.ndarray, bytes]:
     """Encodes `symbols` (1-D ints, each with a non-zero frequency) under plan `p`.
 
-    Returns `(block byte offsets of blocks 1.., data)`. Vectorised across blocks and
-    lanes: one pass of a few numpy operations per interleaving step, in 32 bits.
+    Returns `(block byte offsets of blocks 1.., data)`. With an encoder installed by
+    `set_rans_encoder`, that one; otherwise numpy's (`rans_encode_numpy`).
     """
+    if _accelerated is not None:
+        return _accelerated(symbols, p)
+    return rans_encode_numpy(symbols, p)
+
+
+def rans_encode_numpy(symbols: np.ndarray, p: RansPlan) -> tuple[np.ndarray, bytes]:
+    """`rans_encode` in numpy, the reference. Vectorised across blocks and lanes: one
+    pass of a few numpy operations per interleaving step, in 32 bits."""
     sym = np.asarray(symbols).reshape(-1).astype(np.int64)
     count = sym.size
     lanes, block = p.lanes, p.block_size

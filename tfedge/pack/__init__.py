@@ -45,6 +45,13 @@ from tfedge.pack._verify import ModelRunner as ModelRunner
 from tfedge.pack._verify import drift as drift
 from tfedge.pack._verify import interpreter_class as interpreter_class
 from tfedge.pack._verify import tflite_metric as tflite_metric
+from tfedge.runtime import use_native_rans_encoder
+
+# Every payload tfedge writes is encoded through this package: rANS streams are encoded
+# by the native library when it is built (the numpy encoder's bytes, with which the
+# search sizes each candidate; tests/runtime/test_native_rans_encode.py holds them
+# equal).
+use_native_rans_encoder()
 
 __all__ = ["DEFAULT_TOLERANCE", "Packed", "Report", "TensorReport", "compress"]
 

@@ -1029,12 +1029,13 @@ def _fill_row(row: TensorReport, enc: _encode.Encoded) -> None:
 def _self_check(
     out: bytes, candidates: list[_Candidate], payloads: dict[int, bytes]
 ) -> bytes:
-    """Expands the packed bytes with the numpy reference, compares every tensor with the
-    values that were verified, and returns the expanded model."""
-    from tfedge.codecs import decode_payload
+    """Expands the packed bytes as `tfedge.expand` does (the native decoder when it is
+    built, which `tfedge.Interpreter` uses too; else the numpy reference), compares
+    every tensor with the values that were verified, and returns the expanded
+    model."""
     from tfedge.runtime import expand
 
-    expanded_bytes = expand(out, decoder=decode_payload)
+    expanded_bytes = expand(out)
     expanded = read(expanded_bytes)
     for c in candidates:
         if c.buffer not in payloads:

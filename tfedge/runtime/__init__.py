@@ -5,7 +5,11 @@ an external delegate; importing it loads LiteRT, so it is resolved on first use.
 """
 
 from tfedge.runtime._expand import expand
-from tfedge.runtime._native import decode_payload_native, native_available
+from tfedge.runtime._native import (
+    decode_payload_native,
+    native_available,
+    use_native_rans_encoder,
+)
 
 __all__ = [
     "Interpreter",
@@ -14,6 +18,7 @@ __all__ = [
     "expand",
     "load_decode_delegate",
     "native_available",
+    "use_native_rans_encoder",
 ]
 
 _LAZY = {"Interpreter", "allocate_tensors", "load_decode_delegate"}

@@ -38,6 +38,20 @@ TFEDGE_EXPORT int tfedge_decode(const uint8_t* payload, size_t n, uint8_t* out,
 // zlib-compatible CRC-32 of `n` bytes continuing from `crc` (0 to start).
 TFEDGE_EXPORT uint32_t tfedge_crc32(uint32_t crc, const uint8_t* data, size_t n);
 
+// Encodes `count` symbols (each in [0, alphabet) with a non-zero frequency) as the
+// data of a rANS stream (docs/FORMAT.md section 2.3): frequencies `freqs` summing to
+// 2**scale_bits, `lanes` interleaved states (1..32), blocks of `block_size` symbols.
+// Writes each block's final states and its words, blocks in order, to `out`
+// (`out_capacity` >= nblocks * 4 * lanes + 2 * count), the byte offset of each block
+// after the first to `block_offsets` (nblocks - 1 entries) and the bytes written to
+// `*out_size`. The same bytes as the numpy encoder, tfedge.codecs' reference.
+// TFEDGE_ARGUMENT_ERROR on a bad argument or symbol; nothing is written then.
+TFEDGE_EXPORT int tfedge_rans_encode(const int32_t* symbols, size_t count,
+                                     const uint32_t* freqs, size_t alphabet,
+                                     int scale_bits, int lanes, size_t block_size,
+                                     uint8_t* out, size_t out_capacity,
+                                     uint64_t* block_offsets, size_t* out_size);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif
