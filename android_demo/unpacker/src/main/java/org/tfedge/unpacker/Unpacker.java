@@ -889,21 +889,33 @@ public final class Unpacker {
         return at;
     }
 
+    /**
+     * Writes a new table's vtable and then the table: its soffset and {@code size - 4}
+     * zero bytes, to be filled in with {@link Sink#putI32}. {@code fields} are the
+     * offsets in the table of fields 0, 1, ... (each 4 bytes). Returns the table's
+     * position.
+     */
+    private static int startTable(Sink s, int size, int... fields) {
+        s.align(2, 0);
+        int vt = s.pos;
+        s.u16(4 + 2 * fields.length); // vtable size
+        s.u16(size); // table size
+        for (int f : fields) {
+            s.u16(f);
+        }
+        s.align(4, 0);
+        int t = s.pos;
+        s.i32(t - vt);
+        s.zeros(size - 4);
+        return t;
+    }
+
     /** A DENSIFY operator (input S, output D, no options) in place of a densify decoder. */
     private int writeDensifyOp(Sink s, Densify.Target t) {
         int[] tensors = tensorMaps.get(subgraph);
-        s.align(2, 0);
-        int vt = s.pos;
-        s.u16(10); // vtable size: three fields
-        s.u16(16); // table size: soffset + opcode_index + inputs + outputs
-        s.u16(4);
-        s.u16(8);
-        s.u16(12);
-        s.align(4, 0);
-        int t0 = s.pos;
-        s.i32(t0 - vt);
-        s.i32(opcodeMap[densifyCode]);
-        s.zeros(8);
+        // opcode_index, inputs and outputs after the soffset
+        int t0 = startTable(s, 16, 4, 8, 12);
+        s.putI32(t0 + 4, opcodeMap[densifyCode]);
         int in = s.pos;
         s.i32(1);
         s.i32(tensors[t.sparse]);
@@ -918,15 +930,7 @@ public final class Unpacker {
     /** A new Int32Vector, Uint16Vector or Uint8Vector table (union member kind) of v. */
     private int writeIndexVector(Sink s, int kind, int[] v) {
         int es = Densify.vectorElementSize(kind);
-        s.align(2, 0);
-        int vt = s.pos;
-        s.u16(6);
-        s.u16(8);
-        s.u16(4);
-        s.align(4, 0);
-        int t0 = s.pos;
-        s.i32(t0 - vt);
-        s.zeros(4);
+        int t0 = startTable(s, 8, 4); // values, after the soffset
         int vec = s.pos;
         s.i32(v.length);
         byte[] bytes = new byte[v.length * es];
@@ -1040,15 +1044,7 @@ public final class Unpacker {
 
     /** A new Buffer table for a decoded weight; its data is placed, not written, here. */
     private int writeDecodedBuffer(Sink s, int index, int n) {
-        s.align(2, 0);
-        int vt = s.pos;
-        s.u16(6); // vtable size: one field
-        s.u16(8); // table size: soffset + uoffset
-        s.u16(4); // field 0 (data) at offset 4
-        s.align(4, 0);
-        int t = s.pos;
-        s.i32(t - vt);
-        s.zeros(4);
+        int t = startTable(s, 8, 4); // data, after the soffset
         s.align(16, 12);
         int vec = s.pos;
         s.i32(n);
