@@ -89,15 +89,23 @@ _ECSQ_ITERATIONS = 20
 
 # Uniform grid options (`grid_options`): the index widths tried, finest last. 9 bits
 # is one past the finest codebook (8), 14 bits is float16's precision and more: the
-# constant-Q filter bank of basic-pitch (a grid is what it takes) drifts 0.30 at 9
+# constant-Q filter bank of basic-pitch (a grid is what it takes) drifts, alone on the
+# benchmark's 32 samples, 0.30 at 9
 # bits, 0.058 at 12 and 0.048 at 13, in 7.2, 9.5 and 10.3 KB against 19.4 KB exact.
 GRID_BITS = (9, 10, 11, 12, 13, 14)
 # Grid options are built for a tensor only when its finest codebook option, measured
-# alone, drifts past this fraction of the tolerance: then that tensor alone would take
-# most of what the search may spend (and with the search's reserve, all of it), so
-# only finer options let it be shared. Below it the codebooks serve, and the grid's
-# encodings (a lossless coding each) are not paid for.
+# alone, drifts past this fraction of the tolerance. The search holds the drift to
+# SEARCH_MARGIN (0.6) of the tolerance, and sensitivity is measured on 4 samples, the
+# maximum over all of them being larger: a tensor past a quarter on the probe takes
+# most of the budget on all samples (basic-pitch's second filter bank: under half the
+# tolerance 0.228 on the probe at 8 bits, 0.19 on all 32 samples), so only finer
+# options let it be shared. Below it the codebooks serve, and the grid's encodings are
+# not paid for.
 GRID_WHEN_DRIFT_FRACTION = 0.25
+# A grid option encodes only the lossless candidate its estimate ranks first: the
+# estimate is within a few bytes of the payload, the widths kilobytes apart, and each
+# rANS encoding is most of a grid option's time.
+_GRID_FINALISTS = 1
 
 
 # The option kind of ECSQ codebooks: "tensor", as k-means per-tensor codebooks, so
@@ -512,7 +520,7 @@ def grid_option(
     error = _relative_error(rounded, values)
     if error == 0.0:
         return None
-    enc = _encode.encode_lossless(ttype, rounded, shape)
+    enc = _encode.encode_lossless(ttype, rounded, shape, finalists=_GRID_FINALISTS)
     enc.weight_error, enc.lossless, enc.bits = error, False, bits
     return Option(
         f"{bits} bits grid",
