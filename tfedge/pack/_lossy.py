@@ -87,11 +87,11 @@ _ESTIMATE_SLACK_BYTES = 16
 _ECSQ_ITERATIONS = 20
 
 
-# Uniform grid options (`grid_options`): the index widths tried, finest last. 9 bits
-# is one past the finest codebook (8), 14 bits is float16's precision and more: the
-# constant-Q filter bank of basic-pitch (a grid is what it takes) drifts, alone on the
-# benchmark's 32 samples, 0.30 at 9
-# bits, 0.058 at 12 and 0.048 at 13, in 7.2, 9.5 and 10.3 KB against 19.4 KB exact.
+# Uniform grid options (`grid_options`): the index widths tried. 9 bits is one past
+# the finest codebook (8), 14 bits past float16's precision: the constant-Q filter
+# bank of basic-pitch (a grid is what it takes) drifts, alone on the benchmark's 32
+# samples, 0.30 at 9 bits, 0.058 at 12 and 0.048 at 13, in 7.2, 9.5 and 10.3 KB
+# against 19.4 KB exact.
 GRID_BITS = (9, 10, 11, 12, 13, 14)
 # Grid options are built for a tensor only when its finest codebook option, measured
 # alone, drifts past this fraction of the tolerance. The search holds the drift to
