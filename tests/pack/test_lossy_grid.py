@@ -24,8 +24,9 @@ _RNG = np.random.default_rng(0)
 # model of test_lossy.py.
 _UNLIKE_SCALES = np.exp(_RNG.uniform(np.log(1e-3), 0.0, 16))
 # Weight tensors: (dtype, values, shape). Channels of unlike ranges (a per-channel
-# grid), channels alike (one grid), a 40%-pruned one (zeros stay zero), a float16 one
-# and a [1, H, W, C] depthwise one (channels on the last axis).
+# grid), channels alike (one grid), a 40%-pruned one (zeros stay zero), a float16 one,
+# a [1, H, W, C] depthwise one (channels on the last axis) and a large one (16,384
+# weights: every width past GRID_MIN_BYTES).
 TENSORS = {
     "unlike": (
         F32,
@@ -46,13 +47,14 @@ TENSORS = {
     "depthwise": (
         F32,
         (
-            _RNG.standard_normal((1, 3, 3, 64))
+            _RNG.standard_normal((1, 5, 5, 64))
             * _UNLIKE_SCALES[None, None, None, :4].repeat(16)
         )
         .astype(np.float32)
         .reshape(-1),
-        [1, 3, 3, 64],
+        [1, 5, 5, 64],
     ),
+    "large": (F32, _RNG.standard_normal(16384).astype(np.float32), [64, 256]),
 }
 # Tensors whose channels differ by at least CHANNEL_MIN_SPREAD (each gets its step).
 PER_CHANNEL = {"unlike", "depthwise"}
@@ -142,13 +144,23 @@ def test_payload_decodes_to_the_checked_values(name):
         assert option.label == f"{option.bits} bits grid"
 
 
-def test_grid_options_respect_the_byte_bound():
-    ttype, values, shape = TENSORS["alike"]
+def test_grid_options_respect_the_byte_bounds():
+    ttype, values, shape = TENSORS["large"]
     sizes = [o.payload_bytes for o in _lossy.grid_options(ttype, values, shape, 10**9)]
+    assert len(sizes) == len(_lossy.GRID_BITS)
     bound = sorted(sizes)[len(sizes) // 2]
+    assert bound >= _lossy.GRID_MIN_BYTES
     kept = _lossy.grid_options(ttype, values, shape, max_bytes=bound)
     assert kept and all(o.payload_bytes < bound for o in kept)
     assert len(kept) < len(sizes)
+    # A tensor whose exact payload is under GRID_MIN_BYTES gets no grid at all.
+    assert not _lossy.grid_options(ttype, values, shape, _lossy.GRID_MIN_BYTES - 1)
+
+
+def test_float16_grids_stop_at_its_significand():
+    ttype, values, shape = TENSORS["float16"]
+    bits = {o.bits for o in _lossy.grid_options(ttype, values, shape, 10**9)}
+    assert bits and max(bits) <= np.finfo(np.float16).nmant + 1
 
 
 def test_no_grid_for_integer_tensors():
