@@ -25,36 +25,36 @@ _RNG = np.random.default_rng(0)
 _UNLIKE_SCALES = np.exp(_RNG.uniform(np.log(1e-3), 0.0, 16))
 # Weight tensors: (dtype, values, shape). Channels of unlike ranges (a per-channel
 # grid), channels alike (one grid), a 40%-pruned one (zeros stay zero), a float16 one,
-# a [1, H, W, C] depthwise one (channels on the last axis) and a large one (16,384
-# weights: every width past GRID_MIN_BYTES).
+# a [1, H, W, C] depthwise one (channels on the last axis) and a large one (32,768
+# weights: every width past GRID_MIN_BYTES); all at least GRID_MIN_BYTES raw.
 TENSORS = {
     "unlike": (
         F32,
-        (_RNG.standard_normal((16, 3, 3, 8)) * _UNLIKE_SCALES[:, None, None, None])
+        (_RNG.standard_normal((16, 3, 3, 32)) * _UNLIKE_SCALES[:, None, None, None])
         .astype(np.float32)
         .reshape(-1),
-        [16, 3, 3, 8],
+        [16, 3, 3, 32],
     ),
-    "alike": (F32, _RNG.standard_normal(2048).astype(np.float32), [32, 64]),
+    "alike": (F32, _RNG.standard_normal(8192).astype(np.float32), [64, 128]),
     "pruned": (
         F32,
-        np.where(_RNG.random(2048) < 0.4, 0.0, _RNG.standard_normal(2048)).astype(
+        np.where(_RNG.random(8192) < 0.4, 0.0, _RNG.standard_normal(8192)).astype(
             np.float32
         ),
-        [32, 64],
+        [64, 128],
     ),
-    "float16": (F16, _RNG.standard_normal(2048).astype(np.float16), [32, 64]),
+    "float16": (F16, _RNG.standard_normal(8192).astype(np.float16), [64, 128]),
     "depthwise": (
         F32,
         (
-            _RNG.standard_normal((1, 5, 5, 64))
+            _RNG.standard_normal((1, 9, 9, 64))
             * _UNLIKE_SCALES[None, None, None, :4].repeat(16)
         )
         .astype(np.float32)
         .reshape(-1),
-        [1, 5, 5, 64],
+        [1, 9, 9, 64],
     ),
-    "large": (F32, _RNG.standard_normal(16384).astype(np.float32), [64, 256]),
+    "large": (F32, _RNG.standard_normal(32768).astype(np.float32), [128, 256]),
 }
 # Tensors whose channels differ by at least CHANNEL_MIN_SPREAD (each gets its step).
 PER_CHANNEL = {"unlike", "depthwise"}
