@@ -308,7 +308,9 @@ def compress_tflite(
         )
         clock.lap("samples")
     if check is not None:
-        _measure_sensitivity(check, candidates, tolerance, progress)
+        _measure_sensitivity(
+            check, candidates, tolerance, progress, finer=bits is None and max_bits == 8
+        )
         clock.lap("sensitivity")
         _search(check, candidates, tolerance, bits, backed_off, notes)
         clock.lap("search")
@@ -737,7 +739,7 @@ class _DriftCheck:
 
 
 def _measure_sensitivity(
-    check: _DriftCheck, candidates, tolerance: float, progress
+    check: _DriftCheck, candidates, tolerance: float, progress, *, finer: bool = False
 ) -> None:
     """Each lossy tensor's drift, measured per option kind with that tensor alone: at
     its finest option of the kind, then at the coarsest one whose drift, extrapolated
@@ -747,20 +749,36 @@ def _measure_sensitivity(
     basic-pitch drifts 0.15 at 8 bits and 0.29 at 3, 36 times the error): one point at
     the coarsest option predicted the finest ones 20 times too low, and the search spent
     its verifications finding out. A tensor whose finest option already drifts past
-    the tolerance costs one run per kind."""
+    the tolerance costs one run per kind. With `finer`, a tensor whose every finest
+    option drifts past `_lossy.GRID_WHEN_DRIFT_FRACTION` of the tolerance gets the
+    uniform grid options (`_lossy.grid_options`), measured the same way."""
     lossy = [c for c in candidates if c.options]
     for c in _progress(lossy, "sensitivity", progress):
-        by_kind: dict[str, list[_lossy.Option]] = {}
-        for o in c.options:  # ascending weight error
-            by_kind.setdefault(o.kind, []).append(o)
-        for kind, opts in by_kind.items():
-            finest = opts[0]
-            points = [(finest.weight_error, check.probe_drift(c, finest))]
-            c.sensitivity[kind] = points
-            within = [o for o in opts[1:] if c.predicted(o) <= tolerance]
-            if within:
-                o = within[-1]
-                points.append((o.weight_error, check.probe_drift(c, o)))
+        _measure_kinds(check, c, c.options, tolerance)
+        finest = min(points[0][1] for points in c.sensitivity.values())
+        if finer and finest > _lossy.GRID_WHEN_DRIFT_FRACTION * tolerance:
+            grid = _lossy.grid_options(
+                c.ttype, c.values, c.row.shape, c.base_bytes - c.overhead
+            )
+            if grid:
+                c.options = sorted(c.options + grid, key=lambda o: o.weight_error)
+                _measure_kinds(check, c, grid, tolerance)
+
+
+def _measure_kinds(check: _DriftCheck, c, options, tolerance: float) -> None:
+    """`_measure_sensitivity`'s points of each kind of `options` (ascending weight
+    error)."""
+    by_kind: dict[str, list[_lossy.Option]] = {}
+    for o in options:
+        by_kind.setdefault(o.kind, []).append(o)
+    for kind, opts in by_kind.items():
+        finest = opts[0]
+        points = [(finest.weight_error, check.probe_drift(c, finest))]
+        c.sensitivity[kind] = points
+        within = [o for o in opts[1:] if c.predicted(o) <= tolerance]
+        if within:
+            o = within[-1]
+            points.append((o.weight_error, check.probe_drift(c, o)))
 
 
 def _steps(candidates) -> list[tuple[_Candidate, _lossy.Option, float]]:

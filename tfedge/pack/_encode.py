@@ -82,12 +82,14 @@ def _entropy_bytes(
 _EXACT_FINALISTS = 2
 
 
-def _smallest(options: list[dict]) -> tuple[dict, bytes]:
+def _smallest(
+    options: list[dict], finalists: int = _EXACT_FINALISTS
+) -> tuple[dict, bytes]:
     """The option whose payload is smallest, and that payload: options are ranked by
-    their estimated sizes (no encoding), then the best few are encoded and the
+    their estimated sizes (no encoding), then the best `finalists` are encoded and the
     smallest exact payload wins (the earlier on a tie)."""
     ranked = sorted(options, key=lambda kw: codecs.payload_size(estimate=True, **kw))
-    finalists = [(kw, codecs.encode_payload(**kw)) for kw in ranked[:_EXACT_FINALISTS]]
+    finalists = [(kw, codecs.encode_payload(**kw)) for kw in ranked[:finalists]]
     return min(finalists, key=lambda pair: len(pair[1]))
 
 
@@ -231,10 +233,13 @@ def exactly_codable(arr: np.ndarray, shape=None) -> bool:
     )
 
 
-def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
+def encode_lossless(
+    ttype: int, arr: np.ndarray, shape=None, *, finalists: int = _EXACT_FINALISTS
+) -> Encoded:
     """The smallest bit-exact payload of `arr` (1-D, the tensor's dtype); with the
     tensor's `shape`, per-channel codebooks along its first and last axes are tried
-    too."""
+    too. `finalists`: how many of the candidates ranked best by estimated size are
+    encoded (rANS encoding is the cost)."""
     size = arr.dtype.itemsize
     n = arr.size
     u = _uint_view(arr)
@@ -269,7 +274,7 @@ def encode_lossless(ttype: int, arr: np.ndarray, shape=None) -> Encoded:
             fill = uniq[mode : mode + 1].view(arr.dtype)
             for kw in [common, *planes]:
                 cands.append(dict(layout="sparse", elements=arr, fill=fill, **kw))
-    chosen, best = _smallest(cands)
+    chosen, best = _smallest(cands, finalists)
     sparsity = _zero_fraction(arr)
     if id(chosen) in channel_books:
         cb = channel_books[id(chosen)]

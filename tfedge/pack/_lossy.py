@@ -15,6 +15,14 @@ Numpy only. Two kinds of option, at 1-8 bits:
   levels each as one codebook gives the whole tensor. Stored as per-channel codebooks
   (docs/FORMAT.md, version 2).
 Exact zeros (pruned weights) stay exact in both.
+
+Past the finest codebook, for tensors whose every codebook option drifts too far
+(`grid_options`): the weights rounded to a uniform grid of 9-14 bits whose step is a
+power of two (per output channel when the channels' ranges differ), written by the
+lossless coder. A multiple of a power-of-two step below 2**14 has at most 14
+significant bits, so a float32's low mantissa bits are zero and its byte planes
+(docs/FORMAT.md, section 2.4) code in about the grid's entropy, with no codebook to
+store: a codebook of thousands of entries would cost more than the indices it saves.
 """
 
 from __future__ import annotations
@@ -77,6 +85,34 @@ _ESTIMATE_SLACK_BYTES = 16
 # The most ECSQ iterations (assignment, then code lengths and centroids) per lambda;
 # from the uniform start they settle in 10-20.
 _ECSQ_ITERATIONS = 20
+
+
+# Uniform grid options (`grid_options`): the index widths tried. 9 bits is one past
+# the finest codebook (8), 14 bits past float16's precision: the constant-Q filter
+# bank of basic-pitch (a grid is what it takes) drifts, alone on the benchmark's 32
+# samples, 0.30 at 9 bits, 0.058 at 12 and 0.048 at 13, in 7.2, 9.5 and 10.3 KB
+# against 19.4 KB exact.
+GRID_BITS = (9, 10, 11, 12, 13, 14)
+# Grid options are built for a tensor only when its finest codebook option, measured
+# alone, drifts past this fraction of the tolerance. The search holds the drift to
+# SEARCH_MARGIN (0.6) of the tolerance, and sensitivity is measured on 4 samples, the
+# maximum over all of them being larger: a tensor past a quarter on the probe takes
+# most of the budget on all samples (basic-pitch's second filter bank: under half the
+# tolerance 0.228 on the probe at 8 bits, 0.19 on all 32 samples), so only finer
+# options let it be shared. Below it the codebooks serve, and the grid's encodings are
+# not paid for.
+GRID_WHEN_DRIFT_FRACTION = 0.25
+# Grid options are built only for tensors whose exact payload takes at least this
+# many bytes: each costs its encodings and one or two model runs of the sensitivity
+# probe. At the default tolerance pose_landmark_full (float16) ran its probe 131 times
+# without grids, 218 with them from 4 KB and 181 from 16 KB, writing the same file
+# (1.16x against 1.13x) from either; palm_detection_lite 1.40x either way (1.16x
+# without).
+GRID_MIN_BYTES = 16384
+# A grid option encodes only the lossless candidate its estimate ranks first: the
+# estimate is within a few bytes of the payload, the widths kilobytes apart, and each
+# rANS encoding is most of a grid option's time.
+_GRID_FINALISTS = 1
 
 
 # The option kind of ECSQ codebooks: "tensor", as k-means per-tensor codebooks, so
@@ -442,4 +478,84 @@ def ecsq_options(ttype: int, values: np.ndarray, rivals: list[Option]) -> list[O
         ):
             continue
         out.append(shared_option(ttype, values, shared, f"ecsq {error:g}", ECSQ_KIND))
+    return out
+
+
+GRID_KIND = "grid"
+
+
+def grid_values(values: np.ndarray, bits: int, layout: tuple[int, int] | None):
+    """`values` (float, 1-D) rounded to the nearest multiple of a power-of-two step,
+    the largest step that keeps 2**(bits - 1) - 1 steps within the largest magnitude:
+    of the whole tensor, or of each channel when `layout` (channels, run) is given and
+    the channels' ranges differ by CHANNEL_MIN_SPREAD or more. In the tensor's dtype;
+    zeros stay zero. None when the dtype is not float or nothing is non-zero."""
+    if values.dtype.kind != "f" or not values.size:
+        return None
+    w = values.astype(np.float64)
+    levels = 2 ** (bits - 1) - 1
+    scale = np.array([np.max(np.abs(w))])
+    owner = np.zeros(w.size, np.int64)
+    if layout is not None:
+        channels, run = layout
+        channel = (np.arange(w.size, dtype=np.int64) // run) % channels
+        ranges = np.zeros(channels)
+        np.maximum.at(ranges, channel, np.abs(w))
+        live = ranges[ranges > 0]
+        if live.size and live.max() >= CHANNEL_MIN_SPREAD * np.median(live):
+            scale, owner = ranges, channel
+    if not np.any(scale > 0):
+        return None
+    # The step: a power of two (exact in any float type, and a multiple of it keeps
+    # the low mantissa bits zero); channels of zeros get a step of 1 (all zero).
+    safe = np.where(scale > 0, scale, levels)
+    step = np.exp2(np.floor(np.log2(safe / levels)))
+    s = step[owner]
+    return (np.round(w / s) * s).astype(values.dtype)
+
+
+def grid_option(
+    ttype: int, values: np.ndarray, bits: int, shape, layout: tuple[int, int] | None
+) -> Option | None:
+    """The uniform grid of `bits` bits (`grid_values`) as an option: its smallest
+    exact payload (`_encode.encode_lossless` of the rounded values), decoding to
+    exactly those values. None when `grid_values` gives none or the grid is the
+    tensor itself."""
+    rounded = grid_values(values, bits, layout)
+    if rounded is None:
+        return None
+    error = _relative_error(rounded, values)
+    if error == 0.0:
+        return None
+    enc = _encode.encode_lossless(ttype, rounded, shape, finalists=_GRID_FINALISTS)
+    enc.weight_error, enc.lossless, enc.bits = error, False, bits
+    return Option(
+        f"{bits} bits grid",
+        bits,
+        len(enc.payload),
+        error,
+        enc.decoded,
+        kind=GRID_KIND,
+        _encoded=enc,
+        sparsity=enc.sparsity,
+        entropy_bytes=enc.entropy_bytes,
+    )
+
+
+def grid_options(ttype: int, values: np.ndarray, shape, max_bytes: int) -> list[Option]:
+    """The grid options at each of GRID_BITS (up to the dtype's significand bits)
+    whose payload is under `max_bytes` (the tensor's exact cost, less the graph's
+    overhead), ascending weight error; none for tensors that are not float or whose
+    `max_bytes` is under GRID_MIN_BYTES."""
+    if values.dtype.kind != "f" or max_bytes < GRID_MIN_BYTES:
+        return []
+    layout = channel_layout(shape, values.size)
+    # A grid finer than the dtype's significand (float16: 11 bits) is the tensor
+    # itself but for its smallest values.
+    significand = np.finfo(values.dtype).nmant + 1
+    out = []
+    for bits in sorted((b for b in GRID_BITS if b <= significand), reverse=True):
+        option = grid_option(ttype, values, bits, shape, layout)
+        if option is not None and option.payload_bytes < max_bytes:
+            out.append(option)
     return out
