@@ -77,9 +77,10 @@ def resnet(keras, depth: int, *, batch_norm: bool = True):
     changes.
 
     `batch_norm=False` builds the same graph with each batch normalisation folded into
-    the convolution before it: no BatchNormalization layers, convolutions with a bias
-    (`fold_batch_norm` copies a trained model's weights into it). Layer names are the
-    same in both.
+    the convolution before it: no BatchNormalization layers, convolutions with a bias,
+    the layers and weights of `tfedge.keras.fold_batch_norm` of the first, in the same
+    order (`set_weights` copies a folded model into it). Layer names are the same in
+    both.
     """
     if (depth - 2) % 6 or depth < 8:
         raise ValueError(f"Expected a depth 6n+2 >= 8 (20, 32, ...). Received: {depth}")
@@ -115,32 +116,6 @@ def resnet(keras, depth: int, *, batch_norm: bool = True):
     x = L.GlobalAveragePooling2D(name="pool")(x)
     outputs = L.Dense(10, name="fc")(x)
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
-
-
-def fold_batch_norm(model, folded):
-    """Copies `model`'s weights into `folded` (the same network built without batch
-    normalisation, e.g. `resnet(..., batch_norm=False)`), each convolution followed
-    by a BatchNormalization layer `<name>_bn` scaled by it in inference mode:
-    kernel * gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps), as
-    the TFLite converter folds it. Returns `folded`."""
-    names = {layer.name for layer in model.layers}
-    for layer in folded.layers:
-        if not layer.weights:
-            continue
-        source = model.get_layer(layer.name)
-        weights = [np.asarray(w) for w in source.get_weights()]
-        if f"{layer.name}_bn" not in names:
-            layer.set_weights(weights)
-            continue
-        bn = model.get_layer(f"{layer.name}_bn")
-        gamma, beta, mean, var = (np.asarray(w) for w in bn.get_weights())
-        scale = gamma / np.sqrt(var + bn.epsilon)
-        kernel = weights[0] * scale
-        bias = beta - mean * scale
-        if len(weights) > 1:
-            bias = bias + weights[1] * scale
-        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-    return folded
 
 
 def compile_classifier(keras, model, lr=1e-3, *, metrics=("accuracy",), **kwargs):
