@@ -8,6 +8,7 @@ and --json output.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import json
 import os
@@ -116,6 +117,38 @@ def resnet(keras, depth: int, *, batch_norm: bool = True):
     x = L.GlobalAveragePooling2D(name="pool")(x)
     outputs = L.Dense(10, name="fc")(x)
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
+
+
+def layer_values(text: str, layers: list[str]) -> dict[str, float] | None:
+    """A per-layer flag 'name=value,...' as a dict; '' -> None.
+
+    A name with a wildcard is a pattern over `layers` (fnmatch: 's3*=0.93'): a layer not
+    named takes the value of the first pattern it matches, in the order given, '*'
+    last. 'fc1=0.95,fc2=0.9' -> {'fc1': 0.95, 'fc2': 0.9}; '*=0.9,fc=0.5' gives every
+    one of `layers` but fc 0.9.
+    """
+    if not text.strip():
+        return None
+    named, patterns = {}, []
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"Expected layer=value, got {item!r}")
+        name = name.strip()
+        if any(c in name for c in "*?["):
+            patterns.append((name, float(value)))
+        else:
+            named[name] = float(value)
+    patterns.sort(key=lambda p: p[0] == "*")  # '*' last, wherever it was given
+    out = {}
+    for layer in layers:
+        if layer in named:
+            continue
+        for pattern, value in patterns:
+            if fnmatch.fnmatchcase(layer, pattern):
+                out[layer] = value
+                break
+    return out | named
 
 
 def compile_classifier(keras, model, lr=1e-3, *, metrics=("accuracy",), **kwargs):

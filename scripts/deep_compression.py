@@ -69,6 +69,7 @@ from _common import (  # noqa: E402
     command_line,
     compile_classifier,
     convert_quiet,
+    layer_values,
     lenet5,
     lenet300,
     load_fashion_mnist,
@@ -134,9 +135,9 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "resnet20_sparsity",
     "*=0.9,conv1=0.5,fc=0.5",
-    "Per-layer sparsity of the ResNet-20 (its batch norms folded into the "
-    "convolutions); '*' stands for every prunable layer not named; empty: chosen by "
-    "sensitivity analysis.",
+    "Per-layer sparsity of the ResNet-20 (layer or fnmatch pattern=value,...; a layer "
+    "takes its own value, else the first pattern it matches, '*' last); empty: chosen "
+    "by sensitivity analysis.",
 )
 flags.DEFINE_list(
     "methods",
@@ -186,20 +187,12 @@ ACCURACY_BUDGET = 0.005
 
 
 def parse_sparsity(text: str, layers: list[str]) -> dict[str, float] | None:
-    """'fc1=0.95,fc2=0.9' -> {'fc1': 0.95, 'fc2': 0.9}; '' -> None (sensitivity);
-    '*=0.9,fc=0.5' gives every one of `layers` not named 0.9."""
-    if not text.strip():
-        return None
-    out = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise app.UsageError(f"Expected layer=sparsity, got {item!r}")
-        out[name.strip()] = float(value)
-    default = out.pop("*", None)
-    if default is not None:
-        out = {name: out.get(name, default) for name in layers} | out
-    return out
+    """The per-layer sparsity flag as a dict (`_common.layer_values`); '' -> None
+    (sensitivity analysis)."""
+    try:
+        return layer_values(text, layers)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
 
 
 def prunable(model) -> list[str]:

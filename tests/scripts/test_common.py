@@ -60,3 +60,36 @@ def test_resnet_rejects_a_depth_outside_the_family(common):
 
     with pytest.raises(ValueError, match="6n\\+2"):
         common.resnet(keras, 21)
+
+
+RESNET_LAYERS = ["conv1", "s1b0_c1", "s2b0_c1", "s2b0_proj", "s3b0_c1", "fc"]
+LAYER_VALUES = {
+    "names": ("fc1=0.95,fc2=0.9", {"fc1": 0.95, "fc2": 0.9}),
+    "star": (
+        "*=0.9,conv1=0.5,fc=0.5",
+        {n: 0.9 for n in RESNET_LAYERS} | {"conv1": 0.5, "fc": 0.5},
+    ),
+    "patterns_first_match_star_last": (
+        "*=0.93,s2*=0.9,s2b0_*=0.8,fc=0.5",
+        {
+            "conv1": 0.93,
+            "s1b0_c1": 0.93,
+            "s2b0_c1": 0.9,
+            "s2b0_proj": 0.9,
+            "s3b0_c1": 0.93,
+            "fc": 0.5,
+        },
+    ),
+    "empty": ("  ", None),
+}
+
+
+@pytest.mark.parametrize("case", list(LAYER_VALUES), ids=list(LAYER_VALUES))
+def test_layer_values(common, case):
+    text, want = LAYER_VALUES[case]
+    assert common.layer_values(text, RESNET_LAYERS) == want
+
+
+def test_layer_values_needs_name_equals_value(common):
+    with pytest.raises(ValueError, match="layer=value"):
+        common.layer_values("fc1:0.9", RESNET_LAYERS)
