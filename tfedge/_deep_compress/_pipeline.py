@@ -51,6 +51,13 @@ def deep_compress(
 ) -> DeepCompressed:
     """Prunes, trains shared weights and packs a trained model (Deep Compression).
 
+    A model with batch normalisation is pruned and retrained with it, then each
+    batch normalisation after a convolution or dense layer is folded into that layer
+    (`tfedge.keras.fold_batch_norm`) before weight sharing: the shared values are then
+    the converted kernel's, one codebook per tensor. The "pruned", "shared" and final
+    models have no such batch normalisation; the ratios against float32 weights count
+    the folded float model's.
+
     Args:
         model: a trained Sequential or functional Keras 3 model (not changed).
         train_data: `(x, y)` arrays or a tf.data dataset of `(x, y)` batches, for the
