@@ -35,15 +35,16 @@ def _single_call(layer) -> bool:
     return len(getattr(layer, "_inbound_nodes", [])) == 1
 
 
-def _folds(layer, bn, rank: int) -> bool:
-    """Whether `bn` (over inputs of `rank`) folds into `layer`, the layer whose output
-    it reads: a linear, channels-last layer of a `_FOLDS_INTO` kind, normalised over
-    the last axis."""
+def _folds(layer, bn) -> bool:
+    """Whether `bn` folds into `layer`, the layer whose output it reads: a linear,
+    channels-last layer of a `_FOLDS_INTO` kind, normalised over the last axis."""
+    shape = (bn.get_build_config() or {}).get("input_shape")
     return (
         isinstance(layer, _FOLDS_INTO)
         and getattr(layer, "activation", None) in (None, keras.activations.linear)
         and getattr(layer, "data_format", "channels_last") == "channels_last"
-        and bn.axis in (-1, rank - 1)
+        and shape is not None
+        and bn.axis in (-1, len(shape) - 1)
     )
 
 
@@ -55,12 +56,11 @@ def _functional_producer(bn):
     node = bn._inbound_nodes[0]
     if len(node.input_tensors) != 1:
         return None
-    tensor = node.input_tensors[0]
-    layer = tensor._keras_history.operation
+    layer = node.input_tensors[0]._keras_history.operation
     if (
         not _single_call(layer)
         or len(layer._outbound_nodes) != 1
-        or not _folds(layer, bn, len(tensor.shape))
+        or not _folds(layer, bn)
     ):
         return None
     return layer
@@ -73,7 +73,7 @@ def foldable_batch_norms(model) -> dict[str, str]:
     if isinstance(model, keras.Sequential):
         for before, layer in zip(model.layers[:-1], model.layers[1:], strict=True):
             if isinstance(layer, keras.layers.BatchNormalization) and _folds(
-                before, layer, len(before.output.shape)
+                before, layer
             ):
                 out[layer.name] = before.name
         return out
