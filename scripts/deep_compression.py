@@ -40,8 +40,10 @@ batch norms, cosine-decayed learning rate, --resnet_epochs on the first
 norms, then folds them into the convolutions (`tfedge.keras.fold_batch_norm`) before
 weight sharing, so that the shared values are the .tflite's values (the converter would
 fold them anyway, scaling each output channel's values apart); its per-layer
-sparsities are --resnet20_sparsity ('*' for every layer not named). tfmot's pipeline
-starts from the folded float model.
+sparsities are --resnet20_sparsity (names or fnmatch patterns: 's3*=0.93', '*' for
+every layer not named or matched); --resnet_float saves the trained float model, or
+loads it, so that several runs compress the same one. tfmot's pipeline starts from the
+folded float model.
 
 Bytes are whole files; the ratio is the float32 weights (4 x parameters) over the bytes
 (for the ResNet, the folded model's parameters: kernels and one bias per channel, the
