@@ -8,6 +8,7 @@ and --json output.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import json
 import os
@@ -77,9 +78,10 @@ def resnet(keras, depth: int, *, batch_norm: bool = True):
     changes.
 
     `batch_norm=False` builds the same graph with each batch normalisation folded into
-    the convolution before it: no BatchNormalization layers, convolutions with a bias
-    (`fold_batch_norm` copies a trained model's weights into it). Layer names are the
-    same in both.
+    the convolution before it: no BatchNormalization layers, convolutions with a bias,
+    the layers and weights of `tfedge.keras.fold_batch_norm` of the first, in the same
+    order (`set_weights` copies a folded model into it). Layer names are the same in
+    both.
     """
     if (depth - 2) % 6 or depth < 8:
         raise ValueError(f"Expected a depth 6n+2 >= 8 (20, 32, ...). Received: {depth}")
@@ -117,30 +119,36 @@ def resnet(keras, depth: int, *, batch_norm: bool = True):
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
 
 
-def fold_batch_norm(model, folded):
-    """Copies `model`'s weights into `folded` (the same network built without batch
-    normalisation, e.g. `resnet(..., batch_norm=False)`), each convolution followed
-    by a BatchNormalization layer `<name>_bn` scaled by it in inference mode:
-    kernel * gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps), as
-    the TFLite converter folds it. Returns `folded`."""
-    names = {layer.name for layer in model.layers}
-    for layer in folded.layers:
-        if not layer.weights:
+def layer_values(text: str, layers: list[str]) -> dict[str, float] | None:
+    """A per-layer flag 'name=value,...' as a dict; '' -> None.
+
+    A name with a wildcard is a pattern over `layers` (fnmatch: 's3*=0.93'): a layer not
+    named takes the value of the first pattern it matches, in the order given, '*'
+    last. 'fc1=0.95,fc2=0.9' -> {'fc1': 0.95, 'fc2': 0.9}; '*=0.9,fc=0.5' gives every
+    one of `layers` but fc 0.9.
+    """
+    if not text.strip():
+        return None
+    named, patterns = {}, []
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"Expected layer=value, got {item!r}")
+        name = name.strip()
+        if any(c in name for c in "*?["):
+            patterns.append((name, float(value)))
+        else:
+            named[name] = float(value)
+    patterns.sort(key=lambda p: p[0] == "*")  # '*' last, wherever it was given
+    out = {}
+    for layer in layers:
+        if layer in named:
             continue
-        source = model.get_layer(layer.name)
-        weights = [np.asarray(w) for w in source.get_weights()]
-        if f"{layer.name}_bn" not in names:
-            layer.set_weights(weights)
-            continue
-        bn = model.get_layer(f"{layer.name}_bn")
-        gamma, beta, mean, var = (np.asarray(w) for w in bn.get_weights())
-        scale = gamma / np.sqrt(var + bn.epsilon)
-        kernel = weights[0] * scale
-        bias = beta - mean * scale
-        if len(weights) > 1:
-            bias = bias + weights[1] * scale
-        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-    return folded
+        for pattern, value in patterns:
+            if fnmatch.fnmatchcase(layer, pattern):
+                out[layer] = value
+                break
+    return out | named
 
 
 def compile_classifier(keras, model, lr=1e-3, *, metrics=("accuracy",), **kwargs):

@@ -36,13 +36,18 @@ interpreter (the packed one after `tfedge.expand`):
 
 `--models=resnet20` adds the ResNet-20 of scripts/ternary.py (trained the same way:
 batch norms, cosine-decayed learning rate, --resnet_epochs on the first
---resnet_train_images images), its batch norms then folded into the convolutions before
-`deep_compress`, so that the shared values are the .tflite's values (the converter would
-fold them anyway, scaling each output channel's values apart); its per-layer sparsities
-are --resnet20_sparsity ('*' for every layer not named).
+--resnet_train_images images). `deep_compress` prunes and retrains it with its batch
+norms, then folds them into the convolutions (`tfedge.keras.fold_batch_norm`) before
+weight sharing, so that the shared values are the .tflite's values (the converter would
+fold them anyway, scaling each output channel's values apart); its per-layer
+sparsities are --resnet20_sparsity (names or fnmatch patterns: 's3*=0.93', '*' for
+every layer not named or matched); --resnet_float saves the trained float model, or
+loads it, so that several runs compress the same one. tfmot's pipeline starts from the
+folded float model.
 
 Bytes are whole files; the ratio is the float32 weights (4 x parameters) over the bytes
-(for the ResNet, the folded model's parameters: kernels and one bias per channel).
+(for the ResNet, the folded model's parameters: kernels and one bias per channel, the
+weights of its float .tflite).
 The float model's training is seeded, but TensorFlow on CPU is not bit-reproducible
 across thread schedules, so accuracies move by about 0.1-0.3 points between runs.
 
@@ -66,7 +71,7 @@ from _common import (  # noqa: E402
     command_line,
     compile_classifier,
     convert_quiet,
-    fold_batch_norm,
+    layer_values,
     lenet5,
     lenet300,
     load_fashion_mnist,
@@ -97,6 +102,12 @@ flags.DEFINE_integer(
     "Training images for the ResNet (the first ones; the validation images are the "
     "last --val_images, as for the LeNets).",
 )
+flags.DEFINE_string(
+    "resnet_float",
+    None,
+    "A .keras file for the trained float ResNet: loaded when it exists, else written "
+    "after training (so that several runs compress the same float model).",
+)
 flags.DEFINE_integer("prune_epochs", 6, "tfedge pruning + retraining epochs.")
 flags.DEFINE_integer("prune_rounds", 3, "tfedge iterative pruning rounds.")
 flags.DEFINE_integer("share_epochs", 2, "tfedge centroid fine-tuning epochs.")
@@ -126,9 +137,9 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "resnet20_sparsity",
     "*=0.9,conv1=0.5,fc=0.5",
-    "Per-layer sparsity of the ResNet-20 (its batch norms folded into the "
-    "convolutions); '*' stands for every prunable layer not named; empty: chosen by "
-    "sensitivity analysis.",
+    "Per-layer sparsity of the ResNet-20 (layer or fnmatch pattern=value,...; a layer "
+    "takes its own value, else the first pattern it matches, '*' last); empty: chosen "
+    "by sensitivity analysis.",
 )
 flags.DEFINE_list(
     "methods",
@@ -159,10 +170,9 @@ flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and sampling.")
 
 
 def resnet20(keras):
-    """The ResNet-20 of scripts/ternary.py with its batch norms folded into the
-    convolutions (the float model is trained with them, then folded): the shared
-    values of a kernel are then its values in the .tflite, one codebook per tensor,
-    where the converter's folding would scale them per output channel."""
+    """The ResNet-20 of scripts/ternary.py without batch norms (each folded into the
+    convolution before it, `tfedge.keras.fold_batch_norm`): tfmot's copy of the folded
+    float model."""
     return resnet(keras, 20, batch_norm=False)
 
 
@@ -179,20 +189,12 @@ ACCURACY_BUDGET = 0.005
 
 
 def parse_sparsity(text: str, layers: list[str]) -> dict[str, float] | None:
-    """'fc1=0.95,fc2=0.9' -> {'fc1': 0.95, 'fc2': 0.9}; '' -> None (sensitivity);
-    '*=0.9,fc=0.5' gives every one of `layers` not named 0.9."""
-    if not text.strip():
-        return None
-    out = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise app.UsageError(f"Expected layer=sparsity, got {item!r}")
-        out[name.strip()] = float(value)
-    default = out.pop("*", None)
-    if default is not None:
-        out = {name: out.get(name, default) for name in layers} | out
-    return out
+    """The per-layer sparsity flag as a dict (`_common.layer_values`); '' -> None
+    (sensitivity analysis)."""
+    try:
+        return layer_values(text, layers)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
 
 
 def prunable(model) -> list[str]:
@@ -206,7 +208,7 @@ def prunable(model) -> list[str]:
 def train_float(keras, name: str, builder, x_tr, y_tr):
     """The trained float model: the LeNets at a constant learning rate for --epochs;
     the ResNet as in scripts/ternary.py (batch norms, cosine decay, --resnet_epochs on
-    --resnet_train_images), then its batch norms folded into a `builder` model."""
+    --resnet_train_images)."""
     keras.utils.set_random_seed(FLAGS.seed)
     if name != "resnet20":
         model = builder(keras)
@@ -215,6 +217,10 @@ def train_float(keras, name: str, builder, x_tr, y_tr):
             x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0
         )
         return model
+    path = FLAGS.resnet_float
+    if path and os.path.exists(path):
+        logging.info("%s: float model loaded from %s", name, path)
+        return keras.models.load_model(path)
     steps = -(-len(x_tr) // FLAGS.batch_size) * FLAGS.resnet_epochs
     trained = resnet(keras, 20)
     compile_classifier(
@@ -223,9 +229,9 @@ def train_float(keras, name: str, builder, x_tr, y_tr):
     trained.fit(
         x_tr, y_tr, batch_size=FLAGS.batch_size, epochs=FLAGS.resnet_epochs, verbose=0
     )
-    model = fold_batch_norm(trained, builder(keras))
-    compile_classifier(keras, model)
-    return model
+    if path:
+        trained.save(path)
+    return trained
 
 
 def gzip9(data: bytes) -> int:
@@ -347,6 +353,7 @@ def run_net(name: str, data_all):
     import keras
 
     import tfedge
+    import tfedge.keras as tk
 
     builder, channels_last = NETS[name]
     (x_all, y_all), (x_te, y_te) = data_all
@@ -365,9 +372,12 @@ def run_net(name: str, data_all):
     t0 = time.perf_counter()
     model = train_float(keras, name, builder, x_tr, y_tr)
     logging.info("%s: float trained in %.0f s", name, time.perf_counter() - t0)
-    weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in model.weights)
+    # The float model as converted: batch norms folded into the convolutions (the
+    # ratio's float32 weights, tfmot's starting point); deep_compress gets `model`.
+    plain = tk.fold_batch_norm(model) if tk.foldable_batch_norms(model) else model
+    weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in plain.weights)
 
-    float_tflite = to_tflite(model)
+    float_tflite = to_tflite(plain)
 
     def keras_acc(m) -> float:
         return accuracy(m, x_te, y_te, batch_size=1000)
@@ -383,7 +393,7 @@ def run_net(name: str, data_all):
             (x_tr, y_tr),
             (x_val, y_val),
             sparsity=parse_sparsity(
-                getattr(FLAGS, f"{name}_sparsity"), prunable(model)
+                getattr(FLAGS, f"{name}_sparsity"), prunable(plain)
             ),
             max_loss=FLAGS.max_loss,
             prune_rounds=FLAGS.prune_rounds,
@@ -460,7 +470,7 @@ def run_net(name: str, data_all):
     if not FLAGS.tfmot:
         return rows, extra, layers, results
     t0 = time.perf_counter()
-    variants = tfmot_pipelines(model, builder, ((x_tr, y_tr), (x_te, y_te)), steps)
+    variants = tfmot_pipelines(plain, builder, ((x_tr, y_tr), (x_te, y_te)), steps)
     logging.info("%s: tfmot in %.0f s", name, time.perf_counter() - t0)
     within = [v for v in variants if v["accuracy"] >= float_accuracy - ACCURACY_BUDGET]
     best = (
@@ -490,7 +500,7 @@ def run_net(name: str, data_all):
         }
     )
 
-    ptq = int8_ptq(model, x_tr)
+    ptq = int8_ptq(plain, x_tr)
     ptq_acc = tflite_accuracy(ptq, x_te, y_te)
     rows.append(
         {

@@ -263,6 +263,72 @@ def test_block_size_prunes_whole_blocks(trained):
     assert block.sparsity["fc1"] == 0.75
 
 
+# --- a net with batch normalisation: pruned with it, folded before sharing ------------
+
+BN_SPARSITY = {"conv": 0.5, "fc": 0.75}
+BN_BITS = {"conv": 3, "fc": 3}
+
+
+def _bn_model():
+    """conv (no bias) + batch norm + ReLU, dense: the convolution's kernel reaches the
+    .tflite scaled per output channel unless the batch norm is folded first."""
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((8, 8, 1))
+    # 8 filters: 72 weights, past the converter's 256-byte minimum for packing.
+    x = keras.layers.Conv2D(8, 3, use_bias=False, name="conv")(x_in)
+    x = keras.layers.BatchNormalization(name="conv_bn")(x)
+    x = keras.layers.ReLU()(x)
+    out = keras.layers.Dense(4, name="fc")(keras.layers.Flatten()(x))
+    model = keras.Model(x_in, out)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    x, y = _data(512, 1)
+    model.fit(x, y, batch_size=64, epochs=8, verbose=0)
+    return model
+
+
+def test_batch_norm_net_is_folded_between_pruning_and_sharing():
+    model = _bn_model()
+    r = deep_compress(
+        model,
+        _data(512, 1),
+        _data(256, 2),
+        sparsity=BN_SPARSITY,
+        bits=BN_BITS,
+        prune_rounds=1,
+        prune_epochs=1,
+        share_epochs=1,
+        batch_size=64,
+        verbose=0,
+    )
+
+    def batch_norms(m):
+        return [lyr.name for lyr in m.layers if "Normalization" in type(lyr).__name__]
+
+    assert batch_norms(r.stage_models["float"]) == ["conv_bn"]
+    assert batch_norms(r.stage_models["pruned"]) == []
+    assert batch_norms(r.model) == []
+    # The float32 weights as converted: the folded conv's kernel and bias, the dense
+    # layer's; not the batch norm's four vectors.
+    assert r.float_weight_bytes == 4 * (3 * 3 * 8 + 8 + 6 * 6 * 8 * 4 + 4)
+    pruned = np.asarray(r.stage_models["pruned"].get_layer("conv").kernel)
+    final = np.asarray(r.model.get_layer("conv").kernel)
+    assert np.mean(pruned == 0) >= BN_SPARSITY["conv"] - 1.0 / pruned.size
+    assert np.all(final[pruned == 0] == 0)
+    assert np.unique(final[final != 0]).size <= 2 ** BN_BITS["conv"]
+    # One codebook per tensor in the packed file: the shared values and the zero,
+    # not per-channel copies of them (what folding after sharing would give).
+    conv = next(row for row in r.layers if row.layer == "conv")
+    assert conv.bits is not None and conv.bits <= BN_BITS["conv"] + 1
+    x, _ = _data(64, 3)
+    expanded = _run(tfedge.expand(bytes(r)), x)
+    keras_out = r.model.predict(x, verbose=0)
+    np.testing.assert_allclose(expanded, keras_out, atol=CONVERTER_TOLERANCE)
+    assert r.stage("tfedge").accuracy > r.stage("float").accuracy - 0.1
+
+
 # --- bad input: errors before any training --------------------------------------------
 
 _XY = _data(32, 4)

@@ -1,5 +1,5 @@
-"""scripts/_common.py: the ResNet builder and folding its batch norms into the
-convolutions (what scripts/deep_compression.py hands `deep_compress`)."""
+"""scripts/_common.py: the ResNet builder, with batch norms and without (the graph of
+the folded model, into which scripts/deep_compression.py copies it for tfmot)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ def common():
     return load_script("_common.py", "_common")
 
 
-def test_fold_batch_norm_computes_the_same_function(common):
+def test_folded_weights_fit_the_resnet_without_batch_norm(common):
     import keras
+
+    import tfedge.keras as tk
 
     keras.utils.set_random_seed(0)
     trained = common.resnet(keras, 8)
@@ -36,7 +38,8 @@ def test_fold_batch_norm_computes_the_same_function(common):
                     rng.uniform(0.2, 3.0, n).astype(np.float32),  # moving variance
                 ]
             )
-    folded = common.fold_batch_norm(trained, common.resnet(keras, 8, batch_norm=False))
+    folded = common.resnet(keras, 8, batch_norm=False)
+    folded.set_weights(tk.fold_batch_norm(trained).get_weights())
 
     assert not any(
         isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers
@@ -57,3 +60,36 @@ def test_resnet_rejects_a_depth_outside_the_family(common):
 
     with pytest.raises(ValueError, match="6n\\+2"):
         common.resnet(keras, 21)
+
+
+RESNET_LAYERS = ["conv1", "s1b0_c1", "s2b0_c1", "s2b0_proj", "s3b0_c1", "fc"]
+LAYER_VALUES = {
+    "names": ("fc1=0.95,fc2=0.9", {"fc1": 0.95, "fc2": 0.9}),
+    "star": (
+        "*=0.9,conv1=0.5,fc=0.5",
+        {n: 0.9 for n in RESNET_LAYERS} | {"conv1": 0.5, "fc": 0.5},
+    ),
+    "patterns_first_match_star_last": (
+        "*=0.93,s2*=0.9,s2b0_*=0.8,fc=0.5",
+        {
+            "conv1": 0.93,
+            "s1b0_c1": 0.93,
+            "s2b0_c1": 0.9,
+            "s2b0_proj": 0.9,
+            "s3b0_c1": 0.93,
+            "fc": 0.5,
+        },
+    ),
+    "empty": ("  ", None),
+}
+
+
+@pytest.mark.parametrize("case", list(LAYER_VALUES), ids=list(LAYER_VALUES))
+def test_layer_values(common, case):
+    text, want = LAYER_VALUES[case]
+    assert common.layer_values(text, RESNET_LAYERS) == want
+
+
+def test_layer_values_needs_name_equals_value(common):
+    with pytest.raises(ValueError, match="layer=value"):
+        common.layer_values("fc1:0.9", RESNET_LAYERS)

@@ -7,6 +7,11 @@ The three stages of the paper, each a `model.fit` away from the previous one:
    one-shot, on the validation data) or are given. The layers are then pruned
    iteratively inside `model.fit` (`tfedge.keras.IterativePruning`: prune part of the
    way to the target, retrain, prune harder, ...) and stripped back to plain layers.
+   Batch normalisations train along (a residual net retrained without them loses its
+   accuracy), then fold into the convolutions and dense layers before them
+   (`tfedge.keras.fold_batch_norm`; the pruned zeros stay zero), so that the next
+   stage shares the values the .tflite holds: the converter would fold them anyway,
+   scaling each output channel's shared values apart.
 2. **Trained quantization by weight sharing**: `tfedge.keras.share_weights` (8 bits for
    convolutions, 5 for fully-connected layers by default) clusters each kernel's
    surviving weights by k-means with linear initialisation; the centroids are fine-tuned

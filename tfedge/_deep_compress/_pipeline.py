@@ -10,6 +10,7 @@ from tfedge._deep_compress._prune import (
     DEFAULT_MAX_LOSS,
     SENSITIVITY_SPARSITIES,
     choose_sparsities,
+    fold,
     prune,
 )
 from tfedge._deep_compress._report import layer_rows, stage_rows, weight_bytes
@@ -49,6 +50,13 @@ def deep_compress(
     verbose: int | str = "auto",
 ) -> DeepCompressed:
     """Prunes, trains shared weights and packs a trained model (Deep Compression).
+
+    A model with batch normalisation is pruned and retrained with it, then each
+    batch normalisation after a convolution or dense layer is folded into that layer
+    (`tfedge.keras.fold_batch_norm`) before weight sharing: the shared values are then
+    the converted kernel's, one codebook per tensor. The "pruned", "shared" and final
+    models have no such batch normalisation; the ratios against float32 weights count
+    the folded float model's.
 
     Args:
         model: a trained Sequential or functional Keras 3 model (not changed).
@@ -144,9 +152,10 @@ def deep_compress(
     keras.utils.set_random_seed(options.seed)
     start = training.measure("float", model)
 
-    # 1. Pruning: per-layer sparsities, then iterative pruning with retraining.
+    # 1. Pruning: per-layer sparsities, then iterative pruning with retraining (batch
+    # normalisations kept: they train with the pruned layers), then folded.
     targets, sensitivity = choose_sparsities(model, options, training)
-    pruned = training.measure("pruned", prune(model, targets, options, training))
+    pruned = training.measure("pruned", fold(prune(model, targets, options, training)))
 
     # 2. Trained quantization: shared weights, their centroids fine-tuned.
     shared_model, shared_bits = share(pruned.model, targets, options, training)
@@ -156,15 +165,17 @@ def deep_compress(
     packed, packed_accuracy = pack(shared.tflite, options, training)
 
     snapshots = {"float": start, "pruned": pruned, "shared": shared}
+    # The float32 weights as the converter stores them: batch normalisations folded.
+    float_weight_bytes = weight_bytes(fold(model))
     return DeepCompressed(
         packed=packed,
         model=shared.model,
         tflite=shared.tflite,
-        stages=stage_rows(snapshots, packed, packed_accuracy),
+        stages=stage_rows(snapshots, packed, packed_accuracy, float_weight_bytes),
         layers=layer_rows(packed, shared.model, shared_bits),
         sparsity={name: float(targets.get(name, 0.0)) for name in options.prunable},
         bits=shared_bits,
         sensitivity=sensitivity,
-        float_weight_bytes=weight_bytes(model),
+        float_weight_bytes=float_weight_bytes,
         stage_models={name: s.model for name, s in snapshots.items()},
     )

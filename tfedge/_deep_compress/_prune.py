@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_MAX_LOSS",
     "SENSITIVITY_SPARSITIES",
     "choose_sparsities",
+    "fold",
     "prune",
     "pruned_layers",
 ]
@@ -83,6 +84,25 @@ def prune(model, targets: dict[str, float], options, training):
         options.prune_epochs,
     )
     return _positive_zeros(tk.strip(pruning))
+
+
+def fold(model):
+    """`model` with its batch normalisations folded into the convolutions and dense
+    layers before them (`tfedge.keras.fold_batch_norm`), or `model` itself when it has
+    none to fold.
+
+    Pruning retrains with the batch normalisations (a residual net retrained without
+    them loses its accuracy); weight sharing then works on the folded kernels, the
+    values the .tflite holds (the converter would fold them anyway, scaling each
+    output channel's shared values apart). Folding keeps every pruned zero.
+    """
+    import tfedge.keras as tk
+
+    folds = tk.foldable_batch_norms(model)
+    if not folds:
+        return model
+    logging.info("deep_compress: folding batch normalisations %s", folds)
+    return tk.fold_batch_norm(model)
 
 
 def _round_sparsities(target: float, rounds: int) -> list[float]:

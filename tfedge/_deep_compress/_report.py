@@ -15,9 +15,12 @@ from tfedge.errors import PackError
 __all__ = ["layer_rows", "stage_rows", "weight_bytes"]
 
 
-def stage_rows(snapshots, packed, packed_accuracy: float) -> list[Stage]:
+def stage_rows(
+    snapshots, packed, packed_accuracy: float, float_weight_bytes: int
+) -> list[Stage]:
     """One `Stage` per entry of `STAGE_NAMES`: the Keras stages' `snapshots` ("float",
-    "pruned", "shared") and the `packed` file with its measured accuracy.
+    "pruned", "shared") and the `packed` file with its measured accuracy; the weight
+    ratios are against `float_weight_bytes`.
 
     "float" is the float .tflite; "pruned" and "shared" are their .tflite files with
     the finally packed tensors in fixed-width payloads (`_stage_bytes`).
@@ -32,7 +35,6 @@ def stage_rows(snapshots, packed, packed_accuracy: float) -> list[Stage]:
     }
     accuracies = {name: s.accuracy for name, s in snapshots.items()}
     accuracies["tfedge"] = packed_accuracy
-    float_weight_bytes = weight_bytes(snapshots["float"].model)
     return [
         Stage(
             name,

@@ -88,7 +88,9 @@ class DeepCompressed:
     converter's `tfedge.pack.Report`; `result.sparsity` and `result.bits` the per-layer
     choices; `result.sensitivity` the sensitivity table (None when sparsities were
     given); `result.stage_models` the Keras model after each stage ("float" is the
-    input model, "pruned" and "shared" are stripped, plain models).
+    input model, "pruned" and "shared" are stripped, plain models, batch
+    normalisations folded); `result.float_weight_bytes` the float model's weights as
+    float32 (batch normalisations folded: the weights of its .tflite).
     """
 
     def __init__(

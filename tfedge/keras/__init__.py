@@ -62,6 +62,11 @@ from tfedge.keras._weight_sharing import WeightSharingWrapper, share_weights  # 
 
 __all__ += ["WeightSharingWrapper", "share_weights"]
 
+# --- batch normalisation folded into the layer before (before sharing its kernels) ----
+from tfedge.keras._fold import fold_batch_norm, foldable_batch_norms  # noqa: E402
+
+__all__ += ["fold_batch_norm", "foldable_batch_norms"]
+
 # --- low-rank factorization (Zhang et al. 2015) ---------------------------------------
 from tfedge.keras._factorize import factorize, multiply_adds, select_ranks  # noqa: E402
 from tfedge.keras._lowrank import LowRankConv2D, LowRankDense  # noqa: E402
