@@ -1,0 +1,178 @@
+"""How far the lossy search's drift grows on inputs it never saw, and how well its
+estimate (`tfedge/pack/_compress.py` `_fresh_drift`) bounds that: the measurement
+behind FRESH_SAMPLES, FRESH_CONFIDENCE and TAIL_FRACTION.
+
+For each corpus model (tests/corpus/manifest.json) and tolerance, `tfedge.compress`
+runs as the corpus test runs it (`corpus_lossy`: representative data in the
+manifest's input range for float models without TFLite Support metadata, generated
+inputs otherwise); every combination the search verifies on its search and held-out
+samples is then also run on `--sets` fresh sets of 8 inputs drawn as the corpus test
+draws its own (seeds 1234, 1235, ...: the first is the test's). With `--noreserve`
+the search holds only the drift it measured to the tolerance (no estimate), which
+shows how far fresh inputs drift past it. Printed per combination: the drift measured
+(largest of search and held-out), the estimate, and the fresh sets' drifts; then per
+model how often a fresh set passed the estimate, and the written file's worst fresh
+drift against the tolerance.
+
+    PYTHONPATH=. .venv/bin/python scripts/fresh_drift.py --only MODEL,... \\
+        [--tolerances 0.02,0.01] [--sets 8] [--noreserve] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+# The corpus test's fresh inputs: its seed, and as many steps per set.
+FRESH_SEED = 1234
+FRESH_STEPS = 8
+
+
+def define_flags() -> None:
+    flags.DEFINE_list("only", [], "Corpus model ids (default: every model).")
+    flags.DEFINE_list("tolerances", ["0.02", "0.01"], "Tolerances to compress at.")
+    flags.DEFINE_integer("sets", 8, "Fresh sets of 8 inputs per combination.")
+    flags.DEFINE_bool(
+        "reserve", True, "Keep the search's estimate (--noreserve: measured drift)."
+    )
+    flags.DEFINE_string("json", None, "Write every combination's numbers here.")
+
+
+def _fresh_sets(runner, entry, sets: int):
+    from tests.corpus import _models
+
+    out = []
+    for g in range(sets):
+        rng = np.random.default_rng(FRESH_SEED + g)
+        out.append(
+            [
+                [
+                    _models.inputs_for(
+                        [dict(d, shape=list(d["shape"])) for d in e.inputs], entry, rng
+                    )
+                    for _ in range(FRESH_STEPS)
+                ]
+                for e in runner.entries
+            ]
+        )
+    return out
+
+
+def measure(entry: dict, tolerance: float, sets: int, reserve: bool) -> dict:
+    """Every combination the search verified at `tolerance` on one model, with its
+    fresh sets' drifts, and the written file's."""
+    # Private library functions, used on purpose: the numbers are the search's own.
+    import tfedge
+    from tests.corpus import _models
+    from tests.corpus.test_corpus import _representative_npz
+    from tfedge.cli._commands import load_representative
+    from tfedge.pack import _compress, _verify
+
+    original = _models.model_bytes(entry)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = _representative_npz(entry, original, os.path.join(tmp, "d.npz"))
+        data = load_representative(args[1]) if args else None
+    runner = _verify.ModelRunner(original)
+    fresh = _fresh_sets(runner, entry, sets)
+    fresh_ref = [runner.run(s) for s in fresh]
+    combos: list[dict] = []
+    measure_fn, judged_fn = _compress._DriftCheck.measure, _compress._judged
+
+    def recorded(self, candidates, tol):
+        m = measure_fn(self, candidates, tol)
+        if m.held is not None:
+            replaced = {c.buffer: c.option.decoded for c in candidates if c.option}
+            drifts = [
+                _verify.drift(ref, self._outputs(replaced, s))
+                for s, ref in zip(fresh, fresh_ref, strict=True)
+            ]
+            combos.append(
+                {
+                    "measured": max(m.search, m.held),
+                    "estimate": judged_fn(m),
+                    "fresh": drifts,
+                }
+            )
+        return m
+
+    def measured_only(m):
+        return judged_fn(m) if m.held is None else max(m.search, m.held)
+
+    _compress._DriftCheck.measure = recorded
+    if not reserve:
+        _compress._judged = measured_only
+    try:
+        packed = tfedge.compress(
+            original, tolerance=tolerance, representative_data=data, progress=False
+        )
+    finally:
+        _compress._DriftCheck.measure, _compress._judged = measure_fn, judged_fn
+    written = _verify.ModelRunner(tfedge.expand(bytes(packed)))
+    final = [
+        _verify.drift(ref, written.run(s))
+        for s, ref in zip(fresh, fresh_ref, strict=True)
+    ]
+    return {
+        "model": entry["id"],
+        "tolerance": tolerance,
+        "ratio": len(original) / len(packed),
+        "notes": [n for n in packed.report.notes if "reserve" in n],
+        "combinations": combos,
+        "written_fresh": final,
+    }
+
+
+def main(argv):
+    del argv
+    from tests.corpus import _models
+
+    rows = []
+    for entry in _models.MODELS:
+        if FLAGS.only and entry["id"] not in FLAGS.only:
+            continue
+        for tol in (float(t) for t in FLAGS.tolerances):
+            row = measure(entry, tol, FLAGS.sets, FLAGS.reserve)
+            rows.append(row)
+            print(f"{row['model']} at {tol:g}: {row['ratio']:.3f}x; {row['notes']}")
+            for c in row["combinations"]:
+                f = c["fresh"]
+                print(
+                    f"  measured {c['measured']:.4g} estimate {c['estimate']:.4g} "
+                    f"fresh max {max(f):.4g} ({max(f) / max(c['measured'], 1e-30):.3g}"
+                    f"x measured), sets past the estimate "
+                    f"{sum(x > c['estimate'] for x in f)}/{len(f)}"
+                )
+            w = row["written_fresh"]
+            over = sum(x > tol for x in w)
+            print(
+                f"  written file: fresh drift max {max(w):.4g}, the test's set "
+                f"{w[0]:.4g}, sets past the tolerance {over}/{len(w)}"
+            )
+    combos = [c for r in rows for c in r["combinations"]]
+    fresh = [(x, c["estimate"]) for c in combos for x in c["fresh"]]
+    if fresh:
+        past = sum(x > e for x, e in fresh)
+        first = sum(c["fresh"][0] > c["estimate"] for c in combos)
+        print(
+            f"{len(combos)} combinations, {len(fresh)} fresh sets: {past} "
+            f"({past / len(fresh):.1%}) past the estimate; the test's own set past "
+            f"it on {first}"
+        )
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
