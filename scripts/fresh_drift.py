@@ -68,17 +68,18 @@ def _fresh_sets(runner, entry, sets: int):
     return out
 
 
-def measure(entry: dict, tolerance: float, sets: int, reserve: bool) -> dict:
-    """Every combination the search verified at `tolerance` on one model, with its
-    fresh sets' drifts, and the written file's."""
+def measure(
+    entry: dict, original: bytes, tolerance: float, sets: int, reserve: bool
+) -> dict:
+    """Every combination the search verified at `tolerance` on one model (`entry`, its
+    manifest entry; `original`, its bytes), with its fresh sets' drifts, and the
+    written file's."""
     # Private library functions, used on purpose: the numbers are the search's own.
     import tfedge
-    from tests.corpus import _models
     from tests.corpus.test_corpus import _representative_npz
     from tfedge.cli._commands import load_representative
     from tfedge.pack import _compress, _verify
 
-    original = _models.model_bytes(entry)
     with tempfile.TemporaryDirectory() as tmp:
         args = _representative_npz(entry, original, os.path.join(tmp, "d.npz"))
         data = load_representative(args[1]) if args else None
@@ -141,7 +142,8 @@ def main(argv):
         if FLAGS.only and entry["id"] not in FLAGS.only:
             continue
         for tol in (float(t) for t in FLAGS.tolerances):
-            row = measure(entry, tol, FLAGS.sets, FLAGS.reserve)
+            original = _models.model_bytes(entry)
+            row = measure(entry, original, tol, FLAGS.sets, FLAGS.reserve)
             rows.append(row)
             print(f"{row['model']} at {tol:g}: {row['ratio']:.3f}x; {row['notes']}")
             for c in row["combinations"]:
