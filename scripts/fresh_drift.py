@@ -46,6 +46,14 @@ def define_flags() -> None:
         "reserve", True, "Keep the search's estimate (--noreserve: measured drift)."
     )
     flags.DEFINE_string("json", None, "Write every combination's numbers here.")
+    flags.DEFINE_string(
+        "reestimate",
+        None,
+        "Instead of compressing: the estimate again, from the per-sample errors an "
+        "earlier --json run recorded, for each --confidence and --tail_fraction.",
+    )
+    flags.DEFINE_list("confidence", ["0.9", "0.95"], "FRESH_CONFIDENCE values.")
+    flags.DEFINE_list("tail_fraction", ["0.125", "0.25", "0.375"], "TAIL_FRACTION.")
 
 
 def _fresh_sets(runner, entry, sets: int):
@@ -102,6 +110,7 @@ def measure(
                     "measured": max(m.search, m.held),
                     "estimate": judged_fn(m),
                     "fresh": drifts,
+                    "errors": [[e.tolist(), sc.tolist()] for e, sc in m.errors],
                 }
             )
         return m
@@ -133,9 +142,56 @@ def measure(
     }
 
 
+def reestimate(rows: list[dict], confidence: float, tail_fraction: float) -> dict:
+    """The share of fresh sets past the estimate with these constants, the
+    combinations whose corpus-test set passed it (and by how much), and the median
+    estimate / measured drift per model."""
+    from tfedge.pack import _compress
+
+    saved = _compress.FRESH_CONFIDENCE, _compress.TAIL_FRACTION
+    _compress.FRESH_CONFIDENCE, _compress.TAIL_FRACTION = confidence, tail_fraction
+    try:
+        past, total, first, reserve = 0, 0, [], {}
+        for r in rows:
+            for c in r["combinations"]:
+                errors = [(np.asarray(e), np.asarray(sc)) for e, sc in c["errors"]]
+                m = _compress._Measured(c["measured"], c["measured"], errors)
+                estimate = _compress._judged(m)
+                past += sum(x > estimate for x in c["fresh"])
+                total += len(c["fresh"])
+                if c["fresh"][0] > estimate:
+                    first.append((r["model"], c["fresh"][0] / estimate))
+                if c["measured"] > 0:
+                    reserve.setdefault(r["model"], []).append(estimate / c["measured"])
+    finally:
+        _compress.FRESH_CONFIDENCE, _compress.TAIL_FRACTION = saved
+    return {
+        "past": past / max(total, 1),
+        "test_set_past": first,
+        "median_reserve": {k: float(np.median(v)) for k, v in reserve.items()},
+    }
+
+
 def main(argv):
     del argv
     from tests.corpus import _models
+
+    if FLAGS.reestimate:
+        with open(FLAGS.reestimate) as f:
+            rows = json.load(f)
+        for q in (float(x) for x in FLAGS.confidence):
+            for t in (float(x) for x in FLAGS.tail_fraction):
+                got = reestimate(rows, q, t)
+                print(
+                    f"confidence {q:g}, tail fraction {t:g}: {got['past']:.1%} of "
+                    f"fresh sets past the estimate; the test's set past it on "
+                    f"{[(m, round(x, 3)) for m, x in got['test_set_past']]}; median "
+                    "reserve "
+                    + ", ".join(
+                        f"{m}: {x:.3g}" for m, x in got["median_reserve"].items()
+                    )
+                )
+        return
 
     rows = []
     for entry in _models.MODELS:

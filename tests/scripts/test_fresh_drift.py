@@ -33,3 +33,21 @@ def test_every_combination_with_its_fresh_sets(fresh_drift, tflite_model, reserv
     # gives the factor it would have applied to the measured drift (1x).
     assert any("reserve" in n for n in row["notes"]), row["notes"]
     assert row["ratio"] > 1.0
+
+
+def test_reestimate_reproduces_the_search_estimate(fresh_drift, tflite_model):
+    from tfedge.pack import _compress
+
+    row = fresh_drift.measure(ENTRY, tflite_model("dense_f32"), TOLERANCE, SETS, False)
+    fresh = [(x, c["estimate"]) for c in row["combinations"] for x in c["fresh"]]
+    want = sum(x > e for x, e in fresh) / len(fresh)
+    got = fresh_drift.reestimate(
+        [row], _compress.FRESH_CONFIDENCE, _compress.TAIL_FRACTION
+    )
+    assert got["past"] == want
+    # A lower confidence never gives a larger estimate, so never fewer sets past it.
+    lower = fresh_drift.reestimate([row], 0.5, _compress.TAIL_FRACTION)
+    assert lower["past"] >= got["past"]
+    assert all(
+        lower["median_reserve"][m] <= r for m, r in got["median_reserve"].items()
+    )
