@@ -46,6 +46,12 @@ def define_flags() -> None:
         "reserve", True, "Keep the search's estimate (--noreserve: measured drift)."
     )
     flags.DEFINE_string("json", None, "Write every combination's numbers here.")
+    flags.DEFINE_bool(
+        "bench_inputs",
+        False,
+        "Search on scripts/bench_corpus.py's inputs (its 16 + 16 samples, uniform in "
+        "the manifest's input range) instead of the corpus test's.",
+    )
     flags.DEFINE_string(
         "reestimate",
         None,
@@ -77,7 +83,12 @@ def _fresh_sets(runner, entry, sets: int):
 
 
 def measure(
-    entry: dict, original: bytes, tolerance: float, sets: int, reserve: bool
+    entry: dict,
+    original: bytes,
+    tolerance: float,
+    sets: int,
+    reserve: bool,
+    bench_inputs: bool = False,
 ) -> dict:
     """Every combination the search verified at `tolerance` on one model (`entry`, its
     manifest entry; `original`, its bytes), with its fresh sets' drifts, and the
@@ -91,6 +102,16 @@ def measure(
     with tempfile.TemporaryDirectory() as tmp:
         args = _representative_npz(entry, original, os.path.join(tmp, "d.npz"))
         data = load_representative(args[1]) if args else None
+    if bench_inputs:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_corpus
+
+        data = bench_corpus.Reference(
+            original,
+            num_samples=16,
+            seed=0,
+            input_range=tuple(entry.get("input_range") or (-1.0, 1.0)),
+        ).representative_data()
     runner = _verify.ModelRunner(original)
     fresh = _fresh_sets(runner, entry, sets)
     fresh_ref = [runner.run(s) for s in fresh]
@@ -199,7 +220,9 @@ def main(argv):
             continue
         for tol in (float(t) for t in FLAGS.tolerances):
             original = _models.model_bytes(entry)
-            row = measure(entry, original, tol, FLAGS.sets, FLAGS.reserve)
+            row = measure(
+                entry, original, tol, FLAGS.sets, FLAGS.reserve, FLAGS.bench_inputs
+            )
             rows.append(row)
             print(f"{row['model']} at {tol:g}: {row['ratio']:.3f}x; {row['notes']}")
             for c in row["combinations"]:
