@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,13 @@ import pytest
 import tfedge
 from tests.pack.test_compress import MODELS
 from tfedge.pack import _lossy
-from tfedge.pack._compress import SEARCH_MARGIN, UNHELD_MARGIN, _Candidate, _judged
+from tfedge.pack._compress import (
+    FRESH_SAMPLES,
+    UNHELD_MARGIN,
+    _Candidate,
+    _judged,
+    _Measured,
+)
 from tfedge.pack._report import TensorReport
 from tfedge.pack._verify import ModelRunner, drift, make_sample_sets
 from tfedge.tflite import read, write
@@ -30,6 +37,15 @@ NORMALISED_RANGE = (-1.0, 1.0)
 # int8 inputs are generated over their whole quantized range: with 16 samples of a
 # few hundred elements each, both ends are within this of the int8 limits.
 INT8_RANGE_SLACK = 8
+# The report's note gives the reserve to 3 significant digits.
+NOTE_ROUNDING = 5e-3
+# Seeds of fresh input sets, none of them the search's (0) or its held-out set's (1).
+FRESH_SEEDS = (10, 11, 12, 13)
+# One representative sample scaled this much sets the scale of every output...
+OUTLIER_FACTOR = 30.0
+# ...so the reserve must grow by at least this factor over alike samples' (by about
+# OUTLIER_FACTOR: a fresh set without such a sample has that much smaller a scale).
+OUTLIER_RESERVE = 5.0
 # The wake-word corpus models hold int8 kernels of a few thousand weights: a weight
 # error of 1.0 would mean a kernel zeroed, the failure these tests guard against.
 
@@ -60,35 +76,104 @@ def test_written_drift_is_the_searched_drift(tflite_model, name):
     assert r.held_out_drift is not None and r.held_out_drift <= r.tolerance
 
 
-def _growth(search: float, held: float) -> float:
-    return max(1.0, held / search) if search > 0 else (1.0 if held == 0 else np.inf)
+def _reserve(report) -> float:
+    """The reserve the report's note says the search applied."""
+    note = next(n for n in report.notes if "reserve" in n)
+    return float(re.search(r"reserve ([0-9.e+]+|inf)x", note).group(1))
 
 
 @pytest.mark.parametrize("name", ["dense_f32", "conv_f32"])
-def test_search_keeps_the_measured_growth_in_reserve(tflite_model, name):
+def test_search_holds_the_estimated_fresh_drift(tflite_model, name):
     r = tfedge.compress(tflite_model(name)).report
     s, h = r.search_drift, r.held_out_drift
     assert s is not None and h is not None
-    # The largest drift measured, times its growth to samples the search never saw
-    # (at least 1 / SEARCH_MARGIN), is within the tolerance; so the held-out drift is.
-    assert max(s, h) * max(_growth(s, h), 1 / SEARCH_MARGIN) <= r.tolerance
-    assert any("growth" in n for n in r.notes), r.notes
+    # The largest drift measured times the reserve the note names (the estimate for
+    # FRESH_SAMPLES fresh inputs) is within the tolerance.
+    reserve = _reserve(r)
+    assert reserve >= 1.0
+    assert max(s, h) * reserve <= r.tolerance * (1 + NOTE_ROUNDING)
+    assert any(f"{FRESH_SAMPLES} fresh inputs" in n for n in r.notes), r.notes
 
 
-# (search drift, held-out drift or None, the drift the search holds to the tolerance)
-JUDGED = [
-    (0.01, 0.01, 0.01 / SEARCH_MARGIN),  # no growth: the fixed reserve
-    (0.02, 0.01, 0.02 / SEARCH_MARGIN),  # held-out lower: the search drift
-    (0.01, 0.02, 0.04),  # doubled on unseen samples: more than the fixed reserve
-    (0.0, 0.0, 0.0),
-    (0.0, 0.01, np.inf),  # exact on the search samples only: no growth measurable
-    (0.01, None, 0.01 / UNHELD_MARGIN),  # nothing held out
+@pytest.mark.parametrize("name", ["dense_f32", "conv_f32"])
+def test_written_file_holds_the_tolerance_on_fresh_inputs(tflite_model, name):
+    original = tflite_model(name)
+    packed = tfedge.compress(original)
+    runner, written = ModelRunner(original), ModelRunner(tfedge.expand(packed))
+    # Sets of FRESH_SAMPLES inputs drawn as the search's are, from seeds it never used.
+    for seed in FRESH_SEEDS:
+        fresh, _, _ = make_sample_sets(runner, None, FRESH_SAMPLES, seed)
+        assert drift(runner.run(fresh), written.run(fresh)) <= packed.report.tolerance
+
+
+def test_an_outlier_sample_gets_a_larger_reserve(tflite_model):
+    model = tflite_model("dense_f32")
+    x = np.random.default_rng(5).standard_normal((32, 32)).astype(np.float32)
+    alike = tfedge.compress(model, representative_data=x)
+    outlier = x.copy()
+    outlier[0] *= OUTLIER_FACTOR  # its outputs are the largest by far
+    spread = tfedge.compress(model, representative_data=outlier)
+    # The other samples' outputs are far below the one that sets the drift's scale: a
+    # fresh set without such a sample has a far smaller denominator.
+    assert _reserve(spread.report) > OUTLIER_RESERVE * _reserve(alike.report)
+    assert len(spread) > len(alike)
+
+
+def _errors(err, scale=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    err = np.asarray(err, np.float64)
+    scale = np.ones_like(err) if scale is None else np.asarray(scale, np.float64)
+    return [(err, scale)]
+
+
+_N = 32
+_RISING = np.linspace(0.0, 1.0, _N)
+# Per-sample errors (one output, 16 + 16 samples) and scales, and the bounds of the
+# judged drift over the largest measured (0.01 in each): (low, high) reserve.
+SYNTHETIC = [
+    # Tightly concentrated errors and scales: a few percent.
+    ("concentrated", 0.0098 + 0.0002 * _RISING, None, 1.0, 1.05),
+    # Errors spread evenly: more, but well under the old fixed 1 / 0.6.
+    ("spread", 0.005 + 0.005 * _RISING, None, 1.05, 1.5),
+    # One sample's error 5 times the others': a heavy tail, more of its like (and
+    # larger) among fresh inputs.
+    ("one error outlier", np.r_[0.002 + 0.0001 * _RISING[1:], 0.01], None, 1.3, np.inf),
+    # One sample's output sets the scale: fresh sets without it drift ~20 times more.
+    (
+        "one scale outlier",
+        0.0098 + 0.0002 * _RISING,
+        np.r_[np.full(_N - 1, 0.05), 1.0],
+        15.0,
+        np.inf,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("search", "held", "judged"), JUDGED)
-def test_judged_drift(search, held, judged):
-    assert _judged(search, held) == pytest.approx(judged)
+@pytest.mark.parametrize(
+    ("err", "scale", "low", "high"),
+    [s[1:] for s in SYNTHETIC],
+    ids=[s[0] for s in SYNTHETIC],
+)
+def test_reserve_from_per_sample_drifts(err, scale, low, high):
+    errors = _errors(err, scale)
+    measured = _Measured(0.01, 0.01, errors)
+    assert low <= _judged(measured) / 0.01 <= high
+
+
+# (search drift, held-out drift or None, per-sample errors, the judged drift)
+JUDGED = [
+    (0.01, None, [], 0.01 / UNHELD_MARGIN),  # nothing held out
+    (0.01, 0.01, _errors([0.01] * 4), 0.01 / UNHELD_MARGIN),  # too few for a tail
+    (0.0, 0.0, _errors([0.0] * _N), 0.0),  # exact
+    # Quantized outputs: a few samples moved by one step, the rest not at all: no
+    # spread to extrapolate (the scale is the same on every sample).
+    (0.01, 0.01, _errors(np.r_[np.full(3, 0.01), np.zeros(_N - 3)]), 0.01),
+    (0.01, 0.02, _errors(np.full(_N, 0.02)), 0.02),  # all alike: the measured drift
+]
+
+
+@pytest.mark.parametrize(("search", "held", "errors", "judged"), JUDGED)
+def test_judged_drift(search, held, errors, judged):
+    assert _judged(_Measured(search, held, errors)) == pytest.approx(judged)
 
 
 def _option(kind: str, weight_error: float) -> _lossy.Option:

@@ -18,9 +18,12 @@ pytest.importorskip(
 # index: TFLM decodes neither) give about 5x on its float32 weights, 3x on the file.
 TFLM_FILE_RATIO = 2.5
 # When the search aimed at half the tolerance, at the default one it kept the conv
-# model's kernels exact (measured: 1.005x); 4% leaves room below the 7-8 bit widths
-# these checks were written for.
-TFLM_TOLERANCE = 0.04
+# model's kernels exact (measured: 1.005x); 5% leaves room below the 7-8 bit widths
+# these checks were written for. (At 4% the int8 conv model stays exact: its outputs'
+# per-sample scales spread from 0.05 to 0.24 on the generated inputs, so the drift
+# estimated for 8 fresh inputs, whose largest output is smaller, is 2.4 times the
+# measured 0.018 at 8 bits.)
+TFLM_TOLERANCE = 0.05
 
 
 def _tflm_outputs(model: bytes, samples):

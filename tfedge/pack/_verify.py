@@ -166,6 +166,26 @@ def drift(reference, outputs) -> float:
     return worst
 
 
+def sample_errors(reference, outputs) -> list[tuple[np.ndarray, np.ndarray]]:
+    """What `drift` is made of, per sample: for each float output of every entry,
+    (each sample's max|y - y_ref|, each sample's max|y_ref|). The drift of any set of
+    these samples is, over the outputs, the largest error over the largest scale.
+
+    Both arguments are `ModelRunner.run` results; non-float outputs (compared for
+    equality by `drift`) are left out.
+    """
+    out = []
+    for ref_entry, got_entry in zip(reference, outputs, strict=True):
+        for j in range(len(ref_entry[0]) if ref_entry else 0):
+            if ref_entry[0][j].dtype.kind != "f":
+                continue
+            pairs = [(r[j], o[j]) for r, o in zip(ref_entry, got_entry, strict=True)]
+            err = [float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in pairs]
+            scale = [float(np.max(np.abs(a))) if a.size else 0.0 for a, _ in pairs]
+            out.append((np.asarray(err), np.asarray(scale)))
+    return out
+
+
 def tflite_metric(
     model_bytes: bytes, x: np.ndarray, y: np.ndarray, metric=None, batch: int = 1000
 ) -> float:
