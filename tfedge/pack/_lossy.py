@@ -94,13 +94,13 @@ _ECSQ_ITERATIONS = 20
 # against 19.4 KB exact.
 GRID_BITS = (9, 10, 11, 12, 13, 14)
 # Grid options are built for a tensor only when its finest codebook option, measured
-# alone, drifts past this fraction of the tolerance. The search holds the drift to
-# SEARCH_MARGIN (0.6) of the tolerance, and sensitivity is measured on 4 samples, the
-# maximum over all of them being larger: a tensor past a quarter on the probe takes
-# most of the budget on all samples (basic-pitch's second filter bank: under half the
-# tolerance 0.228 on the probe at 8 bits, 0.19 on all 32 samples), so only finer
-# options let it be shared. Below it the codebooks serve, and the grid's encodings are
-# not paid for.
+# alone, drifts past this fraction of the tolerance. The search keeps a reserve for
+# fresh inputs (the pack's FRESH_SAMPLES estimate), and sensitivity is measured on 4
+# samples, the maximum over all of them being larger: a tensor past a quarter on the
+# probe takes most of the budget on all samples (basic-pitch's second filter bank:
+# under half the tolerance 0.228 on the probe at 8 bits, 0.19 on all 32 samples), so
+# only finer options let it be shared. Below it the codebooks serve, and the grid's
+# encodings are not paid for.
 GRID_WHEN_DRIFT_FRACTION = 0.25
 # Grid options are built only for tensors whose exact payload takes at least this
 # many bytes: each costs its encodings and one or two model runs of the sensitivity
