@@ -229,6 +229,25 @@ def concatenated(data: bytes, spans) -> bytes:
     return b"".join(data[start : start + size] for start, size, _ in spans)
 
 
+def order0_floors(data: bytes, spans) -> tuple[int, int]:
+    """Two floors of coding each constant buffer on its own, in bytes over all buffers:
+    the order-0 entropy of its bytes, and that plus the cost of learning the
+    distribution, (K - 1) / 2 x log2(n) bits for K distinct byte values in n bytes
+    (Rissanen's bound for universal coding; a stored table or an adaptive coder pays
+    about as much), each buffer at most its own n bytes. Issue 20's wake-word floor:
+    xz, which codes all buffers as one stream, needs less than the second. Bytes are
+    the symbols: a floor for int8 and uint8 weights (their values), not for wider
+    types, which tfedge codes as values, codebooks or byte planes."""
+    entropy = floor = 0.0
+    for start, size, _ in spans:
+        counts = np.bincount(np.frombuffer(data, np.uint8, size, start), minlength=256)
+        p = counts[counts > 0] / size
+        h = float(-(p * np.log2(p)).sum()) * size / 8
+        entropy += h
+        floor += min(size, h + (p.size - 1) / 2 * np.log2(max(size, 2)) / 8)
+    return round(entropy), round(floor)
+
+
 def sparsity_index(data: bytes) -> bytes:
     """The index vectors (array_segments, array_indices) of every sparse tensor's
     table, concatenated in tensor order: the part of a DENSIFY-sparse weight that is
@@ -409,7 +428,13 @@ def bench_model(
         zstd_weight_bytes=zstd_bytes(weights),
     )
     notes: list[str] = []
-    details: dict = {"notes": notes, "weight_bytes": len(weights)}
+    order0, learned = order0_floors(data, spans)
+    details: dict = {
+        "notes": notes,
+        "weight_bytes": len(weights),
+        "order0_weight_bytes": order0,
+        "order0_learned_weight_bytes": learned,
+    }
 
     import tfedge
 
@@ -637,6 +662,18 @@ def main(argv):
     for name, det in details.items():
         for note in det["notes"]:
             print(f"- {name}: {note}")
+    print(
+        "\nWeight bytes coded buffer by buffer, byte floors (order0_floors; for int8 "
+        "weights): order-0 entropy / with the distribution's learning cost, against "
+        "xz and tfedge:"
+    )
+    for row in rows:
+        det = details[row["model"]]
+        print(
+            f"- {row['model']}: {det['order0_weight_bytes']:,} / "
+            f"{det['order0_learned_weight_bytes']:,}; xz {row['xz_weight_bytes']:,}, "
+            f"tfedge {row['lossless_weight_bytes'] or 0:,}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,18 @@ def test_compressor_sizes_are_their_outputs(bench, tflite_model):
         assert 0 < size < len(data)
 
 
+def test_order0_floors_per_buffer(bench):
+    """Entropy of each buffer's own bytes, and that plus (K - 1)/2 log2 n bits of
+    learning cost, capped at the buffer's size; summed over buffers."""
+    data = bytes(range(4)) * 64 + bytes([7]) * 100 + bytes(range(256))
+    spans = [(0, 256, "int8"), (256, 100, "int8"), (356, 256, "int8")]
+    order0, learned = bench.order0_floors(data, spans)
+    # 2 bits x 256 bytes; a constant buffer costs nothing; 256 distinct bytes 8 bits.
+    assert order0 == 64 + 0 + 256
+    # (4 - 1)/2 x 8 bits = 1.5 bytes; (1 - 1) x ... = 0; the uniform one is capped.
+    assert learned == round(64 + 1.5 + 0 + 256)
+
+
 def test_builtin_code_is_filled_from_the_deprecated_field(bench, tflite_model):
     data = tflite_model("dense_f32")
     assert bench.for_the_quantizer(data) is data
