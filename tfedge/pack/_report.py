@@ -36,8 +36,8 @@ class TensorReport:
     elements that are zero. `entropy_bytes` is the Shannon floor of the coded symbol
     streams plus the codebook. `weight_error` is ||w - w'|| / ||w|| (0 when lossless).
     `quantizer` names the lossy coding chosen ("5 bits", "4 bits/channel" for k-means
-    codebooks, "ecsq 0.045" for the ECSQ point aimed at that weight error; "" when
-    exact).
+    codebooks, "ecsq 0.045" for the ECSQ point aimed at that weight error, "12 bits
+    grid" for the uniform power-of-two grid of that width; "" when exact).
     """
 
     subgraph: int
