@@ -225,7 +225,7 @@ def rans_encode_native(symbols, plan) -> tuple[np.ndarray, bytes]:
         return np.zeros(0, np.int64), b""
     freqs = np.ascontiguousarray(plan.freqs, np.uint32)
     block = int(plan.block_size)
-    nblocks = -(-sym.size // block) if sym.size else 0
+    nblocks = -(-sym.size // block)
     out = np.empty(nblocks * 4 * plan.lanes + 2 * sym.size, np.uint8)
     offsets = np.zeros(max(nblocks - 1, 0), np.uint64)
     written = ctypes.c_size_t(0)
