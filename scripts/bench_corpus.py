@@ -304,28 +304,40 @@ class Reference:
         # Private library functions, used on purpose: the drift must be the one
         # `compress(tolerance=...)` checks, computed by the same code.
         from tfedge.pack import ModelRunner, make_samples
+        from tfedge.pack._compress import GROW_HELD_OUT
 
         runner = ModelRunner(data)
-        # compress searches on alternate samples and verifies on the others.
-        samples = make_samples(runner, None, 2 * num_samples, seed)
-        rng = np.random.default_rng(seed + 1)
-        for entry, entry_samples in zip(runner.entries, samples, strict=True):
-            for sample in entry_samples:
-                for k, detail in enumerate(entry.inputs):
-                    if np.dtype(detail["dtype"]).kind == "f":
-                        sample[k] = rng.uniform(*input_range, sample[k].shape).astype(
-                            sample[k].dtype
-                        )
+
+        def drawn(count: int, seed: int) -> list:
+            samples = make_samples(runner, None, count, seed)
+            rng = np.random.default_rng(seed + 1)
+            for entry, entry_samples in zip(runner.entries, samples, strict=True):
+                for sample in entry_samples:
+                    for k, detail in enumerate(entry.inputs):
+                        if np.dtype(detail["dtype"]).kind == "f":
+                            sample[k] = rng.uniform(
+                                *input_range, sample[k].shape
+                            ).astype(sample[k].dtype)
+            return samples
+
+        # compress searches on alternate samples and verifies on the others; the
+        # drift of every tool is measured on these.
+        self.samples = drawn(2 * num_samples, seed)
+        # More held-out samples, after those, for compress to draw on when its
+        # estimated reserve is large (`_compress.GROW_WHEN_RESERVE`); no tool's drift
+        # is measured on them.
+        self.spare = drawn(GROW_HELD_OUT * num_samples, seed + 2)
         self.num_samples = num_samples
         self.keys = [e.key for e in runner.entries]
-        self.samples = samples
-        self.outputs = runner.run(samples)
+        self.outputs = runner.run(self.samples)
 
     def representative_data(self):
-        """The samples in the form `compress(representative_data=...)` takes."""
+        """The samples and the spare ones, in the form
+        `compress(representative_data=...)` takes."""
+        both = [s + m for s, m in zip(self.samples, self.spare, strict=True)]
         if len(self.keys) == 1:
-            return self.samples[0]
-        return dict(zip(self.keys, self.samples, strict=True))
+            return both[0]
+        return dict(zip(self.keys, both, strict=True))
 
     def drift(self, model_bytes: bytes) -> float:
         from tfedge.pack import ModelRunner, drift

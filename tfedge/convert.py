@@ -88,7 +88,11 @@ def compress(
         inputs); alternate samples are held out. Generated in the ranges the model
         takes when None (int8 inputs over their quantized range, float inputs in the
         range of their TFLite Support metadata).
-      num_samples: how many samples to search on (as many more are held out).
+      num_samples: how many samples to search on (as many more are held out; when
+        the search's estimated reserve for fresh inputs turns down a combination by
+        over `_compress.GROW_WHEN_RESERVE`, it searches again with
+        `_compress.GROW_HELD_OUT` times as many more held out, read from
+        `representative_data` after the first 2 x num_samples when it has them).
       init: k-means centroid initialisation, "linear" (Deep Compression), "density" or
         "random".
       min_bytes: weight buffers smaller than this stay raw.

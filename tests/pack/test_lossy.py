@@ -17,6 +17,8 @@ from tests.pack.test_compress import MODELS
 from tfedge.pack import _lossy
 from tfedge.pack._compress import (
     FRESH_SAMPLES,
+    GROW_HELD_OUT,
+    GROW_WHEN_RESERVE,
     UNHELD_MARGIN,
     _Candidate,
     _judged,
@@ -102,7 +104,7 @@ def test_written_file_holds_the_tolerance_on_fresh_inputs(tflite_model, name):
     runner, written = ModelRunner(original), ModelRunner(tfedge.expand(packed))
     # Sets of FRESH_SAMPLES inputs drawn as the search's are, from seeds it never used.
     for seed in FRESH_SEEDS:
-        fresh, _, _ = make_sample_sets(runner, None, FRESH_SAMPLES, seed)
+        fresh = make_sample_sets(runner, None, FRESH_SAMPLES, seed).search
         assert drift(runner.run(fresh), written.run(fresh)) <= packed.report.tolerance
 
 
@@ -117,6 +119,52 @@ def test_an_outlier_sample_gets_a_larger_reserve(tflite_model):
     # fresh set without such a sample has a far smaller denominator.
     assert _reserve(spread.report) > OUTLIER_RESERVE * _reserve(alike.report)
     assert len(spread) > len(alike)
+
+
+def _grown(report) -> tuple[int, float] | None:
+    """(samples added, the reserve that asked for them) from the report's note."""
+    for n in report.notes:
+        m = re.search(r"searched again with (\d+) more .* by the ([0-9.e+]+|inf)x", n)
+        if m:
+            return int(m.group(1)), float(m.group(2))
+    return None
+
+
+def test_a_large_reserve_searches_again_with_more_held_out_samples(tflite_model):
+    # conv_f32's first search turns a combination down by a reserve over
+    # GROW_WHEN_RESERVE; the second search holds the written file to the drift of
+    # the grown held-out set, exactly as the report says.
+    model = tflite_model("conv_f32")
+    packed = tfedge.compress(model, num_samples=8)
+    more, reserve = _grown(packed.report)
+    assert more == GROW_HELD_OUT * 8 and reserve > GROW_WHEN_RESERVE
+    runner = ModelRunner(model)
+    sets = make_sample_sets(runner, None, 8, 0, more)
+    held = [h + s for h, s in zip(sets.held_out, sets.spare, strict=True)]
+    got = ModelRunner(tfedge.expand(packed)).run(held)
+    assert drift(runner.run(held), got) == packed.report.held_out_drift
+    assert packed.report.held_out_drift <= packed.report.tolerance
+
+
+def test_representative_data_lends_its_spare_samples(tflite_model):
+    model = tflite_model("conv_f32")
+    x = np.random.default_rng(4).standard_normal((80, 12, 12, 3)).astype(np.float32)
+    runner = ModelRunner(model)
+    sets = make_sample_sets(runner, x, 8, spare=GROW_HELD_OUT * 8)
+    assert len(sets.search[0]) == len(sets.held_out[0]) == 8
+    # The spare samples are those after the first 2 x num_samples, as many as asked.
+    np.testing.assert_array_equal(sets.spare[0][0][0], x[16:17])
+    assert len(sets.spare[0]) == GROW_HELD_OUT * 8
+    # Samples alike: a small reserve, and the first search stands.
+    alike = tfedge.compress(model, representative_data=x, num_samples=8)
+    assert _grown(alike.report) is None
+    # One sample whose outputs are far larger than the rest's: a large reserve.
+    x[0] *= OUTLIER_FACTOR
+    packed = tfedge.compress(model, representative_data=x, num_samples=8)
+    assert _grown(packed.report)[0] == GROW_HELD_OUT * 8
+    # Data with none to spare: the first search stands.
+    exact = tfedge.compress(model, representative_data=x[:16], num_samples=8)
+    assert _grown(exact.report) is None
 
 
 def _errors(err, scale=None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -352,7 +400,7 @@ def _with_metadata(model_bytes: bytes, meta: bytes) -> bytes:
 
 def test_inputs_follow_support_metadata_normalisation(tflite_model):
     model = _with_metadata(tflite_model("dense_f32"), _support_metadata(127.5, 127.5))
-    search, held, where = make_sample_sets(ModelRunner(model), None, 8)
+    search, held, where, _ = make_sample_sets(ModelRunner(model), None, 8)
     assert "metadata" in where
     for samples in (search, held):
         x = np.concatenate([s[0].reshape(-1) for s in samples[0]])
@@ -363,9 +411,9 @@ def test_inputs_follow_support_metadata_normalisation(tflite_model):
 
 
 def test_int8_inputs_cover_their_quantized_range(tflite_model):
-    search, held, _ = make_sample_sets(
+    search = make_sample_sets(
         ModelRunner(tflite_model("conv_int8_io")), None, 16
-    )
+    ).search
     x = np.concatenate([s[0].reshape(-1) for s in search[0]])
     assert x.dtype == np.int8
     assert x.min() <= -128 + INT8_RANGE_SLACK and x.max() >= 127 - INT8_RANGE_SLACK
@@ -379,7 +427,7 @@ def test_representative_data_alternates_held_out_samples(tflite_model):
     assert packed.report.held_out_drift <= packed.report.tolerance
     # The held-out drift is the drift on exactly the odd samples.
     runner = ModelRunner(model)
-    _, held, _ = make_sample_sets(runner, x, 5)
+    held = make_sample_sets(runner, x, 5).held_out
     got = ModelRunner(tfedge.expand(packed)).run(held)
     assert drift(runner.run(held), got) == packed.report.held_out_drift
     one = tfedge.compress(model, representative_data=x[:1])

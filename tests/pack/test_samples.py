@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tfedge
+from tfedge.pack._compress import GROW_HELD_OUT
 
 # Samples per compress call: enough to exercise splitting, few enough to stay fast.
 NUM_SAMPLES = 4
@@ -97,7 +98,8 @@ def test_generator_is_read_only_as_far_as_needed(tflite_model):
             yield [_X[i : i + 1]]
 
     _pack(tflite_model("dense_f32"), endless)
-    assert len(taken) == 2 * NUM_SAMPLES  # search samples, then as many held out
+    # Search samples, as many held out, then the spare held-out samples.
+    assert len(taken) == (2 + GROW_HELD_OUT) * NUM_SAMPLES
 
 
 # A model with two inputs, one named `x` and one named `input_x`.

@@ -7,6 +7,8 @@ outputs.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from tfedge.errors import TfedgeError
@@ -338,54 +340,74 @@ def _generate_in(
     return rng.standard_normal(shape).astype(dtype)
 
 
-def make_sample_sets(
-    runner: ModelRunner, data, num_samples: int, seed: int = 0
-) -> tuple[list, list | None, str]:
-    """Search samples and held-out samples, each as `make_samples` gives them, and a
-    sentence saying where they come from.
+class SampleSets(NamedTuple):
+    """`make_sample_sets`' result: inputs as `make_samples` gives them."""
 
-    With `data`, its samples alternate between the two sets (held out is None when
+    search: list
+    held_out: list | None
+    where: str  # a sentence saying where the samples come from
+    # Held-out samples kept back until the search asks for more (empty lists when
+    # the data has no more; None when nothing is held out).
+    spare: list | None = None
+
+
+def make_sample_sets(
+    runner: ModelRunner, data, num_samples: int, seed: int = 0, spare: int = 0
+) -> SampleSets:
+    """Search samples, held-out samples and up to `spare` more held-out samples.
+
+    With `data`, its first 2 x `num_samples` samples alternate between the search and
+    the held-out set, and the spare ones are those after them (held out is None when
     fewer than two samples are given). Without, inputs are generated in the ranges
     the model takes: an int8/uint8 input over its whole quantized range, a float input
     in the range its TFLite Support metadata gives (Stats, or the normalisation of
     8-bit pixels), else N(0, 1) and uniform in [-1, 1] on alternate samples; the
-    held-out set is drawn the same way from another seed.
+    held-out and the spare sets are drawn the same way from other seeds.
     """
     if data is not None:
-        both = make_samples(runner, data, 2 * num_samples, seed)
-        search = [entry[0::2] for entry in both]
-        held = [entry[1::2] for entry in both]
+        both = make_samples(runner, data, 2 * num_samples + spare, seed)
+        first = [entry[: 2 * num_samples] for entry in both]
+        search = [entry[0::2] for entry in first]
+        held = [entry[1::2] for entry in first]
         if any(not h for h in held):
-            return search, None, "representative data (too few samples to hold any out)"
-        return search, held, "representative data, alternate samples held out"
+            return SampleSets(
+                search, None, "representative data (too few samples to hold any out)"
+            )
+        return SampleSets(
+            search,
+            held,
+            "representative data, alternate samples held out",
+            [entry[2 * num_samples :] for entry in both],
+        )
     ranges = _support_input_ranges(runner.model_bytes)
-    sets = []
-    for s in (seed, seed + 1):
+
+    def generated(s: int, count: int) -> list:
         rng = np.random.default_rng([s, 0x7F3D])
-        sets.append(
+        return [
             [
                 [
-                    [
-                        _generate_in(
-                            d,
-                            rng,
-                            ranges[k] if e == 0 and k < len(ranges) else None,
-                            i,
-                        )
-                        for k, d in enumerate(entry.inputs)
-                    ]
-                    for i in range(num_samples)
+                    _generate_in(
+                        d, rng, ranges[k] if e == 0 and k < len(ranges) else None, i
+                    )
+                    for k, d in enumerate(entry.inputs)
                 ]
-                for e, entry in enumerate(runner.entries)
+                for i in range(count)
             ]
-        )
+            for e, entry in enumerate(runner.entries)
+        ]
+
     where = (
         "generated in the input ranges of the model's metadata"
         if any(r is not None for r in ranges)
         else "generated (float inputs N(0, 1) and uniform in [-1, 1], integer inputs "
         "over their quantized range)"
     )
-    return sets[0], sets[1], where
+    return SampleSets(
+        generated(seed, num_samples),
+        generated(seed + 1, num_samples),
+        where,
+        generated(seed + 2, spare),
+    )
 
 
 def blind_outputs(reference) -> bool:
