@@ -93,3 +93,13 @@ def test_explicit_choice_does_not_warn():
         tk.share_weights(model, bits={"d2": 4})
         tk.ternarize(model, layers=["d2"])
     assert np.isfinite(model.count_params())
+
+
+def test_prune_logs_the_matrices_it_left_dense(caplog):
+    model = _model(with_skipped=False)
+    with caplog.at_level("INFO"):
+        tk.prune(model, schedule={"d1": tk.ConstantSparsity(0.5, begin_step=0)})
+    (line,) = [r.getMessage() for r in caplog.records if "left dense" in r.getMessage()]
+    assert "'d2'" in line and "'out'" in line
+    assert "'d1'" not in line
+    assert "'bn'" not in line  # a normalization's vectors are no pruning candidate

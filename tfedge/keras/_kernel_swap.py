@@ -93,7 +93,7 @@ def copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     return new
 
 
-def _holds_matrix(layer: keras.layers.Layer) -> bool:
+def holds_matrix(layer: keras.layers.Layer) -> bool:
     """Whether the layer (sublayers included) holds a weight of rank 2 or more: the
     weights that pruning, sharing and ternary coding are about (biases and
     normalization scales are vectors)."""
@@ -112,7 +112,7 @@ def warn_skipped(
     skipped = [
         layer
         for layer in walk_layers(model, include_models=False)
-        if layer.built and _holds_matrix(layer) and not supported(layer)
+        if layer.built and holds_matrix(layer) and not supported(layer)
     ]
     if not skipped:
         return

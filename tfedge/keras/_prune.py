@@ -35,7 +35,7 @@ from keras import ops
 
 from tfedge._checks import BLOCK_SIZES, check_block_size
 from tfedge._layers import walk_layers
-from tfedge.keras._kernel_swap import warn_skipped
+from tfedge.keras._kernel_swap import holds_matrix, warn_skipped
 from tfedge.keras._obd import estimate_hessian
 from tfedge.keras._schedules import PruningSchedule
 
@@ -652,7 +652,8 @@ def prune(
         new = _copy_layer(layer)
         copies.append((layer, new))
         if chosen is None:
-            if layer.weights and not isinstance(layer, keras.Model):
+            # Normalization scales and biases are vectors: nothing to prune there.
+            if holds_matrix(layer) and not isinstance(layer, keras.Model):
                 skipped.append(layer.name)
             return new
         return PruningWrapper(
