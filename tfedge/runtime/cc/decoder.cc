@@ -679,7 +679,7 @@ __attribute__((target("avx2,popcnt"))) size_t RansRoundsAvx2(
 
 class RansReader final : public SymbolReader {
  public:
-  static constexpr uint32_t kLow = 1u << 16;
+  static constexpr uint32_t kLow = kRansStateLow;
 
   RansReader(int bits, uint32_t count, int scale, int lanes, uint32_t block_size,
              const uint8_t* offsets, const uint8_t* data, size_t size,

@@ -45,6 +45,9 @@ inline constexpr uint8_t kCodingRans = 2;  // format version 3 and newer
 inline constexpr int kMaxRansBits = 16;
 inline constexpr int kMaxRansScaleBits = 16;
 inline constexpr int kMaxRansLanes = 32;
+// A lane's rANS state stays in [2^16, 2^32) between symbols; the encoder
+// (rans_encode.cc) starts every lane at it and the decoder checks each ends there.
+inline constexpr uint32_t kRansStateLow = 1u << 16;
 
 // The outcome of a decoding step: ok, or a message and the payload byte offset where
 // the problem was found (-1 when no single offset applies).

@@ -5,12 +5,14 @@
 #include <vector>
 
 #include "c_api.h"
+#include "decoder.h"
 
 namespace {
 
-constexpr uint32_t kStateLow = 1u << 16;
-constexpr int kMaxLanes = 32;
-constexpr int kMaxScaleBits = 16;
+// The decoder's limits and state bound (decoder.h): what this writes, it reads.
+constexpr uint32_t kStateLow = tfedge::kRansStateLow;
+constexpr int kMaxLanes = tfedge::kMaxRansLanes;
+constexpr int kMaxScaleBits = tfedge::kMaxRansScaleBits;
 
 void PutU32(uint8_t* p, uint32_t v) {
   p[0] = static_cast<uint8_t>(v);
