@@ -25,7 +25,7 @@ from tfedge.pack._compress import (
     _Measured,
 )
 from tfedge.pack._report import TensorReport
-from tfedge.pack._verify import ModelRunner, drift, make_sample_sets
+from tfedge.pack._verify import ModelRunner, drift, make_sample_sets, sample_errors
 from tfedge.tflite import read, write
 
 RUNNABLE = [m for m, runnable in MODELS if runnable]
@@ -119,6 +119,34 @@ def test_an_outlier_sample_gets_a_larger_reserve(tflite_model):
     # fresh set without such a sample has a far smaller denominator.
     assert _reserve(spread.report) > OUTLIER_RESERVE * _reserve(alike.report)
     assert len(spread) > len(alike)
+
+
+def _runs(*samples) -> list:
+    """`ModelRunner.run`-shaped outputs: one entry, one float output per sample."""
+    return [[[np.asarray(v, np.float64)] for v in samples]]
+
+
+# (reference samples, output samples, drift)
+DRIFTS = [
+    ([[1.0, -2.0], [0.5, 0.5]], [[1.0, -2.0], [0.5, 0.5]], 0.0),
+    ([[1.0, -2.0], [0.5, 0.5]], [[1.1, -2.0], [0.5, 0.3]], 0.2 / 2.0),
+    # NaN on a later sample only is no less a failure than on the first.
+    ([[1.0, 2.0], [1.0, 2.0]], [[1.0, 2.0], [1.0, np.nan]], np.inf),
+    ([[1.0, 2.0], [1.0, 2.0]], [[1.0, np.inf], [1.0, 2.0]], np.inf),
+    # The same non-finite value on both sides is no error.
+    ([[1.0, -np.inf], [np.nan, 2.0]], [[1.0, -np.inf], [np.nan, 2.0]], 0.0),
+    ([[1.0, -np.inf], [np.nan, 2.0]], [[1.0, -np.inf], [0.0, 2.0]], np.inf),
+]
+
+
+@pytest.mark.parametrize(("want", "got", "expected"), DRIFTS)
+def test_drift_of_outputs(want, got, expected):
+    assert drift(_runs(*want), _runs(*got)) == pytest.approx(expected)
+    (per_sample,) = sample_errors(_runs(*want), _runs(*got))
+    if np.isfinite(expected):
+        # The drift is the largest per-sample error over the largest scale.
+        err, scale = per_sample
+        assert np.max(err) / np.max(scale) == pytest.approx(expected)
 
 
 def _grown(report) -> tuple[int, float] | None:

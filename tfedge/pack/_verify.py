@@ -143,49 +143,74 @@ def _as_float(y: np.ndarray, detail: dict) -> np.ndarray:
     return y  # strings and the like are compared for equality only
 
 
+def _outputs(reference, outputs):
+    """(reference, got) per output of every entry: each a list over the samples."""
+    for ref_entry, got_entry in zip(reference, outputs, strict=True):
+        for j in range(len(ref_entry[0]) if ref_entry else 0):
+            yield [r[j] for r in ref_entry], [o[j] for o in got_entry]
+
+
+def _error(a: np.ndarray, b: np.ndarray) -> float:
+    """max|a - b|: 0 where both hold the same value (infinities and NaNs included),
+    NaN where only one of them is NaN."""
+    if not a.size:
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        d = np.abs(a - b)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return float(np.max(np.where(same, 0.0, d)))
+
+
+def _scale(a: np.ndarray) -> float:
+    """max|a| over its finite values (0 when it has none)."""
+    finite = np.abs(a[np.isfinite(a)])
+    return float(np.max(finite)) if finite.size else 0.0
+
+
+def _per_sample(ref: list, got: list) -> tuple[np.ndarray, np.ndarray]:
+    """A float output's (max|y - y_ref|, max|y_ref| over finite y_ref) on each
+    sample."""
+    pairs = list(zip(ref, got, strict=True))
+    err = [_error(a, b) for a, b in pairs]
+    scale = [_scale(a) for a, _ in pairs]
+    return np.asarray(err), np.asarray(scale)
+
+
 def drift(reference, outputs) -> float:
-    """max over entries and outputs of max|y - y_ref| / max|y_ref| across all samples.
+    """max over entries and outputs of max|y - y_ref| / max|y_ref| across all samples:
+    inf when a non-float output differs, or a float output differs by NaN or
+    infinity on any sample (values equal on both sides, NaN included, do not count).
 
     Both arguments are `ModelRunner.run` results: `[entry][sample][output]` arrays.
     """
     worst = 0.0
-    for ref_entry, got_entry in zip(reference, outputs, strict=True):
-        for j in range(len(ref_entry[0]) if ref_entry else 0):
-            ref = [r[j] for r in ref_entry]
-            got = [o[j] for o in got_entry]
-            if ref[0].dtype.kind != "f":
-                same = all(np.array_equal(a, b) for a, b in zip(ref, got, strict=True))
-                worst = max(worst, 0.0 if same else float("inf"))
-                continue
-            scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref)
-            err = max(
-                float(np.max(np.abs(a - b))) if a.size else 0.0
-                for a, b in zip(ref, got, strict=True)
-            )
-            if not np.isfinite(err):
-                return float("inf")
-            worst = max(worst, err / max(scale, _EPS))
+    for ref, got in _outputs(reference, outputs):
+        if ref[0].dtype.kind != "f":
+            same = all(np.array_equal(a, b) for a, b in zip(ref, got, strict=True))
+            worst = max(worst, 0.0 if same else float("inf"))
+            continue
+        err, scale = _per_sample(ref, got)
+        largest = float(np.max(err))  # NaN when any sample's error is
+        if not np.isfinite(largest):
+            return float("inf")
+        worst = max(worst, largest / max(float(np.max(scale)), _EPS))
     return worst
 
 
 def sample_errors(reference, outputs) -> list[tuple[np.ndarray, np.ndarray]]:
     """What `drift` is made of, per sample: for each float output of every entry,
-    (each sample's max|y - y_ref|, each sample's max|y_ref|). The drift of any set of
-    these samples is, over the outputs, the largest error over the largest scale.
+    (each sample's max|y - y_ref|, each sample's max|y_ref| over its finite values).
+    The drift of any set of these samples is, over the outputs, the largest error
+    over the largest scale.
 
     Both arguments are `ModelRunner.run` results; non-float outputs (compared for
     equality by `drift`) are left out.
     """
-    out = []
-    for ref_entry, got_entry in zip(reference, outputs, strict=True):
-        for j in range(len(ref_entry[0]) if ref_entry else 0):
-            if ref_entry[0][j].dtype.kind != "f":
-                continue
-            pairs = [(r[j], o[j]) for r, o in zip(ref_entry, got_entry, strict=True)]
-            err = [float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in pairs]
-            scale = [float(np.max(np.abs(a))) if a.size else 0.0 for a, _ in pairs]
-            out.append((np.asarray(err), np.asarray(scale)))
-    return out
+    return [
+        _per_sample(ref, got)
+        for ref, got in _outputs(reference, outputs)
+        if ref[0].dtype.kind == "f"
+    ]
 
 
 def tflite_metric(
