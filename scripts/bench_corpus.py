@@ -287,6 +287,63 @@ def for_the_quantizer(data: bytes) -> bytes:
     return write(model) if changed else data
 
 
+# The ops whose weight input (index 1) int8_kernels quantizes, with the axis of its
+# output channels (TFLite's layouts: OHWI, 1HWO, (out, in), OHWI).
+_KERNEL_AXIS = {
+    "CONV_2D": 0,
+    "DEPTHWISE_CONV_2D": 3,
+    "FULLY_CONNECTED": 0,
+    "TRANSPOSE_CONV": 0,
+}
+
+
+def int8_kernels(data: bytes) -> bytes | None:
+    """What int8 weights give a float16 model, which ai-edge-quantizer leaves as it is:
+    every float16 kernel behind DEQUANTIZE (the weight input of the _KERNEL_AXIS ops)
+    stored as int8 with a symmetric scale per output channel, as the quantizer's
+    weight-only int8 recipe stores float32 kernels; DEQUANTIZE then gives the same
+    float32 tensor from it. Biases and other constants stay float16. None when the
+    model has no such kernel."""
+    from tfedge.tflite import opcode_name, read, schema, tensor_array, write
+
+    s = schema()
+    model = read(data)
+    users: dict[int, int] = {}  # buffer -> tensors referring to it
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            users[t.buffer] = users.get(t.buffer, 0) + 1
+    done = 0
+    for sg in model.subgraphs:
+        axis_of: dict[int, set[int]] = {}  # tensor -> axes its consumers need
+        for op in sg.operators or []:
+            axis = _KERNEL_AXIS.get(opcode_name(model, op.opcodeIndex))
+            if axis is not None and op.inputs is not None and len(op.inputs) > 1:
+                axis_of.setdefault(int(op.inputs[1]), set()).add(axis)
+        for op in sg.operators or []:
+            if opcode_name(model, op.opcodeIndex) != "DEQUANTIZE":
+                continue
+            t = sg.tensors[int(op.inputs[0])]
+            axes = axis_of.get(int(op.outputs[0]), set())
+            if t.type != s.TensorType.FLOAT16 or len(axes) != 1 or users[t.buffer] != 1:
+                continue
+            w = tensor_array(model, t).astype(np.float32)
+            (axis,) = axes
+            if w.ndim <= axis:
+                continue
+            reduce = tuple(a for a in range(w.ndim) if a != axis)
+            scale = np.max(np.abs(w), axis=reduce, keepdims=True) / 127.0
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            t.type = s.TensorType.INT8
+            t.quantization = s.QuantizationParametersT()
+            t.quantization.scale = scale.reshape(-1)
+            t.quantization.zeroPoint = np.zeros(scale.size, np.int64)
+            t.quantization.quantizedDimension = axis
+            model.buffers[t.buffer].data = q.reshape(-1).view(np.uint8)
+            done += 1
+    return write(model) if done else None
+
+
 # --- inputs and drift -------------------------------------------------------------
 
 
@@ -483,6 +540,8 @@ def bench_model(
         except Exception as e:  # noqa: BLE001 - reported in the row; others go on
             notes.append(f"tfedge lossy: {_short(e)}")
 
+    if lossy and ref is not None and row["weight_dtype"] == "float16":
+        _int8_kernels_columns(data, ref, details)
     if python is None and aieq_row is None:
         return row, details
     if row["weight_dtype"] not in FLOAT_DTYPES:
@@ -524,6 +583,31 @@ def bench_model(
         except Exception as e:  # noqa: BLE001 - reported in the row; others go on
             notes.append(f"tfedge at the {recipe} drift: {_short(e)}")
     return row, details
+
+
+def _int8_kernels_columns(data: bytes, ref: Reference, details: dict) -> None:
+    """A float16 model's int8 kernels (`int8_kernels`): its ratio and drift, and
+    tfedge held to that drift, in `details` (the quantizer's columns are the
+    untouched model's)."""
+    notes = details["notes"]
+    q = int8_kernels(data)
+    if q is None:
+        notes.append("int8 kernels: no float16 kernel behind DEQUANTIZE")
+        return
+    q_drift = ref.drift(q)
+    details.update(int8_kernels=len(data) / len(q), int8_kernels_drift=q_drift)
+    if not q_drift < 1.0:
+        notes.append(f"int8 kernels drift {q_drift:.3g}: no tolerance tfedge takes")
+        return
+    try:
+        out, drift, seconds, _ = tfedge_compress(data, ref, tolerance=q_drift)
+    except Exception as e:  # noqa: BLE001 - reported; other models go on
+        notes.append(f"tfedge at the int8 kernels' drift: {_short(e)}")
+        return
+    details.update(
+        tfedge_at_int8_kernels_drift=len(data) / len(out),
+        tfedge_at_int8_kernels_drift_measured=drift,
+    )
 
 
 def _run_aieq(python, data, recipe, spans, ref, row, notes) -> float | None:
@@ -674,6 +758,21 @@ def main(argv):
     for name, det in details.items():
         for note in det["notes"]:
             print(f"- {name}: {note}")
+    int8 = [(r["model"], details[r["model"]]) for r in rows]
+    int8 = [(m, d) for m, d in int8 if "int8_kernels" in d]
+    if int8:
+        print(
+            "\nFloat16 models (which ai-edge-quantizer leaves as they are), their "
+            "kernels as int8 with a scale per output channel (int8_kernels): ratio "
+            "(drift), and tfedge lossy held to that drift:"
+        )
+    for name, det in int8:
+        at = det.get("tfedge_at_int8_kernels_drift")
+        print(
+            f"- {name}: int8 kernels {det['int8_kernels']:.2f} "
+            f"({det['int8_kernels_drift']:.3g}), tfedge "
+            + ("not run" if at is None else f"{at:.2f}")
+        )
     print(
         "\nWeight bytes coded buffer by buffer, byte floors (order0_floors; for int8 "
         "weights): order-0 entropy / with the distribution's learning cost, against "

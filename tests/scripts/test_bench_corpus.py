@@ -136,6 +136,48 @@ def test_a_row_with_the_quantizer_columns_of_an_earlier_run(bench, tflite_model)
     assert row["tfedge_at_int4_drift"] == row["tfedge_lossless"]
 
 
+def test_int8_kernels_of_a_float16_model(bench, tflite_model):
+    """Float16 kernels behind DEQUANTIZE become int8 with a scale per output channel;
+    DEQUANTIZE gives them back in float32, within half a step of each."""
+    from tfedge.tflite import opcode_name, read, schema, tensor_array
+
+    data = tflite_model("conv_f16")
+    q = bench.int8_kernels(data)
+    assert len(q) < len(data)
+    s = schema()
+    before, after = read(data), read(q)
+    kernels = 0
+    for sg0, sg1 in zip(before.subgraphs, after.subgraphs, strict=True):
+        for op in sg1.operators:
+            if opcode_name(after, op.opcodeIndex) != "DEQUANTIZE":
+                continue
+            t0, t1 = sg0.tensors[op.inputs[0]], sg1.tensors[op.inputs[0]]
+            if t1.type != s.TensorType.INT8:
+                assert t1.type == s.TensorType.FLOAT16  # a bias: left as it was
+                continue
+            kernels += 1
+            w = tensor_array(before, t0).astype(np.float32)
+            axis = t1.quantization.quantizedDimension
+            scale = np.asarray(t1.quantization.scale)
+            assert scale.size == w.shape[axis]
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            got = tensor_array(after, t1).astype(np.float32) * scale.reshape(shape)
+            assert np.all(np.abs(got - w) <= 0.5 * scale.reshape(shape) + 1e-7)
+    assert kernels == 4  # Conv2D, DepthwiseConv2D and the two Dense kernels
+    assert bench.int8_kernels(tflite_model("conv_f32")) is None
+    # The row's details: the int8 file's ratio and drift, tfedge held to that drift.
+    _, details = bench.bench_model(
+        "conv", "built in code", data, python=None, num_samples=4
+    )
+    ref = bench.Reference(data, num_samples=4, seed=0)
+    assert details["int8_kernels"] == len(data) / len(q)
+    assert details["int8_kernels_drift"] == ref.drift(q) > 0
+    assert details["tfedge_at_int8_kernels_drift"] > 1.0
+    measured = details["tfedge_at_int8_kernels_drift_measured"]
+    assert measured <= details["int8_kernels_drift"]
+
+
 def test_densify_index_counts_on_both_sides(bench, tflite_model):
     """A DENSIFY tensor's index is in the tables, not its buffer: xz and zstd get it
     after the buffers, and tfedge's weight bytes hold it in its payload (or, carried,
