@@ -9,7 +9,8 @@ corpus (tests/corpus/manifest.json, fetched by scripts/corpus.py), the size rati
   written file and the seconds `compress` took);
 - ai-edge-quantizer's weight-only int8 and int4 per-channel recipes on float models,
   with their drift, and tfedge lossy held to each recipe's drift (`tolerance` set
-  to it);
+  to it); on float16 models, which the quantizer leaves as they are, their kernels
+  as int8 with a scale per output channel (`int8_kernels`), likewise;
 - the constant buffers alone: tfedge lossless (packed or carried) against xz and zstd of
   the same buffers concatenated in file order. The index vectors of `DENSIFY`-sparse
   tensors (flatbuffer tables, not buffers) count on both sides: tfedge packs most of
@@ -18,7 +19,9 @@ corpus (tests/corpus/manifest.json, fetched by scripts/corpus.py), the size rati
 
 Drift is the metric `tfedge.compress(tolerance=...)` checks, max|y - y_ref| / max|y_ref|
 over the worst output, measured on the same inputs for every tool (generated once per
-model, passed to `compress` as its representative data): float inputs uniform in the
+model, (2 + GROW_HELD_OUT) x --num_samples of them, passed to `compress` as its
+representative data: its search and held-out samples, then the spare held-out samples
+it draws on when its estimated reserve is large): float inputs uniform in the
 range the corpus manifest gives for the model (`input_range`; [-1, 1] where it gives
 none), integer inputs over their whole quantized range. A packed tfedge file is
 measured through `tfedge.expand`, i.e. on the bytes it decodes to.
@@ -83,8 +86,9 @@ def define_flags() -> None:
     flags.DEFINE_integer(
         "num_samples",
         16,
-        "compress's search samples; as many again are held out, and every drift is "
-        "measured on both.",
+        "compress's search samples; as many again are held out, and "
+        "_compress.GROW_HELD_OUT times as many are spare (held out when the search's "
+        "reserve is large); every drift is measured on all of them.",
     )
     flags.DEFINE_integer("seed", 0, "Seed of the generated inputs.")
     flags.DEFINE_string(
@@ -377,24 +381,22 @@ class Reference:
                             ).astype(sample[k].dtype)
             return samples
 
-        # compress searches on alternate samples and verifies on the others; the
-        # drift of every tool is measured on these.
-        self.samples = drawn(2 * num_samples, seed)
-        # More held-out samples, after those, for compress to draw on when its
-        # estimated reserve is large (`_compress.GROW_WHEN_RESERVE`); no tool's drift
-        # is measured on them.
-        self.spare = drawn(GROW_HELD_OUT * num_samples, seed + 2)
+        # compress searches on alternate samples of the first 2 x num_samples and
+        # holds the others out, then draws on the spare ones when its estimated
+        # reserve is large (`_compress.GROW_WHEN_RESERVE`). Every tool's drift is
+        # measured on all of them.
+        first = drawn(2 * num_samples, seed)
+        spare = drawn(GROW_HELD_OUT * num_samples, seed + 2)
+        self.samples = [a + b for a, b in zip(first, spare, strict=True)]
         self.num_samples = num_samples
         self.keys = [e.key for e in runner.entries]
         self.outputs = runner.run(self.samples)
 
     def representative_data(self):
-        """The samples and the spare ones, in the form
-        `compress(representative_data=...)` takes."""
-        both = [s + m for s, m in zip(self.samples, self.spare, strict=True)]
+        """The samples in the form `compress(representative_data=...)` takes."""
         if len(self.keys) == 1:
-            return both[0]
-        return dict(zip(self.keys, both, strict=True))
+            return self.samples[0]
+        return dict(zip(self.keys, self.samples, strict=True))
 
     def drift(self, model_bytes: bytes) -> float:
         from tfedge.pack import ModelRunner, drift
