@@ -306,8 +306,8 @@ def int8_kernels(data: bytes) -> bytes | None:
     every float16 kernel behind DEQUANTIZE (the weight input of the _KERNEL_AXIS ops)
     stored as int8 with a symmetric scale per output channel, as the quantizer's
     weight-only int8 recipe stores float32 kernels; DEQUANTIZE then gives the same
-    float32 tensor from it. Biases and other constants stay float16. None when the
-    model has no such kernel."""
+    float32 tensor from it. Biases, other constants and DENSIFY-sparse kernels stay
+    float16. None when the model has no such kernel."""
     from tfedge.tflite import opcode_name, read, schema, tensor_array, write
 
     s = schema()
@@ -332,8 +332,8 @@ def int8_kernels(data: bytes) -> bytes | None:
                 continue
             w = tensor_array(model, t).astype(np.float32)
             (axis,) = axes
-            if w.ndim <= axis:
-                continue
+            if w.size == 0 or w.ndim <= axis:
+                continue  # no constant (a DENSIFY output): left as it is
             reduce = tuple(a for a in range(w.ndim) if a != axis)
             scale = np.max(np.abs(w), axis=reduce, keepdims=True) / 127.0
             scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
@@ -596,7 +596,11 @@ def _int8_kernels_columns(data: bytes, ref: Reference, details: dict) -> None:
     if q is None:
         notes.append("int8 kernels: no float16 kernel behind DEQUANTIZE")
         return
-    q_drift = ref.drift(q)
+    try:
+        q_drift = ref.drift(q)
+    except Exception as e:  # noqa: BLE001 - reported; other models go on
+        notes.append(f"int8 kernels: {_short(e)}")
+        return
     details.update(int8_kernels=len(data) / len(q), int8_kernels_drift=q_drift)
     if not q_drift < 1.0:
         notes.append(f"int8 kernels drift {q_drift:.3g}: no tolerance tfedge takes")

@@ -23,6 +23,7 @@ BUILDERS = {
     "conv_int8": tflite_models.conv_int8,
     "conv_int8_io": lambda: tflite_models.conv_int8(int8_io=True),
     "densify": tflite_models.densify_model,
+    "densify_f16": lambda: tflite_models.densify_model(float16=True),
     "per_channel": tflite_models.per_channel_ternary,
     "two_subgraphs": tflite_models.two_subgraphs,
     "two_signatures": tflite_models.two_signatures,

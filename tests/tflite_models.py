@@ -146,11 +146,21 @@ def per_channel_ternary() -> bytes:
     return _convert(model)
 
 
-def densify_model() -> bytes:
+def densify_model(float16: bool = False) -> bytes:
     """A pruned Dense model converted with EXPERIMENTAL_SPARSITY: a DENSIFY op and a
-    tensor with `sparsity` parameters."""
+    tensor with `sparsity` parameters (`float16`: sparse float16 kernels, each
+    DENSIFY followed by a DEQUANTIZE, as in mediapipe's pose detector)."""
     tf = _tf()
     model = dense_model(units=(64,), inputs=64, prune=0.9)
+    if float16:
+        return _convert(
+            model,
+            optimizations=[
+                tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
+                tf.lite.Optimize.DEFAULT,
+            ],
+            types=[tf.float16],
+        )
     return _convert(model, optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY])
 
 

@@ -162,6 +162,8 @@ def test_int8_kernels_of_a_float16_model(bench, tflite_model):
             assert np.all(np.abs(got - w) <= 0.5 * scale.reshape(shape) + 1e-7)
     assert kernels == 4  # Conv2D, DepthwiseConv2D and the two Dense kernels
     assert bench.int8_kernels(tflite_model("conv_f32")) is None
+    # Sparse float16 kernels (DENSIFY, then DEQUANTIZE) stay as they are.
+    assert bench.int8_kernels(tflite_model("densify_f16")) is None
     # The row's details: the int8 file's ratio and drift, tfedge held to that drift.
     _, details = bench.bench_model(
         "conv", "built in code", data, python=None, num_samples=4
