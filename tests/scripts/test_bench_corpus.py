@@ -97,6 +97,19 @@ def test_reference_inputs_in_range_and_self_drift_zero(bench, tflite_model):
     assert len(ref.samples[0]) == (2 + GROW_HELD_OUT) * 4
     assert ref.representative_data() is ref.samples[0]
     assert ref.drift(data) == 0.0
+    assert ref.fresh_drift(data) == 0.0
+
+
+def test_fresh_drift_is_the_standard_compress_holds_its_files_to(bench, tflite_model):
+    import tfedge
+
+    data = tflite_model("dense_f32")
+    ref = bench.Reference(data, num_samples=4, seed=0)
+    packed = tfedge.compress(data, representative_data=ref.representative_data())
+    written = tfedge.expand(bytes(packed))
+    # At least the drift measured on the samples, and within the tolerance the file
+    # was searched for (its reserve covered the same estimate).
+    assert 0 < ref.drift(written) <= ref.fresh_drift(written) <= 0.02
 
 
 def test_a_row_without_the_quantizer(bench, tflite_model):
