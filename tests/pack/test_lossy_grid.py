@@ -61,7 +61,7 @@ PER_CHANNEL = {"unlike", "depthwise"}
 # Bits of the grids checked (the finest codebook is 8 bits; float16 holds 11
 # significant bits, so its 14-bit grid is rounded to the dtype and still decodes to
 # what the option holds).
-BITS = [9, 12, 14]
+BITS = [8, 9, 12, 14]
 # A tolerance for the unlike-channels model below its per-channel codebooks' drift
 # (0.005 at 7 bits, their finest within the table bound) and above a 12-bit grid's
 # (0.0004): the search must take a grid to share the kernel at all.
@@ -116,7 +116,10 @@ def test_grid_values_are_on_the_power_of_two_grid(name, bits):
 def test_finest_grid_past_codebooks_beats_int8_per_channel(name):
     ttype, values, shape = TENSORS[name]
     layout = _lossy.channel_layout(shape, values.size)
-    rounded = _lossy.grid_values(values, min(_lossy.GRID_BITS), layout)
+    # The first grid finer than the 8-bit codebooks (the 8-bit grid is int8's
+    # rival: one step for channels within CHANNEL_MIN_SPREAD, so a coarser one
+    # than int8 per channel gives some of them).
+    rounded = _lossy.grid_values(values, 9, layout)
     int8, int8_step = _int8_per_channel(values, shape)
     w = values.astype(np.float64)
     # Element by element within half an int8 step of its channel, and no more error
