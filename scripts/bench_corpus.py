@@ -9,8 +9,11 @@ corpus (tests/corpus/manifest.json, fetched by scripts/corpus.py), the size rati
   written file and the seconds `compress` took);
 - ai-edge-quantizer's weight-only int8 and int4 per-channel recipes on float models,
   with their drift, and tfedge lossy held to each recipe's drift (`tolerance` set
-  to it); on float16 models, which the quantizer leaves as they are, their kernels
-  as int8 with a scale per output channel (`int8_kernels`), likewise;
+  to it), and both held to one standard: the quantizer's files judged as tfedge judges
+  its own (`Reference.fresh_drift`, the drift estimated for fresh inputs when larger
+  than the measured one) and tfedge held to that drift; on float16 models, which the
+  quantizer leaves as they are, their kernels as int8 with a scale per output channel
+  (`int8_kernels`), and tfedge held to that file's drift;
 - the constant buffers alone: tfedge lossless (packed or carried) against xz and zstd of
   the same buffers concatenated in file order. The index vectors of `DENSIFY`-sparse
   tensors (flatbuffer tables, not buffers) count on both sides: tfedge packs most of
@@ -572,6 +575,9 @@ def bench_model(
             if ref is None or q_drift is None:
                 continue
             row[f"aieq_{recipe}_drift"] = q_drift
+            fresh = aieq_row.get(f"aieq_{recipe}_fresh_drift")
+            if fresh is not None:
+                details[f"aieq_{recipe}_fresh_drift"] = fresh
         else:
             q_drift = _run_aieq(python, data, recipe, spans, ref, row, details)
             if q_drift is None:
@@ -730,7 +736,18 @@ def main(argv):
     if FLAGS.aieq_from:
         with open(FLAGS.aieq_from) as f:
             prior = json.load(f)
-        earlier = {r["model"]: r for r in prior["rows"]}
+        # The rows, with the drift tfedge would hold each recipe's file to.
+        earlier = {
+            r["model"]: {
+                **r,
+                **{
+                    k: v
+                    for k, v in prior.get("details", {}).get(r["model"], {}).items()
+                    if k.startswith("aieq_")
+                },
+            }
+            for r in prior["rows"]
+        }
         banner["ai_edge_quantizer"] = (
             f"{prior['banner'].get('ai_edge_quantizer', 'unknown')} (columns from "
             f"{FLAGS.aieq_from}, measured {prior['banner'].get('date', '?')})"

@@ -133,7 +133,11 @@ def test_a_row_with_the_quantizer_columns_of_an_earlier_run(bench, tflite_model)
     """--aieq_from: the recipe columns come from the earlier row, and tfedge is held to
     each recipe's drift on the same inputs."""
     data = tflite_model("dense_f32")
-    earlier = {"aieq_int8": 3.5, "aieq_int8_drift": 0.01}
+    earlier = {
+        "aieq_int8": 3.5,
+        "aieq_int8_drift": 0.01,
+        "aieq_int8_fresh_drift": 0.015,
+    }
     earlier.update(aieq_int4=6.0, aieq_int4_drift=0.0)
     row, details = bench.bench_model(
         "mlp", "built in code", data, python=None, num_samples=4, aieq_row=earlier
@@ -141,6 +145,10 @@ def test_a_row_with_the_quantizer_columns_of_an_earlier_run(bench, tflite_model)
     assert row["aieq_int8"] == 3.5 and row["aieq_int8_drift"] == 0.01
     assert row["tfedge_at_int8_drift"] > 1.0
     assert details["tfedge_at_int8_drift_measured"] <= 0.01
+    # The earlier run's estimate for the recipe's file is carried, and tfedge held
+    # to it too.
+    assert details["aieq_int8_fresh_drift"] == 0.015
+    assert details["tfedge_at_int8_fresh_drift"] > 1.0
     # Held to zero drift: lossless.
     assert row["tfedge_at_int4_drift"] == row["tfedge_lossless"]
 
