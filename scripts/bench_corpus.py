@@ -414,8 +414,7 @@ class Reference:
         from tfedge.pack import ModelRunner, _compress, _verify
 
         got = ModelRunner(model_bytes).run(self.samples)
-        d = _verify.drift(self.outputs, got)
-        errors = _verify.sample_errors(self.outputs, got)
+        d, errors = _verify.drift_and_errors(self.outputs, got)
         return _compress._judged(_compress._Measured(d, d, errors))
 
 

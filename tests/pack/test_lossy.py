@@ -25,7 +25,12 @@ from tfedge.pack._compress import (
     _Measured,
 )
 from tfedge.pack._report import TensorReport
-from tfedge.pack._verify import ModelRunner, drift, make_sample_sets, sample_errors
+from tfedge.pack._verify import (
+    ModelRunner,
+    drift,
+    drift_and_errors,
+    make_sample_sets,
+)
 from tfedge.tflite import read, write
 
 RUNNABLE = [m for m, runnable in MODELS if runnable]
@@ -142,7 +147,8 @@ DRIFTS = [
 @pytest.mark.parametrize(("want", "got", "expected"), DRIFTS)
 def test_drift_of_outputs(want, got, expected):
     assert drift(_runs(*want), _runs(*got)) == pytest.approx(expected)
-    (per_sample,) = sample_errors(_runs(*want), _runs(*got))
+    both, (per_sample,) = drift_and_errors(_runs(*want), _runs(*got))
+    assert both == drift(_runs(*want), _runs(*got))
     if np.isfinite(expected):
         # The drift is the largest per-sample error over the largest scale.
         err, scale = per_sample

@@ -772,21 +772,17 @@ class _DriftCheck:
         return self._drifts(lambda samples: self._outputs(replaced, samples), tolerance)
 
     def _drifts(self, run, tolerance: float = float("inf")) -> _Measured:
-        got = run(self.search)
-        search = _verify.drift(self.reference, got)
+        search, errors = _verify.drift_and_errors(self.reference, run(self.search))
         if self.held_out is None or search > tolerance:
             return _Measured(search, None, [])
-        held_got = run(self.held_out)
-        held = _verify.drift(self.held_reference, held_got)
-        errors = [
+        held, held_errors = _verify.drift_and_errors(
+            self.held_reference, run(self.held_out)
+        )
+        both = [
             (np.concatenate([e, he]), np.concatenate([s, hs]))
-            for (e, s), (he, hs) in zip(
-                _verify.sample_errors(self.reference, got),
-                _verify.sample_errors(self.held_reference, held_got),
-                strict=True,
-            )
+            for (e, s), (he, hs) in zip(errors, held_errors, strict=True)
         ]
-        return _Measured(search, held, errors)
+        return _Measured(search, held, both)
 
     def final(self, model_bytes: bytes, tolerance: float):
         """(search drift, held-out drift) of the model as written; past the tolerance,
@@ -906,7 +902,7 @@ def _apply(candidates, steps, k: int) -> None:
 class _Measured:
     """One combination's drift on the search samples and on the held-out ones (None
     when they were not run), and per float output the per-sample errors and output
-    scales on both sets together (`_verify.sample_errors`; empty without held-out
+    scales on both sets together (`_verify.drift_and_errors`; empty without held-out
     drift)."""
 
     search: float

@@ -183,34 +183,32 @@ def drift(reference, outputs) -> float:
 
     Both arguments are `ModelRunner.run` results: `[entry][sample][output]` arrays.
     """
-    worst = 0.0
+    return drift_and_errors(reference, outputs)[0]
+
+
+def drift_and_errors(
+    reference, outputs
+) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+    """`drift`, and what it is made of, per sample: for each float output of every
+    entry, (each sample's max|y - y_ref|, each sample's max|y_ref| over its finite
+    values). The drift of any set of these samples is, over the outputs, the largest
+    error over the largest scale; non-float outputs (compared for equality) have no
+    entry. One pass over the outputs for both.
+    """
+    worst, errors = 0.0, []
     for ref, got in _outputs(reference, outputs):
         if ref[0].dtype.kind != "f":
             same = all(np.array_equal(a, b) for a, b in zip(ref, got, strict=True))
             worst = max(worst, 0.0 if same else float("inf"))
             continue
         err, scale = _per_sample(ref, got)
+        errors.append((err, scale))
         largest = float(np.max(err))  # NaN when any sample's error is
         if not np.isfinite(largest):
-            return float("inf")
-        worst = max(worst, largest / max(float(np.max(scale)), _EPS))
-    return worst
-
-
-def sample_errors(reference, outputs) -> list[tuple[np.ndarray, np.ndarray]]:
-    """What `drift` is made of, per sample: for each float output of every entry,
-    (each sample's max|y - y_ref|, each sample's max|y_ref| over its finite values).
-    The drift of any set of these samples is, over the outputs, the largest error
-    over the largest scale.
-
-    Both arguments are `ModelRunner.run` results; non-float outputs (compared for
-    equality by `drift`) are left out.
-    """
-    return [
-        _per_sample(ref, got)
-        for ref, got in _outputs(reference, outputs)
-        if ref[0].dtype.kind == "f"
-    ]
+            worst = float("inf")
+        else:
+            worst = max(worst, largest / max(float(np.max(scale)), _EPS))
+    return worst, errors
 
 
 def tflite_metric(
