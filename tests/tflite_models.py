@@ -152,16 +152,12 @@ def densify_model(float16: bool = False) -> bytes:
     DENSIFY followed by a DEQUANTIZE, as in mediapipe's pose detector)."""
     tf = _tf()
     model = dense_model(units=(64,), inputs=64, prune=0.9)
+    sparsity = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if float16:
-        return _convert(
-            model,
-            optimizations=[
-                tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
-                tf.lite.Optimize.DEFAULT,
-            ],
-            types=[tf.float16],
-        )
-    return _convert(model, optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY])
+        sparsity.append(tf.lite.Optimize.DEFAULT)
+    return _convert(
+        model, optimizations=sparsity, types=[tf.float16] if float16 else None
+    )
 
 
 def two_subgraphs() -> bytes:
